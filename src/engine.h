@@ -1,0 +1,157 @@
+/* engine.h — one hunt's deterministic state machine.
+ *
+ * A hunt's state is the fold of its events. Commands are split in two steps:
+ *   decide: engine_define/engine_scan/engine_collect/engine_open validate a command
+ *           against the current state and, when it is accepted, fill a `struct event`
+ *           (seq = engine_seq() + 1, every decision made, e.g. which chest). They change
+ *           nothing.
+ *   apply:  engine_apply folds an event into the state. The live path applies the event
+ *           it just decided; recovery applies events read back from the log. Both give
+ *           the same state.
+ * Pure: no I/O, no clock, no random source. Time comes in as `now_ms` (Unix ms), and the
+ * chest choice is a hash of (hunt, zone, player, the closed chests), so it reproduces.
+ * Single-threaded: the thread that owns a hunt is the only one that calls these. */
+#ifndef VELTRIX_ENGINE_H
+#define VELTRIX_ENGINE_H
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ENGINE_ID_MAX 64     /* ids: 1..64 chars of [a-z0-9_-] */
+#define ENGINE_CHEST_ID_MAX 96 /* range chest ids are prefix + decimal index */
+
+enum engine_err {
+    ENGINE_OK = 0,
+    ENGINE_EINVAL = -1,           /* bad definition: message in err buffer (400) */
+    ENGINE_ENTITY_IN_USE = -2,    /* update removes/changes a used entity (409) */
+    ENGINE_INVALID_CODE = -3,     /* unknown code in this hunt (400 invalid_code) */
+    ENGINE_ALREADY_SCANNED = -4,  /* 409 */
+    ENGINE_NOT_ACTIVE = -5,       /* before starts_at / after ends_at (403 hunt_not_active) */
+    ENGINE_ITEM_NOT_FOUND = -6,   /* 404 */
+    ENGINE_ITEM_EXHAUSTED = -7,   /* 409 */
+    ENGINE_ALREADY_COLLECTED = -8,/* 409 */
+    ENGINE_ZONE_NOT_FOUND = -9,   /* 404 zone_not_found */
+    ENGINE_NO_CHEST = -10,        /* 404 no_chest_available */
+    ENGINE_NOMEM = -11,           /* 503 */
+    ENGINE_BAD_EVENT = -12,       /* recovery: an event that does not apply (corrupt log) */
+    ENGINE_NOT_DEFINED = -13,     /* the hunt has no definition yet (404 hunt_not_found) */
+};
+/* snake_case error code for the API ("already_scanned"...), and its HTTP status. */
+const char *engine_err_code(int err);
+int engine_err_status(int err);
+
+enum event_type {
+    EVENT_DEFINE = 1,  /* json = the hunt definition */
+    EVENT_SCAN = 2,    /* a = code id */
+    EVENT_COLLECT = 3, /* a = item id */
+    EVENT_OPEN = 4,    /* a = zone id, b = chest id */
+    EVENT_MAP = 5,     /* n = map version published */
+};
+
+struct event {
+    uint64_t seq;
+    int64_t time_ms;
+    uint8_t type;
+    uint8_t player[16]; /* all zero for DEFINE and MAP */
+    char a[ENGINE_ID_MAX + 1];
+    char b[ENGINE_CHEST_ID_MAX + 1];
+    int64_t n;
+    const char *json; /* DEFINE only; not owned, must stay valid during engine_apply */
+    size_t json_len;
+};
+
+/* What an applied event did, for building the response. Pointers stay valid until the
+ * next engine call on this hunt. */
+struct engine_outcome {
+    int64_t points;    /* SCAN, OPEN: points awarded */
+    int64_t score;     /* the player's score after the event */
+    uint64_t rank;     /* the player's rank after the event, 0 = not ranked */
+    int64_t count;     /* COLLECT: how many of the item the player now holds */
+    int64_t remaining; /* COLLECT: how many of the item are left to collect */
+    const char *const *loot; /* OPEN: loot item ids */
+    size_t n_loot;
+    int created;       /* DEFINE: 1 if this was the hunt's first definition */
+};
+
+struct engine_lb_row {
+    uint8_t player[16];
+    int64_t score;
+    uint64_t rank;
+};
+
+struct engine_stats {
+    uint64_t seq;
+    uint64_t players;     /* players with at least one event in this hunt */
+    uint64_t scans;
+    uint64_t chests_left; /* over all zones */
+    uint64_t events;
+};
+
+struct hunt; /* opaque */
+
+/* A hunt with no definition and seq 0. id is copied. NULL when out of memory. */
+struct hunt *engine_hunt_create(const char *id);
+void engine_hunt_destroy(struct hunt *h);
+const char *engine_hunt_id(const struct hunt *h);
+uint64_t engine_seq(const struct hunt *h);
+int engine_defined(const struct hunt *h);
+
+/* --- decide (no state change) ------------------------------------------------------ */
+/* Validates a definition (API.md "Hunts") and that it keeps every used entity.
+ * ENGINE_EINVAL with a message naming the field in err, or ENGINE_ENTITY_IN_USE. */
+int engine_define(const struct hunt *h, const char *json, size_t len, int64_t now_ms,
+                  struct event *ev, char *err, size_t errcap);
+int engine_scan(const struct hunt *h, const uint8_t player[16], const char *code,
+                int64_t now_ms, struct event *ev);
+int engine_collect(const struct hunt *h, const uint8_t player[16], const char *item,
+                   int64_t now_ms, struct event *ev);
+int engine_open(const struct hunt *h, const uint8_t player[16], const char *zone,
+                int64_t now_ms, struct event *ev);
+int engine_map(const struct hunt *h, int64_t version, int64_t now_ms, struct event *ev);
+
+/* --- apply ---------------------------------------------------------------------------- */
+/* Folds ev into the state. ev->seq must be engine_seq() + 1. Returns ENGINE_BAD_EVENT
+ * (with a message in err when errcap > 0) for an event that does not apply: the state is
+ * then unchanged. out may be NULL. */
+int engine_apply(struct hunt *h, const struct event *ev, struct engine_outcome *out,
+                 char *err, size_t errcap);
+
+/* --- event codec (the log's data column) -------------------------------------------- */
+/* Encodes the type-specific payload of ev into buf; returns the length it needs (which
+ * may exceed cap: then nothing useful is written). */
+size_t engine_event_encode(const struct event *ev, uint8_t *buf, size_t cap);
+/* Fills ev's payload fields from (type, data). ev->json points into data. ENGINE_OK or
+ * ENGINE_BAD_EVENT. */
+int engine_event_decode(struct event *ev, uint8_t type, const uint8_t *data, size_t len);
+
+/* --- queries ------------------------------------------------------------------------- */
+/* GET /v1/hunts/{hunt}: the definition plus chests_left, items_left, map_version (null
+ * before the first publish) and players. New reference; NULL if not defined. */
+json_t *engine_hunt_json(const struct hunt *h);
+/* [{"id","points","x","y"}...] of every code. New reference. */
+json_t *engine_codes_json(const struct hunt *h);
+/* 1 if code is defined in this hunt. */
+int engine_has_code(const struct hunt *h, const char *code);
+/* GET /v1/hunts/{hunt}/me: {"score","rank"(null when unranked),"inventory","scanned",
+ * "opened","collected"}. New reference. */
+json_t *engine_me_json(const struct hunt *h, const uint8_t player[16]);
+void engine_player_score(const struct hunt *h, const uint8_t player[16], int64_t *score,
+                         uint64_t *rank);
+size_t engine_lb_total(const struct hunt *h);
+size_t engine_lb_top(const struct hunt *h, size_t offset, size_t limit,
+                     struct engine_lb_row *out);
+/* The player and up to radius rows each side; 0 rows when the player is unranked. */
+size_t engine_lb_around(const struct hunt *h, const uint8_t player[16], size_t radius,
+                        struct engine_lb_row *out);
+void engine_stats(const struct hunt *h, struct engine_stats *st);
+int64_t engine_map_version(const struct hunt *h); /* -1 before the first publish */
+/* A 64-bit digest of the whole state (scores, ranks, inventories, chests, items, seq),
+ * equal for equal states; for crash tests and audits. */
+uint64_t engine_digest(const struct hunt *h);
+size_t engine_memory_bytes(const struct hunt *h);
+
+/* RFC 3339 "2026-12-01T09:00:00.000Z" <-> Unix ms. Parse returns 0 or -1. */
+int engine_time_parse(const char *s, int64_t *ms);
+void engine_time_format(int64_t ms, char out[32]);
+
+#endif

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every unit test binary and the black-box suite; sums their "N passed, N failed"
+# lines into one closing line of the same shape. Exit status: non-zero if anything failed.
+set -u
+BUILD=${BUILD:-build}
+ONLY=${ONLY:-}
+total_p=0; total_f=0
+run_suite() {  # name, command...
+  local name=$1; shift
+  echo "== $name"
+  local out; out=$("$@" 2>&1); local rc=$?
+  echo "$out" | grep -v '^ok ' | tail -n 40
+  local line; line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+  if [ -z "$line" ]; then
+    echo "   $name: no summary line (exit $rc): counted as 1 failure"
+    total_f=$((total_f + 1)); return
+  fi
+  local p f; p=$(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/'); f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "   $name exited $rc"; fi
+  echo "   $name: $line"
+  total_p=$((total_p + p)); total_f=$((total_f + f))
+}
+if [ -z "$ONLY" ] || [ "$ONLY" = unit ]; then
+  for t in "$BUILD"/test_*; do [ -x "$t" ] && run_suite "unit/$(basename "$t")" "$t"; done
+fi
+if [ -z "$ONLY" ] || [ "$ONLY" = blackbox ]; then
+  for t in tests/blackbox/test_*.py; do
+    [ -f "$t" ] && run_suite "blackbox/$(basename "$t")" python3 "$t" --bin "$BUILD/veltrix"
+  done
+fi
+echo "$total_p passed, $total_f failed"
+[ "$total_f" -eq 0 ]
