@@ -145,6 +145,8 @@ size_t engine_lb_around(const struct hunt *h, const uint8_t player[16], size_t r
                         struct engine_lb_row *out);
 void engine_stats(const struct hunt *h, struct engine_stats *st);
 int64_t engine_map_version(const struct hunt *h); /* -1 before the first publish */
+/* Map width and height of the current definition (0, 0 when not defined). */
+void engine_map_size(const struct hunt *h, int *width, int *height);
 /* A 64-bit digest of the whole state (scores, ranks, inventories, chests, items, seq),
  * equal for equal states; for crash tests and audits. */
 uint64_t engine_digest(const struct hunt *h);

@@ -1,0 +1,1067 @@
+/* api.c — see api.h. Runs on the event loop thread only; no locks.
+ *
+ * Invariants:
+ * - a state-changing request is answered only from on_durable(), after its rows are in
+ *   the store; rejected requests change nothing and are answered at once;
+ * - the engine is told about a command only when the log has room for its event, so a
+ *   decision applied in memory is always followed by its event in the log;
+ * - an idempotency entry is pending until durable; duplicates wait on it. */
+#include "api.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth.h"
+#include "engine.h"
+#include "hmap.h"
+#include "http.h"
+#include "idem.h"
+#include "log.h"
+#include "net.h"
+#include "qr.h"
+#include "uuid.h"
+
+struct player {
+    uint8_t id[16];
+    char *name;
+    int64_t created_ms;
+    uint32_t gen;
+};
+
+struct refresh {
+    struct store_refresh row;
+};
+
+static struct app {
+    struct api_config cfg;
+    struct auth auth;
+    struct store *reader;
+    struct log *log;
+    struct net *net;
+    struct hmap players, refresh, hunts;
+    struct idem *idem;
+    struct uuid7_gen uuid;
+    uint64_t players_created, refresh_reused, writes_rejected_busy;
+} app;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- request helpers ---------------------------------------------------------------- */
+
+/* Copies a path parameter that must be an id; answers 400 invalid_id otherwise. */
+static int param_id(struct http_req *r, int i, char out[ENGINE_ID_MAX + 1])
+{
+    struct http_str s = http_param(r, i);
+    if (!auth_valid_id(s.p, s.len)) {
+        http_error(r, 400, "invalid_id", "ids are 1-64 characters of [a-z0-9_-]");
+        return -1;
+    }
+    memcpy(out, s.p, s.len);
+    out[s.len] = '\0';
+    return 0;
+}
+
+static struct hunt *find_hunt(struct http_req *r, const char *id)
+{
+    struct hunt *h = hmap_get(&app.hunts, id, strlen(id));
+    if (!h || !engine_defined(h)) {
+        http_error(r, 404, "hunt_not_found", "no hunt '%s'", id);
+        return NULL;
+    }
+    return h;
+}
+
+/* Param 0 is the hunt id: validates and looks it up, answering errors itself. */
+static struct hunt *hunt_param(struct http_req *r)
+{
+    char id[ENGINE_ID_MAX + 1];
+    return param_id(r, 0, id) ? NULL : find_hunt(r, id);
+}
+
+/* The bearer token of the request, or p == NULL. */
+static struct http_str bearer(struct http_req *r)
+{
+    struct http_str a = http_header(r, "authorization");
+    if (!a.p || a.len < 8 || strncasecmp(a.p, "Bearer ", 7) != 0)
+        return (struct http_str){NULL, 0};
+    return (struct http_str){a.p + 7, a.len - 7};
+}
+
+static struct player *check_token(const char *tok, size_t len, int *err)
+{
+    struct auth_claims c;
+    int rc = auth_token_check(&app.auth, tok, len, now_ms(), &c);
+    struct player *p = rc == AUTH_INVALID ? NULL : hmap_get(&app.players, c.player, 16);
+    if (!p || p->gen != c.gen) {
+        *err = AUTH_INVALID;
+        return NULL;
+    }
+    *err = rc;
+    return rc == AUTH_OK ? p : NULL;
+}
+
+/* The authenticated player, or NULL after answering 401. */
+static struct player *authed(struct http_req *r)
+{
+    struct http_str t = bearer(r);
+    int err = AUTH_INVALID;
+    struct player *p = t.p ? check_token(t.p, t.len, &err) : NULL;
+    if (p) return p;
+    if (err == AUTH_EXPIRED)
+        http_error(r, 401, "token_expired", "the token has expired; refresh it");
+    else
+        http_error(r, 401, "unauthorized", "a valid player token is required");
+    return NULL;
+}
+
+/* 0 for the admin key; otherwise answers 403 (a player token) or 401 and returns -1. */
+static int admin(struct http_req *r)
+{
+    struct http_str t = bearer(r);
+    int err;
+    if (t.p && auth_equal(t.p, t.len, app.cfg.admin_key, strlen(app.cfg.admin_key))) return 0;
+    if (t.p && (check_token(t.p, t.len, &err) || err == AUTH_EXPIRED))
+        http_error(r, 403, "forbidden", "this endpoint needs the admin key");
+    else
+        http_error(r, 401, "unauthorized", "the admin key is required");
+    return -1;
+}
+
+/* The JSON object body (empty body = {} when allow_empty), or NULL after a 400. */
+static json_t *body_object(struct http_req *r, int allow_empty)
+{
+    struct http_str b = http_body(r);
+    json_error_t e;
+    if (b.len == 0 && allow_empty) return json_object();
+    json_t *j = json_loadb(b.p, b.len, JSON_REJECT_DUPLICATES, &e);
+    if (!j) {
+        http_error(r, 400, "invalid_json", "invalid JSON at line %d column %d: %s", e.line,
+                   e.column, e.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        http_error(r, 400, "invalid_request", "the body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+/* A required string field, or NULL after a 400. */
+static const char *str_field(struct http_req *r, json_t *obj, const char *name)
+{
+    json_t *v = json_object_get(obj, name);
+    if (!json_is_string(v)) {
+        http_error(r, 400, "invalid_request", "'%s' must be a string", name);
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+/* ---- idempotent, durable writes ------------------------------------------------------ */
+
+struct write {
+    struct http_req *req; /* held */
+    struct idem_entry *idem;
+    int status;
+    char *body;
+    size_t len;
+};
+
+struct idem_req {
+    char scope[200];
+    char key[256];
+    uint8_t hash[32];
+    int present;
+};
+
+static void replay(struct http_req *r, int status, const char *body, size_t len)
+{
+    http_add_header(r, "idempotent-replayed", "true");
+    http_send(r, status, "application/json", body, len);
+}
+
+/* Reads the Idempotency-Key header and looks it up for (who, method, path). Returns 1
+ * when the request was answered (replayed, key reused with another body, waiting on a
+ * pending duplicate, or a malformed key); 0 to go on (ir->present says if a key came). */
+static int idem_check(struct http_req *r, const char *who, struct idem_req *ir)
+{
+    struct http_str k = http_header(r, "idempotency-key");
+    ir->present = 0;
+    if (!k.p) return 0;
+    int ok = k.len >= 1 && k.len <= 255;
+    for (size_t i = 0; ok && i < k.len; i++) ok = k.p[i] >= 0x20 && k.p[i] <= 0x7e;
+    if (!ok) {
+        http_error(r, 400, "invalid_request", "Idempotency-Key must be 1-255 printable ASCII");
+        return 1;
+    }
+    memcpy(ir->key, k.p, k.len);
+    ir->key[k.len] = '\0';
+    struct http_str m = http_method(r), path = http_path(r);
+    snprintf(ir->scope, sizeof ir->scope, "%s %.*s %.*s", who, (int)m.len, m.p,
+             (int)(path.len > 150 ? 150 : path.len), path.p);
+    struct http_str b = http_body(r);
+    auth_sha256(b.p, b.len, ir->hash);
+    ir->present = 1;
+    struct idem_entry *e = idem_find(app.idem, ir->scope, ir->key, now_ms());
+    if (!e) return 0;
+    struct idem_stats *st = (struct idem_stats *)idem_stats(app.idem);
+    if (memcmp(e->req_hash, ir->hash, 32) != 0) {
+        st->mismatched++;
+        http_error(r, 422, "idempotency_key_reused",
+                   "this Idempotency-Key was used with a different body");
+        return 1;
+    }
+    st->replayed++;
+    if (!e->pending) {
+        replay(r, e->status, e->body, e->body_len);
+        return 1;
+    }
+    struct idem_waiter *w = malloc(sizeof *w);
+    if (!w) {
+        http_error(r, 503, "unavailable", "out of memory");
+        return 1;
+    }
+    w->req = http_hold(r);
+    w->next = e->waiters;
+    e->waiters = w;
+    return 1;
+}
+
+/* Answers 503 unless the log can take one more entry. Checked before the engine decides,
+ * so that everything applied in memory reaches the log. */
+static int log_room(struct http_req *r)
+{
+    if (log_pending(app.log) < app.cfg.queue_max) return 1;
+    app.writes_rejected_busy++;
+    http_error(r, 503, "busy", "too many writes in flight; retry shortly");
+    return 0;
+}
+
+static void on_durable(void *arg, int status)
+{
+    struct write *w = arg;
+    if (w->idem) {
+        struct idem_waiter *wt = w->idem->waiters, *next;
+        w->idem->waiters = NULL;
+        if (idem_finish(app.idem, w->idem, w->status, w->body, w->len)) abort();
+        for (; wt; wt = next) {
+            next = wt->next;
+            replay(wt->req, w->status, w->body, w->len);
+            free(wt);
+        }
+    }
+    http_send(w->req, w->status, "application/json", w->body, w->len);
+    free(w->body);
+    free(w);
+}
+
+/* Queues e (ownership moves) with the idempotency record, and answers r with status and
+ * resp (stolen) once durable. log_room() must have been checked. */
+static void submit(struct http_req *r, struct idem_req *ir, struct log_entry *e, int status,
+                   json_t *resp)
+{
+    struct write *w = calloc(1, sizeof *w);
+    char *body = json_dumps(resp, JSON_COMPACT);
+    json_decref(resp);
+    if (!w || !body) abort(); /* small allocations: out of memory is fatal here */
+    w->status = status;
+    w->body = body;
+    w->len = strlen(body);
+    if (ir && ir->present) {
+        int64_t now = now_ms();
+        w->idem = idem_begin(app.idem, ir->scope, ir->key, ir->hash, now);
+        struct store_idem row = {ir->scope, ir->key, {0}, status, body, w->len, now};
+        memcpy(row.req_hash, ir->hash, 32);
+        if (!w->idem || log_entry_idem(e, &row)) abort();
+    }
+    w->req = http_hold(r);
+    log_entry_on_done(e, on_durable, w);
+    if (log_submit(app.log, e) != 0) abort(); /* log_room() said there was room */
+}
+
+static struct log_entry *new_entry(void)
+{
+    struct log_entry *e = log_entry_create(NULL, NULL);
+    if (!e) abort();
+    return e;
+}
+
+/* Adds ev (of hunt h) to entry e. */
+static void entry_event(struct log_entry *e, struct hunt *h, const struct event *ev)
+{
+    uint8_t small[256], *buf = small;
+    size_t need = engine_event_encode(ev, small, sizeof small);
+    if (need > sizeof small) {
+        buf = malloc(need);
+        if (!buf) abort();
+        engine_event_encode(ev, buf, need);
+    }
+    struct store_event se = {engine_hunt_id(h), ev->seq, ev->time_ms, ev->type, {0}, buf, need};
+    memcpy(se.player, ev->player, 16);
+    if (log_entry_event(e, &se)) abort();
+    if (buf != small) free(buf);
+}
+
+/* Applies an event the engine just decided; a failure here is a programmer error. */
+static void apply(struct hunt *h, const struct event *ev, struct engine_outcome *out)
+{
+    char err[256];
+    int rc = engine_apply(h, ev, out, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "veltrix: engine refused its own decision: %s\n", err);
+        abort();
+    }
+}
+
+static void engine_error(struct http_req *r, int rc)
+{
+    http_error(r, engine_err_status(rc), engine_err_code(rc), "%s", engine_err_code(rc));
+}
+
+static json_t *rank_json(uint64_t rank) { return rank ? json_integer((json_int_t)rank) : json_null(); }
+
+/* ---- players and sessions ------------------------------------------------------------ */
+
+static int is_space(uint32_t c)
+{
+    return c == ' ' || (c >= 9 && c <= 13) || c == 0x85 || c == 0xa0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
+           c == 0x205f || c == 0x3000;
+}
+
+/* Decodes one UTF-8 code point (input already validated by jansson). */
+static uint32_t utf8_next(const unsigned char **p)
+{
+    const unsigned char *s = *p;
+    uint32_t c = s[0];
+    int n = c < 0x80 ? 0 : c < 0xe0 ? 1 : c < 0xf0 ? 2 : 3;
+    if (n) c &= 0x3f >> n;
+    for (int i = 1; i <= n; i++) c = c << 6 | (s[i] & 0x3f);
+    *p = s + n + 1;
+    return c;
+}
+
+/* Trims white space; 1..32 code points, none of category Cc. Returns the trimmed copy. */
+static char *display_name(const char *in)
+{
+    const unsigned char *p = (const unsigned char *)in, *start = NULL, *end = NULL;
+    int count = 0, kept = 0;
+    while (*p) {
+        const unsigned char *at = p;
+        uint32_t c = utf8_next(&p);
+        if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) return NULL;
+        if (start) count++;
+        if (is_space(c)) continue;
+        if (!start) start = at, count = 1;
+        end = p;
+        kept = count;
+    }
+    if (!start || kept > 32) return NULL;
+    return strndup((const char *)start, (size_t)(end - start));
+}
+
+static void player_json_tokens(json_t *j, struct player *p, const struct store_refresh *rt)
+{
+    char tok[AUTH_TOKEN_MAX], ref[AUTH_TOKEN_MAX];
+    struct auth_claims c = {.gen = p->gen, .exp_ms = now_ms() + app.cfg.token_ttl_s * 1000};
+    memcpy(c.player, p->id, 16);
+    auth_token_make(&app.auth, &c, tok);
+    struct auth_refresh ar = {.gen = rt->gen};
+    memcpy(ar.id, rt->id, 16);
+    memcpy(ar.player, rt->player, 16);
+    auth_refresh_make(&app.auth, &ar, ref);
+    json_object_set_new(j, "token", json_string(tok));
+    json_object_set_new(j, "expires_in", json_integer(app.cfg.token_ttl_s));
+    json_object_set_new(j, "refresh_token", json_string(ref));
+}
+
+/* A fresh refresh token for p, registered in memory and added to e. */
+static struct refresh *new_refresh(struct player *p, struct log_entry *e)
+{
+    struct refresh *rt = calloc(1, sizeof *rt);
+    if (!rt || auth_random(rt->row.id, 16)) abort();
+    memcpy(rt->row.player, p->id, 16);
+    rt->row.gen = p->gen;
+    rt->row.expires_ms = now_ms() + app.cfg.refresh_ttl_s * 1000;
+    if (hmap_put(&app.refresh, rt->row.id, 16, rt) || log_entry_refresh(e, &rt->row)) abort();
+    return rt;
+}
+
+static struct player *add_player(const uint8_t id[16], const char *name, int64_t created,
+                                 uint32_t gen)
+{
+    struct player *p = calloc(1, sizeof *p);
+    if (!p || !(p->name = strdup(name))) abort();
+    memcpy(p->id, id, 16);
+    p->created_ms = created;
+    p->gen = gen;
+    if (hmap_put(&app.players, p->id, 16, p)) abort();
+    return p;
+}
+
+static void player_row(struct log_entry *e, const struct player *p)
+{
+    struct store_player row = {{0}, p->name, p->created_ms, p->gen};
+    memcpy(row.id, p->id, 16);
+    if (log_entry_player(e, &row)) abort();
+}
+
+static void h_players_create(struct http_req *r)
+{
+    struct idem_req ir;
+    if (idem_check(r, "-", &ir)) return;
+    json_t *b = body_object(r, 0);
+    if (!b) return;
+    const char *raw = str_field(r, b, "display_name");
+    char *name = raw ? display_name(raw) : NULL;
+    json_decref(b);
+    if (raw && !name)
+        http_error(r, 400, "invalid_request",
+                   "display_name must be 1-32 characters after trimming, no control characters");
+    if (!name) return;
+    if (app.players.count >= app.cfg.players_max) {
+        free(name);
+        http_error(r, 503, "player_limit", "the server holds its maximum number of players");
+        return;
+    }
+    if (!log_room(r)) {
+        free(name);
+        return;
+    }
+    uint8_t id[16];
+    uint64_t rnd;
+    if (auth_random(&rnd, sizeof rnd)) abort();
+    uuid7_next(&app.uuid, now_ms(), rnd, id);
+    struct player *p = add_player(id, name, now_ms(), 0);
+    free(name);
+    app.players_created++;
+    struct log_entry *e = new_entry();
+    player_row(e, p);
+    struct refresh *rt = new_refresh(p, e);
+    char sid[37];
+    uuid_format(p->id, sid);
+    json_t *j = json_pack("{s:s,s:s}", "player_id", sid, "display_name", p->name);
+    player_json_tokens(j, p, &rt->row);
+    submit(r, &ir, e, 201, j);
+}
+
+static void h_refresh(struct http_req *r)
+{
+    struct idem_req ir;
+    if (idem_check(r, "-", &ir)) return;
+    json_t *b = body_object(r, 0);
+    if (!b) return;
+    const char *tok = str_field(r, b, "refresh_token");
+    struct auth_refresh ar;
+    struct refresh *rt = NULL;
+    struct player *p = NULL;
+    if (tok && auth_refresh_check(&app.auth, tok, strlen(tok), &ar) == AUTH_OK &&
+        (rt = hmap_get(&app.refresh, ar.id, 16)) && (p = hmap_get(&app.players, ar.player, 16)) &&
+        rt->row.gen == p->gen && rt->row.expires_ms > now_ms()) {
+        if (log_room(r)) {
+            struct log_entry *e = new_entry();
+            if (rt->row.used) { /* reuse: someone holds a copy; revoke every session */
+                p->gen++;
+                app.refresh_reused++;
+                player_row(e, p);
+                submit(r, &ir, e, 401,
+                       json_pack("{s:{s:s,s:s}}", "error", "code", "refresh_token_reused",
+                                 "message", "refresh token reused; all sessions revoked"));
+            } else {
+                rt->row.used = 1;
+                if (log_entry_refresh(e, &rt->row)) abort();
+                struct refresh *nrt = new_refresh(p, e);
+                json_t *j = json_object();
+                player_json_tokens(j, p, &nrt->row);
+                submit(r, &ir, e, 200, j);
+            }
+        }
+    } else if (tok) {
+        http_error(r, 401, "unauthorized", "invalid or expired refresh token");
+    }
+    json_decref(b);
+}
+
+static void time_json(json_t *obj, const char *key, int64_t ms)
+{
+    char buf[32];
+    engine_time_format(ms, buf);
+    json_object_set_new(obj, key, json_string(buf));
+}
+
+static void h_me(struct http_req *r)
+{
+    struct player *p = authed(r);
+    if (!p) return;
+    char sid[37];
+    uuid_format(p->id, sid);
+    json_t *j = json_pack("{s:s,s:s}", "player_id", sid, "display_name", p->name);
+    time_json(j, "created_at", p->created_ms);
+    http_send_json(r, 200, j);
+}
+
+/* ---- hunts (admin) ------------------------------------------------------------------- */
+
+static void h_hunt_put(struct http_req *r)
+{
+    char id[ENGINE_ID_MAX + 1], err[512];
+    if (admin(r) || param_id(r, 0, id)) return;
+    struct hunt *h = hmap_get(&app.hunts, id, strlen(id));
+    int created = !h;
+    if (created && app.hunts.count >= app.cfg.hunts_max) {
+        http_error(r, 503, "hunt_limit", "the server holds its maximum number of hunts");
+        return;
+    }
+    if (!log_room(r)) return;
+    if (created && !(h = engine_hunt_create(id))) abort();
+    struct http_str b = http_body(r);
+    struct event ev;
+    err[0] = '\0';
+    int rc = engine_define(h, b.p, b.len, now_ms(), &ev, err, sizeof err);
+    if (rc) {
+        if (created) engine_hunt_destroy(h);
+        if (rc == ENGINE_EINVAL && b.len && !json_loadb(b.p, b.len, 0, NULL))
+            http_error(r, 400, "invalid_json", "the body is not valid JSON");
+        else
+            http_error(r, engine_err_status(rc), engine_err_code(rc), "%s",
+                       err[0] ? err : engine_err_code(rc));
+        return;
+    }
+    apply(h, &ev, NULL);
+    if (created && hmap_put(&app.hunts, engine_hunt_id(h), strlen(id), h)) abort();
+    struct log_entry *e = new_entry();
+    entry_event(e, h, &ev);
+    submit(r, NULL, e, created ? 201 : 200, engine_hunt_json(h));
+}
+
+static void h_hunt_get(struct http_req *r)
+{
+    struct hunt *h = hunt_param(r);
+    if (h) http_send_json(r, 200, engine_hunt_json(h));
+}
+
+static void h_codes(struct http_req *r)
+{
+    struct hunt *h;
+    if (admin(r) || !(h = hunt_param(r))) return;
+    json_t *codes = engine_codes_json(h), *c;
+    size_t i;
+    json_array_foreach(codes, i, c) {
+        char payload[AUTH_PAYLOAD_MAX];
+        auth_payload_make(&app.auth, engine_hunt_id(h),
+                          json_string_value(json_object_get(c, "id")), payload);
+        json_object_set_new(c, "payload", json_string(payload));
+    }
+    http_send_json(r, 200, json_pack("{s:o}", "codes", codes));
+}
+
+static void h_qr(struct http_req *r)
+{
+    struct hunt *h;
+    char code[ENGINE_ID_MAX + 1], payload[AUTH_PAYLOAD_MAX];
+    if (admin(r) || !(h = hunt_param(r)) || param_id(r, 1, code)) return;
+    if (!engine_has_code(h, code)) {
+        http_error(r, 404, "code_not_found", "no code '%s' in this hunt", code);
+        return;
+    }
+    auth_payload_make(&app.auth, engine_hunt_id(h), code, payload);
+    size_t len;
+    char *svg = qr_svg(payload, &len);
+    if (!svg) {
+        http_error(r, 503, "unavailable", "could not encode the QR code");
+        return;
+    }
+    http_send(r, 200, "image/svg+xml", svg, len);
+    free(svg);
+}
+
+static void h_digest(struct http_req *r)
+{
+    struct hunt *h;
+    if (admin(r) || !(h = hunt_param(r))) return;
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)engine_digest(h));
+    http_send_json(r, 200, json_pack("{s:I,s:s}", "seq", (json_int_t)engine_seq(h), "digest", hex));
+}
+
+/* ---- playing ------------------------------------------------------------------------- */
+
+/* Everything a player write starts with. Returns 0 with p, h, ir filled, or -1 answered. */
+static int player_write(struct http_req *r, struct player **p, struct hunt **h,
+                        struct idem_req *ir)
+{
+    char who[37];
+    if (!(*p = authed(r)) || !(*h = hunt_param(r))) return -1;
+    uuid_format((*p)->id, who);
+    if (idem_check(r, who, ir)) return -1;
+    return log_room(r) ? 0 : -1;
+}
+
+static void h_scan(struct http_req *r)
+{
+    struct player *p;
+    struct hunt *h;
+    struct idem_req ir;
+    if (player_write(r, &p, &h, &ir)) return;
+    json_t *b = body_object(r, 0);
+    const char *payload = b ? str_field(r, b, "code") : NULL;
+    char code[ENGINE_ID_MAX + 1];
+    struct event ev;
+    int rc;
+    if (!payload) {
+    } else if (auth_payload_check(&app.auth, engine_hunt_id(h), payload, strlen(payload),
+                                  code) != AUTH_OK) {
+        http_error(r, 400, "invalid_code", "not a code of this hunt");
+    } else if ((rc = engine_scan(h, p->id, code, now_ms(), &ev)) != 0) {
+        engine_error(r, rc);
+    } else {
+        struct engine_outcome out;
+        apply(h, &ev, &out);
+        struct log_entry *e = new_entry();
+        entry_event(e, h, &ev);
+        submit(r, &ir, e, 200,
+               json_pack("{s:s,s:I,s:I,s:o}", "code", code, "points", (json_int_t)out.points,
+                         "score", (json_int_t)out.score, "rank", rank_json(out.rank)));
+    }
+    json_decref(b);
+}
+
+static void h_collect(struct http_req *r)
+{
+    struct player *p;
+    struct hunt *h;
+    struct idem_req ir;
+    char item[ENGINE_ID_MAX + 1];
+    struct event ev;
+    if (player_write(r, &p, &h, &ir) || param_id(r, 1, item)) return;
+    int rc = engine_collect(h, p->id, item, now_ms(), &ev);
+    if (rc) {
+        engine_error(r, rc);
+        return;
+    }
+    struct engine_outcome out;
+    apply(h, &ev, &out);
+    struct log_entry *e = new_entry();
+    entry_event(e, h, &ev);
+    submit(r, &ir, e, 200,
+           json_pack("{s:s,s:I,s:I}", "item", item, "count", (json_int_t)out.count,
+                     "remaining", (json_int_t)out.remaining));
+}
+
+static void h_open(struct http_req *r)
+{
+    struct player *p;
+    struct hunt *h;
+    struct idem_req ir;
+    char zone[ENGINE_ID_MAX + 1];
+    struct event ev;
+    json_t *b;
+    if (player_write(r, &p, &h, &ir) || param_id(r, 1, zone) || !(b = body_object(r, 1)))
+        return;
+    json_decref(b);
+    int rc = engine_open(h, p->id, zone, now_ms(), &ev);
+    if (rc) {
+        engine_error(r, rc);
+        return;
+    }
+    struct engine_outcome out;
+    apply(h, &ev, &out);
+    json_t *loot = json_array();
+    for (size_t i = 0; i < out.n_loot; i++) json_array_append_new(loot, json_string(out.loot[i]));
+    struct log_entry *e = new_entry();
+    entry_event(e, h, &ev);
+    submit(r, &ir, e, 200,
+           json_pack("{s:s,s:I,s:o,s:I,s:o}", "chest", ev.b, "points", (json_int_t)out.points,
+                     "loot", loot, "score", (json_int_t)out.score, "rank", rank_json(out.rank)));
+}
+
+static void h_position(struct http_req *r)
+{
+    struct player *p;
+    struct hunt *h;
+    json_t *b;
+    if (!(p = authed(r)) || !(h = hunt_param(r)) || !(b = body_object(r, 0))) return;
+    json_t *x = json_object_get(b, "x"), *y = json_object_get(b, "y");
+    int w, ht;
+    engine_map_size(h, &w, &ht);
+    if (!json_is_number(x) || !json_is_number(y)) {
+        http_error(r, 400, "invalid_request", "'x' and 'y' must be numbers");
+    } else if (json_number_value(x) < 0 || json_number_value(x) >= w ||
+               json_number_value(y) < 0 || json_number_value(y) >= ht) {
+        http_error(r, 400, "out_of_bounds", "the position is outside the map (%d x %d)", w, ht);
+    } else {
+        http_send(r, 202, "application/json", "{}", 2);
+    }
+    json_decref(b);
+}
+
+static void h_hunt_me(struct http_req *r)
+{
+    struct player *p;
+    struct hunt *h;
+    if ((p = authed(r)) && (h = hunt_param(r))) http_send_json(r, 200, engine_me_json(h, p->id));
+}
+
+/* ---- leaderboard and stats ----------------------------------------------------------- */
+
+/* Parses an optional integer query parameter in [lo, hi]; -1 after answering 400. */
+static int query_int(struct http_req *r, const char *name, long lo, long hi, long *out)
+{
+    struct http_str q = http_query(r, name);
+    if (!q.p) return 0;
+    char buf[24], *end;
+    if (q.len == 0 || q.len >= sizeof buf) goto bad;
+    memcpy(buf, q.p, q.len);
+    buf[q.len] = '\0';
+    long v = strtol(buf, &end, 10);
+    if (*end || v < lo || v > hi) goto bad;
+    *out = v;
+    return 0;
+bad:
+    http_error(r, 400, "invalid_request", "'%s' must be an integer %ld..%ld", name, lo, hi);
+    return -1;
+}
+
+static json_t *lb_json(const struct hunt *h, const struct engine_lb_row *rows, size_t n)
+{
+    json_t *entries = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char sid[37];
+        uuid_format(rows[i].player, sid);
+        struct player *p = hmap_get(&app.players, rows[i].player, 16);
+        json_array_append_new(entries,
+                              json_pack("{s:I,s:s,s:s,s:I}", "rank", (json_int_t)rows[i].rank,
+                                        "player_id", sid, "display_name", p ? p->name : "",
+                                        "score", (json_int_t)rows[i].score));
+    }
+    return json_pack("{s:I,s:I,s:o}", "total", (json_int_t)engine_lb_total(h), "seq",
+                     (json_int_t)engine_seq(h), "entries", entries);
+}
+
+static void h_leaderboard(struct http_req *r)
+{
+    struct hunt *h = hunt_param(r);
+    long limit = 10, offset = 0, radius = 5;
+    if (!h || query_int(r, "limit", 1, 1000, &limit) ||
+        query_int(r, "offset", 0, 1000000000L, &offset) || query_int(r, "radius", 0, 500, &radius))
+        return;
+    struct http_str around = http_query(r, "around");
+    struct engine_lb_row rows[1001];
+    size_t n;
+    if (around.p) {
+        char s[40];
+        uint8_t id[16];
+        if (around.len != 36 || (memcpy(s, around.p, 36), s[36] = '\0', uuid_parse(s, id))) {
+            http_error(r, 400, "invalid_request", "'around' must be a player id");
+            return;
+        }
+        n = engine_lb_around(h, id, (size_t)radius, rows);
+    } else {
+        n = engine_lb_top(h, (size_t)offset, (size_t)limit, rows);
+    }
+    http_send_json(r, 200, lb_json(h, rows, n));
+}
+
+static void h_stats(struct http_req *r)
+{
+    struct hunt *h = hunt_param(r);
+    if (!h) return;
+    struct engine_stats st;
+    engine_stats(h, &st);
+    http_send_json(r, 200,
+                   json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "seq", (json_int_t)st.seq, "players",
+                             (json_int_t)st.players, "scans", (json_int_t)st.scans,
+                             "chests_left", (json_int_t)st.chests_left, "live_connections",
+                             (json_int_t)0, "store_lag_ms", (json_int_t)log_lag_ms(app.log)));
+}
+
+/* ---- operations ---------------------------------------------------------------------- */
+
+static void h_healthz(struct http_req *r)
+{
+    if (store_ping(app.reader) == 0)
+        http_send(r, 200, "application/json", "{\"status\":\"ok\"}", 15);
+    else
+        http_error(r, 503, "store_unavailable", "the store does not answer");
+}
+
+static void render_log(struct metrics_buf *b)
+{
+    const struct log_stats *s = log_stats(app.log);
+    metrics_printf(b,
+                   "# TYPE veltrix_events_appended_total counter\n"
+                   "veltrix_events_appended_total %llu\n"
+                   "# TYPE veltrix_log_batches_total counter\nveltrix_log_batches_total %llu\n"
+                   "# TYPE veltrix_log_commit_failures_total counter\n"
+                   "veltrix_log_commit_failures_total %llu\n"
+                   "# TYPE veltrix_log_pending gauge\nveltrix_log_pending %zu\n"
+                   "# TYPE veltrix_store_lag_ms gauge\nveltrix_store_lag_ms %llu\n"
+                   "# TYPE veltrix_writes_rejected_busy_total counter\n"
+                   "veltrix_writes_rejected_busy_total %llu\n",
+                   (unsigned long long)metrics_get(&s->events),
+                   (unsigned long long)metrics_get(&s->batches),
+                   (unsigned long long)metrics_get(&s->failures), log_pending(app.log),
+                   (unsigned long long)log_lag_ms(app.log),
+                   (unsigned long long)app.writes_rejected_busy);
+    metrics_printf(b, "# TYPE veltrix_log_batch_entries histogram\n");
+    metrics_render_hist(b, "veltrix_log_batch_entries", "", &s->batch_entries, 1);
+    metrics_printf(b, "# TYPE veltrix_log_commit_seconds histogram\n");
+    metrics_render_hist(b, "veltrix_log_commit_seconds", "", &s->commit_ns, 0);
+}
+
+struct hunt_metrics_ctx {
+    struct metrics_buf *b;
+};
+
+static void render_hunt(void *value, void *ctx)
+{
+    struct hunt *h = value;
+    struct metrics_buf *b = ((struct hunt_metrics_ctx *)ctx)->b;
+    struct engine_stats st;
+    engine_stats(h, &st);
+    const char *id = engine_hunt_id(h);
+    metrics_printf(b, "veltrix_hunt_seq{hunt=\"%s\"} %llu\n", id, (unsigned long long)st.seq);
+    metrics_printf(b, "veltrix_hunt_players{hunt=\"%s\"} %llu\n", id,
+                   (unsigned long long)st.players);
+    metrics_printf(b, "veltrix_hunt_chests_left{hunt=\"%s\"} %llu\n", id,
+                   (unsigned long long)st.chests_left);
+    metrics_printf(b, "veltrix_hunt_memory_bytes{hunt=\"%s\"} %zu\n", id,
+                   engine_memory_bytes(h));
+}
+
+static void h_metrics(struct http_req *r)
+{
+    struct metrics_buf b = {0};
+    const struct idem_stats *is = idem_stats(app.idem);
+    http_render_metrics(&b);
+    net_render_metrics(app.net, &b);
+    render_log(&b);
+    metrics_printf(&b,
+                   "# TYPE veltrix_idempotent_replays_total counter\n"
+                   "veltrix_idempotent_replays_total %llu\n"
+                   "# TYPE veltrix_idempotency_key_reused_total counter\n"
+                   "veltrix_idempotency_key_reused_total %llu\n"
+                   "# TYPE veltrix_idempotency_entries gauge\nveltrix_idempotency_entries %llu\n"
+                   "# TYPE veltrix_players gauge\nveltrix_players %zu\n"
+                   "# TYPE veltrix_refresh_token_reuse_total counter\n"
+                   "veltrix_refresh_token_reuse_total %llu\n"
+                   "# TYPE veltrix_hunt_seq gauge\n# TYPE veltrix_hunt_players gauge\n"
+                   "# TYPE veltrix_hunt_chests_left gauge\n# TYPE veltrix_hunt_memory_bytes gauge\n",
+                   (unsigned long long)is->replayed, (unsigned long long)is->mismatched,
+                   (unsigned long long)is->entries, app.players.count,
+                   (unsigned long long)app.refresh_reused);
+    struct hunt_metrics_ctx ctx = {&b};
+    hmap_each(&app.hunts, render_hunt, &ctx);
+    if (!b.p) {
+        http_error(r, 503, "unavailable", "out of memory");
+        return;
+    }
+    http_send(r, 200, "text/plain; version=0.0.4", b.p, b.len);
+    free(b.p);
+}
+
+#define MiB (1024 * 1024)
+static struct http_route routes[] = {
+    {"GET", "/healthz", h_healthz, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/metrics", h_metrics, 0, {0}, {{0}, 0, 0}},
+    {"POST", "/v1/players", h_players_create, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/players/me", h_me, 0, {0}, {{0}, 0, 0}},
+    {"POST", "/v1/sessions/refresh", h_refresh, 0, {0}, {{0}, 0, 0}},
+    {"PUT", "/v1/hunts/:", h_hunt_put, 16 * MiB, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/hunts/:", h_hunt_get, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/hunts/:/codes", h_codes, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/hunts/:/codes/:/qr.svg", h_qr, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/hunts/:/digest", h_digest, 0, {0}, {{0}, 0, 0}},
+    {"POST", "/v1/hunts/:/scans", h_scan, 0, {0}, {{0}, 0, 0}},
+    {"POST", "/v1/hunts/:/items/:/collect", h_collect, 0, {0}, {{0}, 0, 0}},
+    {"POST", "/v1/hunts/:/zones/:/open", h_open, 0, {0}, {{0}, 0, 0}},
+    {"POST", "/v1/hunts/:/position", h_position, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/hunts/:/me", h_hunt_me, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/hunts/:/leaderboard", h_leaderboard, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/hunts/:/stats", h_stats, 0, {0}, {{0}, 0, 0}},
+};
+
+/* ---- recovery ------------------------------------------------------------------------ */
+
+struct load_ctx {
+    struct hunt *h;
+    char *err;
+    size_t errcap;
+    uint64_t events;
+};
+
+static int load_event(const struct store_event *se, void *arg)
+{
+    struct load_ctx *c = arg;
+    struct event ev;
+    char why[256] = "";
+    memset(&ev, 0, sizeof ev);
+    ev.seq = se->seq;
+    ev.time_ms = se->time_ms;
+    ev.type = se->type;
+    memcpy(ev.player, se->player, 16);
+    int rc = engine_event_decode(&ev, se->type, se->data, se->data_len);
+    if (!rc) rc = engine_apply(c->h, &ev, NULL, why, sizeof why);
+    if (rc) {
+        snprintf(c->err, c->errcap, "hunt '%s', event seq %llu (type %u): %s",
+                 engine_hunt_id(c->h), (unsigned long long)se->seq, se->type,
+                 why[0] ? why : "cannot decode the event");
+        return -1;
+    }
+    c->events++;
+    return 0;
+}
+
+static int load_hunt(const char *id, void *arg)
+{
+    struct load_ctx *c = arg;
+    if (!auth_valid_id(id, strlen(id))) {
+        snprintf(c->err, c->errcap, "store holds an invalid hunt id '%s'", id);
+        return -1;
+    }
+    if (!(c->h = engine_hunt_create(id))) abort();
+    if (store_each_event(app.reader, id, 1, load_event, c)) {
+        if (!c->err[0]) snprintf(c->err, c->errcap, "cannot read the log of hunt '%s'", id);
+        engine_hunt_destroy(c->h);
+        return -1;
+    }
+    if (hmap_put(&app.hunts, engine_hunt_id(c->h), strlen(id), c->h)) abort();
+    return 0;
+}
+
+static int load_player(const struct store_player *p, void *arg)
+{
+    add_player(p->id, p->display_name, p->created_ms, p->gen);
+    return 0;
+}
+
+static int load_refresh(const struct store_refresh *row, void *arg)
+{
+    struct refresh *rt = calloc(1, sizeof *rt);
+    if (!rt) abort();
+    rt->row = *row;
+    return hmap_put(&app.refresh, rt->row.id, 16, rt) ? -1 : 0;
+}
+
+static int load_idem(const struct store_idem *i, void *arg)
+{
+    return idem_load(app.idem, i->scope, i->key, i->req_hash, i->status, i->body, i->body_len,
+                     i->created_ms);
+}
+
+struct fallback_out {
+    uint8_t *hash;
+    int *status;
+    char **body;
+    size_t *len;
+    int64_t *created;
+};
+
+static int fallback_row(const struct store_idem *i, void *arg)
+{
+    struct fallback_out *o = arg;
+    memcpy(o->hash, i->req_hash, 32);
+    *o->status = i->status;
+    *o->len = i->body_len;
+    *o->created = i->created_ms;
+    *o->body = strndup(i->body, i->body_len);
+    return *o->body ? 0 : -1;
+}
+
+static int idem_fallback(void *ctx, const char *scope, const char *key, uint8_t hash[32],
+                         int *status, char **body, size_t *len, int64_t *created)
+{
+    struct fallback_out o = {hash, status, body, len, created};
+    return store_get_idem(app.reader, scope, key, fallback_row, &o);
+}
+
+int api_init(const struct api_config *cfg, struct store *reader, struct log *log,
+             struct net *net, char *err, size_t errcap)
+{
+    char path[4096];
+    app.cfg = *cfg;
+    app.reader = reader;
+    app.log = log;
+    app.net = net;
+    hmap_init(&app.players);
+    hmap_init(&app.refresh);
+    hmap_init(&app.hunts);
+    if (!(app.idem = idem_create(cfg->idem_max, cfg->idem_retention_ms))) return -1;
+    idem_set_fallback(app.idem, idem_fallback, NULL);
+    snprintf(path, sizeof path, "%s/secret.key", cfg->data_dir);
+    int rc = auth_load_secret(&app.auth, path);
+    if (rc) {
+        snprintf(err, errcap, "cannot load or create %s: %s", path, strerror(-rc));
+        return -1;
+    }
+    struct load_ctx lc = {NULL, err, errcap, 0};
+    err[0] = '\0';
+    int64_t now = now_ms();
+    if (store_each_player(reader, load_player, NULL) ||
+        store_each_refresh(reader, now, load_refresh, NULL) ||
+        store_each_idem(reader, now - cfg->idem_retention_ms, load_idem, NULL)) {
+        snprintf(err, errcap, "cannot load players, sessions or idempotency records");
+        return -1;
+    }
+    if (store_each_hunt(reader, load_hunt, &lc)) {
+        if (!err[0]) snprintf(err, errcap, "cannot list the hunts in the store");
+        return -1;
+    }
+    fprintf(stderr, "veltrix: recovered %zu players, %zu hunts, %llu events\n",
+            app.players.count, app.hunts.count, (unsigned long long)lc.events);
+    http_set_routes(routes, sizeof routes / sizeof routes[0]);
+    return 0;
+}
+
+static void demo_done(void *arg, int status) {}
+
+int api_create_demo(char *err, size_t errcap)
+{
+    extern const char demo_hunt_json[];
+    if (hmap_get(&app.hunts, "demo", 4)) return 0;
+    struct hunt *h = engine_hunt_create("demo");
+    struct event ev;
+    int rc = engine_define(h, demo_hunt_json, strlen(demo_hunt_json), now_ms(), &ev, err, errcap);
+    if (rc) {
+        engine_hunt_destroy(h);
+        return -1;
+    }
+    apply(h, &ev, NULL);
+    if (hmap_put(&app.hunts, "demo", 4, h)) abort();
+    struct log_entry *e = log_entry_create(demo_done, NULL);
+    if (!e) abort();
+    entry_event(e, h, &ev);
+    if (log_submit(app.log, e)) abort();
+    fprintf(stderr, "veltrix: created the demo hunt 'demo'\n");
+    return 0;
+}
+
+static void free_player(void *v, void *ctx)
+{
+    struct player *p = v;
+    free(p->name);
+    free(p);
+}
+
+static void free_hunt(void *v, void *ctx) { engine_hunt_destroy(v); }
+static void free_plain(void *v, void *ctx) { free(v); }
+
+void api_deinit(void)
+{
+    hmap_each(&app.players, free_player, NULL);
+    hmap_each(&app.refresh, free_plain, NULL);
+    hmap_each(&app.hunts, free_hunt, NULL);
+    hmap_deinit(&app.players);
+    hmap_deinit(&app.refresh);
+    hmap_deinit(&app.hunts);
+    idem_destroy(app.idem);
+}

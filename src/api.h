@@ -1,0 +1,39 @@
+/* api.h — the HTTP API of API.md: routes, authentication, idempotency, and the glue
+ * between requests, the engine (one state machine per hunt) and the durable log.
+ *
+ * Writes follow one path: authenticate, check the idempotency key, let the engine decide
+ * and apply the command in memory, build the response, then submit the event (and the
+ * idempotency record, in the same transaction) to the log; the response leaves only
+ * when the log says it is durable. */
+#ifndef VELTRIX_API_H
+#define VELTRIX_API_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+struct api_config {
+    const char *admin_key;
+    const char *data_dir;
+    int64_t token_ttl_s;
+    int64_t refresh_ttl_s;
+    size_t queue_max;   /* log entries in flight before writes get 503 */
+    size_t idem_max;    /* idempotency entries kept in memory */
+    int64_t idem_retention_ms;
+    size_t hunts_max;
+    size_t players_max;
+};
+
+struct net;
+struct log;
+
+/* Loads players, refresh tokens, idempotency records and every hunt's log from the store
+ * (reader handle), and installs the routes. Returns 0, or -1 with a message in err naming
+ * what could not be recovered (a corrupt event stops startup). */
+int api_init(const struct api_config *cfg, struct store *reader, struct log *log,
+             struct net *net, char *err, size_t errcap);
+/* Defines the demo hunt if it does not exist; the write goes through the log. */
+int api_create_demo(char *err, size_t errcap);
+void api_deinit(void);
+
+#endif

@@ -1,0 +1,233 @@
+/* auth.c — see auth.h. Base64url without padding; MACs compared in constant time. */
+#include "auth.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static size_t b64_encode(const uint8_t *in, size_t len, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < len) v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < len) v |= in[i + 2];
+        out[o++] = B64[v >> 18 & 63];
+        out[o++] = B64[v >> 12 & 63];
+        if (i + 1 < len) out[o++] = B64[v >> 6 & 63];
+        if (i + 2 < len) out[o++] = B64[v & 63];
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static int b64_val(char c)
+{
+    const char *p = c ? strchr(B64, c) : NULL;
+    return p ? (int)(p - B64) : -1;
+}
+
+/* Decodes exactly outlen bytes from exactly the canonical encoding length; 0 or -1. */
+static int b64_decode(const char *in, size_t len, uint8_t *out, size_t outlen)
+{
+    if (len != (outlen * 4 + 2) / 3) return -1;
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        int v = b64_val(in[i]);
+        if (v < 0) return -1;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return (acc & ((1u << bits) - 1)) ? -1 : 0; /* no stray bits: one encoding per value */
+}
+
+static void mac(const struct auth *a, const char *domain, const void *msg, size_t len,
+                uint8_t out[32])
+{
+    uint8_t buf[512];
+    size_t dl = strlen(domain);
+    unsigned int outlen = 32;
+    if (dl + len <= sizeof buf) {
+        memcpy(buf, domain, dl);
+        memcpy(buf + dl, msg, len);
+        HMAC(EVP_sha256(), a->secret, 32, buf, dl + len, out, &outlen);
+    }
+}
+
+int auth_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+    return alen == blen && CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+void auth_sha256(const void *data, size_t len, uint8_t out[32])
+{
+    SHA256(data, len, out);
+}
+
+int auth_random(void *buf, size_t len)
+{
+    return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
+}
+
+int auth_load_secret(struct auth *a, const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd >= 0) {
+        ssize_t n = read(fd, a->secret, 32);
+        close(fd);
+        return n == 32 ? 0 : -EINVAL;
+    }
+    if (errno != ENOENT) return -errno;
+    if (auth_random(a->secret, 32)) return -EIO;
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) return -errno;
+    ssize_t n = write(fd, a->secret, 32);
+    int rc = (n == 32 && fsync(fd) == 0) ? 0 : -EIO;
+    close(fd);
+    return rc;
+}
+
+static void put_be(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+}
+
+static uint64_t get_be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) v = v << 8 | p[i];
+    return v;
+}
+
+/* prefix b64(body) "." b64(mac(domain, body)) */
+static void sign(const struct auth *a, const char *prefix, const uint8_t *body, size_t len,
+                 char *out)
+{
+    uint8_t m[32];
+    mac(a, prefix, body, len, m);
+    size_t o = strlen(prefix);
+    memcpy(out, prefix, o);
+    o += b64_encode(body, len, out + o);
+    out[o++] = '.';
+    b64_encode(m, 32, out + o);
+}
+
+/* Checks the shape and signature; fills body. 0 or AUTH_INVALID. */
+static int verify(const struct auth *a, const char *prefix, const char *tok, size_t len,
+                  uint8_t *body, size_t body_len)
+{
+    size_t pl = strlen(prefix), bl = (body_len * 4 + 2) / 3;
+    uint8_t m[32], want[32];
+    if (len != pl + bl + 1 + 43 || memcmp(tok, prefix, pl) != 0 || tok[pl + bl] != '.')
+        return AUTH_INVALID;
+    if (b64_decode(tok + pl, bl, body, body_len) || b64_decode(tok + pl + bl + 1, 43, m, 32))
+        return AUTH_INVALID;
+    mac(a, prefix, body, body_len, want);
+    return auth_equal(m, 32, want, 32) ? AUTH_OK : AUTH_INVALID;
+}
+
+void auth_token_make(const struct auth *a, const struct auth_claims *c, char out[AUTH_TOKEN_MAX])
+{
+    uint8_t body[28];
+    memcpy(body, c->player, 16);
+    put_be(body + 16, c->gen, 4);
+    put_be(body + 20, (uint64_t)c->exp_ms, 8);
+    sign(a, "vt1.", body, sizeof body, out);
+}
+
+int auth_token_check(const struct auth *a, const char *tok, size_t len, int64_t now_ms,
+                     struct auth_claims *c)
+{
+    uint8_t body[28];
+    int rc = verify(a, "vt1.", tok, len, body, sizeof body);
+    if (rc) return rc;
+    memcpy(c->player, body, 16);
+    c->gen = (uint32_t)get_be(body + 16, 4);
+    c->exp_ms = (int64_t)get_be(body + 20, 8);
+    return c->exp_ms > now_ms ? AUTH_OK : AUTH_EXPIRED;
+}
+
+void auth_refresh_make(const struct auth *a, const struct auth_refresh *r,
+                       char out[AUTH_TOKEN_MAX])
+{
+    uint8_t body[36];
+    memcpy(body, r->id, 16);
+    memcpy(body + 16, r->player, 16);
+    put_be(body + 32, r->gen, 4);
+    sign(a, "vr1.", body, sizeof body, out);
+}
+
+int auth_refresh_check(const struct auth *a, const char *tok, size_t len,
+                       struct auth_refresh *r)
+{
+    uint8_t body[36];
+    int rc = verify(a, "vr1.", tok, len, body, sizeof body);
+    if (rc) return rc;
+    memcpy(r->id, body, 16);
+    memcpy(r->player, body + 16, 16);
+    r->gen = (uint32_t)get_be(body + 32, 4);
+    return AUTH_OK;
+}
+
+int auth_valid_id(const char *s, size_t len)
+{
+    if (len < 1 || len > 64) return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static void payload_mac(const struct auth *a, const char *hunt, const char *code,
+                        uint8_t m[32])
+{
+    char msg[132];
+    int n = snprintf(msg, sizeof msg, "%s.%s", hunt, code);
+    mac(a, "vx1.", msg, (size_t)n, m);
+}
+
+void auth_payload_make(const struct auth *a, const char *hunt, const char *code,
+                       char out[AUTH_PAYLOAD_MAX])
+{
+    uint8_t m[32];
+    char sig[32];
+    payload_mac(a, hunt, code, m);
+    b64_encode(m, 16, sig);
+    snprintf(out, AUTH_PAYLOAD_MAX, "vx1.%s.%s.%s", hunt, code, sig);
+}
+
+int auth_payload_check(const struct auth *a, const char *hunt, const char *payload,
+                       size_t len, char code[65])
+{
+    size_t hl = strlen(hunt);
+    if (len < 4 + hl + 1 || memcmp(payload, "vx1.", 4) != 0 ||
+        memcmp(payload + 4, hunt, hl) != 0 || payload[4 + hl] != '.')
+        return AUTH_INVALID;
+    const char *c = payload + 5 + hl, *end = payload + len;
+    const char *dot = memchr(c, '.', (size_t)(end - c));
+    if (!dot || !auth_valid_id(c, (size_t)(dot - c))) return AUTH_INVALID;
+    memcpy(code, c, (size_t)(dot - c));
+    code[dot - c] = '\0';
+    uint8_t m[32], got[16];
+    if (b64_decode(dot + 1, (size_t)(end - dot - 1), got, 16)) return AUTH_INVALID;
+    payload_mac(a, hunt, code, m);
+    return auth_equal(got, 16, m, 16) ? AUTH_OK : AUTH_INVALID;
+}

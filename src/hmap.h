@@ -1,0 +1,33 @@
+/* hmap.h — a hash map from byte-string keys to pointers (chained, power-of-two buckets,
+ * doubling at load 1). Keys are copied; values are the caller's. Single-threaded. */
+#ifndef VELTRIX_HMAP_H
+#define VELTRIX_HMAP_H
+#include <stddef.h>
+#include <stdint.h>
+
+struct hmap_node {
+    struct hmap_node *next;
+    uint64_t hash;
+    void *value;
+    size_t klen;
+    unsigned char key[];
+};
+
+struct hmap {
+    struct hmap_node **buckets;
+    size_t mask, count;
+};
+
+uint64_t hmap_hash(const void *key, size_t len);
+void hmap_init(struct hmap *m);
+/* Frees the nodes (not the values). */
+void hmap_deinit(struct hmap *m);
+void *hmap_get(const struct hmap *m, const void *key, size_t klen);
+/* Inserts or replaces. 0 or -ENOMEM. */
+int hmap_put(struct hmap *m, const void *key, size_t klen, void *value);
+/* Removes; returns the value that was there or NULL. */
+void *hmap_del(struct hmap *m, const void *key, size_t klen);
+/* Calls fn for each value (do not modify the map meanwhile). */
+void hmap_each(const struct hmap *m, void (*fn)(void *value, void *ctx), void *ctx);
+
+#endif

@@ -1,0 +1,279 @@
+/* http.c — see http.h.
+ *
+ * A request's wrapper lives in the h2o request pool (no malloc on the common path).
+ * http_hold copies it to the heap with two references: the handler's, and a sentinel
+ * allocated in the h2o pool whose dispose callback runs when h2o frees the request (the
+ * client went away or the response finished). Whichever goes last frees the copy. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <h2o.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BODY_MAX_DEFAULT (64 * 1024)
+
+struct http_req {
+    h2o_req_t *h2o; /* NULL once h2o has freed the request */
+    struct http_route *route;
+    uint64_t t0_ns;
+    int held, refs;
+    struct http_str params[HTTP_PARAMS_MAX];
+};
+
+static struct http_route *routes;
+static size_t n_routes;
+static struct http_route route_not_found = {"*", "(unmatched)", NULL, 0, {0}, {{0}, 0, 0}};
+
+void http_set_routes(struct http_route *r, size_t n)
+{
+    routes = r;
+    n_routes = n;
+}
+
+/* Matches path (no query) against pattern, capturing ':' segments. */
+static int match(const char *pattern, const char *path, size_t len, struct http_str *params)
+{
+    const char *p = pattern, *s = path, *end = path + len;
+    int n = 0;
+    while (*p && s < end) {
+        if (*p != '/' || *s != '/') return 0;
+        p++, s++;
+        const char *seg = s;
+        while (s < end && *s != '/') s++;
+        if (*p == ':') {
+            if (s == seg || n == HTTP_PARAMS_MAX) return 0;
+            params[n].p = seg;
+            params[n++].len = (size_t)(s - seg);
+            p++;
+        } else {
+            size_t pl = strcspn(p, "/");
+            if (pl != (size_t)(s - seg) || memcmp(p, seg, pl) != 0) return 0;
+            p += pl;
+        }
+    }
+    return !*p && s == end;
+}
+
+static void count(struct http_req *r, int status)
+{
+    int cls = status / 100;
+    if (cls < 1 || cls > 5) cls = 5;
+    metrics_inc(&r->route->count[cls], 1);
+    metrics_observe_ns(&r->route->latency, metrics_now_ns() - r->t0_ns);
+}
+
+static void release(struct http_req *r)
+{
+    if (--r->refs == 0) free(r);
+}
+
+int http_dispatch(void *h2o_req)
+{
+    h2o_req_t *req = h2o_req;
+    struct http_req *r = h2o_mem_alloc_pool(&req->pool, sizeof *r);
+    memset(r, 0, sizeof *r);
+    r->h2o = req;
+    r->t0_ns = metrics_now_ns();
+    size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    int path_matched = 0;
+    for (size_t i = 0; i < n_routes; i++) {
+        if (!match(routes[i].pattern, req->path.base, len, r->params)) continue;
+        path_matched = 1;
+        if (!h2o_memis(req->method.base, req->method.len, routes[i].method,
+                       strlen(routes[i].method)))
+            continue;
+        r->route = &routes[i];
+        size_t max = routes[i].body_max ? routes[i].body_max : BODY_MAX_DEFAULT;
+        if (req->entity.base && req->entity.len > max) {
+            http_error(r, 413, "payload_too_large", "request body over %zu bytes", max);
+            return 0;
+        }
+        routes[i].handler(r);
+        return 0;
+    }
+    r->route = &route_not_found;
+    if (path_matched)
+        http_error(r, 405, "method_not_allowed", "method not allowed on this path");
+    else
+        http_error(r, 404, "not_found", "no such route");
+    return 0;
+}
+
+struct http_str http_method(const struct http_req *r)
+{
+    return (struct http_str){r->h2o->method.base, r->h2o->method.len};
+}
+
+struct http_str http_path(const struct http_req *r)
+{
+    h2o_req_t *q = r->h2o;
+    return (struct http_str){q->path.base, q->query_at != SIZE_MAX ? q->query_at : q->path.len};
+}
+
+struct http_str http_param(const struct http_req *r, int i)
+{
+    assert(i >= 0 && i < HTTP_PARAMS_MAX);
+    return r->params[i];
+}
+
+struct http_str http_query(const struct http_req *r, const char *name)
+{
+    h2o_req_t *req = r->h2o;
+    struct http_str none = {NULL, 0};
+    if (req->query_at == SIZE_MAX) return none;
+    const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    size_t nl = strlen(name);
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(stop - q));
+        const char *kend = eq ? eq : stop;
+        if ((size_t)(kend - q) == nl && memcmp(q, name, nl) == 0)
+            return (struct http_str){eq ? eq + 1 : stop, eq ? (size_t)(stop - eq - 1) : 0};
+        q = stop + 1;
+    }
+    return none;
+}
+
+struct http_str http_header(const struct http_req *r, const char *name)
+{
+    ssize_t i = h2o_find_header_by_str(&r->h2o->headers, name, strlen(name), -1);
+    if (i < 0) return (struct http_str){NULL, 0};
+    h2o_iovec_t v = r->h2o->headers.entries[i].value;
+    return (struct http_str){v.base, v.len};
+}
+
+struct http_str http_body(const struct http_req *r)
+{
+    h2o_iovec_t e = r->h2o->entity;
+    return (struct http_str){e.base ? e.base : "", e.base ? e.len : 0};
+}
+
+void http_peer(const struct http_req *r, char out[64])
+{
+    struct sockaddr_storage ss;
+    socklen_t len = r->h2o->conn->callbacks->get_peername(r->h2o->conn, (void *)&ss);
+    out[0] = '\0';
+    if (len == 0) return;
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, 64);
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, 64);
+}
+
+int http_alive(const struct http_req *r) { return r->h2o != NULL; }
+
+void http_add_header(struct http_req *r, const char *name, const char *value)
+{
+    if (!r->h2o) return;
+    h2o_mem_pool_t *pool = &r->h2o->pool;
+    h2o_iovec_t n = h2o_strdup(pool, name, SIZE_MAX), v = h2o_strdup(pool, value, SIZE_MAX);
+    h2o_add_header_by_str(pool, &r->h2o->res.headers, n.base, n.len, 1, NULL, v.base, v.len);
+}
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 413: return "Payload Too Large";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 503: return "Service Unavailable";
+    }
+    return status < 500 ? "Client Error" : "Server Error";
+}
+
+void http_send(struct http_req *r, int status, const char *content_type, const char *body,
+               size_t len)
+{
+    count(r, status);
+    h2o_req_t *req = r->h2o;
+    if (req) {
+        req->res.status = status;
+        req->res.reason = reason(status);
+        if (content_type)
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                           content_type, strlen(content_type));
+        req->res.content_length = len;
+        h2o_send_inline(req, body, len);
+    }
+    if (r->held) release(r);
+}
+
+void http_send_json(struct http_req *r, int status, json_t *json)
+{
+    char *s = json ? json_dumps(json, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(json);
+    if (!s) {
+        http_error(r, 503, "unavailable", "out of memory");
+        return;
+    }
+    http_send(r, status, "application/json", s, strlen(s));
+    free(s);
+}
+
+void http_error(struct http_req *r, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
+    if (status == 503 && r->h2o) http_add_header(r, "retry-after", "1");
+    http_send_json(r, status, j);
+}
+
+static void sentinel_dispose(void *p)
+{
+    struct http_req *r = *(struct http_req **)p;
+    r->h2o = NULL;
+    release(r);
+}
+
+struct http_req *http_hold(struct http_req *r)
+{
+    assert(!r->held && r->h2o);
+    struct http_req *h = malloc(sizeof *h);
+    if (!h) abort(); /* a few dozen bytes: out of memory here is not recoverable */
+    *h = *r;
+    h->held = 1;
+    h->refs = 2;
+    memset(h->params, 0, sizeof h->params); /* they point into the pool */
+    struct http_req **s = h2o_mem_alloc_shared(&r->h2o->pool, sizeof *s, sentinel_dispose);
+    *s = h;
+    return h;
+}
+
+static void render_route(struct metrics_buf *b, const struct http_route *rt)
+{
+    char labels[160];
+    snprintf(labels, sizeof labels, "method=\"%s\",route=\"%s\"", rt->method, rt->pattern);
+    for (int c = 1; c <= 5; c++)
+        metrics_printf(b, "veltrix_http_requests_total{%s,code=\"%dxx\"} %llu\n", labels, c,
+                       (unsigned long long)metrics_get(&rt->count[c]));
+    metrics_render_hist(b, "veltrix_http_request_duration_seconds", labels, &rt->latency, 0);
+}
+
+void http_render_metrics(struct metrics_buf *b)
+{
+    metrics_printf(b, "# TYPE veltrix_http_requests_total counter\n"
+                      "# TYPE veltrix_http_request_duration_seconds histogram\n");
+    for (size_t i = 0; i < n_routes; i++) render_route(b, &routes[i]);
+    render_route(b, &route_not_found);
+}

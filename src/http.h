@@ -1,0 +1,77 @@
+/* http.h — requests and responses as the rest of Veltrix sees them, over libh2o.
+ *
+ * Handlers get a `struct http_req`, read the method, path parameters, query, headers and
+ * body through these functions, and answer with http_send/http_send_json/http_error.
+ * A handler that must wait (for the log to make a write durable) calls http_hold(): the
+ * held request outlives the handler, and if the client goes away meanwhile the answer is
+ * dropped safely. Routes are a static table of patterns ("/v1/hunts/:/scans"), matched
+ * segment by segment; a path that matches with another method gets 405. */
+#ifndef VELTRIX_HTTP_H
+#define VELTRIX_HTTP_H
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "metrics.h"
+
+#define HTTP_PARAMS_MAX 4
+
+struct http_req;
+typedef void (*http_handler)(struct http_req *r);
+
+struct http_route {
+    const char *method;
+    const char *pattern; /* ':' segments capture a parameter */
+    http_handler handler;
+    size_t body_max;     /* 0: the default (64 KiB) */
+    /* filled at run time */
+    uint64_t count[6];   /* by status class: [1]=1xx .. [5]=5xx */
+    struct metrics_hist latency;
+};
+
+struct http_str {
+    const char *p;
+    size_t len;
+};
+
+/* The route table: routes must stay valid while the server runs. */
+void http_set_routes(struct http_route *routes, size_t n);
+/* Entry point from net.c for every request; h2o_req is a h2o_req_t. */
+int http_dispatch(void *h2o_req);
+
+/* --- request ------------------------------------------------------------------------ */
+struct http_str http_method(const struct http_req *r);
+/* The path without the query string. */
+struct http_str http_path(const struct http_req *r);
+/* i-th ':' parameter of the matched route (not decoded). */
+struct http_str http_param(const struct http_req *r, int i);
+/* Raw value of query parameter name; p == NULL when absent. */
+struct http_str http_query(const struct http_req *r, const char *name);
+/* Header value by lower-case name; p == NULL when absent. */
+struct http_str http_header(const struct http_req *r, const char *name);
+struct http_str http_body(const struct http_req *r);
+/* Peer IPv4/IPv6 address as text. */
+void http_peer(const struct http_req *r, char out[64]);
+/* Whether the request is still answerable (false once a held request's client left). */
+int http_alive(const struct http_req *r);
+
+/* --- response ----------------------------------------------------------------------- */
+/* Adds a response header; name and value are copied. */
+void http_add_header(struct http_req *r, const char *name, const char *value);
+/* Sends the response; body is copied. For a held request, this also releases it. */
+void http_send(struct http_req *r, int status, const char *content_type, const char *body,
+               size_t len);
+/* Sends json (steals the reference) compactly encoded. */
+void http_send_json(struct http_req *r, int status, json_t *json);
+/* The contract's error body {"error":{"code","message"}}. */
+void http_error(struct http_req *r, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Keeps r past the handler's return; returns the handle to answer later (the old pointer
+ * must not be used any more). Must be answered exactly once (http_send*, http_error). */
+struct http_req *http_hold(struct http_req *r);
+
+/* Prometheus text for every route: requests by class and latency histograms. */
+void http_render_metrics(struct metrics_buf *b);
+
+#endif

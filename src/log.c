@@ -1,0 +1,322 @@
+/* log.c — group commit (see log.h).
+ *
+ * Entries move: event loop --(mutex queue)--> writer --(h2o multithread message)-->
+ * event loop. The writer never blocks the loop: the loop only takes the mutex to link an
+ * entry. Invariant: entries are handed back in the order they were submitted, so the
+ * responses of one hunt go out in seq order. */
+#include "log.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <h2o.h>
+#include <h2o/multithread.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum op_kind { OP_EVENT, OP_PLAYER, OP_REFRESH, OP_IDEM };
+
+struct op {
+    enum op_kind kind;
+    union {
+        struct store_event ev;
+        struct store_player pl;
+        struct store_refresh rt;
+        struct store_idem idem;
+    } u;
+    void *mem[3]; /* copies owned by the op */
+};
+
+struct log_entry {
+    h2o_multithread_message_t msg;
+    struct log_entry *next;      /* writer queue and batch (under mu / writer-owned) */
+    struct log_entry *loop_next; /* in-flight FIFO, touched by the event loop only */
+    log_done_cb cb;
+    void *arg;
+    int status;
+    uint64_t submitted_ns;
+    size_t n_ops;
+    struct op ops[4];
+};
+
+struct log {
+    struct store *store;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct log_entry *head, *tail; /* queued for the writer */
+    size_t queued, queue_max, in_flight;
+    struct log_entry *inflight_head, *inflight_tail; /* event loop only */
+    int stop;
+    h2o_multithread_queue_t *mq;
+    h2o_multithread_receiver_t receiver;
+    struct log_stats stats;
+};
+
+#define BATCH_MAX 8192
+
+struct log_entry *log_entry_create(log_done_cb cb, void *arg)
+{
+    struct log_entry *e = calloc(1, sizeof *e);
+    if (e) {
+        e->cb = cb;
+        e->arg = arg;
+    }
+    return e;
+}
+
+void log_entry_on_done(struct log_entry *e, log_done_cb cb, void *arg)
+{
+    e->cb = cb;
+    e->arg = arg;
+}
+
+void log_entry_free(struct log_entry *e)
+{
+    if (!e) return;
+    for (size_t i = 0; i < e->n_ops; i++)
+        for (int j = 0; j < 3; j++) free(e->ops[i].mem[j]);
+    free(e);
+}
+
+static struct op *add_op(struct log_entry *e, enum op_kind kind)
+{
+    if (e->n_ops == sizeof e->ops / sizeof e->ops[0]) return NULL;
+    struct op *op = &e->ops[e->n_ops++];
+    memset(op, 0, sizeof *op);
+    op->kind = kind;
+    return op;
+}
+
+/* Copies len bytes into op->mem[slot]; NULL on failure. */
+static void *dup_mem(struct op *op, int slot, const void *p, size_t len)
+{
+    op->mem[slot] = malloc(len + 1);
+    if (!op->mem[slot]) return NULL;
+    if (len) memcpy(op->mem[slot], p, len);
+    ((char *)op->mem[slot])[len] = '\0';
+    return op->mem[slot];
+}
+
+int log_entry_event(struct log_entry *e, const struct store_event *ev)
+{
+    struct op *op = add_op(e, OP_EVENT);
+    if (!op) return -ENOMEM;
+    op->u.ev = *ev;
+    op->u.ev.hunt = dup_mem(op, 0, ev->hunt, strlen(ev->hunt));
+    op->u.ev.data = dup_mem(op, 1, ev->data, ev->data_len);
+    return op->u.ev.hunt && op->u.ev.data ? 0 : -ENOMEM;
+}
+
+int log_entry_player(struct log_entry *e, const struct store_player *p)
+{
+    struct op *op = add_op(e, OP_PLAYER);
+    if (!op) return -ENOMEM;
+    op->u.pl = *p;
+    op->u.pl.display_name = dup_mem(op, 0, p->display_name, strlen(p->display_name));
+    return op->u.pl.display_name ? 0 : -ENOMEM;
+}
+
+int log_entry_refresh(struct log_entry *e, const struct store_refresh *r)
+{
+    struct op *op = add_op(e, OP_REFRESH);
+    if (!op) return -ENOMEM;
+    op->u.rt = *r;
+    return 0;
+}
+
+int log_entry_idem(struct log_entry *e, const struct store_idem *i)
+{
+    struct op *op = add_op(e, OP_IDEM);
+    if (!op) return -ENOMEM;
+    op->u.idem = *i;
+    op->u.idem.scope = dup_mem(op, 0, i->scope, strlen(i->scope));
+    op->u.idem.key = dup_mem(op, 1, i->key, strlen(i->key));
+    op->u.idem.body = dup_mem(op, 2, i->body, i->body_len);
+    return op->u.idem.scope && op->u.idem.key && op->u.idem.body ? 0 : -ENOMEM;
+}
+
+static int write_op(struct store *s, const struct op *op)
+{
+    switch (op->kind) {
+    case OP_EVENT: return store_put_event(s, &op->u.ev);
+    case OP_PLAYER: return store_put_player(s, &op->u.pl);
+    case OP_REFRESH: return store_put_refresh(s, &op->u.rt);
+    case OP_IDEM: return store_put_idem(s, &op->u.idem);
+    }
+    return STORE_EIO;
+}
+
+/* One transaction for the whole batch. */
+static int write_batch(struct log *l, struct log_entry *batch)
+{
+    int rc = store_begin(l->store);
+    for (struct log_entry *e = batch; !rc && e; e = e->next)
+        for (size_t i = 0; !rc && i < e->n_ops; i++) rc = write_op(l->store, &e->ops[i]);
+    if (!rc) rc = store_commit(l->store);
+    if (rc) store_rollback(l->store);
+    return rc;
+}
+
+static void commit(struct log *l, struct log_entry *batch, size_t n)
+{
+    uint64_t t0 = metrics_now_ns();
+    int rc = 0;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        if ((rc = write_batch(l, batch)) == 0) break;
+        metrics_inc(&l->stats.failures, 1);
+        fprintf(stderr, "veltrix: log: commit of %zu entries failed (%s), retrying\n", n,
+                store_err_str(rc));
+        usleep(20000u << attempt);
+    }
+    if (rc) {
+        /* Memory is ahead of the store now; only a restart from the store is safe. */
+        fprintf(stderr, "veltrix: log: store unavailable (%s); stopping so that a restart "
+                        "recovers from the durable log\n", store_err_str(rc));
+        abort();
+    }
+    metrics_observe_ns(&l->stats.commit_ns, metrics_now_ns() - t0);
+    metrics_observe_count(&l->stats.batch_entries, n);
+    metrics_inc(&l->stats.batches, 1);
+    metrics_inc(&l->stats.entries, n);
+    for (struct log_entry *e = batch; e; e = e->next)
+        for (size_t i = 0; i < e->n_ops; i++)
+            if (e->ops[i].kind == OP_EVENT) metrics_inc(&l->stats.events, 1);
+}
+
+/* Takes up to BATCH_MAX queued entries; NULL when stopping with nothing left. */
+static struct log_entry *take(struct log *l, size_t *n)
+{
+    pthread_mutex_lock(&l->mu);
+    while (!l->head && !l->stop) pthread_cond_wait(&l->cv, &l->mu);
+    struct log_entry *batch = l->head, *e = batch;
+    *n = 0;
+    if (batch) {
+        for (*n = 1; e->next && *n < BATCH_MAX; (*n)++) e = e->next;
+        l->head = e->next;
+        if (!l->head) l->tail = NULL;
+        e->next = NULL;
+        l->queued -= *n;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return batch;
+}
+
+static void *writer(void *arg)
+{
+    struct log *l = arg;
+    struct log_entry *batch, *next;
+    size_t n;
+    while ((batch = take(l, &n)) != NULL) {
+        commit(l, batch, n);
+        for (struct log_entry *e = batch; e; e = next) {
+            next = e->next;
+            h2o_multithread_send_message(&l->receiver, &e->msg);
+        }
+    }
+    return NULL;
+}
+
+/* Event loop side: completed entries come back in order. */
+static void on_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    struct log *l = H2O_STRUCT_FROM_MEMBER(struct log, receiver, receiver);
+    while (!h2o_linklist_is_empty(messages)) {
+        struct log_entry *e = H2O_STRUCT_FROM_MEMBER(struct log_entry, msg.link, messages->next);
+        h2o_linklist_unlink(&e->msg.link);
+        l->in_flight--;
+        assert(l->inflight_head == e); /* handed back in submission order */
+        l->inflight_head = e->loop_next;
+        if (!l->inflight_head) l->inflight_tail = NULL;
+        e->cb(e->arg, e->status);
+        log_entry_free(e);
+    }
+}
+
+int log_submit(struct log *l, struct log_entry *e)
+{
+    pthread_mutex_lock(&l->mu);
+    if (l->queued >= l->queue_max) {
+        pthread_mutex_unlock(&l->mu);
+        metrics_inc(&l->stats.rejected, 1);
+        return -EAGAIN;
+    }
+    e->submitted_ns = metrics_now_ns();
+    e->next = NULL;
+    if (l->tail) l->tail->next = e;
+    else l->head = e;
+    l->tail = e;
+    l->queued++;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    e->loop_next = NULL;
+    if (l->inflight_tail) l->inflight_tail->loop_next = e;
+    else l->inflight_head = e;
+    l->inflight_tail = e;
+    l->in_flight++;
+    return 0;
+}
+
+size_t log_pending(const struct log *l) { return l->in_flight; }
+
+uint64_t log_lag_ms(const struct log *l)
+{
+    if (!l->inflight_head) return 0;
+    return (metrics_now_ns() - l->inflight_head->submitted_ns) / 1000000u;
+}
+
+const struct log_stats *log_stats(const struct log *l) { return &l->stats; }
+
+struct log *log_create(struct store *s, void *loop, size_t queue_max)
+{
+    struct log *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    l->store = s;
+    l->queue_max = queue_max;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    l->mq = h2o_multithread_create_queue(loop);
+    h2o_multithread_register_receiver(l->mq, &l->receiver, on_done);
+    /* Signals belong to the event loop thread. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&l->thread, NULL, writer, l);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        h2o_multithread_unregister_receiver(l->mq, &l->receiver);
+        h2o_multithread_destroy_queue(l->mq);
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void log_destroy(struct log *l)
+{
+    if (!l) return;
+    pthread_mutex_lock(&l->mu);
+    l->stop = 1;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    pthread_join(l->thread, NULL);
+    /* Entries committed but not yet handed back: the callbacks still run, so nothing
+     * acknowledged-to-be is leaked (the caller has stopped answering by now). */
+    h2o_linklist_t msgs;
+    h2o_linklist_init_anchor(&msgs);
+    while (l->inflight_head) {
+        struct log_entry *e = l->inflight_head;
+        l->inflight_head = e->loop_next;
+        if (h2o_linklist_is_linked(&e->msg.link)) h2o_linklist_unlink(&e->msg.link);
+        e->cb(e->arg, e->status);
+        log_entry_free(e);
+    }
+    h2o_multithread_unregister_receiver(l->mq, &l->receiver);
+    h2o_multithread_destroy_queue(l->mq);
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}

@@ -1,0 +1,56 @@
+/* log.h — the durable log: group commit of store writes on a writer thread.
+ *
+ * The event loop fills a log_entry with the rows one request makes durable (its event,
+ * its idempotency record, a player...) and submits it. The writer thread takes every
+ * entry queued while the previous commit was syncing, writes them in one transaction
+ * (one fsync), then hands each entry back to the event loop, in submission order, where
+ * its callback sends the response. A response therefore never leaves before its rows are
+ * durable. A commit that fails after retries stops the process (crash-only): memory may
+ * be ahead of the store, and a restart rebuilds it from what is durable. */
+#ifndef VELTRIX_LOG_H
+#define VELTRIX_LOG_H
+#include "metrics.h"
+#include "store.h"
+
+struct log;
+struct log_entry;
+
+/* Called on the event loop thread once the entry is durable (status 0). The entry is
+ * freed after the callback returns. */
+typedef void (*log_done_cb)(void *arg, int status);
+
+struct log_stats {
+    uint64_t events;     /* events appended */
+    uint64_t entries;    /* entries committed */
+    uint64_t batches;    /* transactions */
+    uint64_t rejected;   /* submissions refused because the queue was full */
+    uint64_t failures;   /* failed commits (retried) */
+    struct metrics_hist batch_entries;
+    struct metrics_hist commit_ns; /* the transaction including its fsync */
+};
+
+/* loop is the h2o evloop of the thread that submits. queue_max caps queued entries. */
+struct log *log_create(struct store *s, void *loop, size_t queue_max);
+/* Drains the queue, stops the writer thread, frees. */
+void log_destroy(struct log *l);
+
+struct log_entry *log_entry_create(log_done_cb cb, void *arg);
+void log_entry_free(struct log_entry *e);
+/* Sets (or replaces) the completion callback of e. */
+void log_entry_on_done(struct log_entry *e, log_done_cb cb, void *arg);
+/* Each copies what it is given. 0 or -ENOMEM. */
+int log_entry_event(struct log_entry *e, const struct store_event *ev);
+int log_entry_player(struct log_entry *e, const struct store_player *p);
+int log_entry_refresh(struct log_entry *e, const struct store_refresh *r);
+int log_entry_idem(struct log_entry *e, const struct store_idem *i);
+
+/* Queues e (ownership moves to the log). -EAGAIN when the queue is full: e is untouched
+ * and still the caller's. */
+int log_submit(struct log *l, struct log_entry *e);
+/* Entries submitted and not yet handed back. */
+size_t log_pending(const struct log *l);
+/* How long the oldest entry not yet durable has been waiting, in ms (0 when none). */
+uint64_t log_lag_ms(const struct log *l);
+const struct log_stats *log_stats(const struct log *l);
+
+#endif

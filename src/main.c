@@ -1,0 +1,192 @@
+/* main.c — the `veltrix` command: `veltrix serve [options]` (see API.md "Command line").
+ *
+ * Startup: parse options, open the store (a writer handle for the log thread and a
+ * reader handle for recovery and health), recover every hunt, then serve. SIGTERM and
+ * SIGINT stop accepting, let in-flight writes become durable and answered, and exit 0. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "auth.h"
+#include "log.h"
+#include "net.h"
+#include "store.h"
+
+struct options {
+    const char *listen, *data, *store, *admin_key, *fsync;
+    long token_ttl, conns_max, req_timeout_ms, queue_max, idem_max, players_max, hunts_max;
+    int demo;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: veltrix serve [--listen 127.0.0.1:8080] [--data ./veltrix-data]\n"
+            "                     [--store sqlite:PATH] [--admin-key KEY] [--token-ttl 600]\n"
+            "                     [--fsync always|batch|off] [--demo]\n"
+            "                     [--max-connections 10000] [--request-timeout-ms 10000]\n"
+            "                     [--log-queue-max 65536] [--idempotency-keys-max 1000000]\n"
+            "                     [--players-max 10000000] [--hunts-max 1000]\n");
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse(int argc, char **argv, struct options *o)
+{
+    static const struct {
+        const char *name;
+        long lo, hi;
+        size_t off;
+    } nums[] = {
+        {"--token-ttl", 1, 86400 * 30, offsetof(struct options, token_ttl)},
+        {"--max-connections", 1, 1000000, offsetof(struct options, conns_max)},
+        {"--request-timeout-ms", 100, 3600000, offsetof(struct options, req_timeout_ms)},
+        {"--log-queue-max", 1, 10000000, offsetof(struct options, queue_max)},
+        {"--idempotency-keys-max", 1, 100000000, offsetof(struct options, idem_max)},
+        {"--players-max", 1, 1000000000, offsetof(struct options, players_max)},
+        {"--hunts-max", 1, 1000000, offsetof(struct options, hunts_max)},
+    };
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--demo")) {
+            o->demo = 1;
+            continue;
+        }
+        if (!v) goto bad;
+        i++;
+        if (!strcmp(a, "--listen")) o->listen = v;
+        else if (!strcmp(a, "--data")) o->data = v;
+        else if (!strcmp(a, "--store")) o->store = v;
+        else if (!strcmp(a, "--admin-key")) o->admin_key = v;
+        else if (!strcmp(a, "--fsync")) o->fsync = v;
+        else {
+            size_t k;
+            for (k = 0; k < sizeof nums / sizeof nums[0]; k++)
+                if (!strcmp(a, nums[k].name)) break;
+            if (k == sizeof nums / sizeof nums[0] ||
+                parse_long(v, nums[k].lo, nums[k].hi, (long *)((char *)o + nums[k].off)))
+                goto bad;
+        }
+    }
+    return 0;
+bad:
+    fprintf(stderr, "veltrix: bad option near '%s'\n", argv[argc - 1]);
+    usage(stderr);
+    return -1;
+}
+
+/* The admin key: flag, environment, or <data>/admin.key (generated on first start). */
+static int admin_key(const struct options *o, char *out, size_t cap)
+{
+    const char *k = o->admin_key ? o->admin_key : getenv("VELTRIX_ADMIN_KEY");
+    if (k && *k) {
+        snprintf(out, cap, "%s", k);
+        return 0;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/admin.key", o->data);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        int ok = fgets(out, (int)cap, f) != NULL;
+        fclose(f);
+        out[strcspn(out, "\r\n")] = '\0';
+        if (ok && *out) goto print;
+    }
+    unsigned char rnd[24];
+    if (auth_random(rnd, sizeof rnd)) return -1;
+    for (size_t i = 0; i < sizeof rnd; i++) snprintf(out + 2 * i, 3, "%02x", rnd[i]);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || write(fd, out, strlen(out)) < 0 || fsync(fd)) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    close(fd);
+print:
+    fprintf(stderr, "veltrix: admin key: %s (stored in %s)\n", out, path);
+    return 0;
+}
+
+static int serve(const struct options *o)
+{
+    char err[1024], url[4200], key[256];
+    enum store_fsync fs = !strcmp(o->fsync, "always") ? STORE_FSYNC_ALWAYS
+                          : !strcmp(o->fsync, "batch") ? STORE_FSYNC_BATCH
+                          : !strcmp(o->fsync, "off")   ? STORE_FSYNC_OFF
+                                                       : (enum store_fsync)-1;
+    if ((int)fs < 0) {
+        fprintf(stderr, "veltrix: --fsync must be always, batch or off\n");
+        return 2;
+    }
+    if (mkdir(o->data, 0700) && errno != EEXIST) {
+        fprintf(stderr, "veltrix: cannot create %s: %s\n", o->data, strerror(errno));
+        return 1;
+    }
+    if (admin_key(o, key, sizeof key)) {
+        fprintf(stderr, "veltrix: cannot create the admin key in %s\n", o->data);
+        return 1;
+    }
+    if (o->store) snprintf(url, sizeof url, "%s", o->store);
+    else snprintf(url, sizeof url, "sqlite:%s/veltrix.db", o->data);
+    struct store *writer = NULL, *reader = NULL;
+    if (store_open(url, fs, &writer, err, sizeof err) ||
+        store_open(url, fs, &reader, err, sizeof err)) {
+        fprintf(stderr, "veltrix: store: %s\n", err);
+        return 1;
+    }
+    if (fs != STORE_FSYNC_ALWAYS)
+        fprintf(stderr, "veltrix: WARNING: --fsync %s: acknowledged writes may be lost on a "
+                        "power failure or crash\n", o->fsync);
+    struct net_config nc = {o->listen, (size_t)o->conns_max, (uint64_t)o->req_timeout_ms,
+                            16 * 1024 * 1024};
+    struct net *net = net_create(&nc, err, sizeof err);
+    if (!net) {
+        fprintf(stderr, "veltrix: %s\n", err);
+        return 1;
+    }
+    struct log *log = log_create(writer, net_loop(net), (size_t)o->queue_max);
+    struct api_config ac = {key, o->data, o->token_ttl, 30 * 86400, (size_t)o->queue_max,
+                            (size_t)o->idem_max, 24 * 3600 * 1000LL, (size_t)o->hunts_max,
+                            (size_t)o->players_max};
+    if (!log || api_init(&ac, reader, log, net, err, sizeof err) ||
+        (o->demo && api_create_demo(err, sizeof err))) {
+        fprintf(stderr, "veltrix: cannot start: %s\n", err);
+        return 1;
+    }
+    fprintf(stderr, "veltrix: listening on http://%s (store %s, fsync %s)\n", o->listen, url,
+            o->fsync);
+    net_run(net);
+    fprintf(stderr, "veltrix: stopping: finishing %zu in-flight writes\n", log_pending(log));
+    while (log_pending(log)) net_run_once(net, 10);
+    for (int i = 0; i < 10; i++) net_run_once(net, 5); /* let the last answers go out */
+    log_destroy(log);
+    api_deinit();
+    store_close(reader);
+    store_close(writer);
+    fprintf(stderr, "veltrix: stopped\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o = {"127.0.0.1:8080", "./veltrix-data", NULL, NULL, "always", 600, 10000,
+                        10000, 65536, 1000000, 10000000, 1000, 0};
+    if (argc < 2 || strcmp(argv[1], "serve") != 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
+    }
+    if (parse(argc, argv, &o)) return 2;
+    return serve(&o);
+}

@@ -1,0 +1,36 @@
+/* net.h — the event loop and the listening socket (libh2o evloop, HTTP/1.1 only).
+ *
+ * One I/O thread runs the loop; every request goes to http_dispatch(). Limits: at most
+ * conns_max open connections (more are accepted and closed at once, and counted), and
+ * the request timeout, which bounds both a client slow to send its headers and an idle
+ * keep-alive connection. SIGTERM/SIGINT ask the loop to stop: net_run() returns, and the
+ * caller drains in-flight work with net_run_once() before exiting. */
+#ifndef VELTRIX_NET_H
+#define VELTRIX_NET_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "metrics.h"
+
+struct net_config {
+    const char *listen; /* "127.0.0.1:8080" */
+    size_t conns_max;
+    uint64_t req_timeout_ms;
+    size_t body_max; /* largest body any route accepts */
+};
+
+struct net;
+
+/* Binds and listens. NULL with a message in err on failure. */
+struct net *net_create(const struct net_config *cfg, char *err, size_t errcap);
+void net_destroy(struct net *n);
+/* The h2o evloop (for subsystems that post completions to this thread). */
+void *net_loop(struct net *n);
+/* Runs until SIGTERM/SIGINT. Then stops accepting. */
+void net_run(struct net *n);
+/* Runs one loop iteration waiting at most max_wait_ms. */
+void net_run_once(struct net *n, int max_wait_ms);
+size_t net_connections(const struct net *n);
+void net_render_metrics(const struct net *n, struct metrics_buf *b);
+
+#endif

@@ -1,0 +1,98 @@
+/* store.h — the durable store behind Veltrix: the event log of every hunt, players,
+ * refresh tokens, idempotency records, snapshots and tile blobs.
+ *
+ * One interface, several backends (store_sqlite.c today; PostgreSQL next). Writes happen
+ * inside store_begin/store_commit, so a whole group-commit batch is one transaction and
+ * one fsync. A handle is used by one thread at a time; the log writer owns one handle
+ * and readers open their own. Rows handed to callbacks are valid only during the call. */
+#ifndef VELTRIX_STORE_H
+#define VELTRIX_STORE_H
+#include <stddef.h>
+#include <stdint.h>
+
+enum store_err {
+    STORE_OK = 0,
+    STORE_EIO = -1001,       /* the backend failed (disk, connection) */
+    STORE_ECONFLICT = -1002, /* a (hunt, seq) that is taken */
+    STORE_ECORRUPT = -1003,  /* a row that does not decode */
+    STORE_EURL = -1004,      /* unknown or malformed store URL */
+    STORE_ESTOP = -1005,     /* a callback asked to stop */
+};
+const char *store_err_str(int err);
+
+enum store_fsync { STORE_FSYNC_ALWAYS, STORE_FSYNC_BATCH, STORE_FSYNC_OFF };
+
+struct store_event {
+    const char *hunt;
+    uint64_t seq;
+    int64_t time_ms;
+    uint8_t type;
+    uint8_t player[16];
+    const uint8_t *data;
+    size_t data_len;
+};
+
+struct store_player {
+    uint8_t id[16];
+    const char *display_name;
+    int64_t created_ms;
+    uint32_t gen; /* session generation: bumped to revoke every session */
+};
+
+struct store_refresh {
+    uint8_t id[16];
+    uint8_t player[16];
+    uint32_t gen;
+    int64_t expires_ms;
+    int used;
+};
+
+struct store_idem {
+    const char *scope; /* who and where: player, method and path */
+    const char *key;
+    uint8_t req_hash[32];
+    int status;
+    const char *body;
+    size_t body_len;
+    int64_t created_ms;
+};
+
+struct store; /* opaque */
+
+/* Opens (creating and migrating as needed) the store at url: "sqlite:PATH". On error a
+ * message goes to err. */
+int store_open(const char *url, enum store_fsync fsync, struct store **out, char *err,
+               size_t errcap);
+void store_close(struct store *s);
+
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+void store_rollback(struct store *s);
+
+int store_put_event(struct store *s, const struct store_event *ev);
+int store_put_player(struct store *s, const struct store_player *p); /* insert or update */
+int store_put_refresh(struct store *s, const struct store_refresh *r);
+int store_put_idem(struct store *s, const struct store_idem *i);
+/* Deletes idempotency records created before cutoff_ms. */
+int store_prune_idem(struct store *s, int64_t cutoff_ms);
+
+typedef int (*store_event_cb)(const struct store_event *ev, void *ctx);
+typedef int (*store_player_cb)(const struct store_player *p, void *ctx);
+typedef int (*store_refresh_cb)(const struct store_refresh *r, void *ctx);
+typedef int (*store_idem_cb)(const struct store_idem *i, void *ctx);
+typedef int (*store_hunt_cb)(const char *hunt, void *ctx);
+
+/* Callbacks return 0 to go on, anything else stops the walk (returned as is). */
+int store_each_hunt(struct store *s, store_hunt_cb cb, void *ctx);
+int store_each_event(struct store *s, const char *hunt, uint64_t from_seq, store_event_cb cb,
+                     void *ctx);
+int store_each_player(struct store *s, store_player_cb cb, void *ctx);
+int store_each_refresh(struct store *s, int64_t now_ms, store_refresh_cb cb, void *ctx);
+int store_each_idem(struct store *s, int64_t since_ms, store_idem_cb cb, void *ctx);
+/* Looks one idempotency record up: 1 found (cb called), 0 not found, or an error. */
+int store_get_idem(struct store *s, const char *scope, const char *key, store_idem_cb cb,
+                   void *ctx);
+/* 0 when the store answers a trivial query. */
+int store_ping(struct store *s);
+
+#endif

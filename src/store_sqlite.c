@@ -1,0 +1,376 @@
+/* store_sqlite.c — the embedded store: one SQLite file in WAL mode.
+ *
+ * Schema version lives in PRAGMA user_version; migrate() walks it forward one step at a
+ * time, so an old data directory opens with a newer binary. Events are keyed by
+ * (hunt, seq) WITHOUT ROWID, so appending a taken seq fails (SQLITE_CONSTRAINT ->
+ * STORE_ECONFLICT) and reading a hunt back is one range scan in seq order.
+ * Durability: --fsync always = synchronous=FULL (a commit is on disk when it returns),
+ * batch = NORMAL (WAL synced at checkpoints), off = OFF. Statements are prepared once. */
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_PUT_EVENT, Q_PUT_PLAYER, Q_PUT_REFRESH, Q_PUT_IDEM,
+    Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS, Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_GET_IDEM, Q_PING, Q_MAX
+};
+
+static const char *const SQL[Q_MAX] = {
+    [Q_BEGIN] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_PUT_EVENT] = "INSERT INTO events(hunt,seq,time_ms,type,player,data) VALUES(?,?,?,?,?,?)",
+    [Q_PUT_PLAYER] = "INSERT INTO players(id,display_name,created_ms,gen) VALUES(?,?,?,?) "
+                     "ON CONFLICT(id) DO UPDATE SET display_name=excluded.display_name, "
+                     "gen=excluded.gen",
+    [Q_PUT_REFRESH] = "INSERT INTO refresh(id,player,gen,expires_ms,used) VALUES(?,?,?,?,?) "
+                      "ON CONFLICT(id) DO UPDATE SET used=excluded.used",
+    [Q_PUT_IDEM] = "INSERT OR REPLACE INTO idem(scope,key,req_hash,status,body,created_ms) "
+                   "VALUES(?,?,?,?,?,?)",
+    [Q_PRUNE_IDEM] = "DELETE FROM idem WHERE created_ms < ?",
+    [Q_HUNTS] = "SELECT DISTINCT hunt FROM events ORDER BY hunt",
+    [Q_EVENTS] = "SELECT seq,time_ms,type,player,data FROM events WHERE hunt=? AND seq>=? "
+                 "ORDER BY seq",
+    [Q_PLAYERS] = "SELECT id,display_name,created_ms,gen FROM players",
+    [Q_REFRESH] = "SELECT id,player,gen,expires_ms,used FROM refresh WHERE expires_ms>?",
+    [Q_IDEMS] = "SELECT scope,key,req_hash,status,body,created_ms FROM idem "
+                "WHERE created_ms>=? ORDER BY created_ms",
+    [Q_GET_IDEM] = "SELECT scope,key,req_hash,status,body,created_ms FROM idem "
+                   "WHERE scope=? AND key=?",
+    [Q_PING] = "SELECT 1",
+};
+
+/* Each step moves user_version from i to i+1. Append only; never edit a shipped step. */
+static const char *const MIGRATIONS[] = {
+    "CREATE TABLE events(hunt TEXT NOT NULL, seq INTEGER NOT NULL, time_ms INTEGER NOT NULL,"
+    " type INTEGER NOT NULL, player BLOB, data BLOB, PRIMARY KEY(hunt, seq)) WITHOUT ROWID;"
+    "CREATE TABLE players(id BLOB PRIMARY KEY, display_name TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL, gen INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE refresh(id BLOB PRIMARY KEY, player BLOB NOT NULL, gen INTEGER NOT NULL,"
+    " expires_ms INTEGER NOT NULL, used INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE idem(scope TEXT NOT NULL, key TEXT NOT NULL, req_hash BLOB NOT NULL,"
+    " status INTEGER NOT NULL, body BLOB NOT NULL, created_ms INTEGER NOT NULL,"
+    " PRIMARY KEY(scope, key)) WITHOUT ROWID;"
+    "CREATE INDEX idem_created ON idem(created_ms);",
+};
+#define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *q[Q_MAX];
+};
+
+const char *store_err_str(int err)
+{
+    switch (err) {
+    case STORE_OK: return "ok";
+    case STORE_EIO: return "store i/o error";
+    case STORE_ECONFLICT: return "sequence number already taken";
+    case STORE_ECORRUPT: return "corrupt row in store";
+    case STORE_EURL: return "bad store url";
+    case STORE_ESTOP: return "stopped";
+    }
+    return "unknown store error";
+}
+
+static int exec(sqlite3 *db, const char *sql, char *err, size_t errcap)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK) return 0;
+    snprintf(err, errcap, "sqlite: %s", msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    return STORE_EIO;
+}
+
+static int migrate(sqlite3 *db, char *err, size_t errcap)
+{
+    sqlite3_stmt *st;
+    int version = 0;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        return exec(db, "PRAGMA user_version", err, errcap);
+    if (sqlite3_step(st) == SQLITE_ROW) version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (version > SCHEMA_VERSION) {
+        snprintf(err, errcap, "store schema version %d is newer than this binary's (%d)",
+                 version, SCHEMA_VERSION);
+        return STORE_ECORRUPT;
+    }
+    for (; version < SCHEMA_VERSION; version++) {
+        char sql[64];
+        int rc = exec(db, "BEGIN", err, errcap);
+        if (!rc) rc = exec(db, MIGRATIONS[version], err, errcap);
+        snprintf(sql, sizeof sql, "PRAGMA user_version=%d", version + 1);
+        if (!rc) rc = exec(db, sql, err, errcap);
+        if (!rc) rc = exec(db, "COMMIT", err, errcap);
+        if (rc) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int configure(sqlite3 *db, enum store_fsync fsync, char *err, size_t errcap)
+{
+    static const char *const sync[] = {"PRAGMA synchronous=FULL", "PRAGMA synchronous=NORMAL",
+                                       "PRAGMA synchronous=OFF"};
+    sqlite3_busy_timeout(db, 5000);
+    if (exec(db, "PRAGMA journal_mode=WAL", err, errcap)) return STORE_EIO;
+    if (exec(db, sync[fsync], err, errcap)) return STORE_EIO;
+    return exec(db, "PRAGMA wal_autocheckpoint=4000", err, errcap);
+}
+
+int store_open(const char *url, enum store_fsync fsync, struct store **out, char *err,
+               size_t errcap)
+{
+    if (strncmp(url, "sqlite:", 7) != 0) {
+        snprintf(err, errcap, "unsupported store url '%s' (expected sqlite:PATH)", url);
+        return STORE_EURL;
+    }
+    struct store *s = calloc(1, sizeof *s);
+    if (!s) return STORE_EIO;
+    int rc = STORE_EIO;
+    if (sqlite3_open_v2(url + 7, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL)) {
+        snprintf(err, errcap, "cannot open %s: %s", url + 7, sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    if ((rc = configure(s->db, fsync, err, errcap)) || (rc = migrate(s->db, err, errcap)))
+        goto fail;
+    for (int i = 0; i < Q_MAX; i++) {
+        if (sqlite3_prepare_v3(s->db, SQL[i], -1, SQLITE_PREPARE_PERSISTENT, &s->q[i], NULL)) {
+            snprintf(err, errcap, "sqlite prepare: %s", sqlite3_errmsg(s->db));
+            rc = STORE_EIO;
+            goto fail;
+        }
+    }
+    *out = s;
+    return 0;
+fail:
+    store_close(s);
+    return rc;
+}
+
+void store_close(struct store *s)
+{
+    if (!s) return;
+    for (int i = 0; i < Q_MAX; i++) sqlite3_finalize(s->q[i]);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+/* Runs a statement that returns no rows, then resets it. */
+static int run(struct store *s, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc == SQLITE_DONE) return 0;
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) return STORE_ECONFLICT;
+    fprintf(stderr, "veltrix: sqlite: %s\n", sqlite3_errmsg(s->db));
+    return STORE_EIO;
+}
+
+int store_begin(struct store *s) { return run(s, s->q[Q_BEGIN]); }
+int store_commit(struct store *s) { return run(s, s->q[Q_COMMIT]); }
+void store_rollback(struct store *s) { run(s, s->q[Q_ROLLBACK]); }
+
+int store_put_event(struct store *s, const struct store_event *ev)
+{
+    sqlite3_stmt *st = s->q[Q_PUT_EVENT];
+    sqlite3_bind_text(st, 1, ev->hunt, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)ev->seq);
+    sqlite3_bind_int64(st, 3, ev->time_ms);
+    sqlite3_bind_int(st, 4, ev->type);
+    sqlite3_bind_blob(st, 5, ev->player, 16, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 6, ev->data ? (const void *)ev->data : "", (int)ev->data_len,
+                      SQLITE_STATIC);
+    return run(s, st);
+}
+
+int store_put_player(struct store *s, const struct store_player *p)
+{
+    sqlite3_stmt *st = s->q[Q_PUT_PLAYER];
+    sqlite3_bind_blob(st, 1, p->id, 16, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, p->display_name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, p->created_ms);
+    sqlite3_bind_int64(st, 4, p->gen);
+    return run(s, st);
+}
+
+int store_put_refresh(struct store *s, const struct store_refresh *r)
+{
+    sqlite3_stmt *st = s->q[Q_PUT_REFRESH];
+    sqlite3_bind_blob(st, 1, r->id, 16, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, r->player, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, r->gen);
+    sqlite3_bind_int64(st, 4, r->expires_ms);
+    sqlite3_bind_int(st, 5, r->used);
+    return run(s, st);
+}
+
+int store_put_idem(struct store *s, const struct store_idem *i)
+{
+    sqlite3_stmt *st = s->q[Q_PUT_IDEM];
+    sqlite3_bind_text(st, 1, i->scope, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, i->key, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, i->req_hash, 32, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, i->status);
+    sqlite3_bind_blob(st, 5, i->body ? i->body : "", (int)i->body_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, i->created_ms);
+    return run(s, st);
+}
+
+int store_prune_idem(struct store *s, int64_t cutoff_ms)
+{
+    sqlite3_bind_int64(s->q[Q_PRUNE_IDEM], 1, cutoff_ms);
+    return run(s, s->q[Q_PRUNE_IDEM]);
+}
+
+/* Steps a query to its end, calling row() per row; stops early when row() returns non-0. */
+static int walk(struct store *s, sqlite3_stmt *st, int (*row)(sqlite3_stmt *, void *),
+                void *ctx)
+{
+    int rc, ret = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if ((ret = row(st, ctx)) != 0) break;
+    if (!ret && rc != SQLITE_DONE) {
+        fprintf(stderr, "veltrix: sqlite: %s\n", sqlite3_errmsg(s->db));
+        ret = STORE_EIO;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return ret;
+}
+
+static int blob16(sqlite3_stmt *st, int col, uint8_t out[16])
+{
+    if (sqlite3_column_bytes(st, col) != 16) return STORE_ECORRUPT;
+    memcpy(out, sqlite3_column_blob(st, col), 16);
+    return 0;
+}
+
+struct walk_ctx {
+    void *cb;
+    void *ctx;
+    const char *hunt;
+};
+
+static int hunt_row(sqlite3_stmt *st, void *p)
+{
+    struct walk_ctx *w = p;
+    return ((store_hunt_cb)w->cb)((const char *)sqlite3_column_text(st, 0), w->ctx);
+}
+
+int store_each_hunt(struct store *s, store_hunt_cb cb, void *ctx)
+{
+    struct walk_ctx w = {(void *)cb, ctx, NULL};
+    return walk(s, s->q[Q_HUNTS], hunt_row, &w);
+}
+
+static int event_row(sqlite3_stmt *st, void *p)
+{
+    struct walk_ctx *w = p;
+    struct store_event ev = {.hunt = w->hunt};
+    ev.seq = (uint64_t)sqlite3_column_int64(st, 0);
+    ev.time_ms = sqlite3_column_int64(st, 1);
+    ev.type = (uint8_t)sqlite3_column_int(st, 2);
+    if (blob16(st, 3, ev.player)) return STORE_ECORRUPT;
+    ev.data = sqlite3_column_blob(st, 4);
+    ev.data_len = (size_t)sqlite3_column_bytes(st, 4);
+    return ((store_event_cb)w->cb)(&ev, w->ctx);
+}
+
+int store_each_event(struct store *s, const char *hunt, uint64_t from_seq, store_event_cb cb,
+                     void *ctx)
+{
+    struct walk_ctx w = {(void *)cb, ctx, hunt};
+    sqlite3_stmt *st = s->q[Q_EVENTS];
+    sqlite3_bind_text(st, 1, hunt, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)from_seq);
+    return walk(s, st, event_row, &w);
+}
+
+static int player_row(sqlite3_stmt *st, void *p)
+{
+    struct walk_ctx *w = p;
+    struct store_player pl;
+    if (blob16(st, 0, pl.id)) return STORE_ECORRUPT;
+    pl.display_name = (const char *)sqlite3_column_text(st, 1);
+    pl.created_ms = sqlite3_column_int64(st, 2);
+    pl.gen = (uint32_t)sqlite3_column_int64(st, 3);
+    if (!pl.display_name) return STORE_ECORRUPT;
+    return ((store_player_cb)w->cb)(&pl, w->ctx);
+}
+
+int store_each_player(struct store *s, store_player_cb cb, void *ctx)
+{
+    struct walk_ctx w = {(void *)cb, ctx, NULL};
+    return walk(s, s->q[Q_PLAYERS], player_row, &w);
+}
+
+static int refresh_row(sqlite3_stmt *st, void *p)
+{
+    struct walk_ctx *w = p;
+    struct store_refresh r;
+    if (blob16(st, 0, r.id) || blob16(st, 1, r.player)) return STORE_ECORRUPT;
+    r.gen = (uint32_t)sqlite3_column_int64(st, 2);
+    r.expires_ms = sqlite3_column_int64(st, 3);
+    r.used = sqlite3_column_int(st, 4);
+    return ((store_refresh_cb)w->cb)(&r, w->ctx);
+}
+
+int store_each_refresh(struct store *s, int64_t now_ms, store_refresh_cb cb, void *ctx)
+{
+    struct walk_ctx w = {(void *)cb, ctx, NULL};
+    sqlite3_bind_int64(s->q[Q_REFRESH], 1, now_ms);
+    return walk(s, s->q[Q_REFRESH], refresh_row, &w);
+}
+
+static int idem_row(sqlite3_stmt *st, void *p)
+{
+    struct walk_ctx *w = p;
+    struct store_idem i;
+    i.scope = (const char *)sqlite3_column_text(st, 0);
+    i.key = (const char *)sqlite3_column_text(st, 1);
+    if (!i.scope || !i.key || sqlite3_column_bytes(st, 2) != 32) return STORE_ECORRUPT;
+    memcpy(i.req_hash, sqlite3_column_blob(st, 2), 32);
+    i.status = sqlite3_column_int(st, 3);
+    i.body = sqlite3_column_blob(st, 4);
+    i.body_len = (size_t)sqlite3_column_bytes(st, 4);
+    i.created_ms = sqlite3_column_int64(st, 5);
+    return ((store_idem_cb)w->cb)(&i, w->ctx);
+}
+
+int store_each_idem(struct store *s, int64_t since_ms, store_idem_cb cb, void *ctx)
+{
+    struct walk_ctx w = {(void *)cb, ctx, NULL};
+    sqlite3_bind_int64(s->q[Q_IDEMS], 1, since_ms);
+    return walk(s, s->q[Q_IDEMS], idem_row, &w);
+}
+
+static int found_row(sqlite3_stmt *st, void *p)
+{
+    int rc = idem_row(st, p);
+    return rc ? rc : 1;
+}
+
+int store_get_idem(struct store *s, const char *scope, const char *key, store_idem_cb cb,
+                   void *ctx)
+{
+    struct walk_ctx w = {(void *)cb, ctx, NULL};
+    sqlite3_stmt *st = s->q[Q_GET_IDEM];
+    sqlite3_bind_text(st, 1, scope, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    return walk(s, st, found_row, &w);
+}
+
+int store_ping(struct store *s)
+{
+    sqlite3_stmt *st = s->q[Q_PING];
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : STORE_EIO;
+}
