@@ -1,0 +1,118 @@
+/* Unit tests: the SQLite store — events in one transaction, (hunt, seq) conflicts,
+ * reading back in order from a seq, players/refresh/idempotency rows, reopening. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "store.h"
+
+static char dir[] = "/tmp/veltrix-store-XXXXXX";
+static char url[128];
+
+static int count_cb(const struct store_event *ev, void *ctx)
+{
+    uint64_t *expect = ctx;
+    if (ev->seq != *expect || ev->data_len != 3 || memcmp(ev->data, "abc", 3)) return -7;
+    (*expect)++;
+    return 0;
+}
+
+static struct store *open_store(void)
+{
+    struct store *s = NULL;
+    char err[256];
+    int rc = store_open(url, STORE_FSYNC_OFF, &s, err, sizeof err);
+    if (rc) fprintf(stderr, "%s\n", err);
+    return s;
+}
+
+TEST(events_roundtrip)
+{
+    struct store *s = open_store();
+    CHECK(s != NULL);
+    if (!s) return;
+    CHECK_EQ_INT(store_begin(s), 0);
+    for (uint64_t seq = 1; seq <= 100; seq++) {
+        struct store_event ev = {"h1", seq, 1000, 2, {1}, (const uint8_t *)"abc", 3};
+        CHECK_EQ_INT(store_put_event(s, &ev), 0);
+    }
+    CHECK_EQ_INT(store_commit(s), 0);
+    uint64_t expect = 40;
+    CHECK_EQ_INT(store_each_event(s, "h1", 40, count_cb, &expect), 0);
+    CHECK_EQ_INT(expect, 101);
+    /* a taken seq conflicts and the whole transaction rolls back */
+    CHECK_EQ_INT(store_begin(s), 0);
+    struct store_event ok = {"h1", 101, 1, 2, {1}, (const uint8_t *)"abc", 3};
+    struct store_event dup = {"h1", 5, 1, 2, {1}, (const uint8_t *)"abc", 3};
+    CHECK_EQ_INT(store_put_event(s, &ok), 0);
+    CHECK_EQ_INT(store_put_event(s, &dup), STORE_ECONFLICT);
+    store_rollback(s);
+    expect = 1;
+    CHECK_EQ_INT(store_each_event(s, "h1", 1, count_cb, &expect), 0);
+    CHECK_EQ_INT(expect, 101);
+    store_close(s);
+}
+
+static int player_cb(const struct store_player *p, void *ctx)
+{
+    int *n = ctx;
+    if (strcmp(p->display_name, "Ana") == 0 && p->gen == 2) (*n)++;
+    return 0;
+}
+
+static int idem_cb(const struct store_idem *i, void *ctx)
+{
+    int *n = ctx;
+    if (i->status == 201 && i->body_len == 2 && !memcmp(i->body, "{}", 2)) (*n)++;
+    return 0;
+}
+
+TEST(rows_survive_reopen)
+{
+    struct store *s = open_store();
+    if (!s) return;
+    struct store_player p = {{7}, "Ana", 1, 1};
+    struct store_idem i = {"me POST /x", "k1", {0}, 201, "{}", 2, 5000};
+    CHECK_EQ_INT(store_begin(s), 0);
+    CHECK_EQ_INT(store_put_player(s, &p), 0);
+    p.gen = 2;
+    CHECK_EQ_INT(store_put_player(s, &p), 0); /* update, not a second row */
+    CHECK_EQ_INT(store_put_idem(s, &i), 0);
+    CHECK_EQ_INT(store_commit(s), 0);
+    store_close(s);
+    s = open_store();
+    if (!s) return;
+    int n = 0;
+    CHECK_EQ_INT(store_each_player(s, player_cb, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    n = 0;
+    CHECK_EQ_INT(store_get_idem(s, "me POST /x", "k1", idem_cb, &n), 1);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(store_get_idem(s, "me POST /x", "k2", idem_cb, &n), 0);
+    CHECK_EQ_INT(store_prune_idem(s, 6000), 0);
+    CHECK_EQ_INT(store_get_idem(s, "me POST /x", "k1", idem_cb, &n), 0);
+    CHECK_EQ_INT(store_ping(s), 0);
+    store_close(s);
+}
+
+TEST(bad_url)
+{
+    struct store *s = NULL;
+    char err[256];
+    CHECK_EQ_INT(store_open("mysql://x", STORE_FSYNC_OFF, &s, err, sizeof err), STORE_EURL);
+    CHECK(s == NULL);
+}
+
+int main(void)
+{
+    if (!mkdtemp(dir)) return 1;
+    snprintf(url, sizeof url, "sqlite:%s/t.db", dir);
+    RUN(events_roundtrip);
+    RUN(rows_survive_reopen);
+    RUN(bad_url);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
+    return HARNESS_DONE();
+}
