@@ -138,6 +138,15 @@ struct idem_entry *idem_begin(struct idem *t, const char *scope, const char *key
                               const uint8_t req_hash[32], int64_t now_ms)
 {
     trim(t, now_ms);
+    size_t hl;
+    char *hk = make_hkey(scope, key, &hl);
+    if (!hk) return NULL;
+    struct idem_entry *old = hmap_get(&t->map, hk, hl);
+    free(hk);
+    if (old && !old->pending) { /* expired but not trimmed yet: the new one replaces it */
+        unlink_entry(t, old);
+        free_entry(old);
+    }
     struct idem_entry *e = insert(t, scope, key, req_hash, now_ms);
     if (e) e->pending = 1;
     return e;
