@@ -37,5 +37,8 @@ size_t lb_count(const struct lb *lb);
 size_t lb_range(const struct lb *lb, size_t offset, size_t limit, struct lb_entry *out);
 /* Bytes of memory held (for metrics and the memory benchmark). */
 size_t lb_memory_bytes(const struct lb *lb);
+/* Walks the whole structure, O(n), verifying every invariant (for tests and fuzzing).
+ * 0 when all hold, else minus the leaderboard.c line of the first check that failed. */
+int lb_check(const struct lb *lb);
 
 #endif

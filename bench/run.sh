@@ -1,0 +1,537 @@
+#!/usr/bin/env bash
+# bench/run.sh — Veltrix benchmarks, side by side with their anchors, in one run.
+#
+#   bench/run.sh [healthz] [players] [scans] [chests] [leaderboard] [anchors]
+#
+# No argument: everything. Veltrix (fsync always) runs on a temp data dir on loopback;
+# each workload is wrk -t1 -c64, 5 s, 3 runs, median reported. Anchors (nginx, PostgreSQL
+# 15 + pgbench, Redis 7 + redis-benchmark) run from the Debian packages in temp dirs,
+# one at a time after Veltrix. Prints one table and writes it to bench/results/latest.md
+# (full runs) or bench/results/partial.md (quick or subset runs).
+#
+# Environment:
+#   BUILD=build            where the binary is ($BUILD/veltrix, relative to the repo)
+#   BENCH_QUICK=1          1 run of 2 s per workload, anchors skipped (smoke test)
+#   BENCH_RUNS, BENCH_DURATION, BENCH_THREADS, BENCH_CONNS   wrk settings (3, 5, 1, 64)
+#   BENCH_PLAYERS=2000 BENCH_CODES=500    players and codes per scan hunt
+#   BENCH_PG_CHESTS=1000000               chests in the PostgreSQL anchor (1,000 zones)
+#   BENCH_OUT=path.md                     where to write the table
+#   BENCH_KEEP=1                          keep the temp dir (logs, wrk outputs)
+#   BENCH_QUIET_BUDGET=45                 seconds in all to wait, before runs, for other
+#                                         processes to leave the CPUs (0: never wait)
+# Every process it starts is stopped by PID on exit; every load is bounded in time.
+set -uo pipefail   # no -e: a failing step is reported and the rest still runs
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+BUILD=${BUILD:-build}
+case $BUILD in /*) BIN=$BUILD/veltrix ;; *) BIN=$ROOT/$BUILD/veltrix ;; esac
+QUICK=${BENCH_QUICK:-0}
+if [ "$QUICK" = 1 ]; then RUNS=${BENCH_RUNS:-1}; DUR=${BENCH_DURATION:-2}
+else RUNS=${BENCH_RUNS:-3}; DUR=${BENCH_DURATION:-5}; fi
+THREADS=${BENCH_THREADS:-1}
+CONNS=${BENCH_CONNS:-64}
+PLAYERS=${BENCH_PLAYERS:-2000}
+CODES=${BENCH_CODES:-500}
+PG_CHESTS=${BENCH_PG_CHESTS:-1000000}
+PG_ZONES=1000
+PG_CLIENTS=32
+PG_SECONDS=10
+REDIS_CLIENTS=32
+REDIS_SECONDS=5
+HZ=$(getconf CLK_TCK)
+KEY=bench-admin-key-$$
+PY="python3 $BENCH_DIR/vxbench.py"
+
+usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+
+# ------------------------------------------------------------------ what to run
+ALL=(healthz players scans chests leaderboard anchors)
+declare -A WANT=()
+if [ $# -eq 0 ]; then
+  for w in "${ALL[@]}"; do WANT[$w]=1; done
+  [ "$QUICK" = 1 ] && unset 'WANT[anchors]'
+  SUBSET=0
+else
+  for w in "$@"; do
+    case $w in
+      healthz|players|scans|chests|leaderboard|anchors) WANT[$w]=1 ;;
+      -h|--help) usage ;;
+      *) echo "run.sh: unknown workload '$w'" >&2; usage ;;
+    esac
+  done
+  SUBSET=1
+fi
+want() { [ -n "${WANT[$1]:-}" ]; }
+VX_WANTED=0
+for w in healthz players scans chests leaderboard; do want $w && VX_WANTED=1; done
+
+if [ "$QUICK" = 1 ] || [ "$SUBSET" = 1 ]; then OUT=${BENCH_OUT:-$BENCH_DIR/results/partial.md}
+else OUT=${BENCH_OUT:-$BENCH_DIR/results/latest.md}; fi
+
+need=(python3 wrk curl timeout)
+want anchors && need+=(pgbench psql redis-server redis-benchmark redis-cli nginx)
+for c in "${need[@]}"; do
+  command -v "$c" >/dev/null || { echo "run.sh: '$c' not found (make bench installs it: scripts/deps.sh --bench)" >&2; exit 1; }
+done
+if [ "$VX_WANTED" = 1 ] && [ ! -x "$BIN" ]; then
+  echo "run.sh: $BIN not found; build it first (make $BUILD/veltrix)" >&2; exit 1
+fi
+
+# ------------------------------------------------------------------ processes and cleanup
+TMPD=$(mktemp -d /tmp/veltrix-bench.XXXXXX)
+chmod 711 "$TMPD"
+RESULTS=$TMPD/results.jsonl
+CHECKS=$TMPD/checks.txt
+NOTES=$TMPD/anchor-notes.txt
+: >"$RESULTS"; : >"$CHECKS"; : >"$NOTES"
+STARTED=()        # PIDs this script started
+PG_DATA=""        # set while our PostgreSQL may be running
+PG_PID=""
+
+forget() { local p keep=(); for p in "${STARTED[@]}"; do [ "$p" != "$1" ] && keep+=("$p"); done; STARTED=("${keep[@]}"); }
+
+stop_pid() {  # stop_pid PID [seconds]: TERM, wait, then KILL — that PID only
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < ${2:-10} * 10; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "run.sh: PID $pid did not stop on SIGTERM, sending SIGKILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+pg_stop() {
+  [ -n "$PG_DATA" ] || return 0
+  $AS_PG "$PGBIN/pg_ctl" -D "$PG_DATA" -m fast -t 20 stop >/dev/null 2>&1 || true
+  [ -n "$PG_PID" ] && stop_pid "$PG_PID" 5
+  PG_DATA=""; PG_PID=""
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  pg_stop
+  local p
+  for p in "${STARTED[@]}"; do stop_pid "$p"; done
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "run.sh: kept $TMPD" >&2; else rm -rf "$TMPD"; fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'echo "run.sh: interrupted" >&2; exit 130' INT TERM
+
+check() { echo "$*" >>"$CHECKS"; echo "  check: $*"; }
+
+# Load accounting around one measured run: the load generator's CPU (children of this
+# shell, from `times`) and the whole machine's busy CPU (/proc/stat), so the report can
+# show how much CPU other processes took during the run.
+MEAS=(--times0 "$TMPD/times0" --times1 "$TMPD/times1" --sys0 "$TMPD/sys0" --sys1 "$TMPD/sys1")
+meas_begin() { $PY sysbusy >"$TMPD/sys0"; times >"$TMPD/times0"; }
+meas_end() { times >"$TMPD/times1"; $PY sysbusy >"$TMPD/sys1"; }
+
+# A run during which other processes kept > 0.25 cores busy is "disturbed": it is kept in
+# the detail but left out of the median, and run again while the retry budget lasts.
+RETRY_LEFT=${BENCH_RETRIES:-5}
+last_field() {  # a field of the last result: errors | disturbed | other
+  tail -n 1 "$RESULTS" | python3 -c 'import json,sys
+r = json.load(sys.stdin)
+f = sys.argv[1]
+if f == "errors": print(r.get("non2xx", 0) + sum(r.get("sock_err", {}).values()) + r.get("failed", 0))
+elif f == "disturbed": print(1 if r.get("disturbed") else 0)
+else: print("%.2f" % (r.get("other_util") or 0))' "$1"
+}
+retry_if_disturbed() {  # status 0: the last run was disturbed and will be run again
+  [ "$(last_field disturbed)" = 1 ] || return 1
+  if [ "$RETRY_LEFT" -gt 0 ]; then
+    RETRY_LEFT=$((RETRY_LEFT - 1))
+    echo "  (other processes used $(last_field other) cores during that run: left out of the median, one more run; retries left $RETRY_LEFT)"
+    return 0
+  fi
+  echo "  (other processes used $(last_field other) cores during that run, no retries left: the run counts, flagged ⚠)"
+  return 1
+}
+
+# Before each measured run, wait (within a total budget) for the machine to be quiet:
+# other people's processes share these 2 cores. Nothing is killed; it is only waited for.
+QUIET_LEFT=${BENCH_QUIET_BUDGET:-45}
+quiet() {
+  [ "$QUIET_LEFT" -gt 0 ] || return 0
+  local r waited load
+  r=$($PY quiet --max-wait "$QUIET_LEFT" --threshold 0.25) || return 0
+  read -r waited load <<<"$r"
+  QUIET_LEFT=$((QUIET_LEFT - ${waited%.*}))
+  if [ "${waited%.*}" -ge 1 ]; then
+    echo "  (waited ${waited}s for other processes to leave the CPUs; load now $load cores; quiet budget left ${QUIET_LEFT}s)"
+  fi
+}
+log() { printf '\n== %s\n' "$*"; }
+
+# ------------------------------------------------------------------ Veltrix
+VX_PID=""; VX_URL=""; VX_DATA=$TMPD/veltrix-data; VX_LOG=$TMPD/veltrix.log; VX_DEAD=0
+
+vx_start() {
+  local port
+  port=$($PY freeport)
+  VX_URL=http://127.0.0.1:$port
+  mkdir -p "$VX_DATA"
+  VX_CMD="$BIN serve --listen 127.0.0.1:$port --data $VX_DATA --admin-key $KEY --fsync always --token-ttl 3600"
+  echo "--- start: $VX_CMD" >>"$VX_LOG"
+  $VX_CMD >>"$VX_LOG" 2>&1 &
+  VX_PID=$!
+  STARTED+=("$VX_PID")
+  local t0=$SECONDS
+  if ! $PY wait-ready "$VX_URL/healthz" 60 "$VX_PID"; then
+    echo "run.sh: veltrix did not become ready; log tail:" >&2; tail -n 30 "$VX_LOG" >&2
+    return 1
+  fi
+  VX_READY_S=$((SECONDS - t0))
+}
+
+vx_alive() {
+  [ "$VX_DEAD" = 0 ] || return 1
+  if ! kill -0 "$VX_PID" 2>/dev/null; then
+    local rc=0; wait "$VX_PID" 2>/dev/null || rc=$?
+    forget "$VX_PID"
+    VX_DEAD=1
+    mkdir -p "$BENCH_DIR/results"; cp "$VX_LOG" "$BENCH_DIR/results/veltrix-server.log"
+    check "SERVER DIED during '$1' (exit status $rc); log copied to bench/results/veltrix-server.log; tail: $(tail -n 5 "$VX_LOG" | tr '\n' ' ')"
+    return 1
+  fi
+}
+
+# vx_wrk WORKLOAD RUN ROUTE SCRIPT PATH [stats-hunt stats-field] -- [lua args...]
+vx_wrk() {
+  local w=$1 run=$2 route=$3 script=$4 path=$5 shunt=${6:-} sfield=${7:-}
+  shift 7 || shift $#
+  [ "${1:-}" = -- ] && shift
+  local out=$TMPD/wrk-$w-$run.txt diag=${DIAG:-0} d=$DUR
+  [ "$diag" = 1 ] && { out=$TMPD/wrk-$w-diag.txt; d=2; }
+  local cmd=(wrk -t"$THREADS" -c"$CONNS" -d"${d}s" --timeout 5s --latency -s "$BENCH_DIR/$script" "$VX_URL$path")
+  [ $# -gt 0 ] && cmd+=(-- "$@")
+  local sargs=()
+  if [ -n "$shunt" ]; then
+    $PY stats "$VX_URL" "$shunt" >"$TMPD/s0.json"
+    sargs=(--stats0 "$TMPD/s0.json" --stats1 "$TMPD/s1.json" --stat-field "$sfield")
+  fi
+  $PY metrics "$VX_URL" >"$TMPD/m0.json"
+  local t0 t1 rc=0
+  quiet
+  t0=$($PY cpu "$VX_PID")
+  meas_begin
+  BENCH_LUA_DIR=$BENCH_DIR BENCH_THREADS=$THREADS BENCH_DIAG=$diag \
+    timeout -k 5 $((d + 60)) "${cmd[@]}" >"$out" 2>&1 || rc=$?
+  meas_end
+  t1=$($PY cpu "$VX_PID" 2>/dev/null || echo "$t0")
+  if [ $rc -ne 0 ]; then
+    echo "  wrk exited with status $rc:"; sed 's/^/    /' "$out" | tail -n 20
+  fi
+  vx_alive "$w run $run" || return 1
+  sleep 0.3   # requests wrk cut off at the end still finish and get counted
+  $PY metrics "$VX_URL" >"$TMPD/m1.json"
+  [ -n "$shunt" ] && $PY stats "$VX_URL" "$shunt" >"$TMPD/s1.json"
+  $PY record-wrk --results "$RESULTS" --workload "$w" --run "$run" --out "$out" \
+    --ticks0 "$t0" --ticks1 "$t1" --hz "$HZ" --m0 "$TMPD/m0.json" --m1 "$TMPD/m1.json" \
+    --route "$route" --diag "$diag" --cmd "${cmd[*]}" "${MEAS[@]}" "${sargs[@]}"
+}
+
+# vx_workload NAME ROUTE SCRIPT PATH STATS_FIELD LUA_ARGS_FN
+# LUA_ARGS_FN RUN prints "hunt|lua args..." for a run (run "diag" = the diagnostic run).
+vx_workload() {
+  local w=$1 route=$2 script=$3 path_tmpl=$4 sfield=$5 argsfn=$6 run spec hunt path
+  log "veltrix $w: $RUNS × ${DUR}s, wrk -t$THREADS -c$CONNS"
+  local errs=0 clean=0 run=0
+  while [ "$clean" -lt "$RUNS" ]; do
+    run=$((run + 1))
+    spec=$($argsfn "$run"); hunt=${spec%%|*}
+    read -r -a largs <<<"${spec#*|}"
+    path=${path_tmpl//HUNT/$hunt}
+    vx_wrk "$w" "$run" "$route" "$script" "$path" "${sfield:+$hunt}" "$sfield" -- "${largs[@]}" || return 0
+    errs=$((errs + $(last_field errors)))
+    retry_if_disturbed || clean=$((clean + 1))
+  done
+  if [ "$errs" -gt 0 ]; then
+    echo "  $errs errors: one 2 s diagnostic run with response bodies (BENCH_DIAG=1)"
+    spec=$($argsfn diag); hunt=${spec%%|*}
+    read -r -a largs <<<"${spec#*|}"
+    path=${path_tmpl//HUNT/$hunt}
+    DIAG=1 vx_wrk "$w" 0 "$route" "$script" "$path" "" "" -- "${largs[@]}" || true
+  fi
+}
+
+args_none() { echo "-|"; }
+args_scans() { local h=bscan$1; echo "$h|$h $TMPD/setup/tokens.txt $TMPD/setup/payloads_$h.txt"; }
+args_chests() { echo "bchest|bchest z $TMPD/setup/tokens.txt"; }
+args_lb() { echo "blb|"; }
+args_around() { echo "blb|blb $TMPD/setup/player_ids.txt"; }
+
+run_veltrix() {
+  log "veltrix: start ($BIN, fsync always, data in a temp dir)"
+  vx_start || { VX_DEAD=1; check "SERVER did not start: $(tail -n 5 "$VX_LOG" | tr '\n' ' ')"; return 0; }
+  echo "  ready in ${VX_READY_S}s at $VX_URL (PID $VX_PID)"
+
+  local sargs=(--url "$VX_URL" --key "$KEY" --dir "$TMPD/setup" --players "$PLAYERS" --codes "$CODES")
+  SCAN_HUNTS=""
+  if want scans; then
+    for ((r = 1; r <= RUNS + RETRY_LEFT; r++)); do SCAN_HUNTS+="bscan$r,"; done
+    SCAN_HUNTS+=bscandiag
+    sargs+=(--scan-hunts "$SCAN_HUNTS")
+  fi
+  want chests && sargs+=(--chest-hunt bchest)
+  want leaderboard && sargs+=(--lb-hunt blb)
+  log "veltrix: setup ($PLAYERS players; scan hunts of $CODES codes: ${SCAN_HUNTS:-none})"
+  local t0=$SECONDS setup
+  if ! setup=$(timeout -k 5 600 $PY setup "${sargs[@]}"); then
+    vx_alive setup || true
+    check "SETUP FAILED (see above)"; return 0
+  fi
+  SETUP_INFO="$PLAYERS players (POST /v1/players), $( [ -n "$SCAN_HUNTS" ] && echo "one fresh hunt of $CODES codes per scan run (so $((PLAYERS * CODES)) distinct (player, code) pairs per run), ")$(want chests && echo "chest hunt: one zone with a chest_range of 10,000,000, ")$(want leaderboard && echo "leaderboard hunt: all $PLAYERS players ranked (1–5 scans each), ")setup took $((SECONDS - t0)) s"
+  echo "  $setup"
+
+  # warm-up (not recorded)
+  BENCH_LUA_DIR=$BENCH_DIR timeout -k 5 30 wrk -t"$THREADS" -c"$CONNS" -d1s -s "$BENCH_DIR/get.lua" "$VX_URL/healthz" >/dev/null 2>&1 || true
+
+  want healthz && vx_alive healthz && vx_workload healthz "GET /healthz" get.lua /healthz "" args_none
+  want players && vx_alive players && vx_workload players "POST /v1/players" players.lua /v1/players "" args_none
+  want scans && vx_alive scans && vx_workload scans "POST /v1/hunts/:/scans" scans.lua /v1/hunts/HUNT/scans scans args_scans
+  want chests && vx_alive chests && vx_workload chests "POST /v1/hunts/:/zones/:/open" chests.lua /v1/hunts/HUNT/zones/z/open chests_left args_chests
+  if want leaderboard; then
+    vx_alive lb_top && vx_workload lb_top "GET /v1/hunts/:/leaderboard" get.lua "/v1/hunts/HUNT/leaderboard?limit=10" "" args_lb
+    vx_alive lb_around && vx_workload lb_around "GET /v1/hunts/:/leaderboard" around.lua "/v1/hunts/HUNT/leaderboard?radius=5" "" args_around
+  fi
+  vx_alive "the end of the runs" || return 0
+
+  # Graceful stop, restart on the same data, compare every hunt's state.
+  local hunts=()
+  want scans && IFS=, read -r -a hunts <<<"$SCAN_HUNTS"
+  want chests && hunts+=(bchest)
+  want leaderboard && hunts+=(blb)
+  log "veltrix: SIGTERM, restart on the same data dir, compare state"
+  [ ${#hunts[@]} -gt 0 ] && $PY snapshot "$VX_URL" "$KEY" "${hunts[@]}" >"$TMPD/before.json"
+  local created
+  created=$($PY metrics "$VX_URL" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("POST /v1/players", {}).get("2xx", "?"))')
+  local rc=0 t1=$SECONDS
+  kill -TERM "$VX_PID"
+  for ((i = 0; i < 300; i++)); do kill -0 "$VX_PID" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$VX_PID" 2>/dev/null; then
+    check "SIGTERM: veltrix still running after 30 s; killed"
+    kill -KILL "$VX_PID"
+  fi
+  wait "$VX_PID" || rc=$?
+  forget "$VX_PID"
+  check "SIGTERM: veltrix exited with status $rc after $((SECONDS - t1)) s$([ $rc -ne 0 ] && echo ' — expected 0 (API.md)')"
+  local events players
+  events=$(sqlite3 "$VX_DATA/veltrix.db" 'select count(*) from events' 2>/dev/null || echo '?')
+  players=$(sqlite3 "$VX_DATA/veltrix.db" 'select count(*) from players' 2>/dev/null || echo '?')
+  check "players: $created × 201 from POST /v1/players, $players rows in the store after the stop: $([ "$created" = "$players" ] && echo ok || echo MISMATCH)"
+  t1=$(date +%s.%N)
+  if vx_start; then
+    local ready; ready=$(python3 -c "import time; print('%.1f' % (time.time() - $t1))")
+    check "restart on the same data ($events log rows, $(du -sh "$VX_DATA" | cut -f1)): ready in $ready s"
+    if [ ${#hunts[@]} -gt 0 ]; then
+      $PY snapshot "$VX_URL" "$KEY" "${hunts[@]}" >"$TMPD/after.json"
+      check "state after restart (stats, digest, top-10 of ${hunts[*]}): $($PY compare "$TMPD/before.json" "$TMPD/after.json")"
+    fi
+    stop_pid "$VX_PID" 30; forget "$VX_PID"
+  else
+    check "RESTART FAILED on the same data dir: $(tail -n 5 "$VX_LOG" | tr '\n' ' ')"
+  fi
+}
+
+# ------------------------------------------------------------------ anchors
+cpu_of() { $PY cpu "$1"; }
+
+run_nginx() {
+  log "anchor: nginx 'return 200' (1 worker), wrk -t$THREADS -c$CONNS, $RUNS × ${DUR}s"
+  local d=$TMPD/nginx port pid
+  mkdir -p "$d"
+  port=$($PY freeport)
+  cat >"$d/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $d/nginx.pid;
+error_log $d/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $d/body; proxy_temp_path $d/proxy; fastcgi_temp_path $d/fcgi;
+  uwsgi_temp_path $d/uwsgi; scgi_temp_path $d/scgi;
+  server {
+    listen 127.0.0.1:$port;
+    location = /healthz { default_type application/json; return 200 '{"status":"ok"}'; }
+  }
+}
+EOF
+  nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log" >>"$d/out.log" 2>&1 &
+  pid=$!; STARTED+=("$pid")
+  $PY wait-ready "http://127.0.0.1:$port/healthz" 10 "$pid" || { echo "  nginx did not start"; cat "$d/error.log"; return 0; }
+  local run=0 clean=0 t0 t1 out cmd
+  while [ "$clean" -lt "$RUNS" ]; do
+    run=$((run + 1))
+    out=$TMPD/nginx-$run.txt
+    cmd=(wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --timeout 5s --latency -s "$BENCH_DIR/get.lua" "http://127.0.0.1:$port/healthz")
+    quiet
+    t0=$(cpu_of "$pid")
+    meas_begin
+    BENCH_LUA_DIR=$BENCH_DIR BENCH_THREADS=$THREADS timeout -k 5 $((DUR + 60)) "${cmd[@]}" >"$out" 2>&1 || true
+    meas_end
+    t1=$(cpu_of "$pid")
+    $PY record-wrk --kind anchor --name "nginx return 200 (1 worker)" --results "$RESULTS" \
+      --workload healthz --run "$run" --out "$out" --ticks0 "$t0" --ticks1 "$t1" --hz "$HZ" \
+      "${MEAS[@]}" --cmd "${cmd[*]}"
+    retry_if_disturbed || clean=$((clean + 1))
+  done
+  stop_pid "$pid"; forget "$pid"
+}
+
+run_pg() {
+  PGBIN=$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  local d=$TMPD/pg port t0 ver
+  mkdir -p "$d"
+  AS_PG=""
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || { echo "  no 'postgres' user to run PostgreSQL as; skipped"; return 0; }
+    chown postgres: "$d"
+    AS_PG="runuser -u postgres --"
+  fi
+  ver=$("$PGBIN/postgres" --version)
+  log "anchor: $ver in a temp dir on loopback"
+  t0=$SECONDS
+  $AS_PG "$PGBIN/initdb" -D "$d/data" -U postgres --auth=trust -E UTF8 >"$d/initdb.log" 2>&1 ||
+    { echo "  initdb failed:"; tail -n 20 "$d/initdb.log"; return 0; }
+  port=$($PY freeport)
+  PG_DATA=$d/data
+  timeout -k 5 90 $AS_PG "$PGBIN/pg_ctl" -D "$PG_DATA" -l "$d/server.log" -w -t 60 \
+    -o "-p $port -k $d -c listen_addresses=127.0.0.1" start >/dev/null ||
+    { echo "  pg_ctl start failed:"; tail -n 20 "$d/server.log"; return 0; }
+  PG_PID=$(head -n 1 "$PG_DATA/postmaster.pid")
+  local PSQL=(psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
+  local tl=$SECONDS
+  if ! timeout -k 5 300 "${PSQL[@]}" -v chests="$PG_CHESTS" -v zones="$PG_ZONES" -f "$BENCH_DIR/pg_schema.sql" >"$d/load.log" 2>&1; then
+    echo "  schema load failed:"; tail -n 20 "$d/load.log"; pg_stop; return 0
+  fi
+  local load_s=$((SECONDS - tl))
+  echo "  initdb + start $((tl - t0)) s; $PG_CHESTS chests in $PG_ZONES zones loaded and indexed in $load_s s"
+  echo "$ver (Debian), default settings (fsync on, synchronous_commit on), started by bench/run.sh in a temp dir; $PG_CHESTS chests in $PG_ZONES zones, each zone's chests contiguous on disk, partial index on zone WHERE NOT found (loaded in $load_s s$([ "$load_s" -gt 60 ] && echo "; over 60 s: set BENCH_PG_CHESTS=200000")); pgbench -c $PG_CLIENTS -T $PG_SECONDS -M prepared, scripts bench/pg_chest.sql and bench/pg_scan.sql." >>"$NOTES"
+
+  local name script w
+  for spec in "chests|PostgreSQL SKIP LOCKED chest tx|pg_chest.sql" "players|PostgreSQL 1-row INSERT tx|pg_scan.sql"; do
+    IFS='|' read -r w name script <<<"$spec"
+    local out=$d/pgbench-$script.txt lp=$d/pglog-${script%.sql} t1 tb
+    local cmd=(pgbench -h 127.0.0.1 -p "$port" -U postgres -n -c "$PG_CLIENTS" -j 1 -T "$PG_SECONDS" -M prepared -D zones="$PG_ZONES" -l --log-prefix="$lp" -f "$BENCH_DIR/$script" postgres)
+    echo "  pgbench $script: $PG_CLIENTS clients, ${PG_SECONDS}s"
+    while :; do
+    quiet
+    tb=$(cpu_of "$PG_PID")
+    meas_begin
+    (cd "$d" && timeout -k 5 $((PG_SECONDS + 60)) "${cmd[@]}") >"$out" 2>&1 || { echo "  pgbench failed:"; tail -n 20 "$out"; }
+    meas_end
+    sleep 1  # let the backends exit and the postmaster reap them (their CPU lands in its cutime)
+    t1=$(cpu_of "$PG_PID")
+    $PY record-pgbench --results "$RESULTS" --workload "$w" --name "$name" --out "$out" --log-prefix "$lp" \
+      --ticks0 "$tb" --ticks1 "$t1" --hz "$HZ" --seconds "$PG_SECONDS" "${MEAS[@]}" --cmd "${cmd[*]/$BENCH_DIR\//bench/}" || true
+    rm -f "$lp".*
+    retry_if_disturbed || break
+    done
+  done
+  pg_stop
+}
+
+redis_start() {  # redis_start TAG [redis-server options...]
+  local tag=$1; shift
+  local d=$TMPD/redis-$tag i
+  mkdir -p "$d"
+  REDIS_PORT=$($PY freeport)
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$d" --daemonize no --logfile "$d/redis.log" "$@" &
+  REDIS_PID=$!; STARTED+=("$REDIS_PID")
+  for ((i = 0; i < 100; i++)); do
+    [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && return 0
+    kill -0 "$REDIS_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "  redis-server did not start:"; tail -n 20 "$d/redis.log"; return 1
+}
+
+redis_bench() {  # redis_bench WORKLOAD NAME COMMAND...
+  while :; do
+    redis_bench1 "$@"
+    retry_if_disturbed || break
+  done
+}
+
+redis_bench1() {
+  local w=$1 name=$2; shift 2
+  local base=(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$REDIS_CLIENTS" -r "$PLAYERS" --csv)
+  local out=$TMPD/redis-$RANDOM.txt n rps t0 t1
+  # probe 20k requests to size -n for about REDIS_SECONDS (this also fills the sorted set)
+  timeout -k 5 60 "${base[@]}" -n 20000 "$@" >"$out" 2>&1 || true
+  rps=$(python3 -c 'import sys; r=[l for l in open(sys.argv[1]) if l.startswith("\"") and not l.startswith("\"test\"")]; print(int(float(r[-1].split("\",\"")[1])) if r else 0)' "$out")
+  n=$(( rps * REDIS_SECONDS )); [ "$n" -lt 20000 ] && n=20000; [ "$n" -gt 5000000 ] && n=5000000
+  quiet
+  t0=$(cpu_of "$REDIS_PID")
+  meas_begin
+  timeout -k 5 120 "${base[@]}" -n "$n" "$@" >"$out" 2>&1 || { echo "  redis-benchmark failed:"; tail -n 5 "$out"; }
+  meas_end
+  t1=$(cpu_of "$REDIS_PID")
+  $PY record-redis --results "$RESULTS" --workload "$w" --name "$name" --out "$out" --n "$n" \
+    --ticks0 "$t0" --ticks1 "$t1" --hz "$HZ" "${MEAS[@]}" --cmd "${base[*]} -n $n $*" || true
+}
+
+run_redis() {
+  log "anchor: $(redis-server --version | cut -d' ' -f1-3) (no persistence), redis-benchmark -c $REDIS_CLIENTS, ~${REDIS_SECONDS}s each"
+  if redis_start plain --save "" --appendonly no; then
+    redis_bench scans "Redis ZINCRBY, no persistence" ZINCRBY lb 1 "p:__rand_int__"
+    redis_bench lb_top "Redis ZREVRANGE 0 9 WITHSCORES" ZREVRANGE lb 0 9 WITHSCORES
+    redis_bench lb_around "Redis ZREVRANK" ZREVRANK lb "p:__rand_int__"
+    stop_pid "$REDIS_PID"; forget "$REDIS_PID"
+  fi
+  log "anchor: redis-server with appendonly yes, appendfsync always"
+  if redis_start aof --save "" --appendonly yes --appendfsync always; then
+    redis_bench scans "Redis ZINCRBY, appendfsync always" ZINCRBY lb 1 "p:__rand_int__"
+    stop_pid "$REDIS_PID"; forget "$REDIS_PID"
+  fi
+  echo "$(redis-server --version | cut -d' ' -f1-3) (Debian), one sorted set of $PLAYERS members (like the veltrix leaderboard); redis-benchmark -c $REDIS_CLIENTS -r $PLAYERS, -n sized by a 20k-request probe for ~${REDIS_SECONDS} s. ZREVRANK is only the rank half of 'around' (veltrix also returns the 11 rows); reads are measured without persistence (AOF does not touch reads)." >>"$NOTES"
+}
+
+# ------------------------------------------------------------------ main
+START=$SECONDS
+echo "veltrix bench: workloads: ${!WANT[*]}; $RUNS run(s) × ${DUR}s; temp dir $TMPD"
+[ "$VX_WANTED" = 1 ] && run_veltrix
+if want anchors; then
+  run_nginx
+  run_pg
+  run_redis
+fi
+
+log "results ($((SECONDS - START)) s)"
+mode="full run"
+[ "$QUICK" = 1 ] && mode="BENCH_QUICK=1 (smoke test)"
+[ "$SUBSET" = 1 ] && mode="$mode, subset: ${*}"
+repro="cd $ROOT && make bench"
+if [ "$QUICK" = 1 ] || [ "$SUBSET" = 1 ]; then
+  repro="cd $ROOT && make $BUILD/veltrix && $( [ "$QUICK" = 1 ] && echo 'BENCH_QUICK=1 ')BUILD=$BUILD bash bench/run.sh${*:+ $*}"
+fi
+MODE=$mode REPRO=$repro SETUP_INFO=${SETUP_INFO:-} RUNS=$RUNS THREADS=$THREADS CONNS=$CONNS DUR=$DUR ROOT=$ROOT \
+python3 - >"$TMPD/meta.json" <<'EOF'
+import json, os, subprocess, time
+def sh(c):
+    try:
+        return subprocess.run(c, shell=True, capture_output=True, text=True, cwd=os.environ["ROOT"]).stdout.strip()
+    except Exception:
+        return ""
+cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+print(json.dumps({
+    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    "commit": sh("git rev-parse --short HEAD"),
+    "dirty": bool(sh("git status --porcelain -- src Makefile")),
+    "machine": "%s cores (%s), Linux %s" % (os.cpu_count(), cpu or "?", os.uname().release),
+    "mode": os.environ["MODE"], "command": os.environ["REPRO"], "setup": os.environ["SETUP_INFO"],
+    "runs": os.environ["RUNS"], "threads": os.environ["THREADS"], "conns": os.environ["CONNS"],
+    "dur": os.environ["DUR"]}))
+EOF
+echo
+$PY table "$RESULTS" --out "$OUT" --meta "$TMPD/meta.json" --checks "$CHECKS" --notes "$NOTES"
+echo
+echo "written to ${OUT#$ROOT/}"

@@ -1,0 +1,1618 @@
+/* engine.c — one hunt's deterministic state machine (see engine.h).
+ *
+ * State of a hunt:
+ *   - def: the installed definition (huntdef) plus per-entity state: scans per code,
+ *     collected per item, and the chest pools. A zone's chests are grouped by their
+ *     `requires` into pools (no requirement first, then by item id in byte order); in a
+ *     pool the explicit chests come first in definition order, then the zone's range.
+ *     "Index order" for the chest choice is pool order, then slot order.
+ *   - players: a dense array in order of first event (the leaderboard member is the
+ *     index), found by a hash of the 16-byte id. Each player keeps score, the seq at
+ *     which the score was reached (0 = never scored: not on the leaderboard), a history
+ *     of tagged 32-bit words (scan code, collect item, open zone + chest; the first two
+ *     words live inside the struct) and an inventory of (item, count).
+ *   - done: for the once-only rules, a hash set of (player, scan|collect word) of the
+ *     players whose history outgrew HIST_LINEAR words; shorter histories are searched.
+ *   - strs: every id ever defined, interned. History and inventory hold interned ids,
+ *     so they survive a redefinition; the strings table only grows.
+ * Invariants: a chest slot is opened at most once, by the player whose history names
+ * it; a player is on the leaderboard iff seq != 0, with (score, seq); an item's
+ * collected count equals the players holding it from collects; a used entity is never
+ * removed or changed by a redefinition (checked before one is installed).
+ * engine_apply checks every event first and fails (BAD_EVENT, NOMEM) before changing
+ * anything: allocations are reserved up front, the leaderboard update is the last step
+ * that can fail, and the commit after it cannot. */
+#include "engine.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chests.h"
+#include "huntdef.h"
+#include "leaderboard.h"
+#include "strtab.h"
+
+#define NONE UINT32_MAX
+#define TAG_SHIFT 30
+#define SID_MAX ((1u << TAG_SHIFT) - 1)
+#define TAG_SCAN 0u
+#define TAG_COLLECT 1u
+#define TAG_OPEN 2u           /* followed by a chest word */
+#define RANGE_BIT 0x80000000u /* chest word: range index, else explicit chest's id */
+#define HIST_INLINE 2
+#define MALLOC_OVERHEAD 16 /* per heap block, counted in engine_memory_bytes */
+#define HIST_LINEAR 16     /* longer histories keep their scans/collects in `done` */
+
+struct inv_entry {
+    int64_t count;
+    uint32_t sid;
+};
+
+struct player {
+    uint8_t id[16];
+    int64_t score;
+    uint64_t seq; /* when score was reached; 0 = not on the leaderboard */
+    union {
+        uint32_t *heap;
+        uint32_t in[HIST_INLINE];
+    } hist;
+    struct inv_entry *inv;
+    uint32_t n_hist, cap_hist; /* cap_hist == HIST_INLINE: words are inline */
+    uint32_t n_inv, cap_inv;
+};
+
+struct code_st {
+    uint32_t sid, scans;
+};
+struct item_st {
+    uint32_t sid, collected;
+};
+struct zone_st {
+    uint32_t sid, pool_off, n_pools;
+    uint32_t range_pool; /* NONE without a range */
+    uint32_t range_opened;
+};
+struct chest_st {
+    uint32_t sid, pool, slot;
+};
+struct pool {
+    struct chest_pool cp;
+    const char *req; /* NULL = no requirement */
+    uint32_t req_sid, zone;
+    uint32_t n_explicit; /* slots [0, n_explicit) are explicit chests, then the range */
+    uint32_t *chests;    /* slot -> explicit chest index */
+};
+
+struct def {
+    struct huntdef d;
+    struct code_st *codes;
+    struct item_st *items;
+    struct zone_st *zones;
+    struct chest_st *chests;
+    uint32_t *loot_sids; /* parallel to d.loot */
+    struct pool *pools;
+    uint32_t n_pools;
+};
+
+struct hunt {
+    char *id;
+    uint64_t seq, scans;
+    int64_t map_version;
+    struct def *def;
+    struct strtab *strs;
+    struct player *players;
+    uint32_t n_players, cap_players;
+    uint32_t *pslots; /* player index + 1, 0 = empty; at most half full */
+    uint32_t pslot_cap;
+    uint64_t *done; /* done_key()s of long histories, 0 = empty; at most 3/4 full */
+    uint32_t done_cap, n_done;
+    struct lb *lb;
+    size_t heap_bytes; /* players' history and inventory blocks */
+    const char *loot_out[HUNTDEF_LOOT_MAX];
+};
+
+/* ---- small helpers -------------------------------------------------------------- */
+
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *s = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Length of a NUL-terminated string in a cap-byte field, or cap when unterminated. */
+static size_t field_len(const char *s, size_t cap)
+{
+    return strnlen(s, cap);
+}
+
+/* The value of id s in m, or NONE; s is a NUL-terminated id (checked up to cap). */
+static uint32_t lookup_n(const struct strmap *m, const char *s, size_t cap)
+{
+    size_t n = field_len(s, cap);
+    return n == cap ? NONE : strmap_get(m, s, n);
+}
+
+static uint32_t lookup(const struct strmap *m, const char *s)
+{
+    return lookup_n(m, s, ENGINE_CHEST_ID_MAX + 1);
+}
+
+static int in_window(const struct def *df, int64_t t)
+{
+    return t >= df->d.starts_ms && t < df->d.ends_ms;
+}
+
+__attribute__((format(printf, 4, 5))) static int bad(char *err, size_t cap, const struct event *ev,
+                                                     const char *fmt, ...)
+{
+    if (cap) {
+        int n = snprintf(err, cap, "event seq %" PRIu64 " (type %u): ", ev->seq, ev->type);
+        va_list ap;
+        va_start(ap, fmt);
+        if (n >= 0 && (size_t)n < cap) vsnprintf(err + n, cap - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return ENGINE_BAD_EVENT;
+}
+
+static void event_init(const struct hunt *h, struct event *ev, uint8_t type,
+                       const uint8_t player[16], int64_t now_ms)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->seq = h->seq + 1;
+    ev->time_ms = now_ms;
+    ev->type = type;
+    if (player) memcpy(ev->player, player, 16);
+}
+
+/* ---- definitions: install, carry over, check used entities ------------------------ */
+
+static void def_destroy(struct def *df)
+{
+    if (!df) return;
+    for (uint32_t i = 0; i < df->n_pools; i++) {
+        chest_pool_deinit(&df->pools[i].cp);
+        free(df->pools[i].chests);
+    }
+    free(df->pools);
+    free(df->codes);
+    free(df->items);
+    free(df->zones);
+    free(df->chests);
+    free(df->loot_sids);
+    huntdef_deinit(&df->d);
+    free(df);
+}
+
+static int intern(struct hunt *h, const char *s, uint32_t *sid)
+{
+    if (strtab_intern(h->strs, s, strlen(s), sid) || *sid > SID_MAX) return ENGINE_NOMEM;
+    return 0;
+}
+
+static int def_alloc(struct def *df)
+{
+    const struct huntdef *d = &df->d;
+    df->codes = calloc(d->n_codes + 1, sizeof *df->codes);
+    df->items = calloc(d->n_items + 1, sizeof *df->items);
+    df->zones = calloc(d->n_zones + 1, sizeof *df->zones);
+    df->chests = calloc(d->n_chests + 1, sizeof *df->chests);
+    df->loot_sids = calloc(d->n_loot + 1, sizeof *df->loot_sids);
+    df->pools = calloc((size_t)d->n_chests + d->n_zones + 1, sizeof *df->pools);
+    if (!df->codes || !df->items || !df->zones || !df->chests || !df->loot_sids || !df->pools)
+        return ENGINE_NOMEM;
+    return 0;
+}
+
+static int def_intern(struct hunt *h, struct def *df)
+{
+    const struct huntdef *d = &df->d;
+    int rc = 0;
+    for (uint32_t i = 0; !rc && i < d->n_codes; i++)
+        rc = intern(h, d->codes[i].id, &df->codes[i].sid);
+    for (uint32_t i = 0; !rc && i < d->n_items; i++)
+        rc = intern(h, d->items[i].id, &df->items[i].sid);
+    for (uint32_t i = 0; !rc && i < d->n_zones; i++)
+        rc = intern(h, d->zones[i].id, &df->zones[i].sid);
+    for (uint32_t i = 0; !rc && i < d->n_chests; i++)
+        rc = intern(h, d->chests[i].id, &df->chests[i].sid);
+    for (uint32_t i = 0; !rc && i < d->n_loot; i++)
+        rc = intern(h, d->loot[i], &df->loot_sids[i]);
+    return rc;
+}
+
+/* Pool order: no requirement first, then by item id. */
+static int req_cmp(const char *a, const char *b)
+{
+    if (!a || !b) return (a != NULL) - (b != NULL);
+    return strcmp(a, b);
+}
+
+static int req_qsort_cmp(const void *a, const void *b)
+{
+    return req_cmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The pool of zone zi for requirement req, or NONE. */
+static uint32_t find_pool(const struct def *df, uint32_t zi, const char *req)
+{
+    uint32_t lo = df->zones[zi].pool_off, hi = lo + df->zones[zi].n_pools;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = req_cmp(df->pools[mid].req, req);
+        if (c == 0) return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NONE;
+}
+
+/* Creates zone zi's pools (sorted, distinct requirements), still without slots. */
+static int zone_make_pools(struct hunt *h, struct def *df, uint32_t zi, const char **tmp)
+{
+    const struct hd_zone *z = &df->d.zones[zi];
+    uint32_t n = 0;
+    for (uint32_t c = 0; c < z->n_chests; c++)
+    tmp[n++] = df->d.chests[z->chest_off + c].requires;
+    if (z->range.prefix) tmp[n++] = z->range.requires;
+    qsort(tmp, n, sizeof *tmp, req_qsort_cmp);
+    df->zones[zi].pool_off = df->n_pools;
+    df->zones[zi].range_pool = NONE;
+    for (uint32_t i = 0; i < n; i++) {
+        if (i > 0 && req_cmp(tmp[i - 1], tmp[i]) == 0) continue;
+        struct pool *p = &df->pools[df->n_pools++];
+        p->req = tmp[i];
+        p->zone = zi;
+        p->req_sid = NONE;
+        if (p->req && intern(h, p->req, &p->req_sid)) return ENGINE_NOMEM;
+    }
+    df->zones[zi].n_pools = df->n_pools - df->zones[zi].pool_off;
+    return 0;
+}
+
+/* Gives zone zi's chests their slots and allocates the pools' bitsets. */
+static int zone_fill_pools(struct def *df, uint32_t zi)
+{
+    const struct hd_zone *z = &df->d.zones[zi];
+    struct zone_st *zs = &df->zones[zi];
+    for (uint32_t c = z->chest_off; c < z->chest_off + z->n_chests; c++) {
+        df->chests[c].pool = find_pool(df, zi, df->d.chests[c].requires);
+        df->chests[c].slot = df->pools[df->chests[c].pool].n_explicit++;
+    }
+    if (z->range.prefix) zs->range_pool = find_pool(df, zi, z->range.requires);
+    for (uint32_t i = zs->pool_off; i < zs->pool_off + zs->n_pools; i++) {
+        struct pool *p = &df->pools[i];
+        uint32_t n = p->n_explicit + (i == zs->range_pool ? z->range.count : 0);
+        p->chests = malloc(((size_t)p->n_explicit + 1) * sizeof *p->chests);
+        if (!p->chests || chest_pool_init(&p->cp, n)) return ENGINE_NOMEM;
+    }
+    for (uint32_t c = z->chest_off; c < z->chest_off + z->n_chests; c++)
+        df->pools[df->chests[c].pool].chests[df->chests[c].slot] = c;
+    return 0;
+}
+
+static int def_pools(struct hunt *h, struct def *df)
+{
+    const char **tmp = malloc(((size_t)df->d.n_chests + 1) * sizeof *tmp);
+    int rc = tmp ? 0 : ENGINE_NOMEM;
+    for (uint32_t zi = 0; !rc && zi < df->d.n_zones; zi++) {
+        rc = zone_make_pools(h, df, zi, tmp);
+        if (!rc) rc = zone_fill_pools(df, zi);
+    }
+    free(tmp);
+    return rc;
+}
+
+static uint32_t find_in(const struct strmap *m, const char *id)
+{
+    return strmap_get(m, id, strlen(id));
+}
+
+/* Re-opens in df every chest opened under old (all kept: check_in_use passed). */
+static void carry_pool(struct def *df, const struct def *old, const struct pool *op)
+{
+    const struct hd_zone *oz = &old->d.zones[op->zone];
+    for (uint32_t s = chest_pool_next_open(&op->cp, 0); s < op->cp.n;
+         s = chest_pool_next_open(&op->cp, s + 1)) {
+        if (s < op->n_explicit) {
+            uint32_t c = find_in(&df->d.chest_ix, old->d.chests[op->chests[s]].id);
+            assert(c != NONE);
+            chest_pool_claim(&df->pools[df->chests[c].pool].cp, df->chests[c].slot);
+        } else {
+            uint32_t zi = find_in(&df->d.zone_ix, oz->id);
+            assert(zi != NONE && df->zones[zi].range_pool != NONE);
+            struct pool *np = &df->pools[df->zones[zi].range_pool];
+            chest_pool_claim(&np->cp, np->n_explicit + (s - op->n_explicit));
+        }
+    }
+}
+
+static void def_carry(struct def *df, const struct def *old)
+{
+    for (uint32_t i = 0; i < old->d.n_codes; i++) {
+        uint32_t j = find_in(&df->d.code_ix, old->d.codes[i].id);
+        if (j != NONE) df->codes[j].scans = old->codes[i].scans;
+    }
+    for (uint32_t i = 0; i < old->d.n_items; i++) {
+        uint32_t j = find_in(&df->d.item_ix, old->d.items[i].id);
+        if (j != NONE) df->items[j].collected = old->items[i].collected;
+    }
+    for (uint32_t i = 0; i < old->d.n_zones; i++) {
+        uint32_t j = find_in(&df->d.zone_ix, old->d.zones[i].id);
+        if (j != NONE) df->zones[j].range_opened = old->zones[i].range_opened;
+    }
+    for (uint32_t i = 0; i < old->n_pools; i++)
+        carry_pool(df, old, &old->pools[i]);
+}
+
+__attribute__((format(printf, 3, 4))) static int in_use(char *err, size_t cap, const char *fmt, ...)
+{
+    if (cap) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, cap, fmt, ap);
+        va_end(ap);
+    }
+    return ENGINE_ENTITY_IN_USE;
+}
+
+static int check_codes_items(const struct def *old, const struct huntdef *nd, char *err, size_t cap)
+{
+    for (uint32_t i = 0; i < old->d.n_codes; i++) {
+        const struct hd_code *a = &old->d.codes[i];
+        uint32_t j = find_in(&nd->code_ix, a->id);
+        if (old->codes[i].scans && (j == NONE || nd->codes[j].points != a->points ||
+                                    nd->codes[j].x != a->x || nd->codes[j].y != a->y))
+            return in_use(err, cap, "code \"%s\" was scanned: it cannot be %s", a->id,
+                          j == NONE ? "removed" : "changed");
+    }
+    for (uint32_t i = 0; i < old->d.n_items; i++) {
+        const struct hd_item *a = &old->d.items[i];
+        uint32_t j = find_in(&nd->item_ix, a->id);
+        if (old->items[i].collected && (j == NONE || nd->items[j].quantity != a->quantity ||
+                                        nd->items[j].x != a->x || nd->items[j].y != a->y))
+            return in_use(err, cap, "item \"%s\" was collected: it cannot be %s", a->id,
+                          j == NONE ? "removed" : "changed");
+    }
+    return 0;
+}
+
+static int check_chests(const struct def *old, const struct huntdef *nd, char *err, size_t cap)
+{
+    for (uint32_t i = 0; i < old->d.n_chests; i++) {
+        const struct hd_chest *a = &old->d.chests[i];
+        const struct chest_st *cs = &old->chests[i];
+        if (!chest_pool_is_open(&old->pools[cs->pool].cp, cs->slot)) continue;
+        uint32_t j = find_in(&nd->chest_ix, a->id);
+        if (j == NONE || strcmp(nd->zones[nd->chests[j].zone].id, old->d.zones[a->zone].id) ||
+            !huntdef_chest_eq(&old->d, a, nd, &nd->chests[j]))
+            return in_use(err, cap, "chest \"%s\" was opened: it cannot be %s", a->id,
+                          j == NONE ? "removed" : "changed");
+    }
+    for (uint32_t i = 0; i < old->d.n_zones; i++) {
+        const struct hd_zone *a = &old->d.zones[i];
+        if (!old->zones[i].range_opened) continue;
+        uint32_t j = find_in(&nd->zone_ix, a->id);
+        if (j == NONE || !huntdef_range_eq(&old->d, &a->range, nd, &nd->zones[j].range))
+            return in_use(err, cap,
+                          "zone \"%s\": chests of its chest_range were opened: the "
+                          "range must stay identical",
+                          a->id);
+    }
+    return 0;
+}
+
+/* ENGINE_ENTITY_IN_USE when nd drops or changes something a player used. */
+static int check_in_use(const struct def *old, const struct huntdef *nd, char *err, size_t cap)
+{
+    if (!old) return 0;
+    int rc = check_codes_items(old, nd, err, cap);
+    return rc ? rc : check_chests(old, nd, err, cap);
+}
+
+/* Builds the installed form of parsed definition d (taken over), carrying old's state. */
+static int def_build(struct hunt *h, struct huntdef *d, const struct def *old, struct def **out)
+{
+    struct def *df = calloc(1, sizeof *df);
+    if (!df) {
+        huntdef_deinit(d);
+        return ENGINE_NOMEM;
+    }
+    df->d = *d;
+    memset(d, 0, sizeof *d);
+    int rc = def_alloc(df);
+    if (!rc) rc = def_intern(h, df);
+    if (!rc) rc = def_pools(h, df);
+    if (rc) {
+        def_destroy(df);
+        return rc;
+    }
+    if (old) def_carry(df, old);
+    *out = df;
+    return 0;
+}
+
+/* ---- players ------------------------------------------------------------------- */
+
+static uint64_t pid_hash(const uint8_t id[16])
+{
+    uint64_t a, b;
+    memcpy(&a, id, 8);
+    memcpy(&b, id + 8, 8);
+    return splitmix64(a ^ splitmix64(b));
+}
+
+static uint32_t player_find(const struct hunt *h, const uint8_t id[16])
+{
+    if (!h->pslot_cap) return NONE;
+    uint32_t mask = h->pslot_cap - 1;
+    for (uint32_t i = (uint32_t)pid_hash(id) & mask; h->pslots[i]; i = (i + 1) & mask)
+        if (memcmp(h->players[h->pslots[i] - 1].id, id, 16) == 0) return h->pslots[i] - 1;
+    return NONE;
+}
+
+static void pslot_insert(uint32_t *slots, uint32_t cap, const uint8_t id[16], uint32_t pi)
+{
+    uint32_t i = (uint32_t)pid_hash(id) & (cap - 1);
+    while (slots[i])
+        i = (i + 1) & (cap - 1);
+    slots[i] = pi + 1;
+}
+
+static int pslots_grow(struct hunt *h)
+{
+    uint32_t cap = h->pslot_cap ? h->pslot_cap * 2 : 64;
+    uint32_t *slots = calloc(cap, sizeof *slots);
+    if (!slots) return ENGINE_NOMEM;
+    for (uint32_t pi = 0; pi < h->n_players; pi++)
+        pslot_insert(slots, cap, h->players[pi].id, pi);
+    free(h->pslots);
+    h->pslots = slots;
+    h->pslot_cap = cap;
+    return 0;
+}
+
+/* Room for one more player in the array and the id hash. */
+static int players_reserve(struct hunt *h)
+{
+    if (h->n_players == UINT32_MAX - 1) return ENGINE_NOMEM;
+    if (h->n_players == h->cap_players) {
+        uint32_t cap = h->cap_players ? h->cap_players + h->cap_players / 2 : 64;
+        struct player *p = realloc(h->players, (size_t)cap * sizeof *p);
+        if (!p) return ENGINE_NOMEM;
+        h->players = p;
+        h->cap_players = cap;
+    }
+    if ((uint64_t)(h->n_players + 1) * 2 > h->pslot_cap) return pslots_grow(h);
+    return 0;
+}
+
+/* ---- the (player, scan|collect, id) set ------------------------------------------ */
+
+/* Key of player pi's SCAN or COLLECT history word. */
+static uint64_t done_key(uint32_t pi, uint32_t word)
+{
+    return (((uint64_t)pi << 32) | word) + 1;
+}
+
+static void done_insert(uint64_t *t, uint32_t cap, uint64_t key)
+{
+    uint32_t i = (uint32_t)splitmix64(key) & (cap - 1);
+    while (t[i])
+        i = (i + 1) & (cap - 1);
+    t[i] = key;
+}
+
+static int done_has(const struct hunt *h, uint64_t key)
+{
+    if (!h->done_cap) return 0;
+    uint32_t mask = h->done_cap - 1;
+    for (uint32_t i = (uint32_t)splitmix64(key) & mask; h->done[i]; i = (i + 1) & mask)
+        if (h->done[i] == key) return 1;
+    return 0;
+}
+
+/* Room for extra more keys. */
+static int done_reserve(struct hunt *h, uint32_t extra)
+{
+    uint64_t need = (uint64_t)h->n_done + extra, cap = h->done_cap ? h->done_cap : 256;
+    if (need * 4 <= (uint64_t)h->done_cap * 3) return 0;
+    while (need * 4 > cap * 3)
+        cap *= 2;
+    if (cap > (1u << 31)) return ENGINE_NOMEM;
+    uint64_t *t = calloc(cap, sizeof *t);
+    if (!t) return ENGINE_NOMEM;
+    for (uint32_t i = 0; i < h->done_cap; i++)
+        if (h->done[i]) done_insert(t, (uint32_t)cap, h->done[i]);
+    free(h->done);
+    h->done = t;
+    h->done_cap = (uint32_t)cap;
+    return 0;
+}
+
+static void done_put(struct hunt *h, uint64_t key)
+{
+    assert((uint64_t)(h->n_done + 1) * 4 <= (uint64_t)h->done_cap * 3);
+    done_insert(h->done, h->done_cap, key);
+    h->n_done++;
+}
+
+static uint32_t *hist_words(struct player *p)
+{
+    return p->cap_hist > HIST_INLINE ? p->hist.heap : p->hist.in;
+}
+
+static const uint32_t *hist_cwords(const struct player *p)
+{
+    return p->cap_hist > HIST_INLINE ? p->hist.heap : p->hist.in;
+}
+
+static void player_free(struct hunt *h, struct player *p)
+{
+    if (p->cap_hist > HIST_INLINE) {
+        free(p->hist.heap);
+        h->heap_bytes -= (size_t)p->cap_hist * 4 + MALLOC_OVERHEAD;
+    }
+    if (p->cap_inv) {
+        free(p->inv);
+        h->heap_bytes -= (size_t)p->cap_inv * sizeof *p->inv + MALLOC_OVERHEAD;
+    }
+}
+
+/* 1 if player pi's history holds `word` (a SCAN or COLLECT word): a short history is
+ * searched, a long one was moved into the done set. */
+static int player_did(const struct hunt *h, uint32_t pi, uint32_t word)
+{
+    const struct player *p = &h->players[pi];
+    if (p->n_hist > HIST_LINEAR) return done_has(h, done_key(pi, word));
+    const uint32_t *w = hist_cwords(p);
+    for (uint32_t i = 0; i < p->n_hist; i++) {
+        if (w[i] == word) return 1;
+        i += w[i] >> TAG_SHIFT == TAG_OPEN; /* skip the chest word */
+    }
+    return 0;
+}
+
+/* Room for `words` more history words, and for the done-set keys they may add. */
+static int hist_reserve(struct hunt *h, struct player *p, uint32_t words)
+{
+    uint32_t keys = 0;
+    if (p->n_hist + words > HIST_LINEAR)
+        keys = p->n_hist <= HIST_LINEAR ? p->n_hist + words : words;
+    if (keys && done_reserve(h, keys)) return ENGINE_NOMEM;
+    if (p->n_hist + words <= p->cap_hist) return 0;
+    uint64_t cap = (uint64_t)p->cap_hist * 2;
+    while (cap < (uint64_t)p->n_hist + words)
+        cap *= 2;
+    if (cap > UINT32_MAX) return ENGINE_NOMEM;
+    uint32_t *w = malloc(cap * 4);
+    if (!w) return ENGINE_NOMEM;
+    memcpy(w, hist_words(p), (size_t)p->n_hist * 4);
+    if (p->cap_hist > HIST_INLINE) {
+        free(p->hist.heap);
+        h->heap_bytes -= (size_t)p->cap_hist * 4 + MALLOC_OVERHEAD;
+    }
+    p->hist.heap = w;
+    p->cap_hist = (uint32_t)cap;
+    h->heap_bytes += (size_t)cap * 4 + MALLOC_OVERHEAD;
+    return 0;
+}
+
+/* Player pi's SCAN and COLLECT words into the done set, as its history outgrows
+ * HIST_LINEAR. */
+static void done_migrate(struct hunt *h, uint32_t pi, const struct player *p)
+{
+    const uint32_t *w = hist_cwords(p);
+    for (uint32_t i = 0; i < p->n_hist; i++) {
+        if (w[i] >> TAG_SHIFT == TAG_OPEN)
+            i++;
+        else
+            done_put(h, done_key(pi, w[i]));
+    }
+}
+
+/* Appends word (reserved by hist_reserve); `once` marks a SCAN or COLLECT word. */
+static void hist_push(struct hunt *h, uint32_t pi, struct player *p, uint32_t word, int once)
+{
+    assert(p->n_hist < p->cap_hist);
+    hist_words(p)[p->n_hist++] = word;
+    if (p->n_hist == HIST_LINEAR + 1)
+        done_migrate(h, pi, p);
+    else if (once && p->n_hist > HIST_LINEAR)
+        done_put(h, done_key(pi, word));
+}
+
+static int inv_reserve(struct hunt *h, struct player *p, uint32_t extra)
+{
+    if (p->n_inv + extra <= p->cap_inv) return 0;
+    uint64_t cap = p->cap_inv ? (uint64_t)p->cap_inv * 2 : 2;
+    while (cap < (uint64_t)p->n_inv + extra)
+        cap *= 2;
+    if (cap > UINT32_MAX) return ENGINE_NOMEM;
+    struct inv_entry *inv = realloc(p->inv, cap * sizeof *inv);
+    if (!inv) return ENGINE_NOMEM;
+    if (p->cap_inv) h->heap_bytes -= (size_t)p->cap_inv * sizeof *inv + MALLOC_OVERHEAD;
+    h->heap_bytes += (size_t)cap * sizeof *inv + MALLOC_OVERHEAD;
+    p->inv = inv;
+    p->cap_inv = (uint32_t)cap;
+    return 0;
+}
+
+static int64_t inv_count(const struct player *p, uint32_t sid)
+{
+    for (uint32_t i = 0; i < p->n_inv; i++)
+        if (p->inv[i].sid == sid) return p->inv[i].count;
+    return 0;
+}
+
+/* Adds delta of sid; a new entry needs reserved room. Returns the new count. */
+static int64_t inv_add(struct player *p, uint32_t sid, int64_t delta)
+{
+    for (uint32_t i = 0; i < p->n_inv; i++)
+        if (p->inv[i].sid == sid) return p->inv[i].count += delta;
+    assert(p->n_inv < p->cap_inv && delta > 0);
+    p->inv[p->n_inv++] = (struct inv_entry){delta, sid};
+    return delta;
+}
+
+/* ---- transactions on one player -------------------------------------------------- */
+
+/* The player an event applies to: an existing one, or a new one built in the array's
+ * spare slot and published only by txn_commit. */
+struct txn {
+    struct player *p;
+    uint32_t pi;
+    int is_new;
+};
+
+static int txn_begin(struct hunt *h, const uint8_t id[16], struct txn *t)
+{
+    t->pi = player_find(h, id);
+    if (t->pi == NONE) {
+        if (players_reserve(h)) return ENGINE_NOMEM;
+        t->is_new = 1;
+        t->pi = h->n_players;
+        memset(&h->players[t->pi], 0, sizeof h->players[t->pi]);
+        memcpy(h->players[t->pi].id, id, 16);
+        h->players[t->pi].cap_hist = HIST_INLINE;
+    }
+    t->p = &h->players[t->pi];
+    return 0;
+}
+
+static int txn_fail(struct hunt *h, struct txn *t, int rc)
+{
+    if (t->is_new && t->p) player_free(h, t->p);
+    return rc;
+}
+
+static void txn_commit(struct hunt *h, struct txn *t)
+{
+    if (!t->is_new) return;
+    h->n_players++;
+    pslot_insert(h->pslots, h->pslot_cap, t->p->id, t->pi);
+}
+
+/* Puts the player at (score + points, seq) on the leaderboard when that changes its
+ * place: the first scoring event, or points > 0. The last step that may fail. */
+static int txn_rank(struct hunt *h, struct txn *t, int64_t points, uint64_t seq)
+{
+    if (t->p->seq && points == 0) return 0;
+    if (lb_set(h->lb, t->pi, t->p->score + points, seq)) return ENGINE_NOMEM;
+    t->p->score += points;
+    t->p->seq = seq;
+    return 0;
+}
+
+static void fill_score(const struct hunt *h, const struct txn *t, int64_t points,
+                       struct engine_outcome *out)
+{
+    if (!out) return;
+    out->points = points;
+    out->score = t->p->score;
+    out->rank = lb_rank(h->lb, t->pi);
+}
+
+/* ---- hunts ------------------------------------------------------------------------ */
+
+struct hunt *engine_hunt_create(const char *id)
+{
+    struct hunt *h = calloc(1, sizeof *h);
+    if (!h) return NULL;
+    h->id = strdup(id);
+    h->strs = strtab_create();
+    h->lb = lb_create();
+    h->map_version = -1;
+    if (!h->id || !h->strs || !h->lb) {
+        engine_hunt_destroy(h);
+        return NULL;
+    }
+    return h;
+}
+
+void engine_hunt_destroy(struct hunt *h)
+{
+    if (!h) return;
+    for (uint32_t i = 0; i < h->n_players; i++)
+        player_free(h, &h->players[i]);
+    free(h->players);
+    free(h->pslots);
+    free(h->done);
+    def_destroy(h->def);
+    if (h->lb) lb_destroy(h->lb);
+    strtab_destroy(h->strs);
+    free(h->id);
+    free(h);
+}
+
+const char *engine_hunt_id(const struct hunt *h)
+{
+    return h->id;
+}
+
+uint64_t engine_seq(const struct hunt *h)
+{
+    return h->seq;
+}
+
+int engine_defined(const struct hunt *h)
+{
+    return h->def != NULL;
+}
+
+/* ---- decide ----------------------------------------------------------------------- */
+
+int engine_define(const struct hunt *h, const char *json, size_t len, int64_t now_ms,
+                  struct event *ev, char *err, size_t errcap)
+{
+    struct huntdef d;
+    if (errcap) err[0] = '\0';
+    int rc = huntdef_parse(&d, json, len, err, errcap);
+    if (rc) return rc;
+    rc = check_in_use(h->def, &d, err, errcap);
+    huntdef_deinit(&d);
+    if (rc) return rc;
+    event_init(h, ev, EVENT_DEFINE, NULL, now_ms);
+    ev->json = json;
+    ev->json_len = len;
+    return ENGINE_OK;
+}
+
+static int playable(const struct hunt *h, int64_t now_ms)
+{
+    if (!h->def) return ENGINE_NOT_DEFINED;
+    return in_window(h->def, now_ms) ? 0 : ENGINE_NOT_ACTIVE;
+}
+
+int engine_scan(const struct hunt *h, const uint8_t player[16], const char *code, int64_t now_ms,
+                struct event *ev)
+{
+    int rc = playable(h, now_ms);
+    if (rc) return rc;
+    uint32_t ci = lookup(&h->def->d.code_ix, code), pi = player_find(h, player);
+    if (ci == NONE) return ENGINE_INVALID_CODE;
+    if (pi != NONE && player_did(h, pi, TAG_SCAN << TAG_SHIFT | h->def->codes[ci].sid))
+        return ENGINE_ALREADY_SCANNED;
+    event_init(h, ev, EVENT_SCAN, player, now_ms);
+    strcpy(ev->a, h->def->d.codes[ci].id);
+    return ENGINE_OK;
+}
+
+/* 0 when player pi (NONE: new) may collect item ii, else the error. */
+static int can_collect(const struct hunt *h, uint32_t pi, uint32_t ii)
+{
+    const struct item_st *it = &h->def->items[ii];
+    if (pi != NONE && player_did(h, pi, TAG_COLLECT << TAG_SHIFT | it->sid))
+        return ENGINE_ALREADY_COLLECTED;
+    if (it->collected >= h->def->d.items[ii].quantity) return ENGINE_ITEM_EXHAUSTED;
+    return 0;
+}
+
+int engine_collect(const struct hunt *h, const uint8_t player[16], const char *item, int64_t now_ms,
+                   struct event *ev)
+{
+    int rc = playable(h, now_ms);
+    if (rc) return rc;
+    uint32_t ii = lookup(&h->def->d.item_ix, item);
+    if (ii == NONE) return ENGINE_ITEM_NOT_FOUND;
+    rc = can_collect(h, player_find(h, player), ii);
+    if (rc) return rc;
+    event_init(h, ev, EVENT_COLLECT, player, now_ms);
+    strcpy(ev->a, h->def->d.items[ii].id);
+    return ENGINE_OK;
+}
+
+static int u32_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The pools of zone zi that player p (NULL: new) may open, in pool order, into buf
+ * (room for p->n_inv + 1). Returns how many. */
+static uint32_t eligible_pools(const struct hunt *h, uint32_t zi, const struct player *p,
+                               uint32_t *buf)
+{
+    const struct def *df = h->def;
+    uint32_t n = 0, none = find_pool(df, zi, NULL);
+    if (none != NONE) buf[n++] = none;
+    for (uint32_t i = 0; p && i < p->n_inv; i++) {
+        if (p->inv[i].count <= 0) continue;
+        uint32_t pool = find_pool(df, zi, strtab_str(h->strs, p->inv[i].sid));
+        if (pool != NONE) buf[n++] = pool;
+    }
+    qsort(buf, n, sizeof *buf, u32_cmp);
+    return n;
+}
+
+/* The reproducible pick: k-th closed chest among the eligible pools. */
+static uint64_t choice_seed(const struct hunt *h, const char *zone, const uint8_t player[16])
+{
+    uint64_t s = fnv1a(0xcbf29ce484222325ull, h->id, strlen(h->id) + 1);
+    s = fnv1a(s, zone, strlen(zone) + 1);
+    return fnv1a(s, player, 16);
+}
+
+/* Writes the chest id of slot of pool into out (ENGINE_CHEST_ID_MAX + 1 bytes). */
+static void chest_id(const struct def *df, const struct pool *p, uint32_t slot, char *out)
+{
+    if (slot < p->n_explicit) {
+        strcpy(out, df->d.chests[p->chests[slot]].id);
+        return;
+    }
+    const struct hd_range *r = &df->d.zones[p->zone].range;
+    snprintf(out, ENGINE_CHEST_ID_MAX + 1, "%s%" PRIu32, r->prefix, slot - p->n_explicit);
+}
+
+static int pick_chest(const struct hunt *h, uint32_t zi, const uint8_t player[16],
+                      const uint32_t *pools, uint32_t n, char *out)
+{
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < n; i++)
+        total += chest_pool_closed(&h->def->pools[pools[i]].cp);
+    if (!total) return ENGINE_NO_CHEST;
+    uint64_t k = splitmix64(choice_seed(h, h->def->d.zones[zi].id, player) ^ total) % total;
+    for (uint32_t i = 0;; i++) {
+        const struct pool *p = &h->def->pools[pools[i]];
+        if (k < chest_pool_closed(&p->cp)) {
+            chest_id(h->def, p, chest_pool_select(&p->cp, (uint32_t)k), out);
+            return 0;
+        }
+        k -= chest_pool_closed(&p->cp);
+    }
+}
+
+int engine_open(const struct hunt *h, const uint8_t player[16], const char *zone, int64_t now_ms,
+                struct event *ev)
+{
+    int rc = playable(h, now_ms);
+    if (rc) return rc;
+    uint32_t zi = lookup(&h->def->d.zone_ix, zone), pi = player_find(h, player);
+    if (zi == NONE) return ENGINE_ZONE_NOT_FOUND;
+    const struct player *p = pi == NONE ? NULL : &h->players[pi];
+    uint32_t stack[64], *buf = stack, n_inv = p ? p->n_inv : 0;
+    if (n_inv + 1 > 64 && !(buf = malloc(((size_t)n_inv + 1) * sizeof *buf))) return ENGINE_NOMEM;
+    event_init(h, ev, EVENT_OPEN, player, now_ms);
+    uint32_t n = eligible_pools(h, zi, p, buf);
+    rc = pick_chest(h, zi, player, buf, n, ev->b);
+    if (buf != stack) free(buf);
+    strcpy(ev->a, h->def->d.zones[zi].id);
+    return rc;
+}
+
+int engine_map(const struct hunt *h, int64_t version, int64_t now_ms, struct event *ev)
+{
+    if (!h->def) return ENGINE_NOT_DEFINED;
+    if (version < 0 || version <= h->map_version) return ENGINE_EINVAL;
+    event_init(h, ev, EVENT_MAP, NULL, now_ms);
+    ev->n = version;
+    return ENGINE_OK;
+}
+
+/* ---- apply ------------------------------------------------------------------------ */
+
+static int apply_define(struct hunt *h, const struct event *ev, struct engine_outcome *out,
+                        char *err, size_t cap)
+{
+    struct huntdef d;
+    char why[256];
+    struct def *df;
+    if (!ev->json) return bad(err, cap, ev, "definition without JSON");
+    int rc = huntdef_parse(&d, ev->json, ev->json_len, why, sizeof why);
+    if (rc == ENGINE_OK && (rc = check_in_use(h->def, &d, why, sizeof why)) != 0)
+        huntdef_deinit(&d);
+    if (rc == ENGINE_NOMEM) return rc;
+    if (rc) return bad(err, cap, ev, "definition refused: %s", why);
+    rc = def_build(h, &d, h->def, &df);
+    if (rc) return rc;
+    if (out) out->created = h->def == NULL;
+    def_destroy(h->def);
+    h->def = df;
+    return 0;
+}
+
+/* Checks common to SCAN, COLLECT and OPEN; *s gets a's length. */
+static int check_play(const struct hunt *h, const struct event *ev, char *err, size_t cap)
+{
+    if (!h->def) return bad(err, cap, ev, "the hunt is not defined");
+    if (field_len(ev->a, sizeof ev->a) == sizeof ev->a ||
+        field_len(ev->b, sizeof ev->b) == sizeof ev->b)
+        return bad(err, cap, ev, "unterminated id");
+    if (!in_window(h->def, ev->time_ms))
+        return bad(err, cap, ev, "time %" PRId64 " is outside the hunt's window", ev->time_ms);
+    return 0;
+}
+
+static int apply_scan(struct hunt *h, const struct event *ev, struct engine_outcome *out, char *err,
+                      size_t cap)
+{
+    struct txn t = {0};
+    int rc = check_play(h, ev, err, cap);
+    if (rc) return rc;
+    uint32_t ci = lookup_n(&h->def->d.code_ix, ev->a, sizeof ev->a);
+    if (ci == NONE) return bad(err, cap, ev, "unknown code \"%s\"", ev->a);
+    struct code_st *cs = &h->def->codes[ci];
+    uint32_t pi = player_find(h, ev->player);
+    uint32_t word = TAG_SCAN << TAG_SHIFT | cs->sid;
+    if (pi != NONE && player_did(h, pi, word))
+        return bad(err, cap, ev, "code \"%s\" already scanned by this player", ev->a);
+    int64_t points = h->def->d.codes[ci].points;
+    if ((rc = txn_begin(h, ev->player, &t)) || (rc = hist_reserve(h, t.p, 1)) ||
+        (rc = txn_rank(h, &t, points, ev->seq)))
+        return txn_fail(h, &t, rc);
+    hist_push(h, t.pi, t.p, word, 1);
+    cs->scans++;
+    h->scans++;
+    txn_commit(h, &t);
+    fill_score(h, &t, points, out);
+    return 0;
+}
+
+static int apply_collect(struct hunt *h, const struct event *ev, struct engine_outcome *out,
+                         char *err, size_t cap)
+{
+    struct txn t = {0};
+    int rc = check_play(h, ev, err, cap);
+    if (rc) return rc;
+    uint32_t ii = lookup_n(&h->def->d.item_ix, ev->a, sizeof ev->a),
+             pi = player_find(h, ev->player);
+    if (ii == NONE) return bad(err, cap, ev, "unknown item \"%s\"", ev->a);
+    if ((rc = can_collect(h, pi, ii)) != 0)
+        return bad(err, cap, ev, "item \"%s\": %s", ev->a, engine_err_code(rc));
+    struct item_st *it = &h->def->items[ii];
+    if ((rc = txn_begin(h, ev->player, &t)) || (rc = hist_reserve(h, t.p, 1)) ||
+        (rc = inv_reserve(h, t.p, 1)))
+        return txn_fail(h, &t, rc);
+    hist_push(h, t.pi, t.p, TAG_COLLECT << TAG_SHIFT | it->sid, 1);
+    it->collected++;
+    int64_t count = inv_add(t.p, it->sid, 1);
+    txn_commit(h, &t);
+    if (out) {
+        out->count = count;
+        out->remaining = h->def->d.items[ii].quantity - it->collected;
+    }
+    return 0;
+}
+
+/* The pool and slot of chest id in zone zi; 0, or -1 when the zone has no such chest. */
+static int find_chest(const struct def *df, uint32_t zi, const char *id, uint32_t *pool,
+                      uint32_t *slot)
+{
+    uint32_t c = lookup(&df->d.chest_ix, id);
+    if (c != NONE && df->d.chests[c].zone == zi) {
+        *pool = df->chests[c].pool;
+        *slot = df->chests[c].slot;
+        return 0;
+    }
+    uint32_t ri = huntdef_range_index(&df->d.zones[zi].range, id, strlen(id));
+    if (ri == NONE) return -1;
+    *pool = df->zones[zi].range_pool;
+    *slot = df->pools[*pool].n_explicit + ri;
+    return 0;
+}
+
+/* Opens (pool, slot) for the txn's player: every allocation is already reserved. */
+static void open_commit(struct hunt *h, struct txn *t, uint32_t zi, struct pool *p, uint32_t slot,
+                        struct engine_outcome *out)
+{
+    const struct def *df = h->def;
+    uint32_t off, n;
+    chest_pool_claim(&p->cp, slot);
+    hist_push(h, t->pi, t->p, TAG_OPEN << TAG_SHIFT | df->zones[zi].sid, 0);
+    if (slot < p->n_explicit) {
+        hist_push(h, t->pi, t->p, df->chests[p->chests[slot]].sid, 0);
+        off = df->d.chests[p->chests[slot]].loot_off;
+        n = df->d.chests[p->chests[slot]].n_loot;
+    } else {
+        hist_push(h, t->pi, t->p, RANGE_BIT | (slot - p->n_explicit), 0);
+        h->def->zones[zi].range_opened++;
+        off = df->d.zones[zi].range.loot_off;
+        n = df->d.zones[zi].range.n_loot;
+    }
+    if (p->req) inv_add(t->p, p->req_sid, -1);
+    for (uint32_t i = 0; i < n; i++) {
+        inv_add(t->p, df->loot_sids[off + i], 1);
+        h->loot_out[i] = df->d.loot[off + i];
+    }
+    if (out) {
+        out->loot = h->loot_out;
+        out->n_loot = n;
+    }
+}
+
+/* Loot entries of (pool, slot) that p does not hold yet (an upper bound). */
+static uint32_t loot_missing(const struct def *df, const struct pool *p, uint32_t zi, uint32_t slot,
+                             const struct player *pl)
+{
+    const struct hd_range *r = &df->d.zones[zi].range;
+    uint32_t off = slot < p->n_explicit ? df->d.chests[p->chests[slot]].loot_off : r->loot_off;
+    uint32_t n = slot < p->n_explicit ? df->d.chests[p->chests[slot]].n_loot : r->n_loot;
+    uint32_t missing = 0;
+    for (uint32_t i = 0; i < n; i++)
+        missing += !pl || inv_count(pl, df->loot_sids[off + i]) == 0;
+    return missing;
+}
+
+static int64_t slot_points(const struct def *df, const struct pool *p, uint32_t zi, uint32_t slot)
+{
+    if (slot < p->n_explicit) return df->d.chests[p->chests[slot]].points;
+    return df->d.zones[zi].range.points;
+}
+
+static int apply_open(struct hunt *h, const struct event *ev, struct engine_outcome *out, char *err,
+                      size_t cap)
+{
+    struct txn t = {0};
+    uint32_t pool, slot;
+    int rc = check_play(h, ev, err, cap);
+    if (rc) return rc;
+    uint32_t zi = lookup_n(&h->def->d.zone_ix, ev->a, sizeof ev->a),
+             pi = player_find(h, ev->player);
+    if (zi == NONE) return bad(err, cap, ev, "unknown zone \"%s\"", ev->a);
+    if (find_chest(h->def, zi, ev->b, &pool, &slot))
+        return bad(err, cap, ev, "zone \"%s\" has no chest \"%s\"", ev->a, ev->b);
+    struct pool *p = &h->def->pools[pool];
+    if (chest_pool_is_open(&p->cp, slot))
+        return bad(err, cap, ev, "chest \"%s\" already opened", ev->b);
+    if (p->req && (pi == NONE || inv_count(&h->players[pi], p->req_sid) < 1))
+        return bad(err, cap, ev, "chest \"%s\" requires \"%s\"", ev->b, p->req);
+    int64_t points = slot_points(h->def, p, zi, slot);
+    if ((rc = txn_begin(h, ev->player, &t)) || (rc = hist_reserve(h, t.p, 2)) ||
+        (rc = inv_reserve(h, t.p, loot_missing(h->def, p, zi, slot, t.p))) ||
+        (rc = txn_rank(h, &t, points, ev->seq)))
+        return txn_fail(h, &t, rc);
+    open_commit(h, &t, zi, p, slot, out);
+    txn_commit(h, &t);
+    fill_score(h, &t, points, out);
+    return 0;
+}
+
+static int apply_map(struct hunt *h, const struct event *ev, char *err, size_t cap)
+{
+    if (!h->def) return bad(err, cap, ev, "the hunt is not defined");
+    if (ev->n < 0 || ev->n <= h->map_version)
+        return bad(err, cap, ev, "map version %" PRId64 " is not above %" PRId64, ev->n,
+                   h->map_version);
+    h->map_version = ev->n;
+    return 0;
+}
+
+int engine_apply(struct hunt *h, const struct event *ev, struct engine_outcome *out, char *err,
+                 size_t errcap)
+{
+    int rc;
+    if (out) memset(out, 0, sizeof *out);
+    if (errcap) err[0] = '\0';
+    if (ev->seq != h->seq + 1) return bad(err, errcap, ev, "expected seq %" PRIu64, h->seq + 1);
+    switch (ev->type) {
+    case EVENT_DEFINE:
+        rc = apply_define(h, ev, out, err, errcap);
+        break;
+    case EVENT_SCAN:
+        rc = apply_scan(h, ev, out, err, errcap);
+        break;
+    case EVENT_COLLECT:
+        rc = apply_collect(h, ev, out, err, errcap);
+        break;
+    case EVENT_OPEN:
+        rc = apply_open(h, ev, out, err, errcap);
+        break;
+    case EVENT_MAP:
+        rc = apply_map(h, ev, err, errcap);
+        break;
+    default:
+        rc = bad(err, errcap, ev, "unknown event type");
+    }
+    if (rc == ENGINE_NOMEM && errcap)
+        snprintf(err, errcap, "event seq %" PRIu64 ": out of memory", ev->seq);
+    if (rc == 0) h->seq = ev->seq;
+    return rc;
+}
+
+/* ---- event codec ------------------------------------------------------------------- */
+
+static size_t put(uint8_t *buf, size_t cap, size_t at, const void *p, size_t n)
+{
+    if (at + n <= cap) memcpy(buf + at, p, n);
+    return at + n;
+}
+
+size_t engine_event_encode(const struct event *ev, uint8_t *buf, size_t cap)
+{
+    char num[24];
+    switch (ev->type) {
+    case EVENT_SCAN:
+    case EVENT_COLLECT:
+        return put(buf, cap, 0, ev->a, field_len(ev->a, sizeof ev->a));
+    case EVENT_OPEN: {
+        size_t at = put(buf, cap, 0, ev->a, field_len(ev->a, sizeof ev->a));
+        at = put(buf, cap, at, "", 1);
+        return put(buf, cap, at, ev->b, field_len(ev->b, sizeof ev->b));
+    }
+    case EVENT_DEFINE:
+        return put(buf, cap, 0, ev->json, ev->json ? ev->json_len : 0);
+    case EVENT_MAP:
+        snprintf(num, sizeof num, "%" PRId64, ev->n);
+        return put(buf, cap, 0, num, strlen(num));
+    default:
+        return 0;
+    }
+}
+
+/* Copies a len-byte id of 1..max chars of [a-z0-9_-] into out; -1 if it is not one. */
+static int decode_id(const uint8_t *s, size_t len, size_t max, char *out)
+{
+    if (!huntdef_is_id((const char *)s, len, max)) return -1;
+    memcpy(out, s, len);
+    out[len] = '\0';
+    return 0;
+}
+
+static int decode_version(const uint8_t *s, size_t len, int64_t *v)
+{
+    if (len < 1 || len > 18 || (s[0] == '0' && len > 1)) return -1;
+    *v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        *v = *v * 10 + (s[i] - '0');
+    }
+    return 0;
+}
+
+int engine_event_decode(struct event *ev, uint8_t type, const uint8_t *data, size_t len)
+{
+    const uint8_t *nul;
+    memset(ev->a, 0, sizeof ev->a);
+    memset(ev->b, 0, sizeof ev->b);
+    ev->n = 0;
+    ev->json = NULL;
+    ev->json_len = 0;
+    ev->type = type;
+    if (!data && len) return ENGINE_BAD_EVENT;
+    switch (type) {
+    case EVENT_SCAN:
+    case EVENT_COLLECT:
+        return decode_id(data, len, ENGINE_ID_MAX, ev->a) ? ENGINE_BAD_EVENT : ENGINE_OK;
+    case EVENT_OPEN:
+        nul = len ? memchr(data, '\0', len) : NULL;
+        if (!nul || decode_id(data, (size_t)(nul - data), ENGINE_ID_MAX, ev->a) ||
+            decode_id(nul + 1, len - (size_t)(nul - data) - 1, ENGINE_CHEST_ID_MAX, ev->b))
+            return ENGINE_BAD_EVENT;
+        return ENGINE_OK;
+    case EVENT_DEFINE:
+        if (!len) return ENGINE_BAD_EVENT;
+        ev->json = (const char *)data;
+        ev->json_len = len;
+        return ENGINE_OK;
+    case EVENT_MAP:
+        return decode_version(data, len, &ev->n) ? ENGINE_BAD_EVENT : ENGINE_OK;
+    default:
+        return ENGINE_BAD_EVENT;
+    }
+}
+
+/* ---- queries ----------------------------------------------------------------------- */
+
+static uint64_t zone_closed(const struct def *df, uint32_t zi)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < df->zones[zi].n_pools; i++)
+        n += chest_pool_closed(&df->pools[df->zones[zi].pool_off + i].cp);
+    return n;
+}
+
+json_t *engine_hunt_json(const struct hunt *h)
+{
+    const struct def *df = h->def;
+    if (!df) return NULL;
+    json_t *o = json_copy(df->d.root), *chests = json_object(), *items = json_object();
+    if (!o || !chests || !items) {
+        json_decref(o);
+        json_decref(chests);
+        json_decref(items);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < df->d.n_zones; i++)
+        json_object_set_new(chests, df->d.zones[i].id,
+                            json_integer((json_int_t)zone_closed(df, i)));
+    for (uint32_t i = 0; i < df->d.n_items; i++)
+        json_object_set_new(items, df->d.items[i].id,
+                            json_integer(df->d.items[i].quantity - df->items[i].collected));
+    json_object_set_new(o, "chests_left", chests);
+    json_object_set_new(o, "items_left", items);
+    json_object_set_new(o, "map_version",
+                        h->map_version < 0 ? json_null() : json_integer(h->map_version));
+    json_object_set_new(o, "players", json_integer(h->n_players));
+    return o;
+}
+
+json_t *engine_codes_json(const struct hunt *h)
+{
+    json_t *arr = json_array();
+    if (!arr || !h->def) return arr;
+    for (uint32_t i = 0; i < h->def->d.n_codes; i++) {
+        const struct hd_code *c = &h->def->d.codes[i];
+        json_array_append_new(arr, json_pack("{s:s,s:I,s:i,s:i}", "id", c->id, "points",
+                                             (json_int_t)c->points, "x", c->x, "y", c->y));
+    }
+    return arr;
+}
+
+int engine_has_code(const struct hunt *h, const char *code)
+{
+    return h->def && lookup(&h->def->d.code_ix, code) != NONE;
+}
+
+/* The id of the chest named by history words (zone, chest). */
+static json_t *opened_json(const struct hunt *h, uint32_t zone_sid, uint32_t word)
+{
+    if (!(word & RANGE_BIT)) return json_string(strtab_str(h->strs, word));
+    const char *zone = strtab_str(h->strs, zone_sid);
+    uint32_t zi = find_in(&h->def->d.zone_ix, zone);
+    assert(zi != NONE && h->def->d.zones[zi].range.prefix);
+    char id[ENGINE_CHEST_ID_MAX + 1];
+    snprintf(id, sizeof id, "%s%" PRIu32, h->def->d.zones[zi].range.prefix, word & ~RANGE_BIT);
+    return json_string(id);
+}
+
+static void me_history(const struct hunt *h, const struct player *p, json_t *scanned,
+                       json_t *opened, json_t *collected)
+{
+    const uint32_t *w = hist_cwords(p);
+    for (uint32_t i = 0; i < p->n_hist; i++) {
+        uint32_t tag = w[i] >> TAG_SHIFT, sid = w[i] & SID_MAX;
+        if (tag == TAG_SCAN)
+            json_array_append_new(scanned, json_string(strtab_str(h->strs, sid)));
+        else if (tag == TAG_COLLECT)
+            json_array_append_new(collected, json_string(strtab_str(h->strs, sid)));
+        else
+            json_array_append_new(opened, opened_json(h, sid, w[++i]));
+    }
+}
+
+json_t *engine_me_json(const struct hunt *h, const uint8_t player[16])
+{
+    uint32_t pi = player_find(h, player);
+    const struct player *p = pi == NONE ? NULL : &h->players[pi];
+    uint64_t rank = p ? lb_rank(h->lb, pi) : 0;
+    json_t *inv = json_object(), *sc = json_array(), *op = json_array(), *co = json_array();
+    for (uint32_t i = 0; p && i < p->n_inv; i++)
+        if (p->inv[i].count > 0)
+            json_object_set_new(inv, strtab_str(h->strs, p->inv[i].sid),
+                                json_integer(p->inv[i].count));
+    if (p && h->def) me_history(h, p, sc, op, co);
+    return json_pack("{s:I,s:o,s:o,s:o,s:o,s:o}", "score", (json_int_t)(p ? p->score : 0), "rank",
+                     rank ? json_integer((json_int_t)rank) : json_null(), "inventory", inv,
+                     "scanned", sc, "opened", op, "collected", co);
+}
+
+void engine_player_score(const struct hunt *h, const uint8_t player[16], int64_t *score,
+                         uint64_t *rank)
+{
+    uint32_t pi = player_find(h, player);
+    *score = pi == NONE ? 0 : h->players[pi].score;
+    *rank = pi == NONE ? 0 : lb_rank(h->lb, pi);
+}
+
+size_t engine_lb_total(const struct hunt *h)
+{
+    return lb_count(h->lb);
+}
+
+size_t engine_lb_top(const struct hunt *h, size_t offset, size_t limit, struct engine_lb_row *out)
+{
+    struct lb_entry buf[64];
+    size_t done = 0;
+    while (done < limit) {
+        size_t want = limit - done < 64 ? limit - done : 64;
+        size_t got = lb_range(h->lb, offset + done, want, buf);
+        for (size_t i = 0; i < got; i++) {
+            memcpy(out[done + i].player, h->players[buf[i].member].id, 16);
+            out[done + i].score = buf[i].score;
+            out[done + i].rank = buf[i].rank;
+        }
+        done += got;
+        if (got < want) break;
+    }
+    return done;
+}
+
+size_t engine_lb_around(const struct hunt *h, const uint8_t player[16], size_t radius,
+                        struct engine_lb_row *out)
+{
+    uint32_t pi = player_find(h, player);
+    uint64_t rank = pi == NONE ? 0 : lb_rank(h->lb, pi);
+    if (!rank) return 0;
+    size_t at = (size_t)rank - 1, start = at > radius ? at - radius : 0;
+    return engine_lb_top(h, start, at - start + 1 + radius, out);
+}
+
+void engine_stats(const struct hunt *h, struct engine_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    st->seq = h->seq;
+    st->events = h->seq;
+    st->players = h->n_players;
+    st->scans = h->scans;
+    for (uint32_t i = 0; h->def && i < h->def->n_pools; i++)
+        st->chests_left += chest_pool_closed(&h->def->pools[i].cp);
+}
+
+int64_t engine_map_version(const struct hunt *h)
+{
+    return h->map_version;
+}
+
+void engine_map_size(const struct hunt *h, int *width, int *height)
+{
+    *width = h->def ? h->def->d.width : 0;
+    *height = h->def ? h->def->d.height : 0;
+}
+
+/* Digest: a multiply-xorshift fold of 64-bit words; strings enter by their hash. */
+static uint64_t dg(uint64_t d, uint64_t w)
+{
+    return splitmix64(d ^ w);
+}
+
+static uint64_t dg_str(uint64_t d, const char *s)
+{
+    return dg(d, strtab_hash(s, strlen(s)));
+}
+
+static uint64_t digest_player(const struct hunt *h, const struct player *p, uint64_t d)
+{
+    uint64_t a, b;
+    memcpy(&a, p->id, 8);
+    memcpy(&b, p->id + 8, 8);
+    d = dg(dg(dg(dg(d, a), b), (uint64_t)p->score), p->seq);
+    const uint32_t *w = hist_cwords(p);
+    for (uint32_t i = 0; i < p->n_hist; i++) {
+        uint32_t tag = w[i] >> TAG_SHIFT;
+        d = dg_str(dg(d, tag), strtab_str(h->strs, w[i] & SID_MAX));
+        if (tag == TAG_OPEN) {
+            i++;
+            d = w[i] & RANGE_BIT ? dg(d, w[i]) : dg_str(d, strtab_str(h->strs, w[i]));
+        }
+    }
+    for (uint32_t i = 0; i < p->n_inv; i++)
+        d = dg(dg_str(d, strtab_str(h->strs, p->inv[i].sid)), (uint64_t)p->inv[i].count);
+    return dg(d, p->n_hist);
+}
+
+static uint64_t digest_def(const struct def *df, uint64_t d)
+{
+    for (uint32_t i = 0; i < df->d.n_codes; i++)
+        d = dg(d, df->codes[i].scans);
+    for (uint32_t i = 0; i < df->d.n_items; i++)
+        d = dg(d, df->items[i].collected);
+    for (uint32_t i = 0; i < df->n_pools; i++) {
+        size_t n;
+        const uint64_t *w = chest_pool_words(&df->pools[i].cp, &n);
+        d = dg(d, n);
+        for (size_t j = 0; j < n; j++)
+            d = dg(d, w[j]);
+    }
+    return d;
+}
+
+uint64_t engine_digest(const struct hunt *h)
+{
+    uint64_t d = dg(dg(dg(0x56656c74ull, h->seq), (uint64_t)h->map_version), h->scans);
+    d = dg(d, h->n_players);
+    for (uint32_t i = 0; i < h->n_players; i++)
+        d = digest_player(h, &h->players[i], d);
+    return h->def ? digest_def(h->def, d) : d;
+}
+
+static size_t def_memory_bytes(const struct def *df)
+{
+    const struct huntdef *d = &df->d;
+    size_t sum = sizeof *df + huntdef_memory_bytes(d) +
+                 (size_t)(d->n_codes + 1) * sizeof *df->codes +
+                 (size_t)(d->n_items + 1) * sizeof *df->items +
+                 (size_t)(d->n_zones + 1) * sizeof *df->zones +
+                 (size_t)(d->n_chests + 1) * sizeof *df->chests +
+                 (size_t)(d->n_loot + 1) * sizeof *df->loot_sids +
+                 ((size_t)d->n_chests + d->n_zones + 1) * sizeof *df->pools;
+    for (uint32_t i = 0; i < df->n_pools; i++)
+        sum += chest_pool_memory_bytes(&df->pools[i].cp) +
+               ((size_t)df->pools[i].n_explicit + 1) * sizeof(uint32_t);
+    return sum;
+}
+
+size_t engine_memory_bytes(const struct hunt *h)
+{
+    return sizeof *h + strlen(h->id) + 1 + strtab_memory_bytes(h->strs) +
+           (size_t)h->cap_players * sizeof *h->players + (size_t)h->pslot_cap * sizeof *h->pslots +
+           (size_t)h->done_cap * sizeof *h->done + h->heap_bytes + lb_memory_bytes(h->lb) +
+           (h->def ? def_memory_bytes(h->def) : 0);
+}
+
+/* ---- errors ------------------------------------------------------------------------ */
+
+const char *engine_err_code(int err)
+{
+    switch (err) {
+    case ENGINE_OK:
+        return "ok";
+    case ENGINE_EINVAL:
+        return "invalid_request";
+    case ENGINE_ENTITY_IN_USE:
+        return "entity_in_use";
+    case ENGINE_INVALID_CODE:
+        return "invalid_code";
+    case ENGINE_ALREADY_SCANNED:
+        return "already_scanned";
+    case ENGINE_NOT_ACTIVE:
+        return "hunt_not_active";
+    case ENGINE_ITEM_NOT_FOUND:
+        return "item_not_found";
+    case ENGINE_ITEM_EXHAUSTED:
+        return "item_exhausted";
+    case ENGINE_ALREADY_COLLECTED:
+        return "already_collected";
+    case ENGINE_ZONE_NOT_FOUND:
+        return "zone_not_found";
+    case ENGINE_NO_CHEST:
+        return "no_chest_available";
+    case ENGINE_NOMEM:
+        return "unavailable";
+    case ENGINE_BAD_EVENT:
+        return "bad_event";
+    case ENGINE_NOT_DEFINED:
+        return "hunt_not_found";
+    default:
+        return "internal_error";
+    }
+}
+
+int engine_err_status(int err)
+{
+    switch (err) {
+    case ENGINE_OK:
+        return 200;
+    case ENGINE_EINVAL:
+    case ENGINE_INVALID_CODE:
+        return 400;
+    case ENGINE_NOT_ACTIVE:
+        return 403;
+    case ENGINE_ITEM_NOT_FOUND:
+    case ENGINE_ZONE_NOT_FOUND:
+    case ENGINE_NO_CHEST:
+    case ENGINE_NOT_DEFINED:
+        return 404;
+    case ENGINE_ENTITY_IN_USE:
+    case ENGINE_ALREADY_SCANNED:
+    case ENGINE_ITEM_EXHAUSTED:
+    case ENGINE_ALREADY_COLLECTED:
+        return 409;
+    case ENGINE_NOMEM:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
+/* ---- time ------------------------------------------------------------------------- */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400, yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097, doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+static int days_in_month(int64_t y, int m)
+{
+    static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return dm[m - 1] + (m == 2 && leap);
+}
+
+/* n decimal digits at s; -1 if any is not a digit. */
+static int64_t digits(const char *s, int n)
+{
+    int64_t v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/* Milliseconds of ".ddd..." (1..9 digits, truncated to ms) at s, and its length. */
+static int fraction(const char *s, int64_t *ms, size_t *len)
+{
+    size_t n = 0;
+    *ms = 0;
+    if (*s != '.') return *len = 0, 0;
+    while (s[1 + n] >= '0' && s[1 + n] <= '9')
+        n++;
+    if (n < 1 || n > 9) return -1;
+    for (size_t i = 0; i < 3; i++)
+        *ms = *ms * 10 + (i < n ? s[1 + i] - '0' : 0);
+    *len = n + 1;
+    return 0;
+}
+
+int engine_time_parse(const char *s, int64_t *ms)
+{
+    if (strnlen(s, 20) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+        s[16] != ':')
+        return -1;
+    int64_t y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2), hh = digits(s + 11, 2),
+            mi = digits(s + 14, 2), ss = digits(s + 17, 2), frac;
+    size_t flen;
+    if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, (int)mo) || hh < 0 || hh > 23 ||
+        mi < 0 || mi > 59 || ss < 0 || ss > 59 || fraction(s + 19, &frac, &flen) ||
+        strcmp(s + 19 + flen, "Z") != 0)
+        return -1;
+    *ms = ((days_from_civil(y, mo, d) * 24 + hh) * 60 + mi) * 60000 + ss * 1000 + frac;
+    return 0;
+}
+
+void engine_time_format(int64_t ms, char out[32])
+{
+    int64_t days = ms >= 0 ? ms / 86400000 : -((-ms + 86399999) / 86400000);
+    int64_t rem = ms - days * 86400000, y;
+    int m, d;
+    char buf[96];
+    civil_from_days(days, &y, &m, &d);
+    snprintf(buf, sizeof buf, "%04" PRId64 "-%02d-%02dT%02d:%02d:%02d.%03dZ", y, m, d,
+             (int)(rem / 3600000), (int)(rem / 60000 % 60), (int)(rem / 1000 % 60),
+             (int)(rem % 1000));
+    size_t n = strnlen(buf, 31);
+    memcpy(out, buf, n);
+    out[n] = '\0';
+}
