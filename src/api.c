@@ -141,7 +141,7 @@ static json_t *body_object(struct http_req *r, int allow_empty)
     struct http_str b = http_body(r);
     json_error_t e;
     if (b.len == 0 && allow_empty) return json_object();
-    json_t *j = json_loadb(b.p, b.len, JSON_REJECT_DUPLICATES, &e);
+    json_t *j = json_loadb(b.p, b.len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &e);
     if (!j) {
         http_error(r, 400, "invalid_json", "invalid JSON at line %d column %d: %s", e.line,
                    e.column, e.text);
@@ -159,8 +159,8 @@ static json_t *body_object(struct http_req *r, int allow_empty)
 static const char *str_field(struct http_req *r, json_t *obj, const char *name)
 {
     json_t *v = json_object_get(obj, name);
-    if (!json_is_string(v)) {
-        http_error(r, 400, "invalid_request", "'%s' must be a string", name);
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+        http_error(r, 400, "invalid_request", "'%s' must be a string without NUL", name);
         return NULL;
     }
     return json_string_value(v);
@@ -642,7 +642,10 @@ static void h_collect(struct http_req *r)
     struct idem_req ir;
     char item[ENGINE_ID_MAX + 1];
     struct event ev;
-    if (player_write(r, &p, &h, &ir) || param_id(r, 1, item)) return;
+    json_t *b;
+    if (player_write(r, &p, &h, &ir) || param_id(r, 1, item) || !(b = body_object(r, 1)))
+        return;
+    json_decref(b);
     int rc = engine_collect(h, p->id, item, now_ms(), &ev);
     if (rc) {
         engine_error(r, rc);

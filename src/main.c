@@ -150,7 +150,7 @@ static int serve(const struct options *o)
         fprintf(stderr, "veltrix: WARNING: --fsync %s: acknowledged writes may be lost on a "
                         "power failure or crash\n", o->fsync);
     struct net_config nc = {o->listen, (size_t)o->conns_max, (uint64_t)o->req_timeout_ms,
-                            16 * 1024 * 1024};
+                            17 * 1024 * 1024};
     struct net *net = net_create(&nc, err, sizeof err);
     if (!net) {
         fprintf(stderr, "veltrix: %s\n", err);

@@ -16,7 +16,7 @@ struct net_config {
     const char *listen; /* "127.0.0.1:8080" */
     size_t conns_max;
     uint64_t req_timeout_ms;
-    size_t body_max; /* largest body any route accepts */
+    size_t body_max; /* largest body libh2o buffers (above every route limit) */
 };
 
 struct net;

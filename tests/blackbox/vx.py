@@ -537,6 +537,34 @@ def assert_serving(server, what="after bad input"):
 # --------------------------------------------------------------------------- runner
 _tests = []
 
+# Map tiles (issue 4) are not served yet: their cases run only with VELTRIX_TEST_TILES=1,
+# and every test that leaves them out says so in its output ("skip" lines and count).
+TILES = os.environ.get("VELTRIX_TEST_TILES") == "1"
+_skipped_parts = []
+
+
+class Skip(Exception):
+    pass
+
+
+def is_tile_path(path):
+    return path.startswith("/tiles/") or "/tiles/" in path or "/map/publish" in path
+
+
+def without_tiles(cases, path_index=1):
+    """cases minus the tile routes unless TILES; notes what was left out."""
+    if TILES:
+        return cases
+    kept = [c for c in cases if not is_tile_path(c[path_index])]
+    if len(kept) != len(cases):
+        _skipped_parts.append(len(cases) - len(kept))
+    return kept
+
+
+def skip_unless_tiles():
+    if not TILES:
+        raise Skip("map tiles are issue 4 (set VELTRIX_TEST_TILES=1)")
+
 
 def test(fn):
     _tests.append(fn)
@@ -556,7 +584,7 @@ def run_all():
     ap.add_argument("--keep", action="store_true", help="keep data directories")
     args = ap.parse_args()
     BIN = os.path.abspath(args.bin)
-    passed = failed = 0
+    passed = failed = skipped = 0
     t_start = time.time()
     for fn in _tests:
         name = fn.__name__
@@ -567,6 +595,10 @@ def run_all():
         reason = None
         try:
             fn()
+        except Skip as e:
+            skipped += 1
+            print("skip %s: %s" % (name, e))
+            continue
         except AssertionError as e:
             reason = str(e) or "assertion failed"
         except ConnectionError as e:
@@ -635,6 +667,8 @@ def run_all():
     for line in _notes:
         print("# " + line)
     print("# %.1f s" % (time.time() - t_start))
-    print("%d passed, %d failed" % (passed, failed))
+    if _skipped_parts:
+        print("# %d tile cases left out (VELTRIX_TEST_TILES=1 runs them)" % sum(_skipped_parts))
+    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
     sys.stdout.flush()
     sys.exit(1 if failed else 0)
