@@ -529,11 +529,13 @@ static void h_hunt_put(struct http_req *r)
     int rc = engine_define(h, b.p, b.len, now_ms(), &ev, err, sizeof err);
     if (rc) {
         if (created) engine_hunt_destroy(h);
-        if (rc == ENGINE_EINVAL && b.len && !json_loadb(b.p, b.len, 0, NULL))
+        json_t *parsed = rc == ENGINE_EINVAL ? json_loadb(b.p, b.len, JSON_DECODE_ANY, NULL) : NULL;
+        if (rc == ENGINE_EINVAL && !parsed)
             http_error(r, 400, "invalid_json", "the body is not valid JSON");
         else
             http_error(r, engine_err_status(rc), engine_err_code(rc), "%s",
                        err[0] ? err : engine_err_code(rc));
+        json_decref(parsed);
         return;
     }
     apply(h, &ev, NULL);
