@@ -92,6 +92,17 @@ int store_each_idem(struct store *s, int64_t since_ms, store_idem_cb cb, void *c
 /* Looks one idempotency record up: 1 found (cb called), 0 not found, or an error. */
 int store_get_idem(struct store *s, const char *scope, const char *key, store_idem_cb cb,
                    void *ctx);
+/* Snapshots: one per hunt (the newest replaces the older); the log from seq+1 on is
+ * replayed over it. store_get_snapshot returns 1 and calls cb(seq, data, len, ctx) when
+ * there is one, 0 when not, or an error. */
+typedef int (*store_snapshot_cb)(uint64_t seq, const uint8_t *data, size_t len, void *ctx);
+int store_put_snapshot(struct store *s, const char *hunt, uint64_t seq, const uint8_t *data,
+                       size_t len);
+int store_get_snapshot(struct store *s, const char *hunt, store_snapshot_cb cb, void *ctx);
+/* Content-addressed blobs (tiles): stored once per hash; putting a known hash is a no-op.
+ * store_get_blob: 1 and cb(0, data, len, ctx) when found, 0 when not, or an error. */
+int store_put_blob(struct store *s, const uint8_t hash[32], const uint8_t *data, size_t len);
+int store_get_blob(struct store *s, const uint8_t hash[32], store_snapshot_cb cb, void *ctx);
 /* 0 when the store answers a trivial query. */
 int store_ping(struct store *s);
 

@@ -15,7 +15,7 @@
 
 enum {
     Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_PUT_EVENT, Q_PUT_PLAYER, Q_PUT_REFRESH, Q_PUT_IDEM,
-    Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS, Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_GET_IDEM, Q_PING, Q_MAX
+    Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS, Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_GET_IDEM, Q_PING, Q_PUT_SNAP, Q_GET_SNAP, Q_PUT_BLOB, Q_GET_BLOB, Q_MAX
 };
 
 static const char *const SQL[Q_MAX] = {
@@ -41,6 +41,10 @@ static const char *const SQL[Q_MAX] = {
     [Q_GET_IDEM] = "SELECT scope,key,req_hash,status,body,created_ms FROM idem "
                    "WHERE scope=? AND key=?",
     [Q_PING] = "SELECT 1",
+    [Q_PUT_SNAP] = "INSERT OR REPLACE INTO snapshots(hunt,seq,data) VALUES(?,?,?)",
+    [Q_GET_SNAP] = "SELECT seq,data FROM snapshots WHERE hunt=?",
+    [Q_PUT_BLOB] = "INSERT OR IGNORE INTO blobs(hash,data) VALUES(?,?)",
+    [Q_GET_BLOB] = "SELECT 0,data FROM blobs WHERE hash=?",
 };
 
 /* Each step moves user_version from i to i+1. Append only; never edit a shipped step. */
@@ -55,6 +59,8 @@ static const char *const MIGRATIONS[] = {
     " status INTEGER NOT NULL, body BLOB NOT NULL, created_ms INTEGER NOT NULL,"
     " PRIMARY KEY(scope, key)) WITHOUT ROWID;"
     "CREATE INDEX idem_created ON idem(created_ms);",
+    "CREATE TABLE snapshots(hunt TEXT PRIMARY KEY, seq INTEGER NOT NULL, data BLOB NOT NULL);"
+    "CREATE TABLE blobs(hash BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -373,4 +379,45 @@ int store_ping(struct store *s)
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     return rc == SQLITE_ROW ? 0 : STORE_EIO;
+}
+
+int store_put_snapshot(struct store *s, const char *hunt, uint64_t seq, const uint8_t *data,
+                       size_t len)
+{
+    sqlite3_stmt *st = s->q[Q_PUT_SNAP];
+    sqlite3_bind_text(st, 1, hunt, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+    sqlite3_bind_blob64(st, 3, len ? (const void *)data : "", len, SQLITE_STATIC);
+    return run(s, st);
+}
+
+int store_put_blob(struct store *s, const uint8_t hash[32], const uint8_t *data, size_t len)
+{
+    sqlite3_stmt *st = s->q[Q_PUT_BLOB];
+    sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
+    sqlite3_bind_blob64(st, 2, len ? (const void *)data : "", len, SQLITE_STATIC);
+    return run(s, st);
+}
+
+static int bytes_row(sqlite3_stmt *st, void *p)
+{
+    struct walk_ctx *w = p;
+    int rc = ((store_snapshot_cb)w->cb)((uint64_t)sqlite3_column_int64(st, 0),
+                                        sqlite3_column_blob(st, 1),
+                                        (size_t)sqlite3_column_bytes(st, 1), w->ctx);
+    return rc ? rc : 1;
+}
+
+int store_get_snapshot(struct store *s, const char *hunt, store_snapshot_cb cb, void *ctx)
+{
+    struct walk_ctx w = {(void *)cb, ctx, hunt};
+    sqlite3_bind_text(s->q[Q_GET_SNAP], 1, hunt, -1, SQLITE_STATIC);
+    return walk(s, s->q[Q_GET_SNAP], bytes_row, &w);
+}
+
+int store_get_blob(struct store *s, const uint8_t hash[32], store_snapshot_cb cb, void *ctx)
+{
+    struct walk_ctx w = {(void *)cb, ctx, NULL};
+    sqlite3_bind_blob(s->q[Q_GET_BLOB], 1, hash, 32, SQLITE_STATIC);
+    return walk(s, s->q[Q_GET_BLOB], bytes_row, &w);
 }

@@ -96,6 +96,34 @@ TEST(rows_survive_reopen)
     store_close(s);
 }
 
+static int bytes_cb(uint64_t seq, const uint8_t *data, size_t len, void *ctx)
+{
+    uint64_t *out = ctx;
+    *out = seq * 1000 + len + (len && data[0] == 'v' ? 100 : 0);
+    return 0;
+}
+
+TEST(snapshots_and_blobs)
+{
+    struct store *s = open_store();
+    if (!s) return;
+    uint64_t got = 0;
+    uint8_t h[32] = {9}, h2[32] = {8};
+    CHECK_EQ_INT(store_get_snapshot(s, "h1", bytes_cb, &got), 0);
+    CHECK_EQ_INT(store_begin(s), 0);
+    CHECK_EQ_INT(store_put_snapshot(s, "h1", 5, (const uint8_t *)"old", 3), 0);
+    CHECK_EQ_INT(store_put_snapshot(s, "h1", 7, (const uint8_t *)"v2abc", 5), 0);
+    CHECK_EQ_INT(store_put_blob(s, h, (const uint8_t *)"vtile", 5), 0);
+    CHECK_EQ_INT(store_put_blob(s, h, (const uint8_t *)"other!", 6), 0); /* same hash: kept */
+    CHECK_EQ_INT(store_commit(s), 0);
+    CHECK_EQ_INT(store_get_snapshot(s, "h1", bytes_cb, &got), 1);
+    CHECK_EQ_INT(got, 7105);
+    CHECK_EQ_INT(store_get_blob(s, h, bytes_cb, &got), 1);
+    CHECK_EQ_INT(got, 105);
+    CHECK_EQ_INT(store_get_blob(s, h2, bytes_cb, &got), 0);
+    store_close(s);
+}
+
 TEST(bad_url)
 {
     struct store *s = NULL;
@@ -110,6 +138,7 @@ int main(void)
     snprintf(url, sizeof url, "sqlite:%s/t.db", dir);
     RUN(events_roundtrip);
     RUN(rows_survive_reopen);
+    RUN(snapshots_and_blobs);
     RUN(bad_url);
     char cmd[160];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
