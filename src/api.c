@@ -736,20 +736,48 @@ bad:
     return -1;
 }
 
-static json_t *lb_json(const struct hunt *h, const struct engine_lb_row *rows, size_t n)
+/* Appends s as a JSON string (quotes, escapes; s is valid UTF-8 from a checked name). */
+static void json_str(struct metrics_buf *b, const char *s)
 {
-    json_t *entries = json_array();
+    metrics_printf(b, "\"");
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"' || c == '\\') metrics_printf(b, "\\%c", c);
+        else if (c < 0x20) metrics_printf(b, "\\u%04x", c);
+        else {
+            size_t run = strcspn(p, "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c"
+                                    "\x0d\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19"
+                                    "\x1a\x1b\x1c\x1d\x1e\x1f");
+            metrics_printf(b, "%.*s", (int)run, p);
+            p += run - 1;
+        }
+    }
+    metrics_printf(b, "\"");
+}
+
+/* The leaderboard answer, written directly: it is the hottest read after tiles. */
+static void send_lb(struct http_req *r, const struct hunt *h, const struct engine_lb_row *rows,
+                    size_t n)
+{
+    struct metrics_buf b = {0};
+    metrics_printf(&b, "{\"total\":%zu,\"seq\":%llu,\"entries\":[", engine_lb_total(h),
+                   (unsigned long long)engine_seq(h));
     for (size_t i = 0; i < n; i++) {
         char sid[37];
         uuid_format(rows[i].player, sid);
         struct player *p = hmap_get(&app.players, rows[i].player, 16);
-        json_array_append_new(entries,
-                              json_pack("{s:I,s:s,s:s,s:I}", "rank", (json_int_t)rows[i].rank,
-                                        "player_id", sid, "display_name", p ? p->name : "",
-                                        "score", (json_int_t)rows[i].score));
+        metrics_printf(&b, "%s{\"rank\":%llu,\"player_id\":\"%s\",\"display_name\":",
+                       i ? "," : "", (unsigned long long)rows[i].rank, sid);
+        json_str(&b, p ? p->name : "");
+        metrics_printf(&b, ",\"score\":%lld}", (long long)rows[i].score);
     }
-    return json_pack("{s:I,s:I,s:o}", "total", (json_int_t)engine_lb_total(h), "seq",
-                     (json_int_t)engine_seq(h), "entries", entries);
+    metrics_printf(&b, "]}");
+    if (!b.p) {
+        http_error(r, 503, "unavailable", "out of memory");
+        return;
+    }
+    http_send(r, 200, "application/json", b.p, b.len);
+    free(b.p);
 }
 
 static void h_leaderboard(struct http_req *r)
@@ -773,7 +801,7 @@ static void h_leaderboard(struct http_req *r)
     } else {
         n = engine_lb_top(h, (size_t)offset, (size_t)limit, rows);
     }
-    http_send_json(r, 200, lb_json(h, rows, n));
+    send_lb(r, h, rows, n);
 }
 
 static void h_stats(struct http_req *r)
