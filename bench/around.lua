@@ -10,8 +10,3 @@ function init(args)
    end
    k = tonumber(tid) or 0
 end
-
-function request()
-   k = k + 1
-   return reqs[k % #reqs + 1]
-end

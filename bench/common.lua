@@ -15,6 +15,13 @@ function setup(thread)
    table.insert(threads, thread)
 end
 
+-- Round robin over the prepared requests in `reqs`, starting at this thread's offset
+-- (`k`, set by init()). Scripts that fill `reqs` need no request() of their own.
+function request()
+   k = k + 1
+   return reqs[k % #reqs + 1]
+end
+
 function read_lines(path)
    local t = {}
    for line in io.lines(path) do

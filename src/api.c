@@ -31,10 +31,6 @@ struct player {
     uint32_t gen;
 };
 
-struct refresh {
-    struct store_refresh row;
-};
-
 static struct app {
     struct api_config cfg;
     struct auth auth;
@@ -90,8 +86,7 @@ static struct hunt *hunt_param(struct http_req *r)
 static struct http_str bearer(struct http_req *r)
 {
     struct http_str a = http_header(r, "authorization");
-    if (!a.p || a.len < 8 || strncasecmp(a.p, "Bearer ", 7) != 0)
-        return (struct http_str){NULL, 0};
+    if (!a.p || a.len < 8 || strncasecmp(a.p, "Bearer ", 7) != 0) return (struct http_str){NULL, 0};
     return (struct http_str){a.p + 7, a.len - 7};
 }
 
@@ -198,7 +193,8 @@ static int idem_check(struct http_req *r, const char *who, struct idem_req *ir)
     ir->present = 0;
     if (!k.p) return 0;
     int ok = k.len >= 1 && k.len <= 255;
-    for (size_t i = 0; ok && i < k.len; i++) ok = k.p[i] >= 0x20 && k.p[i] <= 0x7e;
+    for (size_t i = 0; ok && i < k.len; i++)
+        ok = k.p[i] >= 0x20 && k.p[i] <= 0x7e;
     if (!ok) {
         http_error(r, 400, "invalid_request", "Idempotency-Key must be 1-255 printable ASCII");
         return 1;
@@ -213,14 +209,13 @@ static int idem_check(struct http_req *r, const char *who, struct idem_req *ir)
     ir->present = 1;
     struct idem_entry *e = idem_find(app.idem, ir->scope, ir->key, now_ms());
     if (!e) return 0;
-    struct idem_stats *st = (struct idem_stats *)idem_stats(app.idem);
-    if (memcmp(e->req_hash, ir->hash, 32) != 0) {
-        st->mismatched++;
+    int same = memcmp(e->req_hash, ir->hash, 32) == 0;
+    idem_count(app.idem, same);
+    if (!same) {
         http_error(r, 422, "idempotency_key_reused",
                    "this Idempotency-Key was used with a different body");
         return 1;
     }
-    st->replayed++;
     if (!e->pending) {
         replay(r, e->status, e->body, e->body_len);
         return 1;
@@ -327,7 +322,10 @@ static void engine_error(struct http_req *r, int rc)
     http_error(r, engine_err_status(rc), engine_err_code(rc), "%s", engine_err_code(rc));
 }
 
-static json_t *rank_json(uint64_t rank) { return rank ? json_integer((json_int_t)rank) : json_null(); }
+static json_t *rank_json(uint64_t rank)
+{
+    return rank ? json_integer((json_int_t)rank) : json_null();
+}
 
 /* ---- players and sessions ------------------------------------------------------------ */
 
@@ -345,7 +343,8 @@ static uint32_t utf8_next(const unsigned char **p)
     uint32_t c = s[0];
     int n = c < 0x80 ? 0 : c < 0xe0 ? 1 : c < 0xf0 ? 2 : 3;
     if (n) c &= 0x3f >> n;
-    for (int i = 1; i <= n; i++) c = c << 6 | (s[i] & 0x3f);
+    for (int i = 1; i <= n; i++)
+        c = c << 6 | (s[i] & 0x3f);
     *p = s + n + 1;
     return c;
 }
@@ -385,14 +384,14 @@ static void player_json_tokens(json_t *j, struct player *p, const struct store_r
 }
 
 /* A fresh refresh token for p, registered in memory and added to e. */
-static struct refresh *new_refresh(struct player *p, struct log_entry *e)
+static struct store_refresh *new_refresh(struct player *p, struct log_entry *e)
 {
-    struct refresh *rt = calloc(1, sizeof *rt);
-    if (!rt || auth_random(rt->row.id, 16)) abort();
-    memcpy(rt->row.player, p->id, 16);
-    rt->row.gen = p->gen;
-    rt->row.expires_ms = now_ms() + app.cfg.refresh_ttl_s * 1000;
-    if (hmap_put(&app.refresh, rt->row.id, 16, rt) || log_entry_refresh(e, &rt->row)) abort();
+    struct store_refresh *rt = calloc(1, sizeof *rt);
+    if (!rt || auth_random(rt->id, 16)) abort();
+    memcpy(rt->player, p->id, 16);
+    rt->gen = p->gen;
+    rt->expires_ms = now_ms() + app.cfg.refresh_ttl_s * 1000;
+    if (hmap_put(&app.refresh, rt->id, 16, rt) || log_entry_refresh(e, rt)) abort();
     return rt;
 }
 
@@ -446,11 +445,11 @@ static void h_players_create(struct http_req *r)
     app.players_created++;
     struct log_entry *e = new_entry();
     player_row(e, p);
-    struct refresh *rt = new_refresh(p, e);
+    struct store_refresh *rt = new_refresh(p, e);
     char sid[37];
     uuid_format(p->id, sid);
     json_t *j = json_pack("{s:s,s:s}", "player_id", sid, "display_name", p->name);
-    player_json_tokens(j, p, &rt->row);
+    player_json_tokens(j, p, rt);
     submit(r, &ir, e, 201, j);
 }
 
@@ -462,14 +461,14 @@ static void h_refresh(struct http_req *r)
     if (!b) return;
     const char *tok = str_field(r, b, "refresh_token");
     struct auth_refresh ar;
-    struct refresh *rt = NULL;
+    struct store_refresh *rt = NULL;
     struct player *p = NULL;
     if (tok && auth_refresh_check(&app.auth, tok, strlen(tok), &ar) == AUTH_OK &&
         (rt = hmap_get(&app.refresh, ar.id, 16)) && (p = hmap_get(&app.players, ar.player, 16)) &&
-        rt->row.gen == p->gen && rt->row.expires_ms > now_ms()) {
+        rt->gen == p->gen && rt->expires_ms > now_ms()) {
         if (log_room(r)) {
             struct log_entry *e = new_entry();
-            if (rt->row.used) { /* reuse: someone holds a copy; revoke every session */
+            if (rt->used) { /* reuse: someone holds a copy; revoke every session */
                 p->gen++;
                 app.refresh_reused++;
                 player_row(e, p);
@@ -477,11 +476,11 @@ static void h_refresh(struct http_req *r)
                        json_pack("{s:{s:s,s:s}}", "error", "code", "refresh_token_reused",
                                  "message", "refresh token reused; all sessions revoked"));
             } else {
-                rt->row.used = 1;
-                if (log_entry_refresh(e, &rt->row)) abort();
-                struct refresh *nrt = new_refresh(p, e);
+                rt->used = 1;
+                if (log_entry_refresh(e, rt)) abort();
+                struct store_refresh *nrt = new_refresh(p, e);
                 json_t *j = json_object();
-                player_json_tokens(j, p, &nrt->row);
+                player_json_tokens(j, p, nrt);
                 submit(r, &ir, e, 200, j);
             }
         }
@@ -557,10 +556,11 @@ static void h_codes(struct http_req *r)
     if (admin(r) || !(h = hunt_param(r))) return;
     json_t *codes = engine_codes_json(h), *c;
     size_t i;
-    json_array_foreach(codes, i, c) {
+    json_array_foreach(codes, i, c)
+    {
         char payload[AUTH_PAYLOAD_MAX];
-        auth_payload_make(&app.auth, engine_hunt_id(h),
-                          json_string_value(json_object_get(c, "id")), payload);
+        auth_payload_make(&app.auth, engine_hunt_id(h), json_string_value(json_object_get(c, "id")),
+                          payload);
         json_object_set_new(c, "payload", json_string(payload));
     }
     http_send_json(r, 200, json_pack("{s:o}", "codes", codes));
@@ -598,14 +598,35 @@ static void h_digest(struct http_req *r)
 /* ---- playing ------------------------------------------------------------------------- */
 
 /* Everything a player write starts with. Returns 0 with p, h, ir filled, or -1 answered. */
-static int player_write(struct http_req *r, struct player **p, struct hunt **h,
-                        struct idem_req *ir)
+static int player_write(struct http_req *r, struct player **p, struct hunt **h, struct idem_req *ir)
 {
     char who[37];
     if (!(*p = authed(r)) || !(*h = hunt_param(r))) return -1;
     uuid_format((*p)->id, who);
     if (idem_check(r, who, ir)) return -1;
     return log_room(r) ? 0 : -1;
+}
+
+/* The common end of a player write: answer the engine's refusal, or apply the decided
+ * event and fill out. 0 when applied; -1 when answered. */
+static int decided(struct http_req *r, struct hunt *h, int rc, const struct event *ev,
+                   struct engine_outcome *out)
+{
+    if (rc) {
+        engine_error(r, rc);
+        return -1;
+    }
+    apply(h, ev, out);
+    return 0;
+}
+
+/* Logs ev and answers 200 with resp (stolen) once it is durable. */
+static void submit_event(struct http_req *r, struct hunt *h, struct idem_req *ir,
+                         const struct event *ev, json_t *resp)
+{
+    struct log_entry *e = new_entry();
+    entry_event(e, h, ev);
+    submit(r, ir, e, 200, resp);
 }
 
 static void h_scan(struct http_req *r)
@@ -618,21 +639,15 @@ static void h_scan(struct http_req *r)
     const char *payload = b ? str_field(r, b, "code") : NULL;
     char code[ENGINE_ID_MAX + 1];
     struct event ev;
-    int rc;
+    struct engine_outcome out;
     if (!payload) {
-    } else if (auth_payload_check(&app.auth, engine_hunt_id(h), payload, strlen(payload),
-                                  code) != AUTH_OK) {
+    } else if (auth_payload_check(&app.auth, engine_hunt_id(h), payload, strlen(payload), code) !=
+               AUTH_OK) {
         http_error(r, 400, "invalid_code", "not a code of this hunt");
-    } else if ((rc = engine_scan(h, p->id, code, now_ms(), &ev)) != 0) {
-        engine_error(r, rc);
-    } else {
-        struct engine_outcome out;
-        apply(h, &ev, &out);
-        struct log_entry *e = new_entry();
-        entry_event(e, h, &ev);
-        submit(r, &ir, e, 200,
-               json_pack("{s:s,s:I,s:I,s:o}", "code", code, "points", (json_int_t)out.points,
-                         "score", (json_int_t)out.score, "rank", rank_json(out.rank)));
+    } else if (!decided(r, h, engine_scan(h, p->id, code, now_ms(), &ev), &ev, &out)) {
+        submit_event(r, h, &ir, &ev,
+                     json_pack("{s:s,s:I,s:I,s:o}", "code", code, "points", (json_int_t)out.points,
+                               "score", (json_int_t)out.score, "rank", rank_json(out.rank)));
     }
     json_decref(b);
 }
@@ -645,21 +660,13 @@ static void h_collect(struct http_req *r)
     char item[ENGINE_ID_MAX + 1];
     struct event ev;
     json_t *b;
-    if (player_write(r, &p, &h, &ir) || param_id(r, 1, item) || !(b = body_object(r, 1)))
-        return;
+    if (player_write(r, &p, &h, &ir) || param_id(r, 1, item) || !(b = body_object(r, 1))) return;
     json_decref(b);
-    int rc = engine_collect(h, p->id, item, now_ms(), &ev);
-    if (rc) {
-        engine_error(r, rc);
-        return;
-    }
     struct engine_outcome out;
-    apply(h, &ev, &out);
-    struct log_entry *e = new_entry();
-    entry_event(e, h, &ev);
-    submit(r, &ir, e, 200,
-           json_pack("{s:s,s:I,s:I}", "item", item, "count", (json_int_t)out.count,
-                     "remaining", (json_int_t)out.remaining));
+    if (decided(r, h, engine_collect(h, p->id, item, now_ms(), &ev), &ev, &out)) return;
+    submit_event(r, h, &ir, &ev,
+                 json_pack("{s:s,s:I,s:I}", "item", item, "count", (json_int_t)out.count,
+                           "remaining", (json_int_t)out.remaining));
 }
 
 static void h_open(struct http_req *r)
@@ -670,23 +677,17 @@ static void h_open(struct http_req *r)
     char zone[ENGINE_ID_MAX + 1];
     struct event ev;
     json_t *b;
-    if (player_write(r, &p, &h, &ir) || param_id(r, 1, zone) || !(b = body_object(r, 1)))
-        return;
+    if (player_write(r, &p, &h, &ir) || param_id(r, 1, zone) || !(b = body_object(r, 1))) return;
     json_decref(b);
-    int rc = engine_open(h, p->id, zone, now_ms(), &ev);
-    if (rc) {
-        engine_error(r, rc);
-        return;
-    }
     struct engine_outcome out;
-    apply(h, &ev, &out);
+    if (decided(r, h, engine_open(h, p->id, zone, now_ms(), &ev), &ev, &out)) return;
     json_t *loot = json_array();
-    for (size_t i = 0; i < out.n_loot; i++) json_array_append_new(loot, json_string(out.loot[i]));
-    struct log_entry *e = new_entry();
-    entry_event(e, h, &ev);
-    submit(r, &ir, e, 200,
-           json_pack("{s:s,s:I,s:o,s:I,s:o}", "chest", ev.b, "points", (json_int_t)out.points,
-                     "loot", loot, "score", (json_int_t)out.score, "rank", rank_json(out.rank)));
+    for (size_t i = 0; i < out.n_loot; i++)
+        json_array_append_new(loot, json_string(out.loot[i]));
+    submit_event(r, h, &ir, &ev,
+                 json_pack("{s:s,s:I,s:o,s:I,s:o}", "chest", ev.b, "points", (json_int_t)out.points,
+                           "loot", loot, "score", (json_int_t)out.score, "rank",
+                           rank_json(out.rank)));
 }
 
 static void h_position(struct http_req *r)
@@ -700,8 +701,8 @@ static void h_position(struct http_req *r)
     engine_map_size(h, &w, &ht);
     if (!json_is_number(x) || !json_is_number(y)) {
         http_error(r, 400, "invalid_request", "'x' and 'y' must be numbers");
-    } else if (json_number_value(x) < 0 || json_number_value(x) >= w ||
-               json_number_value(y) < 0 || json_number_value(y) >= ht) {
+    } else if (json_number_value(x) < 0 || json_number_value(x) >= w || json_number_value(y) < 0 ||
+               json_number_value(y) >= ht) {
         http_error(r, 400, "out_of_bounds", "the position is outside the map (%d x %d)", w, ht);
     } else {
         http_send(r, 202, "application/json", "{}", 2);
@@ -742,8 +743,10 @@ static void json_str(struct metrics_buf *b, const char *s)
     metrics_printf(b, "\"");
     for (const char *p = s; *p; p++) {
         unsigned char c = (unsigned char)*p;
-        if (c == '"' || c == '\\') metrics_printf(b, "\\%c", c);
-        else if (c < 0x20) metrics_printf(b, "\\u%04x", c);
+        if (c == '"' || c == '\\')
+            metrics_printf(b, "\\%c", c);
+        else if (c < 0x20)
+            metrics_printf(b, "\\u%04x", c);
         else {
             size_t run = strcspn(p, "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c"
                                     "\x0d\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19"
@@ -766,8 +769,8 @@ static void send_lb(struct http_req *r, const struct hunt *h, const struct engin
         char sid[37];
         uuid_format(rows[i].player, sid);
         struct player *p = hmap_get(&app.players, rows[i].player, 16);
-        metrics_printf(&b, "%s{\"rank\":%llu,\"player_id\":\"%s\",\"display_name\":",
-                       i ? "," : "", (unsigned long long)rows[i].rank, sid);
+        metrics_printf(&b, "%s{\"rank\":%llu,\"player_id\":\"%s\",\"display_name\":", i ? "," : "",
+                       (unsigned long long)rows[i].rank, sid);
         json_str(&b, p ? p->name : "");
         metrics_printf(&b, ",\"score\":%lld}", (long long)rows[i].score);
     }
@@ -812,9 +815,9 @@ static void h_stats(struct http_req *r)
     engine_stats(h, &st);
     http_send_json(r, 200,
                    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "seq", (json_int_t)st.seq, "players",
-                             (json_int_t)st.players, "scans", (json_int_t)st.scans,
-                             "chests_left", (json_int_t)st.chests_left, "live_connections",
-                             (json_int_t)0, "store_lag_ms", (json_int_t)log_lag_ms(app.log)));
+                             (json_int_t)st.players, "scans", (json_int_t)st.scans, "chests_left",
+                             (json_int_t)st.chests_left, "live_connections", (json_int_t)0,
+                             "store_lag_ms", (json_int_t)log_lag_ms(app.log)));
 }
 
 /* ---- operations ---------------------------------------------------------------------- */
@@ -830,35 +833,30 @@ static void h_healthz(struct http_req *r)
 static void render_log(struct metrics_buf *b)
 {
     const struct log_stats *s = log_stats(app.log);
-    metrics_printf(b,
-                   "# TYPE veltrix_events_appended_total counter\n"
-                   "veltrix_events_appended_total %llu\n"
-                   "# TYPE veltrix_log_batches_total counter\nveltrix_log_batches_total %llu\n"
-                   "# TYPE veltrix_log_commit_failures_total counter\n"
-                   "veltrix_log_commit_failures_total %llu\n"
-                   "# TYPE veltrix_log_pending gauge\nveltrix_log_pending %zu\n"
-                   "# TYPE veltrix_store_lag_ms gauge\nveltrix_store_lag_ms %llu\n"
-                   "# TYPE veltrix_writes_rejected_busy_total counter\n"
-                   "veltrix_writes_rejected_busy_total %llu\n",
-                   (unsigned long long)metrics_get(&s->events),
-                   (unsigned long long)metrics_get(&s->batches),
-                   (unsigned long long)metrics_get(&s->failures), log_pending(app.log),
-                   (unsigned long long)log_lag_ms(app.log),
-                   (unsigned long long)app.writes_rejected_busy);
+    metrics_printf(
+        b,
+        "# TYPE veltrix_events_appended_total counter\n"
+        "veltrix_events_appended_total %llu\n"
+        "# TYPE veltrix_log_batches_total counter\nveltrix_log_batches_total %llu\n"
+        "# TYPE veltrix_log_commit_failures_total counter\n"
+        "veltrix_log_commit_failures_total %llu\n"
+        "# TYPE veltrix_log_pending gauge\nveltrix_log_pending %zu\n"
+        "# TYPE veltrix_store_lag_ms gauge\nveltrix_store_lag_ms %llu\n"
+        "# TYPE veltrix_writes_rejected_busy_total counter\n"
+        "veltrix_writes_rejected_busy_total %llu\n",
+        (unsigned long long)metrics_get(&s->events), (unsigned long long)metrics_get(&s->batches),
+        (unsigned long long)metrics_get(&s->failures), log_pending(app.log),
+        (unsigned long long)log_lag_ms(app.log), (unsigned long long)app.writes_rejected_busy);
     metrics_printf(b, "# TYPE veltrix_log_batch_entries histogram\n");
     metrics_render_hist(b, "veltrix_log_batch_entries", "", &s->batch_entries, 1);
     metrics_printf(b, "# TYPE veltrix_log_commit_seconds histogram\n");
     metrics_render_hist(b, "veltrix_log_commit_seconds", "", &s->commit_ns, 0);
 }
 
-struct hunt_metrics_ctx {
-    struct metrics_buf *b;
-};
-
 static void render_hunt(void *value, void *ctx)
 {
     struct hunt *h = value;
-    struct metrics_buf *b = ((struct hunt_metrics_ctx *)ctx)->b;
+    struct metrics_buf *b = ctx;
     struct engine_stats st;
     engine_stats(h, &st);
     const char *id = engine_hunt_id(h);
@@ -867,8 +865,7 @@ static void render_hunt(void *value, void *ctx)
                    (unsigned long long)st.players);
     metrics_printf(b, "veltrix_hunt_chests_left{hunt=\"%s\"} %llu\n", id,
                    (unsigned long long)st.chests_left);
-    metrics_printf(b, "veltrix_hunt_memory_bytes{hunt=\"%s\"} %zu\n", id,
-                   engine_memory_bytes(h));
+    metrics_printf(b, "veltrix_hunt_memory_bytes{hunt=\"%s\"} %zu\n", id, engine_memory_bytes(h));
 }
 
 static void h_metrics(struct http_req *r)
@@ -878,22 +875,21 @@ static void h_metrics(struct http_req *r)
     http_render_metrics(&b);
     net_render_metrics(app.net, &b);
     render_log(&b);
-    metrics_printf(&b,
-                   "# TYPE veltrix_idempotent_replays_total counter\n"
-                   "veltrix_idempotent_replays_total %llu\n"
-                   "# TYPE veltrix_idempotency_key_reused_total counter\n"
-                   "veltrix_idempotency_key_reused_total %llu\n"
-                   "# TYPE veltrix_idempotency_entries gauge\nveltrix_idempotency_entries %llu\n"
-                   "# TYPE veltrix_players gauge\nveltrix_players %zu\n"
-                   "# TYPE veltrix_refresh_token_reuse_total counter\n"
-                   "veltrix_refresh_token_reuse_total %llu\n"
-                   "# TYPE veltrix_hunt_seq gauge\n# TYPE veltrix_hunt_players gauge\n"
-                   "# TYPE veltrix_hunt_chests_left gauge\n# TYPE veltrix_hunt_memory_bytes gauge\n",
-                   (unsigned long long)is->replayed, (unsigned long long)is->mismatched,
-                   (unsigned long long)is->entries, app.players.count,
-                   (unsigned long long)app.refresh_reused);
-    struct hunt_metrics_ctx ctx = {&b};
-    hmap_each(&app.hunts, render_hunt, &ctx);
+    metrics_printf(
+        &b,
+        "# TYPE veltrix_idempotent_replays_total counter\n"
+        "veltrix_idempotent_replays_total %llu\n"
+        "# TYPE veltrix_idempotency_key_reused_total counter\n"
+        "veltrix_idempotency_key_reused_total %llu\n"
+        "# TYPE veltrix_idempotency_entries gauge\nveltrix_idempotency_entries %llu\n"
+        "# TYPE veltrix_players gauge\nveltrix_players %zu\n"
+        "# TYPE veltrix_refresh_token_reuse_total counter\n"
+        "veltrix_refresh_token_reuse_total %llu\n"
+        "# TYPE veltrix_hunt_seq gauge\n# TYPE veltrix_hunt_players gauge\n"
+        "# TYPE veltrix_hunt_chests_left gauge\n# TYPE veltrix_hunt_memory_bytes gauge\n",
+        (unsigned long long)is->replayed, (unsigned long long)is->mismatched,
+        (unsigned long long)is->entries, app.players.count, (unsigned long long)app.refresh_reused);
+    hmap_each(&app.hunts, render_hunt, &b);
     if (!b.p) {
         http_error(r, 503, "unavailable", "out of memory");
         return;
@@ -945,9 +941,8 @@ static int load_event(const struct store_event *se, void *arg)
     int rc = engine_event_decode(&ev, se->type, se->data, se->data_len);
     if (!rc) rc = engine_apply(c->h, &ev, NULL, why, sizeof why);
     if (rc) {
-        snprintf(c->err, c->errcap, "hunt '%s', event seq %llu (type %u): %s",
-                 engine_hunt_id(c->h), (unsigned long long)se->seq, se->type,
-                 why[0] ? why : "cannot decode the event");
+        snprintf(c->err, c->errcap, "hunt '%s', event seq %llu (type %u): %s", engine_hunt_id(c->h),
+                 (unsigned long long)se->seq, se->type, why[0] ? why : "cannot decode the event");
         return -1;
     }
     c->events++;
@@ -979,10 +974,10 @@ static int load_player(const struct store_player *p, void *arg)
 
 static int load_refresh(const struct store_refresh *row, void *arg)
 {
-    struct refresh *rt = calloc(1, sizeof *rt);
+    struct store_refresh *rt = calloc(1, sizeof *rt);
     if (!rt) abort();
-    rt->row = *row;
-    return hmap_put(&app.refresh, rt->row.id, 16, rt) ? -1 : 0;
+    *rt = *row;
+    return hmap_put(&app.refresh, rt->id, 16, rt) ? -1 : 0;
 }
 
 static int load_idem(const struct store_idem *i, void *arg)
@@ -1017,8 +1012,8 @@ static int idem_fallback(void *ctx, const char *scope, const char *key, uint8_t 
     return store_get_idem(app.reader, scope, key, fallback_row, &o);
 }
 
-int api_init(const struct api_config *cfg, struct store *reader, struct log *log,
-             struct net *net, char *err, size_t errcap)
+int api_init(const struct api_config *cfg, struct store *reader, struct log *log, struct net *net,
+             char *err, size_t errcap)
 {
     char path[4096];
     app.cfg = *cfg;
@@ -1049,8 +1044,8 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
         if (!err[0]) snprintf(err, errcap, "cannot list the hunts in the store");
         return -1;
     }
-    fprintf(stderr, "veltrix: recovered %zu players, %zu hunts, %llu events\n",
-            app.players.count, app.hunts.count, (unsigned long long)lc.events);
+    fprintf(stderr, "veltrix: recovered %zu players, %zu hunts, %llu events\n", app.players.count,
+            app.hunts.count, (unsigned long long)lc.events);
     http_set_routes(routes, sizeof routes / sizeof routes[0]);
     return 0;
 }
@@ -1085,8 +1080,14 @@ static void free_player(void *v, void *ctx)
     free(p);
 }
 
-static void free_hunt(void *v, void *ctx) { engine_hunt_destroy(v); }
-static void free_plain(void *v, void *ctx) { free(v); }
+static void free_hunt(void *v, void *ctx)
+{
+    engine_hunt_destroy(v);
+}
+static void free_plain(void *v, void *ctx)
+{
+    free(v);
+}
 
 void api_deinit(void)
 {

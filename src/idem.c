@@ -186,4 +186,10 @@ int idem_load(struct idem *t, const char *scope, const char *key, const uint8_t 
     return rc;
 }
 
+void idem_count(struct idem *t, int replayed)
+{
+    if (replayed) t->stats.replayed++;
+    else t->stats.mismatched++;
+}
+
 const struct idem_stats *idem_stats(const struct idem *t) { return &t->stats; }

@@ -57,6 +57,8 @@ void idem_abort(struct idem *t, struct idem_entry *e);
 /* Loads a done entry (from the store at start). */
 int idem_load(struct idem *t, const char *scope, const char *key, const uint8_t req_hash[32],
               int status, const char *body, size_t len, int64_t created_ms);
+/* Counts a duplicate request: a replay (same body) or a reused key (another body). */
+void idem_count(struct idem *t, int replayed);
 const struct idem_stats *idem_stats(const struct idem *t);
 
 #endif
