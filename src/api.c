@@ -9,6 +9,7 @@
 #include "api.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,12 +131,26 @@ static int admin(struct http_req *r)
     return -1;
 }
 
+/* 1 when b is empty or "{}" (white space allowed): the common body of open and collect. */
+static int body_empty_object(struct http_str b)
+{
+    size_t i = 0, n = 0;
+    char want[2] = {'{', '}'};
+    for (; i < b.len; i++) {
+        char c = b.p[i];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
+        if (n == 2 || c != want[n]) return 0;
+        n++;
+    }
+    return n == 0 || n == 2;
+}
+
 /* The JSON object body (empty body = {} when allow_empty), or NULL after a 400. */
 static json_t *body_object(struct http_req *r, int allow_empty)
 {
     struct http_str b = http_body(r);
     json_error_t e;
-    if (b.len == 0 && allow_empty) return json_object();
+    if (allow_empty && body_empty_object(b)) return json_object();
     json_t *j = json_loadb(b.p, b.len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &e);
     if (!j) {
         http_error(r, 400, "invalid_json", "invalid JSON at line %d column %d: %s", e.line,
@@ -159,6 +174,60 @@ static const char *str_field(struct http_req *r, json_t *obj, const char *name)
         return NULL;
     }
     return json_string_value(v);
+}
+
+/* The value of a body of exactly the form {"name":"value"} (white space around tokens
+ * allowed) whose value is printable ASCII without escapes, copied to out; 1 when the body
+ * has that form. Every other body returns 0 and goes through jansson, which reads this
+ * form the same way: a short cut for the shape clients send on hot paths. */
+static int body_plain_string(struct http_str b, const char *name, char *out, size_t cap)
+{
+    const char *p = b.p, *end = b.p + b.len;
+    size_t nl = strlen(name), n = 0;
+#define SKIP_WS() while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++
+    SKIP_WS();
+    if (p == end || *p++ != '{') return 0;
+    SKIP_WS();
+    if ((size_t)(end - p) < nl + 2 || p[0] != '"' || memcmp(p + 1, name, nl) || p[nl + 1] != '"')
+        return 0;
+    p += nl + 2;
+    SKIP_WS();
+    if (p == end || *p++ != ':') return 0;
+    SKIP_WS();
+    if (p == end || *p++ != '"') return 0;
+    for (; p < end && *p != '"'; p++) {
+        if (*p < 0x20 || *p > 0x7e || *p == '\\' || n + 1 >= cap) return 0;
+        out[n++] = *p;
+    }
+    if (p++ == end) return 0;
+    SKIP_WS();
+    if (p == end || *p++ != '}') return 0;
+    SKIP_WS();
+#undef SKIP_WS
+    out[n] = '\0';
+    return p == end;
+}
+
+/* A malloc'd, printf-formatted response body; its length in *len. */
+static char *body_fmt(size_t *len, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *body_fmt(size_t *len, const char *fmt, ...)
+{
+    char *s;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0) abort(); /* a few dozen bytes: out of memory here is not recoverable */
+    *len = (size_t)n;
+    return s;
+}
+
+/* "null" for an unranked player, else the rank. */
+static const char *rank_str(uint64_t rank, char buf[24])
+{
+    if (!rank) return "null";
+    snprintf(buf, 24, "%llu", (unsigned long long)rank);
+    return buf;
 }
 
 /* ---- idempotent, durable writes ------------------------------------------------------ */
@@ -260,17 +329,15 @@ static void on_durable(void *arg, int status)
 }
 
 /* Queues e (ownership moves) with the idempotency record, and answers r with status and
- * resp (stolen) once durable. log_room() must have been checked. */
-static void submit(struct http_req *r, struct idem_req *ir, struct log_entry *e, int status,
-                   json_t *resp)
+ * body (malloc'd, ownership moves) once durable. log_room() must have been checked. */
+static void submit_raw(struct http_req *r, struct idem_req *ir, struct log_entry *e, int status,
+                       char *body, size_t len)
 {
     struct write *w = calloc(1, sizeof *w);
-    char *body = json_dumps(resp, JSON_COMPACT);
-    json_decref(resp);
     if (!w || !body) abort(); /* small allocations: out of memory is fatal here */
     w->status = status;
     w->body = body;
-    w->len = strlen(body);
+    w->len = len;
     if (ir && ir->present) {
         int64_t now = now_ms();
         w->idem = idem_begin(app.idem, ir->scope, ir->key, ir->hash, now);
@@ -281,6 +348,15 @@ static void submit(struct http_req *r, struct idem_req *ir, struct log_entry *e,
     w->req = http_hold(r);
     log_entry_on_done(e, on_durable, w);
     if (log_submit(app.log, e) != 0) abort(); /* log_room() said there was room */
+}
+
+/* submit_raw with resp (stolen) encoded compactly. */
+static void submit(struct http_req *r, struct idem_req *ir, struct log_entry *e, int status,
+                   json_t *resp)
+{
+    char *body = json_dumps(resp, JSON_COMPACT);
+    json_decref(resp);
+    submit_raw(r, ir, e, status, body, body ? strlen(body) : 0);
 }
 
 static struct log_entry *new_entry(void)
@@ -320,11 +396,6 @@ static void apply(struct hunt *h, const struct event *ev, struct engine_outcome 
 static void engine_error(struct http_req *r, int rc)
 {
     http_error(r, engine_err_status(rc), engine_err_code(rc), "%s", engine_err_code(rc));
-}
-
-static json_t *rank_json(uint64_t rank)
-{
-    return rank ? json_integer((json_int_t)rank) : json_null();
 }
 
 /* ---- players and sessions ------------------------------------------------------------ */
@@ -620,13 +691,13 @@ static int decided(struct http_req *r, struct hunt *h, int rc, const struct even
     return 0;
 }
 
-/* Logs ev and answers 200 with resp (stolen) once it is durable. */
+/* Logs ev and answers 200 with body (malloc'd, stolen) once it is durable. */
 static void submit_event(struct http_req *r, struct hunt *h, struct idem_req *ir,
-                         const struct event *ev, json_t *resp)
+                         const struct event *ev, char *body, size_t len)
 {
     struct log_entry *e = new_entry();
     entry_event(e, h, ev);
-    submit(r, ir, e, 200, resp);
+    submit_raw(r, ir, e, 200, body, len);
 }
 
 static void h_scan(struct http_req *r)
@@ -635,19 +706,23 @@ static void h_scan(struct http_req *r)
     struct hunt *h;
     struct idem_req ir;
     if (player_write(r, &p, &h, &ir)) return;
-    json_t *b = body_object(r, 0);
-    const char *payload = b ? str_field(r, b, "code") : NULL;
-    char code[ENGINE_ID_MAX + 1];
+    char plain[AUTH_PAYLOAD_MAX], code[ENGINE_ID_MAX + 1], rk[24];
+    json_t *b = NULL;
+    const char *payload = plain;
+    if (!body_plain_string(http_body(r), "code", plain, sizeof plain))
+        payload = (b = body_object(r, 0)) ? str_field(r, b, "code") : NULL;
     struct event ev;
     struct engine_outcome out;
+    size_t len;
     if (!payload) {
     } else if (auth_payload_check(&app.auth, engine_hunt_id(h), payload, strlen(payload), code) !=
                AUTH_OK) {
         http_error(r, 400, "invalid_code", "not a code of this hunt");
     } else if (!decided(r, h, engine_scan(h, p->id, code, now_ms(), &ev), &ev, &out)) {
-        submit_event(r, h, &ir, &ev,
-                     json_pack("{s:s,s:I,s:I,s:o}", "code", code, "points", (json_int_t)out.points,
-                               "score", (json_int_t)out.score, "rank", rank_json(out.rank)));
+        char *body = body_fmt(&len, "{\"code\":\"%s\",\"points\":%lld,\"score\":%lld,\"rank\":%s}",
+                              code, (long long)out.points, (long long)out.score,
+                              rank_str(out.rank, rk));
+        submit_event(r, h, &ir, &ev, body, len);
     }
     json_decref(b);
 }
@@ -664,9 +739,10 @@ static void h_collect(struct http_req *r)
     json_decref(b);
     struct engine_outcome out;
     if (decided(r, h, engine_collect(h, p->id, item, now_ms(), &ev), &ev, &out)) return;
-    submit_event(r, h, &ir, &ev,
-                 json_pack("{s:s,s:I,s:I}", "item", item, "count", (json_int_t)out.count,
-                           "remaining", (json_int_t)out.remaining));
+    size_t len;
+    char *body = body_fmt(&len, "{\"item\":\"%s\",\"count\":%lld,\"remaining\":%lld}", item,
+                          (long long)out.count, (long long)out.remaining);
+    submit_event(r, h, &ir, &ev, body, len);
 }
 
 static void h_open(struct http_req *r)
@@ -681,13 +757,17 @@ static void h_open(struct http_req *r)
     json_decref(b);
     struct engine_outcome out;
     if (decided(r, h, engine_open(h, p->id, zone, now_ms(), &ev), &ev, &out)) return;
-    json_t *loot = json_array();
+    /* Ids are [a-z0-9_-]: nothing in this body needs escaping. */
+    struct metrics_buf b2 = {0};
+    char rk[24];
+    metrics_printf(&b2, "{\"chest\":\"%s\",\"points\":%lld,\"loot\":[", ev.b,
+                   (long long)out.points);
     for (size_t i = 0; i < out.n_loot; i++)
-        json_array_append_new(loot, json_string(out.loot[i]));
-    submit_event(r, h, &ir, &ev,
-                 json_pack("{s:s,s:I,s:o,s:I,s:o}", "chest", ev.b, "points", (json_int_t)out.points,
-                           "loot", loot, "score", (json_int_t)out.score, "rank",
-                           rank_json(out.rank)));
+        metrics_printf(&b2, "%s\"%s\"", i ? "," : "", out.loot[i]);
+    metrics_printf(&b2, "],\"score\":%lld,\"rank\":%s}", (long long)out.score,
+                   rank_str(out.rank, rk));
+    if (!b2.p) abort();
+    submit_event(r, h, &ir, &ev, b2.p, b2.len);
 }
 
 static void h_position(struct http_req *r)
