@@ -9,7 +9,6 @@
 #include "api.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 #include "hmap.h"
 #include "http.h"
 #include "idem.h"
+#include "jsonw.h"
 #include "log.h"
 #include "net.h"
 #include "qr.h"
@@ -208,26 +208,13 @@ static int body_plain_string(struct http_str b, const char *name, char *out, siz
     return p == end;
 }
 
-/* A malloc'd, printf-formatted response body; its length in *len. */
-static char *body_fmt(size_t *len, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *body_fmt(size_t *len, const char *fmt, ...)
+/* Appends the rank, or null for an unranked player. */
+static void rank_w(struct jsonw *w, uint64_t rank)
 {
-    char *s;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0) abort(); /* a few dozen bytes: out of memory here is not recoverable */
-    *len = (size_t)n;
-    return s;
-}
-
-/* "null" for an unranked player, else the rank. */
-static const char *rank_str(uint64_t rank, char buf[24])
-{
-    if (!rank) return "null";
-    snprintf(buf, 24, "%llu", (unsigned long long)rank);
-    return buf;
+    if (rank)
+        jsonw_u64(w, rank);
+    else
+        jsonw_lit(w, "null");
 }
 
 /* ---- idempotent, durable writes ------------------------------------------------------ */
@@ -691,13 +678,14 @@ static int decided(struct http_req *r, struct hunt *h, int rc, const struct even
     return 0;
 }
 
-/* Logs ev and answers 200 with body (malloc'd, stolen) once it is durable. */
+/* Logs ev and answers 200 with the body in w (its buffer is stolen) once it is durable. */
 static void submit_event(struct http_req *r, struct hunt *h, struct idem_req *ir,
-                         const struct event *ev, char *body, size_t len)
+                         const struct event *ev, struct jsonw *w)
 {
+    if (w->oom) abort(); /* a few dozen bytes: out of memory here is not recoverable */
     struct log_entry *e = new_entry();
     entry_event(e, h, ev);
-    submit_raw(r, ir, e, 200, body, len);
+    submit_raw(r, ir, e, 200, w->p, w->len);
 }
 
 static void h_scan(struct http_req *r)
@@ -706,23 +694,29 @@ static void h_scan(struct http_req *r)
     struct hunt *h;
     struct idem_req ir;
     if (player_write(r, &p, &h, &ir)) return;
-    char plain[AUTH_PAYLOAD_MAX], code[ENGINE_ID_MAX + 1], rk[24];
+    char plain[AUTH_PAYLOAD_MAX], code[ENGINE_ID_MAX + 1];
     json_t *b = NULL;
     const char *payload = plain;
     if (!body_plain_string(http_body(r), "code", plain, sizeof plain))
         payload = (b = body_object(r, 0)) ? str_field(r, b, "code") : NULL;
     struct event ev;
     struct engine_outcome out;
-    size_t len;
     if (!payload) {
     } else if (auth_payload_check(&app.auth, engine_hunt_id(h), payload, strlen(payload), code) !=
                AUTH_OK) {
         http_error(r, 400, "invalid_code", "not a code of this hunt");
     } else if (!decided(r, h, engine_scan(h, p->id, code, now_ms(), &ev), &ev, &out)) {
-        char *body = body_fmt(&len, "{\"code\":\"%s\",\"points\":%lld,\"score\":%lld,\"rank\":%s}",
-                              code, (long long)out.points, (long long)out.score,
-                              rank_str(out.rank, rk));
-        submit_event(r, h, &ir, &ev, body, len);
+        struct jsonw w = {0}; /* ids are [a-z0-9_-]: nothing here needs escaping */
+        jsonw_lit(&w, "{\"code\":\"");
+        jsonw_lit(&w, code);
+        jsonw_lit(&w, "\",\"points\":");
+        jsonw_i64(&w, out.points);
+        jsonw_lit(&w, ",\"score\":");
+        jsonw_i64(&w, out.score);
+        jsonw_lit(&w, ",\"rank\":");
+        rank_w(&w, out.rank);
+        jsonw_lit(&w, "}");
+        submit_event(r, h, &ir, &ev, &w);
     }
     json_decref(b);
 }
@@ -739,10 +733,15 @@ static void h_collect(struct http_req *r)
     json_decref(b);
     struct engine_outcome out;
     if (decided(r, h, engine_collect(h, p->id, item, now_ms(), &ev), &ev, &out)) return;
-    size_t len;
-    char *body = body_fmt(&len, "{\"item\":\"%s\",\"count\":%lld,\"remaining\":%lld}", item,
-                          (long long)out.count, (long long)out.remaining);
-    submit_event(r, h, &ir, &ev, body, len);
+    struct jsonw w = {0};
+    jsonw_lit(&w, "{\"item\":\"");
+    jsonw_lit(&w, item);
+    jsonw_lit(&w, "\",\"count\":");
+    jsonw_i64(&w, out.count);
+    jsonw_lit(&w, ",\"remaining\":");
+    jsonw_i64(&w, out.remaining);
+    jsonw_lit(&w, "}");
+    submit_event(r, h, &ir, &ev, &w);
 }
 
 static void h_open(struct http_req *r)
@@ -757,17 +756,23 @@ static void h_open(struct http_req *r)
     json_decref(b);
     struct engine_outcome out;
     if (decided(r, h, engine_open(h, p->id, zone, now_ms(), &ev), &ev, &out)) return;
-    /* Ids are [a-z0-9_-]: nothing in this body needs escaping. */
-    struct metrics_buf b2 = {0};
-    char rk[24];
-    metrics_printf(&b2, "{\"chest\":\"%s\",\"points\":%lld,\"loot\":[", ev.b,
-                   (long long)out.points);
-    for (size_t i = 0; i < out.n_loot; i++)
-        metrics_printf(&b2, "%s\"%s\"", i ? "," : "", out.loot[i]);
-    metrics_printf(&b2, "],\"score\":%lld,\"rank\":%s}", (long long)out.score,
-                   rank_str(out.rank, rk));
-    if (!b2.p) abort();
-    submit_event(r, h, &ir, &ev, b2.p, b2.len);
+    struct jsonw w = {0}; /* ids are [a-z0-9_-]: nothing here needs escaping */
+    jsonw_lit(&w, "{\"chest\":\"");
+    jsonw_lit(&w, ev.b);
+    jsonw_lit(&w, "\",\"points\":");
+    jsonw_i64(&w, out.points);
+    jsonw_lit(&w, ",\"loot\":[");
+    for (size_t i = 0; i < out.n_loot; i++) {
+        jsonw_lit(&w, i ? ",\"" : "\"");
+        jsonw_lit(&w, out.loot[i]);
+        jsonw_lit(&w, "\"");
+    }
+    jsonw_lit(&w, "],\"score\":");
+    jsonw_i64(&w, out.score);
+    jsonw_lit(&w, ",\"rank\":");
+    rank_w(&w, out.rank);
+    jsonw_lit(&w, "}");
+    submit_event(r, h, &ir, &ev, &w);
 }
 
 static void h_position(struct http_req *r)
@@ -817,50 +822,37 @@ bad:
     return -1;
 }
 
-/* Appends s as a JSON string (quotes, escapes; s is valid UTF-8 from a checked name). */
-static void json_str(struct metrics_buf *b, const char *s)
-{
-    metrics_printf(b, "\"");
-    for (const char *p = s; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '"' || c == '\\')
-            metrics_printf(b, "\\%c", c);
-        else if (c < 0x20)
-            metrics_printf(b, "\\u%04x", c);
-        else {
-            size_t run = strcspn(p, "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c"
-                                    "\x0d\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19"
-                                    "\x1a\x1b\x1c\x1d\x1e\x1f");
-            metrics_printf(b, "%.*s", (int)run, p);
-            p += run - 1;
-        }
-    }
-    metrics_printf(b, "\"");
-}
-
 /* The leaderboard answer, written directly: it is the hottest read after tiles. */
 static void send_lb(struct http_req *r, const struct hunt *h, const struct engine_lb_row *rows,
                     size_t n)
 {
-    struct metrics_buf b = {0};
-    metrics_printf(&b, "{\"total\":%zu,\"seq\":%llu,\"entries\":[", engine_lb_total(h),
-                   (unsigned long long)engine_seq(h));
+    struct jsonw w = {0};
+    jsonw_reserve(&w, 64 + n * 128);
+    jsonw_lit(&w, "{\"total\":");
+    jsonw_u64(&w, engine_lb_total(h));
+    jsonw_lit(&w, ",\"seq\":");
+    jsonw_u64(&w, engine_seq(h));
+    jsonw_lit(&w, ",\"entries\":[");
     for (size_t i = 0; i < n; i++) {
-        char sid[37];
-        uuid_format(rows[i].player, sid);
         struct player *p = hmap_get(&app.players, rows[i].player, 16);
-        metrics_printf(&b, "%s{\"rank\":%llu,\"player_id\":\"%s\",\"display_name\":", i ? "," : "",
-                       (unsigned long long)rows[i].rank, sid);
-        json_str(&b, p ? p->name : "");
-        metrics_printf(&b, ",\"score\":%lld}", (long long)rows[i].score);
+        jsonw_lit(&w, i ? ",{\"rank\":" : "{\"rank\":");
+        jsonw_u64(&w, rows[i].rank);
+        jsonw_lit(&w, ",\"player_id\":");
+        jsonw_uuid(&w, rows[i].player);
+        jsonw_lit(&w, ",\"display_name\":");
+        jsonw_str(&w, p ? p->name : "");
+        jsonw_lit(&w, ",\"score\":");
+        jsonw_i64(&w, rows[i].score);
+        jsonw_lit(&w, "}");
     }
-    metrics_printf(&b, "]}");
-    if (!b.p) {
+    jsonw_lit(&w, "]}");
+    if (w.oom) {
+        free(w.p);
         http_error(r, 503, "unavailable", "out of memory");
         return;
     }
-    http_send(r, 200, "application/json", b.p, b.len);
-    free(b.p);
+    http_send(r, 200, "application/json", w.p, w.len);
+    free(w.p);
 }
 
 static void h_leaderboard(struct http_req *r)

@@ -211,8 +211,11 @@ static void payload_mac(const struct auth *a, const char *hunt, const char *code
                         uint8_t m[32])
 {
     char msg[132];
-    int n = snprintf(msg, sizeof msg, "%s.%s", hunt, code);
-    mac(a, "vx1.", msg, (size_t)n, m);
+    size_t hl = strnlen(hunt, 64), cl = strnlen(code, 64);
+    memcpy(msg, hunt, hl);
+    msg[hl] = '.';
+    memcpy(msg + hl + 1, code, cl);
+    mac(a, "vx1.", msg, hl + 1 + cl, m);
 }
 
 void auth_payload_make(const struct auth *a, const char *hunt, const char *code,
