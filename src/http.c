@@ -81,10 +81,10 @@ int http_dispatch(void *h2o_req)
     size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     int path_matched = 0;
     for (size_t i = 0; i < n_routes; i++) {
-        if (!match(routes[i].pattern, req->path.base, len, r->params)) continue;
-        path_matched = 1;
+        /* The method first: it is cheaper to compare than the path. */
         if (!h2o_memis(req->method.base, req->method.len, routes[i].method,
-                       strlen(routes[i].method)))
+                       strlen(routes[i].method)) ||
+            !match(routes[i].pattern, req->path.base, len, r->params))
             continue;
         r->route = &routes[i];
         size_t max = routes[i].body_max ? routes[i].body_max : BODY_MAX_DEFAULT;
@@ -96,6 +96,9 @@ int http_dispatch(void *h2o_req)
         return 0;
     }
     r->route = &route_not_found;
+    struct http_str unused[HTTP_PARAMS_MAX];
+    for (size_t i = 0; i < n_routes && !path_matched; i++)
+        path_matched = match(routes[i].pattern, req->path.base, len, unused);
     if (path_matched)
         http_error(r, 405, "method_not_allowed", "method not allowed on this path");
     else
