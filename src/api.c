@@ -445,7 +445,12 @@ static void player_json_tokens(json_t *j, struct player *p, const struct store_r
 static struct store_refresh *new_refresh(struct player *p, struct log_entry *e)
 {
     struct store_refresh *rt = calloc(1, sizeof *rt);
-    if (!rt || auth_random(rt->id, 16)) abort();
+    uint64_t rnd;
+    if (!rt || auth_random(&rnd, sizeof rnd)) abort();
+    /* Time-ordered (UUIDv7) like player ids, so that the store appends to its index
+     * instead of dirtying a random page per token; the token's MAC is what makes it
+     * unforgeable, not the id. */
+    uuid7_next(&app.uuid, now_ms(), rnd, rt->id);
     memcpy(rt->player, p->id, 16);
     rt->gen = p->gen;
     rt->expires_ms = now_ms() + app.cfg.refresh_ttl_s * 1000;
