@@ -15,12 +15,14 @@
 #include "auth.h"
 #include "log.h"
 #include "net.h"
+#include "ratelimit.h"
 #include "store.h"
 
 struct options {
     const char *listen, *data, *store, *admin_key, *fsync;
     long token_ttl, conns_max, req_timeout_ms, queue_max, idem_max, players_max, hunts_max;
     int demo;
+    struct rl_config limits;
 };
 
 static void usage(FILE *f)
@@ -31,7 +33,10 @@ static void usage(FILE *f)
             "                     [--fsync always|batch|off] [--demo]\n"
             "                     [--max-connections 10000] [--request-timeout-ms 10000]\n"
             "                     [--log-queue-max 65536] [--idempotency-keys-max 1000000]\n"
-            "                     [--players-max 10000000] [--hunts-max 1000]\n");
+            "                     [--players-max 10000000] [--hunts-max 1000]\n"
+            "                     [--rate-player 10:20] [--rate-ip 500:1000]\n"
+            "                     [--players-per-ip-per-min 120] [--max-speed 20]\n"
+            "                     [--rate-keys-max 131072]\n");
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out)
@@ -42,6 +47,30 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     if (errno || *end || end == s || v < lo || v > hi) return -1;
     *out = v;
     return 0;
+}
+
+/* The limit options (ratelimit.h); -1 for an unknown name or a bad value. */
+static int parse_limit(const char *name, const char *v, struct rl_config *c)
+{
+    long n;
+    char *end;
+    if (!strcmp(name, "--rate-player")) return rl_rate_parse(v, &c->player) ? -1 : 0;
+    if (!strcmp(name, "--rate-ip")) return rl_rate_parse(v, &c->ip) ? -1 : 0;
+    if (!strcmp(name, "--rate-keys-max")) {
+        if (parse_long(v, 1, 100000000, &n)) return -1;
+        c->keys_max = (size_t)n;
+        return 0;
+    }
+    if (!strcmp(name, "--players-per-ip-per-min")) {
+        if (parse_long(v, 0, 100000000, &n)) return -1;
+        c->players_per_ip = (struct rl_rate){n / 60.0, n > 0 ? (double)n : 0};
+        return 0;
+    }
+    if (!strcmp(name, "--max-speed")) {
+        c->max_speed = strtod(v, &end);
+        return end == v || *end || !(c->max_speed >= 0 && c->max_speed <= 1e12) ? -1 : 0;
+    }
+    return -1;
 }
 
 static int parse(int argc, char **argv, struct options *o)
@@ -72,7 +101,10 @@ static int parse(int argc, char **argv, struct options *o)
         else if (!strcmp(a, "--store")) o->store = v;
         else if (!strcmp(a, "--admin-key")) o->admin_key = v;
         else if (!strcmp(a, "--fsync")) o->fsync = v;
-        else {
+        else if (!strncmp(a, "--rate-", 7) || !strcmp(a, "--players-per-ip-per-min") ||
+                 !strcmp(a, "--max-speed")) {
+            if (parse_limit(a, v, &o->limits)) goto bad;
+        } else {
             size_t k;
             for (k = 0; k < sizeof nums / sizeof nums[0]; k++)
                 if (!strcmp(a, nums[k].name)) break;
@@ -159,7 +191,7 @@ static int serve(const struct options *o)
     struct log *log = log_create(writer, net_loop(net), (size_t)o->queue_max);
     struct api_config ac = {key, o->data, o->token_ttl, 30 * 86400, (size_t)o->queue_max,
                             (size_t)o->idem_max, 24 * 3600 * 1000LL, (size_t)o->hunts_max,
-                            (size_t)o->players_max};
+                            (size_t)o->players_max, o->limits};
     if (!log || api_init(&ac, reader, log, net, err, sizeof err) ||
         (o->demo && api_create_demo(err, sizeof err))) {
         fprintf(stderr, "veltrix: cannot start: %s\n", err);
@@ -182,7 +214,9 @@ static int serve(const struct options *o)
 int main(int argc, char **argv)
 {
     struct options o = {"127.0.0.1:8080", "./veltrix-data", NULL, NULL, "always", 600, 10000,
-                        10000, 65536, 1000000, 10000000, 1000, 0};
+                        10000, 65536, 1000000, 10000000, 1000, 0,
+                        /* limits: the defaults of the README's Limits table */
+                        {{10, 20}, {500, 1000}, {120 / 60.0, 120}, 20, 131072}};
     if (argc < 2 || strcmp(argv[1], "serve") != 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;

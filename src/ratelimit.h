@@ -34,6 +34,15 @@ struct rl_rate {
  * Returns 0 or RL_EINVAL. */
 int rl_rate_parse(const char *s, struct rl_rate *out);
 
+/* The server's limits (command line names in main.c, defaults in the README). */
+struct rl_config {
+    struct rl_rate player;         /* --rate-player: requests per player */
+    struct rl_rate ip;             /* --rate-ip: requests per client address */
+    struct rl_rate players_per_ip; /* --players-per-ip-per-min, as a rate per second */
+    double max_speed;              /* --max-speed: map units per second; 0: off */
+    size_t keys_max;               /* --rate-keys-max: keys per table */
+};
+
 struct rl_stats {
     uint64_t allowed, limited;
     uint64_t evicted_live; /* keys that left a full table before their bucket refilled */
