@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 struct options {
     const char *listen, *data, *store, *admin_key, *fsync;
     long token_ttl, conns_max, req_timeout_ms, queue_max, idem_max, players_max, hunts_max;
+    long conns_per_ip_max;
     int demo;
     struct rl_config limits;
 };
@@ -31,7 +33,8 @@ static void usage(FILE *f)
             "usage: veltrix serve [--listen 127.0.0.1:8080] [--data ./veltrix-data]\n"
             "                     [--store sqlite:PATH] [--admin-key KEY] [--token-ttl 600]\n"
             "                     [--fsync always|batch|off] [--demo]\n"
-            "                     [--max-connections 10000] [--request-timeout-ms 10000]\n"
+            "                     [--max-connections 50000] [--max-connections-per-ip 2000]\n"
+            "                     [--request-timeout-ms 10000]\n"
             "                     [--log-queue-max 65536] [--idempotency-keys-max 1000000]\n"
             "                     [--players-max 10000000] [--hunts-max 1000]\n"
             "                     [--rate-player 10:20] [--rate-ip 500:1000]\n"
@@ -82,6 +85,7 @@ static int parse(int argc, char **argv, struct options *o)
     } nums[] = {
         {"--token-ttl", 1, 86400 * 30, offsetof(struct options, token_ttl)},
         {"--max-connections", 1, 1000000, offsetof(struct options, conns_max)},
+        {"--max-connections-per-ip", 0, 1000000, offsetof(struct options, conns_per_ip_max)},
         {"--request-timeout-ms", 100, 3600000, offsetof(struct options, req_timeout_ms)},
         {"--log-queue-max", 1, 10000000, offsetof(struct options, queue_max)},
         {"--idempotency-keys-max", 1, 100000000, offsetof(struct options, idem_max)},
@@ -151,6 +155,28 @@ print:
     return 0;
 }
 
+/* File descriptors kept for everything but client connections (store, log, listener). */
+#define FDS_RESERVED 128
+
+/* Raises the open-files soft limit to the hard one (at most 1M), and returns conns_max
+ * lowered, with a warning, to what that limit allows: an accept() that fails for lack of
+ * descriptors would leave the listener ready and spin the loop. */
+static size_t fit_fd_limit(long conns_max)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) return (size_t)conns_max;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (1 << 20) ? (1 << 20) : rl.rlim_max;
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want) want = rl.rlim_cur;
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl)) getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur == RLIM_INFINITY || (rlim_t)conns_max + FDS_RESERVED <= rl.rlim_cur)
+        return (size_t)conns_max;
+    long room = rl.rlim_cur > 2 * FDS_RESERVED ? (long)rl.rlim_cur - FDS_RESERVED : 1;
+    fprintf(stderr, "veltrix: WARNING: --max-connections %ld lowered to %ld (open files limit %llu)\n",
+            conns_max, room, (unsigned long long)rl.rlim_cur);
+    return (size_t)room;
+}
+
 static int serve(const struct options *o)
 {
     char err[1024], url[4200], key[256];
@@ -181,8 +207,9 @@ static int serve(const struct options *o)
     if (fs != STORE_FSYNC_ALWAYS)
         fprintf(stderr, "veltrix: WARNING: --fsync %s: acknowledged writes may be lost on a "
                         "power failure or crash\n", o->fsync);
-    struct net_config nc = {o->listen, (size_t)o->conns_max, (uint64_t)o->req_timeout_ms,
-                            17 * 1024 * 1024};
+    struct net_config nc = {o->listen, fit_fd_limit(o->conns_max),
+                            (size_t)o->conns_per_ip_max, (uint64_t)o->req_timeout_ms,
+                            17 * 1024 * 1024, 256 * 1024, o->data};
     struct net *net = net_create(&nc, err, sizeof err);
     if (!net) {
         fprintf(stderr, "veltrix: %s\n", err);
@@ -213,8 +240,8 @@ static int serve(const struct options *o)
 
 int main(int argc, char **argv)
 {
-    struct options o = {"127.0.0.1:8080", "./veltrix-data", NULL, NULL, "always", 600, 10000,
-                        10000, 65536, 1000000, 10000000, 1000, 0,
+    struct options o = {"127.0.0.1:8080", "./veltrix-data", NULL, NULL, "always", 600, 50000,
+                        10000, 65536, 1000000, 10000000, 1000, 2000, 0,
                         /* limits: the defaults of the README's Limits table */
                         {{10, 20}, {500, 1000}, {120 / 60.0, 120}, 20, 131072}};
     if (argc < 2 || strcmp(argv[1], "serve") != 0) {

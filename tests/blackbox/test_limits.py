@@ -8,7 +8,6 @@ all of 127/8 to lo.
 No timing assertions: each limit is set so low that what a test sends in any amount of
 time it could plausibly take stays far over it, and the bound checked allows for the
 time actually elapsed."""
-import http.client
 import os
 import re
 import sys
@@ -19,28 +18,8 @@ import vx  # noqa: E402
 from vx import check, eq, true, test  # noqa: E402
 
 
-class From(vx.Client):
-    """A Client whose connections come from another loopback address."""
-
-    def __init__(self, server, source, **kw):
-        vx.Client.__init__(self, server, **kw)
-        self.source = source
-
-    def req(self, *a, **kw):
-        if self.conn is None:
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout,
-                                                   source_address=(self.source, 0))
-            self.used = 0
-        return vx.Client.req(self, *a, **kw)
-
-
-def metric(c, name, labels=""):
-    r = c.req("GET", "/metrics")
-    check(r, 200)
-    text = r.raw.decode()
-    m = re.search(r"(?m)^%s%s (\d+)$" % (re.escape(name), re.escape(labels)), text)
-    true(m, "/metrics has no %s%s" % (name, labels))
-    return int(m.group(1))
+From = vx.SourceClient
+metric = vx.metric
 
 
 def check_429(r, what):

@@ -677,3 +677,29 @@ def run_all():
     print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
     sys.stdout.flush()
     sys.exit(1 if failed else 0)
+
+
+# --------------------------------------------------------------------------- limits
+class SourceClient(Client):
+    """A Client whose connections come from another loopback address (Linux routes all of
+    127/8 to lo), so a test can be a second client address: SourceClient(server, "127.0.0.2")."""
+
+    def __init__(self, server, source, **kw):
+        Client.__init__(self, server, **kw)
+        self.source = source
+
+    def req(self, *a, **kw):
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout,
+                                                   source_address=(self.source, 0))
+            self.used = 0
+        return Client.req(self, *a, **kw)
+
+
+def metric(c, name, labels=""):
+    """The value of one line of /metrics, e.g. metric(c, "veltrix_connections")."""
+    r = c.req("GET", "/metrics")
+    check(r, 200)
+    m = re.search(r"(?m)^%s%s (\d+)$" % (re.escape(name), re.escape(labels)), r.raw.decode())
+    true(m, "/metrics has no %s%s" % (name, labels))
+    return int(m.group(1))
