@@ -209,7 +209,7 @@ static int serve(const struct options *o)
                         "power failure or crash\n", o->fsync);
     struct net_config nc = {o->listen, fit_fd_limit(o->conns_max),
                             (size_t)o->conns_per_ip_max, (uint64_t)o->req_timeout_ms,
-                            17 * 1024 * 1024, 256 * 1024, o->data};
+                            17 * 1024 * 1024, 64 * 1024, o->data};
     struct net *net = net_create(&nc, err, sizeof err);
     if (!net) {
         fprintf(stderr, "veltrix: %s\n", err);
