@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <h2o.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -21,6 +22,7 @@ struct net {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
+    int listen_fd, spare_fd; /* spare_fd: kept open to accept-and-close when out of fds */
     size_t conns, conns_max, per_ip_max;
     uint64_t accepted, refused, refused_ip;
     struct hmap per_ip; /* address (16 bytes) -> open connections, as a pointer-sized count */
@@ -92,12 +94,31 @@ static int admit(struct net *n, h2o_socket_t *sock)
     return 1;
 }
 
+/* Out of file descriptors, a pending connection cannot be accepted and the listener stays
+ * ready: the loop would spin. Give up the spare descriptor, accept that connection and
+ * close it at once (the client sees a clean close), and take the spare back. */
+static int shed_one(struct net *n)
+{
+    if (n->spare_fd < 0) return 0;
+    close(n->spare_fd);
+    int fd = accept4(n->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) close(fd);
+    n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    n->refused++;
+    return fd >= 0;
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     struct net *n = listener->data;
     h2o_socket_t *sock;
     if (err) return;
-    while ((sock = h2o_evloop_socket_accept(listener)) != NULL) {
+    for (;;) {
+        errno = 0;
+        if (!(sock = h2o_evloop_socket_accept(listener))) {
+            if ((errno == EMFILE || errno == ENFILE) && shed_one(n)) continue;
+            break;
+        }
         if (n->conns >= n->conns_max || !admit(n, sock)) {
             n->refused++;
             h2o_socket_close(sock);
@@ -150,6 +171,8 @@ struct net *net_create(const struct net_config *cfg, char *err, size_t errcap)
         return NULL;
     }
     n->conns_max = cfg->conns_max;
+    n->listen_fd = fd;
+    n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     n->per_ip_max = cfg->conns_per_ip_max;
     hmap_init(&n->per_ip);
     h2o_config_init(&n->config);
@@ -220,5 +243,6 @@ void net_destroy(struct net *n)
     if (!n) return;
     if (n->listener) h2o_socket_close(n->listener);
     hmap_deinit(&n->per_ip);
+    if (n->spare_fd >= 0) close(n->spare_fd);
     free(n);
 }
