@@ -8,6 +8,7 @@
  * - an idempotency entry is pending until durable; duplicates wait on it. */
 #include "api.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,12 +97,34 @@ static void too_many(struct http_req *r, int64_t retry_ms, const char *who)
     http_error(r, 429, "rate_limited", "too many requests %s; retry in %s s", who, secs);
 }
 
+/* The client's address: the peer's, or behind --trusted-proxy the last address of
+ * X-Forwarded-For (the one that proxy added; earlier ones are the client's say-so). */
+static void client_addr(struct http_req *r, uint8_t out[16])
+{
+    http_peer_addr(r, out);
+    if (!app.cfg.limits.proxy_set || memcmp(out, app.cfg.limits.proxy, 16)) return;
+    struct http_str h = http_header(r, "x-forwarded-for");
+    char buf[64];
+    if (!h.p) return;
+    const char *end = h.p + h.len, *p = end;
+    while (p > h.p && p[-1] != ',') p--;
+    while (p < end && *p == ' ') p++;
+    while (end > p && end[-1] == ' ') end--;
+    if (end - p <= 0 || end - p >= (long)sizeof buf) return;
+    memcpy(buf, p, (size_t)(end - p));
+    buf[end - p] = '\0';
+    uint8_t a[16] = {0};
+    if (inet_pton(AF_INET, buf, a + 12) == 1) a[10] = a[11] = 0xff;
+    else if (inet_pton(AF_INET6, buf, a) != 1) return;
+    memcpy(out, a, 16);
+}
+
 /* The gate of every route: the client address's bucket. */
 static int limit_ip(struct http_req *r)
 {
     uint8_t addr[16];
     int64_t retry;
-    http_peer_addr(r, addr);
+    client_addr(r, addr);
     if (rl_take(lim.ip, addr, sizeof addr, mono_ms(), &retry) == RL_OK) return 0;
     too_many(r, retry, "from this address");
     return 1;
@@ -121,7 +144,7 @@ static int limit_new_player(struct http_req *r)
 {
     uint8_t addr[16];
     int64_t retry;
-    http_peer_addr(r, addr);
+    client_addr(r, addr);
     if (rl_take(lim.new_player, addr, sizeof addr, mono_ms(), &retry) == RL_OK) return 0;
     too_many(r, retry, "creating players from this address");
     return 1;

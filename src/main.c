@@ -3,6 +3,7 @@
  * Startup: parse options, open the store (a writer handle for the log thread and a
  * reader handle for recovery and health), recover every hunt, then serve. SIGTERM and
  * SIGINT stop accepting, let in-flight writes become durable and answered, and exit 0. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -39,7 +40,7 @@ static void usage(FILE *f)
             "                     [--players-max 10000000] [--hunts-max 1000]\n"
             "                     [--rate-player 10:20] [--rate-ip 500:1000]\n"
             "                     [--players-per-ip-per-min 120] [--max-speed 20]\n"
-            "                     [--rate-keys-max 131072]\n");
+            "                     [--rate-keys-max 131072] [--trusted-proxy IPv4]\n");
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out)
@@ -68,6 +69,12 @@ static int parse_limit(const char *name, const char *v, struct rl_config *c)
         if (parse_long(v, 0, 100000000, &n)) return -1;
         c->players_per_ip = (struct rl_rate){n / 60.0, n > 0 ? (double)n : 0};
         return 0;
+    }
+    if (!strcmp(name, "--trusted-proxy")) {
+        memset(c->proxy, 0, 16);
+        c->proxy[10] = c->proxy[11] = 0xff;
+        c->proxy_set = 1;
+        return inet_pton(AF_INET, v, c->proxy + 12) == 1 ? 0 : -1;
     }
     if (!strcmp(name, "--max-speed")) {
         c->max_speed = strtod(v, &end);
@@ -106,7 +113,7 @@ static int parse(int argc, char **argv, struct options *o)
         else if (!strcmp(a, "--admin-key")) o->admin_key = v;
         else if (!strcmp(a, "--fsync")) o->fsync = v;
         else if (!strncmp(a, "--rate-", 7) || !strcmp(a, "--players-per-ip-per-min") ||
-                 !strcmp(a, "--max-speed")) {
+                 !strcmp(a, "--max-speed") || !strcmp(a, "--trusted-proxy")) {
             if (parse_limit(a, v, &o->limits)) goto bad;
         } else {
             size_t k;
@@ -243,7 +250,7 @@ int main(int argc, char **argv)
     struct options o = {"127.0.0.1:8080", "./veltrix-data", NULL, NULL, "always", 600, 50000,
                         10000, 65536, 1000000, 10000000, 1000, 2000, 0,
                         /* limits: the defaults of the README's Limits table */
-                        {{10, 20}, {500, 1000}, {120 / 60.0, 120}, 20, 131072}};
+                        {{10, 20}, {500, 1000}, {120 / 60.0, 120}, 20, 131072, 0, {0}}};
     if (argc < 2 || strcmp(argv[1], "serve") != 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;

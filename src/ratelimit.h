@@ -41,6 +41,8 @@ struct rl_config {
     struct rl_rate players_per_ip; /* --players-per-ip-per-min, as a rate per second */
     double max_speed;              /* --max-speed: map units per second; 0: off */
     size_t keys_max;               /* --rate-keys-max: keys per table */
+    int proxy_set;                 /* --trusted-proxy: requests from proxy (16 bytes, */
+    uint8_t proxy[16];             /* IPv4 mapped) are keyed on X-Forwarded-For */
 };
 
 struct rl_stats {

@@ -125,7 +125,8 @@ def implausible_moves():
 def limits_reject_bad_flags():
     for args in (["--rate-ip", "x"], ["--rate-player", "-1"], ["--rate-player", "5:0"],
                  ["--players-per-ip-per-min", "1.5"], ["--max-speed", "nan"],
-                 ["--max-speed", "-3"], ["--rate-keys-max", "0"], ["--rate-nope", "1"]):
+                 ["--max-speed", "-3"], ["--rate-keys-max", "0"], ["--rate-nope", "1"],
+                 ["--trusted-proxy", "localhost"], ["--max-connections-per-ip", "-1"]):
         s = vx.Server(args=args)
         try:
             s.start(timeout=3)
@@ -158,6 +159,26 @@ def defaults_are_on():
           "implausible_move", what="default --max-speed 20")
     got = [c.req("GET", "/v1/players/me", token=tok).status for _ in range(100)]
     true(429 in got, "default --rate-player 10:20: 100 quick requests, none limited")
+
+
+@test
+def trusted_proxy_forwarded_for():
+    """Behind --trusted-proxy, the per-address limits key on the last X-Forwarded-For
+    address; from anyone else the header is ignored."""
+    s = vx.Server(args=["--trusted-proxy", "127.0.0.1", "--rate-ip", "0.1:3"]).start()
+    c = s.client()
+    xff = lambda v: c.req("GET", "/v1/hunts/none/stats", headers={"X-Forwarded-For": v}).status
+    got = [xff("10.0.0.1") for _ in range(6)]
+    true(got.count(404) <= 4 and 429 in got, "client 10.0.0.1 behind the proxy: %s" % got)
+    eq(xff("10.0.0.2"), 404, "another client behind the proxy")
+    eq(xff("10.0.0.1, 10.0.0.9"), 404, "the proxy's own (last) entry counts, not the first")
+    eq(xff("1.2.3.4, 10.0.0.1"), 429, "a forged first entry does not help 10.0.0.1")
+    eq(xff("2001:db8::1"), 404, "IPv6 client")
+    direct = From(s, "127.0.0.2")
+    got = [direct.req("GET", "/v1/hunts/none/stats", headers={"X-Forwarded-For": "10.1.%d.1" % i}).status
+           for i in range(6)]
+    true(got.count(404) <= 4 and 429 in got,
+         "not from the proxy: X-Forwarded-For must be ignored: %s" % got)
 
 
 if __name__ == "__main__":
