@@ -166,32 +166,26 @@ static int limit_move(struct http_req *r, const struct player *p, struct hunt *h
     return 1;
 }
 
-static void render_limiter(struct metrics_buf *b, const char *name, const struct rl_stats *st)
-{
-    metrics_printf(b,
-                   "veltrix_rate_limited_total{limit=\"%s\"} %llu\n"
-                   "veltrix_limit_keys{limit=\"%s\"} %llu\n"
-                   "veltrix_limit_evicted_live_total{limit=\"%s\"} %llu\n",
-                   name, (unsigned long long)st->limited, name, (unsigned long long)st->keys,
-                   name, (unsigned long long)st->evicted_live);
-}
-
+/* Each metric family in one block (Prometheus text format wants them contiguous). */
 static void limits_render(struct metrics_buf *b)
 {
-    metrics_printf(b, "# TYPE veltrix_rate_limited_total counter\n"
-                      "# TYPE veltrix_limit_keys gauge\n"
-                      "# TYPE veltrix_limit_evicted_live_total counter\n");
-    render_limiter(b, "ip", rl_limiter_stats(lim.ip));
-    render_limiter(b, "player", rl_limiter_stats(lim.player));
-    render_limiter(b, "players_per_ip", rl_limiter_stats(lim.new_player));
-    const struct rl_stats *m = rl_moves_stats(lim.moves);
-    metrics_printf(b,
-                   "# TYPE veltrix_implausible_moves_total counter\n"
-                   "veltrix_implausible_moves_total %llu\n"
-                   "veltrix_limit_keys{limit=\"moves\"} %llu\n"
-                   "veltrix_limit_evicted_live_total{limit=\"moves\"} %llu\n",
-                   (unsigned long long)m->limited, (unsigned long long)m->keys,
-                   (unsigned long long)m->evicted_live);
+    const char *name[4] = {"ip", "player", "players_per_ip", "moves"};
+    const struct rl_stats *st[4] = {rl_limiter_stats(lim.ip), rl_limiter_stats(lim.player),
+                                    rl_limiter_stats(lim.new_player), rl_moves_stats(lim.moves)};
+    metrics_printf(b, "# TYPE veltrix_rate_limited_total counter\n");
+    for (int i = 0; i < 3; i++)
+        metrics_printf(b, "veltrix_rate_limited_total{limit=\"%s\"} %llu\n", name[i],
+                       (unsigned long long)st[i]->limited);
+    metrics_printf(b, "# TYPE veltrix_implausible_moves_total counter\n"
+                      "veltrix_implausible_moves_total %llu\n# TYPE veltrix_limit_keys gauge\n",
+                   (unsigned long long)st[3]->limited);
+    for (int i = 0; i < 4; i++)
+        metrics_printf(b, "veltrix_limit_keys{limit=\"%s\"} %llu\n", name[i],
+                       (unsigned long long)st[i]->keys);
+    metrics_printf(b, "# TYPE veltrix_limit_evicted_live_total counter\n");
+    for (int i = 0; i < 4; i++)
+        metrics_printf(b, "veltrix_limit_evicted_live_total{limit=\"%s\"} %llu\n", name[i],
+                       (unsigned long long)st[i]->evicted_live);
 }
 
 /* ---- request helpers ---------------------------------------------------------------- */
