@@ -8,7 +8,9 @@
  * tat has passed is a full bucket, so it is the natural one to evict: nothing is lost.
  *
  * Invariants: slots never move or grow; keys counts the non-empty slots; an empty slot
- * has t == EMPTY, which is smaller than any time, so it is always chosen first. */
+ * has t == EMPTY, which is smaller than any time, so it is always chosen first. Times are
+ * stored with the sign bit flipped (stored 0 is EMPTY), so the table comes zeroed from
+ * calloc and its pages are only touched as keys arrive. */
 #include "ratelimit.h"
 
 #include <math.h>
@@ -21,9 +23,12 @@
 
 struct slot {
     uint8_t key[RL_KEY_BYTES];
-    int64_t t; /* buckets: tat in ns; moves: time of the last accepted position in ms */
+    uint64_t t_flipped; /* buckets: tat in ns; moves: last accepted position's time in ms */
     double x, y;
 };
+
+static int64_t get_t(const struct slot *s) { return (int64_t)(s->t_flipped ^ (1ULL << 63)); }
+static void set_t(struct slot *s, int64_t t) { s->t_flipped = (uint64_t)t ^ (1ULL << 63); }
 
 struct table {
     struct slot *slots;
@@ -88,9 +93,8 @@ static int table_init(struct table *t, size_t keys_max, uint64_t seed)
 {
     size_t sets = 1;
     while (sets * WAYS < keys_max && sets < ((size_t)1 << 40)) sets <<= 1;
-    t->slots = malloc(sets * WAYS * sizeof *t->slots);
+    t->slots = calloc(sets * WAYS, sizeof *t->slots); /* all EMPTY */
     if (!t->slots) return -1;
-    for (size_t i = 0; i < sets * WAYS; i++) t->slots[i].t = EMPTY;
     t->set_mask = sets - 1;
     t->seed = seed;
     return 0;
@@ -111,11 +115,11 @@ static struct slot *lookup(struct table *t, const uint8_t k[RL_KEY_BYTES], int *
     for (size_t i = 0; i < RL_KEY_BYTES / 8; i++) h = mix(h ^ w[i]);
     struct slot *set = t->slots + (h & t->set_mask) * WAYS, *victim = set;
     for (int i = 0; i < WAYS; i++) {
-        if (set[i].t != EMPTY && memcmp(set[i].key, k, RL_KEY_BYTES) == 0) {
+        if (get_t(&set[i]) != EMPTY && memcmp(set[i].key, k, RL_KEY_BYTES) == 0) {
             *found = 1;
             return &set[i];
         }
-        if (set[i].t < victim->t) victim = &set[i];
+        if (get_t(&set[i]) < get_t(victim)) victim = &set[i];
     }
     *found = 0;
     return victim;
@@ -125,7 +129,7 @@ static struct slot *lookup(struct table *t, const uint8_t k[RL_KEY_BYTES], int *
 static void claim(struct slot *victim, const uint8_t k[RL_KEY_BYTES], int live,
                   struct rl_stats *st)
 {
-    if (victim->t == EMPTY) st->keys++;
+    if (get_t(victim) == EMPTY) st->keys++;
     else if (live) st->evicted_live++;
     memcpy(victim->key, k, RL_KEY_BYTES);
 }
@@ -170,10 +174,10 @@ int rl_take(struct rl_limiter *l, const void *key, size_t len, int64_t now_ms,
     pad_key(k, key, len);
     struct slot *s = lookup(&l->t, k, &found);
     if (!found) {
-        claim(s, k, s->t > now, &l->stats);
-        s->t = now;
+        claim(s, k, get_t(s) > now, &l->stats);
+        set_t(s, now);
     }
-    int64_t tat = s->t > now ? s->t : now;
+    int64_t tat = get_t(s) > now ? get_t(s) : now;
     if (tat - now > l->tau_ns) {
         l->stats.limited++;
         int64_t wait = tat - now - l->tau_ns;
@@ -181,7 +185,7 @@ int rl_take(struct rl_limiter *l, const void *key, size_t len, int64_t now_ms,
         if (*retry_ms < 1) *retry_ms = 1;
         return RL_LIMITED;
     }
-    s->t = tat + l->interval_ns;
+    set_t(s, tat + l->interval_ns);
     l->stats.allowed++;
     return RL_OK;
 }
@@ -219,7 +223,7 @@ int rl_move_check(struct rl_moves *m, const void *key, size_t len, double x, dou
         pad_key(k, key, len);
         struct slot *s = lookup(&m->t, k, &found);
         if (found) {
-            int64_t dt = now_ms > s->t ? now_ms - s->t : 0;
+            int64_t dt = now_ms > get_t(s) ? now_ms - get_t(s) : 0;
             double reach = m->max_speed * (double)(dt + RL_MOVE_GRACE_MS) / 1000.0;
             if (!(hypot(x - s->x, y - s->y) <= reach)) {
                 m->stats.limited++;
@@ -230,7 +234,7 @@ int rl_move_check(struct rl_moves *m, const void *key, size_t len, double x, dou
         }
         s->x = x;
         s->y = y;
-        s->t = now_ms;
+        set_t(s, now_ms);
     }
     m->stats.allowed++;
     return RL_OK;
