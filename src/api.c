@@ -8,6 +8,7 @@
  * - an idempotency entry is pending until durable; duplicates wait on it. */
 #include "api.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "log.h"
 #include "net.h"
 #include "qr.h"
+#include "ratelimit.h"
 #include "uuid.h"
 
 struct player {
@@ -49,6 +51,142 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- limits -------------------------------------------------------------------------- */
+
+/* Per-address and per-player token buckets, players created per address, and the speed
+ * check on positions (ratelimit.h). Each answers the request itself when it says no. */
+static struct limits {
+    struct rl_limiter *ip, *player, *new_player;
+    struct rl_moves *moves;
+} lim;
+
+/* Limits run on the monotonic clock: a wall clock stepping back must not block anyone. */
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int limits_init(const struct rl_config *c)
+{
+    uint64_t seed[4];
+    if (auth_random(seed, sizeof seed)) return -1;
+    lim.ip = rl_limiter_create(c->ip, c->keys_max, seed[0]);
+    lim.player = rl_limiter_create(c->player, c->keys_max, seed[1]);
+    lim.new_player = rl_limiter_create(c->players_per_ip, c->keys_max, seed[2]);
+    lim.moves = rl_moves_create(c->max_speed, c->keys_max, seed[3]);
+    return lim.ip && lim.player && lim.new_player && lim.moves ? 0 : -1;
+}
+
+static void limits_deinit(void)
+{
+    rl_limiter_destroy(lim.ip);
+    rl_limiter_destroy(lim.player);
+    rl_limiter_destroy(lim.new_player);
+    rl_moves_destroy(lim.moves);
+}
+
+/* Answers 429 rate_limited with Retry-After in whole seconds (at least 1). */
+static void too_many(struct http_req *r, int64_t retry_ms, const char *who)
+{
+    char secs[24];
+    snprintf(secs, sizeof secs, "%lld", (long long)((retry_ms + 999) / 1000));
+    http_add_header(r, "retry-after", secs);
+    http_error(r, 429, "rate_limited", "too many requests %s; retry in %s s", who, secs);
+}
+
+/* The client's address: the peer's, or behind --trusted-proxy the last address of
+ * X-Forwarded-For (the one that proxy added; earlier ones are the client's say-so). */
+static void client_addr(struct http_req *r, uint8_t out[16])
+{
+    http_peer_addr(r, out);
+    if (!app.cfg.limits.proxy_set || memcmp(out, app.cfg.limits.proxy, 16)) return;
+    struct http_str h = http_header(r, "x-forwarded-for");
+    char buf[64];
+    if (!h.p) return;
+    const char *end = h.p + h.len, *p = end;
+    while (p > h.p && p[-1] != ',') p--;
+    while (p < end && *p == ' ') p++;
+    while (end > p && end[-1] == ' ') end--;
+    if (end - p <= 0 || end - p >= (long)sizeof buf) return;
+    memcpy(buf, p, (size_t)(end - p));
+    buf[end - p] = '\0';
+    uint8_t a[16] = {0};
+    if (inet_pton(AF_INET, buf, a + 12) == 1) a[10] = a[11] = 0xff;
+    else if (inet_pton(AF_INET6, buf, a) != 1) return;
+    memcpy(out, a, 16);
+}
+
+/* The gate of every route: the client address's bucket. */
+static int limit_ip(struct http_req *r)
+{
+    uint8_t addr[16];
+    int64_t retry;
+    client_addr(r, addr);
+    if (rl_take(lim.ip, addr, sizeof addr, mono_ms(), &retry) == RL_OK) return 0;
+    too_many(r, retry, "from this address");
+    return 1;
+}
+
+/* The authenticated player's bucket (every player endpoint). */
+static int limit_player(struct http_req *r, const struct player *p)
+{
+    int64_t retry;
+    if (rl_take(lim.player, p->id, 16, mono_ms(), &retry) == RL_OK) return 0;
+    too_many(r, retry, "for this player");
+    return 1;
+}
+
+/* Players created per address (POST /v1/players). */
+static int limit_new_player(struct http_req *r)
+{
+    uint8_t addr[16];
+    int64_t retry;
+    client_addr(r, addr);
+    if (rl_take(lim.new_player, addr, sizeof addr, mono_ms(), &retry) == RL_OK) return 0;
+    too_many(r, retry, "creating players from this address");
+    return 1;
+}
+
+int api_move_check(const uint8_t player[16], const char *hunt_id, double x, double y)
+{
+    uint8_t key[RL_KEY_BYTES];
+    rl_key_hunt(key, player, hunt_id);
+    return rl_move_check(lim.moves, key, sizeof key, x, y, mono_ms());
+}
+
+/* A position faster than --max-speed from the player's last one in this hunt: 422. */
+static int limit_move(struct http_req *r, const struct player *p, struct hunt *h, double x,
+                      double y)
+{
+    if (api_move_check(p->id, engine_hunt_id(h), x, y) == RL_OK) return 0;
+    http_error(r, 422, "implausible_move", "the position is too far from the last one");
+    return 1;
+}
+
+/* Each metric family in one block (Prometheus text format wants them contiguous). */
+static void limits_render(struct metrics_buf *b)
+{
+    const char *name[4] = {"ip", "player", "players_per_ip", "moves"};
+    const struct rl_stats *st[4] = {rl_limiter_stats(lim.ip), rl_limiter_stats(lim.player),
+                                    rl_limiter_stats(lim.new_player), rl_moves_stats(lim.moves)};
+    metrics_printf(b, "# TYPE veltrix_rate_limited_total counter\n");
+    for (int i = 0; i < 3; i++)
+        metrics_printf(b, "veltrix_rate_limited_total{limit=\"%s\"} %llu\n", name[i],
+                       (unsigned long long)st[i]->limited);
+    metrics_printf(b, "# TYPE veltrix_implausible_moves_total counter\n"
+                      "veltrix_implausible_moves_total %llu\n# TYPE veltrix_limit_keys gauge\n",
+                   (unsigned long long)st[3]->limited);
+    for (int i = 0; i < 4; i++)
+        metrics_printf(b, "veltrix_limit_keys{limit=\"%s\"} %llu\n", name[i],
+                       (unsigned long long)st[i]->keys);
+    metrics_printf(b, "# TYPE veltrix_limit_evicted_live_total counter\n");
+    for (int i = 0; i < 4; i++)
+        metrics_printf(b, "veltrix_limit_evicted_live_total{limit=\"%s\"} %llu\n", name[i],
+                       (unsigned long long)st[i]->evicted_live);
 }
 
 /* ---- request helpers ---------------------------------------------------------------- */
@@ -110,7 +248,7 @@ static struct player *authed(struct http_req *r)
     struct http_str t = bearer(r);
     int err = AUTH_INVALID;
     struct player *p = t.p ? check_token(t.p, t.len, &err) : NULL;
-    if (p) return p;
+    if (p) return limit_player(r, p) ? NULL : p;
     if (err == AUTH_EXPIRED)
         http_error(r, 401, "token_expired", "the token has expired; refresh it");
     else
@@ -480,6 +618,7 @@ static void player_row(struct log_entry *e, const struct player *p)
 static void h_players_create(struct http_req *r)
 {
     struct idem_req ir;
+    if (limit_new_player(r)) return;
     if (idem_check(r, "-", &ir)) return;
     json_t *b = body_object(r, 0);
     if (!b) return;
@@ -794,7 +933,7 @@ static void h_position(struct http_req *r)
     } else if (json_number_value(x) < 0 || json_number_value(x) >= w || json_number_value(y) < 0 ||
                json_number_value(y) >= ht) {
         http_error(r, 400, "out_of_bounds", "the position is outside the map (%d x %d)", w, ht);
-    } else {
+    } else if (!limit_move(r, p, h, json_number_value(x), json_number_value(y))) {
         http_send(r, 202, "application/json", "{}", 2);
     }
     json_decref(b);
@@ -967,6 +1106,7 @@ static void h_metrics(struct http_req *r)
         (unsigned long long)is->replayed, (unsigned long long)is->mismatched,
         (unsigned long long)is->entries, app.players.count, (unsigned long long)app.refresh_reused);
     hmap_each(&app.hunts, render_hunt, &b);
+    limits_render(&b);
     if (!b.p) {
         http_error(r, 503, "unavailable", "out of memory");
         return;
@@ -1123,6 +1263,11 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
     }
     fprintf(stderr, "veltrix: recovered %zu players, %zu hunts, %llu events\n", app.players.count,
             app.hunts.count, (unsigned long long)lc.events);
+    if (limits_init(&cfg->limits)) {
+        snprintf(err, errcap, "cannot allocate the rate limit tables");
+        return -1;
+    }
+    http_set_gate(limit_ip);
     http_set_routes(routes, sizeof routes / sizeof routes[0]);
     return 0;
 }
@@ -1175,4 +1320,5 @@ void api_deinit(void)
     hmap_deinit(&app.refresh);
     hmap_deinit(&app.hunts);
     idem_destroy(app.idem);
+    limits_deinit();
 }

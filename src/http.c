@@ -26,7 +26,10 @@ struct http_req {
 
 static struct http_route *routes;
 static size_t n_routes;
+static int (*gate)(struct http_req *r);
 static struct http_route route_not_found = {"*", "(unmatched)", NULL, 0, {0}, {{0}, 0, 0}};
+
+void http_set_gate(int (*g)(struct http_req *r)) { gate = g; }
 
 void http_set_routes(struct http_route *r, size_t n)
 {
@@ -92,6 +95,7 @@ int http_dispatch(void *h2o_req)
             http_error(r, 413, "payload_too_large", "request body over %zu bytes", max);
             return 0;
         }
+        if (gate && gate(r)) return 0;
         routes[i].handler(r);
         return 0;
     }
@@ -166,6 +170,19 @@ void http_peer(const struct http_req *r, char out[64])
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, 64);
     else if (ss.ss_family == AF_INET6)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, 64);
+}
+
+void http_peer_addr(const struct http_req *r, uint8_t out[16])
+{
+    struct sockaddr_storage ss;
+    socklen_t len = r->h2o->conn->callbacks->get_peername(r->h2o->conn, (void *)&ss);
+    memset(out, 0, 16);
+    if (len != 0 && ss.ss_family == AF_INET6) {
+        memcpy(out, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+    } else if (len != 0 && ss.ss_family == AF_INET) {
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    }
 }
 
 int http_alive(const struct http_req *r) { return r->h2o != NULL; }
