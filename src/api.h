@@ -22,6 +22,8 @@ struct api_config {
     int64_t idem_retention_ms;
     size_t hunts_max;
     size_t players_max;
+    size_t tiles_bytes_max;     /* distinct tile bytes in memory (503 tile_limit beyond) */
+    unsigned map_versions_kept; /* published map versions readable with ?v= */
 };
 
 struct net;

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum op_kind { OP_EVENT, OP_PLAYER, OP_REFRESH, OP_IDEM };
+enum op_kind { OP_EVENT, OP_PLAYER, OP_REFRESH, OP_IDEM, OP_BLOB, OP_TILE, OP_MAPVER };
 
 struct op {
     enum op_kind kind;
@@ -26,6 +26,13 @@ struct op {
         struct store_player pl;
         struct store_refresh rt;
         struct store_idem idem;
+        struct {
+            uint8_t hash[32];
+            const uint8_t *data;
+            size_t len;
+        } blob;
+        struct store_tile tile;
+        struct store_map_version mapver;
     } u;
     void *mem[3]; /* copies owned by the op */
 };
@@ -139,6 +146,36 @@ int log_entry_idem(struct log_entry *e, const struct store_idem *i)
     return op->u.idem.scope && op->u.idem.key && op->u.idem.body ? 0 : -ENOMEM;
 }
 
+int log_entry_blob(struct log_entry *e, const uint8_t hash[32], const uint8_t *data, size_t len)
+{
+    struct op *op = add_op(e, OP_BLOB);
+    if (!op) return -ENOMEM;
+    memcpy(op->u.blob.hash, hash, 32);
+    op->u.blob.len = len;
+    op->u.blob.data = dup_mem(op, 0, data, len);
+    return op->u.blob.data ? 0 : -ENOMEM;
+}
+
+int log_entry_tile(struct log_entry *e, const struct store_tile *t)
+{
+    struct op *op = add_op(e, OP_TILE);
+    if (!op) return -ENOMEM;
+    op->u.tile = *t;
+    op->u.tile.hunt = dup_mem(op, 0, t->hunt, strlen(t->hunt));
+    op->u.tile.ctype = dup_mem(op, 1, t->ctype, strlen(t->ctype));
+    return op->u.tile.hunt && op->u.tile.ctype ? 0 : -ENOMEM;
+}
+
+int log_entry_map_version(struct log_entry *e, const struct store_map_version *v)
+{
+    struct op *op = add_op(e, OP_MAPVER);
+    if (!op) return -ENOMEM;
+    op->u.mapver = *v;
+    op->u.mapver.hunt = dup_mem(op, 0, v->hunt, strlen(v->hunt));
+    op->u.mapver.data = dup_mem(op, 1, v->data, v->len);
+    return op->u.mapver.hunt && op->u.mapver.data ? 0 : -ENOMEM;
+}
+
 static int write_op(struct store *s, const struct op *op)
 {
     switch (op->kind) {
@@ -146,6 +183,9 @@ static int write_op(struct store *s, const struct op *op)
     case OP_PLAYER: return store_put_player(s, &op->u.pl);
     case OP_REFRESH: return store_put_refresh(s, &op->u.rt);
     case OP_IDEM: return store_put_idem(s, &op->u.idem);
+    case OP_BLOB: return store_put_blob(s, op->u.blob.hash, op->u.blob.data, op->u.blob.len);
+    case OP_TILE: return store_put_tile(s, &op->u.tile);
+    case OP_MAPVER: return store_put_map_version(s, &op->u.mapver);
     }
     return STORE_EIO;
 }

@@ -43,6 +43,10 @@ int log_entry_event(struct log_entry *e, const struct store_event *ev);
 int log_entry_player(struct log_entry *e, const struct store_player *p);
 int log_entry_refresh(struct log_entry *e, const struct store_refresh *r);
 int log_entry_idem(struct log_entry *e, const struct store_idem *i);
+/* Map tiles: a content-addressed blob, a draft tile row, a published version's manifest. */
+int log_entry_blob(struct log_entry *e, const uint8_t hash[32], const uint8_t *data, size_t len);
+int log_entry_tile(struct log_entry *e, const struct store_tile *t);
+int log_entry_map_version(struct log_entry *e, const struct store_map_version *v);
 
 /* Queues e (ownership moves to the log). -EAGAIN when the queue is full: e is untouched
  * and still the caller's. */

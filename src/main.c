@@ -16,11 +16,13 @@
 #include "log.h"
 #include "net.h"
 #include "store.h"
+#include "tiles.h"
 
 struct options {
     const char *listen, *data, *store, *admin_key, *fsync;
     long token_ttl, conns_max, req_timeout_ms, queue_max, idem_max, players_max, hunts_max;
     int demo;
+    long tiles_bytes_max, map_versions_kept;
 };
 
 static void usage(FILE *f)
@@ -31,7 +33,10 @@ static void usage(FILE *f)
             "                     [--fsync always|batch|off] [--demo]\n"
             "                     [--max-connections 10000] [--request-timeout-ms 10000]\n"
             "                     [--log-queue-max 65536] [--idempotency-keys-max 1000000]\n"
-            "                     [--players-max 10000000] [--hunts-max 1000]\n");
+            "                     [--players-max 10000000] [--hunts-max 1000]\n"
+            "                     [--tiles-bytes-max 1073741824] [--map-versions-kept 3]\n"
+            "       veltrix tiles import HUNT DIR [--data ./veltrix-data | --store sqlite:PATH]\n"
+            "                     [--map-versions-kept 3]\n");
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out)
@@ -44,7 +49,7 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
-static int parse(int argc, char **argv, struct options *o)
+static int parse(int argc, char **argv, int first, struct options *o)
 {
     static const struct {
         const char *name;
@@ -58,8 +63,10 @@ static int parse(int argc, char **argv, struct options *o)
         {"--idempotency-keys-max", 1, 100000000, offsetof(struct options, idem_max)},
         {"--players-max", 1, 1000000000, offsetof(struct options, players_max)},
         {"--hunts-max", 1, 1000000, offsetof(struct options, hunts_max)},
+        {"--tiles-bytes-max", 1, 1L << 40, offsetof(struct options, tiles_bytes_max)},
+        {"--map-versions-kept", 3, 64, offsetof(struct options, map_versions_kept)},
     };
-    for (int i = 2; i < argc; i++) {
+    for (int i = first; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--demo")) {
             o->demo = 1;
@@ -159,7 +166,8 @@ static int serve(const struct options *o)
     struct log *log = log_create(writer, net_loop(net), (size_t)o->queue_max);
     struct api_config ac = {key, o->data, o->token_ttl, 30 * 86400, (size_t)o->queue_max,
                             (size_t)o->idem_max, 24 * 3600 * 1000LL, (size_t)o->hunts_max,
-                            (size_t)o->players_max};
+                            (size_t)o->players_max, (size_t)o->tiles_bytes_max,
+                            (unsigned)o->map_versions_kept};
     if (!log || api_init(&ac, reader, log, net, err, sizeof err) ||
         (o->demo && api_create_demo(err, sizeof err))) {
         fprintf(stderr, "veltrix: cannot start: %s\n", err);
@@ -179,14 +187,32 @@ static int serve(const struct options *o)
     return 0;
 }
 
+/* `veltrix tiles import HUNT DIR [options]`: the map straight into the store. */
+static int tiles_cmd(int argc, char **argv, struct options *o)
+{
+    char url[4200], err[1024];
+    if (argc < 5 || strcmp(argv[2], "import") != 0 || parse(argc, argv, 5, o)) {
+        usage(stderr);
+        return 2;
+    }
+    if (o->store) snprintf(url, sizeof url, "%s", o->store);
+    else snprintf(url, sizeof url, "sqlite:%s/veltrix.db", o->data);
+    if (tiles_import(url, argv[3], argv[4], (unsigned)o->map_versions_kept, err, sizeof err)) {
+        fprintf(stderr, "veltrix: tiles import: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct options o = {"127.0.0.1:8080", "./veltrix-data", NULL, NULL, "always", 600, 10000,
-                        10000, 65536, 1000000, 10000000, 1000, 0};
+                        10000, 65536, 1000000, 10000000, 1000, 0, 1L << 30, 3};
+    if (argc >= 2 && !strcmp(argv[1], "tiles")) return tiles_cmd(argc, argv, &o);
     if (argc < 2 || strcmp(argv[1], "serve") != 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
     }
-    if (parse(argc, argv, &o)) return 2;
+    if (parse(argc, argv, 2, &o)) return 2;
     return serve(&o);
 }

@@ -537,9 +537,9 @@ def assert_serving(server, what="after bad input"):
 # --------------------------------------------------------------------------- runner
 _tests = []
 
-# Map tiles (issue 4) are not served yet: their cases run only with VELTRIX_TEST_TILES=1,
-# and every test that leaves them out says so in its output ("skip" lines and count).
-TILES = os.environ.get("VELTRIX_TEST_TILES") == "1"
+# Map tiles (issue 4) are served: their cases run by default. VELTRIX_TEST_TILES=0 leaves
+# them out (for a build without tiles), and every test that does says so in its output.
+TILES = os.environ.get("VELTRIX_TEST_TILES", "1") == "1"
 _skipped_parts = []
 
 
