@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -126,6 +127,23 @@ print:
     return 0;
 }
 
+/* Holds an exclusive lock on <store path>.lock for the life of the process, so that a
+ * second server or a `tiles import` cannot write the same store behind this one's back
+ * (its memory would no longer match the store). 0, or -1 with a message printed. */
+static int lock_store(const char *url)
+{
+    char path[4300];
+    if (strncmp(url, "sqlite:", 7) != 0) return 0;
+    snprintf(path, sizeof path, "%s.lock", url + 7);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) return 0; /* fd stays open */
+    fprintf(stderr, "veltrix: %s: %s\n", path,
+            fd < 0 ? strerror(errno)
+                   : "locked: a server (or an import) is using this store; stop it first");
+    if (fd >= 0) close(fd);
+    return -1;
+}
+
 static int serve(const struct options *o)
 {
     char err[1024], url[4200], key[256];
@@ -147,6 +165,7 @@ static int serve(const struct options *o)
     }
     if (o->store) snprintf(url, sizeof url, "%s", o->store);
     else snprintf(url, sizeof url, "sqlite:%s/veltrix.db", o->data);
+    if (lock_store(url)) return 1;
     struct store *writer = NULL, *reader = NULL;
     if (store_open(url, fs, &writer, err, sizeof err) ||
         store_open(url, fs, &reader, err, sizeof err)) {
@@ -197,6 +216,7 @@ static int tiles_cmd(int argc, char **argv, struct options *o)
     }
     if (o->store) snprintf(url, sizeof url, "%s", o->store);
     else snprintf(url, sizeof url, "sqlite:%s/veltrix.db", o->data);
+    if (lock_store(url)) return 1;
     if (tiles_import(url, argv[3], argv[4], (unsigned)o->map_versions_kept, err, sizeof err)) {
         fprintf(stderr, "veltrix: tiles import: %s\n", err);
         return 1;

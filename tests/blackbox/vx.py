@@ -672,3 +672,18 @@ def run_all():
     print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
     sys.stdout.flush()
     sys.exit(1 if failed else 0)
+
+
+# --------------------------------------------------------------------------- map tiles
+def put_tile(c, hunt, x, y, data, ctype="image/png", status=204):
+    r = c.req("PUT", "/v1/hunts/%s/tiles/%d/%d" % (hunt, x, y), data, admin=True,
+              headers={"Content-Type": ctype})
+    check(r, status, what="stage tile %d/%d" % (x, y))
+    return r
+
+
+def publish(c, hunt):
+    """Publishes hunt's draft; returns the new version."""
+    r = c.req("POST", "/v1/hunts/%s/map/publish" % hunt, {}, admin=True)
+    check(r, 200, what="publish")
+    return r.body["version"]
