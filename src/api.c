@@ -755,26 +755,31 @@ static void h_tile_put(struct http_req *r)
     if (log_submit(app.log, e)) abort(); /* log_room() said there was room */
 }
 
-/* Publishes h's draft as its next map version: in memory now, the event and manifest in
- * e. Returns the version number. */
+/* The log writer encodes a published version's manifest (it holds a reference). */
+static int manifest_encode(void *v, uint8_t **data, size_t *len)
+{
+    return tiles_manifest(v, data, len);
+}
+
+static void manifest_release(void *v) { tiles_release(v); }
+
+/* Publishes h's draft as its next map version: in memory now (O(chunks)), the event and
+ * the manifest in e. Returns the version number. */
 static int64_t map_publish(struct hunt *h, struct log_entry *e)
 {
     int64_t n = engine_map_version(h) < 1 ? 1 : engine_map_version(h) + 1;
     struct event ev;
     int w, ht;
     const struct tile_version *tv;
-    uint8_t *m;
-    size_t len;
     engine_map_size(h, &w, &ht);
     if (engine_map(h, n, now_ms(), &ev) ||
-        tiles_publish(app.tiles, engine_hunt_id(h), n, (uint32_t)w, (uint32_t)ht, &tv) ||
-        tiles_manifest(tv, &m, &len))
+        tiles_publish(app.tiles, engine_hunt_id(h), n, (uint32_t)w, (uint32_t)ht, &tv))
         abort(); /* a defined hunt always takes its next version; out of memory */
     apply(h, &ev, NULL);
     entry_event(e, h, &ev);
-    struct store_map_version mv = {engine_hunt_id(h), n, tiles_keep_from(app.tiles, n), m, len};
-    if (log_entry_map_version(e, &mv)) abort();
-    free(m);
+    struct store_map_version mv = {engine_hunt_id(h), n, tiles_keep_from(app.tiles, n), NULL, 0};
+    struct tile_version *ref = tiles_retain(tv);
+    if (log_entry_map_version(e, &mv, manifest_encode, manifest_release, ref)) abort();
     return n;
 }
 

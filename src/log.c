@@ -32,7 +32,12 @@ struct op {
             size_t len;
         } blob;
         struct store_tile tile;
-        struct store_map_version mapver;
+        struct {
+            struct store_map_version v;
+            log_encode_fn encode;
+            void (*release)(void *ctx);
+            void *ctx;
+        } mapver;
     } u;
     void *mem[3]; /* copies owned by the op */
 };
@@ -84,8 +89,11 @@ void log_entry_on_done(struct log_entry *e, log_done_cb cb, void *arg)
 void log_entry_free(struct log_entry *e)
 {
     if (!e) return;
-    for (size_t i = 0; i < e->n_ops; i++)
+    for (size_t i = 0; i < e->n_ops; i++) {
         for (int j = 0; j < 3; j++) free(e->ops[i].mem[j]);
+        if (e->ops[i].kind == OP_MAPVER && e->ops[i].u.mapver.release)
+            e->ops[i].u.mapver.release(e->ops[i].u.mapver.ctx);
+    }
     free(e);
 }
 
@@ -166,14 +174,29 @@ int log_entry_tile(struct log_entry *e, const struct store_tile *t)
     return op->u.tile.hunt && op->u.tile.ctype ? 0 : -ENOMEM;
 }
 
-int log_entry_map_version(struct log_entry *e, const struct store_map_version *v)
+int log_entry_map_version(struct log_entry *e, const struct store_map_version *v,
+                          log_encode_fn encode, void (*release)(void *ctx), void *ctx)
 {
     struct op *op = add_op(e, OP_MAPVER);
     if (!op) return -ENOMEM;
-    op->u.mapver = *v;
-    op->u.mapver.hunt = dup_mem(op, 0, v->hunt, strlen(v->hunt));
-    op->u.mapver.data = dup_mem(op, 1, v->data, v->len);
-    return op->u.mapver.hunt && op->u.mapver.data ? 0 : -ENOMEM;
+    op->u.mapver.v = *v;
+    op->u.mapver.encode = encode;
+    op->u.mapver.release = release;
+    op->u.mapver.ctx = ctx;
+    op->u.mapver.v.hunt = dup_mem(op, 0, v->hunt, strlen(v->hunt));
+    return op->u.mapver.v.hunt ? 0 : -ENOMEM;
+}
+
+/* Writer thread: encodes the manifest now, writes it, frees the bytes. */
+static int write_map_version(struct store *s, const struct op *op)
+{
+    struct store_map_version v = op->u.mapver.v;
+    uint8_t *data = NULL;
+    if (op->u.mapver.encode(op->u.mapver.ctx, &data, &v.len)) return STORE_EIO;
+    v.data = data;
+    int rc = store_put_map_version(s, &v);
+    free(data);
+    return rc;
 }
 
 static int write_op(struct store *s, const struct op *op)
@@ -185,7 +208,7 @@ static int write_op(struct store *s, const struct op *op)
     case OP_IDEM: return store_put_idem(s, &op->u.idem);
     case OP_BLOB: return store_put_blob(s, op->u.blob.hash, op->u.blob.data, op->u.blob.len);
     case OP_TILE: return store_put_tile(s, &op->u.tile);
-    case OP_MAPVER: return store_put_map_version(s, &op->u.mapver);
+    case OP_MAPVER: return write_map_version(s, op);
     }
     return STORE_EIO;
 }

@@ -1,16 +1,20 @@
 /* tiles.c — map tiles in memory (see tiles.h).
  *
- * Objects, all reference counted and immutable once built:
+ * Objects, all reference counted:
  *   blob    — tile bytes, one per SHA-256 (the `blobs` table of struct tiles finds them);
  *   ent     — a blob with its content type and ETag (quoted hex of the hash), made by an
- *             upload; the draft slot and every version that carry that upload share it;
- *   version — an open-addressing table (x, y) -> ent, sized at 2x its tiles, plus its
- *             map size and its "X-Map-Version" text;
+ *             upload; every chunk that carries that upload shares it;
+ *   chunk   — 16 x 16 tiles (ent pointers, dense). Versions share chunks: the draft
+ *             copies a chunk before changing it when any version still holds it
+ *             (copy-on-write), so a publish only copies chunk pointers: O(chunks), not
+ *             O(tiles) (256 for a 256 x 256 map), and the event loop never stalls on it;
+ *   version — a dense grid of chunk pointers for a w x h map, its "X-Map-Version" text;
  *   state   — the kept versions of a hunt, newest first. A publish builds a new state and
  *             swaps the hunt's pointer; the old state is dropped.
  * Invariants: a blob is in `blobs` exactly while some ent refers to it, so blob_bytes
- * counts each distinct tile once and is what bytes_max bounds; a version never changes
- * after tiles_publish (or restore) returned it. */
+ * counts each distinct tile once and is what bytes_max bounds; a version and every chunk
+ * it holds never change after tiles_publish (or restore) returned it; the draft changes
+ * a chunk in place only while it holds the sole reference. */
 #include "tiles.h"
 
 #include <stdio.h>
@@ -20,6 +24,11 @@
 
 #include "auth.h"
 #include "hmap.h"
+
+#define CHUNK_BITS 4
+#define CHUNK_SIDE (1 << CHUNK_BITS)
+#define CHUNK_TILES (CHUNK_SIDE * CHUNK_SIDE)
+#define GRID_SIDE (TILES_COORD_MAX / CHUNK_SIDE) /* chunks per side of the largest map */
 
 struct tile_blob {
     uint32_t refs;
@@ -33,23 +42,25 @@ struct tile_ent {
     uint32_t refs;
     struct tile_blob *blob;
     size_t ctype_len;
-    char ctype[TILES_CTYPE_MAX + 1];
     char etag[35]; /* "<32 hex>" with the quotes */
+    char ctype[];
 };
 
-struct tile_slot {
-    uint32_t key; /* x * TILES_COORD_MAX + y + 1; 0 = empty */
-    struct tile_ent *ent;
+struct tile_chunk {
+    uint32_t refs;
+    uint32_t n;
+    size_t bytes;
+    struct tile_ent *e[CHUNK_TILES]; /* (x % 16) * 16 + y % 16 */
 };
 
 struct tile_version {
     uint32_t refs;
     int64_t number;
-    uint32_t w, h, bits;
+    uint32_t w, h, cw, ch; /* map size; chunks per column and row */
     size_t n, bytes;
     char vstr[24];
     size_t vstr_len;
-    struct tile_slot slots[];
+    struct tile_chunk *chunks[]; /* cx * ch + cy */
 };
 
 struct tile_state {
@@ -58,8 +69,8 @@ struct tile_state {
 };
 
 struct tile_hunt {
-    struct hmap draft; /* 4-byte key -> ent */
-    size_t draft_bytes;
+    struct hmap draft; /* chunk index cx * GRID_SIDE + cy (4 bytes) -> chunk */
+    size_t draft_bytes, draft_tiles;
     struct tile_state *state; /* swapped with release/acquire */
     char id[];
 };
@@ -86,10 +97,16 @@ const char *tiles_err_str(int err)
     return "unknown tiles error";
 }
 
-static uint32_t tile_key(uint32_t x, uint32_t y) { return x * TILES_COORD_MAX + y + 1; }
-
 static void ref(uint32_t *refs) { __atomic_add_fetch(refs, 1, __ATOMIC_RELAXED); }
 static int unref(uint32_t *refs) { return __atomic_sub_fetch(refs, 1, __ATOMIC_ACQ_REL) == 0; }
+static uint32_t chunk_key(uint32_t x, uint32_t y)
+{
+    return (x >> CHUNK_BITS) * GRID_SIDE + (y >> CHUNK_BITS);
+}
+static unsigned slot(uint32_t x, uint32_t y)
+{
+    return (x % CHUNK_SIDE) * CHUNK_SIDE + y % CHUNK_SIDE;
+}
 
 /* ---- blobs and entries ----------------------------------------------------------- */
 
@@ -136,21 +153,22 @@ static int blob_get(struct tiles *t, const uint8_t hash[32], const uint8_t *data
 
 static void ent_release(struct tile_ent *e)
 {
-    if (!unref(&e->refs)) return;
+    if (!e || !unref(&e->refs)) return;
     blob_release(e->blob);
     free(e);
 }
 
-/* A new entry (refs 1) owning blob's reference. */
+/* A new entry (refs 1) owning blob's reference; NULL when out of memory. */
 static struct tile_ent *ent_create(struct tile_blob *blob, const char *ctype)
 {
-    struct tile_ent *e = malloc(sizeof *e);
+    size_t len = strnlen(ctype, TILES_CTYPE_MAX);
+    struct tile_ent *e = malloc(sizeof *e + len + 1);
     if (!e) return NULL;
     e->refs = 1;
     e->blob = blob;
-    e->ctype_len = strnlen(ctype, TILES_CTYPE_MAX);
-    memcpy(e->ctype, ctype, e->ctype_len);
-    e->ctype[e->ctype_len] = '\0';
+    e->ctype_len = len;
+    memcpy(e->ctype, ctype, len);
+    e->ctype[len] = '\0';
     e->etag[0] = '"';
     for (int i = 0; i < 16; i++) snprintf(e->etag + 1 + 2 * i, 3, "%02x", blob->hash[i]);
     e->etag[33] = '"';
@@ -158,53 +176,64 @@ static struct tile_ent *ent_create(struct tile_blob *blob, const char *ctype)
     return e;
 }
 
-/* ---- versions and states ---------------------------------------------------------- */
+/* ---- chunks, versions and states -------------------------------------------------- */
 
-static struct tile_version *version_create(int64_t number, uint32_t w, uint32_t h, size_t n)
+static void chunk_release(struct tile_chunk *c)
 {
-    uint32_t bits = 3;
-    while (bits < 31 && ((size_t)1 << bits) < 2 * n) bits++;
-    size_t cap = (size_t)1 << bits;
-    struct tile_version *v = calloc(1, sizeof *v + cap * sizeof v->slots[0]);
+    if (!c || !unref(&c->refs)) return;
+    for (unsigned i = 0; i < CHUNK_TILES; i++) ent_release(c->e[i]);
+    free(c);
+}
+
+/* A copy of c (or an empty chunk when c is NULL), refs 1. */
+static struct tile_chunk *chunk_clone(const struct tile_chunk *c)
+{
+    struct tile_chunk *k = c ? malloc(sizeof *k) : calloc(1, sizeof *k);
+    if (!k) return NULL;
+    if (c) *k = *c;
+    k->refs = 1;
+    for (unsigned i = 0; i < CHUNK_TILES; i++)
+        if (k->e[i]) ref(&k->e[i]->refs);
+    return k;
+}
+
+/* Puts e (its reference moves in) at slot i of c, which the caller owns alone. */
+static void chunk_put(struct tile_chunk *c, unsigned i, struct tile_ent *e)
+{
+    struct tile_ent *old = c->e[i];
+    if (old) {
+        c->n--;
+        c->bytes -= old->blob->len;
+        ent_release(old);
+    }
+    c->e[i] = e;
+    c->n++;
+    c->bytes += e->blob->len;
+}
+
+static struct tile_version *version_create(int64_t number, uint32_t w, uint32_t h)
+{
+    uint32_t cw = (w + CHUNK_SIDE - 1) / CHUNK_SIDE, ch = (h + CHUNK_SIDE - 1) / CHUNK_SIDE;
+    struct tile_version *v = calloc(1, sizeof *v + (size_t)cw * ch * sizeof v->chunks[0]);
     if (!v) return NULL;
     v->refs = 1;
     v->number = number;
-    v->w = w;
-    v->h = h;
-    v->bits = bits;
+    v->w = w, v->h = h, v->cw = cw, v->ch = ch;
     v->vstr_len = (size_t)snprintf(v->vstr, sizeof v->vstr, "%lld", (long long)number);
     return v;
 }
 
-static struct tile_slot *slot_of(const struct tile_version *v, uint32_t key)
+struct tile_version *tiles_retain(const struct tile_version *v)
 {
-    uint32_t mask = ((uint32_t)1 << v->bits) - 1;
-    uint32_t i = (key * 0x9E3779B1u) >> (32 - v->bits);
-    while (v->slots[i].key && v->slots[i].key != key) i = (i + 1) & mask;
-    return (struct tile_slot *)&v->slots[i];
-}
-
-/* Adds (key, e) to a version under construction (one more ref on e). */
-static void version_put(struct tile_version *v, uint32_t key, struct tile_ent *e)
-{
-    struct tile_slot *s = slot_of(v, key);
-    if (s->key) {
-        v->bytes -= s->ent->blob->len;
-        v->n--;
-        ent_release(s->ent);
-    }
-    ref(&e->refs);
-    s->key = key;
-    s->ent = e;
-    v->n++;
-    v->bytes += e->blob->len;
+    struct tile_version *m = (struct tile_version *)v; /* the count is not the content */
+    ref(&m->refs);
+    return m;
 }
 
 void tiles_release(struct tile_version *v)
 {
     if (!v || !unref(&v->refs)) return;
-    for (size_t i = 0; i < ((size_t)1 << v->bits); i++)
-        if (v->slots[i].key) ent_release(v->slots[i].ent);
+    for (size_t i = 0; i < (size_t)v->cw * v->ch; i++) chunk_release(v->chunks[i]);
     free(v);
 }
 
@@ -251,15 +280,25 @@ static struct tile_hunt *hunt_get(struct tiles *t, const char *id, int create)
     return th;
 }
 
-static int draft_put(struct tile_hunt *th, uint32_t key, struct tile_ent *e)
+/* Puts e (its reference moves in) at (x, y) of th's draft, copying the chunk first when a
+ * version shares it. */
+static int draft_put(struct tile_hunt *th, uint32_t x, uint32_t y, struct tile_ent *e)
 {
-    struct tile_ent *old = hmap_get(&th->draft, &key, sizeof key);
-    if (hmap_put(&th->draft, &key, sizeof key, e)) return TILES_ENOMEM;
-    th->draft_bytes += e->blob->len;
-    if (old) {
-        th->draft_bytes -= old->blob->len;
-        ent_release(old);
+    uint32_t key = chunk_key(x, y);
+    struct tile_chunk *c = hmap_get(&th->draft, &key, sizeof key);
+    if (!c || __atomic_load_n(&c->refs, __ATOMIC_ACQUIRE) > 1) {
+        struct tile_chunk *k = chunk_clone(c);
+        if (!k || hmap_put(&th->draft, &key, sizeof key, k)) {
+            chunk_release(k);
+            return TILES_ENOMEM;
+        }
+        chunk_release(c);
+        c = k;
     }
+    struct tile_ent *old = c->e[slot(x, y)];
+    th->draft_bytes += e->blob->len - (old ? old->blob->len : 0);
+    th->draft_tiles += !old;
+    chunk_put(c, slot(x, y), e);
     return 0;
 }
 
@@ -277,7 +316,7 @@ static int stage(struct tiles *t, const char *hunt, uint32_t x, uint32_t y, cons
         blob_release(b);
         return TILES_ENOMEM;
     }
-    if ((rc = draft_put(th, tile_key(x, y), e))) ent_release(e);
+    if ((rc = draft_put(th, x, y, e))) ent_release(e);
     return rc;
 }
 
@@ -292,15 +331,21 @@ int tiles_publish(struct tiles *t, const char *hunt, int64_t number, uint32_t w,
 {
     struct tile_hunt *th = hunt_get(t, hunt, 1);
     if (!th) return TILES_ENOMEM;
-    struct tile_version *v = version_create(number, w, h, th->draft.count);
+    struct tile_version *v = version_create(number, w, h);
     if (!v) return TILES_ENOMEM;
     /* hmap_each gives values only: walk the nodes for their keys. */
     if (th->draft.buckets)
         for (size_t i = 0; i <= th->draft.mask; i++)
             for (struct hmap_node *nd = th->draft.buckets[i]; nd; nd = nd->next) {
-                uint32_t key;
+                uint32_t key, cx, cy;
                 memcpy(&key, nd->key, sizeof key);
-                version_put(v, key, nd->value);
+                cx = key / GRID_SIDE, cy = key % GRID_SIDE;
+                if (cx >= v->cw || cy >= v->ch) continue; /* beyond a map that shrank */
+                struct tile_chunk *c = nd->value;
+                ref(&c->refs);
+                v->chunks[cx * v->ch + cy] = c;
+                v->n += c->n;
+                v->bytes += c->bytes;
             }
     int rc = state_push(th, v, t->cfg.versions_kept);
     if (rc) {
@@ -334,28 +379,55 @@ static uint32_t get_le(const uint8_t *p, int n)
     return v;
 }
 
+/* Calls fn for every tile of v inside its map. */
+static void each_tile(const struct tile_version *v,
+                      void (*fn)(uint32_t x, uint32_t y, const struct tile_ent *e, void *ctx),
+                      void *ctx)
+{
+    for (uint32_t cx = 0; cx < v->cw; cx++)
+        for (uint32_t cy = 0; cy < v->ch; cy++) {
+            const struct tile_chunk *c = v->chunks[cx * v->ch + cy];
+            for (unsigned i = 0; c && i < CHUNK_TILES; i++) {
+                uint32_t x = cx * CHUNK_SIDE + i / CHUNK_SIDE, y = cy * CHUNK_SIDE + i % CHUNK_SIDE;
+                if (c->e[i] && x < v->w && y < v->h) fn(x, y, c->e[i], ctx);
+            }
+        }
+}
+
+struct enc {
+    uint8_t *p;
+    size_t need, n;
+};
+
+static void measure(uint32_t x, uint32_t y, const struct tile_ent *e, void *ctx)
+{
+    struct enc *m = ctx;
+    m->need += 37 + e->ctype_len;
+    m->n++;
+}
+
+static void encode(uint32_t x, uint32_t y, const struct tile_ent *e, void *ctx)
+{
+    struct enc *m = ctx;
+    uint8_t *p = m->p;
+    *p++ = (uint8_t)x, *p++ = (uint8_t)(x >> 8), *p++ = (uint8_t)y, *p++ = (uint8_t)(y >> 8);
+    memcpy(p, e->blob->hash, 32);
+    p[32] = (uint8_t)e->ctype_len;
+    memcpy(p + 33, e->ctype, e->ctype_len);
+    m->p = p + 33 + e->ctype_len;
+}
+
 int tiles_manifest(const struct tile_version *v, uint8_t **out, size_t *len)
 {
-    size_t cap = 16, nslots = (size_t)1 << v->bits;
-    for (size_t i = 0; i < nslots; i++)
-        if (v->slots[i].key) cap += 37 + v->slots[i].ent->ctype_len;
-    uint8_t *buf = malloc(cap), *p = buf;
+    struct enc m = {NULL, 16, 0};
+    each_tile(v, measure, &m);
+    uint8_t *buf = malloc(m.need);
     if (!buf) return TILES_ENOMEM;
-    memcpy(p, "VXM1", 4);
-    p = put32(put32(put32(p + 4, v->w), v->h), (uint32_t)v->n);
-    for (size_t i = 0; i < nslots; i++) {
-        const struct tile_slot *s = &v->slots[i];
-        if (!s->key) continue;
-        uint32_t x = (s->key - 1) / TILES_COORD_MAX, y = (s->key - 1) % TILES_COORD_MAX;
-        *p++ = (uint8_t)x, *p++ = (uint8_t)(x >> 8), *p++ = (uint8_t)y, *p++ = (uint8_t)(y >> 8);
-        memcpy(p, s->ent->blob->hash, 32);
-        p += 32;
-        *p++ = (uint8_t)s->ent->ctype_len;
-        memcpy(p, s->ent->ctype, s->ent->ctype_len);
-        p += s->ent->ctype_len;
-    }
+    memcpy(buf, "VXM1", 4);
+    m.p = put32(put32(put32(buf + 4, v->w), v->h), (uint32_t)m.n);
+    each_tile(v, encode, &m);
     *out = buf;
-    *len = (size_t)(p - buf);
+    *len = (size_t)(m.p - buf);
     return 0;
 }
 
@@ -376,9 +448,9 @@ int tiles_find(struct tiles *t, const char *hunt, size_t hunt_len, int64_t versi
         v = s->v[i];
     }
     if (x >= v->w || y >= v->h) return TILES_EBOUNDS;
-    const struct tile_slot *sl = slot_of(v, tile_key(x, y));
-    if (!sl->key) return TILES_ENOTILE;
-    const struct tile_ent *e = sl->ent;
+    const struct tile_chunk *c = v->chunks[(x >> CHUNK_BITS) * v->ch + (y >> CHUNK_BITS)];
+    const struct tile_ent *e = c ? c->e[slot(x, y)] : NULL;
+    if (!e) return TILES_ENOTILE;
     ref(&v->refs);
     *hit = (struct tile_hit){e->blob->data, e->blob->len, e->ctype, e->etag, v->vstr,
                              e->ctype_len, 34, v->vstr_len, v->number, v == s->v[0], v};
@@ -436,7 +508,7 @@ static int restore_tile(const struct store_tile *row, void *arg)
     struct tile_blob *b = load_blob(c, row->hash);
     struct tile_ent *e = b ? ent_create(b, row->ctype) : NULL;
     if (!th || !e || row->x >= TILES_COORD_MAX || row->y >= TILES_COORD_MAX ||
-        draft_put(th, tile_key(row->x, row->y), e)) {
+        draft_put(th, row->x, row->y, e)) {
         if (e) ent_release(e);
         else if (b) blob_release(b);
         return TILES_ECORRUPT;
@@ -452,7 +524,7 @@ static int decode_manifest(struct restore_ctx *c, int64_t number, const uint8_t 
     if (len < 16 || memcmp(p, "VXM1", 4)) return TILES_ECORRUPT;
     uint32_t w = get_le(p + 4, 4), h = get_le(p + 8, 4), n = get_le(p + 12, 4);
     if (w > TILES_COORD_MAX || h > TILES_COORD_MAX || n > (len - 16) / 37) return TILES_ECORRUPT;
-    struct tile_version *v = version_create(number, w, h, n);
+    struct tile_version *v = version_create(number, w, h);
     if (!v) return TILES_ENOMEM;
     p += 16;
     for (uint32_t i = 0; i < n; i++) {
@@ -461,14 +533,18 @@ static int decode_manifest(struct restore_ctx *c, int64_t number, const uint8_t 
         char ctype[TILES_CTYPE_MAX + 1];
         memcpy(ctype, p + 37, p[36]);
         ctype[p[36] > TILES_CTYPE_MAX ? TILES_CTYPE_MAX : p[36]] = '\0';
-        struct tile_blob *b = x < TILES_COORD_MAX && y < TILES_COORD_MAX ? load_blob(c, p + 4) : NULL;
+        struct tile_blob *b = x < w && y < h ? load_blob(c, p + 4) : NULL;
         struct tile_ent *e = b ? ent_create(b, ctype) : NULL;
-        if (!e) {
-            if (b) blob_release(b);
+        struct tile_chunk **ck = &v->chunks[(x >> CHUNK_BITS) * v->ch + (y >> CHUNK_BITS)];
+        if (e && !*ck) *ck = chunk_clone(NULL);
+        if (!e || !*ck) {
+            if (e) ent_release(e);
+            else if (b) blob_release(b);
             goto corrupt;
         }
-        version_put(v, tile_key(x, y), e);
-        ent_release(e);
+        v->n -= (*ck)->n, v->bytes -= (*ck)->bytes;
+        chunk_put(*ck, slot(x, y), e);
+        v->n += (*ck)->n, v->bytes += (*ck)->bytes;
         p += 37 + p[36];
     }
     *out = v;
@@ -524,12 +600,12 @@ struct tiles *tiles_create(const struct tiles_config *cfg)
     return t;
 }
 
-static void release_ent(void *value, void *ctx) { ent_release(value); }
+static void release_chunk(void *value, void *ctx) { chunk_release(value); }
 
 static void free_hunt(void *value, void *ctx)
 {
     struct tile_hunt *th = value;
-    hmap_each(&th->draft, release_ent, NULL);
+    hmap_each(&th->draft, release_chunk, NULL);
     hmap_deinit(&th->draft);
     state_free(th->state);
     free(th);
@@ -549,7 +625,7 @@ static void render_hunt(void *value, void *ctx)
     const struct tile_hunt *th = value;
     struct metrics_buf *b = ctx;
     metrics_printf(b, "veltrix_tiles_draft_bytes{hunt=\"%s\"} %zu\n", th->id, th->draft_bytes);
-    metrics_printf(b, "veltrix_tiles_draft_tiles{hunt=\"%s\"} %zu\n", th->id, th->draft.count);
+    metrics_printf(b, "veltrix_tiles_draft_tiles{hunt=\"%s\"} %zu\n", th->id, th->draft_tiles);
     for (unsigned i = 0; th->state && i < th->state->n; i++) {
         const struct tile_version *v = th->state->v[i];
         metrics_printf(b, "veltrix_tiles_version_bytes{hunt=\"%s\",version=\"%lld\"} %zu\n",

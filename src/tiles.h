@@ -3,7 +3,8 @@
  * A tile is a blob of bytes (stored once per SHA-256, shared by every draft slot and
  * version that uses it) with a content type and an ETag computed once. A hunt's draft
  * maps (x, y) to tiles and changes with every upload. tiles_publish() freezes the draft
- * into an immutable version (an open-addressing table) and swaps one pointer to a new
+ * into an immutable version (16 x 16 chunks shared copy-on-write with the draft and the
+ * other versions, so publishing costs O(chunks)) and swaps one pointer to a new
  * immutable "state" (the kept versions, newest first): readers see the old state or the
  * new one, never a mix. Versions are reference counted; a reader holds one for as long
  * as the response needs the bytes.
@@ -80,7 +81,8 @@ int tiles_publish(struct tiles *t, const char *hunt, int64_t number, uint32_t w,
 int64_t tiles_keep_from(const struct tiles *t, int64_t number);
 
 /* A version's manifest (w, h, then x, y, hash, content type per tile): malloc'd into
- * *out (the caller frees). 0 or TILES_ENOMEM. */
+ * *out (the caller frees). 0 or TILES_ENOMEM. Reads only immutable data: any thread may
+ * call it while it holds a reference on v. */
 int tiles_manifest(const struct tile_version *v, uint8_t **out, size_t *len);
 
 /* Finds tile (x, y) of hunt: version < 0 is the current one. Takes a reference in
@@ -89,6 +91,9 @@ int tiles_manifest(const struct tile_version *v, uint8_t **out, size_t *len);
 int tiles_find(struct tiles *t, const char *hunt, size_t hunt_len, int64_t version, uint32_t x,
                uint32_t y, struct tile_hit *hit);
 void tiles_release(struct tile_version *v);
+/* One more reference on v (e.g. for the log writer that encodes its manifest); returns
+ * it, to be given to tiles_release(). */
+struct tile_version *tiles_retain(const struct tile_version *v);
 void tiles_count(struct tiles *t, int not_modified);
 
 /* Loads every hunt's draft and kept versions from the store (blobs by hash). */

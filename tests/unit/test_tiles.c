@@ -58,6 +58,38 @@ TEST(draft_invisible_until_publish)
     tiles_destroy(t);
 }
 
+/* Versions share 16x16 chunks with the draft: a change after a publish copies the chunk,
+ * and neither the old version nor the neighbours in the chunk change. */
+TEST(copy_on_write_chunks)
+{
+    struct tiles *t = mk(1 << 20, 3);
+    put(t, "h", 0, 0, "a", NULL);
+    put(t, "h", 0, 1, "b", NULL);
+    put(t, "h", 17, 17, "far", NULL);
+    CHECK_EQ_INT(tiles_publish(t, "h", 1, 32, 32, NULL), 0);
+    put(t, "h", 0, 0, "c", NULL);
+    put(t, "h", 15, 15, "d", NULL);
+    CHECK_EQ_STR(get(t, -1, 0, 0), "a");
+    CHECK_EQ_STR(get(t, -1, 15, 15), tiles_err_str(TILES_ENOTILE));
+    CHECK_EQ_INT(tiles_publish(t, "h", 2, 32, 32, NULL), 0);
+    put(t, "h", 0, 1, "e", NULL); /* a third copy of the chunk, for the draft */
+    CHECK_EQ_INT(tiles_publish(t, "h", 3, 32, 32, NULL), 0);
+    const char *want[][4] = {{"a", "b", "far", tiles_err_str(TILES_ENOTILE)},
+                             {"c", "b", "far", "d"},
+                             {"c", "e", "far", "d"}};
+    for (int v = 1; v <= 3; v++) {
+        CHECK_EQ_STR(get(t, v, 0, 0), want[v - 1][0]);
+        CHECK_EQ_STR(get(t, v, 0, 1), want[v - 1][1]);
+        CHECK_EQ_STR(get(t, v, 17, 17), want[v - 1][2]);
+        CHECK_EQ_STR(get(t, v, 15, 15), want[v - 1][3]);
+    }
+    /* a map that shrank: tiles beyond it are out of bounds, the rest is there */
+    CHECK_EQ_INT(tiles_publish(t, "h", 4, 16, 16, NULL), 0);
+    CHECK_EQ_STR(get(t, 4, 17, 17), tiles_err_str(TILES_EBOUNDS));
+    CHECK_EQ_STR(get(t, 4, 15, 15), "d");
+    tiles_destroy(t);
+}
+
 TEST(versions_kept_then_gone)
 {
     struct tiles *t = mk(1 << 20, 3);
@@ -236,6 +268,7 @@ TEST(content_types)
 int main(void)
 {
     RUN(draft_invisible_until_publish);
+    RUN(copy_on_write_chunks);
     RUN(versions_kept_then_gone);
     RUN(same_bytes_stored_once);
     RUN(memory_limit);
