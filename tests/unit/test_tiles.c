@@ -237,6 +237,57 @@ TEST(restore_from_store)
     CHECK_EQ_INT(system(cmd), 0);
 }
 
+/* A manifest that does not decode (truncated, garbage, a tile outside its map, a blob
+ * the store does not have) stops the restore with a message; never a crash. */
+TEST(restore_refuses_bad_manifests)
+{
+    char dir[] = "/tmp/veltrix-tiles-XXXXXX", url[128], err[256];
+    CHECK(mkdtemp(dir) != NULL);
+    struct tiles *t = mk(1 << 20, 3);
+    uint8_t h[32], *m;
+    size_t len;
+    int nb;
+    auth_sha256("ok", 2, h);
+    tiles_stage(t, "h", 1, 1, "image/png", h, (const uint8_t *)"ok", 2, &nb);
+    const struct tile_version *tv;
+    tiles_publish(t, "h", 1, 4, 4, &tv);
+    CHECK_EQ_INT(tiles_manifest(tv, &m, &len), 0);
+    uint8_t outside[64], *cases[5];
+    size_t lens[5] = {len - 1, 3, len, len, len};
+    memcpy(outside, m, len);
+    outside[16] = 9; /* x = 9 in a 4 x 4 map */
+    uint8_t unknown[64];
+    memcpy(unknown, m, len);
+    unknown[20] ^= 1; /* a hash the store does not hold */
+    cases[0] = m, cases[1] = (uint8_t *)"VXM", cases[2] = outside, cases[3] = unknown;
+    cases[4] = m; /* the good one, as a control */
+    for (int i = 0; i < 5; i++) {
+        snprintf(url, sizeof url, "sqlite:%s/t%d.db", dir, i);
+        struct store *s = NULL;
+        CHECK_EQ_INT(store_open(url, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+        struct store_map_version mv = {"h", 1, 1, cases[i], lens[i]};
+        CHECK_EQ_INT(store_put_blob(s, h, (const uint8_t *)"ok", 2), 0);
+        CHECK_EQ_INT(store_put_map_version(s, &mv), 0);
+        struct tiles *r = mk(1 << 20, 3);
+        err[0] = '\0';
+        int rc = tiles_restore(r, s, err, sizeof err);
+        if (i < 4) {
+            CHECK_EQ_INT(rc, -1);
+            CHECK(strstr(err, "map version 1 of hunt 'h'") != NULL);
+        } else {
+            CHECK_EQ_INT(rc, 0);
+            CHECK_EQ_STR(get(r, 1, 1, 1), "ok");
+        }
+        tiles_destroy(r);
+        store_close(s);
+    }
+    free(m);
+    tiles_destroy(t);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
 TEST(many_tiles_table)
 {
     struct tiles *t = mk(64 << 20, 3);
@@ -275,6 +326,7 @@ int main(void)
     RUN(reference_outlives_retirement);
     RUN(etag_follows_content);
     RUN(restore_from_store);
+    RUN(restore_refuses_bad_manifests);
     RUN(many_tiles_table);
     RUN(content_types);
     return HARNESS_DONE();
