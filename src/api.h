@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "live.h"
 #include "store.h"
 
 struct api_config {
@@ -22,6 +23,7 @@ struct api_config {
     int64_t idem_retention_ms;
     size_t hunts_max;
     size_t players_max;
+    struct live_config live;
 };
 
 struct net;

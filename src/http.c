@@ -271,8 +271,9 @@ void http_upgrade_websocket(struct http_req *r, http_upgrade_cb cb, void *arg)
     *u = (struct upgrade){cb, arg};
     h2o_req_t *req = r->h2o;
     h2o_is_websocket_handshake(req, &key);
-    assert(key);
-    ws_accept_key(key, strlen(key), accept);
+    struct http_str k = http_header(r, "sec-websocket-key");
+    assert(key && k.p);
+    ws_accept_key(k.p, k.len, accept);
     count(r, 101);
     req->res.status = 101;
     req->res.reason = "Switching Protocols";

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 struct options {
     const char *listen, *data, *store, *admin_key, *fsync;
     long token_ttl, conns_max, req_timeout_ms, queue_max, idem_max, players_max, hunts_max;
+    long live_window, live_queue_bytes, live_ping_ms;
     int demo;
 };
 
@@ -31,7 +33,9 @@ static void usage(FILE *f)
             "                     [--fsync always|batch|off] [--demo]\n"
             "                     [--max-connections 10000] [--request-timeout-ms 10000]\n"
             "                     [--log-queue-max 65536] [--idempotency-keys-max 1000000]\n"
-            "                     [--players-max 10000000] [--hunts-max 1000]\n");
+            "                     [--players-max 10000000] [--hunts-max 1000]\n"
+            "                     [--live-window 4096] [--live-queue-bytes 262144]\n"
+            "                     [--live-ping-ms 30000]\n");
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out)
@@ -58,6 +62,9 @@ static int parse(int argc, char **argv, struct options *o)
         {"--idempotency-keys-max", 1, 100000000, offsetof(struct options, idem_max)},
         {"--players-max", 1, 1000000000, offsetof(struct options, players_max)},
         {"--hunts-max", 1, 1000000, offsetof(struct options, hunts_max)},
+        {"--live-window", 1, 1000000, offsetof(struct options, live_window)},
+        {"--live-queue-bytes", 4096, 64 * 1024 * 1024, offsetof(struct options, live_queue_bytes)},
+        {"--live-ping-ms", 100, 3600000, offsetof(struct options, live_ping_ms)},
     };
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -119,6 +126,16 @@ print:
     return 0;
 }
 
+/* Live connections each hold a descriptor: take the hard limit (10,000+ clients). */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 static int serve(const struct options *o)
 {
     char err[1024], url[4200], key[256];
@@ -130,6 +147,7 @@ static int serve(const struct options *o)
         fprintf(stderr, "veltrix: --fsync must be always, batch or off\n");
         return 2;
     }
+    raise_fd_limit();
     if (mkdir(o->data, 0700) && errno != EEXIST) {
         fprintf(stderr, "veltrix: cannot create %s: %s\n", o->data, strerror(errno));
         return 1;
@@ -159,7 +177,9 @@ static int serve(const struct options *o)
     struct log *log = log_create(writer, net_loop(net), (size_t)o->queue_max);
     struct api_config ac = {key, o->data, o->token_ttl, 30 * 86400, (size_t)o->queue_max,
                             (size_t)o->idem_max, 24 * 3600 * 1000LL, (size_t)o->hunts_max,
-                            (size_t)o->players_max};
+                            (size_t)o->players_max,
+                            {(size_t)o->live_window, (size_t)o->live_queue_bytes,
+                             (uint64_t)o->live_ping_ms, 250, 200, 32 * 1024}};
     if (!log || api_init(&ac, reader, log, net, err, sizeof err) ||
         (o->demo && api_create_demo(err, sizeof err))) {
         fprintf(stderr, "veltrix: cannot start: %s\n", err);
@@ -182,7 +202,7 @@ static int serve(const struct options *o)
 int main(int argc, char **argv)
 {
     struct options o = {"127.0.0.1:8080", "./veltrix-data", NULL, NULL, "always", 600, 10000,
-                        10000, 65536, 1000000, 10000000, 1000, 0};
+                        10000, 65536, 1000000, 10000000, 1000, 4096, 262144, 30000, 0};
     if (argc < 2 || strcmp(argv[1], "serve") != 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;

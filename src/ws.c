@@ -460,6 +460,9 @@ struct ws_conn *ws_conn_create(struct ws_ctx *x, void *sockp, const struct ws_op
     c->ops = ops;
     c->data = data;
     sock->data = c;
+    if (x->cfg.sndbuf_bytes > 0)
+        setsockopt(h2o_socket_get_fd(sock), SOL_SOCKET, SO_SNDBUF, &x->cfg.sndbuf_bytes,
+                   sizeof x->cfg.sndbuf_bytes);
     c->tick.cb = on_tick;
     h2o_timeout_link(x->loop, &x->tick, &c->tick);
     h2o_socket_read_start(sock, on_read);

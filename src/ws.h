@@ -99,6 +99,7 @@ struct ws_ctx;
 struct ws_config {
     size_t queue_bytes_max; /* per-connection cap on queued output */
     uint64_t ping_ms;       /* ping interval; silent for two intervals: closed */
+    int sndbuf_bytes;       /* SO_SNDBUF of each connection (bounds kernel memory); 0: as is */
 };
 
 struct ws_ops {
