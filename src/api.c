@@ -1093,7 +1093,7 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
     hmap_init(&app.refresh);
     hmap_init(&app.hunts);
     if (!(app.idem = idem_create(cfg->idem_max, cfg->idem_retention_ms)) ||
-        !(app.live = live_create(net_loop(net), &cfg->live, live_name, NULL)))
+        !(app.live = live_create(net_loop(net), reader, &cfg->live, live_name, NULL)))
         return -1;
     idem_set_fallback(app.idem, idem_fallback, NULL);
     snprintf(path, sizeof path, "%s/secret.key", cfg->data_dir);

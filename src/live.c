@@ -54,6 +54,7 @@ struct lhunt {
 struct live {
     struct live_config cfg;
     h2o_loop_t *loop;
+    struct store *reader;
     struct ws_ctx *ws;
     live_name_fn name;
     void *name_ctx;
@@ -63,6 +64,7 @@ struct live {
     h2o_timeout_entry_t flush_tick;
     size_t conns;
     uint64_t events, positions, positions_thinned, dropped, resyncs, slow_closed, lb_pushes;
+    uint64_t store_replays, store_replayed;
 };
 
 /* ---- JSON text -------------------------------------------------------------------- */
@@ -364,23 +366,110 @@ static void on_close(struct ws_conn *c)
 
 static const struct ws_ops sub_ops = {on_text, on_close};
 
-/* Sends the durable events after since from the window, or a resync when they are not
- * all there any more. */
+/* ---- resume ----------------------------------------------------------------------- */
+
+struct frames {
+    struct ws_buf **v;
+    size_t n, cap, bytes, budget;
+};
+
+/* Appends f (ownership moves); -1 (f freed) when over the byte budget or out of memory. */
+static int frames_add(struct frames *fs, struct ws_buf *f)
+{
+    if (!f || fs->bytes + f->len > fs->budget) {
+        ws_buf_unref(f);
+        return -1;
+    }
+    if (fs->n == fs->cap) {
+        size_t cap = fs->cap ? fs->cap * 2 : 64;
+        struct ws_buf **v = realloc(fs->v, cap * sizeof *v);
+        if (!v) {
+            ws_buf_unref(f);
+            return -1;
+        }
+        fs->v = v;
+        fs->cap = cap;
+    }
+    fs->v[fs->n++] = f;
+    fs->bytes += f->len;
+    return 0;
+}
+
+static void frames_free(struct frames *fs)
+{
+    for (size_t i = 0; i < fs->n; i++) ws_buf_unref(fs->v[i]);
+    free(fs->v);
+}
+
+struct store_replay {
+    struct live *l;
+    struct hunt *scratch;
+    uint64_t since, upto;
+    struct frames *out;
+};
+
+static int replay_event(const struct store_event *se, void *arg)
+{
+    struct store_replay *r = arg;
+    struct event ev;
+    struct engine_outcome out;
+    memset(&ev, 0, sizeof ev);
+    ev.seq = se->seq;
+    ev.time_ms = se->time_ms;
+    ev.type = se->type;
+    memcpy(ev.player, se->player, 16);
+    if (engine_event_decode(&ev, se->type, se->data, se->data_len) ||
+        engine_apply(r->scratch, &ev, &out, NULL, 0))
+        return -1;
+    if (ev.seq <= r->since) return 0;
+    struct metrics_buf b = {0};
+    metrics_printf(&b, "{\"seq\":%llu,", (unsigned long long)ev.seq);
+    event_fields(r->l, &b, &ev, &out);
+    metrics_printf(&b, "}");
+    if (frames_add(r->out, frame_of(&b, ev.seq))) return -1;
+    return ev.seq >= r->upto ? 1 : 0;
+}
+
+/* Frames of the durable events (since, upto] of lh from the store, by replaying the
+ * hunt's log from seq 1 into a scratch engine. 0, or -1 (over budget, too big, error). */
+static int from_store(struct lhunt *lh, uint64_t since, uint64_t upto, struct frames *out)
+{
+    struct live *l = lh->l;
+    if (!l->reader || lh->seq > l->cfg.replay_events_max) return -1;
+    struct store_replay r = {l, engine_hunt_create(engine_hunt_id(lh->h)), since, upto, out};
+    if (!r.scratch) return -1;
+    int rc = store_each_event(l->reader, engine_hunt_id(lh->h), 1, replay_event, &r);
+    engine_hunt_destroy(r.scratch);
+    l->store_replays++;
+    if (rc != 1) return -1;
+    l->store_replayed += out->n;
+    return 0;
+}
+
+/* Sends the durable events after since: from the store for what the window no longer
+ * holds, then from the window. A resync instead when that is not possible or would take
+ * more than half the connection's queue. */
 static void replay(struct sub *s, uint64_t since)
 {
     struct lhunt *lh = s->lh;
-    size_t cap = lh->l->cfg.window_events;
+    struct live *l = lh->l;
+    size_t cap = l->cfg.window_events;
     uint64_t oldest = lh->win_count ? lh->win[lh->win_head]->seq : lh->seq + 1;
+    struct frames fs = {NULL, 0, 0, 0, l->cfg.queue_bytes_max / 2};
+    int ok = since <= lh->seq;
     if (since == lh->seq) return;
-    if (since > lh->seq || since + 1 < oldest) {
-        struct ws_buf *r = resync_frame(lh->seq);
-        lh->l->resyncs++;
-        if (r) send_durable(s, r);
-        ws_buf_unref(r);
-        return;
+    if (ok && since + 1 < oldest) ok = from_store(lh, since, oldest - 1, &fs) == 0;
+    for (size_t i = since + 1 > oldest ? (size_t)(since + 1 - oldest) : 0;
+         ok && i < lh->win_count; i++)
+        ok = frames_add(&fs, ws_buf_ref(lh->win[(lh->win_head + i) % cap])) == 0;
+    if (!ok) {
+        frames_free(&fs);
+        fs = (struct frames){NULL, 0, 0, 0, SIZE_MAX};
+        frames_add(&fs, resync_frame(lh->seq));
+        l->resyncs++;
     }
-    for (size_t i = (size_t)(since + 1 - oldest); i < lh->win_count; i++)
-        send_durable(s, lh->win[(lh->win_head + i) % cap]);
+    for (size_t i = 0; i < fs.n; i++) send_durable(s, fs.v[i]);
+    frames_free(&fs);
 }
 
 int live_subscribe(struct live *l, struct hunt *h, void *sock, const uint8_t player[16],
@@ -410,8 +499,8 @@ int live_subscribe(struct live *l, struct hunt *h, void *sock, const uint8_t pla
 
 /* ---- lifecycle and figures ------------------------------------------------------------ */
 
-struct live *live_create(void *loop, const struct live_config *cfg, live_name_fn name,
-                         void *name_ctx)
+struct live *live_create(void *loop, struct store *reader, const struct live_config *cfg,
+                         live_name_fn name, void *name_ctx)
 {
     struct live *l = calloc(1, sizeof *l);
     struct ws_config wc = {cfg->queue_bytes_max, cfg->ping_ms, cfg->sndbuf_bytes};
@@ -422,6 +511,7 @@ struct live *live_create(void *loop, const struct live_config *cfg, live_name_fn
     l->cfg = *cfg;
     if (l->cfg.window_events == 0) l->cfg.window_events = 1;
     l->loop = loop;
+    l->reader = reader;
     l->name = name;
     l->name_ctx = name_ctx;
     hmap_init(&l->hunts);
@@ -486,11 +576,16 @@ void live_render_metrics(const struct live *l, struct metrics_buf *b)
                    "# TYPE veltrix_live_protocol_closed_total counter\n"
                    "veltrix_live_protocol_closed_total %llu\n"
                    "# TYPE veltrix_live_dead_closed_total counter\n"
-                   "veltrix_live_dead_closed_total %llu\n",
+                   "veltrix_live_dead_closed_total %llu\n"
+                   "# TYPE veltrix_live_store_replays_total counter\n"
+                   "veltrix_live_store_replays_total %llu\n"
+                   "# TYPE veltrix_live_store_replayed_events_total counter\n"
+                   "veltrix_live_store_replayed_events_total %llu\n",
                    l->conns, (unsigned long long)l->events, (unsigned long long)w->frames_sent,
                    (unsigned long long)w->bytes_sent, (unsigned long long)l->dropped,
                    (unsigned long long)l->positions, (unsigned long long)l->positions_thinned,
                    (unsigned long long)l->lb_pushes, (unsigned long long)l->resyncs,
                    (unsigned long long)l->slow_closed, (unsigned long long)w->protocol_closes,
-                   (unsigned long long)w->dead_closes);
+                   (unsigned long long)w->dead_closes, (unsigned long long)l->store_replays,
+                   (unsigned long long)l->store_replayed);
 }

@@ -5,7 +5,11 @@
  * (live_event_frame: the whole WebSocket frame, reference counted), and publishes it once
  * the log says it is durable (live_publish), in seq order. The same bytes are queued on
  * every subscriber and kept in a bounded window of recent events per hunt, from which
- * `since=` resumes; a `since` older than the window gets {"type":"resync","seq":N}.
+ * `since=` resumes. Older events come from the store: the hunt's log is replayed into a
+ * scratch engine (the messages carry outcomes such as scores, which the log does not
+ * hold), for hunts of at most replay_events_max events. A resume that cannot be served
+ * that way, or would not fit in half the connection's queue, gets
+ * {"type":"resync","seq":N}.
  * Positions are thinned per player and dropped first when a connection's queue is half
  * full; the top 10 is pushed when it changes, coalesced by a timer. A subscriber whose
  * queue would go over its cap gets {"type":"resync"} and is closed. Event loop thread
@@ -17,6 +21,7 @@
 
 #include "engine.h"
 #include "metrics.h"
+#include "store.h"
 #include "ws.h"
 
 struct live_config {
@@ -26,6 +31,7 @@ struct live_config {
     uint64_t leaderboard_ms; /* top-10 pushes at most this often per hunt */
     uint64_t position_ms;    /* a player's positions at most this often (200: 5/s) */
     int sndbuf_bytes;        /* SO_SNDBUF of live sockets */
+    uint64_t replay_events_max; /* --live-replay-max: largest hunt replayed from the store */
 };
 
 /* A player's display name (for scan events and the leaderboard); "" when unknown. */
@@ -33,9 +39,10 @@ typedef const char *(*live_name_fn)(const uint8_t player[16], void *ctx);
 
 struct live;
 
-/* loop: the h2o evloop. NULL when out of memory. */
-struct live *live_create(void *loop, const struct live_config *cfg, live_name_fn name,
-                         void *name_ctx);
+/* loop: the h2o evloop; reader: a store handle of this thread (resumes past the window).
+ * NULL when out of memory. */
+struct live *live_create(void *loop, struct store *reader, const struct live_config *cfg,
+                         live_name_fn name, void *name_ctx);
 /* Closes every live connection and frees everything. */
 void live_destroy(struct live *l);
 

@@ -21,7 +21,7 @@
 struct options {
     const char *listen, *data, *store, *admin_key, *fsync;
     long token_ttl, conns_max, req_timeout_ms, queue_max, idem_max, players_max, hunts_max;
-    long live_window, live_queue_bytes, live_ping_ms;
+    long live_window, live_queue_bytes, live_ping_ms, live_replay_max;
     int demo;
 };
 
@@ -34,8 +34,8 @@ static void usage(FILE *f)
             "                     [--max-connections 10000] [--request-timeout-ms 10000]\n"
             "                     [--log-queue-max 65536] [--idempotency-keys-max 1000000]\n"
             "                     [--players-max 10000000] [--hunts-max 1000]\n"
-            "                     [--live-window 4096] [--live-queue-bytes 262144]\n"
-            "                     [--live-ping-ms 30000]\n");
+            "                     [--live-window 2048] [--live-queue-bytes 1048576]\n"
+            "                     [--live-ping-ms 30000] [--live-replay-max 20000]\n");
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out)
@@ -65,6 +65,7 @@ static int parse(int argc, char **argv, struct options *o)
         {"--live-window", 1, 1000000, offsetof(struct options, live_window)},
         {"--live-queue-bytes", 4096, 64 * 1024 * 1024, offsetof(struct options, live_queue_bytes)},
         {"--live-ping-ms", 100, 3600000, offsetof(struct options, live_ping_ms)},
+        {"--live-replay-max", 0, 100000000, offsetof(struct options, live_replay_max)},
     };
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -179,7 +180,8 @@ static int serve(const struct options *o)
                             (size_t)o->idem_max, 24 * 3600 * 1000LL, (size_t)o->hunts_max,
                             (size_t)o->players_max,
                             {(size_t)o->live_window, (size_t)o->live_queue_bytes,
-                             (uint64_t)o->live_ping_ms, 250, 200, 32 * 1024}};
+                             (uint64_t)o->live_ping_ms, 250, 200, 32 * 1024,
+                             (uint64_t)o->live_replay_max}};
     if (!log || api_init(&ac, reader, log, net, err, sizeof err) ||
         (o->demo && api_create_demo(err, sizeof err))) {
         fprintf(stderr, "veltrix: cannot start: %s\n", err);
@@ -202,7 +204,7 @@ static int serve(const struct options *o)
 int main(int argc, char **argv)
 {
     struct options o = {"127.0.0.1:8080", "./veltrix-data", NULL, NULL, "always", 600, 10000,
-                        10000, 65536, 1000000, 10000000, 1000, 4096, 262144, 30000, 0};
+                        10000, 65536, 1000000, 10000000, 1000, 2048, 1048576, 30000, 20000, 0};
     if (argc < 2 || strcmp(argv[1], "serve") != 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;

@@ -174,8 +174,33 @@ def resume_after_reconnect():
 
 
 @test
+def resume_from_the_store():
+    s = vx.Server(args=["--live-window", "4"]).start()
+    c, codes, ps = setup(s, "lv-st", codes=20, players=2)
+    w = vx.live(s.port, "lv-st", ps[0][1], since=0)
+    for k in range(12):
+        check(scan(c, "lv-st", ps[k % 2][1], codes["c%d" % k]), 200)
+    check(collect(c, "lv-st", ps[0][1], "torch"), 200)
+    check(open_zone(c, "lv-st", ps[1][1], "vault"), 200)
+    end = seq_of(c, "lv-st")
+    live = durable(w, end, "live")
+    w.close()
+    w = vx.live(s.port, "lv-st", ps[0][1], since=2)  # older than the window of 4
+    eq(durable(w, end, "from the store, then the window"), live[2:], "resumed from seq 3")
+    w.close()
+    s.restart()  # nothing in the window: all from the store
+    w = vx.live(s.port, "lv-st", ps[1][1], since=0)
+    eq(durable(w, end, "after a restart"), live, "the same messages after a restart")
+    check(scan(c, "lv-st", ps[0][1], codes["c19"]), 200)
+    eq(durable(w, end + 1, "then live")[0]["seq"], end + 1, "then live")
+    true(metric(s, "veltrix_live_store_replays_total") >= 1, "store replays counted")
+    s.stop()  # with a live connection open: exits 0 (and frees it: LeakSanitizer)
+    w.close()
+
+
+@test
 def resync_when_too_old():
-    s = vx.Server(args=["--live-window", "8"]).start()
+    s = vx.Server(args=["--live-window", "8", "--live-replay-max", "0"]).start()
     c, codes, ps = setup(s, "lv-old", codes=20)
     tok = ps[0][1]
     for k in range(12):
@@ -193,6 +218,18 @@ def resync_when_too_old():
     w.close()
     w = vx.live(s.port, "lv-old", tok, since=end + 100)
     eq(w.recv_json(), {"type": "resync", "seq": end + 1}, "since from the future")
+    w.close()
+    s.stop()
+    # a resume larger than half the connection's queue: resync, and the connection stays
+    s = vx.Server(args=["--live-queue-bytes", "4096"]).start()
+    c, codes, ps = setup(s, "lv-big", codes=40)
+    for k in range(40):
+        check(scan(c, "lv-big", ps[0][1], codes["c%d" % k]), 200)
+    end = seq_of(c, "lv-big")
+    w = vx.live(s.port, "lv-big", ps[0][1], since=0)
+    eq(w.recv_json(), {"type": "resync", "seq": end}, "resume too large for the queue")
+    check(collect(c, "lv-big", ps[0][1], "torch"), 200)
+    eq(durable(w, end + 1, "live after resync")[0]["seq"], end + 1, "still connected")
     w.close()
     s.stop()
 
