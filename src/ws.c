@@ -370,11 +370,7 @@ void ws_conn_close(struct ws_conn *c, int code, struct ws_buf *b)
     ws_buf_unref(cl);
     c->closing = 1;
     h2o_socket_read_stop(c->sock);
-    if (!c->count) {
-        ws_conn_abort(c);
-        return;
-    }
-    ws_conn_flush(c);
+    ws_conn_flush(c); /* nothing queued (out of memory): the next tick closes it */
 }
 
 /* Handles one complete client message; returns -1 when c is closing or gone. */

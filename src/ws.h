@@ -134,7 +134,8 @@ int ws_conn_send(struct ws_conn *c, struct ws_buf *b, int force);
 void ws_conn_flush(struct ws_conn *c);
 size_t ws_conn_queued_bytes(const struct ws_conn *c);
 /* Drops what is queued and not yet being written, queues b (may be NULL) and a close
- * frame with code, then closes once they are written (or at the next ping tick). */
+ * frame with code, then closes once they are written (or at the next ping tick). Never
+ * frees c before it returns (safe inside a broadcast or a message callback). */
 void ws_conn_close(struct ws_conn *c, int code, struct ws_buf *b);
 int ws_conn_closing(const struct ws_conn *c);
 /* Closes at once; ops->on_close runs before it returns. */
