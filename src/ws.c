@@ -384,10 +384,14 @@ static int on_message(struct ws_conn *c, const struct ws_msg *m)
         c->x->stats.protocol_closes++;
         ws_conn_close(c, WS_CLOSE_UNSUPPORTED, NULL);
         return -1;
-    case WS_PING: {
+    case WS_PING: { /* a client that pings without reading the pongs hits the cap */
         struct ws_buf *pong = ws_buf_frame(WS_PONG, m->data, m->len);
-        if (pong) ws_conn_send(c, pong, 1);
+        int rc = pong ? ws_conn_send(c, pong, 0) : -1;
         ws_buf_unref(pong);
+        if (rc) {
+            ws_conn_close(c, WS_CLOSE_POLICY, NULL);
+            return -1;
+        }
         ws_conn_flush(c);
         return 0;
     }
@@ -436,7 +440,7 @@ static void on_tick(h2o_timeout_entry_t *entry)
     if (c->heard) {
         c->heard = c->pinged = 0;
     } else {
-        ws_conn_send(c, c->x->ping, 1);
+        ws_conn_send(c, c->x->ping, 0); /* a full queue: no ping, the cap decides */
         ws_conn_flush(c);
         c->pinged = 1;
     }

@@ -370,6 +370,24 @@ def bad_client_frames():
 
 
 @test
+def ping_flood_without_reading():
+    s = vx.Server(args=["--live-queue-bytes", "16384"]).start()
+    c, _, [(pid, tok, _r)] = setup(s, "lv-flood")
+    w = vx.live(s.port, "lv-flood", tok, rcvbuf=4096)
+    w.s.settimeout(5)
+    ping = WS.frame(9, b"p" * 125)
+    try:
+        w.send_raw(ping * 4000)  # 4000 pongs owed, never read while sending
+    except (socket.timeout, BrokenPipeError, ConnectionResetError):
+        pass
+    code, _ = w.expect_close()
+    eq(code, 1008, "closed once the pongs owed pass the queue cap")
+    w.close()
+    vx.assert_serving(s)
+    s.stop()
+
+
+@test
 def keepalive_closes_dead_connections():
     s = vx.Server(args=["--live-ping-ms", "200"]).start()
     c, _, [(pid, tok, _r)] = setup(s, "lv-ka")
