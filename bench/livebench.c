@@ -318,10 +318,11 @@ static void loop_once(int timeout_ms)
     struct epoll_event evs[512];
     int n = epoll_wait(ep, evs, 512, timeout_ms);
     double t = now_s();
+    for (int i = 0; i < n; i++) /* answers first: their time is the reference */
+        if (((struct conn *)evs[i].data.ptr)->kind == K_WRITER) on_writer(evs[i].data.ptr, t);
     for (int i = 0; i < n; i++) {
         struct conn *c = evs[i].data.ptr;
-        if (c->kind == K_CLIENT) on_client(c, evs[i].events, t);
-        else on_writer(c, t);
+        if (c->kind == K_CLIENT) on_client(c, evs[i].events, now_s());
     }
 }
 
