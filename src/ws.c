@@ -402,6 +402,15 @@ static int on_message(struct ws_conn *c, const struct ws_msg *m)
     return 0; /* pong */
 }
 
+/* An idle connection keeps no input buffer (8 KiB in libh2o): it is taken again on read. */
+static void release_input(h2o_socket_t *sock)
+{
+    if (sock->input->size == 0 && sock->input->bytes) {
+        h2o_buffer_dispose(&sock->input);
+        h2o_buffer_init(&sock->input, &h2o_socket_buffer_prototype);
+    }
+}
+
 static void on_read(h2o_socket_t *sock, const char *err)
 {
     struct ws_conn *c = sock->data;
@@ -422,10 +431,7 @@ static void on_read(h2o_socket_t *sock, const char *err)
         h2o_buffer_consume(&sock->input, used);
         if ((rc == 1 && on_message(c, &m)) || used == 0) break;
     }
-    if (!c->closing && sock->input->size == 0) { /* an idle connection keeps no buffer */
-        h2o_buffer_dispose(&sock->input);
-        h2o_buffer_init(&sock->input, &h2o_socket_buffer_prototype);
-    }
+    if (!c->closing) release_input(sock);
 }
 
 /* Every ping interval: close a connection silent since the last ping, else ping it. */
@@ -465,6 +471,7 @@ struct ws_conn *ws_conn_create(struct ws_ctx *x, void *sockp, const struct ws_op
                    sizeof x->cfg.sndbuf_bytes);
     c->tick.cb = on_tick;
     h2o_timeout_link(x->loop, &x->tick, &c->tick);
+    release_input(sock); /* the handshake's */
     h2o_socket_read_start(sock, on_read);
     return c;
 }
