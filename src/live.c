@@ -310,16 +310,20 @@ static void on_lb_tick(h2o_timeout_entry_t *e)
 
 /* ---- positions ------------------------------------------------------------------------ */
 
+/* 1 (and counted) when player had a position delivered less than position_ms ago. */
+static int thinned(struct lhunt *lh, const uint8_t player[16], uint64_t now)
+{
+    uintptr_t last = (uintptr_t)hmap_get(&lh->pos_ms, player, 16);
+    if (!last || now + 1 - last >= lh->l->cfg.position_ms) return 0;
+    lh->l->positions_thinned++;
+    return 1;
+}
+
 void live_position(struct live *l, struct hunt *h, const uint8_t player[16], double x, double y)
 {
     struct lhunt *lh = lhunt_get(l, h, engine_seq(h));
-    if (!lh) return;
     uint64_t now = h2o_now(l->loop);
-    uintptr_t last = (uintptr_t)hmap_get(&lh->pos_ms, player, 16);
-    if (last && now + 1 - last < l->cfg.position_ms) {
-        l->positions_thinned++;
-        return;
-    }
+    if (!lh || thinned(lh, player, now)) return;
     if (hmap_put(&lh->pos_ms, player, 16, (void *)(uintptr_t)(now + 1))) return;
     l->positions++;
     if (!lh->subs) return;
@@ -333,10 +337,12 @@ void live_position(struct live *l, struct hunt *h, const uint8_t player[16], dou
     ws_buf_unref(f);
 }
 
-/* A client message: {"type":"position","x","y"}; anything else is ignored. */
+/* A client message: {"type":"position","x","y"}; anything else is ignored. Messages that
+ * would be thinned are not even parsed, so a flood costs little. */
 static void on_text(struct ws_conn *c, const char *data, size_t len)
 {
     struct sub *s = ws_conn_data(c);
+    if (thinned(s->lh, s->player, h2o_now(s->lh->l->loop))) return;
     json_t *j = json_loadb(data, len, 0, NULL);
     json_t *x = json_object_get(j, "x"), *y = json_object_get(j, "y");
     const char *type = json_string_value(json_object_get(j, "type"));
