@@ -483,6 +483,10 @@ int live_subscribe(struct live *l, struct hunt *h, void *sock, const uint8_t pla
 {
     struct lhunt *lh = lhunt_get(l, h, engine_seq(h));
     struct sub *s = lh ? calloc(1, sizeof *s) : NULL;
+    if (s) { /* ready before ws_conn_create, which may already pass messages to on_text */
+        s->lh = lh;
+        memcpy(s->player, player, 16);
+    }
     struct ws_conn *c = s ? ws_conn_create(l->ws, sock, &sub_ops, s) : NULL;
     if (!c) {
         if (!s) h2o_socket_close(sock);
@@ -490,8 +494,6 @@ int live_subscribe(struct live *l, struct hunt *h, void *sock, const uint8_t pla
         return -1;
     }
     s->c = c;
-    s->lh = lh;
-    memcpy(s->player, player, 16);
     s->next = lh->subs;
     if (lh->subs) lh->subs->prev = s;
     lh->subs = s;

@@ -471,7 +471,8 @@ struct ws_conn *ws_conn_create(struct ws_ctx *x, void *sockp, const struct ws_op
                    sizeof x->cfg.sndbuf_bytes);
     c->tick.cb = on_tick;
     h2o_timeout_link(x->loop, &x->tick, &c->tick);
-    release_input(sock); /* the handshake's */
     h2o_socket_read_start(sock, on_read);
+    if (sock->input->size) on_read(sock, NULL); /* frames sent along with the handshake */
+    else release_input(sock);                    /* the handshake's buffer */
     return c;
 }

@@ -121,8 +121,10 @@ struct ws_ctx *ws_ctx_create(void *loop, const struct ws_config *cfg);
 void ws_ctx_destroy(struct ws_ctx *x);
 const struct ws_stats *ws_ctx_stats(const struct ws_ctx *x);
 
-/* Takes over sock (a h2o_socket_t * from http_upgrade_websocket) and starts reading.
- * data is the owner's. NULL when out of memory (the socket is then closed). */
+/* Takes over sock (a h2o_socket_t * from http_upgrade_websocket) and starts reading;
+ * frames that came with the handshake are handled before it returns (ops->on_text may
+ * run, ops->on_close does not). data is the owner's. NULL when out of memory (the socket
+ * is then closed). */
 struct ws_conn *ws_conn_create(struct ws_ctx *x, void *sock, const struct ws_ops *ops,
                                void *data);
 void *ws_conn_data(const struct ws_conn *c);

@@ -389,6 +389,29 @@ def ping_flood_without_reading():
 
 
 @test
+def frames_sent_with_the_handshake():
+    s = vx.shared()
+    c, _, [(pid, tok, _r)] = setup(s, "lv-pipe")
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    sock.sendall(("GET /v1/hunts/lv-pipe/live?token=%s HTTP/1.1\r\nHost: x\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                  "\r\n" % tok).encode() + WS.frame(9, b"early"))
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = sock.recv(4096)
+        true(d, "closed during the handshake")
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    true(head.startswith(b"HTTP/1.1 101"), "upgraded: %s" % short(head))
+    true(b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head, "RFC 6455 example accept key")
+    w = WS.__new__(WS)
+    w.s, w.buf, w.pongs = sock, rest, []
+    eq(w.recv_frame(), (10, b"early"), "a ping sent with the handshake is answered")
+    w.close()
+
+
+@test
 def keepalive_closes_dead_connections():
     s = vx.Server(args=["--live-ping-ms", "200"]).start()
     c, _, [(pid, tok, _r)] = setup(s, "lv-ka")
