@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh — Veltrix benchmarks, side by side with their anchors, in one run.
 #
-#   bench/run.sh [healthz] [players] [scans] [chests] [leaderboard] [tiles] [anchors]
+#   bench/run.sh [healthz] [players] [scans] [chests] [leaderboard] [tiles] [live] [anchors]
 #
 # tiles: a 256×256 map of 1.2 KB tiles loaded with `veltrix tiles import`, random reads
 # (wrk -c64), then the same reads while a new version is published every 0.5 s; with its
@@ -20,6 +20,9 @@
 #   BENCH_RUNS, BENCH_DURATION, BENCH_THREADS, BENCH_CONNS   wrk settings (3, 5, 1, 64)
 #   BENCH_PLAYERS=2000 BENCH_CODES=500    players and codes per scan hunt
 #   BENCH_PG_CHESTS=1000000               chests in the PostgreSQL anchor (1,000 zones)
+#   BENCH_LIVE_CLIENTS=10000 BENCH_LIVE_RATE=25 BENCH_LIVE_SECONDS=10
+#                                         live: WebSocket clients, scans/s, seconds
+#                                         (quick: 1000 clients, 3 s)
 #   BENCH_OUT=path.md                     where to write the table
 #   BENCH_KEEP=1                          keep the temp dir (logs, wrk outputs)
 #   BENCH_QUIET_BUDGET=45                 seconds in all to wait, before runs, for other
@@ -51,7 +54,7 @@ PY="python3 $BENCH_DIR/vxbench.py"
 usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # ------------------------------------------------------------------ what to run
-ALL=(healthz players scans chests leaderboard tiles anchors)
+ALL=(healthz players scans chests leaderboard tiles live anchors)
 declare -A WANT=()
 if [ $# -eq 0 ]; then
   for w in "${ALL[@]}"; do WANT[$w]=1; done
@@ -60,7 +63,7 @@ if [ $# -eq 0 ]; then
 else
   for w in "$@"; do
     case $w in
-      healthz|players|scans|chests|leaderboard|tiles|anchors) WANT[$w]=1 ;;
+      healthz|players|scans|chests|leaderboard|tiles|live|anchors) WANT[$w]=1 ;;
       -h|--help) usage ;;
       *) echo "run.sh: unknown workload '$w'" >&2; usage ;;
     esac
@@ -80,7 +83,7 @@ want tiles && [ "$QUICK" != 1 ] && need+=(pgbench psql nginx)
 for c in "${need[@]}"; do
   command -v "$c" >/dev/null || { echo "run.sh: '$c' not found (make bench installs it: scripts/deps.sh --bench)" >&2; exit 1; }
 done
-if { [ "$VX_WANTED" = 1 ] || want tiles; } && [ ! -x "$BIN" ]; then
+if { [ "$VX_WANTED" = 1 ] || want tiles || want live; } && [ ! -x "$BIN" ]; then
   echo "run.sh: $BIN not found; build it first (make $BUILD/veltrix)" >&2; exit 1
 fi
 
@@ -347,6 +350,41 @@ run_veltrix() {
   else
     check "RESTART FAILED on the same data dir: $(tail -n 5 "$VX_LOG" | tr '\n' ' ')"
   fi
+}
+
+# ------------------------------------------------------------------ live stream
+# Its own server (fresh data dir, fsync always, up to 20,000 connections, no keepalive
+# pings during the run) and bench_livebench (bench/livebench.c): N clients in one hunt,
+# server memory per idle connection, delivered messages/s, latency. Results go to checks.
+run_live() {
+  local lb=$ROOT/$BUILD/bench_livebench port data=$TMPD/live-data pid rc=0
+  case $BUILD in /*) lb=$BUILD/bench_livebench ;; esac
+  [ -x "$lb" ] || { check "live: $lb not built (make $BUILD/bench_livebench)"; return 0; }
+  local n=${BENCH_LIVE_CLIENTS:-10000} rate=${BENCH_LIVE_RATE:-25} secs=${BENCH_LIVE_SECONDS:-10}
+  [ "$QUICK" = 1 ] && { n=${BENCH_LIVE_CLIENTS:-1000}; secs=${BENCH_LIVE_SECONDS:-3}; }
+  log "veltrix live: $n WebSocket clients, $rate scans/s for ${secs}s"
+  port=$($PY freeport); mkdir -p "$data"
+  $BIN serve --listen 127.0.0.1:$port --data "$data" --admin-key "$KEY" --fsync always \
+    --token-ttl 3600 --max-connections $((n + 1000)) --live-ping-ms 3600000 >>"$TMPD/live.log" 2>&1 &
+  pid=$!; STARTED+=("$pid")
+  $PY wait-ready "http://127.0.0.1:$port/healthz" 60 "$pid" || { check "live: server did not start"; return 0; }
+  quiet
+  local t0 t1; t0=$($PY cpu "$pid")
+  timeout -k 5 $((secs + 200)) "$lb" --port "$port" --key "$KEY" --pid "$pid" --clients "$n" \
+    --rate "$rate" --seconds "$secs" --writers 50 --codes $(( (rate * secs) / 50 + 10 )) \
+    >"$TMPD/livebench.txt" 2>&1 || rc=$?
+  t1=$($PY cpu "$pid" 2>/dev/null || echo "$t0")
+  sed 's/^/  /' "$TMPD/livebench.txt" | grep -v '^  RESULT'
+  local r; r=$(grep '^RESULT' "$TMPD/livebench.txt" | sed 's/^RESULT //')
+  if [ -z "$r" ] || [ "$rc" -ne 0 ]; then
+    check "live: bench_livebench failed (status $rc): $(tail -n 3 "$TMPD/livebench.txt" | tr '\n' ' ')"
+  else
+    declare -A R=(); local kv
+    for kv in $r; do R[${kv%%=*}]=${kv#*=}; done
+    local cpu_us; cpu_us=$(python3 -c "print('%.2f' % (($t1 - $t0) / $HZ * 1e6 / max(1, ${R[deliveries_per_s]} * $secs)))")
+    check "live: ${R[clients]} clients, ${R[deliveries_per_s]} messages delivered/s (target ≥ 200,000: $(python3 -c "print('met' if ${R[deliveries_per_s]} >= 200000 else 'NOT met')")), ack→receipt p50 ${R[ack_p50_ms]} ms p99 ${R[ack_p99_ms]} ms (target p99 < 50 ms: $(python3 -c "print('met' if ${R[ack_p99_ms]} < 50 else 'NOT met')")), send→receipt p99 ${R[send_p99_ms]} ms, server memory ${R[bytes_per_conn]} bytes per idle connection (target ≤ 10 KB: $(python3 -c "print('met' if 0 <= ${R[bytes_per_conn]} <= 10240 else 'NOT met')")), ~${cpu_us} server CPU µs per delivery"
+  fi
+  stop_pid "$pid" 30; forget "$pid"
 }
 
 # ------------------------------------------------------------------ anchors
@@ -637,6 +675,7 @@ START=$SECONDS
 echo "veltrix bench: workloads: ${!WANT[*]}; $RUNS run(s) × ${DUR}s; temp dir $TMPD"
 [ "$VX_WANTED" = 1 ] && run_veltrix
 want tiles && run_tiles
+want live && run_live
 if want anchors; then
   run_nginx
   run_pg

@@ -9,7 +9,9 @@
 #include "api.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@
 #include "http.h"
 #include "idem.h"
 #include "jsonw.h"
+#include "live.h"
 #include "log.h"
 #include "net.h"
 #include "qr.h"
@@ -44,6 +47,11 @@ static struct app {
     struct hmap players, refresh, hunts;
     struct idem *idem;
     struct tiles *tiles;
+    struct live *live;
+    struct live_pending { /* the live frame of the event apply() just applied */
+        struct hunt *h;
+        struct ws_buf *frame;
+    } live_next;
     struct uuid7_gen uuid;
     uint64_t players_created, refresh_reused, writes_rejected_busy;
 } app;
@@ -362,6 +370,7 @@ static void rank_w(struct jsonw *w, uint64_t rank)
 struct write {
     struct http_req *req; /* held */
     struct idem_entry *idem;
+    struct live_pending live; /* published once durable (frame NULL: none) */
     int status;
     char *body;
     size_t len;
@@ -450,6 +459,7 @@ static void on_durable(void *arg, int status)
             free(wt);
         }
     }
+    if (w->live.frame) live_publish(app.live, w->live.h, w->live.frame);
     http_send(w->req, w->status, "application/json", w->body, w->len);
     free(w->body);
     free(w);
@@ -465,6 +475,8 @@ static void submit_raw(struct http_req *r, struct idem_req *ir, struct log_entry
     w->status = status;
     w->body = body;
     w->len = len;
+    w->live = app.live_next; /* the event in e, if it has one */
+    app.live_next = (struct live_pending){NULL, NULL};
     if (ir && ir->present) {
         int64_t now = now_ms();
         w->idem = idem_begin(app.idem, ir->scope, ir->key, ir->hash, now);
@@ -509,7 +521,9 @@ static void entry_event(struct log_entry *e, struct hunt *h, const struct event 
     if (buf != small) free(buf);
 }
 
-/* Applies an event the engine just decided; a failure here is a programmer error. */
+/* Applies an event the engine just decided; a failure here is a programmer error. Its
+ * live message is encoded now, while the outcome is fresh, and published once durable
+ * (see submit() and on_durable()). */
 static void apply(struct hunt *h, const struct event *ev, struct engine_outcome *out)
 {
     char err[256];
@@ -518,6 +532,9 @@ static void apply(struct hunt *h, const struct event *ev, struct engine_outcome 
         fprintf(stderr, "veltrix: engine refused its own decision: %s\n", err);
         abort();
     }
+    assert(!app.live_next.frame);
+    app.live_next.h = h;
+    if (!(app.live_next.frame = live_event_frame(app.live, h, ev, out))) abort();
 }
 
 static void engine_error(struct http_req *r, int rc)
@@ -1137,6 +1154,7 @@ static void h_position(struct http_req *r)
                json_number_value(y) >= ht) {
         http_error(r, 400, "out_of_bounds", "the position is outside the map (%d x %d)", w, ht);
     } else if (!limit_move(r, p, h, json_number_value(x), json_number_value(y))) {
+        live_position(app.live, h, p->id, json_number_value(x), json_number_value(y));
         http_send(r, 202, "application/json", "{}", 2);
     }
     json_decref(b);
@@ -1235,8 +1253,57 @@ static void h_stats(struct http_req *r)
     http_send_json(r, 200,
                    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "seq", (json_int_t)st.seq, "players",
                              (json_int_t)st.players, "scans", (json_int_t)st.scans, "chests_left",
-                             (json_int_t)st.chests_left, "live_connections", (json_int_t)0,
+                             (json_int_t)st.chests_left, "live_connections",
+                             (json_int_t)live_connections(app.live, h),
                              "store_lag_ms", (json_int_t)log_lag_ms(app.log)));
+}
+
+/* ---- live ---------------------------------------------------------------------------- */
+
+struct live_req {
+    struct hunt *h;
+    uint8_t player[16];
+    long since;
+};
+
+static void on_live_upgraded(void *arg, void *sock)
+{
+    struct live_req *lr = arg;
+    if (sock) live_subscribe(app.live, lr->h, sock, lr->player, lr->since);
+    free(lr);
+}
+
+/* GET /v1/hunts/{hunt}/live?token=...[&since=N]: checks everything, then upgrades. */
+static void h_live(struct http_req *r)
+{
+    struct http_str t = http_query(r, "token");
+    if (!t.p) t = bearer(r);
+    int err = AUTH_INVALID;
+    struct player *p = t.p ? check_token(t.p, t.len, &err) : NULL;
+    struct hunt *h;
+    long since = -1;
+    if (!p) {
+        if (err == AUTH_EXPIRED) http_error(r, 401, "token_expired", "the token has expired");
+        else http_error(r, 401, "unauthorized", "a valid player token is required");
+        return;
+    }
+    if (!(h = hunt_param(r)) || query_int(r, "since", 0, LONG_MAX, &since)) return;
+    if (!http_is_websocket(r)) {
+        http_error(r, 426, "upgrade_required", "this endpoint is a WebSocket (RFC 6455)");
+        return;
+    }
+    struct live_req *lr = malloc(sizeof *lr);
+    if (!lr) abort(); /* small allocation: out of memory is fatal here */
+    lr->h = h;
+    memcpy(lr->player, p->id, 16);
+    lr->since = since;
+    http_upgrade_websocket(r, on_live_upgraded, lr);
+}
+
+static const char *live_name(const uint8_t player[16], void *ctx)
+{
+    struct player *p = hmap_get(&app.players, player, 16);
+    return p ? p->name : "";
 }
 
 /* ---- operations ---------------------------------------------------------------------- */
@@ -1294,6 +1361,7 @@ static void h_metrics(struct http_req *r)
     http_render_metrics(&b);
     net_render_metrics(app.net, &b);
     render_log(&b);
+    live_render_metrics(app.live, &b);
     metrics_printf(
         &b,
         "# TYPE veltrix_idempotent_replays_total counter\n"
@@ -1341,6 +1409,7 @@ static struct http_route routes[] = {
     {"GET", "/v1/hunts/:/me", h_hunt_me, 0, {0}, {{0}, 0, 0}},
     {"GET", "/v1/hunts/:/leaderboard", h_leaderboard, 0, {0}, {{0}, 0, 0}},
     {"GET", "/v1/hunts/:/stats", h_stats, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/hunts/:/live", h_live, 0, {0}, {{0}, 0, 0}},
 };
 
 /* ---- recovery ------------------------------------------------------------------------ */
@@ -1447,8 +1516,11 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
     hmap_init(&app.players);
     hmap_init(&app.refresh);
     hmap_init(&app.hunts);
-    if (!(app.idem = idem_create(cfg->idem_max, cfg->idem_retention_ms))) return -1;
+    if (!(app.idem = idem_create(cfg->idem_max, cfg->idem_retention_ms)) ||
+        !(app.live = live_create(net_loop(net), reader, &cfg->live, live_name, NULL)))
+        return -1;
     idem_set_fallback(app.idem, idem_fallback, NULL);
+    live_set_move_check(app.live, api_move_check);
     snprintf(path, sizeof path, "%s/secret.key", cfg->data_dir);
     int rc = auth_load_secret(&app.auth, path);
     if (rc) {
@@ -1482,7 +1554,24 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
     return 0;
 }
 
-static void demo_done(void *arg, int status) {}
+static void demo_done(void *arg, int status)
+{
+    struct live_pending *lp = arg;
+    if (lp->frame) live_publish(app.live, lp->h, lp->frame);
+    free(lp);
+}
+
+/* Submits a log entry of the demo hunt; the live frame of the event apply() just applied,
+ * if any, goes out once it is durable. At startup: an empty queue, no limit near. */
+static void demo_submit(struct log_entry *e)
+{
+    struct live_pending *lp = malloc(sizeof *lp);
+    if (!lp) abort();
+    *lp = app.live_next;
+    app.live_next = (struct live_pending){NULL, NULL};
+    log_entry_on_done(e, demo_done, lp);
+    if (log_submit(app.log, e)) abort();
+}
 
 /* The demo hunt's map: one generated SVG tile per map cell (demo.c), then version 1.
  * One log entry per tile, like uploads; the publish follows them in the log. */
@@ -1495,15 +1584,14 @@ static void demo_map(struct hunt *h)
     for (int x = 0; x < w; x++)
         for (int y = 0; y < ht; y++) {
             size_t len = demo_tile_svg((unsigned)x, (unsigned)y, svg, sizeof svg);
-            struct log_entry *e = log_entry_create(demo_done, NULL);
-            if (!e || tile_stage(e, "demo", (uint32_t)x, (uint32_t)y, "image/svg+xml", svg, len) ||
-                log_submit(app.log, e))
-                abort(); /* at startup, with an empty queue and no limit near */
+            struct log_entry *e = new_entry();
+            if (tile_stage(e, "demo", (uint32_t)x, (uint32_t)y, "image/svg+xml", svg, len))
+                abort();
+            demo_submit(e);
         }
-    struct log_entry *e = log_entry_create(demo_done, NULL);
-    if (!e) abort();
+    struct log_entry *e = new_entry();
     map_publish(h, e);
-    if (log_submit(app.log, e)) abort();
+    demo_submit(e);
 }
 
 int api_create_demo(char *err, size_t errcap)
@@ -1519,10 +1607,9 @@ int api_create_demo(char *err, size_t errcap)
     }
     apply(h, &ev, NULL);
     if (hmap_put(&app.hunts, "demo", 4, h)) abort();
-    struct log_entry *e = log_entry_create(demo_done, NULL);
-    if (!e) abort();
+    struct log_entry *e = new_entry();
     entry_event(e, h, &ev);
-    if (log_submit(app.log, e)) abort();
+    demo_submit(e);
     demo_map(h);
     fprintf(stderr, "veltrix: created the demo hunt 'demo' with a published map\n");
     return 0;
@@ -1546,6 +1633,7 @@ static void free_plain(void *v, void *ctx)
 
 void api_deinit(void)
 {
+    live_destroy(app.live);
     hmap_each(&app.players, free_player, NULL);
     hmap_each(&app.refresh, free_plain, NULL);
     hmap_each(&app.hunts, free_hunt, NULL);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "ratelimit.h"
+#include "live.h"
 #include "store.h"
 
 struct api_config {
@@ -26,6 +27,7 @@ struct api_config {
     struct rl_config limits; /* rate limits and the position check */
     size_t tiles_bytes_max;     /* distinct tile bytes in memory (503 tile_limit beyond) */
     unsigned map_versions_kept; /* published map versions readable with ?v= */
+    struct live_config live;
 };
 
 struct net;

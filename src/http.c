@@ -9,10 +9,14 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <h2o.h>
+#include <h2o/http1.h>
+#include <h2o/websocket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "ws.h"
 
 #define BODY_MAX_DEFAULT (64 * 1024)
 
@@ -303,6 +307,46 @@ void http_error(struct http_req *r, int status, const char *code, const char *fm
     json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
     if (status == 503 && r->h2o) http_add_header(r, "retry-after", "1");
     http_send_json(r, status, j);
+}
+
+int http_is_websocket(struct http_req *r)
+{
+    const char *key;
+    return r->h2o && h2o_is_websocket_handshake(r->h2o, &key) == 0 && key != NULL;
+}
+
+struct upgrade {
+    http_upgrade_cb cb;
+    void *arg;
+};
+
+static void on_upgraded(void *data, h2o_socket_t *sock, size_t reqsize)
+{
+    struct upgrade u = *(struct upgrade *)data;
+    free(data);
+    if (sock) h2o_buffer_consume(&sock->input, reqsize);
+    u.cb(u.arg, sock);
+}
+
+void http_upgrade_websocket(struct http_req *r, http_upgrade_cb cb, void *arg)
+{
+    const char *key = NULL;
+    char accept[29];
+    struct upgrade *u = malloc(sizeof *u);
+    if (!u) abort(); /* a few bytes: out of memory here is not recoverable */
+    *u = (struct upgrade){cb, arg};
+    h2o_req_t *req = r->h2o;
+    h2o_is_websocket_handshake(req, &key);
+    struct http_str k = http_header(r, "sec-websocket-key");
+    assert(key && k.p);
+    ws_accept_key(k.p, k.len, accept);
+    count(r, 101);
+    req->res.status = 101;
+    req->res.reason = "Switching Protocols";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_UPGRADE, NULL, H2O_STRLIT("websocket"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-accept"), 0,
+                          NULL, h2o_strdup(&req->pool, accept, 28).base, 28);
+    h2o_http1_upgrade(req, NULL, 0, on_upgraded, u);
 }
 
 static void sentinel_dispose(void *p)

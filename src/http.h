@@ -88,6 +88,16 @@ void http_error(struct http_req *r, int status, const char *code, const char *fm
  * must not be used any more). Must be answered exactly once (http_send*, http_error). */
 struct http_req *http_hold(struct http_req *r);
 
+/* 1 if r is a WebSocket opening handshake (RFC 6455 §4.2.1: GET, Upgrade: websocket,
+ * Connection: upgrade, Sec-WebSocket-Version: 13, a Sec-WebSocket-Key). */
+int http_is_websocket(struct http_req *r);
+/* Called once the 101 answer has gone out: sock is the raw connection (a h2o_socket_t *,
+ * now the callee's), or NULL when the client left meanwhile. */
+typedef void (*http_upgrade_cb)(void *arg, void *sock);
+/* Answers r (a WebSocket handshake) with 101 Switching Protocols and hands the connection
+ * to cb. r must not be used afterwards. */
+void http_upgrade_websocket(struct http_req *r, http_upgrade_cb cb, void *arg);
+
 /* Prometheus text for every route: requests by class and latency histograms. */
 void http_render_metrics(struct metrics_buf *b);
 

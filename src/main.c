@@ -26,6 +26,7 @@ struct options {
     const char *listen, *data, *store, *admin_key, *fsync;
     long token_ttl, conns_max, req_timeout_ms, queue_max, idem_max, players_max, hunts_max;
     long conns_per_ip_max;
+    long live_window, live_queue_bytes, live_ping_ms, live_replay_max;
     int demo;
     struct rl_config limits;
     long tiles_bytes_max, map_versions_kept;
@@ -45,6 +46,8 @@ static void usage(FILE *f)
             "                     [--players-per-ip-per-min 120] [--max-speed 20]\n"
             "                     [--rate-keys-max 131072] [--trusted-proxy IPv4]\n"
             "                     [--tiles-bytes-max 1073741824] [--map-versions-kept 3]\n"
+            "                     [--live-window 2048] [--live-queue-bytes 1048576]\n"
+            "                     [--live-ping-ms 30000] [--live-replay-max 20000]\n"
             "       veltrix tiles import HUNT DIR [--data ./veltrix-data | --store sqlite:PATH]\n"
             "                     [--map-versions-kept 3]\n");
 }
@@ -106,6 +109,10 @@ static int parse(int argc, char **argv, int first, struct options *o)
         {"--hunts-max", 1, 1000000, offsetof(struct options, hunts_max)},
         {"--tiles-bytes-max", 1, 1L << 40, offsetof(struct options, tiles_bytes_max)},
         {"--map-versions-kept", 3, 64, offsetof(struct options, map_versions_kept)},
+        {"--live-window", 1, 1000000, offsetof(struct options, live_window)},
+        {"--live-queue-bytes", 4096, 64 * 1024 * 1024, offsetof(struct options, live_queue_bytes)},
+        {"--live-ping-ms", 100, 3600000, offsetof(struct options, live_ping_ms)},
+        {"--live-replay-max", 0, 100000000, offsetof(struct options, live_replay_max)},
     };
     for (int i = first; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -260,7 +267,10 @@ static int serve(const struct options *o)
                             .players_max = (size_t)o->players_max,
                             .limits = o->limits,
                             .tiles_bytes_max = (size_t)o->tiles_bytes_max,
-                            .map_versions_kept = (unsigned)o->map_versions_kept};
+                            .map_versions_kept = (unsigned)o->map_versions_kept,
+                            .live = {(size_t)o->live_window, (size_t)o->live_queue_bytes,
+                                     (uint64_t)o->live_ping_ms, 250, 200, 32 * 1024,
+                                     (uint64_t)o->live_replay_max}};
     if (!log || api_init(&ac, reader, log, net, err, sizeof err) ||
         (o->demo && api_create_demo(err, sizeof err))) {
         fprintf(stderr, "veltrix: cannot start: %s\n", err);
@@ -314,7 +324,11 @@ int main(int argc, char **argv)
                         /* limits: the defaults of the README's Limits table */
                         .limits = {{10, 20}, {500, 1000}, {120 / 60.0, 120}, 20, 131072, 0, {0}},
                         .tiles_bytes_max = 1L << 30,
-                        .map_versions_kept = 3};
+                        .map_versions_kept = 3,
+                        .live_window = 2048,
+                        .live_queue_bytes = 1048576,
+                        .live_ping_ms = 30000,
+                        .live_replay_max = 20000};
     if (argc >= 2 && !strcmp(argv[1], "tiles")) return tiles_cmd(argc, argv, &o);
     if (argc < 2 || strcmp(argv[1], "serve") != 0) {
         usage(argc < 2 ? stderr : stdout);

@@ -716,3 +716,143 @@ def publish(c, hunt):
     r = c.req("POST", "/v1/hunts/%s/map/publish" % hunt, {}, admin=True)
     check(r, 200, what="publish")
     return r.body["version"]
+# --------------------------------------------------------------------------- WebSocket
+class WSClosed(Exception):
+    """The server closed the WebSocket: .code is the close code (None: no close frame)."""
+
+    def __init__(self, code, reason=b""):
+        Exception.__init__(self, "closed with %s %r" % (code, reason))
+        self.code = code
+        self.reason = reason
+
+
+class WS:
+    """A minimal RFC 6455 client (standard library only). After __init__, .status is the
+    HTTP status of the handshake answer (101 when upgraded) and, when not upgraded, .body
+    the parsed JSON answer. recv_json() answers pings and returns the next text message
+    as JSON; it raises WSClosed on a close frame or EOF, socket.timeout on timeout."""
+
+    def __init__(self, port, path, timeout=10.0, rcvbuf=None, connect=True):
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.s.settimeout(timeout)
+        self.buf = b""
+        self.status, self.body, self.pongs = None, None, []
+        self.s.connect(("127.0.0.1", port))
+        key = __import__("base64").b64encode(os.urandom(16)).decode()
+        self.s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                        "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                        "Sec-WebSocket-Version: 13\r\n\r\n" % (path, key)).encode())
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        self.status = int(head.split(b" ", 2)[1])
+        if self.status == 101:
+            import hashlib, base64
+            want = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+                                                 .encode()).digest())
+            if want.lower() not in head.lower():
+                raise AssertionError("bad Sec-WebSocket-Accept in %r" % head)
+            return
+        m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+        n = int(m.group(1)) if m else 0
+        while len(self.buf) < n:
+            self._fill()
+        try:
+            self.body = json.loads(self.buf[:n])
+        except ValueError:
+            self.body = self.buf[:n]
+        self.close()
+
+    def _fill(self):
+        d = self.s.recv(65536)
+        if not d:
+            raise WSClosed(None)
+        self.buf += d
+
+    def _need(self, n):
+        while len(self.buf) < n:
+            self._fill()
+
+    def send_raw(self, data):
+        self.s.sendall(data)
+
+    @staticmethod
+    def frame(opcode, payload, fin=True, mask=True, rsv=0, length=None):
+        n = len(payload) if length is None else length
+        b0 = (0x80 if fin else 0) | rsv | opcode
+        mbit = 0x80 if mask else 0
+        if n < 126:
+            h = bytes([b0, mbit | n])
+        elif n < 65536:
+            h = bytes([b0, mbit | 126]) + n.to_bytes(2, "big")
+        else:
+            h = bytes([b0, mbit | 127]) + n.to_bytes(8, "big")
+        if not mask:
+            return h + payload
+        k = os.urandom(4)
+        return h + k + bytes(c ^ k[i & 3] for i, c in enumerate(payload))
+
+    def send(self, opcode, payload, **kw):
+        self.s.sendall(self.frame(opcode, payload, **kw))
+
+    def send_json(self, obj):
+        self.send(1, json.dumps(obj).encode())
+
+    def recv_frame(self):
+        """(opcode, payload) of the next server frame (must be unmasked and final)."""
+        self._need(2)
+        b0, b1 = self.buf[0], self.buf[1]
+        if b1 & 0x80:
+            raise AssertionError("server frame is masked")
+        n, off = b1 & 0x7f, 2
+        if n == 126:
+            self._need(4)
+            n, off = int.from_bytes(self.buf[2:4], "big"), 4
+        elif n == 127:
+            self._need(10)
+            n, off = int.from_bytes(self.buf[2:10], "big"), 10
+        self._need(off + n)
+        payload, self.buf = self.buf[off:off + n], self.buf[off + n:]
+        if not b0 & 0x80:
+            raise AssertionError("server frame not final")
+        return b0 & 0x0f, payload
+
+    def recv_json(self):
+        while True:
+            op, p = self.recv_frame()
+            if op == 9:
+                self.send(10, p)
+                continue
+            if op == 10:
+                self.pongs.append(p)
+                continue
+            if op == 8:
+                code = int.from_bytes(p[:2], "big") if len(p) >= 2 else None
+                raise WSClosed(code, p[2:])
+            if op != 1:
+                raise AssertionError("unexpected opcode %d" % op)
+            return json.loads(p)
+
+    def expect_close(self):
+        """Reads until the close frame; returns (close code, text messages before it)."""
+        msgs = []
+        try:
+            while True:
+                msgs.append(self.recv_json())
+        except WSClosed as e:
+            return e.code, msgs
+
+    def close(self):
+        try:
+            self.s.close()
+        except OSError:
+            pass
+
+
+def live(port, hunt, token, since=None, **kw):
+    path = "/v1/hunts/%s/live?token=%s" % (hunt, token)
+    if since is not None:
+        path += "&since=%d" % since
+    return WS(port, path, **kw)

@@ -1,0 +1,604 @@
+/* live.c — see live.h.
+ *
+ * Per hunt (struct lhunt, created when the hunt first has an event applied or a
+ * subscriber, never freed before live_destroy): the subscribers (a doubly linked list),
+ * the window (a ring of the last window_events durable frames), the last published seq,
+ * the top 10 last pushed, and each player's last position time.
+ *
+ * Invariants:
+ * - lhunt.seq is the last durable seq published. An lhunt created on a subscription, with
+ *   no event applied since startup, starts at engine_seq() (everything recovered is
+ *   durable); one created by live_event_frame starts just before that event.
+ * - a frame is queued, never written, inside a broadcast; the flush timer (0 ms: the next
+ *   loop turn) writes every dirty hunt's connections, so a commit batch of N events costs
+ *   one writev per connection, and no connection is freed during a broadcast.
+ * - a connection's queue never exceeds queue_bytes_max: positions and the top 10 are
+ *   dropped once it is half full; a durable event that does not fit closes it (resync). */
+#include "live.h"
+
+#include <assert.h>
+#include <h2o.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hmap.h"
+#include "uuid.h"
+
+#define LB_TOP 10
+
+struct sub {
+    struct ws_conn *c;
+    struct lhunt *lh;
+    struct sub *prev, *next;
+    uint8_t player[16];
+};
+
+struct lhunt {
+    struct live *l;
+    struct hunt *h;
+    struct sub *subs;
+    size_t n_subs;
+    struct ws_buf **win; /* ring of window_events */
+    size_t win_head, win_count;
+    uint64_t seq;
+    int dirty, lb_dirty;
+    struct lhunt *next_dirty;
+    h2o_timeout_entry_t lb_tick;
+    struct engine_lb_row lb[LB_TOP];
+    size_t lb_n;
+    struct ws_buf *lb_frame; /* the last top 10 pushed */
+    struct hmap pos_ms;      /* player -> last position time + 1 */
+};
+
+struct live {
+    struct live_config cfg;
+    h2o_loop_t *loop;
+    struct store *reader;
+    struct ws_ctx *ws;
+    live_name_fn name;
+    void *name_ctx;
+    live_move_fn move_check;
+    struct hmap hunts; /* struct hunt * -> struct lhunt */
+    struct lhunt *dirty;
+    h2o_timeout_t flush_timeout, lb_timeout;
+    h2o_timeout_entry_t flush_tick;
+    size_t conns;
+    uint64_t events, positions, positions_thinned, dropped, resyncs, slow_closed, lb_pushes;
+    uint64_t store_replays, store_replayed;
+};
+
+/* ---- JSON text -------------------------------------------------------------------- */
+
+static void put_str(struct metrics_buf *b, const char *s)
+{
+    metrics_printf(b, "\"");
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"' || c == '\\') metrics_printf(b, "\\%c", c);
+        else if (c < 0x20) metrics_printf(b, "\\u%04x", c);
+        else metrics_printf(b, "%c", c);
+    }
+    metrics_printf(b, "\"");
+}
+
+static void put_player(struct metrics_buf *b, const uint8_t id[16])
+{
+    char sid[37];
+    uuid_format(id, sid);
+    metrics_printf(b, ",\"player_id\":\"%s\"", sid);
+}
+
+/* Frames b's text (freeing it); NULL when out of memory. */
+static struct ws_buf *frame_of(struct metrics_buf *b, uint64_t seq)
+{
+    struct ws_buf *f = b->p ? ws_buf_frame(WS_TEXT, b->p, b->len) : NULL;
+    free(b->p);
+    if (f) f->seq = seq;
+    return f;
+}
+
+/* ---- hunts ------------------------------------------------------------------------ */
+
+static void on_lb_tick(h2o_timeout_entry_t *e);
+
+static struct lhunt *lhunt_get(struct live *l, struct hunt *h, uint64_t seq)
+{
+    struct lhunt *lh = hmap_get(&l->hunts, &h, sizeof h);
+    if (lh) return lh;
+    if (!(lh = calloc(1, sizeof *lh)) ||
+        !(lh->win = calloc(l->cfg.window_events, sizeof *lh->win))) {
+        free(lh);
+        return NULL;
+    }
+    lh->l = l;
+    lh->h = h;
+    lh->seq = seq;
+    lh->lb_tick.cb = on_lb_tick;
+    hmap_init(&lh->pos_ms);
+    if (hmap_put(&l->hunts, &h, sizeof h, lh)) {
+        free(lh->win);
+        free(lh);
+        return NULL;
+    }
+    return lh;
+}
+
+static void mark_dirty(struct lhunt *lh)
+{
+    struct live *l = lh->l;
+    if (!lh->dirty) {
+        lh->dirty = 1;
+        lh->next_dirty = l->dirty;
+        l->dirty = lh;
+    }
+    if (!h2o_timeout_is_linked(&l->flush_tick))
+        h2o_timeout_link(l->loop, &l->flush_timeout, &l->flush_tick);
+}
+
+static void on_flush(h2o_timeout_entry_t *e)
+{
+    struct live *l = H2O_STRUCT_FROM_MEMBER(struct live, flush_tick, e);
+    struct lhunt *lh = l->dirty;
+    l->dirty = NULL;
+    for (; lh; lh = lh->next_dirty) {
+        lh->dirty = 0;
+        for (struct sub *s = lh->subs; s; s = s->next) ws_conn_flush(s->c);
+    }
+}
+
+/* ---- sending -------------------------------------------------------------------------- */
+
+static struct ws_buf *resync_frame(uint64_t seq)
+{
+    struct metrics_buf b = {0};
+    metrics_printf(&b, "{\"type\":\"resync\",\"seq\":%llu}", (unsigned long long)seq);
+    return frame_of(&b, 0);
+}
+
+/* The subscriber cannot keep up: resync and close. */
+static void cut_off(struct sub *s)
+{
+    struct ws_buf *r = resync_frame(s->lh->seq);
+    s->lh->l->resyncs++;
+    s->lh->l->slow_closed++;
+    ws_conn_close(s->c, WS_CLOSE_POLICY, r);
+    ws_buf_unref(r);
+}
+
+/* Queues a durable frame: cuts the subscriber off when it does not fit. */
+static void send_durable(struct sub *s, struct ws_buf *f)
+{
+    if (ws_conn_closing(s->c)) return;
+    if (ws_conn_send(s->c, f, 0)) cut_off(s);
+}
+
+/* Queues a lossy frame (position, top 10) unless the queue is half full. */
+static void send_lossy(struct sub *s, struct ws_buf *f)
+{
+    struct live *l = s->lh->l;
+    if (ws_conn_closing(s->c)) return;
+    if (ws_conn_queued_bytes(s->c) + f->len > l->cfg.queue_bytes_max / 2 ||
+        ws_conn_send(s->c, f, 0))
+        l->dropped++;
+}
+
+static void broadcast(struct lhunt *lh, struct ws_buf *f, int lossy)
+{
+    for (struct sub *s = lh->subs; s; s = s->next)
+        lossy ? send_lossy(s, f) : send_durable(s, f);
+    if (lh->subs) mark_dirty(lh);
+}
+
+/* ---- durable events ------------------------------------------------------------------ */
+
+static void event_fields(struct live *l, struct metrics_buf *b, const struct event *ev,
+                         const struct engine_outcome *out)
+{
+    static const struct engine_outcome none;
+    if (!out) out = &none;
+    switch (ev->type) {
+    case EVENT_SCAN:
+        metrics_printf(b, "\"type\":\"scan\"");
+        put_player(b, ev->player);
+        metrics_printf(b, ",\"display_name\":");
+        put_str(b, l->name(ev->player, l->name_ctx));
+        metrics_printf(b, ",\"code\":");
+        put_str(b, ev->a);
+        metrics_printf(b, ",\"points\":%lld,\"score\":%lld", (long long)out->points,
+                       (long long)out->score);
+        break;
+    case EVENT_OPEN:
+        metrics_printf(b, "\"type\":\"chest_opened\"");
+        put_player(b, ev->player);
+        metrics_printf(b, ",\"zone\":");
+        put_str(b, ev->a);
+        metrics_printf(b, ",\"chest\":");
+        put_str(b, ev->b);
+        metrics_printf(b, ",\"points\":%lld", (long long)out->points);
+        break;
+    case EVENT_COLLECT:
+        metrics_printf(b, "\"type\":\"item_collected\"");
+        put_player(b, ev->player);
+        metrics_printf(b, ",\"item\":");
+        put_str(b, ev->a);
+        metrics_printf(b, ",\"remaining\":%lld", (long long)out->remaining);
+        break;
+    case EVENT_MAP:
+        metrics_printf(b, "\"type\":\"map_published\",\"version\":%lld", (long long)ev->n);
+        break;
+    case EVENT_DEFINE:
+        metrics_printf(b, "\"type\":\"hunt_updated\"");
+        break;
+    default: /* keeps seq continuous for types added later */
+        metrics_printf(b, "\"type\":\"event\"");
+    }
+}
+
+struct ws_buf *live_event_frame(struct live *l, struct hunt *h, const struct event *ev,
+                                const struct engine_outcome *out)
+{
+    if (!lhunt_get(l, h, ev->seq - 1)) return NULL;
+    struct metrics_buf b = {0};
+    metrics_printf(&b, "{\"seq\":%llu,", (unsigned long long)ev->seq);
+    event_fields(l, &b, ev, out);
+    metrics_printf(&b, "}");
+    return frame_of(&b, ev->seq);
+}
+
+static void lb_changed(struct lhunt *lh)
+{
+    lh->lb_dirty = 1;
+    if (!h2o_timeout_is_linked(&lh->lb_tick))
+        h2o_timeout_link(lh->l->loop, &lh->l->lb_timeout, &lh->lb_tick);
+}
+
+void live_publish(struct live *l, struct hunt *h, struct ws_buf *f)
+{
+    struct lhunt *lh = hmap_get(&l->hunts, &h, sizeof h);
+    assert(lh && f->seq == lh->seq + 1);
+    lh->seq = f->seq;
+    l->events++;
+    broadcast(lh, f, 0);
+    size_t cap = l->cfg.window_events;
+    if (lh->win_count == cap) {
+        ws_buf_unref(lh->win[lh->win_head]);
+        lh->win_head = (lh->win_head + 1) % cap;
+        lh->win_count--;
+    }
+    lh->win[(lh->win_head + lh->win_count++) % cap] = f; /* the window keeps our reference */
+    lb_changed(lh);
+}
+
+/* ---- leaderboard ---------------------------------------------------------------------- */
+
+static struct ws_buf *lb_frame(struct lhunt *lh)
+{
+    struct live *l = lh->l;
+    struct metrics_buf b = {0};
+    metrics_printf(&b, "{\"type\":\"leaderboard\",\"seq\":%llu,\"entries\":[",
+                   (unsigned long long)lh->seq);
+    for (size_t i = 0; i < lh->lb_n; i++) {
+        char sid[37];
+        uuid_format(lh->lb[i].player, sid);
+        metrics_printf(&b, "%s{\"rank\":%llu,\"player_id\":\"%s\",\"display_name\":", i ? "," : "",
+                       (unsigned long long)lh->lb[i].rank, sid);
+        put_str(&b, l->name(lh->lb[i].player, l->name_ctx));
+        metrics_printf(&b, ",\"score\":%lld}", (long long)lh->lb[i].score);
+    }
+    metrics_printf(&b, "]}");
+    return frame_of(&b, 0);
+}
+
+/* Coalesced: at most one top-10 computation per leaderboard_ms per hunt. */
+static void on_lb_tick(h2o_timeout_entry_t *e)
+{
+    struct lhunt *lh = H2O_STRUCT_FROM_MEMBER(struct lhunt, lb_tick, e);
+    struct engine_lb_row rows[LB_TOP];
+    if (!lh->lb_dirty) return;
+    lh->lb_dirty = 0;
+    size_t n = engine_lb_top(lh->h, 0, LB_TOP, rows);
+    if (n == lh->lb_n && memcmp(rows, lh->lb, n * sizeof rows[0]) == 0) return;
+    memcpy(lh->lb, rows, n * sizeof rows[0]);
+    lh->lb_n = n;
+    struct ws_buf *f = lb_frame(lh);
+    if (!f) return;
+    ws_buf_unref(lh->lb_frame);
+    lh->lb_frame = f;
+    lh->l->lb_pushes++;
+    broadcast(lh, f, 1);
+}
+
+/* ---- positions ------------------------------------------------------------------------ */
+
+/* 1 (and counted) when player had a position delivered less than position_ms ago. */
+static int thinned(struct lhunt *lh, const uint8_t player[16], uint64_t now)
+{
+    uintptr_t last = (uintptr_t)hmap_get(&lh->pos_ms, player, 16);
+    if (!last || now + 1 - last >= lh->l->cfg.position_ms) return 0;
+    lh->l->positions_thinned++;
+    return 1;
+}
+
+void live_position(struct live *l, struct hunt *h, const uint8_t player[16], double x, double y)
+{
+    struct lhunt *lh = lhunt_get(l, h, engine_seq(h));
+    uint64_t now = h2o_now(l->loop);
+    if (!lh || thinned(lh, player, now)) return;
+    if (hmap_put(&lh->pos_ms, player, 16, (void *)(uintptr_t)(now + 1))) return;
+    l->positions++;
+    if (!lh->subs) return;
+    struct metrics_buf b = {0};
+    metrics_printf(&b, "{\"type\":\"position\"");
+    put_player(&b, player);
+    metrics_printf(&b, ",\"x\":%.10g,\"y\":%.10g}", x, y);
+    struct ws_buf *f = frame_of(&b, 0);
+    if (!f) return;
+    broadcast(lh, f, 1);
+    ws_buf_unref(f);
+}
+
+/* A client message: {"type":"position","x","y"}; anything else is ignored. Messages that
+ * would be thinned are not even parsed, so a flood costs little. */
+static void on_text(struct ws_conn *c, const char *data, size_t len)
+{
+    struct sub *s = ws_conn_data(c);
+    if (thinned(s->lh, s->player, h2o_now(s->lh->l->loop))) return;
+    json_t *j = json_loadb(data, len, 0, NULL);
+    json_t *x = json_object_get(j, "x"), *y = json_object_get(j, "y");
+    const char *type = json_string_value(json_object_get(j, "type"));
+    int w, ht;
+    engine_map_size(s->lh->h, &w, &ht);
+    if (type && !strcmp(type, "position") && json_is_number(x) && json_is_number(y)) {
+        double fx = json_number_value(x), fy = json_number_value(y);
+        struct live *l = s->lh->l;
+        if (fx >= 0 && fx < w && fy >= 0 && fy < ht &&
+            (!l->move_check || l->move_check(s->player, engine_hunt_id(s->lh->h), fx, fy) == 0))
+            live_position(l, s->lh->h, s->player, fx, fy);
+    }
+    json_decref(j);
+}
+
+void live_set_move_check(struct live *l, live_move_fn fn) { l->move_check = fn; }
+
+/* ---- subscribers ---------------------------------------------------------------------- */
+
+static void on_close(struct ws_conn *c)
+{
+    struct sub *s = ws_conn_data(c);
+    struct lhunt *lh = s->lh;
+    if (s->prev) s->prev->next = s->next;
+    else lh->subs = s->next;
+    if (s->next) s->next->prev = s->prev;
+    lh->n_subs--;
+    lh->l->conns--;
+    free(s);
+}
+
+static const struct ws_ops sub_ops = {on_text, on_close};
+
+/* ---- resume ----------------------------------------------------------------------- */
+
+struct frames {
+    struct ws_buf **v;
+    size_t n, cap, bytes, budget;
+};
+
+/* Appends f (ownership moves); -1 (f freed) when over the byte budget or out of memory. */
+static int frames_add(struct frames *fs, struct ws_buf *f)
+{
+    if (!f || fs->bytes + f->len > fs->budget) {
+        ws_buf_unref(f);
+        return -1;
+    }
+    if (fs->n == fs->cap) {
+        size_t cap = fs->cap ? fs->cap * 2 : 64;
+        struct ws_buf **v = realloc(fs->v, cap * sizeof *v);
+        if (!v) {
+            ws_buf_unref(f);
+            return -1;
+        }
+        fs->v = v;
+        fs->cap = cap;
+    }
+    fs->v[fs->n++] = f;
+    fs->bytes += f->len;
+    return 0;
+}
+
+static void frames_free(struct frames *fs)
+{
+    for (size_t i = 0; i < fs->n; i++) ws_buf_unref(fs->v[i]);
+    free(fs->v);
+}
+
+struct store_replay {
+    struct live *l;
+    struct hunt *scratch;
+    uint64_t since, upto;
+    struct frames *out;
+};
+
+static int replay_event(const struct store_event *se, void *arg)
+{
+    struct store_replay *r = arg;
+    struct event ev;
+    struct engine_outcome out;
+    memset(&ev, 0, sizeof ev);
+    ev.seq = se->seq;
+    ev.time_ms = se->time_ms;
+    ev.type = se->type;
+    memcpy(ev.player, se->player, 16);
+    if (engine_event_decode(&ev, se->type, se->data, se->data_len) ||
+        engine_apply(r->scratch, &ev, &out, NULL, 0))
+        return -1;
+    if (ev.seq <= r->since) return 0;
+    struct metrics_buf b = {0};
+    metrics_printf(&b, "{\"seq\":%llu,", (unsigned long long)ev.seq);
+    event_fields(r->l, &b, &ev, &out);
+    metrics_printf(&b, "}");
+    if (frames_add(r->out, frame_of(&b, ev.seq))) return -1;
+    return ev.seq >= r->upto ? 1 : 0;
+}
+
+/* Frames of the durable events (since, upto] of lh from the store, by replaying the
+ * hunt's log from seq 1 into a scratch engine. 0, or -1 (over budget, too big, error). */
+static int from_store(struct lhunt *lh, uint64_t since, uint64_t upto, struct frames *out)
+{
+    struct live *l = lh->l;
+    if (!l->reader || lh->seq > l->cfg.replay_events_max) return -1;
+    struct store_replay r = {l, engine_hunt_create(engine_hunt_id(lh->h)), since, upto, out};
+    if (!r.scratch) return -1;
+    int rc = store_each_event(l->reader, engine_hunt_id(lh->h), 1, replay_event, &r);
+    engine_hunt_destroy(r.scratch);
+    l->store_replays++;
+    if (rc != 1) return -1;
+    l->store_replayed += out->n;
+    return 0;
+}
+
+/* Sends the durable events after since: from the store for what the window no longer
+ * holds, then from the window. A resync instead when that is not possible or would take
+ * more than half the connection's queue. */
+static void replay(struct sub *s, uint64_t since)
+{
+    struct lhunt *lh = s->lh;
+    struct live *l = lh->l;
+    size_t cap = l->cfg.window_events;
+    uint64_t oldest = lh->win_count ? lh->win[lh->win_head]->seq : lh->seq + 1;
+    struct frames fs = {NULL, 0, 0, 0, l->cfg.queue_bytes_max / 2};
+    int ok = since <= lh->seq;
+    if (since == lh->seq) return;
+    if (ok && since + 1 < oldest) ok = from_store(lh, since, oldest - 1, &fs) == 0;
+    for (size_t i = since + 1 > oldest ? (size_t)(since + 1 - oldest) : 0;
+         ok && i < lh->win_count; i++)
+        ok = frames_add(&fs, ws_buf_ref(lh->win[(lh->win_head + i) % cap])) == 0;
+    if (!ok) {
+        frames_free(&fs);
+        fs = (struct frames){NULL, 0, 0, 0, SIZE_MAX};
+        frames_add(&fs, resync_frame(lh->seq));
+        l->resyncs++;
+    }
+    for (size_t i = 0; i < fs.n; i++) send_durable(s, fs.v[i]);
+    frames_free(&fs);
+}
+
+int live_subscribe(struct live *l, struct hunt *h, void *sock, const uint8_t player[16],
+                   int64_t since)
+{
+    struct lhunt *lh = lhunt_get(l, h, engine_seq(h));
+    struct sub *s = lh ? calloc(1, sizeof *s) : NULL;
+    if (s) { /* ready before ws_conn_create, which may already pass messages to on_text */
+        s->lh = lh;
+        memcpy(s->player, player, 16);
+    }
+    struct ws_conn *c = s ? ws_conn_create(l->ws, sock, &sub_ops, s) : NULL;
+    if (!c) {
+        if (!s) h2o_socket_close(sock);
+        free(s);
+        return -1;
+    }
+    s->c = c;
+    s->next = lh->subs;
+    if (lh->subs) lh->subs->prev = s;
+    lh->subs = s;
+    lh->n_subs++;
+    l->conns++;
+    if (since >= 0) replay(s, (uint64_t)since);
+    if (lh->lb_frame) send_lossy(s, lh->lb_frame);
+    ws_conn_flush(c);
+    return 0;
+}
+
+/* ---- lifecycle and figures ------------------------------------------------------------ */
+
+struct live *live_create(void *loop, struct store *reader, const struct live_config *cfg,
+                         live_name_fn name, void *name_ctx)
+{
+    struct live *l = calloc(1, sizeof *l);
+    struct ws_config wc = {cfg->queue_bytes_max, cfg->ping_ms, cfg->sndbuf_bytes};
+    if (!l || !(l->ws = ws_ctx_create(loop, &wc))) {
+        free(l);
+        return NULL;
+    }
+    l->cfg = *cfg;
+    if (l->cfg.window_events == 0) l->cfg.window_events = 1;
+    l->loop = loop;
+    l->reader = reader;
+    l->name = name;
+    l->name_ctx = name_ctx;
+    hmap_init(&l->hunts);
+    h2o_timeout_init(l->loop, &l->flush_timeout, 0);
+    h2o_timeout_init(l->loop, &l->lb_timeout, cfg->leaderboard_ms);
+    l->flush_tick.cb = on_flush;
+    return l;
+}
+
+static void free_lhunt(void *v, void *ctx)
+{
+    struct lhunt *lh = v;
+    while (lh->subs) ws_conn_abort(lh->subs->c);
+    if (h2o_timeout_is_linked(&lh->lb_tick)) h2o_timeout_unlink(&lh->lb_tick);
+    for (size_t i = 0; i < lh->win_count; i++)
+        ws_buf_unref(lh->win[(lh->win_head + i) % lh->l->cfg.window_events]);
+    free(lh->win);
+    ws_buf_unref(lh->lb_frame);
+    hmap_deinit(&lh->pos_ms);
+    free(lh);
+}
+
+void live_destroy(struct live *l)
+{
+    if (!l) return;
+    hmap_each(&l->hunts, free_lhunt, NULL);
+    hmap_deinit(&l->hunts);
+    if (h2o_timeout_is_linked(&l->flush_tick)) h2o_timeout_unlink(&l->flush_tick);
+    h2o_timeout_dispose(l->loop, &l->flush_timeout);
+    h2o_timeout_dispose(l->loop, &l->lb_timeout);
+    ws_ctx_destroy(l->ws);
+    free(l);
+}
+
+size_t live_connections(const struct live *l, const struct hunt *h)
+{
+    struct lhunt *lh = hmap_get(&l->hunts, &h, sizeof h);
+    return lh ? lh->n_subs : 0;
+}
+
+void live_render_metrics(const struct live *l, struct metrics_buf *b)
+{
+    const struct ws_stats *w = ws_ctx_stats(l->ws);
+    metrics_printf(b,
+                   "# TYPE veltrix_live_connections gauge\nveltrix_live_connections %zu\n"
+                   "# TYPE veltrix_live_events_total counter\nveltrix_live_events_total %llu\n"
+                   "# TYPE veltrix_live_messages_sent_total counter\n"
+                   "veltrix_live_messages_sent_total %llu\n"
+                   "# TYPE veltrix_live_bytes_sent_total counter\n"
+                   "veltrix_live_bytes_sent_total %llu\n"
+                   "# TYPE veltrix_live_messages_dropped_total counter\n"
+                   "veltrix_live_messages_dropped_total %llu\n"
+                   "# TYPE veltrix_live_positions_total counter\n"
+                   "veltrix_live_positions_total %llu\n"
+                   "# TYPE veltrix_live_positions_thinned_total counter\n"
+                   "veltrix_live_positions_thinned_total %llu\n"
+                   "# TYPE veltrix_live_leaderboard_pushes_total counter\n"
+                   "veltrix_live_leaderboard_pushes_total %llu\n"
+                   "# TYPE veltrix_live_resyncs_total counter\nveltrix_live_resyncs_total %llu\n"
+                   "# TYPE veltrix_live_slow_closed_total counter\n"
+                   "veltrix_live_slow_closed_total %llu\n"
+                   "# TYPE veltrix_live_protocol_closed_total counter\n"
+                   "veltrix_live_protocol_closed_total %llu\n"
+                   "# TYPE veltrix_live_dead_closed_total counter\n"
+                   "veltrix_live_dead_closed_total %llu\n"
+                   "# TYPE veltrix_live_store_replays_total counter\n"
+                   "veltrix_live_store_replays_total %llu\n"
+                   "# TYPE veltrix_live_store_replayed_events_total counter\n"
+                   "veltrix_live_store_replayed_events_total %llu\n",
+                   l->conns, (unsigned long long)l->events, (unsigned long long)w->frames_sent,
+                   (unsigned long long)w->bytes_sent, (unsigned long long)l->dropped,
+                   (unsigned long long)l->positions, (unsigned long long)l->positions_thinned,
+                   (unsigned long long)l->lb_pushes, (unsigned long long)l->resyncs,
+                   (unsigned long long)l->slow_closed, (unsigned long long)w->protocol_closes,
+                   (unsigned long long)w->dead_closes, (unsigned long long)l->store_replays,
+                   (unsigned long long)l->store_replayed);
+}

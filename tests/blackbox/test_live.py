@@ -1,0 +1,507 @@
+#!/usr/bin/env python3
+"""Black-box tests: the live stream (API.md "Live stream"): handshake checks, durable
+events in seq order with no gap, resume with since=, resync when too old, positions and
+their thinning, the top 10, a slow reader cut off while others keep receiving, bad client
+frames closed with the right code, keepalive, and 2,000 clients at once."""
+import os
+import resource
+import select
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vx  # noqa: E402
+from vx import WS, WSClosed, check, eq, true, test, short, scan, collect, open_zone  # noqa: E402
+
+
+def hunt_def(codes=20):
+    return vx.basic_def(
+        name="live", width=100, height=50,
+        codes=[{"id": "c%d" % i, "points": 10 + i, "x": i % 100, "y": 1} for i in range(codes)],
+        items=[{"id": "torch", "x": 1, "y": 2, "quantity": 3}],
+        zones=[{"id": "vault", "x": 0, "y": 0, "w": 4, "h": 4,
+                "chests": [{"id": "v1", "points": 300, "loot": ["gem"]}]}])
+
+
+def setup(server, hunt, codes=20, players=1):
+    c = server.client()
+    vx.put_hunt(c, hunt, hunt_def(codes), status=201)
+    ps = [vx.new_player(c, "P%d" % i) for i in range(players)]
+    return c, vx.codes_of(c, hunt), ps
+
+
+def seq_of(c, hunt):
+    r = c.req("GET", "/v1/hunts/%s/stats" % hunt)
+    check(r, 200)
+    return r.body["seq"]
+
+
+def durable(ws, until_seq, what):
+    """Reads messages until seq until_seq; returns the durable ones (with a seq), checking
+    that they come in order with no gap."""
+    got, last = [], None
+    while last is None or last < until_seq:
+        m = ws.recv_json()
+        if m.get("type") == "leaderboard":
+            ws.last_lb = m
+        if m.get("type") in ("leaderboard", "position"):
+            continue
+        true("seq" in m, "%s: message without seq: %s" % (what, short(m)))
+        if last is not None:
+            eq(m["seq"], last + 1, "%s: seq after %d" % (what, last))
+        last = m["seq"]
+        got.append(m)
+    return got
+
+
+def metric(server, name):
+    r = server.client().req("GET", "/metrics")
+    for line in r.raw.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("metric %s not in /metrics" % name)
+
+
+@test
+def handshake_checks():
+    s = vx.shared()
+    c, _, [(pid, tok, _r)] = setup(s, "lv-hs")
+    w = vx.live(s.port, "lv-hs", "not-a-token")
+    check(vx.R(w.status, {}, w.body, b"", "live bad token"), 401, "unauthorized")
+    w = WS(s.port, "/v1/hunts/lv-hs/live")
+    eq(w.status, 401, "no token")
+    w = vx.live(s.port, "lv-nope", tok)
+    check(vx.R(w.status, {}, w.body, b"", "live unknown hunt"), 404, "hunt_not_found")
+    w = vx.live(s.port, "lv-hs", tok, since=0)
+    eq(w.status, 101, "a valid token upgrades")
+    w.close()
+    r = c.req("GET", "/v1/hunts/lv-hs/live?token=" + tok)
+    check(r, 426, "upgrade_required")
+    r = c.req("GET", "/v1/hunts/lv-hs/live?token=%s&since=-4" % tok)
+    check(r, 400, "invalid_request")
+    vx.assert_serving(s)
+
+
+@test
+def expired_token():
+    s = vx.Server(token_ttl=1).start()
+    c, _, [(pid, tok, _r)] = setup(s, "lv-exp")
+    time.sleep(2.1)
+    w = vx.live(s.port, "lv-exp", tok)
+    check(vx.R(w.status, {}, w.body, b"", "live expired token"), 401, "token_expired")
+    s.stop()
+
+
+@test
+def ordering_and_content():
+    s = vx.shared()
+    c, codes, ps = setup(s, "lv-ord", codes=10, players=4)
+    start = seq_of(c, "lv-ord")
+    w = vx.live(s.port, "lv-ord", ps[0][1])
+    eq(w.status, 101, "upgrade")
+    pid, tok, _ = ps[0]
+    r = scan(c, "lv-ord", tok, codes["c3"])
+    check(r, 200)
+
+    def player(i):
+        cc = s.client()
+        for k in range(10):
+            check(scan(cc, "lv-ord", ps[i][1], codes["c%d" % k]), (200, 409))
+        cc.close()
+    th = [threading.Thread(target=player, args=(i,)) for i in range(1, 4)]
+    for t in th:
+        t.start()
+    check(collect(c, "lv-ord", tok, "torch"), 200)
+    check(open_zone(c, "lv-ord", tok, "vault"), 200)
+    for t in th:
+        t.join()
+    end = seq_of(c, "lv-ord")
+    eq(end, start + 1 + 30 + 2, "events written")
+    got = durable(w, end, "live")
+    eq(got[0]["seq"], start + 1, "first live event")
+    eq(got[0], {"seq": start + 1, "type": "scan", "player_id": pid, "display_name": "P0",
+                "code": "c3", "points": 13, "score": 13}, "scan message")
+    kinds = {m["type"]: m for m in got}
+    true("item_collected" in kinds and "chest_opened" in kinds, "all kinds: %s" % sorted(kinds))
+    eq({k: kinds["item_collected"][k] for k in ("player_id", "item", "remaining")},
+       {"player_id": pid, "item": "torch", "remaining": 2}, "item_collected message")
+    eq({k: kinds["chest_opened"][k] for k in ("player_id", "zone", "chest", "points")},
+       {"player_id": pid, "zone": "vault", "chest": "v1", "points": 300}, "chest_opened message")
+    # the top 10 arrives (coalesced) and agrees with the HTTP leaderboard once quiet
+    lb = vx.leaderboard(c, "lv-ord")
+    deadline = time.time() + 10
+    last = getattr(w, "last_lb", None)
+
+    def rows(m):
+        return [(e["rank"], e["player_id"], e["display_name"], e["score"]) for e in m["entries"]]
+    while time.time() < deadline and not (last and rows(last) == rows(lb)):
+        w.s.settimeout(max(0.1, deadline - time.time()))
+        m = w.recv_json()
+        if m["type"] == "leaderboard":
+            last = m
+    true(last is not None, "no leaderboard message")
+    eq(rows(last), rows(lb), "pushed top 10 equals GET leaderboard")
+    w.close()
+
+
+@test
+def resume_after_reconnect():
+    s = vx.shared()
+    c, codes, ps = setup(s, "lv-res", codes=30, players=2)
+    tok = ps[0][1]
+    w = vx.live(s.port, "lv-res", tok, since=0)
+    for k in range(10):
+        check(scan(c, "lv-res", tok, codes["c%d" % k]), 200)
+    got = durable(w, seq_of(c, "lv-res"), "first connection")
+    eq(got[0]["seq"], 1, "since=0 starts at seq 1")
+    eq(got[0]["type"], "hunt_updated", "seq 1 is the definition")
+    cut = got[5]["seq"]  # pretend we only processed up to here
+    w.close()
+    for k in range(10, 20):  # written while disconnected
+        check(scan(c, "lv-res", ps[1][1], codes["c%d" % k]), 200)
+    w = vx.live(s.port, "lv-res", tok, since=cut)
+    check(scan(c, "lv-res", tok, codes["c25"]), 200)  # and one live after reconnecting
+    end = seq_of(c, "lv-res")
+    got2 = durable(w, end, "after reconnect")
+    eq([m["seq"] for m in got2], list(range(cut + 1, end + 1)), "nothing missed, nothing repeated")
+    eq(got2[:len(got) - 6], got[6:], "replayed messages are the same bytes' JSON")
+    w.close()
+    w = vx.live(s.port, "lv-res", tok, since=end)  # up to date: nothing replayed, then live
+    check(scan(c, "lv-res", tok, codes["c26"]), 200)
+    eq(durable(w, end + 1, "up to date")[0]["seq"], end + 1, "next live event")
+    w.close()
+
+
+@test
+def resume_from_the_store():
+    s = vx.Server(args=["--live-window", "4"]).start()
+    c, codes, ps = setup(s, "lv-st", codes=20, players=2)
+    w = vx.live(s.port, "lv-st", ps[0][1], since=0)
+    for k in range(12):
+        check(scan(c, "lv-st", ps[k % 2][1], codes["c%d" % k]), 200)
+    check(collect(c, "lv-st", ps[0][1], "torch"), 200)
+    check(open_zone(c, "lv-st", ps[1][1], "vault"), 200)
+    end = seq_of(c, "lv-st")
+    live = durable(w, end, "live")
+    w.close()
+    w = vx.live(s.port, "lv-st", ps[0][1], since=2)  # older than the window of 4
+    eq(durable(w, end, "from the store, then the window"), live[2:], "resumed from seq 3")
+    w.close()
+    s.restart()  # nothing in the window: all from the store
+    w = vx.live(s.port, "lv-st", ps[1][1], since=0)
+    eq(durable(w, end, "after a restart"), live, "the same messages after a restart")
+    check(scan(c, "lv-st", ps[0][1], codes["c19"]), 200)
+    eq(durable(w, end + 1, "then live")[0]["seq"], end + 1, "then live")
+    true(metric(s, "veltrix_live_store_replays_total") >= 1, "store replays counted")
+    s.stop()  # with a live connection open: exits 0 (and frees it: LeakSanitizer)
+    w.close()
+
+
+@test
+def resync_when_too_old():
+    s = vx.Server(args=["--live-window", "8", "--live-replay-max", "0"]).start()
+    c, codes, ps = setup(s, "lv-old", codes=20)
+    tok = ps[0][1]
+    for k in range(12):
+        check(scan(c, "lv-old", tok, codes["c%d" % k]), 200)
+    end = seq_of(c, "lv-old")
+    w = vx.live(s.port, "lv-old", tok, since=1)
+    m = w.recv_json()
+    eq(m, {"type": "resync", "seq": end}, "since older than the window")
+    check(scan(c, "lv-old", tok, codes["c15"]), 200)
+    eq(durable(w, end + 1, "live after resync")[0]["seq"], end + 1, "then live")
+    w.close()
+    w = vx.live(s.port, "lv-old", tok, since=end + 1 - 8)  # exactly the window: replayed
+    got = durable(w, end + 1, "window edge")
+    eq(got[0]["seq"], end + 2 - 8, "oldest kept")
+    w.close()
+    w = vx.live(s.port, "lv-old", tok, since=end + 100)
+    eq(w.recv_json(), {"type": "resync", "seq": end + 1}, "since from the future")
+    w.close()
+    s.stop()
+    # a resume larger than half the connection's queue: resync, and the connection stays
+    s = vx.Server(args=["--live-queue-bytes", "4096"]).start()
+    c, codes, ps = setup(s, "lv-big", codes=40)
+    for k in range(40):
+        check(scan(c, "lv-big", ps[0][1], codes["c%d" % k]), 200)
+    end = seq_of(c, "lv-big")
+    w = vx.live(s.port, "lv-big", ps[0][1], since=0)
+    eq(w.recv_json(), {"type": "resync", "seq": end}, "resume too large for the queue")
+    check(collect(c, "lv-big", ps[0][1], "torch"), 200)
+    eq(durable(w, end + 1, "live after resync")[0]["seq"], end + 1, "still connected")
+    w.close()
+    s.stop()
+
+
+@test
+def positions_broadcast_and_thinned():
+    s = vx.shared()
+    c, codes, ps = setup(s, "lv-pos", players=3)
+    (p0, t0, _), (p1, t1, _), (p2, t2, _) = ps
+    watcher = vx.live(s.port, "lv-pos", t1)
+    check(c.req("POST", "/v1/hunts/lv-pos/position", {"x": 500, "y": 1}, token=t0), 400,
+          "out_of_bounds")
+    n = 40
+    t_start = time.time()
+    for i in range(n):
+        check(c.req("POST", "/v1/hunts/lv-pos/position", {"x": i, "y": 2.5}, token=t0), 202)
+    elapsed = time.time() - t_start
+    mover = vx.live(s.port, "lv-pos", t2)
+    mover.send_json({"type": "position", "x": 100, "y": 0})  # outside the map: ignored
+    mover.send_json({"type": "position", "x": 99.5, "y": 49})  # p2's first position
+    got = []
+    watcher.s.settimeout(3.0)
+    try:
+        while True:
+            m = watcher.recv_json()
+            if m["type"] == "position":
+                got.append(m)
+    except socket.timeout:
+        pass
+    posts = [m for m in got if m["player_id"] == p0]
+    # thinned to one per 200 ms per player: the POSTs spanned `elapsed` seconds
+    bound = int(elapsed / 0.2) + 2
+    true(1 <= len(posts) <= bound, "%d positions delivered from %d POSTs in %.2f s (bound %d)"
+         % (len(posts), n, elapsed, bound))
+    true(all(set(m) == {"type", "player_id", "x", "y"} for m in got),
+         "position message shape: %s" % short(got[:3]))
+    eq(posts[0], {"type": "position", "player_id": p0, "x": 0, "y": 2.5}, "first position")
+    eq([(m["x"], m["y"]) for m in got if m["player_id"] == p2], [(99.5, 49)],
+       "client position message delivered, the one outside the map ignored")
+    if elapsed < 0.2 * (n - 2):
+        true(metric(s, "veltrix_live_positions_thinned_total") > 0, "thinning counted")
+    watcher.close()
+    mover.close()
+
+
+@test
+def slow_reader_cut_off():
+    s = vx.Server(fsync="off", args=["--live-queue-bytes", "16384"]).start()
+    players, codes_n = 24, 60
+    c, codes, ps = setup(s, "lv-slow", codes=codes_n, players=players)
+    base = seq_of(c, "lv-slow")
+    slow = vx.live(s.port, "lv-slow", ps[0][1], rcvbuf=4096)  # never reads until the end
+    fast = vx.live(s.port, "lv-slow", ps[1][1])
+    fast.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    got, stop = [], threading.Event()
+
+    def reader():
+        try:
+            got.extend(durable(fast, base + players * codes_n, "fast reader"))
+        except Exception as e:  # noqa: BLE001
+            got.append(e)
+    rt = threading.Thread(target=reader)
+    rt.start()
+
+    def writer(k):
+        cc = s.client()
+        for i in range(k, players, 4):
+            for j in range(codes_n):
+                check(scan(cc, "lv-slow", ps[i][1], codes["c%d" % j]), 200)
+        cc.close()
+    th = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    rt.join(60)
+    true(not rt.is_alive(), "fast reader did not finish")
+    true(got and not isinstance(got[-1], Exception), "fast reader: %s" % short(got[-1:]))
+    eq(len(got), players * codes_n, "the fast reader got every event")
+    slow.s.settimeout(10)
+    code, msgs = slow.expect_close()
+    eq(code, 1008, "slow reader's close code")
+    true(msgs and msgs[-1].get("type") == "resync", "resync before close: %s" % short(msgs[-2:]))
+    events = [m for m in msgs if "seq" in m and m.get("type") not in ("resync", "leaderboard")]
+    eq([m["seq"] for m in events], list(range(base + 1, base + 1 + len(events))),
+       "what the slow reader got is a gap-free prefix")
+    true(len(events) < players * codes_n, "the slow reader was cut off before the end")
+    true(metric(s, "veltrix_live_slow_closed_total") >= 1, "slow close counted")
+    r = c.req("GET", "/v1/hunts/lv-slow/stats")
+    eq(r.body["live_connections"], 1, "live_connections after the cut (the fast one)")
+    fast.close()
+    s.stop()
+
+
+def bad_frame(s, tok, data, want, what):
+    w = vx.live(s.port, "lv-bad", tok)
+    eq(w.status, 101, what + ": upgrade")
+    w.send_raw(data)
+    w.s.settimeout(10)
+    code, _ = w.expect_close()
+    eq(code, want, what + ": close code")
+    w.close()
+
+
+@test
+def bad_client_frames():
+    s = vx.shared()
+    c, _, [(pid, tok, _r)] = setup(s, "lv-bad")
+    F = WS.frame
+    bad_frame(s, tok, F(1, b'{"type":"position"}', mask=False), 1002, "unmasked frame")
+    bad_frame(s, tok, F(1, b"x", rsv=0x40), 1002, "RSV1 set")
+    bad_frame(s, tok, F(3, b"x"), 1002, "reserved opcode")
+    bad_frame(s, tok, F(9, b"x" * 126), 1002, "ping over 125 bytes")
+    bad_frame(s, tok, F(0, b"x"), 1002, "continuation without a start")
+    bad_frame(s, tok, F(1, b"a" * 4097), 1009, "text of 4097 bytes")
+    bad_frame(s, tok, F(1, b"", length=1 << 40)[:14], 1009, "announced 1 TiB")
+    bad_frame(s, tok, F(1, b"a" * 3000, fin=False) + F(0, b"b" * 1200), 1009,
+              "fragments over 4 KiB")
+    bad_frame(s, tok, F(1, b"\xc3\x28"), 1007, "invalid UTF-8")
+    bad_frame(s, tok, F(2, b"\x00\x01"), 1003, "binary message")
+    bad_frame(s, tok, F(8, b"\x03\xe8"), 1000, "client close is answered")
+    # a good connection: ping answered with the same payload, messages of exactly 4 KiB and
+    # fragmented ones accepted, garbage JSON ignored
+    w = vx.live(s.port, "lv-bad", tok)
+    w.send(9, b"hello")
+    w.send(1, b"z" * 4096)
+    w.send(1, b'{"type":"posi', fin=False)
+    w.send(0, b'tion","x":1,"y":1}')
+    w.send(1, b"not json")
+    w.s.settimeout(10)
+    op, p = w.recv_frame()
+    eq((op, p), (10, b"hello"), "pong")
+    m = w.recv_json()
+    eq((m["type"], m["x"]), ("position", 1), "fragmented position delivered")
+    w.close()
+    true(metric(s, "veltrix_live_protocol_closed_total") >= 10, "protocol closes counted")
+    vx.assert_serving(s)
+
+
+@test
+def ping_flood_without_reading():
+    s = vx.Server(args=["--live-queue-bytes", "16384"]).start()
+    c, _, [(pid, tok, _r)] = setup(s, "lv-flood")
+    w = vx.live(s.port, "lv-flood", tok, rcvbuf=4096)
+    w.s.settimeout(5)
+    ping = WS.frame(9, b"p" * 125)
+    try:
+        w.send_raw(ping * 4000)  # 4000 pongs owed, never read while sending
+    except (socket.timeout, BrokenPipeError, ConnectionResetError):
+        pass
+    code, _ = w.expect_close()
+    eq(code, 1008, "closed once the pongs owed pass the queue cap")
+    w.close()
+    vx.assert_serving(s)
+    s.stop()
+
+
+@test
+def frames_sent_with_the_handshake():
+    s = vx.shared()
+    c, _, [(pid, tok, _r)] = setup(s, "lv-pipe")
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    sock.sendall(("GET /v1/hunts/lv-pipe/live?token=%s HTTP/1.1\r\nHost: x\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                  "\r\n" % tok).encode() + WS.frame(9, b"early"))
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = sock.recv(4096)
+        true(d, "closed during the handshake")
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    true(head.startswith(b"HTTP/1.1 101"), "upgraded: %s" % short(head))
+    true(b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head, "RFC 6455 example accept key")
+    w = WS.__new__(WS)
+    w.s, w.buf, w.pongs = sock, rest, []
+    eq(w.recv_frame(), (10, b"early"), "a ping sent with the handshake is answered")
+    w.close()
+
+
+@test
+def keepalive_closes_dead_connections():
+    s = vx.Server(args=["--live-ping-ms", "200"]).start()
+    c, _, [(pid, tok, _r)] = setup(s, "lv-ka")
+    w = vx.live(s.port, "lv-ka", tok)
+    w.s.settimeout(10)
+    op, _p = w.recv_frame()  # read without answering: we are "dead"
+    eq(op, 9, "a ping comes")
+    frames = []
+    try:
+        while True:
+            frames.append(w.recv_frame()[0])
+    except WSClosed as e:
+        eq(e.code, None, "dead connection dropped without a close frame")
+    except ConnectionResetError:
+        pass
+    true(metric(s, "veltrix_live_dead_closed_total") >= 1, "dead close counted")
+    eq(c.req("GET", "/v1/hunts/lv-ka/stats").body["live_connections"], 0, "connection gone")
+    s.stop()
+
+
+@test
+def two_thousand_clients():
+    n = 2000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 500), hard))
+    # all from 127.0.0.1: above the default per-address connection cap (2000)
+    s = vx.Server(args=["--max-connections-per-ip", str(n + 100)]).start()
+    c, codes, ps = setup(s, "lv-many", players=1)
+    tok = ps[0][1]
+    ws = []
+    try:
+        for i in range(n):
+            w = vx.live(s.port, "lv-many", tok)
+            eq(w.status, 101, "client %d upgraded" % i)
+            ws.append(w)
+        eq(c.req("GET", "/v1/hunts/lv-many/stats").body["live_connections"], n, "live_connections")
+        true(metric(s, "veltrix_live_connections") >= n, "veltrix_live_connections")
+        check(scan(c, "lv-many", tok, codes["c1"]), 200)
+        check(scan(c, "lv-many", tok, codes["c2"]), 200)
+        end = seq_of(c, "lv-many")
+        pending = {w.s.fileno(): w for w in ws}
+        done = 0
+        deadline = time.time() + 60
+        last = {}
+        poller = select.poll()
+        for fd in pending:
+            poller.register(fd, select.POLLIN)
+        while pending and time.time() < deadline:
+            for fd, _ev in poller.poll(1000):
+                if fd not in pending:
+                    continue
+                w = pending[fd]
+                w._fill()
+                while True:
+                    try:
+                        op, p = _frame_nowait(w)
+                    except EOFError:
+                        break
+                    if op == 1:
+                        m = vx.json.loads(p)
+                        if "seq" in m and m.get("type") != "leaderboard":
+                            if fd in last:
+                                eq(m["seq"], last[fd] + 1, "client order")
+                            last[fd] = m["seq"]
+                if last.get(fd) == end:
+                    del pending[fd]
+                    poller.unregister(fd)
+                    done += 1
+        eq(done, n, "clients that received both events")
+    finally:
+        for w in ws:
+            w.close()
+
+
+def _frame_nowait(w):
+    """A whole frame from w's buffer, or EOFError when it does not hold one."""
+    b = w.buf
+    if len(b) < 2:
+        raise EOFError
+    n, off = b[1] & 0x7f, 2
+    if n == 126:
+        if len(b) < 4:
+            raise EOFError
+        n, off = int.from_bytes(b[2:4], "big"), 4
+    if len(b) < off + n:
+        raise EOFError
+    w.buf = b[off + n:]
+    return b[0] & 0x0f, b[off:off + n]
+
+
+if __name__ == "__main__":
+    vx.run_all()
