@@ -15,12 +15,15 @@
 #include "auth.h"
 #include "log.h"
 #include "net.h"
+#include "snap.h"
 #include "store.h"
 
 struct options {
     const char *listen, *data, *store, *admin_key, *fsync;
     long token_ttl, conns_max, req_timeout_ms, queue_max, idem_max, players_max, hunts_max;
     int demo;
+    long snapshot_every;
+    int ignore_snapshots;
 };
 
 static void usage(FILE *f)
@@ -31,7 +34,8 @@ static void usage(FILE *f)
             "                     [--fsync always|batch|off] [--demo]\n"
             "                     [--max-connections 10000] [--request-timeout-ms 10000]\n"
             "                     [--log-queue-max 65536] [--idempotency-keys-max 1000000]\n"
-            "                     [--players-max 10000000] [--hunts-max 1000]\n");
+            "                     [--players-max 10000000] [--hunts-max 1000]\n"
+            "                     [--snapshot-every 1000000] [--ignore-snapshots]\n");
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out)
@@ -58,11 +62,16 @@ static int parse(int argc, char **argv, struct options *o)
         {"--idempotency-keys-max", 1, 100000000, offsetof(struct options, idem_max)},
         {"--players-max", 1, 1000000000, offsetof(struct options, players_max)},
         {"--hunts-max", 1, 1000000, offsetof(struct options, hunts_max)},
+        {"--snapshot-every", 0, 1000000000000L, offsetof(struct options, snapshot_every)},
     };
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--demo")) {
             o->demo = 1;
+            continue;
+        }
+        if (!strcmp(a, "--ignore-snapshots")) {
+            o->ignore_snapshots = 1;
             continue;
         }
         if (!v) goto bad;
@@ -140,9 +149,10 @@ static int serve(const struct options *o)
     }
     if (o->store) snprintf(url, sizeof url, "%s", o->store);
     else snprintf(url, sizeof url, "sqlite:%s/veltrix.db", o->data);
-    struct store *writer = NULL, *reader = NULL;
+    struct store *writer = NULL, *reader = NULL, *snapper = NULL;
     if (store_open(url, fs, &writer, err, sizeof err) ||
-        store_open(url, fs, &reader, err, sizeof err)) {
+        store_open(url, fs, &reader, err, sizeof err) ||
+        store_open(url, fs, &snapper, err, sizeof err)) {
         fprintf(stderr, "veltrix: store: %s\n", err);
         return 1;
     }
@@ -157,10 +167,11 @@ static int serve(const struct options *o)
         return 1;
     }
     struct log *log = log_create(writer, net_loop(net), (size_t)o->queue_max);
+    struct snap *snap = snap_create(snapper, (uint64_t)o->snapshot_every);
     struct api_config ac = {key, o->data, o->token_ttl, 30 * 86400, (size_t)o->queue_max,
                             (size_t)o->idem_max, 24 * 3600 * 1000LL, (size_t)o->hunts_max,
-                            (size_t)o->players_max};
-    if (!log || api_init(&ac, reader, log, net, err, sizeof err) ||
+                            (size_t)o->players_max, snap, o->ignore_snapshots};
+    if (!log || !snap || api_init(&ac, reader, log, net, err, sizeof err) ||
         (o->demo && api_create_demo(err, sizeof err))) {
         fprintf(stderr, "veltrix: cannot start: %s\n", err);
         return 1;
@@ -172,6 +183,7 @@ static int serve(const struct options *o)
     while (log_pending(log)) net_run_once(net, 10);
     for (int i = 0; i < 10; i++) net_run_once(net, 5); /* let the last answers go out */
     log_destroy(log);
+    snap_destroy(snap); /* the log is drained: a running snapshot can finish */
     api_deinit();
     store_close(reader);
     store_close(writer);
@@ -182,7 +194,7 @@ static int serve(const struct options *o)
 int main(int argc, char **argv)
 {
     struct options o = {"127.0.0.1:8080", "./veltrix-data", NULL, NULL, "always", 600, 10000,
-                        10000, 65536, 1000000, 10000000, 1000, 0};
+                        10000, 65536, 1000000, 10000000, 1000, 0, 1000000, 0};
     if (argc < 2 || strcmp(argv[1], "serve") != 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;

@@ -105,5 +105,11 @@ int store_put_blob(struct store *s, const uint8_t hash[32], const uint8_t *data,
 int store_get_blob(struct store *s, const uint8_t hash[32], store_snapshot_cb cb, void *ctx);
 /* 0 when the store answers a trivial query. */
 int store_ping(struct store *s);
+/* The highest durable seq of hunt's log (0 when it has none). A snapshot is stored only
+ * once the log holds its seq, so it is never ahead of what was acknowledged. */
+int store_last_seq(struct store *s, const char *hunt, uint64_t *seq);
+/* Moves what the write-ahead log holds into the database without blocking writers (after
+ * a large write, so that the log writer does not pay for it). 0 or STORE_EIO. */
+int store_checkpoint(struct store *s);
 
 #endif

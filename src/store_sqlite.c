@@ -421,3 +421,25 @@ int store_get_blob(struct store *s, const uint8_t hash[32], store_snapshot_cb cb
     sqlite3_bind_blob(s->q[Q_GET_BLOB], 1, hash, 32, SQLITE_STATIC);
     return walk(s, s->q[Q_GET_BLOB], bytes_row, &w);
 }
+
+/* ---- snapshots: log position and checkpoints ----------------------------------------
+ * Rarely called (once per snapshot, once per hunt at startup): prepared on each call. */
+
+int store_last_seq(struct store *s, const char *hunt, uint64_t *seq)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "SELECT coalesce(max(seq),0) FROM events WHERE hunt=?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return STORE_EIO;
+    sqlite3_bind_text(st, 1, hunt, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *seq = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : STORE_EIO;
+}
+
+int store_checkpoint(struct store *s)
+{
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : STORE_EIO;
+}
