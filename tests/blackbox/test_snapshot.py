@@ -19,7 +19,7 @@ import vx  # noqa: E402
 from vx import check, eq, true, test  # noqa: E402
 
 HUNT = "snapx"
-N_CODES, RANGE = 120, 400
+N_CODES, RANGE = 120, 20000
 
 
 def snap_def():
@@ -89,7 +89,8 @@ def writer(model, port, players, pay, seed, stop):
                         model.collects.setdefault(pid, set()).add(target)
                     else:
                         model.opens.setdefault(pid, set()).add(r.body["chest"])
-                elif not (r.status == 409 and r.code() in ("already_scanned", "already_collected")):
+                elif not (r.status in (404, 409) and r.code() in (
+                        "already_scanned", "already_collected", "no_chest_available")):
                     model.errors.append("%s -> %d %s" % (r.desc, r.status, vx.short(r.body)))
     finally:
         cl.close()
