@@ -106,7 +106,7 @@ static int read_all(int fd, uint8_t **out, size_t *len)
     return -1;
 }
 
-/* Waits until the log holds seq, then stores the snapshot in one transaction. */
+/* Waits until the log holds seq, then stores the snapshot. */
 static int store_when_durable(struct snap *s, const struct job *j, const uint8_t *buf, size_t len)
 {
     uint64_t last = 0;
@@ -117,12 +117,7 @@ static int store_when_durable(struct snap *s, const struct job *j, const uint8_t
         usleep(2000);
     }
     if (last < j->seq) return STORE_EIO;
-    int rc = store_begin(s->store);
-    if (!rc) rc = store_put_snapshot(s->store, j->hunt, j->seq, buf, len);
-    if (!rc) rc = store_commit(s->store);
-    if (rc) store_rollback(s->store);
-    if (!rc) store_checkpoint(s->store);
-    return rc;
+    return store_put_snapshot(s->store, j->hunt, j->seq, buf, len);
 }
 
 static void finish(struct snap *s, const struct job *j, const char *why, size_t len)

@@ -93,7 +93,9 @@ int store_each_idem(struct store *s, int64_t since_ms, store_idem_cb cb, void *c
 int store_get_idem(struct store *s, const char *scope, const char *key, store_idem_cb cb,
                    void *ctx);
 /* Snapshots: one per hunt (the newest replaces the older); the log from seq+1 on is
- * replayed over it. store_get_snapshot returns 1 and calls cb(seq, data, len, ctx) when
+ * replayed over it. Writing one never holds up event appends on another handle (SQLite:
+ * they live in a companion file, see store_sqlite.c); store_put_snapshot is its own
+ * transaction, outside store_begin/store_commit. store_get_snapshot returns 1 and calls cb(seq, data, len, ctx) when
  * there is one, 0 when not, or an error. */
 typedef int (*store_snapshot_cb)(uint64_t seq, const uint8_t *data, size_t len, void *ctx);
 int store_put_snapshot(struct store *s, const char *hunt, uint64_t seq, const uint8_t *data,
@@ -108,8 +110,5 @@ int store_ping(struct store *s);
 /* The highest durable seq of hunt's log (0 when it has none). A snapshot is stored only
  * once the log holds its seq, so it is never ahead of what was acknowledged. */
 int store_last_seq(struct store *s, const char *hunt, uint64_t *seq);
-/* Moves what the write-ahead log holds into the database without blocking writers (after
- * a large write, so that the log writer does not pay for it). 0 or STORE_EIO. */
-int store_checkpoint(struct store *s);
 
 #endif

@@ -3,7 +3,8 @@
 in the background while 4 threads of players write; the server is SIGKILLed mid-load and
 restarted from snapshot + log: every acknowledged write is there, no chest has two
 owners, and the digest equals a full replay of the log (--ignore-snapshots). A snapshot
-row corrupted with python's sqlite3 while the server is stopped (a flipped byte, a
+row corrupted with python's sqlite3 while the server is stopped (in the companion file
+veltrix-snapshots.db) (a flipped byte, a
 truncation) stops startup with a message naming the hunt and the problem;
 --ignore-snapshots then recovers from the log."""
 import os
@@ -151,8 +152,10 @@ def snapshot_kill9_restart():
     verify(c, model, players, "after a full replay")
     s.stop()
     db = sqlite3.connect(os.path.join(s.data, "veltrix.db"))
-    (snap_seq,), (last,) = (db.execute("SELECT seq FROM snapshots WHERE hunt=?", (HUNT,)).fetchall()[0],
-                            db.execute("SELECT max(seq) FROM events WHERE hunt=?", (HUNT,)).fetchall()[0])
+    (last,) = db.execute("SELECT max(seq) FROM events WHERE hunt=?", (HUNT,)).fetchone()
+    db.close()
+    db = sqlite3.connect(os.path.join(s.data, "veltrix-snapshots.db"))
+    (snap_seq,) = db.execute("SELECT seq FROM snapshots WHERE hunt=?", (HUNT,)).fetchone()
     db.close()
     true(0 < snap_seq <= last, "snapshot seq %s vs log end %s" % (snap_seq, last))
 
@@ -184,7 +187,7 @@ def corrupt_snapshot_stops_startup():
     d = vx.digest(c, HUNT)
     s.stop()
     for how, words in (("flip", "checksum mismatch"), ("truncate", "does not match")):
-        corrupt(os.path.join(s.data, "veltrix.db"), how)
+        corrupt(os.path.join(s.data, "veltrix-snapshots.db"), how)
         try:
             s.start(timeout=10)
             raise AssertionError("server started over a corrupt snapshot (%s)" % how)
