@@ -1101,19 +1101,22 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
     struct load_ctx lc = {NULL, err, errcap, 0, NULL, 0, 0};
     err[0] = '\0';
     int64_t now = now_ms();
+    uint64_t t0 = metrics_now_ns(), t1;
     if (store_each_player(reader, load_player, NULL) ||
         store_each_refresh(reader, now, load_refresh, NULL) ||
         store_each_idem(reader, now - cfg->idem_retention_ms, load_idem, NULL)) {
         snprintf(err, errcap, "cannot load players, sessions or idempotency records");
         return -1;
     }
+    t1 = metrics_now_ns();
     if (store_each_hunt(reader, load_hunt, &lc)) {
         if (!err[0]) snprintf(err, errcap, "cannot list the hunts in the store");
         return -1;
     }
     fprintf(stderr, "veltrix: recovered %zu players, %zu hunts (%zu from a snapshot), %llu events "
-            "replayed\n", app.players.count, app.hunts.count, lc.snapshots,
-            (unsigned long long)lc.events);
+            "replayed; players and sessions %.2f s, hunts %.2f s\n", app.players.count,
+            app.hunts.count, lc.snapshots, (unsigned long long)lc.events, (t1 - t0) / 1e9,
+            (metrics_now_ns() - t1) / 1e9);
     http_set_routes(routes, sizeof routes / sizeof routes[0]);
     return 0;
 }
