@@ -195,6 +195,15 @@ int snap_loaded(struct snap *s, const char *hunt, uint64_t seq)
     return 0;
 }
 
+static void fail_early(struct snap *s, const struct job *j, const char *what)
+{
+    fprintf(stderr, "veltrix: snapshot of hunt '%s' at seq %" PRIu64 " not started: %s: %s\n",
+            j->hunt, j->seq, what, strerror(errno));
+    pthread_mutex_lock(&s->mu);
+    s->st.failed++;
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* 1 if the thread has no job (and so none is running). */
 static int idle(struct snap *s)
 {
@@ -210,7 +219,12 @@ static void start(struct snap *s, const struct hunt *h)
     struct job j = {0};
     snprintf(j.hunt, sizeof j.hunt, "%s", engine_hunt_id(h));
     j.seq = engine_seq(h);
-    if (pipe2(p, O_CLOEXEC)) return;
+    /* The next attempt is due `every` events after this one, even if this one fails. */
+    if (snap_loaded(s, j.hunt, j.seq)) return;
+    if (pipe2(p, O_CLOEXEC)) {
+        fail_early(s, &j, "pipe");
+        return;
+    }
     j.t0_ns = metrics_now_ns();
     pid_t parent = getpid(), pid = fork();
     if (pid == 0) child(h, p[1], parent);
@@ -218,12 +232,11 @@ static void start(struct snap *s, const struct hunt *h)
     close(p[1]);
     if (pid < 0) {
         close(p[0]);
-        fprintf(stderr, "veltrix: snapshot: fork: %s\n", strerror(errno));
+        fail_early(s, &j, "fork");
         return;
     }
     j.pid = pid;
     j.fd = p[0];
-    snap_loaded(s, j.hunt, j.seq); /* the next one is due `every` events after this one */
     pthread_mutex_lock(&s->mu);
     s->job = j;
     s->has_job = 1;
