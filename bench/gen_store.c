@@ -42,8 +42,9 @@ static char *definition(void)
 {
     size_t cap = 128 + (size_t)CODES * 64, at;
     char *s = malloc(cap);
-    at = (size_t)snprintf(s, cap, "{\"name\":\"restart bench\",\"map\":{\"width\":64,\"height\":64},"
-                                  "\"codes\":[");
+    at = (size_t)snprintf(s, cap,
+                          "{\"name\":\"restart bench\",\"map\":{\"width\":64,\"height\":64},"
+                          "\"codes\":[");
     for (unsigned i = 0; i < CODES; i++)
         at += (size_t)snprintf(s + at, cap - at, "%s{\"id\":\"c%u\",\"points\":%u,\"x\":1,\"y\":2}",
                                i ? "," : "", i, i % 100 + 1);
@@ -74,7 +75,8 @@ static void put_players(struct store *s, uint32_t players)
 }
 
 /* Decides, applies and appends event number i (0 = the definition). */
-static void one_event(struct store *s, struct hunt *h, uint64_t i, uint32_t players, const char *def)
+static void one_event(struct store *s, struct hunt *h, uint64_t i, uint32_t players,
+                      const char *def)
 {
     struct event ev;
     char err[256];
@@ -91,8 +93,8 @@ static void one_event(struct store *s, struct hunt *h, uint64_t i, uint32_t play
     }
     if (engine_apply(h, &ev, NULL, err, sizeof err)) fail(err);
     size_t len = i == 0 ? ev.json_len : engine_event_encode(&ev, buf, sizeof buf);
-    struct store_event se = {HUNT, ev.seq, ev.time_ms, ev.type, {0},
-                             i == 0 ? (const uint8_t *)def : buf, len};
+    struct store_event se = {
+        HUNT, ev.seq, ev.time_ms, ev.type, {0}, i == 0 ? (const uint8_t *)def : buf, len};
     memcpy(se.player, ev.player, 16);
     if (store_put_event(s, &se)) fail("put event");
 }

@@ -39,7 +39,8 @@ static char *definition(void)
 {
     size_t cap = 128 + (size_t)CODES * 64, at;
     char *s = malloc(cap);
-    at = (size_t)snprintf(s, cap, "{\"name\":\"bench\",\"map\":{\"width\":64,\"height\":64},\"codes\":[");
+    at = (size_t)snprintf(s, cap,
+                          "{\"name\":\"bench\",\"map\":{\"width\":64,\"height\":64},\"codes\":[");
     for (unsigned i = 0; i < CODES; i++)
         at += (size_t)snprintf(s + at, cap - at, "%s{\"id\":\"c%u\",\"points\":%u,\"x\":1,\"y\":2}",
                                i ? "," : "", i, i % 100 + 1);
@@ -122,10 +123,12 @@ int main(int argc, char **argv)
     if (engine_digest(d) != engine_digest(r)) fail("digest after snapshot decode differs");
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("replay: %zu events (%u players x %u scans) in %.3f s = %.0f events/s (decode + apply)\n",
-           k, players, per, replay_s, k / replay_s);
+    printf(
+        "replay: %zu events (%u players x %u scans) in %.3f s = %.0f events/s (decode + apply)\n",
+        k, players, per, replay_s, k / replay_s);
     printf("memory: %.1f bytes/player/hunt at %u players (engine accounting, leaderboard "
-           "included; %zu bytes in all)\n", per_player, players, engine_memory_bytes(r));
+           "included; %zu bytes in all)\n",
+           per_player, players, engine_memory_bytes(r));
     printf("snapshot: %zu bytes (%.1f/player), encode %.3f s, decode %.3f s, digests equal\n",
            snap_len, (double)snap_len / players, enc_s, dec_s);
     printf("peak RSS of this process: %ld MiB\n", ru.ru_maxrss / 1024);

@@ -1113,10 +1113,11 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
         if (!err[0]) snprintf(err, errcap, "cannot list the hunts in the store");
         return -1;
     }
-    fprintf(stderr, "veltrix: recovered %zu players, %zu hunts (%zu from a snapshot), %llu events "
-            "replayed; players and sessions %.2f s, hunts %.2f s\n", app.players.count,
-            app.hunts.count, lc.snapshots, (unsigned long long)lc.events, (t1 - t0) / 1e9,
-            (metrics_now_ns() - t1) / 1e9);
+    fprintf(stderr,
+            "veltrix: recovered %zu players, %zu hunts (%zu from a snapshot), %llu events "
+            "replayed; players and sessions %.2f s, hunts %.2f s\n",
+            app.players.count, app.hunts.count, lc.snapshots, (unsigned long long)lc.events,
+            (t1 - t0) / 1e9, (metrics_now_ns() - t1) / 1e9);
     http_set_routes(routes, sizeof routes / sizeof routes[0]);
     return 0;
 }

@@ -1569,8 +1569,8 @@ static void snap_player(struct sbuf *b, const struct player *p)
         uint32_t tag = w[i] >> TAG_SHIFT;
         sb_u64(b, (uint64_t)(w[i] & SID_MAX) << 2 | tag);
         if (tag == TAG_OPEN && ++i < p->n_hist)
-            sb_u64(b, w[i] & RANGE_BIT ? (uint64_t)(w[i] & ~RANGE_BIT) << 1 | 1
-                                       : (uint64_t)w[i] << 1);
+            sb_u64(b,
+                   w[i] & RANGE_BIT ? (uint64_t)(w[i] & ~RANGE_BIT) << 1 | 1 : (uint64_t)w[i] << 1);
     }
     sb_u64(b, p->n_inv);
     for (uint32_t i = 0; i < p->n_inv; i++) {
@@ -1695,8 +1695,8 @@ static int sr_open(struct sread *r, const uint8_t *buf, size_t len)
         body = body << 8 | buf[8 + i];
         crc = crc << 8 | buf[len - SNAP_TAIL + i];
     }
-    uint32_t version = (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 |
-                       (uint32_t)buf[7] << 24;
+    uint32_t version =
+        (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 | (uint32_t)buf[7] << 24;
     if (version != SNAP_VERSION)
         return sr_fail(r, "format version %" PRIu32 " (this build reads %u)", version,
                        SNAP_VERSION);

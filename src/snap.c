@@ -153,7 +153,8 @@ static void run_job(struct snap *s, const struct job *j)
     char err[256];
     int rd = read_all(j->fd, &buf, &len);
     close(j->fd);
-    while (waitpid(j->pid, &status, 0) < 0 && errno == EINTR) {}
+    while (waitpid(j->pid, &status, 0) < 0 && errno == EINTR) {
+    }
     const char *why = NULL;
     if (rd || !WIFEXITED(status) || WEXITSTATUS(status))
         why = "the snapshot process did not finish";

@@ -444,8 +444,10 @@ static sqlite3 *snapdb(struct store *s)
     if (s->snapdb) return s->snapdb;
     if (sqlite3_open_v2(s->snap_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) ||
         configure(db, s->fsync, err, sizeof err) ||
-        exec(db, "CREATE TABLE IF NOT EXISTS snapshots(hunt TEXT PRIMARY KEY, "
-                 "seq INTEGER NOT NULL, data BLOB NOT NULL)", err, sizeof err)) {
+        exec(db,
+             "CREATE TABLE IF NOT EXISTS snapshots(hunt TEXT PRIMARY KEY, "
+             "seq INTEGER NOT NULL, data BLOB NOT NULL)",
+             err, sizeof err)) {
         fprintf(stderr, "veltrix: sqlite: %s: %s\n", s->snap_path, db ? sqlite3_errmsg(db) : "");
         sqlite3_close(db);
         return NULL;
@@ -458,8 +460,10 @@ int store_put_snapshot(struct store *s, const char *hunt, uint64_t seq, const ui
 {
     sqlite3 *db = snapdb(s);
     sqlite3_stmt *st;
-    if (!db || sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO snapshots(hunt,seq,data) "
-                                      "VALUES(?,?,?)", -1, &st, NULL) != SQLITE_OK)
+    if (!db || sqlite3_prepare_v2(db,
+                                  "INSERT OR REPLACE INTO snapshots(hunt,seq,data) "
+                                  "VALUES(?,?,?)",
+                                  -1, &st, NULL) != SQLITE_OK)
         return STORE_EIO;
     sqlite3_bind_text(st, 1, hunt, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);

@@ -35,8 +35,9 @@ static char *definition(int extra_code)
                      "\"ends_at\":\"2026-12-03T09:00:00Z\",\"map\":{\"width\":64,\"height\":64},"
                      "\"codes\":[");
     for (int i = 0; i < NCODES + extra_code; i++)
-        n += snprintf(buf + n, sizeof buf - (size_t)n, "%s{\"id\":\"c%d\",\"points\":%d,\"x\":1,\"y\":2}",
-                      i ? "," : "", i, (i * 7) % 50);
+        n += snprintf(buf + n, sizeof buf - (size_t)n,
+                      "%s{\"id\":\"c%d\",\"points\":%d,\"x\":1,\"y\":2}", i ? "," : "", i,
+                      (i * 7) % 50);
     snprintf(buf + n, sizeof buf - (size_t)n,
              "],\"items\":[{\"id\":\"key\",\"x\":5,\"y\":5,\"quantity\":50},"
              "{\"id\":\"gem\",\"x\":6,\"y\":6,\"quantity\":3}],"
@@ -88,8 +89,10 @@ static void apply_json(struct hunt *h, const char *json, int64_t map)
 {
     struct event ev;
     char err[256];
-    if (json) CHECK_EQ_INT(engine_define(h, json, strlen(json), NOW, &ev, err, sizeof err), 0);
-    else CHECK_EQ_INT(engine_map(h, map, NOW, &ev), 0);
+    if (json)
+        CHECK_EQ_INT(engine_define(h, json, strlen(json), NOW, &ev, err, sizeof err), 0);
+    else
+        CHECK_EQ_INT(engine_map(h, map, NOW, &ev), 0);
     apply_ok(h, &ev);
 }
 
@@ -342,7 +345,8 @@ TEST(t_resealed_garbage)
         }
     }
     printf("  resealed random changes: %u refused, %u decoded (changes a checksum cannot "
-           "tell from real state, such as a score)\n", bad, ok);
+           "tell from real state, such as a score)\n",
+           bad, ok);
     CHECK(bad > 0);
     free(m);
     free(buf);
