@@ -1,6 +1,7 @@
 -- around.lua: GET /v1/hunts/{hunt}/leaderboard?around={player_id}&radius=5 over every
 -- ranked player in turn. args: hunt player_ids_file
 dofile(os.getenv("BENCH_LUA_DIR") .. "/common.lua")
+request = round_robin
 
 function init(args)
    reqs = {}

@@ -16,8 +16,9 @@ function setup(thread)
 end
 
 -- Round robin over the prepared requests in `reqs`, starting at this thread's offset
--- (`k`, set by init()). Scripts that fill `reqs` need no request() of their own.
-function request()
+-- (`k`, set by init()). Scripts that fill `reqs` set `request = round_robin`; the others
+-- define no request() at all, so that wrk sends its one static request.
+function round_robin()
    k = k + 1
    return reqs[k % #reqs + 1]
 end

@@ -8,6 +8,7 @@
  * - an idempotency entry is pending until durable; duplicates wait on it. */
 #include "api.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,9 +20,11 @@
 #include "hmap.h"
 #include "http.h"
 #include "idem.h"
+#include "jsonw.h"
 #include "log.h"
 #include "net.h"
 #include "qr.h"
+#include "ratelimit.h"
 #include "snap.h"
 #include "uuid.h"
 
@@ -49,6 +52,142 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- limits -------------------------------------------------------------------------- */
+
+/* Per-address and per-player token buckets, players created per address, and the speed
+ * check on positions (ratelimit.h). Each answers the request itself when it says no. */
+static struct limits {
+    struct rl_limiter *ip, *player, *new_player;
+    struct rl_moves *moves;
+} lim;
+
+/* Limits run on the monotonic clock: a wall clock stepping back must not block anyone. */
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int limits_init(const struct rl_config *c)
+{
+    uint64_t seed[4];
+    if (auth_random(seed, sizeof seed)) return -1;
+    lim.ip = rl_limiter_create(c->ip, c->keys_max, seed[0]);
+    lim.player = rl_limiter_create(c->player, c->keys_max, seed[1]);
+    lim.new_player = rl_limiter_create(c->players_per_ip, c->keys_max, seed[2]);
+    lim.moves = rl_moves_create(c->max_speed, c->keys_max, seed[3]);
+    return lim.ip && lim.player && lim.new_player && lim.moves ? 0 : -1;
+}
+
+static void limits_deinit(void)
+{
+    rl_limiter_destroy(lim.ip);
+    rl_limiter_destroy(lim.player);
+    rl_limiter_destroy(lim.new_player);
+    rl_moves_destroy(lim.moves);
+}
+
+/* Answers 429 rate_limited with Retry-After in whole seconds (at least 1). */
+static void too_many(struct http_req *r, int64_t retry_ms, const char *who)
+{
+    char secs[24];
+    snprintf(secs, sizeof secs, "%lld", (long long)((retry_ms + 999) / 1000));
+    http_add_header(r, "retry-after", secs);
+    http_error(r, 429, "rate_limited", "too many requests %s; retry in %s s", who, secs);
+}
+
+/* The client's address: the peer's, or behind --trusted-proxy the last address of
+ * X-Forwarded-For (the one that proxy added; earlier ones are the client's say-so). */
+static void client_addr(struct http_req *r, uint8_t out[16])
+{
+    http_peer_addr(r, out);
+    if (!app.cfg.limits.proxy_set || memcmp(out, app.cfg.limits.proxy, 16)) return;
+    struct http_str h = http_header(r, "x-forwarded-for");
+    char buf[64];
+    if (!h.p) return;
+    const char *end = h.p + h.len, *p = end;
+    while (p > h.p && p[-1] != ',') p--;
+    while (p < end && *p == ' ') p++;
+    while (end > p && end[-1] == ' ') end--;
+    if (end - p <= 0 || end - p >= (long)sizeof buf) return;
+    memcpy(buf, p, (size_t)(end - p));
+    buf[end - p] = '\0';
+    uint8_t a[16] = {0};
+    if (inet_pton(AF_INET, buf, a + 12) == 1) a[10] = a[11] = 0xff;
+    else if (inet_pton(AF_INET6, buf, a) != 1) return;
+    memcpy(out, a, 16);
+}
+
+/* The gate of every route: the client address's bucket. */
+static int limit_ip(struct http_req *r)
+{
+    uint8_t addr[16];
+    int64_t retry;
+    client_addr(r, addr);
+    if (rl_take(lim.ip, addr, sizeof addr, mono_ms(), &retry) == RL_OK) return 0;
+    too_many(r, retry, "from this address");
+    return 1;
+}
+
+/* The authenticated player's bucket (every player endpoint). */
+static int limit_player(struct http_req *r, const struct player *p)
+{
+    int64_t retry;
+    if (rl_take(lim.player, p->id, 16, mono_ms(), &retry) == RL_OK) return 0;
+    too_many(r, retry, "for this player");
+    return 1;
+}
+
+/* Players created per address (POST /v1/players). */
+static int limit_new_player(struct http_req *r)
+{
+    uint8_t addr[16];
+    int64_t retry;
+    client_addr(r, addr);
+    if (rl_take(lim.new_player, addr, sizeof addr, mono_ms(), &retry) == RL_OK) return 0;
+    too_many(r, retry, "creating players from this address");
+    return 1;
+}
+
+int api_move_check(const uint8_t player[16], const char *hunt_id, double x, double y)
+{
+    uint8_t key[RL_KEY_BYTES];
+    rl_key_hunt(key, player, hunt_id);
+    return rl_move_check(lim.moves, key, sizeof key, x, y, mono_ms());
+}
+
+/* A position faster than --max-speed from the player's last one in this hunt: 422. */
+static int limit_move(struct http_req *r, const struct player *p, struct hunt *h, double x,
+                      double y)
+{
+    if (api_move_check(p->id, engine_hunt_id(h), x, y) == RL_OK) return 0;
+    http_error(r, 422, "implausible_move", "the position is too far from the last one");
+    return 1;
+}
+
+/* Each metric family in one block (Prometheus text format wants them contiguous). */
+static void limits_render(struct metrics_buf *b)
+{
+    const char *name[4] = {"ip", "player", "players_per_ip", "moves"};
+    const struct rl_stats *st[4] = {rl_limiter_stats(lim.ip), rl_limiter_stats(lim.player),
+                                    rl_limiter_stats(lim.new_player), rl_moves_stats(lim.moves)};
+    metrics_printf(b, "# TYPE veltrix_rate_limited_total counter\n");
+    for (int i = 0; i < 3; i++)
+        metrics_printf(b, "veltrix_rate_limited_total{limit=\"%s\"} %llu\n", name[i],
+                       (unsigned long long)st[i]->limited);
+    metrics_printf(b, "# TYPE veltrix_implausible_moves_total counter\n"
+                      "veltrix_implausible_moves_total %llu\n# TYPE veltrix_limit_keys gauge\n",
+                   (unsigned long long)st[3]->limited);
+    for (int i = 0; i < 4; i++)
+        metrics_printf(b, "veltrix_limit_keys{limit=\"%s\"} %llu\n", name[i],
+                       (unsigned long long)st[i]->keys);
+    metrics_printf(b, "# TYPE veltrix_limit_evicted_live_total counter\n");
+    for (int i = 0; i < 4; i++)
+        metrics_printf(b, "veltrix_limit_evicted_live_total{limit=\"%s\"} %llu\n", name[i],
+                       (unsigned long long)st[i]->evicted_live);
 }
 
 /* ---- request helpers ---------------------------------------------------------------- */
@@ -110,7 +249,7 @@ static struct player *authed(struct http_req *r)
     struct http_str t = bearer(r);
     int err = AUTH_INVALID;
     struct player *p = t.p ? check_token(t.p, t.len, &err) : NULL;
-    if (p) return p;
+    if (p) return limit_player(r, p) ? NULL : p;
     if (err == AUTH_EXPIRED)
         http_error(r, 401, "token_expired", "the token has expired; refresh it");
     else
@@ -131,12 +270,26 @@ static int admin(struct http_req *r)
     return -1;
 }
 
+/* 1 when b is empty or "{}" (white space allowed): the common body of open and collect. */
+static int body_empty_object(struct http_str b)
+{
+    size_t i = 0, n = 0;
+    char want[2] = {'{', '}'};
+    for (; i < b.len; i++) {
+        char c = b.p[i];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
+        if (n == 2 || c != want[n]) return 0;
+        n++;
+    }
+    return n == 0 || n == 2;
+}
+
 /* The JSON object body (empty body = {} when allow_empty), or NULL after a 400. */
 static json_t *body_object(struct http_req *r, int allow_empty)
 {
     struct http_str b = http_body(r);
     json_error_t e;
-    if (b.len == 0 && allow_empty) return json_object();
+    if (allow_empty && body_empty_object(b)) return json_object();
     json_t *j = json_loadb(b.p, b.len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &e);
     if (!j) {
         http_error(r, 400, "invalid_json", "invalid JSON at line %d column %d: %s", e.line,
@@ -160,6 +313,47 @@ static const char *str_field(struct http_req *r, json_t *obj, const char *name)
         return NULL;
     }
     return json_string_value(v);
+}
+
+/* The value of a body of exactly the form {"name":"value"} (white space around tokens
+ * allowed) whose value is printable ASCII without escapes, copied to out; 1 when the body
+ * has that form. Every other body returns 0 and goes through jansson, which reads this
+ * form the same way: a short cut for the shape clients send on hot paths. */
+static int body_plain_string(struct http_str b, const char *name, char *out, size_t cap)
+{
+    const char *p = b.p, *end = b.p + b.len;
+    size_t nl = strlen(name), n = 0;
+#define SKIP_WS() while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++
+    SKIP_WS();
+    if (p == end || *p++ != '{') return 0;
+    SKIP_WS();
+    if ((size_t)(end - p) < nl + 2 || p[0] != '"' || memcmp(p + 1, name, nl) || p[nl + 1] != '"')
+        return 0;
+    p += nl + 2;
+    SKIP_WS();
+    if (p == end || *p++ != ':') return 0;
+    SKIP_WS();
+    if (p == end || *p++ != '"') return 0;
+    for (; p < end && *p != '"'; p++) {
+        if (*p < 0x20 || *p > 0x7e || *p == '\\' || n + 1 >= cap) return 0;
+        out[n++] = *p;
+    }
+    if (p++ == end) return 0;
+    SKIP_WS();
+    if (p == end || *p++ != '}') return 0;
+    SKIP_WS();
+#undef SKIP_WS
+    out[n] = '\0';
+    return p == end;
+}
+
+/* Appends the rank, or null for an unranked player. */
+static void rank_w(struct jsonw *w, uint64_t rank)
+{
+    if (rank)
+        jsonw_u64(w, rank);
+    else
+        jsonw_lit(w, "null");
 }
 
 /* ---- idempotent, durable writes ------------------------------------------------------ */
@@ -261,17 +455,15 @@ static void on_durable(void *arg, int status)
 }
 
 /* Queues e (ownership moves) with the idempotency record, and answers r with status and
- * resp (stolen) once durable. log_room() must have been checked. */
-static void submit(struct http_req *r, struct idem_req *ir, struct log_entry *e, int status,
-                   json_t *resp)
+ * body (malloc'd, ownership moves) once durable. log_room() must have been checked. */
+static void submit_raw(struct http_req *r, struct idem_req *ir, struct log_entry *e, int status,
+                       char *body, size_t len)
 {
     struct write *w = calloc(1, sizeof *w);
-    char *body = json_dumps(resp, JSON_COMPACT);
-    json_decref(resp);
     if (!w || !body) abort(); /* small allocations: out of memory is fatal here */
     w->status = status;
     w->body = body;
-    w->len = strlen(body);
+    w->len = len;
     if (ir && ir->present) {
         int64_t now = now_ms();
         w->idem = idem_begin(app.idem, ir->scope, ir->key, ir->hash, now);
@@ -282,6 +474,15 @@ static void submit(struct http_req *r, struct idem_req *ir, struct log_entry *e,
     w->req = http_hold(r);
     log_entry_on_done(e, on_durable, w);
     if (log_submit(app.log, e) != 0) abort(); /* log_room() said there was room */
+}
+
+/* submit_raw with resp (stolen) encoded compactly. */
+static void submit(struct http_req *r, struct idem_req *ir, struct log_entry *e, int status,
+                   json_t *resp)
+{
+    char *body = json_dumps(resp, JSON_COMPACT);
+    json_decref(resp);
+    submit_raw(r, ir, e, status, body, body ? strlen(body) : 0);
 }
 
 static struct log_entry *new_entry(void)
@@ -322,11 +523,6 @@ static void apply(struct hunt *h, const struct event *ev, struct engine_outcome 
 static void engine_error(struct http_req *r, int rc)
 {
     http_error(r, engine_err_status(rc), engine_err_code(rc), "%s", engine_err_code(rc));
-}
-
-static json_t *rank_json(uint64_t rank)
-{
-    return rank ? json_integer((json_int_t)rank) : json_null();
 }
 
 /* ---- players and sessions ------------------------------------------------------------ */
@@ -389,7 +585,12 @@ static void player_json_tokens(json_t *j, struct player *p, const struct store_r
 static struct store_refresh *new_refresh(struct player *p, struct log_entry *e)
 {
     struct store_refresh *rt = calloc(1, sizeof *rt);
-    if (!rt || auth_random(rt->id, 16)) abort();
+    uint64_t rnd;
+    if (!rt || auth_random(&rnd, sizeof rnd)) abort();
+    /* Time-ordered (UUIDv7) like player ids, so that the store appends to its index
+     * instead of dirtying a random page per token; the token's MAC is what makes it
+     * unforgeable, not the id. */
+    uuid7_next(&app.uuid, now_ms(), rnd, rt->id);
     memcpy(rt->player, p->id, 16);
     rt->gen = p->gen;
     rt->expires_ms = now_ms() + app.cfg.refresh_ttl_s * 1000;
@@ -419,6 +620,7 @@ static void player_row(struct log_entry *e, const struct player *p)
 static void h_players_create(struct http_req *r)
 {
     struct idem_req ir;
+    if (limit_new_player(r)) return;
     if (idem_check(r, "-", &ir)) return;
     json_t *b = body_object(r, 0);
     if (!b) return;
@@ -622,13 +824,14 @@ static int decided(struct http_req *r, struct hunt *h, int rc, const struct even
     return 0;
 }
 
-/* Logs ev and answers 200 with resp (stolen) once it is durable. */
+/* Logs ev and answers 200 with the body in w (its buffer is stolen) once it is durable. */
 static void submit_event(struct http_req *r, struct hunt *h, struct idem_req *ir,
-                         const struct event *ev, json_t *resp)
+                         const struct event *ev, struct jsonw *w)
 {
+    if (w->oom) abort(); /* a few dozen bytes: out of memory here is not recoverable */
     struct log_entry *e = new_entry();
     entry_event(e, h, ev);
-    submit(r, ir, e, 200, resp);
+    submit_raw(r, ir, e, 200, w->p, w->len);
 }
 
 static void h_scan(struct http_req *r)
@@ -637,9 +840,11 @@ static void h_scan(struct http_req *r)
     struct hunt *h;
     struct idem_req ir;
     if (player_write(r, &p, &h, &ir)) return;
-    json_t *b = body_object(r, 0);
-    const char *payload = b ? str_field(r, b, "code") : NULL;
-    char code[ENGINE_ID_MAX + 1];
+    char plain[AUTH_PAYLOAD_MAX], code[ENGINE_ID_MAX + 1];
+    json_t *b = NULL;
+    const char *payload = plain;
+    if (!body_plain_string(http_body(r), "code", plain, sizeof plain))
+        payload = (b = body_object(r, 0)) ? str_field(r, b, "code") : NULL;
     struct event ev;
     struct engine_outcome out;
     if (!payload) {
@@ -647,9 +852,17 @@ static void h_scan(struct http_req *r)
                AUTH_OK) {
         http_error(r, 400, "invalid_code", "not a code of this hunt");
     } else if (!decided(r, h, engine_scan(h, p->id, code, now_ms(), &ev), &ev, &out)) {
-        submit_event(r, h, &ir, &ev,
-                     json_pack("{s:s,s:I,s:I,s:o}", "code", code, "points", (json_int_t)out.points,
-                               "score", (json_int_t)out.score, "rank", rank_json(out.rank)));
+        struct jsonw w = {0}; /* ids are [a-z0-9_-]: nothing here needs escaping */
+        jsonw_lit(&w, "{\"code\":\"");
+        jsonw_lit(&w, code);
+        jsonw_lit(&w, "\",\"points\":");
+        jsonw_i64(&w, out.points);
+        jsonw_lit(&w, ",\"score\":");
+        jsonw_i64(&w, out.score);
+        jsonw_lit(&w, ",\"rank\":");
+        rank_w(&w, out.rank);
+        jsonw_lit(&w, "}");
+        submit_event(r, h, &ir, &ev, &w);
     }
     json_decref(b);
 }
@@ -666,9 +879,15 @@ static void h_collect(struct http_req *r)
     json_decref(b);
     struct engine_outcome out;
     if (decided(r, h, engine_collect(h, p->id, item, now_ms(), &ev), &ev, &out)) return;
-    submit_event(r, h, &ir, &ev,
-                 json_pack("{s:s,s:I,s:I}", "item", item, "count", (json_int_t)out.count,
-                           "remaining", (json_int_t)out.remaining));
+    struct jsonw w = {0};
+    jsonw_lit(&w, "{\"item\":\"");
+    jsonw_lit(&w, item);
+    jsonw_lit(&w, "\",\"count\":");
+    jsonw_i64(&w, out.count);
+    jsonw_lit(&w, ",\"remaining\":");
+    jsonw_i64(&w, out.remaining);
+    jsonw_lit(&w, "}");
+    submit_event(r, h, &ir, &ev, &w);
 }
 
 static void h_open(struct http_req *r)
@@ -683,13 +902,23 @@ static void h_open(struct http_req *r)
     json_decref(b);
     struct engine_outcome out;
     if (decided(r, h, engine_open(h, p->id, zone, now_ms(), &ev), &ev, &out)) return;
-    json_t *loot = json_array();
-    for (size_t i = 0; i < out.n_loot; i++)
-        json_array_append_new(loot, json_string(out.loot[i]));
-    submit_event(r, h, &ir, &ev,
-                 json_pack("{s:s,s:I,s:o,s:I,s:o}", "chest", ev.b, "points", (json_int_t)out.points,
-                           "loot", loot, "score", (json_int_t)out.score, "rank",
-                           rank_json(out.rank)));
+    struct jsonw w = {0}; /* ids are [a-z0-9_-]: nothing here needs escaping */
+    jsonw_lit(&w, "{\"chest\":\"");
+    jsonw_lit(&w, ev.b);
+    jsonw_lit(&w, "\",\"points\":");
+    jsonw_i64(&w, out.points);
+    jsonw_lit(&w, ",\"loot\":[");
+    for (size_t i = 0; i < out.n_loot; i++) {
+        jsonw_lit(&w, i ? ",\"" : "\"");
+        jsonw_lit(&w, out.loot[i]);
+        jsonw_lit(&w, "\"");
+    }
+    jsonw_lit(&w, "],\"score\":");
+    jsonw_i64(&w, out.score);
+    jsonw_lit(&w, ",\"rank\":");
+    rank_w(&w, out.rank);
+    jsonw_lit(&w, "}");
+    submit_event(r, h, &ir, &ev, &w);
 }
 
 static void h_position(struct http_req *r)
@@ -706,7 +935,7 @@ static void h_position(struct http_req *r)
     } else if (json_number_value(x) < 0 || json_number_value(x) >= w || json_number_value(y) < 0 ||
                json_number_value(y) >= ht) {
         http_error(r, 400, "out_of_bounds", "the position is outside the map (%d x %d)", w, ht);
-    } else {
+    } else if (!limit_move(r, p, h, json_number_value(x), json_number_value(y))) {
         http_send(r, 202, "application/json", "{}", 2);
     }
     json_decref(b);
@@ -739,50 +968,37 @@ bad:
     return -1;
 }
 
-/* Appends s as a JSON string (quotes, escapes; s is valid UTF-8 from a checked name). */
-static void json_str(struct metrics_buf *b, const char *s)
-{
-    metrics_printf(b, "\"");
-    for (const char *p = s; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '"' || c == '\\')
-            metrics_printf(b, "\\%c", c);
-        else if (c < 0x20)
-            metrics_printf(b, "\\u%04x", c);
-        else {
-            size_t run = strcspn(p, "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c"
-                                    "\x0d\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19"
-                                    "\x1a\x1b\x1c\x1d\x1e\x1f");
-            metrics_printf(b, "%.*s", (int)run, p);
-            p += run - 1;
-        }
-    }
-    metrics_printf(b, "\"");
-}
-
 /* The leaderboard answer, written directly: it is the hottest read after tiles. */
 static void send_lb(struct http_req *r, const struct hunt *h, const struct engine_lb_row *rows,
                     size_t n)
 {
-    struct metrics_buf b = {0};
-    metrics_printf(&b, "{\"total\":%zu,\"seq\":%llu,\"entries\":[", engine_lb_total(h),
-                   (unsigned long long)engine_seq(h));
+    struct jsonw w = {0};
+    jsonw_reserve(&w, 64 + n * 128);
+    jsonw_lit(&w, "{\"total\":");
+    jsonw_u64(&w, engine_lb_total(h));
+    jsonw_lit(&w, ",\"seq\":");
+    jsonw_u64(&w, engine_seq(h));
+    jsonw_lit(&w, ",\"entries\":[");
     for (size_t i = 0; i < n; i++) {
-        char sid[37];
-        uuid_format(rows[i].player, sid);
         struct player *p = hmap_get(&app.players, rows[i].player, 16);
-        metrics_printf(&b, "%s{\"rank\":%llu,\"player_id\":\"%s\",\"display_name\":", i ? "," : "",
-                       (unsigned long long)rows[i].rank, sid);
-        json_str(&b, p ? p->name : "");
-        metrics_printf(&b, ",\"score\":%lld}", (long long)rows[i].score);
+        jsonw_lit(&w, i ? ",{\"rank\":" : "{\"rank\":");
+        jsonw_u64(&w, rows[i].rank);
+        jsonw_lit(&w, ",\"player_id\":");
+        jsonw_uuid(&w, rows[i].player);
+        jsonw_lit(&w, ",\"display_name\":");
+        jsonw_str(&w, p ? p->name : "");
+        jsonw_lit(&w, ",\"score\":");
+        jsonw_i64(&w, rows[i].score);
+        jsonw_lit(&w, "}");
     }
-    metrics_printf(&b, "]}");
-    if (!b.p) {
+    jsonw_lit(&w, "]}");
+    if (w.oom) {
+        free(w.p);
         http_error(r, 503, "unavailable", "out of memory");
         return;
     }
-    http_send(r, 200, "application/json", b.p, b.len);
-    free(b.p);
+    http_send(r, 200, "application/json", w.p, w.len);
+    free(w.p);
 }
 
 static void h_leaderboard(struct http_req *r)
@@ -893,6 +1109,7 @@ static void h_metrics(struct http_req *r)
         (unsigned long long)is->entries, app.players.count, (unsigned long long)app.refresh_reused);
     hmap_each(&app.hunts, render_hunt, &b);
     snap_render_metrics(app.cfg.snap, &b);
+    limits_render(&b);
     if (!b.p) {
         http_error(r, 503, "unavailable", "out of memory");
         return;
@@ -1118,6 +1335,11 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
             "replayed; players and sessions %.2f s, hunts %.2f s\n",
             app.players.count, app.hunts.count, lc.snapshots, (unsigned long long)lc.events,
             (t1 - t0) / 1e9, (metrics_now_ns() - t1) / 1e9);
+    if (limits_init(&cfg->limits)) {
+        snprintf(err, errcap, "cannot allocate the rate limit tables");
+        return -1;
+    }
+    http_set_gate(limit_ip);
     http_set_routes(routes, sizeof routes / sizeof routes[0]);
     return 0;
 }
@@ -1170,4 +1392,5 @@ void api_deinit(void)
     hmap_deinit(&app.refresh);
     hmap_deinit(&app.hunts);
     idem_destroy(app.idem);
+    limits_deinit();
 }

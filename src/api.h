@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ratelimit.h"
 #include "store.h"
 
 struct api_config {
@@ -22,6 +23,7 @@ struct api_config {
     int64_t idem_retention_ms;
     size_t hunts_max;
     size_t players_max;
+    struct rl_config limits; /* rate limits and the position check */
     struct snap *snap;     /* background snapshots (may be NULL: none) */
     int ignore_snapshots;  /* recovery replays every log from seq 1 */
 };
@@ -38,5 +40,9 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
 /* Defines the demo hunt if it does not exist; the write goes through the log. */
 int api_create_demo(char *err, size_t errcap);
 void api_deinit(void);
+/* The position check of POST /position, for other position sources (WebSocket clients):
+ * RL_OK (the position is remembered as the player's last in that hunt) or RL_IMPLAUSIBLE
+ * (counted in veltrix_implausible_moves_total). */
+int api_move_check(const uint8_t player[16], const char *hunt_id, double x, double y);
 
 #endif

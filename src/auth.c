@@ -1,11 +1,11 @@
 /* auth.c — see auth.h. Base64url without padding; MACs compared in constant time. */
+#define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_Init & co.: no EVP fetch per MAC */
 #include "auth.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -31,11 +31,25 @@ static size_t b64_encode(const uint8_t *in, size_t len, char *out)
     return o;
 }
 
-static int b64_val(char c)
-{
-    const char *p = c ? strchr(B64, c) : NULL;
-    return p ? (int)(p - B64) : -1;
-}
+/* B64 inverted: the value of each byte of the alphabet, -1 elsewhere. */
+static const int8_t B64_VAL[256] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1,
+    -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, 63,
+    -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+    41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
 
 /* Decodes exactly outlen bytes from exactly the canonical encoding length; 0 or -1. */
 static int b64_decode(const char *in, size_t len, uint8_t *out, size_t outlen)
@@ -45,7 +59,7 @@ static int b64_decode(const char *in, size_t len, uint8_t *out, size_t outlen)
     int bits = 0;
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
-        int v = b64_val(in[i]);
+        int v = B64_VAL[(unsigned char)in[i]];
         if (v < 0) return -1;
         acc = acc << 6 | (uint32_t)v;
         bits += 6;
@@ -57,17 +71,26 @@ static int b64_decode(const char *in, size_t len, uint8_t *out, size_t outlen)
     return (acc & ((1u << bits) - 1)) ? -1 : 0; /* no stray bits: one encoding per value */
 }
 
+/* HMAC-SHA256 (RFC 2104) of domain || msg under the secret. Written over the SHA-256
+ * primitives: OpenSSL 3's one-shot HMAC() fetches the digest through its provider layer
+ * (locks, allocations) on every call, several times the cost of the hashing itself. */
 static void mac(const struct auth *a, const char *domain, const void *msg, size_t len,
                 uint8_t out[32])
 {
-    uint8_t buf[512];
-    size_t dl = strlen(domain);
-    unsigned int outlen = 32;
-    if (dl + len <= sizeof buf) {
-        memcpy(buf, domain, dl);
-        memcpy(buf + dl, msg, len);
-        HMAC(EVP_sha256(), a->secret, 32, buf, dl + len, out, &outlen);
-    }
+    uint8_t pad[64], inner[32];
+    SHA256_CTX c;
+    for (int i = 0; i < 64; i++) pad[i] = (uint8_t)((i < 32 ? a->secret[i] : 0) ^ 0x36);
+    SHA256_Init(&c);
+    SHA256_Update(&c, pad, 64);
+    SHA256_Update(&c, domain, strlen(domain));
+    SHA256_Update(&c, msg, len);
+    SHA256_Final(inner, &c);
+    for (int i = 0; i < 64; i++) pad[i] ^= 0x36 ^ 0x5c;
+    SHA256_Init(&c);
+    SHA256_Update(&c, pad, 64);
+    SHA256_Update(&c, inner, 32);
+    SHA256_Final(out, &c);
+    OPENSSL_cleanse(pad, sizeof pad);
 }
 
 int auth_equal(const void *a, size_t alen, const void *b, size_t blen)
@@ -200,8 +223,11 @@ static void payload_mac(const struct auth *a, const char *hunt, const char *code
                         uint8_t m[32])
 {
     char msg[132];
-    int n = snprintf(msg, sizeof msg, "%s.%s", hunt, code);
-    mac(a, "vx1.", msg, (size_t)n, m);
+    size_t hl = strnlen(hunt, 64), cl = strnlen(code, 64);
+    memcpy(msg, hunt, hl);
+    msg[hl] = '.';
+    memcpy(msg + hl + 1, code, cl);
+    mac(a, "vx1.", msg, hl + 1 + cl, m);
 }
 
 void auth_payload_make(const struct auth *a, const char *hunt, const char *code,

@@ -17,25 +17,42 @@ uint64_t hmap_hash(const void *key, size_t len)
 
 void hmap_init(struct hmap *m) { memset(m, 0, sizeof *m); }
 
+static void free_chains(struct hmap_node **b, size_t mask)
+{
+    for (size_t i = 0; b && i <= mask; i++)
+        for (struct hmap_node *n = b[i], *next; n; n = next) {
+            next = n->next;
+            free(n);
+        }
+    free(b);
+}
+
 void hmap_deinit(struct hmap *m)
 {
-    if (m->buckets)
-        for (size_t i = 0; i <= m->mask; i++)
-            for (struct hmap_node *n = m->buckets[i], *next; n; n = next) {
-                next = n->next;
-                free(n);
-            }
-    free(m->buckets);
+    free_chains(m->buckets, m->mask);
+    free_chains(m->old, m->old_mask);
     memset(m, 0, sizeof *m);
 }
 
-static struct hmap_node **find(const struct hmap *m, const void *key, size_t klen, uint64_t h)
+static struct hmap_node **find_in(struct hmap_node **b, size_t mask, const void *key, size_t klen,
+                                  uint64_t h)
 {
-    struct hmap_node **pp = &m->buckets[h & m->mask];
+    struct hmap_node **pp = &b[h & mask];
     for (; *pp; pp = &(*pp)->next)
         if ((*pp)->hash == h && (*pp)->klen == klen && memcmp((*pp)->key, key, klen) == 0)
             break;
     return pp;
+}
+
+/* The link that holds key (in either table), or the empty link at the end of its chain
+ * in the current table. */
+static struct hmap_node **find(const struct hmap *m, const void *key, size_t klen, uint64_t h)
+{
+    if (m->old) {
+        struct hmap_node **pp = find_in(m->old, m->old_mask, key, klen, h);
+        if (*pp) return pp;
+    }
+    return find_in(m->buckets, m->mask, key, klen, h);
 }
 
 void *hmap_get(const struct hmap *m, const void *key, size_t klen)
@@ -45,19 +62,32 @@ void *hmap_get(const struct hmap *m, const void *key, size_t klen)
     return n ? n->value : NULL;
 }
 
+/* Moves up to n buckets of the old table into the current one. */
+static void rehash_step(struct hmap *m, size_t n)
+{
+    for (; m->old && n > 0; n--) {
+        for (struct hmap_node *e = m->old[m->moved], *next; e; e = next) {
+            next = e->next;
+            e->next = m->buckets[e->hash & m->mask];
+            m->buckets[e->hash & m->mask] = e;
+        }
+        m->old[m->moved] = NULL;
+        if (++m->moved > m->old_mask) {
+            free(m->old);
+            m->old = NULL;
+        }
+    }
+}
+
 static int grow(struct hmap *m)
 {
+    rehash_step(m, SIZE_MAX); /* only when the table doubled again before the last move ended */
     size_t size = m->buckets ? (m->mask + 1) * 2 : 16;
     struct hmap_node **b = calloc(size, sizeof *b);
     if (!b) return -ENOMEM;
-    if (m->buckets)
-        for (size_t i = 0; i <= m->mask; i++)
-            for (struct hmap_node *n = m->buckets[i], *next; n; n = next) {
-                next = n->next;
-                n->next = b[n->hash & (size - 1)];
-                b[n->hash & (size - 1)] = n;
-            }
-    free(m->buckets);
+    m->old = m->buckets;
+    m->old_mask = m->mask;
+    m->moved = 0;
     m->buckets = b;
     m->mask = size - 1;
     return 0;
@@ -66,6 +96,7 @@ static int grow(struct hmap *m)
 int hmap_put(struct hmap *m, const void *key, size_t klen, void *value)
 {
     if ((!m->buckets || m->count > m->mask) && grow(m)) return -ENOMEM;
+    rehash_step(m, 2);
     uint64_t h = hmap_hash(key, klen);
     struct hmap_node **pp = find(m, key, klen, h);
     if (*pp) {
@@ -87,6 +118,7 @@ int hmap_put(struct hmap *m, const void *key, size_t klen, void *value)
 void *hmap_del(struct hmap *m, const void *key, size_t klen)
 {
     if (!m->buckets) return NULL;
+    rehash_step(m, 2);
     struct hmap_node **pp = find(m, key, klen, hmap_hash(key, klen)), *n = *pp;
     if (!n) return NULL;
     void *v = n->value;
@@ -98,6 +130,8 @@ void *hmap_del(struct hmap *m, const void *key, size_t klen)
 
 void hmap_each(const struct hmap *m, void (*fn)(void *value, void *ctx), void *ctx)
 {
+    for (size_t i = 0; m->old && i <= m->old_mask; i++)
+        for (struct hmap_node *n = m->old[i]; n; n = n->next) fn(n->value, ctx);
     if (!m->buckets) return;
     for (size_t i = 0; i <= m->mask; i++)
         for (struct hmap_node *n = m->buckets[i]; n; n = n->next) fn(n->value, ctx);

@@ -1,5 +1,8 @@
 /* hmap.h — a hash map from byte-string keys to pointers (chained, power-of-two buckets,
- * doubling at load 1). Keys are copied; values are the caller's. Single-threaded. */
+ * doubling at load 1). Keys are copied; values are the caller's. Single-threaded.
+ * Growth is incremental (as in Redis's dict): after a doubling, each put or delete moves
+ * a couple of buckets of the old table, and lookups search both tables meanwhile, so no
+ * single insert pays for rehashing millions of entries (a pause on the event loop). */
 #ifndef VELTRIX_HMAP_H
 #define VELTRIX_HMAP_H
 #include <stddef.h>
@@ -14,8 +17,9 @@ struct hmap_node {
 };
 
 struct hmap {
-    struct hmap_node **buckets;
-    size_t mask, count;
+    struct hmap_node **buckets, **old; /* old: the table being moved out, or NULL */
+    size_t mask, old_mask, count;
+    size_t moved; /* old buckets [0, moved) are empty */
 };
 
 uint64_t hmap_hash(const void *key, size_t len);

@@ -26,7 +26,10 @@ struct http_req {
 
 static struct http_route *routes;
 static size_t n_routes;
+static int (*gate)(struct http_req *r);
 static struct http_route route_not_found = {"*", "(unmatched)", NULL, 0, {0}, {{0}, 0, 0}};
+
+void http_set_gate(int (*g)(struct http_req *r)) { gate = g; }
 
 void http_set_routes(struct http_route *r, size_t n)
 {
@@ -81,10 +84,10 @@ int http_dispatch(void *h2o_req)
     size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     int path_matched = 0;
     for (size_t i = 0; i < n_routes; i++) {
-        if (!match(routes[i].pattern, req->path.base, len, r->params)) continue;
-        path_matched = 1;
+        /* The method first: it is cheaper to compare than the path. */
         if (!h2o_memis(req->method.base, req->method.len, routes[i].method,
-                       strlen(routes[i].method)))
+                       strlen(routes[i].method)) ||
+            !match(routes[i].pattern, req->path.base, len, r->params))
             continue;
         r->route = &routes[i];
         size_t max = routes[i].body_max ? routes[i].body_max : BODY_MAX_DEFAULT;
@@ -92,10 +95,14 @@ int http_dispatch(void *h2o_req)
             http_error(r, 413, "payload_too_large", "request body over %zu bytes", max);
             return 0;
         }
+        if (gate && gate(r)) return 0;
         routes[i].handler(r);
         return 0;
     }
     r->route = &route_not_found;
+    struct http_str unused[HTTP_PARAMS_MAX];
+    for (size_t i = 0; i < n_routes && !path_matched; i++)
+        path_matched = match(routes[i].pattern, req->path.base, len, unused);
     if (path_matched)
         http_error(r, 405, "method_not_allowed", "method not allowed on this path");
     else
@@ -163,6 +170,19 @@ void http_peer(const struct http_req *r, char out[64])
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, 64);
     else if (ss.ss_family == AF_INET6)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, 64);
+}
+
+void http_peer_addr(const struct http_req *r, uint8_t out[16])
+{
+    struct sockaddr_storage ss;
+    socklen_t len = r->h2o->conn->callbacks->get_peername(r->h2o->conn, (void *)&ss);
+    memset(out, 0, 16);
+    if (len != 0 && ss.ss_family == AF_INET6) {
+        memcpy(out, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+    } else if (len != 0 && ss.ss_family == AF_INET) {
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    }
 }
 
 int http_alive(const struct http_req *r) { return r->h2o != NULL; }

@@ -36,6 +36,9 @@ struct http_str {
 
 /* The route table: routes must stay valid while the server runs. */
 void http_set_routes(struct http_route *routes, size_t n);
+/* A gate runs before the handler of every matched route (after the body limit); when it
+ * returns non-zero it has answered and the handler is skipped. NULL: no gate. */
+void http_set_gate(int (*gate)(struct http_req *r));
 /* Entry point from net.c for every request; h2o_req is a h2o_req_t. */
 int http_dispatch(void *h2o_req);
 
@@ -52,6 +55,8 @@ struct http_str http_header(const struct http_req *r, const char *name);
 struct http_str http_body(const struct http_req *r);
 /* Peer IPv4/IPv6 address as text. */
 void http_peer(const struct http_req *r, char out[64]);
+/* Peer address as 16 bytes (IPv4 mapped into IPv6, ::ffff:a.b.c.d); zeros if unknown. */
+void http_peer_addr(const struct http_req *r, uint8_t out[16]);
 /* Whether the request is still answerable (false once a held request's client left). */
 int http_alive(const struct http_req *r);
 

@@ -208,14 +208,13 @@ static struct log_entry *take(struct log *l, size_t *n)
 static void *writer(void *arg)
 {
     struct log *l = arg;
-    struct log_entry *batch, *next;
+    struct log_entry *batch;
     size_t n;
     while ((batch = take(l, &n)) != NULL) {
         commit(l, batch, n);
-        for (struct log_entry *e = batch; e; e = next) {
-            next = e->next;
-            h2o_multithread_send_message(&l->receiver, &e->msg);
-        }
+        /* One message per batch (its first entry): one wake-up of the loop, which walks
+         * the batch through `next`. */
+        h2o_multithread_send_message(&l->receiver, &batch->msg);
     }
     return NULL;
 }
@@ -225,14 +224,18 @@ static void on_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messag
 {
     struct log *l = H2O_STRUCT_FROM_MEMBER(struct log, receiver, receiver);
     while (!h2o_linklist_is_empty(messages)) {
-        struct log_entry *e = H2O_STRUCT_FROM_MEMBER(struct log_entry, msg.link, messages->next);
+        struct log_entry *e = H2O_STRUCT_FROM_MEMBER(struct log_entry, msg.link, messages->next),
+                         *next;
         h2o_linklist_unlink(&e->msg.link);
-        l->in_flight--;
-        assert(l->inflight_head == e); /* handed back in submission order */
-        l->inflight_head = e->loop_next;
-        if (!l->inflight_head) l->inflight_tail = NULL;
-        e->cb(e->arg, e->status);
-        log_entry_free(e);
+        for (; e; e = next) {
+            next = e->next;
+            l->in_flight--;
+            assert(l->inflight_head == e); /* handed back in submission order */
+            l->inflight_head = e->loop_next;
+            if (!l->inflight_head) l->inflight_tail = NULL;
+            e->cb(e->arg, e->status);
+            log_entry_free(e);
+        }
     }
 }
 
@@ -249,8 +252,8 @@ int log_submit(struct log *l, struct log_entry *e)
     if (l->tail) l->tail->next = e;
     else l->head = e;
     l->tail = e;
-    l->queued++;
-    pthread_cond_signal(&l->cv);
+    /* The writer only waits on an empty queue: one signal per wake-up is enough. */
+    if (l->queued++ == 0) pthread_cond_signal(&l->cv);
     pthread_mutex_unlock(&l->mu);
     e->loop_next = NULL;
     if (l->inflight_tail) l->inflight_tail->loop_next = e;

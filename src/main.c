@@ -3,11 +3,13 @@
  * Startup: parse options, open the store (a writer handle for the log thread and a
  * reader handle for recovery and health), recover every hunt, then serve. SIGTERM and
  * SIGINT stop accepting, let in-flight writes become durable and answered, and exit 0. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,13 +17,16 @@
 #include "auth.h"
 #include "log.h"
 #include "net.h"
+#include "ratelimit.h"
 #include "snap.h"
 #include "store.h"
 
 struct options {
     const char *listen, *data, *store, *admin_key, *fsync;
     long token_ttl, conns_max, req_timeout_ms, queue_max, idem_max, players_max, hunts_max;
+    long conns_per_ip_max;
     int demo;
+    struct rl_config limits;
     long snapshot_every;
     int ignore_snapshots;
 };
@@ -32,9 +37,13 @@ static void usage(FILE *f)
             "usage: veltrix serve [--listen 127.0.0.1:8080] [--data ./veltrix-data]\n"
             "                     [--store sqlite:PATH] [--admin-key KEY] [--token-ttl 600]\n"
             "                     [--fsync always|batch|off] [--demo]\n"
-            "                     [--max-connections 10000] [--request-timeout-ms 10000]\n"
+            "                     [--max-connections 50000] [--max-connections-per-ip 2000]\n"
+            "                     [--request-timeout-ms 10000]\n"
             "                     [--log-queue-max 65536] [--idempotency-keys-max 1000000]\n"
             "                     [--players-max 10000000] [--hunts-max 1000]\n"
+            "                     [--rate-player 10:20] [--rate-ip 500:1000]\n"
+            "                     [--players-per-ip-per-min 120] [--max-speed 20]\n"
+            "                     [--rate-keys-max 131072] [--trusted-proxy IPv4]\n"
             "                     [--snapshot-every 1000000] [--ignore-snapshots]\n");
 }
 
@@ -48,6 +57,36 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
+/* The limit options (ratelimit.h); -1 for an unknown name or a bad value. */
+static int parse_limit(const char *name, const char *v, struct rl_config *c)
+{
+    long n;
+    char *end;
+    if (!strcmp(name, "--rate-player")) return rl_rate_parse(v, &c->player) ? -1 : 0;
+    if (!strcmp(name, "--rate-ip")) return rl_rate_parse(v, &c->ip) ? -1 : 0;
+    if (!strcmp(name, "--rate-keys-max")) {
+        if (parse_long(v, 1, 100000000, &n)) return -1;
+        c->keys_max = (size_t)n;
+        return 0;
+    }
+    if (!strcmp(name, "--players-per-ip-per-min")) {
+        if (parse_long(v, 0, 100000000, &n)) return -1;
+        c->players_per_ip = (struct rl_rate){n / 60.0, n > 0 ? (double)n : 0};
+        return 0;
+    }
+    if (!strcmp(name, "--trusted-proxy")) {
+        memset(c->proxy, 0, 16);
+        c->proxy[10] = c->proxy[11] = 0xff;
+        c->proxy_set = 1;
+        return inet_pton(AF_INET, v, c->proxy + 12) == 1 ? 0 : -1;
+    }
+    if (!strcmp(name, "--max-speed")) {
+        c->max_speed = strtod(v, &end);
+        return end == v || *end || !(c->max_speed >= 0 && c->max_speed <= 1e12) ? -1 : 0;
+    }
+    return -1;
+}
+
 static int parse(int argc, char **argv, struct options *o)
 {
     static const struct {
@@ -57,6 +96,7 @@ static int parse(int argc, char **argv, struct options *o)
     } nums[] = {
         {"--token-ttl", 1, 86400 * 30, offsetof(struct options, token_ttl)},
         {"--max-connections", 1, 1000000, offsetof(struct options, conns_max)},
+        {"--max-connections-per-ip", 0, 1000000, offsetof(struct options, conns_per_ip_max)},
         {"--request-timeout-ms", 100, 3600000, offsetof(struct options, req_timeout_ms)},
         {"--log-queue-max", 1, 10000000, offsetof(struct options, queue_max)},
         {"--idempotency-keys-max", 1, 100000000, offsetof(struct options, idem_max)},
@@ -81,7 +121,10 @@ static int parse(int argc, char **argv, struct options *o)
         else if (!strcmp(a, "--store")) o->store = v;
         else if (!strcmp(a, "--admin-key")) o->admin_key = v;
         else if (!strcmp(a, "--fsync")) o->fsync = v;
-        else {
+        else if (!strncmp(a, "--rate-", 7) || !strcmp(a, "--players-per-ip-per-min") ||
+                 !strcmp(a, "--max-speed") || !strcmp(a, "--trusted-proxy")) {
+            if (parse_limit(a, v, &o->limits)) goto bad;
+        } else {
             size_t k;
             for (k = 0; k < sizeof nums / sizeof nums[0]; k++)
                 if (!strcmp(a, nums[k].name)) break;
@@ -128,6 +171,28 @@ print:
     return 0;
 }
 
+/* File descriptors kept for everything but client connections (store, log, listener). */
+#define FDS_RESERVED 128
+
+/* Raises the open-files soft limit to the hard one (at most 1M), and returns conns_max
+ * lowered, with a warning, to what that limit allows: an accept() that fails for lack of
+ * descriptors would leave the listener ready and spin the loop. */
+static size_t fit_fd_limit(long conns_max)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) return (size_t)conns_max;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (1 << 20) ? (1 << 20) : rl.rlim_max;
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want) want = rl.rlim_cur;
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl)) getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur == RLIM_INFINITY || (rlim_t)conns_max + FDS_RESERVED <= rl.rlim_cur)
+        return (size_t)conns_max;
+    long room = rl.rlim_cur > 2 * FDS_RESERVED ? (long)rl.rlim_cur - FDS_RESERVED : 1;
+    fprintf(stderr, "veltrix: WARNING: --max-connections %ld lowered to %ld (open files limit %llu)\n",
+            conns_max, room, (unsigned long long)rl.rlim_cur);
+    return (size_t)room;
+}
+
 static int serve(const struct options *o)
 {
     char err[1024], url[4200], key[256];
@@ -159,8 +224,9 @@ static int serve(const struct options *o)
     if (fs != STORE_FSYNC_ALWAYS)
         fprintf(stderr, "veltrix: WARNING: --fsync %s: acknowledged writes may be lost on a "
                         "power failure or crash\n", o->fsync);
-    struct net_config nc = {o->listen, (size_t)o->conns_max, (uint64_t)o->req_timeout_ms,
-                            17 * 1024 * 1024};
+    struct net_config nc = {o->listen, fit_fd_limit(o->conns_max),
+                            (size_t)o->conns_per_ip_max, (uint64_t)o->req_timeout_ms,
+                            17 * 1024 * 1024, 64 * 1024, o->data};
     struct net *net = net_create(&nc, err, sizeof err);
     if (!net) {
         fprintf(stderr, "veltrix: %s\n", err);
@@ -170,7 +236,7 @@ static int serve(const struct options *o)
     struct snap *snap = snap_create(snapper, (uint64_t)o->snapshot_every);
     struct api_config ac = {key, o->data, o->token_ttl, 30 * 86400, (size_t)o->queue_max,
                             (size_t)o->idem_max, 24 * 3600 * 1000LL, (size_t)o->hunts_max,
-                            (size_t)o->players_max, snap, o->ignore_snapshots};
+                            (size_t)o->players_max, o->limits, snap, o->ignore_snapshots};
     if (!log || !snap || api_init(&ac, reader, log, net, err, sizeof err) ||
         (o->demo && api_create_demo(err, sizeof err))) {
         fprintf(stderr, "veltrix: cannot start: %s\n", err);
@@ -193,8 +259,11 @@ static int serve(const struct options *o)
 
 int main(int argc, char **argv)
 {
-    struct options o = {"127.0.0.1:8080", "./veltrix-data", NULL, NULL, "always", 600, 10000,
-                        10000, 65536, 1000000, 10000000, 1000, 0, 1000000, 0};
+    struct options o = {"127.0.0.1:8080", "./veltrix-data", NULL, NULL, "always", 600, 50000,
+                        10000, 65536, 1000000, 10000000, 1000, 2000, 0,
+                        /* limits: the defaults of the README's Limits table */
+                        {{10, 20}, {500, 1000}, {120 / 60.0, 120}, 20, 131072, 0, {0}},
+                        1000000, 0};
     if (argc < 2 || strcmp(argv[1], "serve") != 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;

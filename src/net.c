@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <h2o.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -13,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "hmap.h"
 #include "http.h"
 
 struct net {
@@ -20,8 +22,16 @@ struct net {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
-    size_t conns, conns_max;
-    uint64_t accepted, refused;
+    int listen_fd, spare_fd; /* spare_fd: kept open to accept-and-close when out of fds */
+    size_t conns, conns_max, per_ip_max;
+    uint64_t accepted, refused, refused_ip;
+    struct hmap per_ip; /* address (16 bytes) -> open connections, as a pointer-sized count */
+};
+
+/* A connection counted against its address (only when per_ip_max is set). */
+struct conn_ip {
+    struct net *n;
+    uint8_t addr[16];
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -36,21 +46,86 @@ static void on_conn_close(void *data)
     n->conns--;
 }
 
+static void on_conn_close_ip(void *data)
+{
+    struct conn_ip *c = data;
+    uintptr_t k = (uintptr_t)hmap_get(&c->n->per_ip, c->addr, 16);
+    if (k <= 1) hmap_del(&c->n->per_ip, c->addr, 16);
+    else hmap_put(&c->n->per_ip, c->addr, 16, (void *)(k - 1));
+    c->n->conns--;
+    free(c);
+}
+
+/* The peer address of sock as 16 bytes (IPv4 mapped into IPv6). */
+static void peer_addr(h2o_socket_t *sock, uint8_t out[16])
+{
+    struct sockaddr_storage ss;
+    socklen_t len = h2o_socket_getpeername(sock, (struct sockaddr *)&ss);
+    memset(out, 0, 16);
+    if (len && ss.ss_family == AF_INET6) {
+        memcpy(out, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+    } else if (len && ss.ss_family == AF_INET) {
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    }
+}
+
+/* Counts sock against its address and hooks its close; 0 when the address is at its cap
+ * (or out of memory): the caller refuses the connection. */
+static int admit(struct net *n, h2o_socket_t *sock)
+{
+    if (!n->per_ip_max) {
+        sock->on_close.cb = on_conn_close;
+        sock->on_close.data = n;
+        return 1;
+    }
+    struct conn_ip *c = malloc(sizeof *c);
+    if (!c) return 0;
+    c->n = n;
+    peer_addr(sock, c->addr);
+    uintptr_t k = (uintptr_t)hmap_get(&n->per_ip, c->addr, 16);
+    if (k >= n->per_ip_max || hmap_put(&n->per_ip, c->addr, 16, (void *)(k + 1))) {
+        n->refused_ip++;
+        free(c);
+        return 0;
+    }
+    sock->on_close.cb = on_conn_close_ip;
+    sock->on_close.data = c;
+    return 1;
+}
+
+/* Out of file descriptors, a pending connection cannot be accepted and the listener stays
+ * ready: the loop would spin. Give up the spare descriptor, accept that connection and
+ * close it at once (the client sees a clean close), and take the spare back. */
+static int shed_one(struct net *n)
+{
+    if (n->spare_fd < 0) return 0;
+    close(n->spare_fd);
+    int fd = accept4(n->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) close(fd);
+    n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    n->refused++;
+    return fd >= 0;
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     struct net *n = listener->data;
     h2o_socket_t *sock;
     if (err) return;
-    while ((sock = h2o_evloop_socket_accept(listener)) != NULL) {
-        if (n->conns >= n->conns_max) {
+    for (;;) {
+        errno = 0;
+        if (!(sock = h2o_evloop_socket_accept(listener))) {
+            if ((errno == EMFILE || errno == ENFILE) && shed_one(n)) continue;
+            break;
+        }
+        if (n->conns >= n->conns_max || !admit(n, sock)) {
             n->refused++;
             h2o_socket_close(sock);
             continue;
         }
         n->conns++;
         n->accepted++;
-        sock->on_close.cb = on_conn_close;
-        sock->on_close.data = n;
         h2o_accept(&n->accept_ctx, sock);
     }
 }
@@ -96,11 +171,22 @@ struct net *net_create(const struct net_config *cfg, char *err, size_t errcap)
         return NULL;
     }
     n->conns_max = cfg->conns_max;
+    n->listen_fd = fd;
+    n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    n->per_ip_max = cfg->conns_per_ip_max;
+    hmap_init(&n->per_ip);
     h2o_config_init(&n->config);
     n->config.server_name = h2o_iovec_init(H2O_STRLIT("veltrix"));
     n->config.http1.upgrade_to_http2 = 0;
     n->config.http1.req_timeout = cfg->req_timeout_ms;
     n->config.max_request_entity_size = cfg->body_max;
+    /* A body up to body_max is buffered whole before any route sees it; past spill_bytes
+     * libh2o keeps it in an unlinked temp file instead of anonymous memory, so that many
+     * large uploads at once cannot take the process's memory. */
+    h2o_socket_buffer_mmap_settings.threshold = cfg->spill_bytes;
+    snprintf(h2o_socket_buffer_mmap_settings.fn_template,
+             sizeof h2o_socket_buffer_mmap_settings.fn_template, "%s/.vx-buf.XXXXXX",
+             cfg->spill_dir);
     h2o_hostconf_t *host =
         h2o_config_register_host(&n->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
@@ -143,13 +229,20 @@ void net_render_metrics(const struct net *n, struct metrics_buf *b)
                    "# TYPE veltrix_connections_accepted_total counter\n"
                    "veltrix_connections_accepted_total %llu\n"
                    "# TYPE veltrix_connections_refused_total counter\n"
-                   "veltrix_connections_refused_total %llu\n",
-                   n->conns, (unsigned long long)n->accepted, (unsigned long long)n->refused);
+                   "veltrix_connections_refused_total %llu\n"
+                   "# TYPE veltrix_connections_refused_per_ip_total counter\n"
+                   "veltrix_connections_refused_per_ip_total %llu\n"
+                   "# TYPE veltrix_connection_addresses gauge\n"
+                   "veltrix_connection_addresses %zu\n",
+                   n->conns, (unsigned long long)n->accepted, (unsigned long long)n->refused,
+                   (unsigned long long)n->refused_ip, n->per_ip.count);
 }
 
 void net_destroy(struct net *n)
 {
     if (!n) return;
     if (n->listener) h2o_socket_close(n->listener);
+    hmap_deinit(&n->per_ip);
+    if (n->spare_fd >= 0) close(n->spare_fd);
     free(n);
 }

@@ -1,7 +1,8 @@
 /* net.h — the event loop and the listening socket (libh2o evloop, HTTP/1.1 only).
  *
  * One I/O thread runs the loop; every request goes to http_dispatch(). Limits: at most
- * conns_max open connections (more are accepted and closed at once, and counted), and
+ * conns_max open connections and at most conns_per_ip_max from one client address (more
+ * are accepted and closed at once, and counted), and
  * the request timeout, which bounds both a client slow to send its headers and an idle
  * keep-alive connection. SIGTERM/SIGINT ask the loop to stop: net_run() returns, and the
  * caller drains in-flight work with net_run_once() before exiting. */
@@ -15,8 +16,11 @@
 struct net_config {
     const char *listen; /* "127.0.0.1:8080" */
     size_t conns_max;
+    size_t conns_per_ip_max; /* 0: no per-address cap */
     uint64_t req_timeout_ms;
     size_t body_max; /* largest body libh2o buffers (above every route limit) */
+    size_t spill_bytes;    /* socket buffers larger than this go to unlinked temp files */
+    const char *spill_dir; /* ... in this directory (the data directory) */
 };
 
 struct net;

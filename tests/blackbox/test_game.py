@@ -109,6 +109,41 @@ def scans_and_me():
 
 
 @test
+def body_spellings():
+    """Every spelling of the same JSON body gets the same answer (the server reads the
+    common {"code": "..."} and {} shapes without a full parse; nothing else may differ)."""
+    c, pay = setup("bs")
+    p = pay["lobby-1"]
+    esc = p.replace(".", "\\u002e", 1)
+    same = [b'{"code":"%s"}' % p.encode(), b' \r\n{ "code" :\t"%s" }\n ' % p.encode(),
+            b'{"code":"%s"}' % esc.encode(), b'{"code":"%s","extra":[1,{"a":null}]}' % p.encode(),
+            b'{"extra":true,"code":"%s"}' % p.encode()]
+    for body in same:
+        pid, tok, _ = vx.new_player(c, "Sp")
+        r = c.req("POST", "/v1/hunts/bs/scans", body, token=tok)
+        fields(r, {"code": "lobby-1", "points": 50, "score": 50}, "scan with body %r" % body)
+    bad = {b'{"code":"%s"} x' % p.encode(): "invalid_json", b'{"code":"%s"}}' % p.encode(): "invalid_json",
+           b'{"code":"%s","code":"%s"}' % (p.encode(), p.encode()): "invalid_json",
+           b'{"code":"%s\x00"}' % p.encode(): "invalid_json", b'{"code":"%s"' % p.encode(): "invalid_json",
+           b'{"Code":"%s"}' % p.encode(): "invalid_request", b'[{"code":"%s"}]' % p.encode(): "invalid_request",
+           b'{"code":"%s\\"}' % p.encode(): "invalid_json", b'{"code":"%s\xff"}' % p.encode(): "invalid_json"}
+    pid, tok, _ = vx.new_player(c, "Sp")
+    for body, code in bad.items():
+        r = c.req("POST", "/v1/hunts/bs/scans", body, token=tok)
+        true(r.status == 400 and isinstance(r.body, dict) and r.body.get("error", {}).get("code") in (code, "invalid_code"),
+             "scan with body %r: expected 400 %s, got %d %s" % (body, code, r.status, short(r.body)))
+    eq(me(c, "bs", tok)["score"], 0, "score after refused bodies")
+    for body in (b"", b"{}", b" { } ", b"\n{\n}\n", b'{"x":1}'):
+        pid, tok, _ = vx.new_player(c, "Op")
+        check(c.req("POST", "/v1/hunts/bs/zones/drops/open", body, token=tok), 200, what="open with body %r" % body)
+    for body in (b"{}x", b"{}{}", b"{}}", b"{", b"}", b"[]", b"{ ,}"):
+        r = c.req("POST", "/v1/hunts/bs/zones/drops/open", body, token=tok)
+        true(r.status == 400, "open with body %r: expected 400, got %d %s" % (body, r.status, short(r.body)))
+        r = c.req("POST", "/v1/hunts/bs/items/torch/collect", body, token=tok)
+        true(r.status == 400, "collect with body %r: expected 400, got %d %s" % (body, r.status, short(r.body)))
+
+
+@test
 def invalid_codes():
     c, pay = setup("ic")
     c, pay2 = setup("ic-2", c)

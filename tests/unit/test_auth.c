@@ -1,4 +1,6 @@
 /* Unit tests: UUIDv7 layout and monotonicity, tokens, refresh tokens, code payloads. */
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdlib.h>
 
 #include "auth.h"
@@ -97,6 +99,31 @@ TEST(code_payloads)
     CHECK(auth_payload_check(&A, "demo", "", 0, code) == AUTH_INVALID);
 }
 
+/* The MAC is plain HMAC-SHA256 of "vx1." "hunt.code": payloads printed on QR codes by
+ * an earlier build must keep verifying. Checked against OpenSSL's own HMAC. */
+TEST(payload_mac_is_standard_hmac)
+{
+    static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char payload[AUTH_PAYLOAD_MAX], want[40], code[65];
+    uint8_t m[32];
+    unsigned int mlen = 32;
+    const char *msg = "vx1.lisbon.lobby-1";
+    HMAC(EVP_sha256(), A.secret, 32, (const uint8_t *)msg, strlen(msg), m, &mlen);
+    size_t o = 0;
+    for (int i = 0; i < 16; i += 3) { /* base64url of the first 16 bytes, no padding */
+        uint32_t v = (uint32_t)m[i] << 16 | (i + 1 < 16 ? (uint32_t)m[i + 1] << 8 : 0) |
+                     (i + 2 < 16 ? m[i + 2] : 0);
+        want[o++] = B64[v >> 18 & 63];
+        want[o++] = B64[v >> 12 & 63];
+        if (i + 1 < 16) want[o++] = B64[v >> 6 & 63];
+        if (i + 2 < 16) want[o++] = B64[v & 63];
+    }
+    want[o] = '\0';
+    auth_payload_make(&A, "lisbon", "lobby-1", payload);
+    CHECK_EQ_STR(payload + strlen(msg) + 1, want);
+    CHECK_EQ_INT(auth_payload_check(&A, "lisbon", payload, strlen(payload), code), AUTH_OK);
+}
+
 TEST(valid_ids)
 {
     CHECK(auth_valid_id("a", 1));
@@ -118,6 +145,7 @@ int main(void)
     RUN(uuid_monotonic);
     RUN(token_roundtrip_and_tamper);
     RUN(code_payloads);
+    RUN(payload_mac_is_standard_hmac);
     RUN(valid_ids);
     return HARNESS_DONE();
 }
