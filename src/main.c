@@ -195,7 +195,7 @@ static size_t fit_fd_limit(long conns_max)
 
 static int serve(const struct options *o)
 {
-    char err[1024], url[4200], key[256];
+    char err[1024] = "", url[4200], key[256];
     enum store_fsync fs = !strcmp(o->fsync, "always") ? STORE_FSYNC_ALWAYS
                           : !strcmp(o->fsync, "batch") ? STORE_FSYNC_BATCH
                           : !strcmp(o->fsync, "off")   ? STORE_FSYNC_OFF
