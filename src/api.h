@@ -24,8 +24,8 @@ struct api_config {
     size_t hunts_max;
     size_t players_max;
     struct rl_config limits; /* rate limits and the position check */
-    struct snap *snap;     /* background snapshots (may be NULL: none) */
-    int ignore_snapshots;  /* recovery replays every log from seq 1 */
+    struct snap *snap;       /* background snapshots (may be NULL: none) */
+    int ignore_snapshots;    /* recovery replays every log from seq 1 */
 };
 
 struct net;
@@ -33,8 +33,8 @@ struct log;
 
 /* Loads players, refresh tokens, idempotency records and every hunt (its newest snapshot,
  * then its log from the snapshot's seq + 1) from the store (reader handle), and installs
- * the routes. Returns 0, or -1 with a message in err naming
- * what could not be recovered (a corrupt event or snapshot stops startup). */
+ * the routes. Returns 0, or -1 with a message in err naming what could not be recovered
+ * (a corrupt event or snapshot stops startup). */
 int api_init(const struct api_config *cfg, struct store *reader, struct log *log,
              struct net *net, char *err, size_t errcap);
 /* Defines the demo hunt if it does not exist; the write goes through the log. */

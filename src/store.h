@@ -95,8 +95,8 @@ int store_get_idem(struct store *s, const char *scope, const char *key, store_id
 /* Snapshots: one per hunt (the newest replaces the older); the log from seq+1 on is
  * replayed over it. Writing one never holds up event appends on another handle (SQLite:
  * they live in a companion file, see store_sqlite.c); store_put_snapshot is its own
- * transaction, outside store_begin/store_commit. store_get_snapshot returns 1 and calls cb(seq, data, len, ctx) when
- * there is one, 0 when not, or an error. */
+ * transaction, outside store_begin/store_commit. store_get_snapshot returns 1 and calls
+ * cb(seq, data, len, ctx) when there is one, 0 when not, or an error. */
 typedef int (*store_snapshot_cb)(uint64_t seq, const uint8_t *data, size_t len, void *ctx);
 int store_put_snapshot(struct store *s, const char *hunt, uint64_t seq, const uint8_t *data,
                        size_t len);
