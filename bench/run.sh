@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # bench/run.sh — Veltrix benchmarks, side by side with their anchors, in one run.
 #
-#   bench/run.sh [healthz] [players] [scans] [chests] [leaderboard] [anchors] [replay] [restart]
+#   bench/run.sh [healthz] [players] [scans] [chests] [leaderboard] [tiles] [anchors] [replay] [restart]
+#
+# tiles: a 256×256 map of 1.2 KB tiles loaded with `veltrix tiles import`, random reads
+# (wrk -c64), then the same reads while a new version is published every 0.5 s; with its
+# own anchors in the same run (not with BENCH_QUICK): nginx serving the same files
+# (1 worker) and PostgreSQL (pgbench, the original design's tile SELECT).
 #
 # replay: build/bench_replay loads 1M players into one hunt (decode + apply), reports
 # events/s and bytes per player. restart: build/bench_gen_store writes a store of 10M
@@ -54,7 +59,7 @@ PY="python3 $BENCH_DIR/vxbench.py"
 usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # ------------------------------------------------------------------ what to run
-ALL=(healthz players scans chests leaderboard anchors replay restart)
+ALL=(healthz players scans chests leaderboard tiles anchors replay restart)
 declare -A WANT=()
 if [ $# -eq 0 ]; then
   for w in "${ALL[@]}"; do WANT[$w]=1; done
@@ -63,7 +68,7 @@ if [ $# -eq 0 ]; then
 else
   for w in "$@"; do
     case $w in
-      healthz|players|scans|chests|leaderboard|anchors|replay|restart) WANT[$w]=1 ;;
+      healthz|players|scans|chests|leaderboard|tiles|anchors|replay|restart) WANT[$w]=1 ;;
       -h|--help) usage ;;
       *) echo "run.sh: unknown workload '$w'" >&2; usage ;;
     esac
@@ -79,10 +84,11 @@ else OUT=${BENCH_OUT:-$BENCH_DIR/results/latest.md}; fi
 
 need=(python3 wrk curl timeout)
 want anchors && need+=(pgbench psql redis-server redis-benchmark redis-cli nginx)
+want tiles && [ "$QUICK" != 1 ] && need+=(pgbench psql nginx)
 for c in "${need[@]}"; do
   command -v "$c" >/dev/null || { echo "run.sh: '$c' not found (make bench installs it: scripts/deps.sh --bench)" >&2; exit 1; }
 done
-if [ "$VX_WANTED" = 1 ] && [ ! -x "$BIN" ]; then
+if { [ "$VX_WANTED" = 1 ] || want tiles; } && [ ! -x "$BIN" ]; then
   echo "run.sh: $BIN not found; build it first (make $BUILD/veltrix)" >&2; exit 1
 fi
 
@@ -420,15 +426,21 @@ run_pg() {
   PG_PID=$(head -n 1 "$PG_DATA/postmaster.pid")
   local PSQL=(psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
   local tl=$SECONDS
-  if ! timeout -k 5 300 "${PSQL[@]}" -v chests="$PG_CHESTS" -v zones="$PG_ZONES" -f "$BENCH_DIR/pg_schema.sql" >"$d/load.log" 2>&1; then
+  if ! timeout -k 5 300 "${PSQL[@]}" -v chests="$PG_CHESTS" -v zones="$PG_ZONES" -f "$BENCH_DIR/${PG_SCHEMA:-pg_schema.sql}" >"$d/load.log" 2>&1; then
     echo "  schema load failed:"; tail -n 20 "$d/load.log"; pg_stop; return 0
   fi
   local load_s=$((SECONDS - tl))
+  if [ -n "${PG_SCHEMA:-}" ]; then  # the tiles anchor: its own table and note
+    echo "  initdb + start $((tl - t0)) s; $PG_SCHEMA loaded in $load_s s"
+    echo "$ver (Debian), default settings, started by bench/run.sh in a temp dir; table hunt_tile_mv of 65,536 tiles × 1,200 bytes (bench/pg_tiles_schema.sql, primary key (hunt_id, x, y)); pgbench -c $PG_CLIENTS -T $PG_SECONDS -M prepared -f bench/pg_tile.sql (random x, y)." >>"$NOTES"
+  else
   echo "  initdb + start $((tl - t0)) s; $PG_CHESTS chests in $PG_ZONES zones loaded and indexed in $load_s s"
   echo "$ver (Debian), default settings (fsync on, synchronous_commit on), started by bench/run.sh in a temp dir; $PG_CHESTS chests in $PG_ZONES zones, each zone's chests contiguous on disk, partial index on zone WHERE NOT found (loaded in $load_s s$([ "$load_s" -gt 60 ] && echo "; over 60 s: set BENCH_PG_CHESTS=200000")); pgbench -c $PG_CLIENTS -T $PG_SECONDS -M prepared, scripts bench/pg_chest.sql and bench/pg_scan.sql." >>"$NOTES"
 
-  local name script w
-  for spec in "chests|PostgreSQL SKIP LOCKED chest tx|pg_chest.sql" "players|PostgreSQL 1-row INSERT tx|pg_scan.sql"; do
+  fi
+  local name script w specs=("chests|PostgreSQL SKIP LOCKED chest tx|pg_chest.sql" "players|PostgreSQL 1-row INSERT tx|pg_scan.sql")
+  [ -n "${PG_SPECS:-}" ] && specs=("$PG_SPECS")
+  for spec in "${specs[@]}"; do
     IFS='|' read -r w name script <<<"$spec"
     local out=$d/pgbench-$script.txt lp=$d/pglog-${script%.sql} t1 tb
     local cmd=(pgbench -h 127.0.0.1 -p "$port" -U postgres -n -c "$PG_CLIENTS" -j 1 -T "$PG_SECONDS" -M prepared -D zones="$PG_ZONES" -l --log-prefix="$lp" -f "$BENCH_DIR/$script" postgres)
@@ -506,6 +518,128 @@ run_redis() {
   echo "$(redis-server --version | cut -d' ' -f1-3) (Debian), one sorted set of $PLAYERS members (like the veltrix leaderboard); redis-benchmark -c $REDIS_CLIENTS -r $PLAYERS, -n sized by a 20k-request probe for ~${REDIS_SECONDS} s. ZREVRANK is only the rank half of 'around' (veltrix also returns the 11 rows); reads are measured without persistence (AOF does not touch reads)." >>"$NOTES"
 }
 
+# ------------------------------------------------------------------ map tiles
+TILE_DIR=$TMPD/tiles   # {x}/{y}.png, 256 × 256 × 1,200 bytes
+make_tiles() {
+  python3 - "$TILE_DIR" <<'EOF'
+import os, random, sys
+d = sys.argv[1]
+rnd = random.Random(7)
+head = b"\x89PNG\r\n\x1a\n"
+for x in range(256):
+    os.makedirs(os.path.join(d, str(x)), exist_ok=True)
+    for y in range(256):
+        tag = b"%d/%d/" % (x, y)
+        with open(os.path.join(d, str(x), "%d.png" % y), "wb") as f:
+            f.write(head + tag + rnd.randbytes(1200 - len(head) - len(tag)))
+EOF
+}
+
+# Publishes a new version (one changed tile, then POST publish) every 0.5 s until the
+# file $1 exists; the number of publishes answered 200 goes to $1.count.
+tile_publisher() {
+  local stop=$1 n=0 i=0 code
+  while [ ! -e "$stop" ]; do
+    i=$((i + 1))
+    head -c 1200 /dev/urandom | curl -s -o /dev/null -X PUT -H "Authorization: Bearer $KEY" \
+      -H "Content-Type: image/png" --data-binary @- "$VX_URL/v1/hunts/btile/tiles/$((i % 256))/7"
+    code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $KEY" "$VX_URL/v1/hunts/btile/map/publish")
+    [ "$code" = 200 ] && n=$((n + 1))
+    sleep 0.5
+  done
+  echo "$n" >"$stop.count"
+}
+
+args_tiles() { echo "-|/tiles/btile/ - 256"; }
+
+map_version() { curl -s "$VX_URL/v1/hunts/btile" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("map_version"))'; }
+
+run_tiles() {
+  log "veltrix tiles: 256×256 map of 1.2 KB tiles, loaded with 'veltrix tiles import'"
+  local t0=$SECONDS
+  make_tiles || { check "TILES: could not write the tile files"; return 0; }
+  echo "  wrote 65,536 tile files in $((SECONDS - t0)) s ($(du -sh "$TILE_DIR" | cut -f1))"
+  local saved=$VX_DATA
+  VX_DATA=$TMPD/veltrix-tiles-data
+  vx_start || { check "TILES: server did not start"; VX_DATA=$saved; return 0; }
+  curl -s -o /dev/null -X PUT -H "Authorization: Bearer $KEY" "$VX_URL/v1/hunts/btile" \
+    -d '{"name":"bench tiles","map":{"width":256,"height":256},"codes":[],"items":[],"zones":[]}'
+  stop_pid "$VX_PID"; forget "$VX_PID"
+  local t1; t1=$(date +%s.%N)
+  if ! "$BIN" tiles import btile "$TILE_DIR" --data "$VX_DATA" >>"$VX_LOG" 2>&1; then
+    check "TILES: import failed: $(tail -n 3 "$VX_LOG" | tr '\n' ' ')"; VX_DATA=$saved; return 0
+  fi
+  check "tiles import: $(tail -n 1 "$VX_LOG" | sed 's/^veltrix: //') in $(python3 -c "import time; print('%.1f' % (time.time() - $t1))") s"
+  t1=$(date +%s.%N)
+  vx_start || { check "TILES: server did not restart after the import"; VX_DATA=$saved; return 0; }
+  check "restart with the imported map (65,536 tiles, $(du -sh "$VX_DATA" | cut -f1)): ready in $(python3 -c "import time; print('%.1f' % (time.time() - $t1))") s"
+  BENCH_LUA_DIR=$BENCH_DIR timeout -k 5 30 wrk -t"$THREADS" -c"$CONNS" -d1s -s "$BENCH_DIR/tiles.lua" "$VX_URL/tiles/btile/0/0" -- /tiles/btile/ - 256 >/dev/null 2>&1 || true
+  vx_alive tiles && vx_workload tiles "GET /tiles/:/:/:" tiles.lua /tiles/btile/0/0 "" args_tiles
+  if vx_alive tiles_publish; then
+    local stop=$TMPD/publisher.stop v0 v1 ppid
+    v0=$(map_version)
+    tile_publisher "$stop" &
+    ppid=$!; STARTED+=("$ppid")
+    vx_workload tiles_publish "GET /tiles/:/:/:" tiles.lua /tiles/btile/0/0 "" args_tiles
+    touch "$stop"; wait "$ppid" 2>/dev/null; forget "$ppid"
+    v1=$(map_version)
+    check "tiles_publish: $(cat "$stop.count" 2>/dev/null || echo '?') new versions of the 256×256 map published (200) during those runs; map_version $v0 -> $v1"
+  fi
+  vx_alive "the end of the tile runs" && { stop_pid "$VX_PID" 30; forget "$VX_PID"; }
+  VX_DATA=$saved
+  [ "$QUICK" = 1 ] && return 0
+  run_nginx_tiles
+  PG_SCHEMA=pg_tiles_schema.sql PG_SPECS="tiles|PostgreSQL tile SELECT|pg_tile.sql" run_pg
+}
+
+run_nginx_tiles() {
+  log "anchor: nginx serving the same 65,536 tiles as files (1 worker), wrk -t$THREADS -c$CONNS, $RUNS × ${DUR}s"
+  local d=$TMPD/nginx-tiles port pid
+  mkdir -p "$d/www/tiles"
+  ln -s "$TILE_DIR" "$d/www/tiles/btile"
+  chmod -R o+rX "$TILE_DIR" "$d"
+  port=$($PY freeport)
+  cat >"$d/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $d/nginx.pid;
+error_log $d/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  types { image/png png; }
+  client_body_temp_path $d/body; proxy_temp_path $d/proxy; fastcgi_temp_path $d/fcgi;
+  uwsgi_temp_path $d/uwsgi; scgi_temp_path $d/scgi;
+  server {
+    listen 127.0.0.1:$port;
+    root $d/www;
+    location /tiles/ { add_header Cache-Control "public, max-age=5"; }
+  }
+}
+EOF
+  nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log" >>"$d/out.log" 2>&1 &
+  pid=$!; STARTED+=("$pid")
+  $PY wait-ready "http://127.0.0.1:$port/tiles/btile/0/0.png" 10 "$pid" || { echo "  nginx did not start"; cat "$d/error.log"; return 0; }
+  local run=0 clean=0 t0 t1 out cmd
+  while [ "$clean" -lt "$RUNS" ]; do
+    run=$((run + 1))
+    out=$TMPD/nginx-tiles-$run.txt
+    cmd=(wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --timeout 5s --latency -s "$BENCH_DIR/tiles.lua" "http://127.0.0.1:$port/tiles/btile/0/0.png" -- /tiles/btile/ .png 256)
+    quiet
+    t0=$(cpu_of "$pid")
+    meas_begin
+    BENCH_LUA_DIR=$BENCH_DIR BENCH_THREADS=$THREADS timeout -k 5 $((DUR + 60)) "${cmd[@]}" >"$out" 2>&1 || true
+    meas_end
+    t1=$(cpu_of "$pid")
+    $PY record-wrk --kind anchor --name "nginx tile files (1 worker)" --results "$RESULTS" \
+      --workload tiles --run "$run" --out "$out" --ticks0 "$t0" --ticks1 "$t1" --hz "$HZ" \
+      "${MEAS[@]}" --cmd "${cmd[*]}"
+    retry_if_disturbed || clean=$((clean + 1))
+  done
+  stop_pid "$pid"; forget "$pid"
+  echo "nginx (Debian nginx-light), 1 worker, default file settings (no open_file_cache), serving the same 65,536 files as /tiles/btile/{x}/{y}.png (bench/run.sh run_nginx_tiles); wrk with bench/tiles.lua, the same random tiles as veltrix." >>"$NOTES"
+}
+
 # ------------------------------------------------------------------ replay and restart (issue 3)
 BDIR=$(dirname "$BIN")
 if [ "$QUICK" = 1 ]; then
@@ -565,6 +699,7 @@ run_restart() {
 START=$SECONDS
 echo "veltrix bench: workloads: ${!WANT[*]}; $RUNS run(s) × ${DUR}s; temp dir $TMPD"
 [ "$VX_WANTED" = 1 ] && run_veltrix
+want tiles && run_tiles
 want replay && run_replay
 want restart && run_restart
 if want anchors; then

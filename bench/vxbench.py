@@ -492,10 +492,13 @@ WORKLOADS = [  # (key, label, [anchor names in order])
     ("chests", "POST chest open (durable)", ["PostgreSQL SKIP LOCKED chest tx"]),
     ("lb_top", "GET leaderboard top-10", ["Redis ZREVRANGE 0 9 WITHSCORES"]),
     ("lb_around", "GET leaderboard around (r=5)", ["Redis ZREVRANK"]),
+    ("tiles", "GET /tiles (65,536 × 1.2 KB)", ["nginx tile files (1 worker)",
+                                              "PostgreSQL tile SELECT"]),
+    ("tiles_publish", "GET /tiles, publishing meanwhile", []),
 ]
 BUDGET = {  # DESIGN.md "Performance budget": (min req/s, max p99 ms)
     "scans": (70000, None), "chests": (50000, 5.0), "lb_top": (100000, None),
-    "lb_around": (100000, None),
+    "lb_around": (100000, None), "tiles": (96000, 2.0), "tiles_publish": (0, 5.0),
 }
 
 

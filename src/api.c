@@ -26,6 +26,7 @@
 #include "qr.h"
 #include "ratelimit.h"
 #include "snap.h"
+#include "tiles.h"
 #include "uuid.h"
 
 struct player {
@@ -43,6 +44,7 @@ static struct app {
     struct net *net;
     struct hmap players, refresh, hunts;
     struct idem *idem;
+    struct tiles *tiles;
     struct uuid7_gen uuid;
     uint64_t players_created, refresh_reused, writes_rejected_busy;
 } app;
@@ -799,6 +801,207 @@ static void h_digest(struct http_req *r)
     http_send_json(r, 200, json_pack("{s:I,s:s}", "seq", (json_int_t)engine_seq(h), "digest", hex));
 }
 
+/* ---- map tiles ----------------------------------------------------------------------- */
+/* Uploads stage into the hunt's draft (tiles.c) and are answered once the blob and the
+ * draft row are durable. A publish is an EVENT_MAP event plus the version's manifest in
+ * one log entry. Reads never touch the store: tiles_find() and a send that points at the
+ * tile's bytes and precomputed header values (no copy, no formatting). */
+
+static int query_int(struct http_req *r, const char *name, long lo, long hi, long *out);
+
+/* Parses a tile coordinate path parameter: an optional '-' and 1-6 digits. -1 after
+ * answering 400 invalid_request. */
+static int tile_coord(struct http_req *r, int i, long *out)
+{
+    struct http_str s = http_param(r, i);
+    size_t neg = s.len && s.p[0] == '-', k;
+    long v = 0;
+    for (k = neg; k < s.len && k < 7 && s.p[k] >= '0' && s.p[k] <= '9'; k++)
+        v = v * 10 + (s.p[k] - '0');
+    if (k == neg || k != s.len) {
+        http_error(r, 400, "invalid_request", "tile coordinates are integers");
+        return -1;
+    }
+    *out = neg ? -v : v;
+    return 0;
+}
+
+/* Whether an If-None-Match value lists etag (or is "*"); weak tags compare too. */
+static int etag_matches(struct http_str inm, const char *etag, size_t len)
+{
+    const char *p = inm.p, *end = inm.p + inm.len;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) p++;
+        const char *q = p;
+        while (q < end && *q != ',') q++;
+        const char *t = q;
+        while (t > p && (t[-1] == ' ' || t[-1] == '\t')) t--;
+        if (t - p >= 2 && p[0] == 'W' && p[1] == '/') p += 2;
+        if ((t - p == 1 && *p == '*') || ((size_t)(t - p) == len && !memcmp(p, etag, len)))
+            return 1;
+        p = q;
+    }
+    return 0;
+}
+
+static void tile_release(void *ref) { tiles_release(ref); }
+
+/* Answers a tiles_find() failure. */
+static void tile_miss(struct http_req *r, struct http_str hunt, int rc, int64_t v)
+{
+    if (rc == TILES_EGONE)
+        http_error(r, 410, "version_gone", "map version %lld is no longer kept", (long long)v);
+    else if (rc == TILES_EBOUNDS)
+        http_error(r, 400, "out_of_bounds", "the tile is outside the map");
+    else if (rc == TILES_ENOVERSION && !hmap_get(&app.hunts, hunt.p, hunt.len))
+        http_error(r, 404, "hunt_not_found", "no hunt '%.*s'", (int)hunt.len, hunt.p);
+    else if (rc == TILES_ENOVERSION && v >= 0)
+        http_error(r, 404, "tile_not_found", "map version %lld is not published", (long long)v);
+    else
+        http_error(r, 404, "tile_not_found", "no tile at this position");
+}
+
+static void h_tile_get(struct http_req *r)
+{
+    static const char cc_current[] = "public, max-age=5",
+                      cc_fixed[] = "public, max-age=31536000, immutable";
+    struct http_str hunt = http_param(r, 0), q = http_query(r, "v");
+    long x, y, v = -1;
+    struct tile_hit hit;
+    if (!auth_valid_id(hunt.p, hunt.len)) {
+        http_error(r, 400, "invalid_id", "ids are 1-64 characters of [a-z0-9_-]");
+        return;
+    }
+    if (tile_coord(r, 1, &x) || tile_coord(r, 2, &y) ||
+        (q.p && query_int(r, "v", 1, 1000000000000L, &v)))
+        return;
+    if (x < 0 || y < 0) {
+        http_error(r, 400, "out_of_bounds", "the tile is outside the map");
+        return;
+    }
+    int rc = tiles_find(app.tiles, hunt.p, hunt.len, v, (uint32_t)x, (uint32_t)y, &hit);
+    if (rc) {
+        tile_miss(r, hunt, rc, v);
+        return;
+    }
+    struct http_str inm = http_header(r, "if-none-match");
+    int nm = inm.p && etag_matches(inm, hit.etag, hit.etag_len);
+    struct http_hdr hs[4] = {{"etag", hit.etag, hit.etag_len},
+                             {"x-map-version", hit.version_str, hit.version_str_len},
+                             {"cache-control", v < 0 ? cc_current : cc_fixed,
+                              v < 0 ? sizeof cc_current - 1 : sizeof cc_fixed - 1},
+                             {"content-type", hit.ctype, hit.ctype_len}};
+    tiles_count(app.tiles, nm);
+    http_send_ref(r, nm ? 304 : 200, hs, nm ? 3 : 4, hit.body, hit.len, tile_release, hit.ref);
+}
+
+static void tile_durable(void *arg, int status) { http_send(arg, 204, NULL, "", 0); }
+
+/* The upload's content type (default application/octet-stream), or NULL after a 400. */
+static const char *tile_ctype(struct http_req *r, char out[TILES_CTYPE_MAX + 1])
+{
+    struct http_str c = http_header(r, "content-type");
+    if (!c.p || !c.len) return "application/octet-stream";
+    int ok = c.len <= TILES_CTYPE_MAX;
+    for (size_t i = 0; ok && i < c.len; i++) ok = c.p[i] >= 0x20 && c.p[i] <= 0x7e;
+    if (!ok) {
+        http_error(r, 400, "invalid_request", "Content-Type must be 1-%d printable ASCII bytes",
+                   TILES_CTYPE_MAX);
+        return NULL;
+    }
+    memcpy(out, c.p, c.len);
+    out[c.len] = '\0';
+    return out;
+}
+
+/* Stages one tile in memory and adds its rows (the blob when new, the draft row) to e.
+ * 0, or a tiles error (nothing changed). */
+static int tile_stage(struct log_entry *e, const char *hunt, uint32_t x, uint32_t y,
+                      const char *ctype, const void *data, size_t len)
+{
+    uint8_t hash[32];
+    int new_blob;
+    auth_sha256(data, len, hash);
+    int rc = tiles_stage(app.tiles, hunt, x, y, ctype, hash, data, len, &new_blob);
+    if (rc) return rc;
+    struct store_tile row = {hunt, x, y, {0}, ctype};
+    memcpy(row.hash, hash, 32);
+    if ((new_blob && log_entry_blob(e, hash, data, len)) || log_entry_tile(e, &row)) abort();
+    return 0;
+}
+
+static void h_tile_put(struct http_req *r)
+{
+    struct hunt *h;
+    long x, y;
+    int w, ht;
+    char buf[TILES_CTYPE_MAX + 1];
+    const char *ctype;
+    if (admin(r) || !(h = hunt_param(r)) || tile_coord(r, 1, &x) || tile_coord(r, 2, &y)) return;
+    engine_map_size(h, &w, &ht);
+    if (x < 0 || y < 0 || x >= w || y >= ht) {
+        http_error(r, 400, "out_of_bounds", "the tile is outside the map (%d x %d)", w, ht);
+        return;
+    }
+    if (!(ctype = tile_ctype(r, buf)) || !log_room(r)) return;
+    struct http_str b = http_body(r);
+    struct log_entry *e = new_entry();
+    int rc = tile_stage(e, engine_hunt_id(h), (uint32_t)x, (uint32_t)y, ctype, b.p, b.len);
+    if (rc) {
+        log_entry_free(e);
+        if (rc == TILES_EFULL)
+            http_error(r, 503, "tile_limit", "tile memory is full (--tiles-bytes-max)");
+        else
+            http_error(r, 503, "unavailable", "out of memory");
+        return;
+    }
+    log_entry_on_done(e, tile_durable, http_hold(r));
+    if (log_submit(app.log, e)) abort(); /* log_room() said there was room */
+}
+
+/* The log writer encodes a published version's manifest (it holds a reference). */
+static int manifest_encode(void *v, uint8_t **data, size_t *len)
+{
+    return tiles_manifest(v, data, len);
+}
+
+static void manifest_release(void *v) { tiles_release(v); }
+
+/* Publishes h's draft as its next map version: in memory now (O(chunks)), the event and
+ * the manifest in e. Returns the version number. */
+static int64_t map_publish(struct hunt *h, struct log_entry *e)
+{
+    int64_t n = engine_map_version(h) < 1 ? 1 : engine_map_version(h) + 1;
+    struct event ev;
+    int w, ht;
+    const struct tile_version *tv;
+    engine_map_size(h, &w, &ht);
+    if (engine_map(h, n, now_ms(), &ev) ||
+        tiles_publish(app.tiles, engine_hunt_id(h), n, (uint32_t)w, (uint32_t)ht, &tv))
+        abort(); /* a defined hunt always takes its next version; out of memory */
+    apply(h, &ev, NULL);
+    entry_event(e, h, &ev);
+    struct store_map_version mv = {engine_hunt_id(h), n, tiles_keep_from(app.tiles, n), NULL, 0};
+    struct tile_version *ref = tiles_retain(tv);
+    if (log_entry_map_version(e, &mv, manifest_encode, manifest_release, ref)) abort();
+    return n;
+}
+
+static void h_map_publish(struct http_req *r)
+{
+    struct hunt *h;
+    struct idem_req ir;
+    json_t *b;
+    if (admin(r) || !(h = hunt_param(r)) || idem_check(r, "admin", &ir) ||
+        !(b = body_object(r, 1)))
+        return;
+    json_decref(b);
+    if (!log_room(r)) return;
+    struct log_entry *e = new_entry();
+    int64_t n = map_publish(h, e);
+    submit(r, &ir, e, 200, json_pack("{s:I}", "version", (json_int_t)n));
+}
+
 /* ---- playing ------------------------------------------------------------------------- */
 
 /* Everything a player write starts with. Returns 0 with p, h, ir filled, or -1 answered. */
@@ -1110,6 +1313,7 @@ static void h_metrics(struct http_req *r)
     hmap_each(&app.hunts, render_hunt, &b);
     snap_render_metrics(app.cfg.snap, &b);
     limits_render(&b);
+    tiles_render_metrics(app.tiles, &b);
     if (!b.p) {
         http_error(r, 503, "unavailable", "out of memory");
         return;
@@ -1130,6 +1334,9 @@ static struct http_route routes[] = {
     {"GET", "/v1/hunts/:/codes", h_codes, 0, {0}, {{0}, 0, 0}},
     {"GET", "/v1/hunts/:/codes/:/qr.svg", h_qr, 0, {0}, {{0}, 0, 0}},
     {"GET", "/v1/hunts/:/digest", h_digest, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/tiles/:/:/:", h_tile_get, 0, {0}, {{0}, 0, 0}},
+    {"PUT", "/v1/hunts/:/tiles/:/:", h_tile_put, 1 * MiB, {0}, {{0}, 0, 0}},
+    {"POST", "/v1/hunts/:/map/publish", h_map_publish, 0, {0}, {{0}, 0, 0}},
     {"POST", "/v1/hunts/:/scans", h_scan, 0, {0}, {{0}, 0, 0}},
     {"POST", "/v1/hunts/:/items/:/collect", h_collect, 0, {0}, {{0}, 0, 0}},
     {"POST", "/v1/hunts/:/zones/:/open", h_open, 0, {0}, {{0}, 0, 0}},
@@ -1335,6 +1542,9 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
             "replayed; players and sessions %.2f s, hunts %.2f s\n",
             app.players.count, app.hunts.count, lc.snapshots, (unsigned long long)lc.events,
             (t1 - t0) / 1e9, (metrics_now_ns() - t1) / 1e9);
+    struct tiles_config tc = {cfg->tiles_bytes_max, cfg->map_versions_kept};
+    if (!(app.tiles = tiles_create(&tc))) return -1;
+    if (tiles_restore(app.tiles, reader, err, errcap)) return -1;
     if (limits_init(&cfg->limits)) {
         snprintf(err, errcap, "cannot allocate the rate limit tables");
         return -1;
@@ -1345,6 +1555,28 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
 }
 
 static void demo_done(void *arg, int status) {}
+
+/* The demo hunt's map: one generated SVG tile per map cell (demo.c), then version 1.
+ * One log entry per tile, like uploads; the publish follows them in the log. */
+static void demo_map(struct hunt *h)
+{
+    extern size_t demo_tile_svg(unsigned x, unsigned y, char *out, size_t cap);
+    char svg[2048];
+    int w, ht;
+    engine_map_size(h, &w, &ht);
+    for (int x = 0; x < w; x++)
+        for (int y = 0; y < ht; y++) {
+            size_t len = demo_tile_svg((unsigned)x, (unsigned)y, svg, sizeof svg);
+            struct log_entry *e = log_entry_create(demo_done, NULL);
+            if (!e || tile_stage(e, "demo", (uint32_t)x, (uint32_t)y, "image/svg+xml", svg, len) ||
+                log_submit(app.log, e))
+                abort(); /* at startup, with an empty queue and no limit near */
+        }
+    struct log_entry *e = log_entry_create(demo_done, NULL);
+    if (!e) abort();
+    map_publish(h, e);
+    if (log_submit(app.log, e)) abort();
+}
 
 int api_create_demo(char *err, size_t errcap)
 {
@@ -1363,7 +1595,8 @@ int api_create_demo(char *err, size_t errcap)
     if (!e) abort();
     entry_event(e, h, &ev);
     if (log_submit(app.log, e)) abort();
-    fprintf(stderr, "veltrix: created the demo hunt 'demo'\n");
+    demo_map(h);
+    fprintf(stderr, "veltrix: created the demo hunt 'demo' with a published map\n");
     return 0;
 }
 
@@ -1393,4 +1626,5 @@ void api_deinit(void)
     hmap_deinit(&app.hunts);
     idem_destroy(app.idem);
     limits_deinit();
+    tiles_destroy(app.tiles);
 }

@@ -24,6 +24,8 @@ struct api_config {
     size_t hunts_max;
     size_t players_max;
     struct rl_config limits; /* rate limits and the position check */
+    size_t tiles_bytes_max;     /* distinct tile bytes in memory (503 tile_limit beyond) */
+    unsigned map_versions_kept; /* published map versions readable with ?v= */
     struct snap *snap;       /* background snapshots (may be NULL: none) */
     int ignore_snapshots;    /* recovery replays every log from seq 1 */
 };

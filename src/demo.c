@@ -23,3 +23,21 @@ const char demo_hunt_json[] =
     "               \"requires\": \"key-blue\"}],"
     "   \"chest_range\": {\"prefix\": \"drop-\", \"count\": 1000, \"points\": 10,"
     "                    \"loot\": [\"coin\"]}}]}";
+
+#include <stddef.h>
+#include <stdio.h>
+
+/* One tile of the demo map as SVG (256 x 256): terrain colour by position, a grid line
+ * and the coordinates. Returns the length written to out. */
+size_t demo_tile_svg(unsigned x, unsigned y, char *out, size_t cap)
+{
+    unsigned hue = 90 + (x * 37 + y * 53) % 60, light = 40 + (x ^ y) % 7 * 3;
+    int n = snprintf(out, cap,
+                     "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"256\" height=\"256\""
+                     " viewBox=\"0 0 256 256\"><rect width=\"256\" height=\"256\""
+                     " fill=\"hsl(%u,40%%,%u%%)\"/><path d=\"M0 0H256V256\" fill=\"none\""
+                     " stroke=\"#0004\"/><text x=\"128\" y=\"138\" font-family=\"sans-serif\""
+                     " font-size=\"28\" text-anchor=\"middle\" fill=\"#0007\">%u,%u</text></svg>",
+                     hue, light, x, y);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}

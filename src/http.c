@@ -235,6 +235,52 @@ void http_send(struct http_req *r, int status, const char *content_type, const c
     if (r->held) release(r);
 }
 
+struct ref_hold {
+    void (*done)(void *);
+    void *arg;
+};
+
+static void ref_dispose(void *p)
+{
+    struct ref_hold *h = p;
+    h->done(h->arg);
+}
+
+void http_send_ref(struct http_req *r, int status, const struct http_hdr *h, size_t n,
+                   const void *body, size_t len, void (*done)(void *arg), void *arg)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    count(r, status);
+    h2o_req_t *req = r->h2o;
+    if (!req) {
+        if (done) done(arg);
+        if (r->held) release(r);
+        return;
+    }
+    if (done) {
+        struct ref_hold *hold = h2o_mem_alloc_shared(&req->pool, sizeof *hold, ref_dispose);
+        hold->done = done;
+        hold->arg = arg;
+    }
+    req->res.status = status;
+    req->res.reason = reason(status);
+    h2o_vector_reserve(&req->pool, &req->res.headers, req->res.headers.size + n);
+    for (size_t i = 0; i < n; i++) {
+        size_t nl = strlen(h[i].name);
+        const h2o_token_t *tok = h2o_lookup_token(h[i].name, nl);
+        if (tok)
+            h2o_add_header(&req->pool, &req->res.headers, tok, NULL, h[i].value, h[i].value_len);
+        else
+            h2o_add_header_by_str(&req->pool, &req->res.headers, h[i].name, nl, 0, NULL,
+                                  h[i].value, h[i].value_len);
+    }
+    req->res.content_length = status == 304 ? SIZE_MAX : len;
+    h2o_start_response(req, &generator);
+    h2o_iovec_t buf = h2o_iovec_init(body, len);
+    h2o_send(req, &buf, status == 304 ? 0 : 1, H2O_SEND_STATE_FINAL);
+    if (r->held) release(r);
+}
+
 void http_send_json(struct http_req *r, int status, json_t *json)
 {
     char *s = json ? json_dumps(json, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;

@@ -66,6 +66,18 @@ void http_add_header(struct http_req *r, const char *name, const char *value);
 /* Sends the response; body is copied. For a held request, this also releases it. */
 void http_send(struct http_req *r, int status, const char *content_type, const char *body,
                size_t len);
+/* A response header for http_send_ref: name in lower case. */
+struct http_hdr {
+    const char *name;
+    const char *value;
+    size_t value_len;
+};
+/* Sends a response without copying: the n headers (names and values) and the body must
+ * stay valid until done(arg) runs, which happens once h2o has finished with the request
+ * (sent, or the client left); done may be NULL. For the hot read paths (tiles). A 304
+ * goes out without a body or Content-Length. */
+void http_send_ref(struct http_req *r, int status, const struct http_hdr *h, size_t n,
+                   const void *body, size_t len, void (*done)(void *arg), void *arg);
 /* Sends json (steals the reference) compactly encoded. */
 void http_send_json(struct http_req *r, int status, json_t *json);
 /* The contract's error body {"error":{"code","message"}}. */

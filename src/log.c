@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum op_kind { OP_EVENT, OP_PLAYER, OP_REFRESH, OP_IDEM };
+enum op_kind { OP_EVENT, OP_PLAYER, OP_REFRESH, OP_IDEM, OP_BLOB, OP_TILE, OP_MAPVER };
 
 struct op {
     enum op_kind kind;
@@ -26,6 +26,18 @@ struct op {
         struct store_player pl;
         struct store_refresh rt;
         struct store_idem idem;
+        struct {
+            uint8_t hash[32];
+            const uint8_t *data;
+            size_t len;
+        } blob;
+        struct store_tile tile;
+        struct {
+            struct store_map_version v;
+            log_encode_fn encode;
+            void (*release)(void *ctx);
+            void *ctx;
+        } mapver;
     } u;
     void *mem[3]; /* copies owned by the op */
 };
@@ -77,8 +89,11 @@ void log_entry_on_done(struct log_entry *e, log_done_cb cb, void *arg)
 void log_entry_free(struct log_entry *e)
 {
     if (!e) return;
-    for (size_t i = 0; i < e->n_ops; i++)
+    for (size_t i = 0; i < e->n_ops; i++) {
         for (int j = 0; j < 3; j++) free(e->ops[i].mem[j]);
+        if (e->ops[i].kind == OP_MAPVER && e->ops[i].u.mapver.release)
+            e->ops[i].u.mapver.release(e->ops[i].u.mapver.ctx);
+    }
     free(e);
 }
 
@@ -139,6 +154,51 @@ int log_entry_idem(struct log_entry *e, const struct store_idem *i)
     return op->u.idem.scope && op->u.idem.key && op->u.idem.body ? 0 : -ENOMEM;
 }
 
+int log_entry_blob(struct log_entry *e, const uint8_t hash[32], const uint8_t *data, size_t len)
+{
+    struct op *op = add_op(e, OP_BLOB);
+    if (!op) return -ENOMEM;
+    memcpy(op->u.blob.hash, hash, 32);
+    op->u.blob.len = len;
+    op->u.blob.data = dup_mem(op, 0, data, len);
+    return op->u.blob.data ? 0 : -ENOMEM;
+}
+
+int log_entry_tile(struct log_entry *e, const struct store_tile *t)
+{
+    struct op *op = add_op(e, OP_TILE);
+    if (!op) return -ENOMEM;
+    op->u.tile = *t;
+    op->u.tile.hunt = dup_mem(op, 0, t->hunt, strlen(t->hunt));
+    op->u.tile.ctype = dup_mem(op, 1, t->ctype, strlen(t->ctype));
+    return op->u.tile.hunt && op->u.tile.ctype ? 0 : -ENOMEM;
+}
+
+int log_entry_map_version(struct log_entry *e, const struct store_map_version *v,
+                          log_encode_fn encode, void (*release)(void *ctx), void *ctx)
+{
+    struct op *op = add_op(e, OP_MAPVER);
+    if (!op) return -ENOMEM;
+    op->u.mapver.v = *v;
+    op->u.mapver.encode = encode;
+    op->u.mapver.release = release;
+    op->u.mapver.ctx = ctx;
+    op->u.mapver.v.hunt = dup_mem(op, 0, v->hunt, strlen(v->hunt));
+    return op->u.mapver.v.hunt ? 0 : -ENOMEM;
+}
+
+/* Writer thread: encodes the manifest now, writes it, frees the bytes. */
+static int write_map_version(struct store *s, const struct op *op)
+{
+    struct store_map_version v = op->u.mapver.v;
+    uint8_t *data = NULL;
+    if (op->u.mapver.encode(op->u.mapver.ctx, &data, &v.len)) return STORE_EIO;
+    v.data = data;
+    int rc = store_put_map_version(s, &v);
+    free(data);
+    return rc;
+}
+
 static int write_op(struct store *s, const struct op *op)
 {
     switch (op->kind) {
@@ -146,6 +206,9 @@ static int write_op(struct store *s, const struct op *op)
     case OP_PLAYER: return store_put_player(s, &op->u.pl);
     case OP_REFRESH: return store_put_refresh(s, &op->u.rt);
     case OP_IDEM: return store_put_idem(s, &op->u.idem);
+    case OP_BLOB: return store_put_blob(s, op->u.blob.hash, op->u.blob.data, op->u.blob.len);
+    case OP_TILE: return store_put_tile(s, &op->u.tile);
+    case OP_MAPVER: return write_map_version(s, op);
     }
     return STORE_EIO;
 }

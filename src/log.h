@@ -43,6 +43,17 @@ int log_entry_event(struct log_entry *e, const struct store_event *ev);
 int log_entry_player(struct log_entry *e, const struct store_player *p);
 int log_entry_refresh(struct log_entry *e, const struct store_refresh *r);
 int log_entry_idem(struct log_entry *e, const struct store_idem *i);
+/* Map tiles: a content-addressed blob, a draft tile row. */
+int log_entry_blob(struct log_entry *e, const uint8_t hash[32], const uint8_t *data, size_t len);
+int log_entry_tile(struct log_entry *e, const struct store_tile *t);
+/* A published map version's manifest (v->data, v->len unused), encoded on the writer
+ * thread because it is O(tiles) and the event loop must not stall on it: encode(ctx,
+ * &data, &len) gives malloc'd bytes (0, or an error that fails the commit). release(ctx)
+ * runs on the event loop thread when the entry is freed; ctx must stay valid and
+ * unchanged until then. */
+typedef int (*log_encode_fn)(void *ctx, uint8_t **data, size_t *len);
+int log_entry_map_version(struct log_entry *e, const struct store_map_version *v,
+                          log_encode_fn encode, void (*release)(void *ctx), void *ctx);
 
 /* Queues e (ownership moves to the log). -EAGAIN when the queue is full: e is untouched
  * and still the caller's. */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include "ratelimit.h"
 #include "snap.h"
 #include "store.h"
+#include "tiles.h"
 
 struct options {
     const char *listen, *data, *store, *admin_key, *fsync;
@@ -27,6 +29,7 @@ struct options {
     long conns_per_ip_max;
     int demo;
     struct rl_config limits;
+    long tiles_bytes_max, map_versions_kept;
     long snapshot_every;
     int ignore_snapshots;
 };
@@ -44,7 +47,10 @@ static void usage(FILE *f)
             "                     [--rate-player 10:20] [--rate-ip 500:1000]\n"
             "                     [--players-per-ip-per-min 120] [--max-speed 20]\n"
             "                     [--rate-keys-max 131072] [--trusted-proxy IPv4]\n"
-            "                     [--snapshot-every 1000000] [--ignore-snapshots]\n");
+            "                     [--tiles-bytes-max 1073741824] [--map-versions-kept 3]\n"
+            "                     [--snapshot-every 1000000] [--ignore-snapshots]\n"
+            "       veltrix tiles import HUNT DIR [--data ./veltrix-data | --store sqlite:PATH]\n"
+            "                     [--map-versions-kept 3]\n");
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out)
@@ -87,7 +93,7 @@ static int parse_limit(const char *name, const char *v, struct rl_config *c)
     return -1;
 }
 
-static int parse(int argc, char **argv, struct options *o)
+static int parse(int argc, char **argv, int first, struct options *o)
 {
     static const struct {
         const char *name;
@@ -102,9 +108,11 @@ static int parse(int argc, char **argv, struct options *o)
         {"--idempotency-keys-max", 1, 100000000, offsetof(struct options, idem_max)},
         {"--players-max", 1, 1000000000, offsetof(struct options, players_max)},
         {"--hunts-max", 1, 1000000, offsetof(struct options, hunts_max)},
+        {"--tiles-bytes-max", 1, 1L << 40, offsetof(struct options, tiles_bytes_max)},
+        {"--map-versions-kept", 3, 64, offsetof(struct options, map_versions_kept)},
         {"--snapshot-every", 0, 1000000000000L, offsetof(struct options, snapshot_every)},
     };
-    for (int i = 2; i < argc; i++) {
+    for (int i = first; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--demo")) {
             o->demo = 1;
@@ -193,6 +201,23 @@ static size_t fit_fd_limit(long conns_max)
     return (size_t)room;
 }
 
+/* Holds an exclusive lock on <store path>.lock for the life of the process, so that a
+ * second server or a `tiles import` cannot write the same store behind this one's back
+ * (its memory would no longer match the store). 0, or -1 with a message printed. */
+static int lock_store(const char *url)
+{
+    char path[4300];
+    if (strncmp(url, "sqlite:", 7) != 0) return 0;
+    snprintf(path, sizeof path, "%s.lock", url + 7);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) return 0; /* fd stays open */
+    fprintf(stderr, "veltrix: %s: %s\n", path,
+            fd < 0 ? strerror(errno)
+                   : "locked: a server (or an import) is using this store; stop it first");
+    if (fd >= 0) close(fd);
+    return -1;
+}
+
 static int serve(const struct options *o)
 {
     char err[1024] = "", url[4200], key[256];
@@ -214,6 +239,7 @@ static int serve(const struct options *o)
     }
     if (o->store) snprintf(url, sizeof url, "%s", o->store);
     else snprintf(url, sizeof url, "sqlite:%s/veltrix.db", o->data);
+    if (lock_store(url)) return 1;
     struct store *writer = NULL, *reader = NULL, *snapper = NULL;
     if (store_open(url, fs, &writer, err, sizeof err) ||
         store_open(url, fs, &reader, err, sizeof err) ||
@@ -234,9 +260,20 @@ static int serve(const struct options *o)
     }
     struct log *log = log_create(writer, net_loop(net), (size_t)o->queue_max);
     struct snap *snap = snap_create(snapper, (uint64_t)o->snapshot_every);
-    struct api_config ac = {key, o->data, o->token_ttl, 30 * 86400, (size_t)o->queue_max,
-                            (size_t)o->idem_max, 24 * 3600 * 1000LL, (size_t)o->hunts_max,
-                            (size_t)o->players_max, o->limits, snap, o->ignore_snapshots};
+    struct api_config ac = {.admin_key = key,
+                            .data_dir = o->data,
+                            .token_ttl_s = o->token_ttl,
+                            .refresh_ttl_s = 30 * 86400,
+                            .queue_max = (size_t)o->queue_max,
+                            .idem_max = (size_t)o->idem_max,
+                            .idem_retention_ms = 24 * 3600 * 1000LL,
+                            .hunts_max = (size_t)o->hunts_max,
+                            .players_max = (size_t)o->players_max,
+                            .limits = o->limits,
+                            .tiles_bytes_max = (size_t)o->tiles_bytes_max,
+                            .map_versions_kept = (unsigned)o->map_versions_kept,
+                            .snap = snap,
+                            .ignore_snapshots = o->ignore_snapshots};
     if (!log || !snap || api_init(&ac, reader, log, net, err, sizeof err) ||
         (o->demo && api_create_demo(err, sizeof err))) {
         fprintf(stderr, "veltrix: cannot start: %s\n", err);
@@ -257,17 +294,47 @@ static int serve(const struct options *o)
     return 0;
 }
 
+/* `veltrix tiles import HUNT DIR [options]`: the map straight into the store. */
+static int tiles_cmd(int argc, char **argv, struct options *o)
+{
+    char url[4200], err[1024];
+    if (argc < 5 || strcmp(argv[2], "import") != 0 || parse(argc, argv, 5, o)) {
+        usage(stderr);
+        return 2;
+    }
+    if (o->store) snprintf(url, sizeof url, "%s", o->store);
+    else snprintf(url, sizeof url, "sqlite:%s/veltrix.db", o->data);
+    if (lock_store(url)) return 1;
+    if (tiles_import(url, argv[3], argv[4], (unsigned)o->map_versions_kept, err, sizeof err)) {
+        fprintf(stderr, "veltrix: tiles import: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    struct options o = {"127.0.0.1:8080", "./veltrix-data", NULL, NULL, "always", 600, 50000,
-                        10000, 65536, 1000000, 10000000, 1000, 2000, 0,
+    struct options o = {.listen = "127.0.0.1:8080",
+                        .data = "./veltrix-data",
+                        .fsync = "always",
+                        .token_ttl = 600,
+                        .conns_max = 50000,
+                        .req_timeout_ms = 10000,
+                        .queue_max = 65536,
+                        .idem_max = 1000000,
+                        .players_max = 10000000,
+                        .hunts_max = 1000,
+                        .conns_per_ip_max = 2000,
                         /* limits: the defaults of the README's Limits table */
-                        {{10, 20}, {500, 1000}, {120 / 60.0, 120}, 20, 131072, 0, {0}},
-                        1000000, 0};
+                        .limits = {{10, 20}, {500, 1000}, {120 / 60.0, 120}, 20, 131072, 0, {0}},
+                        .tiles_bytes_max = 1L << 30,
+                        .map_versions_kept = 3,
+                        .snapshot_every = 1000000};
+    if (argc >= 2 && !strcmp(argv[1], "tiles")) return tiles_cmd(argc, argv, &o);
     if (argc < 2 || strcmp(argv[1], "serve") != 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
     }
-    if (parse(argc, argv, &o)) return 2;
+    if (parse(argc, argv, 2, &o)) return 2;
     return serve(&o);
 }

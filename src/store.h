@@ -105,6 +105,30 @@ int store_get_snapshot(struct store *s, const char *hunt, store_snapshot_cb cb, 
  * store_get_blob: 1 and cb(0, data, len, ctx) when found, 0 when not, or an error. */
 int store_put_blob(struct store *s, const uint8_t hash[32], const uint8_t *data, size_t len);
 int store_get_blob(struct store *s, const uint8_t hash[32], store_snapshot_cb cb, void *ctx);
+/* Map tiles (tiles.c). A draft tile row places a blob (by hash) at (x, y) of a hunt's
+ * draft with its content type; putting the same (hunt, x, y) replaces it. A map version
+ * row holds a published version's manifest (tiles.c encodes it); putting version N also
+ * deletes that hunt's manifests below keep_from (versions no longer readable). */
+struct store_tile {
+    const char *hunt;
+    uint32_t x, y;
+    uint8_t hash[32];
+    const char *ctype;
+};
+struct store_map_version {
+    const char *hunt;
+    int64_t version;
+    int64_t keep_from;
+    const uint8_t *data;
+    size_t len;
+};
+typedef int (*store_tile_cb)(const struct store_tile *t, void *ctx);
+typedef int (*store_map_version_cb)(const struct store_map_version *v, void *ctx);
+int store_put_tile(struct store *s, const struct store_tile *t);
+int store_put_map_version(struct store *s, const struct store_map_version *v);
+/* Every draft tile of every hunt; every kept manifest, by hunt then version. */
+int store_each_tile(struct store *s, store_tile_cb cb, void *ctx);
+int store_each_map_version(struct store *s, store_map_version_cb cb, void *ctx);
 /* 0 when the store answers a trivial query. */
 int store_ping(struct store *s);
 /* The highest durable seq of hunt's log (0 when it has none). A snapshot is stored only

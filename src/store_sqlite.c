@@ -15,7 +15,8 @@
 
 enum {
     Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_PUT_EVENT, Q_PUT_PLAYER, Q_PUT_REFRESH, Q_PUT_IDEM,
-    Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS, Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_GET_IDEM, Q_PING, Q_PUT_SNAP, Q_GET_SNAP, Q_PUT_BLOB, Q_GET_BLOB, Q_MAX
+    Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS, Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_GET_IDEM, Q_PING, Q_PUT_SNAP, Q_GET_SNAP, Q_PUT_BLOB, Q_GET_BLOB,
+    Q_PUT_TILE, Q_PUT_MAPVER, Q_PRUNE_MAPVER, Q_TILES, Q_MAPVERS, Q_MAX
 };
 
 static const char *const SQL[Q_MAX] = {
@@ -45,6 +46,11 @@ static const char *const SQL[Q_MAX] = {
     [Q_GET_SNAP] = "SELECT seq,data FROM snapshots WHERE hunt=?",
     [Q_PUT_BLOB] = "INSERT OR IGNORE INTO blobs(hash,data) VALUES(?,?)",
     [Q_GET_BLOB] = "SELECT 0,data FROM blobs WHERE hash=?",
+    [Q_PUT_TILE] = "INSERT OR REPLACE INTO draft_tiles(hunt,x,y,hash,ctype) VALUES(?,?,?,?,?)",
+    [Q_PUT_MAPVER] = "INSERT OR REPLACE INTO map_versions(hunt,version,manifest) VALUES(?,?,?)",
+    [Q_PRUNE_MAPVER] = "DELETE FROM map_versions WHERE hunt=? AND version<?",
+    [Q_TILES] = "SELECT hunt,x,y,hash,ctype FROM draft_tiles ORDER BY hunt,x,y",
+    [Q_MAPVERS] = "SELECT hunt,version,manifest FROM map_versions ORDER BY hunt,version",
 };
 
 /* Each step moves user_version from i to i+1. Append only; never edit a shipped step. */
@@ -61,6 +67,15 @@ static const char *const MIGRATIONS[] = {
     "CREATE INDEX idem_created ON idem(created_ms);",
     "CREATE TABLE snapshots(hunt TEXT PRIMARY KEY, seq INTEGER NOT NULL, data BLOB NOT NULL);"
     "CREATE TABLE blobs(hash BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;",
+    /* Map tiles. blobs becomes a rowid table: WITHOUT ROWID rows over ~1 KB spill into an
+     * overflow page each, which made a 1.2 KB tile cost 4-5 KB on disk. */
+    "CREATE TABLE draft_tiles(hunt TEXT NOT NULL, x INTEGER NOT NULL, y INTEGER NOT NULL,"
+    " hash BLOB NOT NULL, ctype TEXT NOT NULL, PRIMARY KEY(hunt, x, y)) WITHOUT ROWID;"
+    "CREATE TABLE map_versions(hunt TEXT NOT NULL, version INTEGER NOT NULL,"
+    " manifest BLOB NOT NULL, PRIMARY KEY(hunt, version));"
+    "CREATE TABLE blobs_rowid(hash BLOB PRIMARY KEY, data BLOB NOT NULL);"
+    "INSERT INTO blobs_rowid(hash, data) SELECT hash, data FROM blobs;"
+    "DROP TABLE blobs; ALTER TABLE blobs_rowid RENAME TO blobs;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -412,6 +427,71 @@ int store_get_blob(struct store *s, const uint8_t hash[32], store_snapshot_cb cb
     struct walk_ctx w = {(void *)cb, ctx, NULL};
     sqlite3_bind_blob(s->q[Q_GET_BLOB], 1, hash, 32, SQLITE_STATIC);
     return walk(s, s->q[Q_GET_BLOB], bytes_row, &w);
+}
+
+int store_put_tile(struct store *s, const struct store_tile *t)
+{
+    sqlite3_stmt *st = s->q[Q_PUT_TILE];
+    sqlite3_bind_text(st, 1, t->hunt, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, t->x);
+    sqlite3_bind_int64(st, 3, t->y);
+    sqlite3_bind_blob(st, 4, t->hash, 32, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, t->ctype, -1, SQLITE_STATIC);
+    return run(s, st);
+}
+
+int store_put_map_version(struct store *s, const struct store_map_version *v)
+{
+    sqlite3_stmt *st = s->q[Q_PUT_MAPVER];
+    sqlite3_bind_text(st, 1, v->hunt, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, v->version);
+    sqlite3_bind_blob64(st, 3, v->len ? (const void *)v->data : "", v->len, SQLITE_STATIC);
+    int rc = run(s, st);
+    if (rc) return rc;
+    st = s->q[Q_PRUNE_MAPVER];
+    sqlite3_bind_text(st, 1, v->hunt, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, v->keep_from);
+    return run(s, st);
+}
+
+static int tile_row(sqlite3_stmt *st, void *p)
+{
+    struct walk_ctx *w = p;
+    struct store_tile t;
+    t.hunt = (const char *)sqlite3_column_text(st, 0);
+    sqlite3_int64 x = sqlite3_column_int64(st, 1), y = sqlite3_column_int64(st, 2);
+    t.ctype = (const char *)sqlite3_column_text(st, 4);
+    if (!t.hunt || !t.ctype || x < 0 || y < 0 || x > UINT32_MAX || y > UINT32_MAX ||
+        sqlite3_column_bytes(st, 3) != 32)
+        return STORE_ECORRUPT;
+    t.x = (uint32_t)x;
+    t.y = (uint32_t)y;
+    memcpy(t.hash, sqlite3_column_blob(st, 3), 32);
+    return ((store_tile_cb)w->cb)(&t, w->ctx);
+}
+
+int store_each_tile(struct store *s, store_tile_cb cb, void *ctx)
+{
+    struct walk_ctx w = {(void *)cb, ctx, NULL};
+    return walk(s, s->q[Q_TILES], tile_row, &w);
+}
+
+static int map_version_row(sqlite3_stmt *st, void *p)
+{
+    struct walk_ctx *w = p;
+    struct store_map_version v = {(const char *)sqlite3_column_text(st, 0),
+                                  sqlite3_column_int64(st, 1), 0, NULL, 0};
+    if (!v.hunt) return STORE_ECORRUPT;
+    v.keep_from = v.version;
+    v.data = sqlite3_column_blob(st, 2);
+    v.len = (size_t)sqlite3_column_bytes(st, 2);
+    return ((store_map_version_cb)w->cb)(&v, w->ctx);
+}
+
+int store_each_map_version(struct store *s, store_map_version_cb cb, void *ctx)
+{
+    struct walk_ctx w = {(void *)cb, ctx, NULL};
+    return walk(s, s->q[Q_MAPVERS], map_version_row, &w);
 }
 
 /* ---- snapshots --------------------------------------------------------------------------

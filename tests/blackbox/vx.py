@@ -542,9 +542,9 @@ def assert_serving(server, what="after bad input"):
 # --------------------------------------------------------------------------- runner
 _tests = []
 
-# Map tiles (issue 4) are not served yet: their cases run only with VELTRIX_TEST_TILES=1,
-# and every test that leaves them out says so in its output ("skip" lines and count).
-TILES = os.environ.get("VELTRIX_TEST_TILES") == "1"
+# Map tiles (issue 4) are served: their cases run by default. VELTRIX_TEST_TILES=0 leaves
+# them out (for a build without tiles), and every test that does says so in its output.
+TILES = os.environ.get("VELTRIX_TEST_TILES", "1") == "1"
 _skipped_parts = []
 
 
@@ -703,3 +703,16 @@ def metric(c, name, labels=""):
     m = re.search(r"(?m)^%s%s (\d+)$" % (re.escape(name), re.escape(labels)), r.raw.decode())
     true(m, "/metrics has no %s%s" % (name, labels))
     return int(m.group(1))
+# --------------------------------------------------------------------------- map tiles
+def put_tile(c, hunt, x, y, data, ctype="image/png", status=204):
+    r = c.req("PUT", "/v1/hunts/%s/tiles/%d/%d" % (hunt, x, y), data, admin=True,
+              headers={"Content-Type": ctype})
+    check(r, status, what="stage tile %d/%d" % (x, y))
+    return r
+
+
+def publish(c, hunt):
+    """Publishes hunt's draft; returns the new version."""
+    r = c.req("POST", "/v1/hunts/%s/map/publish" % hunt, {}, admin=True)
+    check(r, 200, what="publish")
+    return r.body["version"]

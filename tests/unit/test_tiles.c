@@ -1,0 +1,333 @@
+/* Unit tests: map tiles — draft vs published, versions kept and gone, bounds, content
+ * dedup (bytes counted once), the memory limit, references outliving a version's
+ * retirement, and a restore from the store (draft rows, blobs, manifests). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "harness.h"
+#include "tiles.h"
+
+static struct tiles *mk(size_t bytes_max, unsigned kept)
+{
+    struct tiles_config c = {bytes_max, kept};
+    return tiles_create(&c);
+}
+
+static int put(struct tiles *t, const char *hunt, uint32_t x, uint32_t y, const char *bytes,
+               int *new_blob)
+{
+    uint8_t h[32];
+    int nb;
+    auth_sha256(bytes, strlen(bytes), h);
+    return tiles_stage(t, hunt, x, y, "image/png", h, (const uint8_t *)bytes, strlen(bytes),
+                       new_blob ? new_blob : &nb);
+}
+
+/* The bytes of (x, y) in version v (-1 current) as a string, or an error name. */
+static const char *get(struct tiles *t, int64_t v, uint32_t x, uint32_t y)
+{
+    static char buf[256];
+    struct tile_hit hit;
+    int rc = tiles_find(t, "h", 1, v, x, y, &hit);
+    if (rc) return tiles_err_str(rc);
+    snprintf(buf, sizeof buf, "%.*s", (int)hit.len, (const char *)hit.body);
+    tiles_release(hit.ref);
+    return buf;
+}
+
+TEST(draft_invisible_until_publish)
+{
+    struct tiles *t = mk(1 << 20, 3);
+    CHECK_EQ_INT(put(t, "h", 0, 0, "a", NULL), 0);
+    CHECK_EQ_STR(get(t, -1, 0, 0), tiles_err_str(TILES_ENOVERSION));
+    CHECK_EQ_INT(tiles_publish(t, "h", 1, 4, 4, NULL), 0);
+    CHECK_EQ_STR(get(t, -1, 0, 0), "a");
+    CHECK_EQ_INT(put(t, "h", 0, 0, "b", NULL), 0);
+    CHECK_EQ_STR(get(t, -1, 0, 0), "a");
+    CHECK_EQ_STR(get(t, -1, 1, 1), tiles_err_str(TILES_ENOTILE));
+    CHECK_EQ_STR(get(t, -1, 4, 0), tiles_err_str(TILES_EBOUNDS));
+    CHECK_EQ_STR(get(t, -1, 0, 4), tiles_err_str(TILES_EBOUNDS));
+    CHECK_EQ_INT(tiles_publish(t, "h", 2, 4, 4, NULL), 0);
+    CHECK_EQ_STR(get(t, -1, 0, 0), "b");
+    CHECK_EQ_STR(get(t, 1, 0, 0), "a");
+    CHECK_EQ_STR(get(t, 3, 0, 0), tiles_err_str(TILES_ENOVERSION));
+    struct tile_hit hit;
+    CHECK_EQ_INT(tiles_find(t, "other", 5, -1, 0, 0, &hit), TILES_ENOVERSION);
+    tiles_destroy(t);
+}
+
+/* Versions share 16x16 chunks with the draft: a change after a publish copies the chunk,
+ * and neither the old version nor the neighbours in the chunk change. */
+TEST(copy_on_write_chunks)
+{
+    struct tiles *t = mk(1 << 20, 3);
+    put(t, "h", 0, 0, "a", NULL);
+    put(t, "h", 0, 1, "b", NULL);
+    put(t, "h", 17, 17, "far", NULL);
+    CHECK_EQ_INT(tiles_publish(t, "h", 1, 32, 32, NULL), 0);
+    put(t, "h", 0, 0, "c", NULL);
+    put(t, "h", 15, 15, "d", NULL);
+    CHECK_EQ_STR(get(t, -1, 0, 0), "a");
+    CHECK_EQ_STR(get(t, -1, 15, 15), tiles_err_str(TILES_ENOTILE));
+    CHECK_EQ_INT(tiles_publish(t, "h", 2, 32, 32, NULL), 0);
+    put(t, "h", 0, 1, "e", NULL); /* a third copy of the chunk, for the draft */
+    CHECK_EQ_INT(tiles_publish(t, "h", 3, 32, 32, NULL), 0);
+    const char *want[][4] = {{"a", "b", "far", tiles_err_str(TILES_ENOTILE)},
+                             {"c", "b", "far", "d"},
+                             {"c", "e", "far", "d"}};
+    for (int v = 1; v <= 3; v++) {
+        CHECK_EQ_STR(get(t, v, 0, 0), want[v - 1][0]);
+        CHECK_EQ_STR(get(t, v, 0, 1), want[v - 1][1]);
+        CHECK_EQ_STR(get(t, v, 17, 17), want[v - 1][2]);
+        CHECK_EQ_STR(get(t, v, 15, 15), want[v - 1][3]);
+    }
+    /* a map that shrank: tiles beyond it are out of bounds, the rest is there */
+    CHECK_EQ_INT(tiles_publish(t, "h", 4, 16, 16, NULL), 0);
+    CHECK_EQ_STR(get(t, 4, 17, 17), tiles_err_str(TILES_EBOUNDS));
+    CHECK_EQ_STR(get(t, 4, 15, 15), "d");
+    tiles_destroy(t);
+}
+
+TEST(versions_kept_then_gone)
+{
+    struct tiles *t = mk(1 << 20, 3);
+    char b[16];
+    for (int v = 1; v <= 5; v++) {
+        snprintf(b, sizeof b, "v%d", v);
+        CHECK_EQ_INT(put(t, "h", 1, 2, b, NULL), 0);
+        CHECK_EQ_INT(tiles_publish(t, "h", v, 8, 8, NULL), 0);
+    }
+    CHECK_EQ_STR(get(t, -1, 1, 2), "v5");
+    CHECK_EQ_STR(get(t, 5, 1, 2), "v5");
+    CHECK_EQ_STR(get(t, 4, 1, 2), "v4");
+    CHECK_EQ_STR(get(t, 3, 1, 2), "v3");
+    CHECK_EQ_STR(get(t, 2, 1, 2), tiles_err_str(TILES_EGONE));
+    CHECK_EQ_STR(get(t, 1, 1, 2), tiles_err_str(TILES_EGONE));
+    CHECK_EQ_INT(tiles_keep_from(t, 5), 3);
+    /* only the kept versions and the draft hold blobs: v3, v4, v5 */
+    CHECK_EQ_INT(tiles_stats(t)->blobs, 3);
+    tiles_destroy(t);
+}
+
+TEST(same_bytes_stored_once)
+{
+    struct tiles *t = mk(1 << 20, 3);
+    int nb = -1;
+    CHECK_EQ_INT(put(t, "h", 0, 0, "same-bytes", &nb), 0);
+    CHECK_EQ_INT(nb, 1);
+    CHECK_EQ_INT(put(t, "h", 0, 1, "same-bytes", &nb), 0);
+    CHECK_EQ_INT(nb, 0);
+    CHECK_EQ_INT(put(t, "g", 3, 3, "same-bytes", &nb), 0);
+    CHECK_EQ_INT(nb, 0);
+    CHECK_EQ_INT(tiles_stats(t)->blobs, 1);
+    CHECK_EQ_INT(tiles_stats(t)->blob_bytes, 10);
+    for (int v = 1; v <= 4; v++) CHECK_EQ_INT(tiles_publish(t, "h", v, 4, 4, NULL), 0);
+    CHECK_EQ_INT(tiles_stats(t)->blob_bytes, 10);
+    /* replacing every use frees the bytes once no version needs them */
+    CHECK_EQ_INT(put(t, "h", 0, 0, "x", NULL), 0);
+    CHECK_EQ_INT(put(t, "h", 0, 1, "y", NULL), 0);
+    CHECK_EQ_INT(put(t, "g", 3, 3, "z", NULL), 0);
+    for (int v = 5; v <= 7; v++) CHECK_EQ_INT(tiles_publish(t, "h", v, 4, 4, NULL), 0);
+    CHECK_EQ_INT(tiles_stats(t)->blob_bytes, 3);
+    tiles_destroy(t);
+}
+
+TEST(memory_limit)
+{
+    struct tiles *t = mk(10, 3);
+    CHECK_EQ_INT(put(t, "h", 0, 0, "12345678", NULL), 0);
+    CHECK_EQ_INT(put(t, "h", 0, 1, "abc", NULL), TILES_EFULL);
+    CHECK_EQ_INT(put(t, "h", 0, 1, "12345678", NULL), 0); /* known bytes cost nothing */
+    CHECK_EQ_INT(put(t, "h", 0, 1, "ab", NULL), 0);
+    CHECK_EQ_INT(tiles_stats(t)->rejected_full, 1);
+    tiles_destroy(t);
+}
+
+TEST(reference_outlives_retirement)
+{
+    struct tiles *t = mk(1 << 20, 1);
+    struct tile_hit hit;
+    CHECK_EQ_INT(put(t, "h", 0, 0, "old", NULL), 0);
+    CHECK_EQ_INT(tiles_publish(t, "h", 1, 2, 2, NULL), 0);
+    CHECK_EQ_INT(tiles_find(t, "h", 1, -1, 0, 0, &hit), 0);
+    CHECK_EQ_INT(put(t, "h", 0, 0, "new", NULL), 0);
+    CHECK_EQ_INT(tiles_publish(t, "h", 2, 2, 2, NULL), 0);
+    CHECK_EQ_STR(get(t, 1, 0, 0), tiles_err_str(TILES_EGONE));
+    CHECK(hit.len == 3 && memcmp(hit.body, "old", 3) == 0); /* still readable (ASan) */
+    CHECK_EQ_STR(hit.version_str, "1");
+    CHECK_EQ_INT(hit.current, 1);
+    CHECK_EQ_INT(tiles_stats(t)->blobs, 2);
+    tiles_release(hit.ref);
+    CHECK_EQ_INT(tiles_stats(t)->blobs, 1);
+    tiles_destroy(t);
+}
+
+TEST(etag_follows_content)
+{
+    struct tiles *t = mk(1 << 20, 3);
+    struct tile_hit a, b, c;
+    put(t, "h", 0, 0, "one", NULL);
+    put(t, "h", 1, 0, "one", NULL);
+    put(t, "h", 2, 0, "two", NULL);
+    tiles_publish(t, "h", 1, 4, 4, NULL);
+    CHECK_EQ_INT(tiles_find(t, "h", 1, -1, 0, 0, &a), 0);
+    CHECK_EQ_INT(tiles_find(t, "h", 1, -1, 1, 0, &b), 0);
+    CHECK_EQ_INT(tiles_find(t, "h", 1, -1, 2, 0, &c), 0);
+    CHECK_EQ_STR(a.etag, b.etag);
+    CHECK(strcmp(a.etag, c.etag) != 0);
+    CHECK_EQ_INT(strlen(a.etag), a.etag_len);
+    CHECK(a.etag[0] == '"' && a.etag[a.etag_len - 1] == '"');
+    CHECK_EQ_STR(a.ctype, "image/png");
+    tiles_release(a.ref), tiles_release(b.ref), tiles_release(c.ref);
+    tiles_destroy(t);
+}
+
+/* Writes what the server's log would: blobs, draft rows and a manifest per publish. */
+TEST(restore_from_store)
+{
+    char dir[] = "/tmp/veltrix-tiles-XXXXXX", url[128], err[256];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(url, sizeof url, "sqlite:%s/t.db", dir);
+    struct store *s = NULL;
+    CHECK_EQ_INT(store_open(url, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+    struct tiles *t = mk(1 << 20, 2);
+    const char *bytes[] = {"v1-a", "v2-a", "v3-a"};
+    CHECK_EQ_INT(store_begin(s), 0);
+    for (int v = 1; v <= 3; v++) {
+        uint8_t h[32];
+        int nb;
+        auth_sha256(bytes[v - 1], 4, h);
+        tiles_stage(t, "h", 0, 0, "image/svg+xml", h, (const uint8_t *)bytes[v - 1], 4, &nb);
+        store_put_blob(s, h, (const uint8_t *)bytes[v - 1], 4);
+        struct store_tile row = {"h", 0, 0, {0}, "image/svg+xml"};
+        memcpy(row.hash, h, 32);
+        store_put_tile(s, &row);
+        const struct tile_version *tv;
+        CHECK_EQ_INT(tiles_publish(t, "h", v, 3, 3, &tv), 0);
+        uint8_t *m;
+        size_t len;
+        CHECK_EQ_INT(tiles_manifest(tv, &m, &len), 0);
+        struct store_map_version mv = {"h", v, tiles_keep_from(t, v), m, len};
+        CHECK_EQ_INT(store_put_map_version(s, &mv), 0);
+        free(m);
+    }
+    CHECK_EQ_INT(store_commit(s), 0);
+    tiles_destroy(t);
+    t = mk(1 << 20, 2);
+    CHECK_EQ_INT(tiles_restore(t, s, err, sizeof err), 0);
+    CHECK_EQ_STR(get(t, -1, 0, 0), "v3-a");
+    CHECK_EQ_STR(get(t, 2, 0, 0), "v2-a");
+    CHECK_EQ_STR(get(t, 1, 0, 0), tiles_err_str(TILES_EGONE));
+    CHECK_EQ_STR(get(t, -1, 2, 2), tiles_err_str(TILES_ENOTILE));
+    CHECK_EQ_STR(get(t, -1, 3, 0), tiles_err_str(TILES_EBOUNDS));
+    CHECK_EQ_INT(tiles_stats(t)->blobs, 2);
+    /* the draft came back too: publishing again gives the same tile */
+    CHECK_EQ_INT(tiles_publish(t, "h", 4, 3, 3, NULL), 0);
+    CHECK_EQ_STR(get(t, 4, 0, 0), "v3-a");
+    struct tile_hit hit;
+    CHECK_EQ_INT(tiles_find(t, "h", 1, -1, 0, 0, &hit), 0);
+    CHECK_EQ_STR(hit.ctype, "image/svg+xml");
+    tiles_release(hit.ref);
+    tiles_destroy(t);
+    store_close(s);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
+/* A manifest that does not decode (truncated, garbage, a tile outside its map, a blob
+ * the store does not have) stops the restore with a message; never a crash. */
+TEST(restore_refuses_bad_manifests)
+{
+    char dir[] = "/tmp/veltrix-tiles-XXXXXX", url[128], err[256];
+    CHECK(mkdtemp(dir) != NULL);
+    struct tiles *t = mk(1 << 20, 3);
+    uint8_t h[32], *m;
+    size_t len;
+    int nb;
+    auth_sha256("ok", 2, h);
+    tiles_stage(t, "h", 1, 1, "image/png", h, (const uint8_t *)"ok", 2, &nb);
+    const struct tile_version *tv;
+    tiles_publish(t, "h", 1, 4, 4, &tv);
+    CHECK_EQ_INT(tiles_manifest(tv, &m, &len), 0);
+    uint8_t outside[64], *cases[5];
+    size_t lens[5] = {len - 1, 3, len, len, len};
+    memcpy(outside, m, len);
+    outside[16] = 9; /* x = 9 in a 4 x 4 map */
+    uint8_t unknown[64];
+    memcpy(unknown, m, len);
+    unknown[20] ^= 1; /* a hash the store does not hold */
+    cases[0] = m, cases[1] = (uint8_t *)"VXM", cases[2] = outside, cases[3] = unknown;
+    cases[4] = m; /* the good one, as a control */
+    for (int i = 0; i < 5; i++) {
+        snprintf(url, sizeof url, "sqlite:%s/t%d.db", dir, i);
+        struct store *s = NULL;
+        CHECK_EQ_INT(store_open(url, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+        struct store_map_version mv = {"h", 1, 1, cases[i], lens[i]};
+        CHECK_EQ_INT(store_put_blob(s, h, (const uint8_t *)"ok", 2), 0);
+        CHECK_EQ_INT(store_put_map_version(s, &mv), 0);
+        struct tiles *r = mk(1 << 20, 3);
+        err[0] = '\0';
+        int rc = tiles_restore(r, s, err, sizeof err);
+        if (i < 4) {
+            CHECK_EQ_INT(rc, -1);
+            CHECK(strstr(err, "map version 1 of hunt 'h'") != NULL);
+        } else {
+            CHECK_EQ_INT(rc, 0);
+            CHECK_EQ_STR(get(r, 1, 1, 1), "ok");
+        }
+        tiles_destroy(r);
+        store_close(s);
+    }
+    free(m);
+    tiles_destroy(t);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
+TEST(many_tiles_table)
+{
+    struct tiles *t = mk(64 << 20, 3);
+    char b[32];
+    for (uint32_t x = 0; x < 256; x++)
+        for (uint32_t y = 0; y < 256; y += 3) {
+            snprintf(b, sizeof b, "%u/%u", x, y);
+            put(t, "h", x, y, b, NULL);
+        }
+    CHECK_EQ_INT(tiles_publish(t, "h", 1, 256, 256, NULL), 0);
+    int bad = 0;
+    for (uint32_t x = 0; x < 256; x++)
+        for (uint32_t y = 0; y < 256; y++) {
+            snprintf(b, sizeof b, "%u/%u", x, y);
+            const char *got = get(t, -1, x, y);
+            if (y % 3 ? strcmp(got, tiles_err_str(TILES_ENOTILE)) : strcmp(got, b)) bad++;
+        }
+    CHECK_EQ_INT(bad, 0);
+    tiles_destroy(t);
+}
+
+TEST(content_types)
+{
+    CHECK_EQ_STR(tiles_ctype_for("3.png"), "image/png");
+    CHECK_EQ_STR(tiles_ctype_for("3.SVG"), "image/svg+xml");
+    CHECK_EQ_STR(tiles_ctype_for("3"), "application/octet-stream");
+}
+
+int main(void)
+{
+    RUN(draft_invisible_until_publish);
+    RUN(copy_on_write_chunks);
+    RUN(versions_kept_then_gone);
+    RUN(same_bytes_stored_once);
+    RUN(memory_limit);
+    RUN(reference_outlives_retirement);
+    RUN(etag_follows_content);
+    RUN(restore_from_store);
+    RUN(restore_refuses_bad_manifests);
+    RUN(many_tiles_table);
+    RUN(content_types);
+    return HARNESS_DONE();
+}
