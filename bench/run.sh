@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # bench/run.sh — Veltrix benchmarks, side by side with their anchors, in one run.
 #
-#   bench/run.sh [healthz] [players] [scans] [chests] [leaderboard] [tiles] [live] [anchors]
+#   bench/run.sh [healthz] [players] [scans] [chests] [leaderboard] [tiles] [live] [anchors] [replay] [restart]
 #
 # tiles: a 256×256 map of 1.2 KB tiles loaded with `veltrix tiles import`, random reads
 # (wrk -c64), then the same reads while a new version is published every 0.5 s; with its
 # own anchors in the same run (not with BENCH_QUICK): nginx serving the same files
 # (1 worker) and PostgreSQL (pgbench, the original design's tile SELECT).
+#
+# replay: build/bench_replay loads 1M players into one hunt (decode + apply), reports
+# events/s and bytes per player. restart: build/bench_gen_store writes a store of 10M
+# events (with a snapshot 500k events before the end), then times `veltrix serve` start
+# to /healthz ready with the snapshot and with --ignore-snapshots (whole log), and checks
+# the digest. Both report as checks under the table.
 #
 # No argument: everything. Veltrix (fsync always) runs on a temp data dir on loopback;
 # each workload is wrk -t1 -c64, 5 s, 3 runs, median reported. Anchors (nginx, PostgreSQL
@@ -25,6 +31,8 @@
 #                                         (quick: 1000 clients, 3 s)
 #   BENCH_OUT=path.md                     where to write the table
 #   BENCH_KEEP=1                          keep the temp dir (logs, wrk outputs)
+#   BENCH_REPLAY_PLAYERS=1000000         players for the replay workload (quick: 100000)
+#   BENCH_RESTART_EVENTS=10000000 BENCH_RESTART_TAIL=500000   restart store (quick: 1M, 100k)
 #   BENCH_QUIET_BUDGET=45                 seconds in all to wait, before runs, for other
 #                                         processes to leave the CPUs (0: never wait)
 # Every process it starts is stopped by PID on exit; every load is bounded in time.
@@ -54,7 +62,7 @@ PY="python3 $BENCH_DIR/vxbench.py"
 usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # ------------------------------------------------------------------ what to run
-ALL=(healthz players scans chests leaderboard tiles live anchors)
+ALL=(healthz players scans chests leaderboard tiles live anchors replay restart)
 declare -A WANT=()
 if [ $# -eq 0 ]; then
   for w in "${ALL[@]}"; do WANT[$w]=1; done
@@ -63,7 +71,7 @@ if [ $# -eq 0 ]; then
 else
   for w in "$@"; do
     case $w in
-      healthz|players|scans|chests|leaderboard|tiles|live|anchors) WANT[$w]=1 ;;
+      healthz|players|scans|chests|leaderboard|tiles|live|anchors|replay|restart) WANT[$w]=1 ;;
       -h|--help) usage ;;
       *) echo "run.sh: unknown workload '$w'" >&2; usage ;;
     esac
@@ -670,12 +678,69 @@ EOF
   echo "nginx (Debian nginx-light), 1 worker, default file settings (no open_file_cache), serving the same 65,536 files as /tiles/btile/{x}/{y}.png (bench/run.sh run_nginx_tiles); wrk with bench/tiles.lua, the same random tiles as veltrix." >>"$NOTES"
 }
 
+# ------------------------------------------------------------------ replay and restart (issue 3)
+BDIR=$(dirname "$BIN")
+if [ "$QUICK" = 1 ]; then
+  REPLAY_PLAYERS=${BENCH_REPLAY_PLAYERS:-100000}; RESTART_EVENTS=${BENCH_RESTART_EVENTS:-1000000}
+  RESTART_TAIL=${BENCH_RESTART_TAIL:-100000}
+else
+  REPLAY_PLAYERS=${BENCH_REPLAY_PLAYERS:-1000000}; RESTART_EVENTS=${BENCH_RESTART_EVENTS:-10000000}
+  RESTART_TAIL=${BENCH_RESTART_TAIL:-500000}
+fi
+met() { python3 -c 'import sys; v, op, t = float(sys.argv[1]), sys.argv[2], float(sys.argv[3]); print("met" if (v >= t if op == "ge" else v < t if op == "lt" else v <= t) else "NOT met")' "$@"; }
+
+run_replay() {
+  log "replay: bench_replay $REPLAY_PLAYERS players × 2 scans (decode + apply into a fresh hunt)"
+  local out=$TMPD/replay.txt res eps bpp
+  quiet
+  if ! timeout -k 5 600 "$BDIR/bench_replay" "$REPLAY_PLAYERS" 2 >"$out" 2>&1; then
+    check "REPLAY BENCH FAILED: $(tail -n 3 "$out" | tr '\n' ' ')"; return 0
+  fi
+  grep -v '^RESULT' "$out" | sed 's/^/  /'
+  res=$(grep '^RESULT' "$out")
+  eps=$(sed -n 's/.* events_per_s=\([0-9.]*\).*/\1/p' <<<"$res")
+  bpp=$(sed -n 's/.* bytes_per_player=\([0-9.]*\).*/\1/p' <<<"$res")
+  check "replay at $REPLAY_PLAYERS players (one hunt): $eps events/s decoded and applied (target ≥ 1,000,000/s: $(met "$eps" ge 1000000)); $bpp bytes per player per hunt (target ≤ 256: $(met "$bpp" le 256))"
+}
+
+run_restart() {
+  local d=$TMPD/restart out=$TMPD/restart-gen.txt want size mode port pid t0 t1 secs got
+  mkdir -p "$d"
+  log "restart: bench_gen_store: $RESTART_EVENTS events, a snapshot $RESTART_TAIL events before the end"
+  if ! timeout -k 5 1200 "$BDIR/bench_gen_store" "$d/veltrix.db" "$RESTART_EVENTS" "$RESTART_TAIL" >"$out" 2>&1; then
+    check "RESTART BENCH: generating the store failed: $(tail -n 3 "$out" | tr '\n' ' ')"; return 0
+  fi
+  sed 's/^/  /' "$out"
+  want=$(sed -n 's/.* digest \([0-9a-f]*\).*/\1/p' "$out")
+  size=$(du -sh "$d" | cut -f1)
+  for mode in snapshot "whole log"; do
+    local flags=(--snapshot-every 0)
+    [ "$mode" = snapshot ] || flags+=(--ignore-snapshots)
+    port=$($PY freeport)
+    quiet
+    t0=$(date +%s.%N)
+    "$BIN" serve --listen "127.0.0.1:$port" --data "$d" --admin-key "$KEY" "${flags[@]}" >>"$d/server.log" 2>&1 &
+    pid=$!; STARTED+=("$pid")
+    if ! $PY wait-ready "http://127.0.0.1:$port/healthz" 300 "$pid"; then
+      check "RESTART ($mode) FAILED: $(tail -n 3 "$d/server.log" | tr '\n' ' ')"; stop_pid "$pid"; forget "$pid"; continue
+    fi
+    t1=$(date +%s.%N)
+    secs=$(python3 -c "print('%.2f' % ($t1 - $t0))")
+    got=$(curl -s -H "Authorization: Bearer $KEY" "http://127.0.0.1:$port/v1/hunts/restart/digest" | sed -n 's/.*"digest":"\([0-9a-f]*\)".*/\1/p')
+    stop_pid "$pid" 60; forget "$pid"
+    echo "  $mode: ready in $secs s; $(grep recovered "$d/server.log" | tail -n 1)"
+    check "restart with $RESTART_EVENTS events ($size store), from the $mode: start → /healthz ready in $secs s (target < 15 s: $(met "$secs" lt 15)); digest $([ "$got" = "$want" ] && echo "equal to the generator's" || echo "MISMATCH: $got vs $want")"
+  done
+}
+
 # ------------------------------------------------------------------ main
 START=$SECONDS
 echo "veltrix bench: workloads: ${!WANT[*]}; $RUNS run(s) × ${DUR}s; temp dir $TMPD"
 [ "$VX_WANTED" = 1 ] && run_veltrix
 want tiles && run_tiles
 want live && run_live
+want replay && run_replay
+want restart && run_restart
 if want anchors; then
   run_nginx
   run_pg

@@ -28,6 +28,7 @@
 #include "net.h"
 #include "qr.h"
 #include "ratelimit.h"
+#include "snap.h"
 #include "tiles.h"
 #include "uuid.h"
 
@@ -535,6 +536,7 @@ static void apply(struct hunt *h, const struct event *ev, struct engine_outcome 
     assert(!app.live_next.frame);
     app.live_next.h = h;
     if (!(app.live_next.frame = live_event_frame(app.live, h, ev, out))) abort();
+    snap_after_event(app.cfg.snap, h);
 }
 
 static void engine_error(struct http_req *r, int rc)
@@ -1377,6 +1379,7 @@ static void h_metrics(struct http_req *r)
         (unsigned long long)is->replayed, (unsigned long long)is->mismatched,
         (unsigned long long)is->entries, app.players.count, (unsigned long long)app.refresh_reused);
     hmap_each(&app.hunts, render_hunt, &b);
+    snap_render_metrics(app.cfg.snap, &b);
     limits_render(&b);
     tiles_render_metrics(app.tiles, &b);
     if (!b.p) {
@@ -1419,6 +1422,9 @@ struct load_ctx {
     char *err;
     size_t errcap;
     uint64_t events;
+    const char *snap_hunt; /* the hunt whose snapshot is being restored */
+    uint64_t snap_seq;     /* its seq (0: none) */
+    size_t snapshots;      /* hunts restored from a snapshot */
 };
 
 static int load_event(const struct store_event *se, void *arg)
@@ -1442,6 +1448,63 @@ static int load_event(const struct store_event *se, void *arg)
     return 0;
 }
 
+/* ---- snapshots ------------------------------------------------------------------------ */
+
+static int restore_snapshot(uint64_t seq, const uint8_t *data, size_t len, void *arg)
+{
+    struct load_ctx *c = arg;
+    char why[256];
+    const char *id = c->snap_hunt;
+    int rc = engine_snapshot_decode(id, data, len, &c->h, why, sizeof why);
+    if (!rc && engine_seq(c->h) != seq) {
+        snprintf(why, sizeof why, "it holds seq %llu but its row says %llu",
+                 (unsigned long long)engine_seq(c->h), (unsigned long long)seq);
+        engine_hunt_destroy(c->h);
+        c->h = NULL;
+        rc = ENGINE_BAD_SNAPSHOT;
+    }
+    if (rc)
+        snprintf(c->err, c->errcap,
+                 "hunt '%s': its snapshot at seq %llu (%zu bytes) cannot be used: %s; start "
+                 "with --ignore-snapshots to rebuild it from the whole log instead",
+                 id, (unsigned long long)seq, len, why);
+    else
+        c->snap_seq = seq;
+    return rc ? -1 : 0;
+}
+
+/* c->h = the hunt restored from its newest snapshot, or NULL when it has none (or
+ * --ignore-snapshots). -1 with c->err set when the snapshot is unusable. */
+static int load_snapshot(const char *id, struct load_ctx *c)
+{
+    c->snap_hunt = id;
+    c->snap_seq = 0;
+    if (app.cfg.ignore_snapshots) return 0;
+    int rc = store_get_snapshot(app.reader, id, restore_snapshot, c);
+    if (rc >= 0) {
+        if (c->h) c->snapshots++;
+        return 0;
+    }
+    if (!c->err[0])
+        snprintf(c->err, c->errcap, "hunt '%s': cannot read its snapshot (%s)", id,
+                 store_err_str(rc));
+    return -1;
+}
+
+/* After a snapshot: the log must reach at least the snapshot's seq. */
+static int check_log_end(const char *id, struct load_ctx *c)
+{
+    uint64_t last = 0;
+    if (!c->snap_seq) return 0;
+    if (store_last_seq(app.reader, id, &last)) return -1;
+    if (last >= c->snap_seq) return 0;
+    snprintf(c->err, c->errcap,
+             "hunt '%s': its snapshot is at seq %llu but its log ends at seq %llu; start with "
+             "--ignore-snapshots to rebuild it from the log",
+             id, (unsigned long long)c->snap_seq, (unsigned long long)last);
+    return -1;
+}
+
 static int load_hunt(const char *id, void *arg)
 {
     struct load_ctx *c = arg;
@@ -1449,13 +1512,17 @@ static int load_hunt(const char *id, void *arg)
         snprintf(c->err, c->errcap, "store holds an invalid hunt id '%s'", id);
         return -1;
     }
-    if (!(c->h = engine_hunt_create(id))) abort();
-    if (store_each_event(app.reader, id, 1, load_event, c)) {
+    c->h = NULL;
+    if (load_snapshot(id, c)) return -1;
+    if (!c->h && !(c->h = engine_hunt_create(id))) abort();
+    uint64_t from = engine_seq(c->h);
+    if (store_each_event(app.reader, id, from + 1, load_event, c) || check_log_end(id, c)) {
         if (!c->err[0]) snprintf(c->err, c->errcap, "cannot read the log of hunt '%s'", id);
         engine_hunt_destroy(c->h);
         return -1;
     }
     if (hmap_put(&app.hunts, engine_hunt_id(c->h), strlen(id), c->h)) abort();
+    if (app.cfg.snap && snap_loaded(app.cfg.snap, id, from)) abort();
     return 0;
 }
 
@@ -1527,24 +1594,29 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
         snprintf(err, errcap, "cannot load or create %s: %s", path, strerror(-rc));
         return -1;
     }
-    struct load_ctx lc = {NULL, err, errcap, 0};
+    struct load_ctx lc = {NULL, err, errcap, 0, NULL, 0, 0};
     err[0] = '\0';
     int64_t now = now_ms();
+    uint64_t t0 = metrics_now_ns(), t1;
     if (store_each_player(reader, load_player, NULL) ||
         store_each_refresh(reader, now, load_refresh, NULL) ||
         store_each_idem(reader, now - cfg->idem_retention_ms, load_idem, NULL)) {
         snprintf(err, errcap, "cannot load players, sessions or idempotency records");
         return -1;
     }
+    t1 = metrics_now_ns();
     if (store_each_hunt(reader, load_hunt, &lc)) {
         if (!err[0]) snprintf(err, errcap, "cannot list the hunts in the store");
         return -1;
     }
+    fprintf(stderr,
+            "veltrix: recovered %zu players, %zu hunts (%zu from a snapshot), %llu events "
+            "replayed; players and sessions %.2f s, hunts %.2f s\n",
+            app.players.count, app.hunts.count, lc.snapshots, (unsigned long long)lc.events,
+            (t1 - t0) / 1e9, (metrics_now_ns() - t1) / 1e9);
     struct tiles_config tc = {cfg->tiles_bytes_max, cfg->map_versions_kept};
     if (!(app.tiles = tiles_create(&tc))) return -1;
     if (tiles_restore(app.tiles, reader, err, errcap)) return -1;
-    fprintf(stderr, "veltrix: recovered %zu players, %zu hunts, %llu events\n", app.players.count,
-            app.hunts.count, (unsigned long long)lc.events);
     if (limits_init(&cfg->limits)) {
         snprintf(err, errcap, "cannot allocate the rate limit tables");
         return -1;

@@ -28,14 +28,17 @@ struct api_config {
     size_t tiles_bytes_max;     /* distinct tile bytes in memory (503 tile_limit beyond) */
     unsigned map_versions_kept; /* published map versions readable with ?v= */
     struct live_config live;
+    struct snap *snap;       /* background snapshots (may be NULL: none) */
+    int ignore_snapshots;    /* recovery replays every log from seq 1 */
 };
 
 struct net;
 struct log;
 
-/* Loads players, refresh tokens, idempotency records and every hunt's log from the store
- * (reader handle), and installs the routes. Returns 0, or -1 with a message in err naming
- * what could not be recovered (a corrupt event stops startup). */
+/* Loads players, refresh tokens, idempotency records and every hunt (its newest snapshot,
+ * then its log from the snapshot's seq + 1) from the store (reader handle), and installs
+ * the routes. Returns 0, or -1 with a message in err naming what could not be recovered
+ * (a corrupt event or snapshot stops startup). */
 int api_init(const struct api_config *cfg, struct store *reader, struct log *log,
              struct net *net, char *err, size_t errcap);
 /* Defines the demo hunt if it does not exist; the write goes through the log. */

@@ -1466,6 +1466,462 @@ size_t engine_memory_bytes(const struct hunt *h)
            (h->def ? def_memory_bytes(h->def) : 0);
 }
 
+/* ---- snapshots ------------------------------------------------------------------------
+ * Layout (little-endian): "VXSN", u32 version, u64 body length, body, u64 CRC-64/XZ of
+ * everything before it. Body: hunt id, seq, map_version, the interned strings in id
+ * order, the definition as JSON (or none), then every player in index order: id, score,
+ * seq reached, history, inventory. Everything derivable is rebuilt on decode rather than
+ * stored: scans per code and in all, collected per item, the chest bitsets (from the
+ * histories, which name every opened chest exactly once), the done set and the
+ * leaderboard. Rebuilding is also a check: a history naming an unknown code or a chest
+ * twice is refused. Integers are LEB128 varints (signed ones zigzag). */
+
+#define SNAP_MAGIC "VXSN"
+#define SNAP_VERSION 1u
+#define SNAP_HEAD 16
+#define SNAP_TAIL 8
+
+static uint64_t crc_table[256];
+
+__attribute__((constructor)) static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint64_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0xC96C5795D7870F42ull : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+static uint64_t crc64(const uint8_t *p, size_t n)
+{
+    uint64_t c = ~0ull;
+    for (size_t i = 0; i < n; i++)
+        c = crc_table[(c ^ p[i]) & 0xff] ^ (c >> 8);
+    return ~c;
+}
+
+struct sbuf {
+    uint8_t *p;
+    size_t len, cap;
+    int oom;
+};
+
+static void sb_bytes(struct sbuf *b, const void *p, size_t n)
+{
+    if (b->oom) return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        uint8_t *q = realloc(b->p, cap);
+        if (!q) {
+            b->oom = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->p + b->len, p, n);
+    b->len += n;
+}
+
+static void sb_u64(struct sbuf *b, uint64_t v)
+{
+    uint8_t tmp[10];
+    size_t n = 0;
+    do {
+        tmp[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    sb_bytes(b, tmp, n);
+}
+
+static void sb_i64(struct sbuf *b, int64_t v)
+{
+    sb_u64(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+}
+
+static void sb_str(struct sbuf *b, const char *s, size_t n)
+{
+    sb_u64(b, n);
+    sb_bytes(b, s, n);
+}
+
+static void sb_fixed(struct sbuf *b, uint64_t v, int n)
+{
+    uint8_t tmp[8];
+    for (int i = 0; i < n; i++)
+        tmp[i] = (uint8_t)(v >> (8 * i));
+    sb_bytes(b, tmp, (size_t)n);
+}
+
+/* A history word as stored: (sid << 2 | tag); an OPEN's chest word: idx << 1 | 1 for a
+ * range chest, sid << 1 for an explicit one. */
+static void snap_player(struct sbuf *b, const struct player *p)
+{
+    const uint32_t *w = hist_cwords(p);
+    sb_bytes(b, p->id, 16);
+    sb_i64(b, p->score);
+    sb_u64(b, p->seq);
+    sb_u64(b, p->n_hist);
+    for (uint32_t i = 0; i < p->n_hist; i++) {
+        uint32_t tag = w[i] >> TAG_SHIFT;
+        sb_u64(b, (uint64_t)(w[i] & SID_MAX) << 2 | tag);
+        if (tag == TAG_OPEN && ++i < p->n_hist)
+            sb_u64(b,
+                   w[i] & RANGE_BIT ? (uint64_t)(w[i] & ~RANGE_BIT) << 1 | 1 : (uint64_t)w[i] << 1);
+    }
+    sb_u64(b, p->n_inv);
+    for (uint32_t i = 0; i < p->n_inv; i++) {
+        sb_u64(b, p->inv[i].sid);
+        sb_i64(b, p->inv[i].count);
+    }
+}
+
+static int snap_def(struct sbuf *b, const struct hunt *h)
+{
+    if (!h->def) {
+        sb_u64(b, 0);
+        return 0;
+    }
+    char *json = json_dumps(h->def->d.root, JSON_COMPACT);
+    if (!json) return ENGINE_NOMEM;
+    sb_u64(b, 1);
+    sb_str(b, json, strlen(json));
+    free(json);
+    return 0;
+}
+
+int engine_snapshot_encode(const struct hunt *h, uint8_t **out, size_t *len)
+{
+    struct sbuf b = {0};
+    sb_bytes(&b, SNAP_MAGIC, 4);
+    sb_fixed(&b, SNAP_VERSION, 4);
+    sb_fixed(&b, 0, 8); /* body length, filled in below */
+    sb_str(&b, h->id, strlen(h->id));
+    sb_u64(&b, h->seq);
+    sb_i64(&b, h->map_version);
+    uint32_t n_strs = strtab_count(h->strs);
+    sb_u64(&b, n_strs);
+    for (uint32_t i = 0; i < n_strs; i++) {
+        const char *s = strtab_str(h->strs, i);
+        sb_str(&b, s, strlen(s));
+    }
+    int rc = snap_def(&b, h);
+    sb_u64(&b, h->n_players);
+    for (uint32_t i = 0; !rc && i < h->n_players; i++)
+        snap_player(&b, &h->players[i]);
+    if (!rc && !b.oom)
+        for (int i = 0; i < 8; i++)
+            b.p[8 + i] = (uint8_t)((uint64_t)(b.len - SNAP_HEAD) >> (8 * i));
+    if (!rc && !b.oom) sb_fixed(&b, crc64(b.p, b.len), 8);
+    if (rc || b.oom) {
+        free(b.p);
+        return rc ? rc : ENGINE_NOMEM;
+    }
+    *out = b.p;
+    *len = b.len;
+    return 0;
+}
+
+/* ---- snapshot decoding: a bounds-checked reader; the first problem is kept ---------- */
+
+struct sread {
+    const uint8_t *p;
+    size_t at, end;
+    char *err;
+    size_t errcap;
+    int failed;
+};
+
+__attribute__((format(printf, 2, 3))) static int sr_fail(struct sread *r, const char *fmt, ...)
+{
+    if (r->failed) return ENGINE_BAD_SNAPSHOT;
+    r->failed = 1;
+    if (r->errcap) {
+        int n = snprintf(r->err, r->errcap, "snapshot byte %zu: ", r->at);
+        va_list ap;
+        va_start(ap, fmt);
+        if (n >= 0 && (size_t)n < r->errcap) vsnprintf(r->err + n, r->errcap - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return ENGINE_BAD_SNAPSHOT;
+}
+
+static uint64_t sr_u64(struct sread *r)
+{
+    uint64_t v = 0;
+    for (int shift = 0; !r->failed && shift < 64; shift += 7) {
+        if (r->at >= r->end) return sr_fail(r, "truncated"), 0;
+        uint8_t c = r->p[r->at++];
+        v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) return v;
+    }
+    sr_fail(r, "varint too long");
+    return 0;
+}
+
+static int64_t sr_i64(struct sread *r)
+{
+    uint64_t v = sr_u64(r);
+    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+/* A count of items that each take at least `unit` bytes: refused if the rest is shorter. */
+static uint64_t sr_count(struct sread *r, size_t unit, uint64_t max, const char *what)
+{
+    uint64_t n = sr_u64(r);
+    if (!r->failed && (n > max || n > (r->end - r->at) / unit))
+        sr_fail(r, "%s count %" PRIu64 " is impossible", what, n);
+    return r->failed ? 0 : n;
+}
+
+static const uint8_t *sr_bytes(struct sread *r, size_t n)
+{
+    if (r->failed) return NULL;
+    if (n > r->end - r->at) return sr_fail(r, "truncated"), NULL;
+    r->at += n;
+    return r->p + r->at - n;
+}
+
+/* Header and checksum; on success r covers the body. */
+static int sr_open(struct sread *r, const uint8_t *buf, size_t len)
+{
+    uint64_t body = 0, crc = 0;
+    if (len < SNAP_HEAD + SNAP_TAIL) return sr_fail(r, "too short (%zu bytes)", len);
+    if (memcmp(buf, SNAP_MAGIC, 4)) return sr_fail(r, "bad magic");
+    for (int i = 7; i >= 0; i--) {
+        body = body << 8 | buf[8 + i];
+        crc = crc << 8 | buf[len - SNAP_TAIL + i];
+    }
+    uint32_t version =
+        (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 | (uint32_t)buf[7] << 24;
+    if (version != SNAP_VERSION)
+        return sr_fail(r, "format version %" PRIu32 " (this build reads %u)", version,
+                       SNAP_VERSION);
+    if (body != len - SNAP_HEAD - SNAP_TAIL)
+        return sr_fail(r, "length %" PRIu64 " does not match the %zu bytes stored", body, len);
+    if (crc64(buf, len - SNAP_TAIL) != crc) return sr_fail(r, "checksum mismatch");
+    r->p = buf;
+    r->at = SNAP_HEAD;
+    r->end = len - SNAP_TAIL;
+    return 0;
+}
+
+static int sr_strings(struct sread *r, struct hunt *h)
+{
+    uint64_t n = sr_count(r, 1, SID_MAX, "string");
+    for (uint64_t i = 0; !r->failed && i < n; i++) {
+        uint64_t len = sr_count(r, 1, 65536, "string byte");
+        const uint8_t *s = sr_bytes(r, len);
+        uint32_t id;
+        if (!s) break;
+        if (memchr(s, 0, len)) return sr_fail(r, "string %" PRIu64 " holds a NUL", i);
+        if (strtab_intern(h->strs, (const char *)s, len, &id)) return ENGINE_NOMEM;
+        if (id != i) return sr_fail(r, "string %" PRIu64 " repeats string %" PRIu32, i, id);
+    }
+    return r->failed ? ENGINE_BAD_SNAPSHOT : 0;
+}
+
+static int sr_def(struct sread *r, struct hunt *h)
+{
+    struct huntdef d;
+    char why[256];
+    uint64_t has = sr_u64(r);
+    if (r->failed || has == 0) return r->failed ? ENGINE_BAD_SNAPSHOT : 0;
+    if (has != 1) return sr_fail(r, "bad definition flag %" PRIu64, has);
+    uint64_t len = sr_count(r, 1, UINT32_MAX, "definition byte");
+    const uint8_t *s = sr_bytes(r, len);
+    if (!s) return ENGINE_BAD_SNAPSHOT;
+    uint32_t n_strs = strtab_count(h->strs);
+    int rc = huntdef_parse(&d, (const char *)s, len, why, sizeof why);
+    if (rc == ENGINE_NOMEM) return rc;
+    if (rc) return sr_fail(r, "definition refused: %s", why);
+    if ((rc = def_build(h, &d, NULL, &h->def)) != 0) return rc;
+    if (strtab_count(h->strs) != n_strs)
+        return sr_fail(r, "the definition names strings the snapshot does not hold");
+    return 0;
+}
+
+/* The string of sid, or NULL (after failing r) when there is no such string. */
+static const char *sr_sid(struct sread *r, const struct hunt *h, uint64_t sid)
+{
+    if (sid >= strtab_count(h->strs)) {
+        sr_fail(r, "string id %" PRIu64 " out of range", sid);
+        return NULL;
+    }
+    return strtab_str(h->strs, (uint32_t)sid);
+}
+
+/* Re-opens the chest that an OPEN of zone zi with stored chest word c names; returns the
+ * in-memory chest word, or NONE after failing r. */
+static uint32_t sr_reopen(struct sread *r, struct hunt *h, uint32_t zi, uint64_t c)
+{
+    struct def *df = h->def;
+    uint32_t pool, slot, word;
+    if (c & 1) {
+        uint64_t idx = c >> 1;
+        pool = df->zones[zi].range_pool;
+        if (pool == NONE || idx >= df->d.zones[zi].range.count)
+            return sr_fail(r, "range chest %" PRIu64 " out of range", idx), NONE;
+        slot = df->pools[pool].n_explicit + (uint32_t)idx;
+        word = RANGE_BIT | (uint32_t)idx;
+    } else {
+        const char *id = sr_sid(r, h, c >> 1);
+        uint32_t ci = id ? find_in(&df->d.chest_ix, id) : NONE;
+        if (ci == NONE || df->d.chests[ci].zone != zi)
+            return sr_fail(r, "opened chest is not a chest of its zone"), NONE;
+        pool = df->chests[ci].pool;
+        slot = df->chests[ci].slot;
+        word = (uint32_t)(c >> 1);
+    }
+    if (chest_pool_is_open(&df->pools[pool].cp, slot))
+        return sr_fail(r, "a chest is opened twice"), NONE;
+    chest_pool_claim(&df->pools[pool].cp, slot);
+    if (c & 1) df->zones[zi].range_opened++;
+    return word;
+}
+
+/* Reads one stored history entry of p (room reserved) and redoes its effect on the
+ * hunt's counters and chests. */
+static int sr_hist_entry(struct sread *r, struct hunt *h, struct player *p, uint64_t n)
+{
+    uint64_t v = sr_u64(r);
+    uint32_t tag = (uint32_t)(v & 3), ix;
+    const char *s = r->failed ? NULL : sr_sid(r, h, v >> 2);
+    if (!s) return ENGINE_BAD_SNAPSHOT;
+    if (tag == TAG_SCAN && (ix = find_in(&h->def->d.code_ix, s)) != NONE) {
+        h->def->codes[ix].scans++;
+        h->scans++;
+    } else if (tag == TAG_COLLECT && (ix = find_in(&h->def->d.item_ix, s)) != NONE) {
+        h->def->items[ix].collected++;
+    } else if (tag == TAG_OPEN && (ix = find_in(&h->def->d.zone_ix, s)) != NONE) {
+        if (p->n_hist + 1 >= n) return sr_fail(r, "an open without its chest");
+        uint64_t c = sr_u64(r);
+        uint32_t word = r->failed ? NONE : sr_reopen(r, h, ix, c);
+        if (word == NONE) return ENGINE_BAD_SNAPSHOT;
+        hist_words(p)[p->n_hist++] = TAG_OPEN << TAG_SHIFT | (uint32_t)(v >> 2);
+        hist_words(p)[p->n_hist++] = word;
+        return 0;
+    } else {
+        return sr_fail(r, "history entry (tag %" PRIu32 ", \"%s\") names nothing defined", tag, s);
+    }
+    hist_words(p)[p->n_hist++] = tag << TAG_SHIFT | (uint32_t)(v >> 2);
+    return 0;
+}
+
+static int sr_inventory(struct sread *r, struct hunt *h, struct player *p)
+{
+    uint64_t n = sr_count(r, 2, UINT32_MAX / 2, "inventory entry");
+    if (r->failed) return ENGINE_BAD_SNAPSHOT;
+    if (inv_reserve(h, p, (uint32_t)n)) return ENGINE_NOMEM;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t sid = sr_u64(r);
+        int64_t count = sr_i64(r);
+        if (!sr_sid(r, h, sid)) return ENGINE_BAD_SNAPSHOT;
+        if (count < 0) return sr_fail(r, "negative inventory count");
+        p->inv[p->n_inv++] = (struct inv_entry){count, (uint32_t)sid};
+    }
+    return 0;
+}
+
+/* Player pi: published at once (so that destroy frees it), then filled. */
+static int sr_player(struct sread *r, struct hunt *h, uint32_t pi)
+{
+    struct player *p = &h->players[pi];
+    const uint8_t *id = sr_bytes(r, 16);
+    if (!id) return ENGINE_BAD_SNAPSHOT;
+    memset(p, 0, sizeof *p);
+    p->cap_hist = HIST_INLINE;
+    memcpy(p->id, id, 16);
+    if (player_find(h, p->id) != NONE) return sr_fail(r, "player %" PRIu32 " repeats an id", pi);
+    pslot_insert(h->pslots, h->pslot_cap, p->id, pi);
+    h->n_players++;
+    p->score = sr_i64(r);
+    p->seq = sr_u64(r);
+    uint64_t n = sr_count(r, 1, UINT32_MAX / 2, "history word");
+    if (r->failed) return ENGINE_BAD_SNAPSHOT;
+    if (p->seq > h->seq || (!p->seq && p->score))
+        return sr_fail(r, "player %" PRIu32 ": score reached at seq %" PRIu64, pi, p->seq);
+    if (hist_reserve(h, p, (uint32_t)n)) return ENGINE_NOMEM;
+    while (p->n_hist < n)
+        if (sr_hist_entry(r, h, p, n)) return ENGINE_BAD_SNAPSHOT;
+    if (p->n_hist > HIST_LINEAR) done_migrate(h, pi, p);
+    if (p->seq && lb_set(h->lb, pi, p->score, p->seq)) return ENGINE_NOMEM;
+    return sr_inventory(r, h, p);
+}
+
+static int sr_players(struct sread *r, struct hunt *h)
+{
+    uint64_t n = sr_count(r, 20, UINT32_MAX - 2, "player");
+    if (r->failed) return ENGINE_BAD_SNAPSHOT;
+    if (n && !h->def) return sr_fail(r, "players in a hunt without a definition");
+    if (!n) return 0;
+    uint32_t cap = 64;
+    while ((uint64_t)cap < (n + 1) * 2)
+        cap *= 2;
+    h->players = malloc(n * sizeof *h->players);
+    h->pslots = calloc(cap, sizeof *h->pslots);
+    if (!h->players || !h->pslots) return ENGINE_NOMEM;
+    h->cap_players = (uint32_t)n;
+    h->pslot_cap = cap;
+    for (uint32_t i = 0; i < n; i++) {
+        int rc = sr_player(r, h, i);
+        if (rc) return rc;
+    }
+    for (uint32_t i = 0; i < h->def->d.n_items; i++)
+        if (h->def->items[i].collected > h->def->d.items[i].quantity)
+            return sr_fail(r, "item \"%s\" collected more often than its quantity",
+                           h->def->d.items[i].id);
+    return 0;
+}
+
+static int sr_hunt_id(struct sread *r, const char *id)
+{
+    uint64_t n = sr_count(r, 1, ENGINE_ID_MAX, "hunt id byte");
+    const uint8_t *s = sr_bytes(r, n);
+    if (!s) return ENGINE_BAD_SNAPSHOT;
+    if (n != strlen(id) || memcmp(s, id, n))
+        return sr_fail(r, "a snapshot of hunt '%.*s', not of '%s'", (int)n, (const char *)s, id);
+    return 0;
+}
+
+int engine_snapshot_check(const uint8_t *buf, size_t len, char *err, size_t errcap)
+{
+    struct sread r = {.err = err, .errcap = errcap};
+    if (errcap) err[0] = '\0';
+    return sr_open(&r, buf, len);
+}
+
+int engine_snapshot_decode(const char *id, const uint8_t *buf, size_t len, struct hunt **out,
+                           char *err, size_t errcap)
+{
+    struct sread r = {.err = err, .errcap = errcap};
+    struct hunt *h = NULL;
+    if (errcap) err[0] = '\0';
+    *out = NULL;
+    int rc = sr_open(&r, buf, len);
+    if (!rc) rc = sr_hunt_id(&r, id);
+    if (!rc) rc = (h = engine_hunt_create(id)) ? 0 : ENGINE_NOMEM;
+    if (!rc) {
+        h->seq = sr_u64(&r);
+        h->map_version = sr_i64(&r);
+        if (!r.failed && h->map_version < -1) sr_fail(&r, "bad map version");
+        rc = r.failed ? ENGINE_BAD_SNAPSHOT : sr_strings(&r, h);
+    }
+    if (!rc) rc = sr_def(&r, h);
+    if (!rc) rc = sr_players(&r, h);
+    if (!rc && r.at != r.end) rc = sr_fail(&r, "%zu bytes after the last player", r.end - r.at);
+    if (rc) {
+        engine_hunt_destroy(h);
+        if (rc == ENGINE_NOMEM && errcap) snprintf(err, errcap, "snapshot: out of memory");
+        return rc;
+    }
+    *out = h;
+    return 0;
+}
+
 /* ---- errors ------------------------------------------------------------------------ */
 
 const char *engine_err_code(int err)
@@ -1497,6 +1953,8 @@ const char *engine_err_code(int err)
         return "unavailable";
     case ENGINE_BAD_EVENT:
         return "bad_event";
+    case ENGINE_BAD_SNAPSHOT:
+        return "bad_snapshot";
     case ENGINE_NOT_DEFINED:
         return "hunt_not_found";
     default:

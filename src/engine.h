@@ -35,6 +35,7 @@ enum engine_err {
     ENGINE_NOMEM = -11,           /* 503 */
     ENGINE_BAD_EVENT = -12,       /* recovery: an event that does not apply (corrupt log) */
     ENGINE_NOT_DEFINED = -13,     /* the hunt has no definition yet (404 hunt_not_found) */
+    ENGINE_BAD_SNAPSHOT = -14,    /* recovery: a snapshot that does not decode */
 };
 /* snake_case error code for the API ("already_scanned"...), and its HTTP status. */
 const char *engine_err_code(int err);
@@ -123,6 +124,23 @@ size_t engine_event_encode(const struct event *ev, uint8_t *buf, size_t cap);
 /* Fills ev's payload fields from (type, data). ev->json points into data. ENGINE_OK or
  * ENGINE_BAD_EVENT. */
 int engine_event_decode(struct event *ev, uint8_t type, const uint8_t *data, size_t len);
+
+/* --- snapshots ------------------------------------------------------------------------ */
+/* The complete state of h as one versioned, checksummed byte string ("VXSN", version,
+ * length, body, CRC-64): definition, seq, map version, interned ids, every player's
+ * score, reached seq, history and inventory. Chest bitsets, per-code and per-item
+ * counters, the leaderboard and the once-only index are rebuilt on decode. *out is
+ * malloc'd (the caller frees it). ENGINE_OK or ENGINE_NOMEM. */
+int engine_snapshot_encode(const struct hunt *h, uint8_t **out, size_t *len);
+/* A new hunt `id` from a snapshot: its engine_digest equals the encoded hunt's, and
+ * events after it apply the same. ENGINE_BAD_SNAPSHOT with the reason in err for
+ * anything that is not a whole, intact snapshot of hunt `id` (every truncation or bit
+ * flip is caught by the length and checksum, and the body is bounds-checked anyway);
+ * ENGINE_NOMEM. *out is NULL on error. */
+int engine_snapshot_decode(const char *id, const uint8_t *buf, size_t len, struct hunt **out,
+                           char *err, size_t errcap);
+/* Only the header, length and checksum of a snapshot: ENGINE_OK or ENGINE_BAD_SNAPSHOT. */
+int engine_snapshot_check(const uint8_t *buf, size_t len, char *err, size_t errcap);
 
 /* --- queries ------------------------------------------------------------------------- */
 /* GET /v1/hunts/{hunt}: the definition plus chests_left, items_left, map_version (null

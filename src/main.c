@@ -19,6 +19,7 @@
 #include "log.h"
 #include "net.h"
 #include "ratelimit.h"
+#include "snap.h"
 #include "store.h"
 #include "tiles.h"
 
@@ -30,6 +31,8 @@ struct options {
     int demo;
     struct rl_config limits;
     long tiles_bytes_max, map_versions_kept;
+    long snapshot_every;
+    int ignore_snapshots;
 };
 
 static void usage(FILE *f)
@@ -48,6 +51,7 @@ static void usage(FILE *f)
             "                     [--tiles-bytes-max 1073741824] [--map-versions-kept 3]\n"
             "                     [--live-window 2048] [--live-queue-bytes 1048576]\n"
             "                     [--live-ping-ms 30000] [--live-replay-max 20000]\n"
+            "                     [--snapshot-every 1000000] [--ignore-snapshots]\n"
             "       veltrix tiles import HUNT DIR [--data ./veltrix-data | --store sqlite:PATH]\n"
             "                     [--map-versions-kept 3]\n");
 }
@@ -113,11 +117,16 @@ static int parse(int argc, char **argv, int first, struct options *o)
         {"--live-queue-bytes", 4096, 64 * 1024 * 1024, offsetof(struct options, live_queue_bytes)},
         {"--live-ping-ms", 100, 3600000, offsetof(struct options, live_ping_ms)},
         {"--live-replay-max", 0, 100000000, offsetof(struct options, live_replay_max)},
+        {"--snapshot-every", 0, 1000000000000L, offsetof(struct options, snapshot_every)},
     };
     for (int i = first; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--demo")) {
             o->demo = 1;
+            continue;
+        }
+        if (!strcmp(a, "--ignore-snapshots")) {
+            o->ignore_snapshots = 1;
             continue;
         }
         if (!v) goto bad;
@@ -218,7 +227,7 @@ static int lock_store(const char *url)
 
 static int serve(const struct options *o)
 {
-    char err[1024], url[4200], key[256];
+    char err[1024] = "", url[4200], key[256];
     enum store_fsync fs = !strcmp(o->fsync, "always") ? STORE_FSYNC_ALWAYS
                           : !strcmp(o->fsync, "batch") ? STORE_FSYNC_BATCH
                           : !strcmp(o->fsync, "off")   ? STORE_FSYNC_OFF
@@ -238,9 +247,10 @@ static int serve(const struct options *o)
     if (o->store) snprintf(url, sizeof url, "%s", o->store);
     else snprintf(url, sizeof url, "sqlite:%s/veltrix.db", o->data);
     if (lock_store(url)) return 1;
-    struct store *writer = NULL, *reader = NULL;
+    struct store *writer = NULL, *reader = NULL, *snapper = NULL;
     if (store_open(url, fs, &writer, err, sizeof err) ||
-        store_open(url, fs, &reader, err, sizeof err)) {
+        store_open(url, fs, &reader, err, sizeof err) ||
+        store_open(url, fs, &snapper, err, sizeof err)) {
         fprintf(stderr, "veltrix: store: %s\n", err);
         return 1;
     }
@@ -256,6 +266,7 @@ static int serve(const struct options *o)
         return 1;
     }
     struct log *log = log_create(writer, net_loop(net), (size_t)o->queue_max);
+    struct snap *snap = snap_create(snapper, (uint64_t)o->snapshot_every);
     struct api_config ac = {.admin_key = key,
                             .data_dir = o->data,
                             .token_ttl_s = o->token_ttl,
@@ -270,8 +281,10 @@ static int serve(const struct options *o)
                             .map_versions_kept = (unsigned)o->map_versions_kept,
                             .live = {(size_t)o->live_window, (size_t)o->live_queue_bytes,
                                      (uint64_t)o->live_ping_ms, 250, 200, 32 * 1024,
-                                     (uint64_t)o->live_replay_max}};
-    if (!log || api_init(&ac, reader, log, net, err, sizeof err) ||
+                                     (uint64_t)o->live_replay_max},
+                            .snap = snap,
+                            .ignore_snapshots = o->ignore_snapshots};
+    if (!log || !snap || api_init(&ac, reader, log, net, err, sizeof err) ||
         (o->demo && api_create_demo(err, sizeof err))) {
         fprintf(stderr, "veltrix: cannot start: %s\n", err);
         return 1;
@@ -283,6 +296,7 @@ static int serve(const struct options *o)
     while (log_pending(log)) net_run_once(net, 10);
     for (int i = 0; i < 10; i++) net_run_once(net, 5); /* let the last answers go out */
     log_destroy(log);
+    snap_destroy(snap); /* the log is drained: a running snapshot can finish */
     api_deinit();
     store_close(reader);
     store_close(writer);
@@ -328,7 +342,8 @@ int main(int argc, char **argv)
                         .live_window = 2048,
                         .live_queue_bytes = 1048576,
                         .live_ping_ms = 30000,
-                        .live_replay_max = 20000};
+                        .live_replay_max = 20000,
+                        .snapshot_every = 1000000};
     if (argc >= 2 && !strcmp(argv[1], "tiles")) return tiles_cmd(argc, argv, &o);
     if (argc < 2 || strcmp(argv[1], "serve") != 0) {
         usage(argc < 2 ? stderr : stdout);

@@ -93,8 +93,10 @@ int store_each_idem(struct store *s, int64_t since_ms, store_idem_cb cb, void *c
 int store_get_idem(struct store *s, const char *scope, const char *key, store_idem_cb cb,
                    void *ctx);
 /* Snapshots: one per hunt (the newest replaces the older); the log from seq+1 on is
- * replayed over it. store_get_snapshot returns 1 and calls cb(seq, data, len, ctx) when
- * there is one, 0 when not, or an error. */
+ * replayed over it. Writing one never holds up event appends on another handle (SQLite:
+ * they live in a companion file, see store_sqlite.c); store_put_snapshot is its own
+ * transaction, outside store_begin/store_commit. store_get_snapshot returns 1 and calls
+ * cb(seq, data, len, ctx) when there is one, 0 when not, or an error. */
 typedef int (*store_snapshot_cb)(uint64_t seq, const uint8_t *data, size_t len, void *ctx);
 int store_put_snapshot(struct store *s, const char *hunt, uint64_t seq, const uint8_t *data,
                        size_t len);
@@ -129,5 +131,8 @@ int store_each_tile(struct store *s, store_tile_cb cb, void *ctx);
 int store_each_map_version(struct store *s, store_map_version_cb cb, void *ctx);
 /* 0 when the store answers a trivial query. */
 int store_ping(struct store *s);
+/* The highest durable seq of hunt's log (0 when it has none). A snapshot is stored only
+ * once the log holds its seq, so it is never ahead of what was acknowledged. */
+int store_last_seq(struct store *s, const char *hunt, uint64_t *seq);
 
 #endif
