@@ -24,7 +24,7 @@ BENCH_SRCS:= $(wildcard bench/*.c)
 BENCH_BINS:= $(BENCH_SRCS:bench/%.c=$(BUILD)/bench_%)
 
 .PHONY: all deps run test unit blackbox bench clean format fuzz fuzz-build sim
-all: $(BUILD)/veltrix $(UNIT_BINS) $(BENCH_BINS)
+all: $(BUILD)/veltrix $(UNIT_BINS) $(BENCH_BINS) $(BUILD)/sim
 
 deps:
 	@bash scripts/deps.sh

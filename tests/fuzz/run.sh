@@ -23,7 +23,7 @@ for bin in "$DIR"/fuzz_*; do
   execs=${execs:-0}
   if [ "$rc" -eq 0 ]; then
     passed=$((passed + 1)); total_execs=$((total_execs + execs))
-    echo "ok fuzz_$t: $execs executions in ${SECS}s, corpus $(ls "$work" | wc -l) new + $(ls "$seeds" 2>/dev/null | wc -l) seeds"
+    echo "fuzz_$t: $execs executions in ${SECS}s, corpus $(ls "$work" | wc -l) new + $(ls "$seeds" 2>/dev/null | wc -l) seeds"
   else
     failed=$((failed + 1))
     echo "not ok fuzz_$t: exit $rc after $execs executions; log $log, artifacts in $crashes/"
