@@ -36,23 +36,33 @@ static void on_conn_close(void *data)
     n->conns--;
 }
 
+/* Serves sock, or closes it when at the connection cap. 0 or -1. */
+static int serve(struct net *n, h2o_socket_t *sock)
+{
+    if (n->conns >= n->conns_max) {
+        n->refused++;
+        h2o_socket_close(sock);
+        return -1;
+    }
+    n->conns++;
+    n->accepted++;
+    sock->on_close.cb = on_conn_close;
+    sock->on_close.data = n;
+    h2o_accept(&n->accept_ctx, sock);
+    return 0;
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     struct net *n = listener->data;
     h2o_socket_t *sock;
     if (err) return;
-    while ((sock = h2o_evloop_socket_accept(listener)) != NULL) {
-        if (n->conns >= n->conns_max) {
-            n->refused++;
-            h2o_socket_close(sock);
-            continue;
-        }
-        n->conns++;
-        n->accepted++;
-        sock->on_close.cb = on_conn_close;
-        sock->on_close.data = n;
-        h2o_accept(&n->accept_ctx, sock);
-    }
+    while ((sock = h2o_evloop_socket_accept(listener)) != NULL) serve(n, sock);
+}
+
+int net_adopt(struct net *n, int fd)
+{
+    return serve(n, h2o_evloop_socket_create(n->ctx.loop, fd, 0));
 }
 
 /* "host:port" -> bound, listening socket; -1 with err set. */
