@@ -15,9 +15,10 @@ for bin in "$DIR"/fuzz_*; do
   work=$DIR/corpus/$t; crashes=$DIR/crashes/$t
   mkdir -p "$work" "$crashes"
   dict=(); [ -f "tests/fuzz/$t/$t.dict" ] && dict=(-dict="tests/fuzz/$t/$t.dict")
+  dirs=("$work"); [ -d "$seeds" ] && dirs+=("$seeds")
   log=$DIR/$t.log
   "$bin" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=1024 -print_final_stats=1 \
-    -artifact_prefix="$crashes/" "${dict[@]}" "$work" "$seeds" >"$log" 2>&1
+    -artifact_prefix="$crashes/" "${dict[@]}" "${dirs[@]}" >"$log" 2>&1
   rc=$?
   execs=$(grep -E '^stat::number_of_executed_units:' "$log" | awk '{print $2}' | tail -n 1)
   execs=${execs:-0}
