@@ -11,12 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FUZZ_CHECK(cond)                                                              \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "invariant failed %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-            abort();                                                                  \
-        }                                                                             \
+#define FUZZ_CHECK(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "invariant failed %s:%d: %s\n", __FILE__, __LINE__, #cond);            \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 struct fuzz_in {
@@ -24,7 +24,10 @@ struct fuzz_in {
     size_t len;
 };
 
-static inline int fuzz_more(const struct fuzz_in *in) { return in->len > 0; }
+static inline int fuzz_more(const struct fuzz_in *in)
+{
+    return in->len > 0;
+}
 
 static inline uint8_t fuzz_u8(struct fuzz_in *in)
 {
@@ -36,7 +39,8 @@ static inline uint8_t fuzz_u8(struct fuzz_in *in)
 static inline uint64_t fuzz_u64(struct fuzz_in *in)
 {
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = v << 8 | fuzz_u8(in);
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | fuzz_u8(in);
     return v;
 }
 

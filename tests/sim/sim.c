@@ -60,8 +60,14 @@ static uint64_t rnd(void)
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
 }
-static uint64_t below(uint64_t n) { return rnd() % n; }
-static int chance(int per_mille) { return (int)below(1000) < per_mille; }
+static uint64_t below(uint64_t n)
+{
+    return rnd() % n;
+}
+static int chance(int per_mille)
+{
+    return (int)below(1000) < per_mille;
+}
 
 static uint64_t seed, step;
 static const char *store_url;
@@ -76,7 +82,10 @@ static void fail(const char *fmt, ...)
     fprintf(stderr, "\nreproduce: SIM_SEED=%" PRIu64 " build/sim\n0 passed, 1 failed\n", seed);
     exit(1);
 }
-#define ENSURE(c, ...) do { if (!(c)) fail(__VA_ARGS__); } while (0)
+#define ENSURE(c, ...)                                                                             \
+    do {                                                                                           \
+        if (!(c)) fail(__VA_ARGS__);                                                               \
+    } while (0)
 
 /* ---- the definition and the model's own view of the rules ------------------------------- */
 static struct {
@@ -94,12 +103,15 @@ static void make_definition(void)
     def.end_ms = def.start_ms + 3600 * 1000;
     engine_time_format(def.start_ms, t0);
     engine_time_format(def.end_ms, t1);
-    p += snprintf(p, (size_t)(end - p), "{\"name\":\"sim\",\"starts_at\":\"%s\",\"ends_at\":"
-                  "\"%s\",\"map\":{\"width\":64,\"height\":64},\"codes\":[", t0, t1);
+    p += snprintf(p, (size_t)(end - p),
+                  "{\"name\":\"sim\",\"starts_at\":\"%s\",\"ends_at\":"
+                  "\"%s\",\"map\":{\"width\":64,\"height\":64},\"codes\":[",
+                  t0, t1);
     for (int i = 0; i < CODES; i++) {
         def.code_pts[i] = (int64_t)below(100) * 5;
-        p += snprintf(p, (size_t)(end - p), "%s{\"id\":\"k%d\",\"points\":%" PRId64
-                      ",\"x\":%d,\"y\":%d}", i ? "," : "", i, def.code_pts[i], i, i);
+        p += snprintf(p, (size_t)(end - p),
+                      "%s{\"id\":\"k%d\",\"points\":%" PRId64 ",\"x\":%d,\"y\":%d}", i ? "," : "",
+                      i, def.code_pts[i], i, i);
     }
     p += snprintf(p, (size_t)(end - p), "],\"items\":[");
     for (int i = 0; i < ITEMS; i++)
@@ -107,19 +119,23 @@ static void make_definition(void)
                       i ? "," : "", i, i, 5 + (int)below(400));
     p += snprintf(p, (size_t)(end - p), "],\"zones\":[");
     for (int z = 0; z < ZONES; z++) {
-        p += snprintf(p, (size_t)(end - p), "%s{\"id\":\"z%d\",\"x\":%d,\"y\":0,\"w\":8,"
-                      "\"h\":8,\"chests\":[", z ? "," : "", z, z * 8);
+        p += snprintf(p, (size_t)(end - p),
+                      "%s{\"id\":\"z%d\",\"x\":%d,\"y\":0,\"w\":8,"
+                      "\"h\":8,\"chests\":[",
+                      z ? "," : "", z, z * 8);
         for (int c = 0; c < NAMED; c++) {
             def.named_pts[z][c] = 50 + (int64_t)below(500);
-            p += snprintf(p, (size_t)(end - p), "%s{\"id\":\"c%d-%d\",\"points\":%" PRId64
-                          ",\"loot\":[\"gem\"]%s}", c ? "," : "", z, c, def.named_pts[z][c],
+            p += snprintf(p, (size_t)(end - p),
+                          "%s{\"id\":\"c%d-%d\",\"points\":%" PRId64 ",\"loot\":[\"gem\"]%s}",
+                          c ? "," : "", z, c, def.named_pts[z][c],
                           c == 0 ? ",\"requires\":\"i0\"" : "");
         }
         def.range_pts[z] = 1 + (int64_t)below(20);
         def.range_count[z] = 50 + (int)below(400);
-        p += snprintf(p, (size_t)(end - p), "],\"chest_range\":{\"prefix\":\"r%d-\",\"count\":%d,"
-                      "\"points\":%" PRId64 ",\"loot\":[\"coin\"]}}", z, def.range_count[z],
-                      def.range_pts[z]);
+        p += snprintf(p, (size_t)(end - p),
+                      "],\"chest_range\":{\"prefix\":\"r%d-\",\"count\":%d,"
+                      "\"points\":%" PRId64 ",\"loot\":[\"coin\"]}}",
+                      z, def.range_count[z], def.range_pts[z]);
     }
     snprintf(p, (size_t)(end - p), "]}");
 }
@@ -169,10 +185,15 @@ struct answer {
 
 /* The model: acknowledged events by seq (their bytes), chest owners, answers by key. */
 static struct {
-    struct { uint8_t type, data[128]; size_t len; int64_t time; int player; } *log;
+    struct {
+        uint8_t type, data[128];
+        size_t len;
+        int64_t time;
+        int player;
+    } * log;
     uint64_t acked, cap;
-    struct hmap chest_owner;  /* chest id -> player + 1, acknowledged opens */
-    struct hmap answers;      /* scope "\n" key -> struct answer, acknowledged */
+    struct hmap chest_owner; /* chest id -> player + 1, acknowledged opens */
+    struct hmap answers;     /* scope "\n" key -> struct answer, acknowledged */
     uint64_t crashes, torn, restarts, requests, replays, events, rejected, waits, reused;
 } m;
 
@@ -233,8 +254,10 @@ static void new_request(struct player *p, struct request *r)
     if (r->op == OP_OPEN) snprintf(r->target, sizeof r->target, "z%d", (int)below(ZONES));
     snprintf(path, sizeof path, paths[r->op], r->target);
     snprintf(r->scope, sizeof r->scope, "%s POST /v1/hunts/sim/%s", p->hex, path);
-    if (r->op == OP_SCAN) snprintf(r->body, sizeof r->body, "{\"code\":\"%s\"}", r->target);
-    else snprintf(r->body, sizeof r->body, "{}");
+    if (r->op == OP_SCAN)
+        snprintf(r->body, sizeof r->body, "{\"code\":\"%s\"}", r->target);
+    else
+        snprintf(r->body, sizeof r->body, "{}");
     r->has_key = chance(700);
     snprintf(r->key, sizeof r->key, "key-%" PRIu64, p->keys++);
 }
@@ -245,8 +268,10 @@ static size_t idem_max = 64; /* small, so evictions send lookups to the store */
 
 static void enqueue(struct entry *e)
 {
-    if (srv.tail) srv.tail->next = e;
-    else srv.head = e;
+    if (srv.tail)
+        srv.tail->next = e;
+    else
+        srv.head = e;
     srv.tail = e;
     srv.queued++;
 }
@@ -283,7 +308,8 @@ static int idem_answer(struct player *p, const struct request *r, const uint8_t 
     }
     ENSURE(known, "key '%s' replayed, but its write was never acknowledged", r->key);
     ENSURE(e->status == known->status && e->body_len == strlen(known->body) &&
-           !memcmp(e->body, known->body, e->body_len), "replay of '%s' differs", r->key);
+               !memcmp(e->body, known->body, e->body_len),
+           "replay of '%s' differs", r->key);
     m.replays++;
     p->lost = 0;
     return 1;
@@ -292,9 +318,12 @@ static int idem_answer(struct player *p, const struct request *r, const uint8_t 
 static int decide(struct player *p, const struct request *r, struct event *ev)
 {
     switch (r->op) {
-    case OP_SCAN: return engine_scan(srv.h, p->id, r->target, now_ms, ev);
-    case OP_COLLECT: return engine_collect(srv.h, p->id, r->target, now_ms, ev);
-    default: return engine_open(srv.h, p->id, r->target, now_ms, ev);
+    case OP_SCAN:
+        return engine_scan(srv.h, p->id, r->target, now_ms, ev);
+    case OP_COLLECT:
+        return engine_collect(srv.h, p->id, r->target, now_ms, ev);
+    default:
+        return engine_open(srv.h, p->id, r->target, now_ms, ev);
     }
 }
 
@@ -329,9 +358,10 @@ static void accept(struct player *p, const struct request *r, struct event *ev,
     ENSURE(e->len <= sizeof e->data, "event too long");
     memcpy(e->hash, hash, 32);
     e->ans.status = 200;
-    snprintf(e->ans.body, sizeof e->ans.body, "{\"seq\":%" PRIu64 ",\"a\":\"%s\",\"b\":\"%s\","
-             "\"points\":%" PRId64 ",\"score\":%" PRId64 "}", ev->seq, ev->a, ev->b, out.points,
-             out.score);
+    snprintf(e->ans.body, sizeof e->ans.body,
+             "{\"seq\":%" PRIu64 ",\"a\":\"%s\",\"b\":\"%s\","
+             "\"points\":%" PRId64 ",\"score\":%" PRId64 "}",
+             ev->seq, ev->a, ev->b, out.points, out.score);
     if (r->has_key && !(e->ie = idem_begin(srv.idem, r->scope, r->key, hash, now_ms))) abort();
     e->with_row = !p->row_acked;
     enqueue(e);
@@ -366,7 +396,8 @@ static void define_hunt(void)
     char err[256];
     if (!e) abort();
     ENSURE(engine_define(srv.h, def.json, strlen(def.json), now_ms, &e->ev, err, sizeof err) ==
-           ENGINE_OK, "define: %s", err);
+               ENGINE_OK,
+           "define: %s", err);
     ENSURE(engine_apply(srv.h, &e->ev, NULL, err, sizeof err) == ENGINE_OK, "define: %s", err);
     e->len = strlen(def.json); /* the DEFINE payload is the definition itself */
     e->player = -1;
@@ -383,8 +414,8 @@ static const uint8_t *entry_bytes(const struct entry *e)
 static void put_rows(struct store *st, long n)
 {
     for (struct entry *e = srv.head; e && n-- != 0; e = e->next) {
-        struct store_event se = {"sim", e->ev.seq, e->ev.time_ms, e->ev.type, {0},
-                                 entry_bytes(e), e->len};
+        struct store_event se = {"sim", e->ev.seq,      e->ev.time_ms, e->ev.type,
+                                 {0},   entry_bytes(e), e->len};
         memcpy(se.player, e->ev.player, 16);
         ENSURE(store_put_event(st, &se) == 0, "store_put_event seq %" PRIu64, e->ev.seq);
         if (e->player < 0) continue;
@@ -393,8 +424,8 @@ static void put_rows(struct store *st, long n)
         memcpy(row.id, p->id, 16);
         if (e->with_row) ENSURE(store_put_player(st, &row) == 0, "store_put_player");
         if (!e->req.has_key) continue;
-        struct store_idem ir = {e->req.scope, e->req.key, {0}, e->ans.status, e->ans.body,
-                                strlen(e->ans.body), now_ms};
+        struct store_idem ir = {e->req.scope, e->req.key,          {0},   e->ans.status,
+                                e->ans.body,  strlen(e->ans.body), now_ms};
         memcpy(ir.req_hash, e->hash, 32);
         ENSURE(store_put_idem(st, &ir) == 0, "store_put_idem");
     }
@@ -485,11 +516,12 @@ static int replay_event(const struct store_event *se, void *arg)
     struct replay *rp = arg;
     struct event ev;
     char err[256] = "";
-    ENSURE(se->seq == rp->n + 1 && se->seq <= m.acked, "store has seq %" PRIu64 " (acked %" PRIu64
-           ")", se->seq, m.acked);
+    ENSURE(se->seq == rp->n + 1 && se->seq <= m.acked,
+           "store has seq %" PRIu64 " (acked %" PRIu64 ")", se->seq, m.acked);
     const typeof(*m.log) *want = &m.log[se->seq - 1];
     int define = se->type == EVENT_DEFINE;
-    ENSURE(se->type == want->type && se->time_ms == want->time, "event %" PRIu64 " differs", se->seq);
+    ENSURE(se->type == want->type && se->time_ms == want->time, "event %" PRIu64 " differs",
+           se->seq);
     ENSURE(define ? se->data_len == strlen(def.json) && !memcmp(se->data, def.json, se->data_len)
                   : se->data_len == want->len && !memcmp(se->data, want->data, want->len),
            "event %" PRIu64 " bytes differ", se->seq);
@@ -537,7 +569,8 @@ static void recover(void)
     ENSURE(store_open(store_url, STORE_FSYNC_OFF, &srv.st, err, sizeof err) == 0, "open: %s", err);
     if (!(rp.h = srv.h = engine_hunt_create("sim"))) abort();
     ENSURE(store_each_event(srv.st, "sim", 1, replay_event, &rp) == 0, "replay failed");
-    ENSURE(rp.n == m.acked, "store has %" PRIu64 " events, %" PRIu64 " acknowledged", rp.n, m.acked);
+    ENSURE(rp.n == m.acked, "store has %" PRIu64 " events, %" PRIu64 " acknowledged", rp.n,
+           m.acked);
     ENSURE(engine_digest(srv.h) == engine_digest(srv.ref),
            "recovered state differs from the acknowledged prefix");
     if (!(srv.idem = idem_create(idem_max, 24 * 3600 * 1000LL))) abort();
@@ -546,7 +579,8 @@ static void recover(void)
     ENSURE(idems == m.answers.count, "store has %" PRIu64 " keys, %zu acknowledged", idems,
            m.answers.count);
     ENSURE(store_each_player(srv.st, count_player, &rows) == 0, "players");
-    for (size_t i = 0; i < n_players; i++) want_rows += players[i].row_acked;
+    for (size_t i = 0; i < n_players; i++)
+        want_rows += players[i].row_acked;
     ENSURE(rows == want_rows, "store has %" PRIu64 " players, model %" PRIu64, rows, want_rows);
     check_scores();
     m.restarts++;
@@ -589,8 +623,8 @@ static void torn_commit(void)
         _exit(4);
     }
     int status;
-    ENSURE(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) &&
-           WTERMSIG(status) == SIGKILL, "torn writer did not die as planned (%d)", status);
+    ENSURE(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+           "torn writer did not die as planned (%d)", status);
     m.torn++;
 }
 
@@ -658,10 +692,14 @@ static void one_step(void)
     now_ms += (int64_t)below(150);
     if (!engine_defined(srv.h) && !srv.head) define_hunt();
     uint64_t r = below(1000);
-    if (r < 3) crash();
-    else if (r < 4) clean_restart();
-    else if (r < 120 || srv.queued >= 256) commit(1);
-    else client_step();
+    if (r < 3)
+        crash();
+    else if (r < 4)
+        clean_restart();
+    else if (r < 120 || srv.queued >= 256)
+        commit(1);
+    else
+        client_step();
     if (step % 512 == 0) check_scores();
 }
 
@@ -678,31 +716,36 @@ int main(void)
     seed = env_u64("SIM_SEED", ((uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 20) % 1000000000);
     uint64_t steps = env_u64("SIM_STEPS", 20000);
     n_players = env_u64("SIM_PLAYERS", 2000);
-    printf("sim: seed %" PRIu64 " (SIM_SEED=%" PRIu64 " reproduces), %" PRIu64 " steps, %zu players\n",
+    printf("sim: seed %" PRIu64 " (SIM_SEED=%" PRIu64 " reproduces), %" PRIu64
+           " steps, %zu players\n",
            seed, seed, steps, n_players);
     fflush(stdout);
     rng = seed;
     char dir[4096], url[4200], path[4200];
-    snprintf(dir, sizeof dir, "%s/veltrix-sim-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    snprintf(dir, sizeof dir, "%s/veltrix-sim-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir) || !(players = calloc(n_players ? n_players : 1, sizeof *players))) abort();
     snprintf(url, sizeof url, "sqlite:%s/sim.db", dir);
     store_url = url;
     make_definition();
     for (size_t i = 0; i < n_players; i++) {
-        for (int b = 0; b < 16; b++) players[i].id[b] = (uint8_t)rnd();
-        for (int b = 0; b < 16; b++) sprintf(players[i].hex + 2 * b, "%02x", players[i].id[b]);
+        for (int b = 0; b < 16; b++)
+            players[i].id[b] = (uint8_t)rnd();
+        for (int b = 0; b < 16; b++)
+            sprintf(players[i].hex + 2 * b, "%02x", players[i].id[b]);
     }
     hmap_init(&m.chest_owner);
     hmap_init(&m.answers);
     now_ms = def.start_ms - 60000;
     if (!(srv.ref = engine_hunt_create("sim"))) abort();
     recover();
-    for (step = 1; step <= steps; step++) one_step();
+    for (step = 1; step <= steps; step++)
+        one_step();
     clean_restart();
     printf("sim: seed %" PRIu64 ": %" PRIu64 " steps, %" PRIu64 " requests, %" PRIu64
            " events acknowledged, %" PRIu64 " refused, %" PRIu64 " replays, %" PRIu64
-           " duplicates waited, %" PRIu64 " keys reused, %zu chests opened, %" PRIu64 " crashes (%" PRIu64
-           " torn commits), %" PRIu64 " restarts: every invariant held\n",
+           " duplicates waited, %" PRIu64 " keys reused, %zu chests opened, %" PRIu64
+           " crashes (%" PRIu64 " torn commits), %" PRIu64 " restarts: every invariant held\n",
            seed, steps, m.requests, m.acked, m.rejected, m.replays, m.waits, m.reused,
            m.chest_owner.count, m.crashes, m.torn, m.restarts);
     die();

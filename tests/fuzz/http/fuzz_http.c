@@ -60,7 +60,8 @@ static size_t exchange(const char *in, size_t len, char *out, size_t cap)
         idle = progress ? 0 : idle + 1;
     }
     close(sv[1]);
-    for (int i = 0; i < 4; i++) net_run_once(net, 0); /* let h2o see the hang-up */
+    for (int i = 0; i < 4; i++)
+        net_run_once(net, 0); /* let h2o see the hang-up */
     return got;
 }
 
@@ -125,8 +126,8 @@ static void setup(void)
     struct net_config nc = {"127.0.0.1:0", 64, 10000, 17 * 1024 * 1024};
     FUZZ_CHECK((net = net_create(&nc, err, sizeof err)) != NULL);
     FUZZ_CHECK((lg = log_create(writer, net_loop(net), 1024)) != NULL);
-    struct api_config ac = {admin_key, dir, 86400, 30 * 86400, 1024, 10000,
-                            24 * 3600 * 1000LL, 20, 20000}; /* bounded memory */
+    struct api_config ac = {admin_key,          dir, 86400, 30 * 86400, 1024, 10000,
+                            24 * 3600 * 1000LL, 20,  20000}; /* bounded memory */
     FUZZ_CHECK(api_init(&ac, reader, lg, net, err, sizeof err) == 0);
     FUZZ_CHECK(api_create_demo(err, sizeof err) == 0);
     new_player();
@@ -144,8 +145,12 @@ static size_t expand(const uint8_t *in, size_t len, char *out, size_t cap)
         const char *sub = NULL;
         if (in[i] == '@' && i + 1 < len) {
             char c = (char)in[i + 1];
-            sub = c == 'T' ? token : c == 'A' ? admin_key : c == 'C' ? payload
-                  : c == 'R' ? refresh : c == 'P' ? pid : NULL;
+            sub = c == 'T'   ? token
+                  : c == 'A' ? admin_key
+                  : c == 'C' ? payload
+                  : c == 'R' ? refresh
+                  : c == 'P' ? pid
+                             : NULL;
         }
         if (!sub) {
             out[o++] = (char)in[i];

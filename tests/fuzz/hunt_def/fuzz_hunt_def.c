@@ -20,7 +20,8 @@ static void play(struct hunt *h, int64_t now)
     char err[256];
     size_t i;
     json_t *c;
-    json_array_foreach(codes, i, c) {
+    json_array_foreach(codes, i, c)
+    {
         const char *id = json_string_value(json_object_get(c, "id"));
         FUZZ_CHECK(id && engine_has_code(h, id));
         if (engine_scan(h, player, id, now, &ev) != ENGINE_OK) continue;
@@ -29,12 +30,14 @@ static void play(struct hunt *h, int64_t now)
         FUZZ_CHECK(engine_scan(h, player, id, now, &ev) == ENGINE_ALREADY_SCANNED);
         FUZZ_CHECK(engine_digest(h) == d);
     }
-    json_array_foreach(json_object_get(def, "items"), i, c) {
+    json_array_foreach(json_object_get(def, "items"), i, c)
+    {
         const char *id = json_string_value(json_object_get(c, "id"));
         if (id && engine_collect(h, player, id, now, &ev) == ENGINE_OK)
             FUZZ_CHECK(engine_apply(h, &ev, &out, err, sizeof err) == ENGINE_OK);
     }
-    json_array_foreach(json_object_get(def, "zones"), i, c) {
+    json_array_foreach(json_object_get(def, "zones"), i, c)
+    {
         const char *id = json_string_value(json_object_get(c, "id"));
         if (id && engine_open(h, player, id, now, &ev) == ENGINE_OK)
             FUZZ_CHECK(engine_apply(h, &ev, &out, err, sizeof err) == ENGINE_OK);

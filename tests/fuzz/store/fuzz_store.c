@@ -44,23 +44,27 @@ static void read_row(struct fuzz_in *in, struct row *r, uint64_t seq)
 
 static int put(struct store *s, const struct row *r)
 {
-    struct store_event ev = {r->hunt, r->seq, r->time, (uint8_t)r->type, {0}, r->data,
-                             r->data_len};
+    struct store_event ev = {r->hunt, r->seq, r->time, (uint8_t)r->type, {0}, r->data, r->data_len};
     struct store_player pl = {{0}, r->text, r->time, r->gen};
     struct store_refresh rt = {{0}, {0}, r->gen, r->time, r->type & 1};
-    struct store_idem id = {r->hunt, r->key, {0}, r->type, (const char *)r->data, r->data_len,
-                            r->time};
+    struct store_idem id = {r->hunt,     r->key, {0}, r->type, (const char *)r->data,
+                            r->data_len, r->time};
     memcpy(ev.player, r->id, 16);
     memcpy(pl.id, r->id, 16);
     memcpy(rt.id, r->id, 16);
     memcpy(rt.player, r->hash, 16);
     memcpy(id.req_hash, r->hash, 32);
     switch (r->op) {
-    case 0: return store_put_event(s, &ev);
-    case 1: return store_put_player(s, &pl);
-    case 2: return store_put_refresh(s, &rt);
-    case 3: return store_put_idem(s, &id);
-    default: return store_put_snapshot(s, r->hunt, r->seq, r->data, r->data_len);
+    case 0:
+        return store_put_event(s, &ev);
+    case 1:
+        return store_put_player(s, &pl);
+    case 2:
+        return store_put_refresh(s, &rt);
+    case 3:
+        return store_put_idem(s, &id);
+    default:
+        return store_put_snapshot(s, r->hunt, r->seq, r->data, r->data_len);
     }
 }
 
@@ -127,12 +131,14 @@ static void verify(struct store *s)
     for (size_t i = 0; i < n_rows; i++) {
         const struct row *r = &rows[i];
         size_t before = n_checked;
-        if (r->op == 0) FUZZ_CHECK(store_each_event(s, r->hunt, r->seq, event_cb, (void *)r) == 0);
+        if (r->op == 0)
+            FUZZ_CHECK(store_each_event(s, r->hunt, r->seq, event_cb, (void *)r) == 0);
         else if (r->op == 3 && !superseded(i))
             FUZZ_CHECK(store_get_idem(s, r->hunt, r->key, idem_cb, (void *)r) == 1);
         else if (r->op == 4 && !superseded(i))
             FUZZ_CHECK(store_get_snapshot(s, r->hunt, snap_cb, (void *)r) == 1);
-        else continue;
+        else
+            continue;
         FUZZ_CHECK(n_checked == before + 1);
     }
     FUZZ_CHECK(store_each_player(s, player_cb, NULL) == 0);
