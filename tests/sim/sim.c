@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -79,7 +80,10 @@ static void fail(const char *fmt, ...)
     fprintf(stderr, "sim: seed %" PRIu64 " step %" PRIu64 ": INVARIANT BROKEN: ", seed, step);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nreproduce: SIM_SEED=%" PRIu64 " build/sim\n0 passed, 1 failed\n", seed);
+    fprintf(stderr,
+            "\nthe store is left in %s\nreproduce: SIM_SEED=%" PRIu64
+            " build/sim\n0 passed, 1 failed\n",
+            store_url + 7, seed);
     exit(1);
 }
 #define ENSURE(c, ...)                                                                             \
@@ -194,7 +198,7 @@ static struct {
     uint64_t acked, cap;
     struct hmap chest_owner; /* chest id -> player + 1, acknowledged opens */
     struct hmap answers;     /* scope "\n" key -> struct answer, acknowledged */
-    uint64_t crashes, torn, restarts, requests, replays, events, rejected, waits, reused;
+    uint64_t crashes, torn, spilled, restarts, requests, replays, events, rejected, waits, reused;
 } m;
 
 /* ---- the server: volatile state, lost on a crash ------------------------------------------ */
@@ -548,6 +552,13 @@ static int count_player(const struct store_player *p, void *arg)
     return 0;
 }
 
+static int count_hunt(const char *hunt, void *arg)
+{
+    ENSURE(!strcmp(hunt, "sim"), "store lists hunt '%s' that nothing committed", hunt);
+    (*(int *)arg)++;
+    return 0;
+}
+
 static void check_scores(void)
 {
     for (size_t i = 0; i < n_players; i++) {
@@ -569,6 +580,9 @@ static void recover(void)
     ENSURE(store_open(store_url, STORE_FSYNC_OFF, &srv.st, err, sizeof err) == 0, "open: %s", err);
     if (!(rp.h = srv.h = engine_hunt_create("sim"))) abort();
     ENSURE(store_each_event(srv.st, "sim", 1, replay_event, &rp) == 0, "replay failed");
+    int hunts = 0;
+    ENSURE(store_each_hunt(srv.st, count_hunt, &hunts) == 0 && hunts == (m.acked > 0),
+           "hunts in the store");
     ENSURE(rp.n == m.acked, "store has %" PRIu64 " events, %" PRIu64 " acknowledged", rp.n,
            m.acked);
     ENSURE(engine_digest(srv.h) == engine_digest(srv.ref),
@@ -605,11 +619,33 @@ static void die(void)
     srv.st = NULL;
 }
 
+/* Rows enough to overflow SQLite's page cache (2 MiB by default), so that the open
+ * transaction spills pages into the WAL file before it is killed. */
+static void put_filler(struct store *st)
+{
+    static uint8_t blob[1024];
+    for (uint64_t seq = 1; seq <= 4096; seq++) {
+        struct store_event se = {"zz-uncommitted", seq, 0, EVENT_SCAN, {0}, blob, sizeof blob};
+        if (store_put_event(st, &se)) _exit(5);
+    }
+}
+
+static off_t wal_size(void)
+{
+    char path[4200];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s-wal", store_url + 7);
+    return stat(path, &sb) ? 0 : sb.st_size;
+}
+
 /* A writer killed in the middle of a commit: a child process writes the first n rows of
- * the batch in an open transaction and is SIGKILLed before COMMIT. */
+ * the batch in an open transaction (half the time followed by megabytes of filler, so
+ * uncommitted pages reach the WAL file) and is SIGKILLed before COMMIT. */
 static void torn_commit(void)
 {
     long n = (long)below(srv.queued + 1);
+    int spill = chance(500);
+    off_t wal0 = wal_size();
     fflush(NULL);
     pid_t pid = fork();
     ENSURE(pid >= 0, "fork: %s", strerror(errno));
@@ -619,6 +655,7 @@ static void torn_commit(void)
         if (store_open(store_url, STORE_FSYNC_OFF, &st, err, sizeof err) || store_begin(st))
             _exit(3);
         put_rows(st, n);
+        if (spill) put_filler(st);
         kill(getpid(), SIGKILL);
         _exit(4);
     }
@@ -626,6 +663,7 @@ static void torn_commit(void)
     ENSURE(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
            "torn writer did not die as planned (%d)", status);
     m.torn++;
+    m.spilled += spill && wal_size() > wal0;
 }
 
 static void crash(void)
@@ -745,9 +783,10 @@ int main(void)
     printf("sim: seed %" PRIu64 ": %" PRIu64 " steps, %" PRIu64 " requests, %" PRIu64
            " events acknowledged, %" PRIu64 " refused, %" PRIu64 " replays, %" PRIu64
            " duplicates waited, %" PRIu64 " keys reused, %zu chests opened, %" PRIu64
-           " crashes (%" PRIu64 " torn commits), %" PRIu64 " restarts: every invariant held\n",
+           " crashes (%" PRIu64 " torn commits, %" PRIu64
+           " of them spilling into the WAL), %" PRIu64 " restarts: every invariant held\n",
            seed, steps, m.requests, m.acked, m.rejected, m.replays, m.waits, m.reused,
-           m.chest_owner.count, m.crashes, m.torn, m.restarts);
+           m.chest_owner.count, m.crashes, m.torn, m.spilled, m.restarts);
     die();
     engine_hunt_destroy(srv.ref);
     static const char *const files[] = {"sim.db", "sim.db-wal", "sim.db-shm"};
