@@ -6,7 +6,9 @@
  * clock, group commits at random points, and crashes at random points:
  *   - before a commit: the queued batch was never written and is lost;
  *   - torn, during a commit: a child process opens the store, writes part or all of the
- *     batch's rows in the open transaction and is killed with SIGKILL before COMMIT;
+ *     batch's rows in the open transaction (half the time with megabytes of filler after
+ *     them, so uncommitted pages reach the WAL file) and is killed with SIGKILL before
+ *     COMMIT;
  *   - after a commit, before the answers went out: durable, but the clients retry.
  * A restart recovers the way api.c does: replay the hunt's log from the store into a
  * fresh engine and load the idempotency records, with the store as the lookup fallback.
