@@ -23,8 +23,8 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/%)
 BENCH_SRCS:= $(wildcard bench/*.c)
 BENCH_BINS:= $(BENCH_SRCS:bench/%.c=$(BUILD)/bench_%)
 
-.PHONY: all deps run test unit blackbox bench clean format
-all: $(BUILD)/veltrix $(UNIT_BINS) $(BENCH_BINS)
+.PHONY: all deps run test unit blackbox bench clean format fuzz fuzz-build sim
+all: $(BUILD)/veltrix $(UNIT_BINS) $(BENCH_BINS) $(BUILD)/sim
 
 deps:
 	@bash scripts/deps.sh
@@ -44,14 +44,59 @@ $(BUILD)/test_%: tests/unit/test_%.c tests/unit/harness.h $(LIB_OBJS)
 $(BUILD)/bench_%: bench/%.c $(LIB_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS)
 
+# Deterministic simulation (tests/sim/): the real engine, idempotency table and store.
+$(BUILD)/sim: tests/sim/sim.c $(LIB_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS)
+
+sim: $(BUILD)/sim
+	@BUILD=$(BUILD) ONLY=sim bash tests/run_all.sh
+
+# libFuzzer targets: every tests/fuzz/<t>/fuzz_<t>.c, linked with the src objects built
+# by clang with ASan+UBSan into build/fuzz/. `make fuzz` runs each for FUZZ_SECONDS.
+FUZZ_CC     := clang
+FUZZ_DIR    := build/fuzz
+FUZZ_CFLAGS := -O1 -g -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
+               -DH2O_USE_LIBUV=0 -D_GNU_SOURCE -Isrc -Itests/fuzz -fno-omit-frame-pointer \
+               -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
+               $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_SRCS   := $(wildcard tests/fuzz/*/fuzz_*.c)
+FUZZ_BINS   := $(foreach f,$(FUZZ_SRCS),$(FUZZ_DIR)/$(basename $(notdir $(f))))
+FUZZ_OBJS   := $(filter-out $(FUZZ_DIR)/obj/main.o,$(SRCS:src/%.c=$(FUZZ_DIR)/obj/%.o))
+FUZZ_SECONDS ?= 60
+
+$(FUZZ_DIR)/obj/%.o: src/%.c $(wildcard src/*.h) | $(FUZZ_DIR)/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_DIR)/obj:
+	mkdir -p $@
+
+.PRECIOUS: $(FUZZ_DIR)/obj/%.o
+.SECONDEXPANSION:
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/$$*/fuzz_$$*.c $(wildcard tests/fuzz/*.h) $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(LDLIBS)
+
+fuzz-build:
+	@bash scripts/deps.sh --fuzz
+	$(MAKE) $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
+
 run: deps
 	$(MAKE) $(BUILD)/veltrix
 	$(BUILD)/veltrix serve --demo
 
 # Every test: unit binaries, then the black-box suite against the real binary.
+# The fuzz targets run briefly (FUZZ_CI_SECONDS each) in the plain build only: they are
+# ASan+UBSan builds already, so the SANITIZE variant skips them.
 test: deps
 	$(MAKE) all
+ifndef SANITIZE
+	$(MAKE) fuzz-build
 	@BUILD=$(BUILD) bash tests/run_all.sh
+else
+	@BUILD=$(BUILD) NO_FUZZ=1 bash tests/run_all.sh
+endif
 
 unit: all
 	@BUILD=$(BUILD) ONLY=unit bash tests/run_all.sh

@@ -1634,7 +1634,8 @@ static void demo_done(void *arg, int status)
 }
 
 /* Submits a log entry of the demo hunt; the live frame of the event apply() just applied,
- * if any, goes out once it is durable. At startup: an empty queue, no limit near. */
+ * if any, goes out once it is durable. At startup, before serving: when the queue is full
+ * (a small --log-queue-max), the loop runs until the writer has made room. */
 static void demo_submit(struct log_entry *e)
 {
     struct live_pending *lp = malloc(sizeof *lp);
@@ -1642,7 +1643,7 @@ static void demo_submit(struct log_entry *e)
     *lp = app.live_next;
     app.live_next = (struct live_pending){NULL, NULL};
     log_entry_on_done(e, demo_done, lp);
-    if (log_submit(app.log, e)) abort();
+    while (log_submit(app.log, e) == -EAGAIN) net_run_once(app.net, 10);
 }
 
 /* The demo hunt's map: one generated SVG tile per map cell (demo.c), then version 1.

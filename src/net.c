@@ -108,6 +108,20 @@ static int shed_one(struct net *n)
     return fd >= 0;
 }
 
+/* Serves sock, or closes it when at a connection cap. 0 or -1. */
+static int serve(struct net *n, h2o_socket_t *sock)
+{
+    if (n->conns >= n->conns_max || !admit(n, sock)) {
+        n->refused++;
+        h2o_socket_close(sock);
+        return -1;
+    }
+    n->conns++;
+    n->accepted++;
+    h2o_accept(&n->accept_ctx, sock);
+    return 0;
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     struct net *n = listener->data;
@@ -119,15 +133,13 @@ static void on_accept(h2o_socket_t *listener, const char *err)
             if ((errno == EMFILE || errno == ENFILE) && shed_one(n)) continue;
             break;
         }
-        if (n->conns >= n->conns_max || !admit(n, sock)) {
-            n->refused++;
-            h2o_socket_close(sock);
-            continue;
-        }
-        n->conns++;
-        n->accepted++;
-        h2o_accept(&n->accept_ctx, sock);
+        serve(n, sock);
     }
+}
+
+int net_adopt(struct net *n, int fd)
+{
+    return serve(n, h2o_evloop_socket_create(n->ctx.loop, fd, 0));
 }
 
 /* "host:port" -> bound, listening socket; -1 with err set. */

@@ -35,6 +35,10 @@ void net_run(struct net *n);
 /* Runs one loop iteration waiting at most max_wait_ms. */
 void net_run_once(struct net *n, int max_wait_ms);
 size_t net_connections(const struct net *n);
+/* Serves fd, an already connected stream socket, as if it had been accepted (counted
+ * against conns_max like the others). For tests and fuzzing: a socketpair gives a
+ * connection without the network. 0, or -1 (fd closed) when at the cap. */
+int net_adopt(struct net *n, int fd);
 void net_render_metrics(const struct net *n, struct metrics_buf *b);
 
 #endif

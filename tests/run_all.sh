@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every unit test binary and the black-box suite; sums their "N passed, N failed"
-# lines into one closing line of the same shape. Exit status: non-zero if anything failed.
+# Runs every unit test binary, the black-box suite, the simulation seeds (tests/sim/run.sh)
+# and a short run of every fuzz target (tests/fuzz/run.sh; NO_FUZZ=1 skips it); sums their
+# "N passed, N failed" lines into one closing line of the same shape. Exit status:
+# non-zero if anything failed.
 set -u
 BUILD=${BUILD:-build}
 ONLY=${ONLY:-}
@@ -27,6 +29,19 @@ if [ -z "$ONLY" ] || [ "$ONLY" = blackbox ]; then
   for t in tests/blackbox/test_*.py; do
     [ -f "$t" ] && run_suite "blackbox/$(basename "$t")" python3 "$t" --bin "$BUILD/veltrix"
   done
+fi
+if [ -z "$ONLY" ] || [ "$ONLY" = sim ]; then
+  [ -x "$BUILD/sim" ] && run_suite "sim (seeds ${SIM_SEEDS:-1 2 3 4 5} + ${SIM_SWEEP:-3} random)" \
+    env BUILD="$BUILD" bash tests/sim/run.sh
+fi
+# Fuzz targets (build/fuzz, made by `make fuzz-build`): corpus + FUZZ_CI_SECONDS each.
+if { [ -z "$ONLY" ] || [ "$ONLY" = fuzz ]; } && [ -z "${NO_FUZZ:-}" ]; then
+  if ls build/fuzz/fuzz_* >/dev/null 2>&1; then
+    run_suite "fuzz (${FUZZ_CI_SECONDS:-5} s per target)" \
+      env FUZZ_SECONDS="${FUZZ_CI_SECONDS:-5}" bash tests/fuzz/run.sh
+  else
+    echo "== fuzz: no targets built (make fuzz-build): counted as 1 failure"; total_f=$((total_f + 1))
+  fi
 fi
 echo "$total_p passed, $total_f failed"
 [ "$total_f" -eq 0 ]
