@@ -128,11 +128,33 @@ void *hmap_del(struct hmap *m, const void *key, size_t klen)
     return v;
 }
 
+static void each_in(struct hmap_node **b, size_t mask,
+                    void (*fn)(const void *key, size_t klen, void *value, void *ctx), void *ctx)
+{
+    for (size_t i = 0; b && i <= mask; i++)
+        for (struct hmap_node *n = b[i]; n; n = n->next) fn(n->key, n->klen, n->value, ctx);
+}
+
+void hmap_each_entry(const struct hmap *m,
+                     void (*fn)(const void *key, size_t klen, void *value, void *ctx), void *ctx)
+{
+    if (m->old) each_in(m->old, m->old_mask, fn, ctx);
+    each_in(m->buckets, m->mask, fn, ctx);
+}
+
+struct each_value {
+    void (*fn)(void *value, void *ctx);
+    void *ctx;
+};
+
+static void value_only(const void *key, size_t klen, void *value, void *ctx)
+{
+    struct each_value *e = ctx;
+    e->fn(value, e->ctx);
+}
+
 void hmap_each(const struct hmap *m, void (*fn)(void *value, void *ctx), void *ctx)
 {
-    for (size_t i = 0; m->old && i <= m->old_mask; i++)
-        for (struct hmap_node *n = m->old[i]; n; n = n->next) fn(n->value, ctx);
-    if (!m->buckets) return;
-    for (size_t i = 0; i <= m->mask; i++)
-        for (struct hmap_node *n = m->buckets[i]; n; n = n->next) fn(n->value, ctx);
+    struct each_value e = {fn, ctx};
+    hmap_each_entry(m, value_only, &e);
 }

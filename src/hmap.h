@@ -33,5 +33,8 @@ int hmap_put(struct hmap *m, const void *key, size_t klen, void *value);
 void *hmap_del(struct hmap *m, const void *key, size_t klen);
 /* Calls fn for each value (do not modify the map meanwhile). */
 void hmap_each(const struct hmap *m, void (*fn)(void *value, void *ctx), void *ctx);
+/* The same with each entry's key. */
+void hmap_each_entry(const struct hmap *m,
+                     void (*fn)(const void *key, size_t klen, void *value, void *ctx), void *ctx);
 
 #endif

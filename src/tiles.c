@@ -326,6 +326,21 @@ int tiles_stage(struct tiles *t, const char *hunt, uint32_t x, uint32_t y, const
     return stage(t, hunt, x, y, ctype, hash, data, len, 1, new_blob);
 }
 
+/* Puts a draft chunk (key: its chunk index) into version v, sharing it. */
+static void add_chunk(const void *key, size_t klen, void *value, void *ctx)
+{
+    struct tile_version *v = ctx;
+    struct tile_chunk *c = value;
+    uint32_t k, cx, cy;
+    memcpy(&k, key, sizeof k);
+    cx = k / GRID_SIDE, cy = k % GRID_SIDE;
+    if (cx >= v->cw || cy >= v->ch) return; /* beyond a map that shrank */
+    ref(&c->refs);
+    v->chunks[cx * v->ch + cy] = c;
+    v->n += c->n;
+    v->bytes += c->bytes;
+}
+
 int tiles_publish(struct tiles *t, const char *hunt, int64_t number, uint32_t w, uint32_t h,
                   const struct tile_version **out)
 {
@@ -333,20 +348,7 @@ int tiles_publish(struct tiles *t, const char *hunt, int64_t number, uint32_t w,
     if (!th) return TILES_ENOMEM;
     struct tile_version *v = version_create(number, w, h);
     if (!v) return TILES_ENOMEM;
-    /* hmap_each gives values only: walk the nodes for their keys. */
-    if (th->draft.buckets)
-        for (size_t i = 0; i <= th->draft.mask; i++)
-            for (struct hmap_node *nd = th->draft.buckets[i]; nd; nd = nd->next) {
-                uint32_t key, cx, cy;
-                memcpy(&key, nd->key, sizeof key);
-                cx = key / GRID_SIDE, cy = key % GRID_SIDE;
-                if (cx >= v->cw || cy >= v->ch) continue; /* beyond a map that shrank */
-                struct tile_chunk *c = nd->value;
-                ref(&c->refs);
-                v->chunks[cx * v->ch + cy] = c;
-                v->n += c->n;
-                v->bytes += c->bytes;
-            }
+    hmap_each_entry(&th->draft, add_chunk, v);
     int rc = state_push(th, v, t->cfg.versions_kept);
     if (rc) {
         tiles_release(v);

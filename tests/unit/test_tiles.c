@@ -37,6 +37,32 @@ static const char *get(struct tiles *t, int64_t v, uint32_t x, uint32_t y)
     return buf;
 }
 
+/* A 256 x 256 map is 256 chunks: the draft's table grows (and moves its entries
+ * incrementally) while tiles arrive; every publish must still see every chunk. */
+TEST(large_map_publishes_every_chunk)
+{
+    struct tiles *t = mk(64 << 20, 3);
+    char b[32];
+    for (uint32_t x = 0; x < 256; x += 3)
+        for (uint32_t y = 0; y < 256; y += 5) {
+            snprintf(b, sizeof b, "%u/%u", x, y);
+            CHECK_EQ_INT(put(t, "h", x, y, b, NULL), 0);
+        }
+    for (int v = 1; v <= 4; v++) {
+        snprintf(b, sizeof b, "new%d", v);
+        CHECK_EQ_INT(put(t, "h", (uint32_t)v * 40, 7, b, NULL), 0);
+        CHECK_EQ_INT(tiles_publish(t, "h", v, 256, 256, NULL), 0);
+        int missing = 0;
+        for (uint32_t x = 0; x < 256; x += 3)
+            for (uint32_t y = 0; y < 256; y += 5) {
+                snprintf(b, sizeof b, "%u/%u", x, y);
+                if (y != 7 && strcmp(get(t, -1, x, y), b)) missing++;
+            }
+        CHECK_EQ_INT(missing, 0);
+    }
+    tiles_destroy(t);
+}
+
 TEST(draft_invisible_until_publish)
 {
     struct tiles *t = mk(1 << 20, 3);
@@ -328,6 +354,7 @@ int main(void)
     RUN(restore_from_store);
     RUN(restore_refuses_bad_manifests);
     RUN(many_tiles_table);
+    RUN(large_map_publishes_every_chunk);
     RUN(content_types);
     return HARNESS_DONE();
 }
