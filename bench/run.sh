@@ -373,7 +373,8 @@ run_live() {
   log "veltrix live: $n WebSocket clients, $rate scans/s for ${secs}s"
   port=$($PY freeport); mkdir -p "$data"
   $BIN serve --listen 127.0.0.1:$port --data "$data" --admin-key "$KEY" --fsync always \
-    --token-ttl 3600 --max-connections $((n + 1000)) --live-ping-ms 3600000 >>"$TMPD/live.log" 2>&1 &
+    --token-ttl 3600 --max-connections $((n + 1000)) --live-ping-ms 3600000 $VX_LIMITS \
+    --max-connections-per-ip 0 >>"$TMPD/live.log" 2>&1 &
   pid=$!; STARTED+=("$pid")
   $PY wait-ready "http://127.0.0.1:$port/healthz" 60 "$pid" || { check "live: server did not start"; return 0; }
   quiet
@@ -443,8 +444,9 @@ EOF
 
 run_pg() {
   PGBIN=$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-  local d=$TMPD/pg port t0 ver
-  mkdir -p "$d"
+  local d port t0 ver
+  d=$(mktemp -d "$TMPD/pg.XXXXXX") # a fresh cluster per call (tiles and chests anchors)
+  chmod 755 "$d"
   AS_PG=""
   if [ "$(id -u)" = 0 ]; then
     id postgres >/dev/null 2>&1 || { echo "  no 'postgres' user to run PostgreSQL as; skipped"; return 0; }

@@ -2,6 +2,7 @@
 -- from a fixed seed, then round robin). args: path_prefix [suffix] [size]
 -- Veltrix: /tiles/btile/ - 256 ("-": no suffix); nginx (files): /tiles/btile/ .png 256.
 dofile(os.getenv("BENCH_LUA_DIR") .. "/common.lua")
+request = round_robin
 
 function init(args)
    local prefix, suffix, size = args[1], args[2] or "", tonumber(args[3] or "256")

@@ -37,6 +37,11 @@ struct player {
     char *name;
     int64_t created_ms;
     uint32_t gen;
+    /* The one refresh token of the player that may be used: every other correctly signed
+     * one of its generation was issued before and used, so presenting it is a reuse.
+     * Nothing else is remembered per token, so memory does not grow with refreshes. */
+    uint8_t refresh_id[16];
+    int64_t refresh_exp_ms; /* 0: none */
 };
 
 static struct app {
@@ -45,7 +50,7 @@ static struct app {
     struct store *reader;
     struct log *log;
     struct net *net;
-    struct hmap players, refresh, hunts;
+    struct hmap players, hunts;
     struct idem *idem;
     struct tiles *tiles;
     struct live *live;
@@ -55,6 +60,7 @@ static struct app {
     } live_next;
     struct uuid7_gen uuid;
     uint64_t players_created, refresh_reused, writes_rejected_busy;
+    int64_t idem_pruned_ms; /* when a write last pruned the store's expired keys */
 } app;
 
 static int64_t now_ms(void)
@@ -480,6 +486,11 @@ static void submit_raw(struct http_req *r, struct idem_req *ir, struct log_entry
     app.live_next = (struct live_pending){NULL, NULL};
     if (ir && ir->present) {
         int64_t now = now_ms();
+        /* Once a minute a keyed write also prunes the store's expired records. */
+        if (now - app.idem_pruned_ms >= 60000) {
+            if (log_entry_prune_idem(e, now - app.cfg.idem_retention_ms)) abort();
+            app.idem_pruned_ms = now;
+        }
         w->idem = idem_begin(app.idem, ir->scope, ir->key, ir->hash, now);
         struct store_idem row = {ir->scope, ir->key, {0}, status, body, w->len, now};
         memcpy(row.req_hash, ir->hash, 32);
@@ -600,12 +611,12 @@ static void player_json_tokens(json_t *j, struct player *p, const struct store_r
     json_object_set_new(j, "refresh_token", json_string(ref));
 }
 
-/* A fresh refresh token for p, registered in memory and added to e. */
-static struct store_refresh *new_refresh(struct player *p, struct log_entry *e)
+/* A fresh refresh token for p (its current one from now on) into *rt, added to e. */
+static void new_refresh(struct player *p, struct log_entry *e, struct store_refresh *rt)
 {
-    struct store_refresh *rt = calloc(1, sizeof *rt);
     uint64_t rnd;
-    if (!rt || auth_random(&rnd, sizeof rnd)) abort();
+    if (auth_random(&rnd, sizeof rnd)) abort();
+    memset(rt, 0, sizeof *rt);
     /* Time-ordered (UUIDv7) like player ids, so that the store appends to its index
      * instead of dirtying a random page per token; the token's MAC is what makes it
      * unforgeable, not the id. */
@@ -613,8 +624,17 @@ static struct store_refresh *new_refresh(struct player *p, struct log_entry *e)
     memcpy(rt->player, p->id, 16);
     rt->gen = p->gen;
     rt->expires_ms = now_ms() + app.cfg.refresh_ttl_s * 1000;
-    if (hmap_put(&app.refresh, rt->id, 16, rt) || log_entry_refresh(e, rt)) abort();
-    return rt;
+    memcpy(p->refresh_id, rt->id, 16);
+    p->refresh_exp_ms = rt->expires_ms;
+    if (log_entry_refresh(e, rt)) abort();
+}
+
+/* When a refresh token id was issued: its UUIDv7 time (ms). */
+static int64_t refresh_issued_ms(const uint8_t id[16])
+{
+    int64_t ms = 0;
+    for (int i = 0; i < 6; i++) ms = ms << 8 | id[i];
+    return ms;
 }
 
 static struct player *add_player(const uint8_t id[16], const char *name, int64_t created,
@@ -636,11 +656,26 @@ static void player_row(struct log_entry *e, const struct player *p)
     if (log_entry_player(e, &row)) abort();
 }
 
+/* The idempotency scope of a request without a player: its client address, so that a
+ * key (and the credentials its answer holds) never crosses from one client to another. */
+static void anon_scope(struct http_req *r, char out[64])
+{
+    uint8_t a[16];
+    char txt[INET6_ADDRSTRLEN];
+    client_addr(r, a);
+    static const uint8_t v4[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (!memcmp(a, v4, 12)) inet_ntop(AF_INET, a + 12, txt, sizeof txt);
+    else inet_ntop(AF_INET6, a, txt, sizeof txt);
+    snprintf(out, 64, "anon:%s", txt);
+}
+
 static void h_players_create(struct http_req *r)
 {
     struct idem_req ir;
-    if (limit_new_player(r)) return;
-    if (idem_check(r, "-", &ir)) return;
+    char who[64];
+    anon_scope(r, who);
+    /* A replay first: a retry of a creation that succeeded costs no sign-up budget. */
+    if (idem_check(r, who, &ir) || limit_new_player(r)) return;
     json_t *b = body_object(r, 0);
     if (!b) return;
     const char *raw = str_field(r, b, "display_name");
@@ -668,7 +703,8 @@ static void h_players_create(struct http_req *r)
     app.players_created++;
     struct log_entry *e = new_entry();
     player_row(e, p);
-    struct store_refresh *rt = new_refresh(p, e);
+    struct store_refresh rt0, *rt = &rt0;
+    new_refresh(p, e, rt);
     char sid[37];
     uuid_format(p->id, sid);
     json_t *j = json_pack("{s:s,s:s}", "player_id", sid, "display_name", p->name);
@@ -679,31 +715,40 @@ static void h_players_create(struct http_req *r)
 static void h_refresh(struct http_req *r)
 {
     struct idem_req ir;
-    if (idem_check(r, "-", &ir)) return;
+    char who[64];
+    anon_scope(r, who);
+    if (idem_check(r, who, &ir)) return;
     json_t *b = body_object(r, 0);
     if (!b) return;
     const char *tok = str_field(r, b, "refresh_token");
     struct auth_refresh ar;
-    struct store_refresh *rt = NULL;
     struct player *p = NULL;
+    int64_t now = now_ms();
     if (tok && auth_refresh_check(&app.auth, tok, strlen(tok), &ar) == AUTH_OK &&
-        (rt = hmap_get(&app.refresh, ar.id, 16)) && (p = hmap_get(&app.players, ar.player, 16)) &&
-        rt->gen == p->gen && rt->expires_ms > now_ms()) {
-        if (log_room(r)) {
+        (p = hmap_get(&app.players, ar.player, 16)) && ar.gen == p->gen) {
+        int current = p->refresh_exp_ms && !memcmp(ar.id, p->refresh_id, 16);
+        int64_t exp = current ? p->refresh_exp_ms
+                              : refresh_issued_ms(ar.id) + app.cfg.refresh_ttl_s * 1000;
+        if (exp <= now) {
+            http_error(r, 401, "unauthorized", "invalid or expired refresh token");
+        } else if (!limit_player(r, p) && log_room(r)) {
             struct log_entry *e = new_entry();
-            if (rt->used) { /* reuse: someone holds a copy; revoke every session */
+            if (!current) { /* an earlier token: someone holds a copy; revoke every session */
                 p->gen++;
+                p->refresh_exp_ms = 0;
                 app.refresh_reused++;
                 player_row(e, p);
                 submit(r, &ir, e, 401,
                        json_pack("{s:{s:s,s:s}}", "error", "code", "refresh_token_reused",
                                  "message", "refresh token reused; all sessions revoked"));
             } else {
-                rt->used = 1;
-                if (log_entry_refresh(e, rt)) abort();
-                struct store_refresh *nrt = new_refresh(p, e);
+                struct store_refresh used = {.gen = p->gen, .expires_ms = exp, .used = 1}, nrt;
+                memcpy(used.id, ar.id, 16);
+                memcpy(used.player, p->id, 16);
+                if (log_entry_refresh(e, &used)) abort();
+                new_refresh(p, e, &nrt);
                 json_t *j = json_object();
-                player_json_tokens(j, p, nrt);
+                player_json_tokens(j, p, &nrt);
                 submit(r, &ir, e, 200, j);
             }
         }
@@ -1532,12 +1577,16 @@ static int load_player(const struct store_player *p, void *arg)
     return 0;
 }
 
+/* The store keeps every refresh token (used or not); memory keeps the player's current
+ * one: unused, of the player's generation. */
 static int load_refresh(const struct store_refresh *row, void *arg)
 {
-    struct store_refresh *rt = calloc(1, sizeof *rt);
-    if (!rt) abort();
-    *rt = *row;
-    return hmap_put(&app.refresh, rt->id, 16, rt) ? -1 : 0;
+    struct player *p = hmap_get(&app.players, row->player, 16);
+    if (!p || row->used || row->gen != p->gen) return 0;
+    if (p->refresh_exp_ms && memcmp(row->id, p->refresh_id, 16) < 0) return 0; /* newest */
+    memcpy(p->refresh_id, row->id, 16);
+    p->refresh_exp_ms = row->expires_ms;
+    return 0;
 }
 
 static int load_idem(const struct store_idem *i, void *arg)
@@ -1581,7 +1630,6 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
     app.log = log;
     app.net = net;
     hmap_init(&app.players);
-    hmap_init(&app.refresh);
     hmap_init(&app.hunts);
     if (!(app.idem = idem_create(cfg->idem_max, cfg->idem_retention_ms)) ||
         !(app.live = live_create(net_loop(net), reader, &cfg->live, live_name, NULL)))
@@ -1699,19 +1747,13 @@ static void free_hunt(void *v, void *ctx)
 {
     engine_hunt_destroy(v);
 }
-static void free_plain(void *v, void *ctx)
-{
-    free(v);
-}
 
 void api_deinit(void)
 {
     live_destroy(app.live);
     hmap_each(&app.players, free_player, NULL);
-    hmap_each(&app.refresh, free_plain, NULL);
     hmap_each(&app.hunts, free_hunt, NULL);
     hmap_deinit(&app.players);
-    hmap_deinit(&app.refresh);
     hmap_deinit(&app.hunts);
     idem_destroy(app.idem);
     limits_deinit();

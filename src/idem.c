@@ -118,7 +118,8 @@ struct idem_entry *idem_find(struct idem *t, const char *scope, const char *key,
     if (!hk) return NULL;
     struct idem_entry *e = hmap_get(&t->map, hk, len);
     free(hk);
-    if (e && e->created_ms < now_ms - t->retention_ms && !e->pending) e = NULL;
+    struct idem_entry *stale = NULL;
+    if (e && e->created_ms < now_ms - t->retention_ms && !e->pending) stale = e, e = NULL;
     if (e || !t->fallback || t->evicted_young_until <= now_ms - t->retention_ms) return e;
     /* Evicted early under the cap: the store still has it. */
     uint8_t h[32];
@@ -129,9 +130,19 @@ struct idem_entry *idem_find(struct idem *t, const char *scope, const char *key,
     t->stats.fallback_lookups++;
     if (t->fallback(t->fallback_ctx, scope, key, h, &status, &body, &blen, &created) != 1)
         return NULL;
-    idem_load(t, scope, key, h, status, body, blen, created);
+    /* The store keeps rows past the retention until they are pruned: such a row is gone. */
+    int fresh = created >= now_ms - t->retention_ms;
+    if (fresh && stale) { /* the store has a newer record of this key */
+        unlink_entry(t, stale);
+        free_entry(stale);
+    }
+    if (fresh) idem_load(t, scope, key, h, status, body, blen, created);
     free(body);
-    return idem_find(t, scope, key, now_ms);
+    if (!fresh) return NULL;
+    if (!(hk = make_hkey(scope, key, &len))) return NULL;
+    e = hmap_get(&t->map, hk, len);
+    free(hk);
+    return e && e->created_ms >= now_ms - t->retention_ms ? e : NULL;
 }
 
 struct idem_entry *idem_begin(struct idem *t, const char *scope, const char *key,

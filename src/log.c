@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum op_kind { OP_EVENT, OP_PLAYER, OP_REFRESH, OP_IDEM, OP_BLOB, OP_TILE, OP_MAPVER };
+enum op_kind { OP_EVENT, OP_PLAYER, OP_REFRESH, OP_IDEM, OP_BLOB, OP_TILE, OP_MAPVER, OP_PRUNE_IDEM };
 
 struct op {
     enum op_kind kind;
@@ -38,6 +38,7 @@ struct op {
             void (*release)(void *ctx);
             void *ctx;
         } mapver;
+        int64_t cutoff_ms;
     } u;
     void *mem[3]; /* copies owned by the op */
 };
@@ -135,6 +136,14 @@ int log_entry_player(struct log_entry *e, const struct store_player *p)
     return op->u.pl.display_name ? 0 : -ENOMEM;
 }
 
+int log_entry_prune_idem(struct log_entry *e, int64_t cutoff_ms)
+{
+    struct op *op = add_op(e, OP_PRUNE_IDEM);
+    if (!op) return -ENOMEM;
+    op->u.cutoff_ms = cutoff_ms;
+    return 0;
+}
+
 int log_entry_refresh(struct log_entry *e, const struct store_refresh *r)
 {
     struct op *op = add_op(e, OP_REFRESH);
@@ -209,6 +218,7 @@ static int write_op(struct store *s, const struct op *op)
     case OP_BLOB: return store_put_blob(s, op->u.blob.hash, op->u.blob.data, op->u.blob.len);
     case OP_TILE: return store_put_tile(s, &op->u.tile);
     case OP_MAPVER: return write_map_version(s, op);
+    case OP_PRUNE_IDEM: return store_prune_idem(s, op->u.cutoff_ms);
     }
     return STORE_EIO;
 }

@@ -42,6 +42,8 @@ void log_entry_on_done(struct log_entry *e, log_done_cb cb, void *arg);
 int log_entry_event(struct log_entry *e, const struct store_event *ev);
 int log_entry_player(struct log_entry *e, const struct store_player *p);
 int log_entry_refresh(struct log_entry *e, const struct store_refresh *r);
+/* Deletes the idempotency records created before cutoff_ms, in the entry's transaction. */
+int log_entry_prune_idem(struct log_entry *e, int64_t cutoff_ms);
 int log_entry_idem(struct log_entry *e, const struct store_idem *i);
 /* Map tiles: a content-addressed blob, a draft tile row. */
 int log_entry_blob(struct log_entry *e, const uint8_t hash[32], const uint8_t *data, size_t len);

@@ -209,7 +209,6 @@ struct net *net_create(const struct net_config *cfg, char *err, size_t errcap)
     n->accept_ctx.hosts = n->config.hosts;
     n->listener = h2o_evloop_socket_create(n->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
     n->listener->data = n;
-    h2o_socket_read_start(n->listener, on_accept);
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
@@ -221,6 +220,10 @@ void *net_loop(struct net *n) { return n->ctx.loop; }
 
 void net_run(struct net *n)
 {
+    /* Connections are accepted from here on only: startup work that runs the loop (the
+     * demo hunt waiting for room in the log) must not serve requests in between. Until
+     * then clients wait in the listen backlog. */
+    h2o_socket_read_start(n->listener, on_accept);
     /* h2o_evloop_run returns -1 on EINTR: that is how a signal wakes us. */
     while (!stop_requested) h2o_evloop_run(n->ctx.loop, INT32_MAX);
     if (n->listener) {

@@ -30,7 +30,8 @@ struct net *net_create(const struct net_config *cfg, char *err, size_t errcap);
 void net_destroy(struct net *n);
 /* The h2o evloop (for subsystems that post completions to this thread). */
 void *net_loop(struct net *n);
-/* Runs until SIGTERM/SIGINT. Then stops accepting. */
+/* Starts accepting connections and runs until SIGTERM/SIGINT; then stops accepting.
+ * (net_run_once before it serves what is already connected, accepts nothing new.) */
 void net_run(struct net *n);
 /* Runs one loop iteration waiting at most max_wait_ms. */
 void net_run_once(struct net *n, int max_wait_ms);

@@ -338,6 +338,14 @@ def idempotent_player_creation():
     eq(r2.headers.get("idempotent-replayed", "").lower(), "true", "Idempotent-Replayed header on replay")
     # the replayed token is the same, working token
     check(c.req("GET", "/v1/players/me", token=r2.body["token"]), 200, what="replayed token")
+    # another client address with the same key and body is another request: it must not
+    # be handed the first client's credentials
+    other = vx.SourceClient(srv(), "127.0.0.2")
+    r2b = other.req("POST", "/v1/players", body, headers={"Idempotency-Key": "create-ana-1"})
+    check(r2b, 201, what="same key from another address")
+    true(r2b.body["player_id"] != r1.body["player_id"] and r2b.body["token"] != r1.body["token"],
+         "another address was handed the first player's credentials")
+    true(r2b.headers.get("idempotent-replayed", "false").lower() != "true", "another address got a replay")
     # same key, different body
     r3 = c.req("POST", "/v1/players", {"display_name": "Other"}, headers={"Idempotency-Key": "create-ana-1"})
     check(r3, 422, "idempotency_key_reused", what="same key, different body")

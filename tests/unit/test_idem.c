@@ -63,9 +63,27 @@ TEST(cap_and_fallback)
     idem_destroy(t);
 }
 
+/* A key evicted early whose store row is past the retention: gone, asked once (it used
+ * to be loaded, found expired, asked for again... until the stack ran out). */
+TEST(fallback_row_past_retention)
+{
+    struct idem *t = idem_create(1, 1000);
+    idem_set_fallback(t, fallback, NULL);
+    char key[8];
+    for (int i = 1; i <= 3; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        idem_finish(t, idem_begin(t, "s", key, H1, 4000 + i), 201, "{}", 2);
+    }
+    fallback_calls = 0;
+    CHECK(idem_find(t, "s", "k0", 4500) == NULL); /* the store's k0 is from t=1000 */
+    CHECK_EQ_INT(fallback_calls, 1);
+    idem_destroy(t);
+}
+
 int main(void)
 {
     RUN(pending_then_done);
     RUN(cap_and_fallback);
+    RUN(fallback_row_past_retention);
     return HARNESS_DONE();
 }
