@@ -65,7 +65,8 @@ struct live {
     h2o_timeout_entry_t flush_tick;
     size_t conns;
     uint64_t events, positions, positions_thinned, dropped, resyncs, slow_closed, lb_pushes;
-    uint64_t store_replays, store_replayed;
+    uint64_t store_replays, store_replayed, replay_refused;
+    uint64_t replay_budget, replay_budget_ms; /* events that store replays may still read */
 };
 
 /* ---- JSON text -------------------------------------------------------------------- */
@@ -441,12 +442,31 @@ static int replay_event(const struct store_event *se, void *arg)
     return ev.seq >= r->upto ? 1 : 0;
 }
 
+/* Store replays run on the event loop: in all, they may read at most replay_events_max
+ * events per second (a token bucket, bursts of one second's worth), so that resumes with
+ * old `since`s cannot stall everyone else; beyond it a resume gets a resync. 1 to go on. */
+static int replay_budget(struct live *l, uint64_t events)
+{
+    uint64_t now = h2o_now(l->loop), cap = l->cfg.replay_events_max;
+    if (!cap) return 0;
+    uint64_t refill = (now - l->replay_budget_ms) * cap / 1000;
+    l->replay_budget_ms = now;
+    l->replay_budget = l->replay_budget + refill > cap ? cap : l->replay_budget + refill;
+    if (events > l->replay_budget) {
+        l->replay_refused++;
+        return 0;
+    }
+    l->replay_budget -= events;
+    return 1;
+}
+
 /* Frames of the durable events (since, upto] of lh from the store, by replaying the
  * hunt's log from seq 1 into a scratch engine. 0, or -1 (over budget, too big, error). */
 static int from_store(struct lhunt *lh, uint64_t since, uint64_t upto, struct frames *out)
 {
     struct live *l = lh->l;
-    if (!l->reader || lh->seq > l->cfg.replay_events_max) return -1;
+    if (!l->reader || lh->seq > l->cfg.replay_events_max || !replay_budget(l, lh->seq))
+        return -1;
     struct store_replay r = {l, engine_hunt_create(engine_hunt_id(lh->h)), since, upto, out};
     if (!r.scratch) return -1;
     int rc = store_each_event(l->reader, engine_hunt_id(lh->h), 1, replay_event, &r);
@@ -601,4 +621,8 @@ void live_render_metrics(const struct live *l, struct metrics_buf *b)
                    (unsigned long long)l->slow_closed, (unsigned long long)w->protocol_closes,
                    (unsigned long long)w->dead_closes, (unsigned long long)l->store_replays,
                    (unsigned long long)l->store_replayed);
+    metrics_printf(b,
+                   "# TYPE veltrix_live_store_replays_refused_total counter\n"
+                   "veltrix_live_store_replays_refused_total %llu\n",
+                   (unsigned long long)l->replay_refused);
 }

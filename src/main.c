@@ -119,8 +119,10 @@ static int parse(int argc, char **argv, int first, struct options *o)
         {"--live-replay-max", 0, 100000000, offsetof(struct options, live_replay_max)},
         {"--snapshot-every", 0, 1000000000000L, offsetof(struct options, snapshot_every)},
     };
+    const char *at = argc > first ? argv[first] : "";
     for (int i = first; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        at = a;
         if (!strcmp(a, "--demo")) {
             o->demo = 1;
             continue;
@@ -150,7 +152,7 @@ static int parse(int argc, char **argv, int first, struct options *o)
     }
     return 0;
 bad:
-    fprintf(stderr, "veltrix: bad option near '%s'\n", argv[argc - 1]);
+    fprintf(stderr, "veltrix: bad option or value: '%s'\n", at);
     usage(stderr);
     return -1;
 }

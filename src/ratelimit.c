@@ -64,7 +64,9 @@ int rl_rate_parse(const char *s, struct rl_rate *out)
 {
     char *end;
     double per_s = strtod(s, &end), burst = 2 * per_s;
-    if (end == s || !isfinite(per_s) || per_s < 0 || per_s > 1e7) return RL_EINVAL;
+    /* 0 (off), or at least one request every ~11 days: the interval must fit in ns */
+    if (end == s || !isfinite(per_s) || per_s < 0 || per_s > 1e7 || (per_s > 0 && per_s < 1e-6))
+        return RL_EINVAL;
     if (*end == ':') {
         const char *b = end + 1;
         burst = strtod(b, &end);

@@ -200,6 +200,33 @@ def resume_from_the_store():
 
 
 @test
+def store_replays_share_a_budget():
+    """Store replays run on the event loop: together they read at most --live-replay-max
+    events a second; a resume beyond that gets a resync (and a counter), not a stall."""
+    s = vx.Server(args=["--live-window", "2", "--live-replay-max", "21"]).start()
+    c, codes, ps = setup(s, "lv-bud", codes=20)
+    tok = ps[0][1]
+    for k in range(20):
+        check(scan(c, "lv-bud", tok, codes["c%d" % k]), 200)
+    end = seq_of(c, "lv-bud")
+    eq(end, 21, "seq (the definition and 20 scans)")  # a replay reads all 21: the budget
+    t0 = time.time()
+    w = vx.live(s.port, "lv-bud", tok, since=1)
+    eq(durable(w, end, "first resume from the store")[0]["seq"], 2, "replayed from seq 2")
+    w.close()
+    w = vx.live(s.port, "lv-bud", tok, since=1)
+    m = w.recv_json()
+    if m.get("type") != "resync" and time.time() - t0 >= 1.0:
+        vx.note("store_replays_share_a_budget: the second resume came a second later (a slow "
+                "machine): the budget had refilled, nothing checked")
+    else:
+        eq(m, {"type": "resync", "seq": end}, "second resume within the same second")
+        true(metric(s, "veltrix_live_store_replays_refused_total") >= 1, "refused replays counted")
+    w.close()
+    s.stop()
+
+
+@test
 def resync_when_too_old():
     s = vx.Server(args=["--live-window", "8", "--live-replay-max", "0"]).start()
     c, codes, ps = setup(s, "lv-old", codes=20)
