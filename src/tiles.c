@@ -169,8 +169,14 @@ static struct tile_ent *ent_create(struct tile_blob *blob, const char *ctype)
     e->ctype_len = len;
     memcpy(e->ctype, ctype, len);
     e->ctype[len] = '\0';
+    /* The tag names the bytes and their type: re-uploading the same bytes as another type
+     * must not be answered 304 with the old type. */
+    uint8_t tag[32 + TILES_CTYPE_MAX], h[32];
+    memcpy(tag, blob->hash, 32);
+    memcpy(tag + 32, ctype, len);
+    auth_sha256(tag, 32 + len, h);
     e->etag[0] = '"';
-    for (int i = 0; i < 16; i++) snprintf(e->etag + 1 + 2 * i, 3, "%02x", blob->hash[i]);
+    for (int i = 0; i < 16; i++) snprintf(e->etag + 1 + 2 * i, 3, "%02x", h[i]);
     e->etag[33] = '"';
     e->etag[34] = '\0';
     return e;

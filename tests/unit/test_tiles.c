@@ -207,6 +207,18 @@ TEST(etag_follows_content)
     CHECK(a.etag[0] == '"' && a.etag[a.etag_len - 1] == '"');
     CHECK_EQ_STR(a.ctype, "image/png");
     tiles_release(a.ref), tiles_release(b.ref), tiles_release(c.ref);
+    /* the same bytes as another type: another tag (a 304 would keep the old type) */
+    uint8_t h[32];
+    int nb;
+    struct tile_hit d;
+    auth_sha256("one", 3, h);
+    CHECK_EQ_INT(tiles_stage(t, "h", 3, 0, "image/webp", h, (const uint8_t *)"one", 3, &nb), 0);
+    tiles_publish(t, "h", 2, 4, 4, NULL);
+    CHECK_EQ_INT(tiles_find(t, "h", 1, -1, 0, 0, &a), 0);
+    CHECK_EQ_INT(tiles_find(t, "h", 1, -1, 3, 0, &d), 0);
+    CHECK(strcmp(a.etag, d.etag) != 0);
+    CHECK_EQ_STR(d.ctype, "image/webp");
+    tiles_release(a.ref), tiles_release(d.ref);
     tiles_destroy(t);
 }
 
