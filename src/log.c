@@ -1,9 +1,12 @@
 /* log.c — group commit (see log.h).
  *
- * Entries move: event loop --(mutex queue)--> writer --(h2o multithread message)-->
- * event loop. The writer never blocks the loop: the loop only takes the mutex to link an
- * entry. Invariant: entries are handed back in the order they were submitted, so the
- * responses of one hunt go out in seq order. */
+ * Entries move: event loop --(turn list, then mutex queue)--> writer --(h2o multithread
+ * message, one per batch)--> event loop. Entries submitted during one turn of the event
+ * loop are handed to the writer together at the end of that turn (a zero-delay h2o
+ * timeout), with one mutex operation and at most one wake-up: a writer woken by the first
+ * request of a turn would commit it alone and make the rest of the turn wait a whole
+ * fsync. The writer never blocks the loop. Invariant: entries are handed back in the
+ * order they were submitted, so the responses of one hunt go out in seq order. */
 #include "log.h"
 
 #include <assert.h>
@@ -61,7 +64,12 @@ struct log {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct log_entry *head, *tail; /* queued for the writer */
-    size_t queued, queue_max, in_flight;
+    size_t queued, queue_max, in_flight; /* queued: under mu, read atomically by the loop */
+    struct log_entry *turn_head, *turn_tail; /* submitted this turn (event loop only) */
+    size_t turn_n;
+    h2o_loop_t *loop;
+    h2o_timeout_t turn_timeout; /* 0 ms: runs at the end of the current loop turn */
+    h2o_timeout_entry_t turn_tick;
     struct log_entry *inflight_head, *inflight_tail; /* event loop only */
     int stop;
     h2o_multithread_queue_t *mq;
@@ -272,7 +280,7 @@ static struct log_entry *take(struct log *l, size_t *n)
         l->head = e->next;
         if (!l->head) l->tail = NULL;
         e->next = NULL;
-        l->queued -= *n;
+        __atomic_store_n(&l->queued, l->queued - *n, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&l->mu);
     return batch;
@@ -312,22 +320,41 @@ static void on_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messag
     }
 }
 
+/* Hands the entries of this turn to the writer. */
+static void hand_over(struct log *l)
+{
+    if (!l->turn_n) return;
+    pthread_mutex_lock(&l->mu);
+    if (l->tail) l->tail->next = l->turn_head;
+    else l->head = l->turn_head;
+    l->tail = l->turn_tail;
+    /* The writer only waits on an empty queue: one signal per wake-up is enough. */
+    if (l->queued == 0) pthread_cond_signal(&l->cv);
+    __atomic_store_n(&l->queued, l->queued + l->turn_n, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&l->mu);
+    l->turn_head = l->turn_tail = NULL;
+    l->turn_n = 0;
+}
+
+static void on_turn_end(h2o_timeout_entry_t *t)
+{
+    hand_over(H2O_STRUCT_FROM_MEMBER(struct log, turn_tick, t));
+}
+
 int log_submit(struct log *l, struct log_entry *e)
 {
-    pthread_mutex_lock(&l->mu);
-    if (l->queued >= l->queue_max) {
-        pthread_mutex_unlock(&l->mu);
+    if (__atomic_load_n(&l->queued, __ATOMIC_RELAXED) + l->turn_n >= l->queue_max) {
         metrics_inc(&l->stats.rejected, 1);
         return -EAGAIN;
     }
     e->submitted_ns = metrics_now_ns();
     e->next = NULL;
-    if (l->tail) l->tail->next = e;
-    else l->head = e;
-    l->tail = e;
-    /* The writer only waits on an empty queue: one signal per wake-up is enough. */
-    if (l->queued++ == 0) pthread_cond_signal(&l->cv);
-    pthread_mutex_unlock(&l->mu);
+    if (l->turn_tail) l->turn_tail->next = e;
+    else l->turn_head = e;
+    l->turn_tail = e;
+    l->turn_n++;
+    if (!h2o_timeout_is_linked(&l->turn_tick))
+        h2o_timeout_link(l->loop, &l->turn_timeout, &l->turn_tick);
     e->loop_next = NULL;
     if (l->inflight_tail) l->inflight_tail->loop_next = e;
     else l->inflight_head = e;
@@ -352,6 +379,9 @@ struct log *log_create(struct store *s, void *loop, size_t queue_max)
     if (!l) return NULL;
     l->store = s;
     l->queue_max = queue_max;
+    l->loop = loop;
+    h2o_timeout_init(l->loop, &l->turn_timeout, 0);
+    l->turn_tick.cb = on_turn_end;
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     l->mq = h2o_multithread_create_queue(loop);
@@ -363,6 +393,7 @@ struct log *log_create(struct store *s, void *loop, size_t queue_max)
     int rc = pthread_create(&l->thread, NULL, writer, l);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc) {
+        h2o_timeout_dispose(l->loop, &l->turn_timeout);
         h2o_multithread_unregister_receiver(l->mq, &l->receiver);
         h2o_multithread_destroy_queue(l->mq);
         free(l);
@@ -374,6 +405,9 @@ struct log *log_create(struct store *s, void *loop, size_t queue_max)
 void log_destroy(struct log *l)
 {
     if (!l) return;
+    hand_over(l); /* what this turn submitted is committed too */
+    if (h2o_timeout_is_linked(&l->turn_tick)) h2o_timeout_unlink(&l->turn_tick);
+    h2o_timeout_dispose(l->loop, &l->turn_timeout);
     pthread_mutex_lock(&l->mu);
     l->stop = 1;
     pthread_cond_signal(&l->cv);
