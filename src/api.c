@@ -1477,12 +1477,8 @@ static int load_event(const struct store_event *se, void *arg)
     struct load_ctx *c = arg;
     struct event ev;
     char why[256] = "";
-    memset(&ev, 0, sizeof ev);
-    ev.seq = se->seq;
-    ev.time_ms = se->time_ms;
-    ev.type = se->type;
-    memcpy(ev.player, se->player, 16);
-    int rc = engine_event_decode(&ev, se->type, se->data, se->data_len);
+    int rc = engine_event_read(&ev, se->seq, se->time_ms, se->type, se->player, se->data,
+                               se->data_len);
     if (!rc) rc = engine_apply(c->h, &ev, NULL, why, sizeof why);
     if (rc) {
         snprintf(c->err, c->errcap, "hunt '%s', event seq %llu (type %u): %s", engine_hunt_id(c->h),

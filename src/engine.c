@@ -1196,6 +1196,17 @@ static int decode_version(const uint8_t *s, size_t len, int64_t *v)
     return 0;
 }
 
+int engine_event_read(struct event *ev, uint64_t seq, int64_t time_ms, uint8_t type,
+                      const uint8_t player[16], const uint8_t *data, size_t len)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->seq = seq;
+    ev->time_ms = time_ms;
+    ev->type = type;
+    memcpy(ev->player, player, 16);
+    return engine_event_decode(ev, type, data, len);
+}
+
 int engine_event_decode(struct event *ev, uint8_t type, const uint8_t *data, size_t len)
 {
     const uint8_t *nul;

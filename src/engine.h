@@ -124,6 +124,10 @@ size_t engine_event_encode(const struct event *ev, uint8_t *buf, size_t cap);
 /* Fills ev's payload fields from (type, data). ev->json points into data. ENGINE_OK or
  * ENGINE_BAD_EVENT. */
 int engine_event_decode(struct event *ev, uint8_t type, const uint8_t *data, size_t len);
+/* A whole event read back from a log record: ev is cleared, its header set and its
+ * payload decoded (engine_event_decode). ENGINE_OK or ENGINE_BAD_EVENT. */
+int engine_event_read(struct event *ev, uint64_t seq, int64_t time_ms, uint8_t type,
+                      const uint8_t player[16], const uint8_t *data, size_t len);
 
 /* --- snapshots ------------------------------------------------------------------------ */
 /* The complete state of h as one versioned, checksummed byte string ("VXSN", version,

@@ -425,12 +425,8 @@ static int replay_event(const struct store_event *se, void *arg)
     struct store_replay *r = arg;
     struct event ev;
     struct engine_outcome out;
-    memset(&ev, 0, sizeof ev);
-    ev.seq = se->seq;
-    ev.time_ms = se->time_ms;
-    ev.type = se->type;
-    memcpy(ev.player, se->player, 16);
-    if (engine_event_decode(&ev, se->type, se->data, se->data_len) ||
+    if (engine_event_read(&ev, se->seq, se->time_ms, se->type, se->player, se->data,
+                          se->data_len) ||
         engine_apply(r->scratch, &ev, &out, NULL, 0))
         return -1;
     if (ev.seq <= r->since) return 0;

@@ -35,12 +35,8 @@ static int replay_event(const struct store_event *se, void *arg)
 {
     struct import *im = arg;
     struct event ev;
-    memset(&ev, 0, sizeof ev);
-    ev.seq = se->seq;
-    ev.time_ms = se->time_ms;
-    ev.type = se->type;
-    memcpy(ev.player, se->player, 16);
-    if (engine_event_decode(&ev, se->type, se->data, se->data_len) ||
+    if (engine_event_read(&ev, se->seq, se->time_ms, se->type, se->player, se->data,
+                          se->data_len) ||
         engine_apply(im->h, &ev, NULL, im->err, im->errcap)) {
         if (!im->err[0]) snprintf(im->err, im->errcap, "event %llu does not decode",
                                   (unsigned long long)se->seq);

@@ -531,11 +531,9 @@ static int replay_event(const struct store_event *se, void *arg)
     ENSURE(define ? se->data_len == strlen(def.json) && !memcmp(se->data, def.json, se->data_len)
                   : se->data_len == want->len && !memcmp(se->data, want->data, want->len),
            "event %" PRIu64 " bytes differ", se->seq);
-    memset(&ev, 0, sizeof ev);
-    ev.seq = se->seq;
-    ev.time_ms = se->time_ms;
-    memcpy(ev.player, se->player, 16);
-    ENSURE(engine_event_decode(&ev, se->type, se->data, se->data_len) == ENGINE_OK, "decode");
+    ENSURE(engine_event_read(&ev, se->seq, se->time_ms, se->type, se->player, se->data,
+                             se->data_len) == ENGINE_OK,
+           "decode");
     ENSURE(engine_apply(rp->h, &ev, NULL, err, sizeof err) == ENGINE_OK, "replay: %s", err);
     rp->n++;
     return 0;
