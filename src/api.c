@@ -1557,7 +1557,21 @@ static int load_hunt(const char *id, void *arg)
     if (load_snapshot(id, c)) return -1;
     if (!c->h && !(c->h = engine_hunt_create(id))) abort();
     uint64_t from = engine_seq(c->h);
-    if (store_each_event(app.reader, id, from + 1, load_event, c) || check_log_end(id, c)) {
+    int rc = store_each_event(app.reader, id, from + 1, load_event, c);
+    if (!rc && (rc = check_log_end(id, c)) && !app.cfg.fsync_always && c->snap_seq) {
+        /* Without --fsync always a power failure can lose the log's tail while the
+         * snapshot (written later, in its own file) survived: the log is the truth. */
+        fprintf(stderr, "veltrix: WARNING: %s; --fsync %s: replaying hunt '%s' from its "
+                        "whole log instead\n", c->err, "batch/off", id);
+        c->err[0] = '\0';
+        engine_hunt_destroy(c->h);
+        if (!(c->h = engine_hunt_create(id))) abort();
+        c->snap_seq = 0;
+        c->snapshots--;
+        from = 0;
+        rc = store_each_event(app.reader, id, 1, load_event, c);
+    }
+    if (rc) {
         if (!c->err[0]) snprintf(c->err, c->errcap, "cannot read the log of hunt '%s'", id);
         engine_hunt_destroy(c->h);
         return -1;

@@ -30,6 +30,7 @@ struct api_config {
     struct live_config live;
     struct snap *snap;       /* background snapshots (may be NULL: none) */
     int ignore_snapshots;    /* recovery replays every log from seq 1 */
+    int fsync_always;        /* --fsync always: a snapshot ahead of the log is corruption */
 };
 
 struct net;

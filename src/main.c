@@ -285,7 +285,8 @@ static int serve(const struct options *o)
                                      (uint64_t)o->live_ping_ms, 250, 200, 32 * 1024,
                                      (uint64_t)o->live_replay_max},
                             .snap = snap,
-                            .ignore_snapshots = o->ignore_snapshots};
+                            .ignore_snapshots = o->ignore_snapshots,
+                            .fsync_always = fs == STORE_FSYNC_ALWAYS};
     if (!log || !snap || api_init(&ac, reader, log, net, err, sizeof err) ||
         (o->demo && api_create_demo(err, sizeof err))) {
         fprintf(stderr, "veltrix: cannot start: %s\n", err);

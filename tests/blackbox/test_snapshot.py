@@ -205,5 +205,43 @@ def corrupt_snapshot_stops_startup():
         s.args = ["--snapshot-every", "20"]
 
 
+@test
+def snapshot_ahead_of_a_lost_log_tail():
+    """A power failure under --fsync batch can lose the log's tail and keep the snapshot
+    (another file). Then the log is the truth: replay it whole, with a warning. Under
+    --fsync always that cannot happen, so startup stops instead."""
+    s = vx.Server(fsync="batch", args=["--snapshot-every", "20"])
+    s.start()
+    c = s.client()
+    vx.put_hunt(c, HUNT, snap_def())
+    pay = vx.codes_of(c, HUNT)
+    _, tok, _ = vx.new_player(c)
+    for i in range(30):
+        check(vx.scan(c, HUNT, tok, pay["c-%03d" % i]), 200)
+    wait_snapshots(c, 1, "after 30 scans")
+    s.stop()
+    db = sqlite3.connect(os.path.join(s.data, "veltrix.db"))  # the lost tail: from seq 10 on
+    db.execute("DELETE FROM events WHERE hunt=? AND seq>=10", (HUNT,))
+    db.commit()
+    db.close()
+    s.start()
+    c = s.client()
+    eq(c.req("GET", "/v1/hunts/%s/stats" % HUNT).body["seq"], 9, "seq after the replay")
+    true("replaying hunt '%s' from its whole log" % HUNT in s.stderr_text(), "warning printed")
+    d = vx.digest(c, HUNT)
+    s.stop()
+    s.fsync = "always"
+    try:
+        s.start(timeout=10)
+        raise AssertionError("started over a snapshot ahead of the log under --fsync always")
+    except AssertionError as e:
+        true("exited with" in str(e), "unexpected startup failure: %s" % e)
+    true("--ignore-snapshots" in s.stderr_text().splitlines()[-1], "the message names the way out")
+    s.args = ["--ignore-snapshots"]
+    s.start()
+    eq(vx.digest(s.client(), HUNT), d, "the same state from the log alone")
+    s.stop()
+
+
 if __name__ == "__main__":
     vx.run_all()
