@@ -23,6 +23,7 @@ struct net {
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
     int listen_fd, spare_fd; /* spare_fd: kept open to accept-and-close when out of fds */
+    int accept_paused;       /* out of fds without a spare: resumed when a connection closes */
     size_t conns, conns_max, per_ip_max;
     uint64_t accepted, refused, refused_ip;
     struct hmap per_ip; /* address (16 bytes) -> open connections, as a pointer-sized count */
@@ -40,11 +41,19 @@ static void on_signal(int sig) { stop_requested = 1; }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req) { return http_dispatch(req); }
 
-static void on_conn_close(void *data)
+static void on_accept(h2o_socket_t *listener, const char *err);
+
+/* A connection closed: a descriptor is free again. */
+static void conn_gone(struct net *n)
 {
-    struct net *n = data;
     n->conns--;
+    if (n->accept_paused && n->listener) {
+        n->accept_paused = 0;
+        h2o_socket_read_start(n->listener, on_accept);
+    }
 }
+
+static void on_conn_close(void *data) { conn_gone(data); }
 
 static void on_conn_close_ip(void *data)
 {
@@ -52,7 +61,7 @@ static void on_conn_close_ip(void *data)
     uintptr_t k = (uintptr_t)hmap_get(&c->n->per_ip, c->addr, 16);
     if (k <= 1) hmap_del(&c->n->per_ip, c->addr, 16);
     else hmap_put(&c->n->per_ip, c->addr, 16, (void *)(k - 1));
-    c->n->conns--;
+    conn_gone(c->n);
     free(c);
 }
 
@@ -99,6 +108,7 @@ static int admit(struct net *n, h2o_socket_t *sock)
  * close it at once (the client sees a clean close), and take the spare back. */
 static int shed_one(struct net *n)
 {
+    if (n->spare_fd < 0) n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (n->spare_fd < 0) return 0;
     close(n->spare_fd);
     int fd = accept4(n->listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -130,7 +140,14 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     for (;;) {
         errno = 0;
         if (!(sock = h2o_evloop_socket_accept(listener))) {
-            if ((errno == EMFILE || errno == ENFILE) && shed_one(n)) continue;
+            if (errno != EMFILE && errno != ENFILE) break;
+            if (shed_one(n)) continue;
+            if (n->spare_fd < 0) {
+                /* No spare either: stop reading the listener (it would stay ready and
+                 * spin the loop) until a connection closes; clients wait in the backlog. */
+                h2o_socket_read_stop(listener);
+                n->accept_paused = 1;
+            }
             break;
         }
         serve(n, sock);
