@@ -486,8 +486,9 @@ static void submit_raw(struct http_req *r, struct idem_req *ir, struct log_entry
     app.live_next = (struct live_pending){NULL, NULL};
     if (ir && ir->present) {
         int64_t now = now_ms();
-        /* Once a minute a keyed write also prunes the store's expired records. */
-        if (now - app.idem_pruned_ms >= 60000) {
+        /* Every 100 ms a keyed write also prunes up to STORE_PRUNE_IDEM_MAX of the store's
+         * expired records: 20,000/s at most, in bounded bites, whatever the backlog. */
+        if (now - app.idem_pruned_ms >= 100) {
             if (log_entry_prune_idem(e, now - app.cfg.idem_retention_ms)) abort();
             app.idem_pruned_ms = now;
         }
@@ -656,8 +657,8 @@ static void player_row(struct log_entry *e, const struct player *p)
     if (log_entry_player(e, &row)) abort();
 }
 
-/* The idempotency scope of a request without a player: its client address, so that a
- * key (and the credentials its answer holds) never crosses from one client to another. */
+/* The idempotency scope of player creation: the client address, so that a key (and the
+ * credentials its answer holds) never crosses from one client to another. */
 static void anon_scope(struct http_req *r, char out[64])
 {
     uint8_t a[16];
@@ -715,9 +716,9 @@ static void h_players_create(struct http_req *r)
 static void h_refresh(struct http_req *r)
 {
     struct idem_req ir;
-    char who[64];
-    anon_scope(r, who);
-    if (idem_check(r, who, &ir)) return;
+    /* No address in the scope: the body is the secret refresh token, which already binds
+     * a key to its holder (a client that changed networks still gets its replay). */
+    if (idem_check(r, "-", &ir)) return;
     json_t *b = body_object(r, 0);
     if (!b) return;
     const char *tok = str_field(r, b, "refresh_token");
@@ -726,10 +727,12 @@ static void h_refresh(struct http_req *r)
     int64_t now = now_ms();
     if (tok && auth_refresh_check(&app.auth, tok, strlen(tok), &ar) == AUTH_OK &&
         (p = hmap_get(&app.players, ar.player, 16)) && ar.gen == p->gen) {
-        int current = p->refresh_exp_ms && !memcmp(ar.id, p->refresh_id, 16);
+        int cmp = p->refresh_exp_ms ? memcmp(ar.id, p->refresh_id, 16) : 1, current = !cmp;
         int64_t exp = current ? p->refresh_exp_ms
                               : refresh_issued_ms(ar.id) + app.cfg.refresh_ttl_s * 1000;
-        if (exp <= now) {
+        /* cmp > 0: newer than the current one (ids are time-ordered), so never used here:
+         * one whose issue a lost log tail undid (--fsync batch/off). Not a reuse. */
+        if (exp <= now || cmp > 0) {
             http_error(r, 401, "unauthorized", "invalid or expired refresh token");
         } else if (!limit_player(r, p) && log_room(r)) {
             struct log_entry *e = new_entry();
@@ -1532,7 +1535,8 @@ static int load_snapshot(const char *id, struct load_ctx *c)
     return -1;
 }
 
-/* After a snapshot: the log must reach at least the snapshot's seq. */
+/* After a snapshot: the log must reach at least the snapshot's seq. 0 when it does, 1
+ * when it ends before (message in c->err), -1 when it cannot be read. */
 static int check_log_end(const char *id, struct load_ctx *c)
 {
     uint64_t last = 0;
@@ -1543,7 +1547,27 @@ static int check_log_end(const char *id, struct load_ctx *c)
              "hunt '%s': its snapshot is at seq %llu but its log ends at seq %llu; start with "
              "--ignore-snapshots to rebuild it from the log",
              id, (unsigned long long)c->snap_seq, (unsigned long long)last);
-    return -1;
+    return 1;
+}
+
+/* The log ended before the snapshot (under --fsync batch/off a power failure can lose
+ * the log's tail while the snapshot, in its own file, survived): the log is the truth.
+ * The snapshot is deleted, or a later restart would load it once the log grew past its
+ * seq with other events. c->h starts over from seq 0. */
+static int drop_snapshot_ahead(const char *id, struct load_ctx *c)
+{
+    fprintf(stderr, "veltrix: WARNING: %s; --fsync is not 'always': deleting that snapshot "
+                    "and replaying hunt '%s' from its whole log\n", c->err, id);
+    c->err[0] = '\0';
+    if (store_delete_snapshot(app.reader, id)) {
+        snprintf(c->err, c->errcap, "hunt '%s': cannot delete its snapshot", id);
+        return -1;
+    }
+    engine_hunt_destroy(c->h);
+    if (!(c->h = engine_hunt_create(id))) abort();
+    c->snap_seq = 0;
+    c->snapshots--;
+    return store_each_event(app.reader, id, 1, load_event, c);
 }
 
 static int load_hunt(const char *id, void *arg)
@@ -1558,18 +1582,9 @@ static int load_hunt(const char *id, void *arg)
     if (!c->h && !(c->h = engine_hunt_create(id))) abort();
     uint64_t from = engine_seq(c->h);
     int rc = store_each_event(app.reader, id, from + 1, load_event, c);
-    if (!rc && (rc = check_log_end(id, c)) && !app.cfg.fsync_always && c->snap_seq) {
-        /* Without --fsync always a power failure can lose the log's tail while the
-         * snapshot (written later, in its own file) survived: the log is the truth. */
-        fprintf(stderr, "veltrix: WARNING: %s; --fsync %s: replaying hunt '%s' from its "
-                        "whole log instead\n", c->err, "batch/off", id);
-        c->err[0] = '\0';
-        engine_hunt_destroy(c->h);
-        if (!(c->h = engine_hunt_create(id))) abort();
-        c->snap_seq = 0;
-        c->snapshots--;
+    if (!rc && (rc = check_log_end(id, c)) == 1 && !app.cfg.fsync_always) {
+        rc = drop_snapshot_ahead(id, c);
         from = 0;
-        rc = store_each_event(app.reader, id, 1, load_event, c);
     }
     if (rc) {
         if (!c->err[0]) snprintf(c->err, c->errcap, "cannot read the log of hunt '%s'", id);

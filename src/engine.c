@@ -494,7 +494,8 @@ static int players_reserve(struct hunt *h)
 {
     if (h->n_players == UINT32_MAX - 1) return ENGINE_NOMEM;
     if (h->n_players == h->cap_players) {
-        uint32_t cap = h->cap_players ? h->cap_players + h->cap_players / 2 : 64;
+        /* Strictly growing from any size (a decoded snapshot sizes the array exactly). */
+        uint32_t cap = h->cap_players < 64 ? 64 : h->cap_players + h->cap_players / 2;
         struct player *p = realloc(h->players, (size_t)cap * sizeof *p);
         if (!p) return ENGINE_NOMEM;
         h->players = p;

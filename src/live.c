@@ -445,7 +445,8 @@ static int replay_budget(struct live *l, uint64_t events)
 {
     uint64_t now = h2o_now(l->loop), cap = l->cfg.replay_events_max;
     if (!cap) return 0;
-    uint64_t refill = (now - l->replay_budget_ms) * cap / 1000;
+    uint64_t ms = now > l->replay_budget_ms ? now - l->replay_budget_ms : 0;
+    uint64_t refill = (ms > 1000 ? 1000 : ms) * cap / 1000; /* full after a second */
     l->replay_budget_ms = now;
     l->replay_budget = l->replay_budget + refill > cap ? cap : l->replay_budget + refill;
     if (events > l->replay_budget) {

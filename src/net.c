@@ -47,6 +47,7 @@ static void on_accept(h2o_socket_t *listener, const char *err);
 static void conn_gone(struct net *n)
 {
     n->conns--;
+    if (n->spare_fd < 0) n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (n->accept_paused && n->listener) {
         n->accept_paused = 0;
         h2o_socket_read_start(n->listener, on_accept);

@@ -73,8 +73,10 @@ int store_put_event(struct store *s, const struct store_event *ev);
 int store_put_player(struct store *s, const struct store_player *p); /* insert or update */
 int store_put_refresh(struct store *s, const struct store_refresh *r);
 int store_put_idem(struct store *s, const struct store_idem *i);
-/* Deletes idempotency records created before cutoff_ms. */
+/* Deletes idempotency records created before cutoff_ms, at most STORE_PRUNE_IDEM_MAX of
+ * them (a bounded pause for the transaction it is part of; call again for more). */
 int store_prune_idem(struct store *s, int64_t cutoff_ms);
+#define STORE_PRUNE_IDEM_MAX 2000 /* records one store_prune_idem deletes at most */
 
 typedef int (*store_event_cb)(const struct store_event *ev, void *ctx);
 typedef int (*store_player_cb)(const struct store_player *p, void *ctx);
@@ -101,6 +103,8 @@ typedef int (*store_snapshot_cb)(uint64_t seq, const uint8_t *data, size_t len, 
 int store_put_snapshot(struct store *s, const char *hunt, uint64_t seq, const uint8_t *data,
                        size_t len);
 int store_get_snapshot(struct store *s, const char *hunt, store_snapshot_cb cb, void *ctx);
+/* Removes hunt's snapshot (one that recovery found unusable). 0 or STORE_EIO. */
+int store_delete_snapshot(struct store *s, const char *hunt);
 /* Content-addressed blobs (tiles): stored once per hash; putting a known hash is a no-op.
  * store_get_blob: 1 and cb(0, data, len, ctx) when found, 0 when not, or an error. */
 int store_put_blob(struct store *s, const uint8_t hash[32], const uint8_t *data, size_t len);

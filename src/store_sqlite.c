@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 enum {
     Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_PUT_EVENT, Q_PUT_PLAYER, Q_PUT_REFRESH, Q_PUT_IDEM,
     Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS, Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_GET_IDEM, Q_PING, Q_PUT_SNAP, Q_GET_SNAP, Q_PUT_BLOB, Q_GET_BLOB,
@@ -31,7 +34,8 @@ static const char *const SQL[Q_MAX] = {
                       "ON CONFLICT(id) DO UPDATE SET used=excluded.used",
     [Q_PUT_IDEM] = "INSERT OR REPLACE INTO idem(scope,key,req_hash,status,body,created_ms) "
                    "VALUES(?,?,?,?,?,?)",
-    [Q_PRUNE_IDEM] = "DELETE FROM idem WHERE created_ms < ?",
+    [Q_PRUNE_IDEM] = "DELETE FROM idem WHERE (scope,key) IN (SELECT scope,key FROM idem "
+                     "WHERE created_ms < ? LIMIT " STR(STORE_PRUNE_IDEM_MAX) ")",
     [Q_HUNTS] = "SELECT DISTINCT hunt FROM events ORDER BY hunt",
     [Q_EVENTS] = "SELECT seq,time_ms,type,player,data FROM events WHERE hunt=? AND seq>=? "
                  "ORDER BY seq",
@@ -504,9 +508,11 @@ int store_each_map_version(struct store *s, store_map_version_cb cb, void *ctx)
  * `snapshots` table of migration 2 in the main file stays empty. Rarely called (once per
  * snapshot, once per hunt at startup): statements are prepared on each call. */
 
-/* "DIR/NAME.db" -> "DIR/NAME-snapshots.db" (any other path: PATH + "-snapshots.db"). */
+/* "DIR/NAME.db" -> "DIR/NAME-snapshots.db" (any other path: PATH + "-snapshots.db"); an
+ * in-memory store keeps its snapshots in memory too. */
 static char *snap_path_of(const char *path)
 {
+    if (!strcmp(path, ":memory:")) return strdup(path);
     size_t n = strlen(path);
     if (n >= 3 && !strcmp(path + n - 3, ".db")) n -= 3;
     char *p = malloc(n + sizeof "-snapshots.db");
@@ -557,6 +563,19 @@ int store_put_snapshot(struct store *s, const char *hunt, uint64_t seq, const ui
     /* Move it out of the WAL now, on the caller's (the snapshot thread's) time. */
     sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     return 0;
+}
+
+int store_delete_snapshot(struct store *s, const char *hunt)
+{
+    sqlite3 *db = snapdb(s);
+    sqlite3_stmt *st;
+    if (!db || sqlite3_prepare_v2(db, "DELETE FROM snapshots WHERE hunt=?", -1, &st, NULL) !=
+                   SQLITE_OK)
+        return STORE_EIO;
+    sqlite3_bind_text(st, 1, hunt, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : STORE_EIO;
 }
 
 int store_get_snapshot(struct store *s, const char *hunt, store_snapshot_cb cb, void *ctx)

@@ -208,8 +208,9 @@ def corrupt_snapshot_stops_startup():
 @test
 def snapshot_ahead_of_a_lost_log_tail():
     """A power failure under --fsync batch can lose the log's tail and keep the snapshot
-    (another file). Then the log is the truth: replay it whole, with a warning. Under
-    --fsync always that cannot happen, so startup stops instead."""
+    (another file). Under --fsync always that cannot happen, so startup stops; otherwise
+    the log is the truth: the snapshot is deleted (a later restart must not load it once
+    the log has grown past its seq with other events) and the log replayed whole."""
     s = vx.Server(fsync="batch", args=["--snapshot-every", "20"])
     s.start()
     c = s.client()
@@ -224,12 +225,6 @@ def snapshot_ahead_of_a_lost_log_tail():
     db.execute("DELETE FROM events WHERE hunt=? AND seq>=10", (HUNT,))
     db.commit()
     db.close()
-    s.start()
-    c = s.client()
-    eq(c.req("GET", "/v1/hunts/%s/stats" % HUNT).body["seq"], 9, "seq after the replay")
-    true("replaying hunt '%s' from its whole log" % HUNT in s.stderr_text(), "warning printed")
-    d = vx.digest(c, HUNT)
-    s.stop()
     s.fsync = "always"
     try:
         s.start(timeout=10)
@@ -237,6 +232,20 @@ def snapshot_ahead_of_a_lost_log_tail():
     except AssertionError as e:
         true("exited with" in str(e), "unexpected startup failure: %s" % e)
     true("--ignore-snapshots" in s.stderr_text().splitlines()[-1], "the message names the way out")
+    s.fsync = "batch"
+    s.args = ["--snapshot-every", "1000"]
+    s.start()
+    c = s.client()
+    eq(c.req("GET", "/v1/hunts/%s/stats" % HUNT).body["seq"], 9, "seq after the replay")
+    true("replaying hunt '%s' from its whole log" % HUNT in s.stderr_text(), "warning printed")
+    _, tok2, _ = vx.new_player(c, "Second")  # past the old snapshot's seq, other events
+    for i in range(30):
+        check(vx.scan(c, HUNT, tok2, pay["c-%03d" % i]), 200)
+    d = vx.digest(c, HUNT)
+    s.stop()
+    s.start()
+    eq(vx.digest(s.client(), HUNT), d, "digest after another restart (the old snapshot is gone)")
+    s.stop()
     s.args = ["--ignore-snapshots"]
     s.start()
     eq(vx.digest(s.client(), HUNT), d, "the same state from the log alone")

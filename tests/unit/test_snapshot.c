@@ -239,6 +239,30 @@ TEST(t_events_after)
     engine_hunt_destroy(h);
 }
 
+/* A snapshot of a hunt with very few players, joined by many more afterwards: the
+ * decoded player array must grow (it was sized exactly, and 1 + 1/2 stayed 1). */
+TEST(t_few_players_then_many)
+{
+    for (unsigned before = 1; before <= 3; before++) {
+        struct hunt *h = rich(before, 8);
+        uint8_t *buf;
+        size_t len;
+        CHECK_EQ_INT(engine_snapshot_encode(h, &buf, &len), 0);
+        struct hunt *d = decode_ok("snap", buf, len);
+        free(buf);
+        for (int i = 0; d && i < 400; i++) {
+            struct event ev;
+            if (!random_event(h, 60, &ev)) continue;
+            apply_ok(h, &ev);
+            apply_ok(d, &ev);
+        }
+        if (d) CHECK_EQ_INT(engine_digest(h), engine_digest(d));
+        if (d) same_answers(h, d, 60);
+        engine_hunt_destroy(d);
+        engine_hunt_destroy(h);
+    }
+}
+
 static void refused(const uint8_t *buf, size_t len, const char *why, size_t at)
 {
     struct hunt *d = (struct hunt *)1;
@@ -358,6 +382,7 @@ int main(void)
     RUN(t_round_trip);
     RUN(t_empty_and_fresh);
     RUN(t_events_after);
+    RUN(t_few_players_then_many);
     RUN(t_truncations_and_flips);
     RUN(t_other_hunt);
     RUN(t_resealed_garbage);

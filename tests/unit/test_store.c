@@ -96,6 +96,38 @@ TEST(rows_survive_reopen)
     store_close(s);
 }
 
+static int count_idem(const struct store_idem *i, void *ctx)
+{
+    (*(int *)ctx)++;
+    return 0;
+}
+
+/* A backlog of expired keys goes in bounded bites, the live ones stay. */
+TEST(prune_is_bounded)
+{
+    struct store *s = open_store();
+    if (!s) return;
+    char key[32];
+    CHECK_EQ_INT(store_begin(s), 0);
+    for (int k = 0; k < STORE_PRUNE_IDEM_MAX + 500; k++) {
+        snprintf(key, sizeof key, "old%d", k);
+        struct store_idem i = {"s", key, {0}, 200, "{}", 2, 1000 + k};
+        CHECK_EQ_INT(store_put_idem(s, &i), 0);
+    }
+    struct store_idem live = {"s", "live", {0}, 200, "{}", 2, 900000};
+    CHECK_EQ_INT(store_put_idem(s, &live), 0);
+    CHECK_EQ_INT(store_commit(s), 0);
+    int n = 0;
+    CHECK_EQ_INT(store_prune_idem(s, 500000), 0);
+    CHECK_EQ_INT(store_each_idem(s, 0, count_idem, &n), 0);
+    CHECK_EQ_INT(n, 501);
+    n = 0;
+    CHECK_EQ_INT(store_prune_idem(s, 500000), 0);
+    CHECK_EQ_INT(store_each_idem(s, 0, count_idem, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    store_close(s);
+}
+
 static int bytes_cb(uint64_t seq, const uint8_t *data, size_t len, void *ctx)
 {
     uint64_t *out = ctx;
@@ -164,6 +196,7 @@ int main(void)
     RUN(events_roundtrip);
     RUN(snapshot_beside_log_writer);
     RUN(rows_survive_reopen);
+    RUN(prune_is_bounded);
     RUN(snapshots_and_blobs);
     RUN(bad_url);
     char cmd[160];
