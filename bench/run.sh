@@ -423,19 +423,26 @@ EOF
   nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log" >>"$d/out.log" 2>&1 &
   pid=$!; STARTED+=("$pid")
   $PY wait-ready "http://127.0.0.1:$port/healthz" 10 "$pid" || { echo "  nginx did not start"; cat "$d/error.log"; return 0; }
-  local run=0 clean=0 t0 t1 out cmd
+  nginx_runs "$pid" healthz "nginx return 200 (1 worker)" get.lua "http://127.0.0.1:$port/healthz"
+}
+
+# nginx_runs PID WORKLOAD NAME SCRIPT URL [-- lua args...]: $RUNS undisturbed wrk runs
+# against an nginx anchor, each recorded, then that nginx stopped.
+nginx_runs() {
+  local pid=$1 workload=$2 name=$3 script=$4 run=0 clean=0 t0 t1 out cmd
+  shift 4
   while [ "$clean" -lt "$RUNS" ]; do
     run=$((run + 1))
-    out=$TMPD/nginx-$run.txt
-    cmd=(wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --timeout 5s --latency -s "$BENCH_DIR/get.lua" "http://127.0.0.1:$port/healthz")
+    out=$TMPD/nginx-$workload-$run.txt
+    cmd=(wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --timeout 5s --latency -s "$BENCH_DIR/$script" "$@")
     quiet
     t0=$(cpu_of "$pid")
     meas_begin
     BENCH_LUA_DIR=$BENCH_DIR BENCH_THREADS=$THREADS timeout -k 5 $((DUR + 60)) "${cmd[@]}" >"$out" 2>&1 || true
     meas_end
     t1=$(cpu_of "$pid")
-    $PY record-wrk --kind anchor --name "nginx return 200 (1 worker)" --results "$RESULTS" \
-      --workload healthz --run "$run" --out "$out" --ticks0 "$t0" --ticks1 "$t1" --hz "$HZ" \
+    $PY record-wrk --kind anchor --name "$name" --results "$RESULTS" \
+      --workload "$workload" --run "$run" --out "$out" --ticks0 "$t0" --ticks1 "$t1" --hz "$HZ" \
       "${MEAS[@]}" --cmd "${cmd[*]}"
     retry_if_disturbed || clean=$((clean + 1))
   done
@@ -660,23 +667,8 @@ EOF
   nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log" >>"$d/out.log" 2>&1 &
   pid=$!; STARTED+=("$pid")
   $PY wait-ready "http://127.0.0.1:$port/tiles/btile/0/0.png" 10 "$pid" || { echo "  nginx did not start"; cat "$d/error.log"; return 0; }
-  local run=0 clean=0 t0 t1 out cmd
-  while [ "$clean" -lt "$RUNS" ]; do
-    run=$((run + 1))
-    out=$TMPD/nginx-tiles-$run.txt
-    cmd=(wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --timeout 5s --latency -s "$BENCH_DIR/tiles.lua" "http://127.0.0.1:$port/tiles/btile/0/0.png" -- /tiles/btile/ .png 256)
-    quiet
-    t0=$(cpu_of "$pid")
-    meas_begin
-    BENCH_LUA_DIR=$BENCH_DIR BENCH_THREADS=$THREADS timeout -k 5 $((DUR + 60)) "${cmd[@]}" >"$out" 2>&1 || true
-    meas_end
-    t1=$(cpu_of "$pid")
-    $PY record-wrk --kind anchor --name "nginx tile files (1 worker)" --results "$RESULTS" \
-      --workload tiles --run "$run" --out "$out" --ticks0 "$t0" --ticks1 "$t1" --hz "$HZ" \
-      "${MEAS[@]}" --cmd "${cmd[*]}"
-    retry_if_disturbed || clean=$((clean + 1))
-  done
-  stop_pid "$pid"; forget "$pid"
+  nginx_runs "$pid" tiles "nginx tile files (1 worker)" tiles.lua \
+    "http://127.0.0.1:$port/tiles/btile/0/0.png" -- /tiles/btile/ .png 256
   echo "nginx (Debian nginx-light), 1 worker, default file settings (no open_file_cache), serving the same 65,536 files as /tiles/btile/{x}/{y}.png (bench/run.sh run_nginx_tiles); wrk with bench/tiles.lua, the same random tiles as veltrix." >>"$NOTES"
 }
 
