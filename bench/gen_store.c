@@ -18,47 +18,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_hunt.h"
 #include "engine.h"
 #include "store.h"
 
-#define CODES 1000u
 #define TXN_EVENTS 100000u
 #define HUNT "restart"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void fail(const char *what)
 {
     fprintf(stderr, "bench_gen_store: %s\n", what);
     exit(1);
-}
-
-static char *definition(void)
-{
-    size_t cap = 128 + (size_t)CODES * 64, at;
-    char *s = malloc(cap);
-    at = (size_t)snprintf(s, cap,
-                          "{\"name\":\"restart bench\",\"map\":{\"width\":64,\"height\":64},"
-                          "\"codes\":[");
-    for (unsigned i = 0; i < CODES; i++)
-        at += (size_t)snprintf(s + at, cap - at, "%s{\"id\":\"c%u\",\"points\":%u,\"x\":1,\"y\":2}",
-                               i ? "," : "", i, i % 100 + 1);
-    snprintf(s + at, cap - at, "]}");
-    return s;
-}
-
-static void player_id(uint8_t id[16], uint32_t p)
-{
-    memset(id, 0, 16);
-    id[0] = 0x01;
-    id[6] = 0x70; /* version 7 */
-    id[8] = 0x80; /* variant */
-    memcpy(id + 9, &p, sizeof p);
 }
 
 static void put_players(struct store *s, uint32_t players)
@@ -68,7 +38,7 @@ static void put_players(struct store *s, uint32_t players)
         char name[32];
         struct store_player row = {{0}, name, 1796115600000LL, 0};
         snprintf(name, sizeof name, "player %u", p);
-        player_id(row.id, p);
+        bench_player_id(row.id, p);
         if (store_put_player(s, &row)) fail("put player");
     }
     if (store_commit(s)) fail("commit players");
@@ -87,8 +57,8 @@ static void one_event(struct store *s, struct hunt *h, uint64_t i, uint32_t play
         uint32_t p = (uint32_t)((i - 1) % players), j = (uint32_t)((i - 1) / players);
         char code[16];
         uint8_t id[16];
-        player_id(id, p);
-        snprintf(code, sizeof code, "c%u", (p * 7919u + j * 97u) % CODES);
+        bench_player_id(id, p);
+        snprintf(code, sizeof code, "c%u", (p * 7919u + j * 97u) % BENCH_CODES);
         if (engine_scan(h, id, code, 0, &ev)) fail("scan refused (too many events per player?)");
     }
     if (engine_apply(h, &ev, NULL, err, sizeof err)) fail(err);
@@ -115,14 +85,14 @@ int main(int argc, char **argv)
     uint64_t events = argc > 2 ? strtoull(argv[2], NULL, 10) : 10000000u;
     uint64_t tail = argc > 3 ? strtoull(argv[3], NULL, 10) : 500000u;
     uint32_t players = argc > 4 ? (uint32_t)strtoul(argv[4], NULL, 10) : (uint32_t)(events / 10);
-    if (events < 2 || !players || (events - 1) / players >= CODES || tail >= events)
+    if (events < 2 || !players || (events - 1) / players >= BENCH_CODES || tail >= events)
         fail("events/players must stay below 1000 scans per player, tail below events");
     if (access(argv[1], F_OK) == 0) fail("the store file exists already");
     char url[4200], err[256];
     struct store *s;
     snprintf(url, sizeof url, "sqlite:%s", argv[1]);
     if (store_open(url, STORE_FSYNC_OFF, &s, err, sizeof err)) fail(err);
-    char *def = definition();
+    char *def = bench_definition("restart bench");
     struct hunt *h = engine_hunt_create(HUNT);
     double t = now_s();
     put_players(s, players);

@@ -17,9 +17,9 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_hunt.h"
 #include "engine.h"
 
-#define CODES 1000u
 
 struct rec {
     uint64_t seq;
@@ -27,35 +27,6 @@ struct rec {
     uint8_t type;
     uint32_t off, len;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static char *definition(void)
-{
-    size_t cap = 128 + (size_t)CODES * 64, at;
-    char *s = malloc(cap);
-    at = (size_t)snprintf(s, cap,
-                          "{\"name\":\"bench\",\"map\":{\"width\":64,\"height\":64},\"codes\":[");
-    for (unsigned i = 0; i < CODES; i++)
-        at += (size_t)snprintf(s + at, cap - at, "%s{\"id\":\"c%u\",\"points\":%u,\"x\":1,\"y\":2}",
-                               i ? "," : "", i, i % 100 + 1);
-    snprintf(s + at, cap - at, "]}");
-    return s;
-}
-
-static void player_id(uint8_t id[16], uint32_t p)
-{
-    memset(id, 0, 16);
-    id[0] = 0x01;
-    id[6] = 0x70;
-    memcpy(id + 8, &p, sizeof p);
-    id[12] = (uint8_t)(p * 2654435761u >> 24);
-}
 
 static void fail(const char *what)
 {
@@ -67,8 +38,8 @@ int main(int argc, char **argv)
 {
     uint32_t players = argc > 1 ? (uint32_t)strtoul(argv[1], NULL, 10) : 1000000u;
     uint32_t per = argc > 2 ? (uint32_t)strtoul(argv[2], NULL, 10) : 2u;
-    if (!players || !per || per > CODES) fail("usage: bench_replay [players] [scans_per_player]");
-    char *def = definition(), err[256];
+    if (!players || !per || per > BENCH_CODES) fail("usage: bench_replay [players] [scans_per_player]");
+    char *def = bench_definition("bench"), err[256];
     struct hunt *h = engine_hunt_create("bench"), *r = engine_hunt_create("bench"), *d = NULL;
     struct event ev;
     size_t n = (size_t)players * per + 1, data_cap = n * 8 + strlen(def), data_len = 0;
@@ -83,8 +54,8 @@ int main(int argc, char **argv)
             uint8_t id[16];
             char code[16];
             if (j >= per) break;
-            player_id(id, p);
-            snprintf(code, sizeof code, "c%u", (p * 7919u + j * 97u) % CODES);
+            bench_player_id(id, p);
+            snprintf(code, sizeof code, "c%u", (p * 7919u + j * 97u) % BENCH_CODES);
             if (engine_scan(h, id, code, 0, &ev)) fail("scan refused");
         }
         if (engine_apply(h, &ev, NULL, err, sizeof err)) fail(err);

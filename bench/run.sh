@@ -399,11 +399,10 @@ run_live() {
 # ------------------------------------------------------------------ anchors
 cpu_of() { $PY cpu "$1"; }
 
-run_nginx() {
-  log "anchor: nginx 'return 200' (1 worker), wrk -t$THREADS -c$CONNS, $RUNS × ${DUR}s"
-  local d=$TMPD/nginx port pid
-  mkdir -p "$d"
-  port=$($PY freeport)
+# nginx_start DIR PORT READY_PATH HTTP_EXTRA SERVER_BODY: one nginx worker on loopback
+# with that server block, waited for; its PID in NGINX_PID (status 1 if it did not start).
+nginx_start() {
+  local d=$1 port=$2
   cat >"$d/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -412,18 +411,29 @@ error_log $d/error.log;
 events { worker_connections 4096; }
 http {
   access_log off;
+  $4
   client_body_temp_path $d/body; proxy_temp_path $d/proxy; fastcgi_temp_path $d/fcgi;
   uwsgi_temp_path $d/uwsgi; scgi_temp_path $d/scgi;
   server {
     listen 127.0.0.1:$port;
-    location = /healthz { default_type application/json; return 200 '{"status":"ok"}'; }
+    $5
   }
 }
 EOF
   nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log" >>"$d/out.log" 2>&1 &
-  pid=$!; STARTED+=("$pid")
-  $PY wait-ready "http://127.0.0.1:$port/healthz" 10 "$pid" || { echo "  nginx did not start"; cat "$d/error.log"; return 0; }
-  nginx_runs "$pid" healthz "nginx return 200 (1 worker)" get.lua "http://127.0.0.1:$port/healthz"
+  NGINX_PID=$!; STARTED+=("$NGINX_PID")
+  $PY wait-ready "http://127.0.0.1:$port$3" 10 "$NGINX_PID" ||
+    { echo "  nginx did not start"; cat "$d/error.log"; return 1; }
+}
+
+run_nginx() {
+  log "anchor: nginx 'return 200' (1 worker), wrk -t$THREADS -c$CONNS, $RUNS × ${DUR}s"
+  local d=$TMPD/nginx port
+  mkdir -p "$d"
+  port=$($PY freeport)
+  nginx_start "$d" "$port" "/healthz" "" \
+    "location = /healthz { default_type application/json; return 200 '{\"status\":\"ok\"}'; }" || return 0
+  nginx_runs "$NGINX_PID" healthz "nginx return 200 (1 worker)" get.lua "http://127.0.0.1:$port/healthz"
 }
 
 # nginx_runs PID WORKLOAD NAME SCRIPT URL [-- lua args...]: $RUNS undisturbed wrk runs
@@ -641,33 +651,14 @@ run_tiles() {
 
 run_nginx_tiles() {
   log "anchor: nginx serving the same 65,536 tiles as files (1 worker), wrk -t$THREADS -c$CONNS, $RUNS × ${DUR}s"
-  local d=$TMPD/nginx-tiles port pid
+  local d=$TMPD/nginx-tiles port
   mkdir -p "$d/www/tiles"
   ln -s "$TILE_DIR" "$d/www/tiles/btile"
   chmod -R o+rX "$TILE_DIR" "$d"
   port=$($PY freeport)
-  cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $d/nginx.pid;
-error_log $d/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  types { image/png png; }
-  client_body_temp_path $d/body; proxy_temp_path $d/proxy; fastcgi_temp_path $d/fcgi;
-  uwsgi_temp_path $d/uwsgi; scgi_temp_path $d/scgi;
-  server {
-    listen 127.0.0.1:$port;
-    root $d/www;
-    location /tiles/ { add_header Cache-Control "public, max-age=5"; }
-  }
-}
-EOF
-  nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log" >>"$d/out.log" 2>&1 &
-  pid=$!; STARTED+=("$pid")
-  $PY wait-ready "http://127.0.0.1:$port/tiles/btile/0/0.png" 10 "$pid" || { echo "  nginx did not start"; cat "$d/error.log"; return 0; }
-  nginx_runs "$pid" tiles "nginx tile files (1 worker)" tiles.lua \
+  nginx_start "$d" "$port" "/tiles/btile/0/0.png" "types { image/png png; }" \
+    "root $d/www; location /tiles/ { add_header Cache-Control \"public, max-age=5\"; }" || return 0
+  nginx_runs "$NGINX_PID" tiles "nginx tile files (1 worker)" tiles.lua \
     "http://127.0.0.1:$port/tiles/btile/0/0.png" -- /tiles/btile/ .png 256
   echo "nginx (Debian nginx-light), 1 worker, default file settings (no open_file_cache), serving the same 65,536 files as /tiles/btile/{x}/{y}.png (bench/run.sh run_nginx_tiles); wrk with bench/tiles.lua, the same random tiles as veltrix." >>"$NOTES"
 }
