@@ -19,10 +19,12 @@
 #include <assert.h>
 #include <h2o.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hmap.h"
+#include "jsonw.h"
 #include "uuid.h"
 
 #define LB_TOP 10
@@ -71,29 +73,17 @@ struct live {
 
 /* ---- JSON text -------------------------------------------------------------------- */
 
-static void put_str(struct metrics_buf *b, const char *s)
+/* Frames are built with jsonw (no printf on the write path: one frame per event). */
+static void put_player(struct jsonw *b, const uint8_t id[16])
 {
-    metrics_printf(b, "\"");
-    for (const char *p = s; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '"' || c == '\\') metrics_printf(b, "\\%c", c);
-        else if (c < 0x20) metrics_printf(b, "\\u%04x", c);
-        else metrics_printf(b, "%c", c);
-    }
-    metrics_printf(b, "\"");
-}
-
-static void put_player(struct metrics_buf *b, const uint8_t id[16])
-{
-    char sid[37];
-    uuid_format(id, sid);
-    metrics_printf(b, ",\"player_id\":\"%s\"", sid);
+    jsonw_lit(b, ",\"player_id\":");
+    jsonw_uuid(b, id);
 }
 
 /* Frames b's text (freeing it); NULL when out of memory. */
-static struct ws_buf *frame_of(struct metrics_buf *b, uint64_t seq)
+static struct ws_buf *frame_of(struct jsonw *b, uint64_t seq)
 {
-    struct ws_buf *f = b->p ? ws_buf_frame(WS_TEXT, b->p, b->len) : NULL;
+    struct ws_buf *f = b->p && !b->oom ? ws_buf_frame(WS_TEXT, b->p, b->len) : NULL;
     free(b->p);
     if (f) f->seq = seq;
     return f;
@@ -152,8 +142,10 @@ static void on_flush(h2o_timeout_entry_t *e)
 
 static struct ws_buf *resync_frame(uint64_t seq)
 {
-    struct metrics_buf b = {0};
-    metrics_printf(&b, "{\"type\":\"resync\",\"seq\":%llu}", (unsigned long long)seq);
+    struct jsonw b = {0};
+    jsonw_lit(&b, "{\"type\":\"resync\",\"seq\":");
+    jsonw_u64(&b, seq);
+    jsonw_lit(&b, "}");
     return frame_of(&b, 0);
 }
 
@@ -193,46 +185,51 @@ static void broadcast(struct lhunt *lh, struct ws_buf *f, int lossy)
 
 /* ---- durable events ------------------------------------------------------------------ */
 
-static void event_fields(struct live *l, struct metrics_buf *b, const struct event *ev,
+static void event_fields(struct live *l, struct jsonw *b, const struct event *ev,
                          const struct engine_outcome *out)
 {
     static const struct engine_outcome none;
     if (!out) out = &none;
     switch (ev->type) {
     case EVENT_SCAN:
-        metrics_printf(b, "\"type\":\"scan\"");
+        jsonw_lit(b, "\"type\":\"scan\"");
         put_player(b, ev->player);
-        metrics_printf(b, ",\"display_name\":");
-        put_str(b, l->name(ev->player, l->name_ctx));
-        metrics_printf(b, ",\"code\":");
-        put_str(b, ev->a);
-        metrics_printf(b, ",\"points\":%lld,\"score\":%lld", (long long)out->points,
-                       (long long)out->score);
+        jsonw_lit(b, ",\"display_name\":");
+        jsonw_str(b, l->name(ev->player, l->name_ctx));
+        jsonw_lit(b, ",\"code\":");
+        jsonw_str(b, ev->a);
+        jsonw_lit(b, ",\"points\":");
+        jsonw_i64(b, out->points);
+        jsonw_lit(b, ",\"score\":");
+        jsonw_i64(b, out->score);
         break;
     case EVENT_OPEN:
-        metrics_printf(b, "\"type\":\"chest_opened\"");
+        jsonw_lit(b, "\"type\":\"chest_opened\"");
         put_player(b, ev->player);
-        metrics_printf(b, ",\"zone\":");
-        put_str(b, ev->a);
-        metrics_printf(b, ",\"chest\":");
-        put_str(b, ev->b);
-        metrics_printf(b, ",\"points\":%lld", (long long)out->points);
+        jsonw_lit(b, ",\"zone\":");
+        jsonw_str(b, ev->a);
+        jsonw_lit(b, ",\"chest\":");
+        jsonw_str(b, ev->b);
+        jsonw_lit(b, ",\"points\":");
+        jsonw_i64(b, out->points);
         break;
     case EVENT_COLLECT:
-        metrics_printf(b, "\"type\":\"item_collected\"");
+        jsonw_lit(b, "\"type\":\"item_collected\"");
         put_player(b, ev->player);
-        metrics_printf(b, ",\"item\":");
-        put_str(b, ev->a);
-        metrics_printf(b, ",\"remaining\":%lld", (long long)out->remaining);
+        jsonw_lit(b, ",\"item\":");
+        jsonw_str(b, ev->a);
+        jsonw_lit(b, ",\"remaining\":");
+        jsonw_i64(b, out->remaining);
         break;
     case EVENT_MAP:
-        metrics_printf(b, "\"type\":\"map_published\",\"version\":%lld", (long long)ev->n);
+        jsonw_lit(b, "\"type\":\"map_published\",\"version\":");
+        jsonw_i64(b, ev->n);
         break;
     case EVENT_DEFINE:
-        metrics_printf(b, "\"type\":\"hunt_updated\"");
+        jsonw_lit(b, "\"type\":\"hunt_updated\"");
         break;
     default: /* keeps seq continuous for types added later */
-        metrics_printf(b, "\"type\":\"event\"");
+        jsonw_lit(b, "\"type\":\"event\"");
     }
 }
 
@@ -240,10 +237,12 @@ struct ws_buf *live_event_frame(struct live *l, struct hunt *h, const struct eve
                                 const struct engine_outcome *out)
 {
     if (!lhunt_get(l, h, ev->seq - 1)) return NULL;
-    struct metrics_buf b = {0};
-    metrics_printf(&b, "{\"seq\":%llu,", (unsigned long long)ev->seq);
+    struct jsonw b = {0};
+    jsonw_lit(&b, "{\"seq\":");
+    jsonw_u64(&b, ev->seq);
+    jsonw_lit(&b, ",");
     event_fields(l, &b, ev, out);
-    metrics_printf(&b, "}");
+    jsonw_lit(&b, "}");
     return frame_of(&b, ev->seq);
 }
 
@@ -276,18 +275,21 @@ void live_publish(struct live *l, struct hunt *h, struct ws_buf *f)
 static struct ws_buf *lb_frame(struct lhunt *lh)
 {
     struct live *l = lh->l;
-    struct metrics_buf b = {0};
-    metrics_printf(&b, "{\"type\":\"leaderboard\",\"seq\":%llu,\"entries\":[",
-                   (unsigned long long)lh->seq);
+    struct jsonw b = {0};
+    jsonw_lit(&b, "{\"type\":\"leaderboard\",\"seq\":");
+    jsonw_u64(&b, lh->seq);
+    jsonw_lit(&b, ",\"entries\":[");
     for (size_t i = 0; i < lh->lb_n; i++) {
-        char sid[37];
-        uuid_format(lh->lb[i].player, sid);
-        metrics_printf(&b, "%s{\"rank\":%llu,\"player_id\":\"%s\",\"display_name\":", i ? "," : "",
-                       (unsigned long long)lh->lb[i].rank, sid);
-        put_str(&b, l->name(lh->lb[i].player, l->name_ctx));
-        metrics_printf(&b, ",\"score\":%lld}", (long long)lh->lb[i].score);
+        jsonw_lit(&b, i ? ",{\"rank\":" : "{\"rank\":");
+        jsonw_u64(&b, lh->lb[i].rank);
+        put_player(&b, lh->lb[i].player);
+        jsonw_lit(&b, ",\"display_name\":");
+        jsonw_str(&b, l->name(lh->lb[i].player, l->name_ctx));
+        jsonw_lit(&b, ",\"score\":");
+        jsonw_i64(&b, lh->lb[i].score);
+        jsonw_lit(&b, "}");
     }
-    metrics_printf(&b, "]}");
+    jsonw_lit(&b, "]}");
     return frame_of(&b, 0);
 }
 
@@ -329,10 +331,12 @@ void live_position(struct live *l, struct hunt *h, const uint8_t player[16], dou
     if (hmap_put(&lh->pos_ms, player, 16, (void *)(uintptr_t)(now + 1))) return;
     l->positions++;
     if (!lh->subs) return;
-    struct metrics_buf b = {0};
-    metrics_printf(&b, "{\"type\":\"position\"");
+    struct jsonw b = {0};
+    char xy[64];
+    int n = snprintf(xy, sizeof xy, ",\"x\":%.10g,\"y\":%.10g}", x, y);
+    jsonw_lit(&b, "{\"type\":\"position\"");
     put_player(&b, player);
-    metrics_printf(&b, ",\"x\":%.10g,\"y\":%.10g}", x, y);
+    jsonw_raw(&b, xy, n > 0 && (size_t)n < sizeof xy ? (size_t)n : 0);
     struct ws_buf *f = frame_of(&b, 0);
     if (!f) return;
     broadcast(lh, f, 1);
@@ -430,10 +434,12 @@ static int replay_event(const struct store_event *se, void *arg)
         engine_apply(r->scratch, &ev, &out, NULL, 0))
         return -1;
     if (ev.seq <= r->since) return 0;
-    struct metrics_buf b = {0};
-    metrics_printf(&b, "{\"seq\":%llu,", (unsigned long long)ev.seq);
+    struct jsonw b = {0};
+    jsonw_lit(&b, "{\"seq\":");
+    jsonw_u64(&b, ev.seq);
+    jsonw_lit(&b, ",");
     event_fields(r->l, &b, &ev, &out);
-    metrics_printf(&b, "}");
+    jsonw_lit(&b, "}");
     if (frames_add(r->out, frame_of(&b, ev.seq))) return -1;
     return ev.seq >= r->upto ? 1 : 0;
 }

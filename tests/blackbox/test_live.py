@@ -147,6 +147,36 @@ def ordering_and_content():
 
 
 @test
+def names_are_escaped():
+    """Display names with quotes, backslashes and non-ASCII text arrive intact in the scan
+    message and in the pushed top 10 (frames are written by hand, not by a JSON library)."""
+    s = vx.shared()
+    c = s.client()
+    vx.put_hunt(c, "lv-esc", hunt_def(3), status=201)
+    codes = vx.codes_of(c, "lv-esc")
+    name = 'Zoë "the \\ fox" </script>'
+    pid, tok, _ = vx.new_player(c, name)
+    w = vx.live(s.port, "lv-esc", tok)
+    eq(w.status, 101, "upgrade")
+    start = seq_of(c, "lv-esc")
+    check(scan(c, "lv-esc", tok, codes["c1"]), 200)
+    got = durable(w, start + 1, "escaped")
+    eq((got[-1]["display_name"], got[-1]["player_id"]), (name, pid), "scan message name")
+    deadline = time.time() + 10
+    lb = getattr(w, "last_lb", None)  # it may have come before the scan message
+    lb = lb if lb and lb["entries"] else None
+    while time.time() < deadline and lb is None:
+        w.s.settimeout(max(0.1, deadline - time.time()))
+        m = w.recv_json()
+        if m.get("type") == "leaderboard" and m["entries"]:
+            lb = m
+    true(lb is not None, "no leaderboard message")
+    eq((lb["entries"][0]["display_name"], lb["entries"][0]["player_id"]), (name, pid),
+       "top 10 name")
+    w.close()
+
+
+@test
 def resume_after_reconnect():
     s = vx.shared()
     c, codes, ps = setup(s, "lv-res", codes=30, players=2)
