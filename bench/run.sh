@@ -35,6 +35,8 @@
 #   BENCH_RESTART_EVENTS=10000000 BENCH_RESTART_TAIL=500000   restart store (quick: 1M, 100k)
 #   BENCH_QUIET_BUDGET=45                 seconds in all to wait, before runs, for other
 #                                         processes to leave the CPUs (0: never wait)
+#   BENCH_VX_ARGS="--flag value"          extra `veltrix serve` flags for the main server
+#                                         (A/B runs of a setting)
 # Every process it starts is stopped by PID on exit; every load is bounded in time.
 set -uo pipefail   # no -e: a failing step is reported and the rest still runs
 
@@ -191,7 +193,7 @@ VX_PID=""; VX_URL=""; VX_DATA=$TMPD/veltrix-data; VX_LOG=$TMPD/veltrix.log; VX_D
 
 # The load generators far exceed the default limits from one address (127.0.0.1): the
 # limits stay on (their cost is measured) but out of reach. README "Limits".
-VX_LIMITS="--rate-player 1000000 --rate-ip 10000000 --players-per-ip-per-min 100000000 --max-speed 1e9"
+VX_LIMITS="--rate-player 1000000 --rate-ip 10000000 --players-per-ip-per-min 100000000 --max-speed 1e9 ${BENCH_VX_ARGS:-}"
 vx_start() {
   local port
   port=$($PY freeport)

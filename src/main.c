@@ -26,7 +26,7 @@
 struct options {
     const char *listen, *data, *store, *admin_key, *fsync;
     long token_ttl, conns_max, req_timeout_ms, queue_max, idem_max, players_max, hunts_max;
-    long conns_per_ip_max, busy_poll_us;
+    long conns_per_ip_max;
     long live_window, live_queue_bytes, live_ping_ms, live_replay_max;
     int demo;
     struct rl_config limits;
@@ -42,7 +42,7 @@ static void usage(FILE *f)
             "                     [--store sqlite:PATH] [--admin-key KEY] [--token-ttl 600]\n"
             "                     [--fsync always|batch|off] [--demo]\n"
             "                     [--max-connections 50000] [--max-connections-per-ip 2000]\n"
-            "                     [--request-timeout-ms 10000] [--busy-poll-us 30]\n"
+            "                     [--request-timeout-ms 10000]\n"
             "                     [--log-queue-max 65536] [--idempotency-keys-max 1000000]\n"
             "                     [--players-max 10000000] [--hunts-max 1000]\n"
             "                     [--rate-player 10:20] [--rate-ip 500:1000]\n"
@@ -107,7 +107,6 @@ static int parse(int argc, char **argv, int first, struct options *o)
         {"--max-connections", 1, 1000000, offsetof(struct options, conns_max)},
         {"--max-connections-per-ip", 0, 1000000, offsetof(struct options, conns_per_ip_max)},
         {"--request-timeout-ms", 100, 3600000, offsetof(struct options, req_timeout_ms)},
-        {"--busy-poll-us", 0, 10000, offsetof(struct options, busy_poll_us)},
         {"--log-queue-max", 1, 10000000, offsetof(struct options, queue_max)},
         {"--idempotency-keys-max", 1, 100000000, offsetof(struct options, idem_max)},
         {"--players-max", 1, 1000000000, offsetof(struct options, players_max)},
@@ -262,7 +261,7 @@ static int serve(const struct options *o)
                         "power failure or crash\n", o->fsync);
     struct net_config nc = {o->listen, fit_fd_limit(o->conns_max),
                             (size_t)o->conns_per_ip_max, (uint64_t)o->req_timeout_ms,
-                            17 * 1024 * 1024, 64 * 1024, o->data, (uint32_t)o->busy_poll_us};
+                            17 * 1024 * 1024, 64 * 1024, o->data};
     struct net *net = net_create(&nc, err, sizeof err);
     if (!net) {
         fprintf(stderr, "veltrix: %s\n", err);
@@ -339,7 +338,6 @@ int main(int argc, char **argv)
                         .players_max = 10000000,
                         .hunts_max = 1000,
                         .conns_per_ip_max = 2000,
-                        .busy_poll_us = 30,
                         /* limits: the defaults of the README's Limits table */
                         .limits = {{10, 20}, {500, 1000}, {120 / 60.0, 120}, 20, 131072, 0, {0}},
                         .tiles_bytes_max = 1L << 30,

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "hmap.h"
@@ -26,8 +25,7 @@ struct net {
     int listen_fd, spare_fd; /* spare_fd: kept open to accept-and-close when out of fds */
     int accept_paused;       /* out of fds without a spare: resumed when a connection closes */
     size_t conns, conns_max, per_ip_max;
-    uint32_t busy_poll_us;
-    uint64_t accepted, refused, refused_ip, busy_polls;
+    uint64_t accepted, refused, refused_ip;
     struct hmap per_ip; /* address (16 bytes) -> open connections, as a pointer-sized count */
 };
 
@@ -206,7 +204,6 @@ struct net *net_create(const struct net_config *cfg, char *err, size_t errcap)
     n->listen_fd = fd;
     n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     n->per_ip_max = cfg->conns_per_ip_max;
-    n->busy_poll_us = cfg->busy_poll_us;
     hmap_init(&n->per_ip);
     h2o_config_init(&n->config);
     n->config.server_name = h2o_iovec_init(H2O_STRLIT("veltrix"));
@@ -239,22 +236,6 @@ struct net *net_create(const struct net_config *cfg, char *err, size_t errcap)
 
 void *net_loop(struct net *n) { return n->ctx.loop; }
 
-static uint64_t now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
-}
-
-/* Non-blocking turns of the loop for busy_poll_us (see net.h). */
-static void busy_poll(struct net *n)
-{
-    uint64_t until = now_us() + n->busy_poll_us;
-    n->busy_polls++;
-    do h2o_evloop_run(n->ctx.loop, 0);
-    while (!stop_requested && now_us() < until);
-}
-
 void net_run(struct net *n)
 {
     /* Connections are accepted from here on only: startup work that runs the loop (the
@@ -262,10 +243,7 @@ void net_run(struct net *n)
      * then clients wait in the listen backlog. */
     h2o_socket_read_start(n->listener, on_accept);
     /* h2o_evloop_run returns -1 on EINTR: that is how a signal wakes us. */
-    while (!stop_requested) {
-        if (n->busy_poll_us) busy_poll(n);
-        h2o_evloop_run(n->ctx.loop, INT32_MAX);
-    }
+    while (!stop_requested) h2o_evloop_run(n->ctx.loop, INT32_MAX);
     if (n->listener) {
         h2o_socket_read_stop(n->listener);
         h2o_socket_close(n->listener);
@@ -288,12 +266,9 @@ void net_render_metrics(const struct net *n, struct metrics_buf *b)
                    "# TYPE veltrix_connections_refused_per_ip_total counter\n"
                    "veltrix_connections_refused_per_ip_total %llu\n"
                    "# TYPE veltrix_connection_addresses gauge\n"
-                   "veltrix_connection_addresses %zu\n"
-                   "# TYPE veltrix_loop_busy_polls_total counter\n"
-                   "veltrix_loop_busy_polls_total %llu\n",
+                   "veltrix_connection_addresses %zu\n",
                    n->conns, (unsigned long long)n->accepted, (unsigned long long)n->refused,
-                   (unsigned long long)n->refused_ip, n->per_ip.count,
-                   (unsigned long long)n->busy_polls);
+                   (unsigned long long)n->refused_ip, n->per_ip.count);
 }
 
 void net_destroy(struct net *n)

@@ -21,7 +21,6 @@ struct net_config {
     size_t body_max; /* largest body libh2o buffers (above every route limit) */
     size_t spill_bytes;    /* socket buffers larger than this go to unlinked temp files */
     const char *spill_dir; /* ... in this directory (the data directory) */
-    uint32_t busy_poll_us; /* poll this long before the loop sleeps (0: sleep at once) */
 };
 
 struct net;
@@ -32,9 +31,6 @@ void net_destroy(struct net *n);
 /* The h2o evloop (for subsystems that post completions to this thread). */
 void *net_loop(struct net *n);
 /* Starts accepting connections and runs until SIGTERM/SIGINT; then stops accepting.
- * With busy_poll_us, every wait for events starts with that long of non-blocking polls:
- * a request or a commit that arrives meanwhile is handled without the loop going to sleep
- * and being woken (a context switch costs several µs here, more than the poll).
  * (net_run_once before it serves what is already connected, accepts nothing new.) */
 void net_run(struct net *n);
 /* Runs one loop iteration waiting at most max_wait_ms. */

@@ -126,8 +126,7 @@ def limits_reject_bad_flags():
     for args in (["--rate-ip", "x"], ["--rate-player", "-1"], ["--rate-player", "5:0"],
                  ["--players-per-ip-per-min", "1.5"], ["--max-speed", "nan"],
                  ["--max-speed", "-3"], ["--rate-keys-max", "0"], ["--rate-nope", "1"],
-                 ["--trusted-proxy", "localhost"], ["--max-connections-per-ip", "-1"],
-                 ["--busy-poll-us", "-1"], ["--busy-poll-us", "10001"]):
+                 ["--trusted-proxy", "localhost"], ["--max-connections-per-ip", "-1"]):
         s = vx.Server(args=args)
         try:
             s.start(timeout=3)
@@ -136,20 +135,6 @@ def limits_reject_bad_flags():
             s.expect_dead = True
             continue
         raise AssertionError("server started with %s" % args)
-
-
-@test
-def busy_poll_setting():
-    """--busy-poll-us 0 never polls; the default polls before the loop sleeps. Either way
-    requests are served (the poll only changes how the loop waits)."""
-    for args, polls in ((["--busy-poll-us", "0"], False), ([], True)):
-        s = vx.Server(args=args).start()
-        c = s.client()
-        for i in range(20):
-            vx.new_player(c, "B%d" % i)
-        n = metric(c, "veltrix_loop_busy_polls_total")
-        true((n > 0) == polls, "%s: %d busy polls" % (args or "default", n))
-        s.stop()
 
 
 @test
