@@ -299,7 +299,17 @@ static void on_writer(struct conn *w, double t)
     char buf[8192];
     ssize_t n;
     while ((n = read(w->fd, buf, sizeof buf)) > 0) append(w, buf, (size_t)n);
-    if (n == 0) die("writer connection closed");
+    if (n == 0 && w->busy >= 0) die("writer connection closed with a scan in flight");
+    if (n == 0) {
+        /* The server ends keep-alive connections idle for --request-timeout-ms; writers
+         * are taken first-idle-first, so at low rates most of them idle that long. */
+        close(w->fd); /* leaves the epoll set with it */
+        w->fd = dial(0);
+        fcntl(w->fd, F_SETFL, O_NONBLOCK);
+        w->len = 0;
+        add(w, EPOLLIN);
+        return;
+    }
     char *e = memmem(w->buf, w->len, "\r\n\r\n", 4);
     if (!e) return;
     char *cl = memmem(w->buf, (size_t)(e - w->buf), "ontent-Length: ", 15);
