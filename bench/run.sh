@@ -663,6 +663,17 @@ run_nginx_tiles() {
   nginx_runs "$NGINX_PID" tiles "nginx tile files (1 worker)" tiles.lua \
     "http://127.0.0.1:$port/tiles/btile/0/0.png" -- /tiles/btile/ .png 256
   echo "nginx (Debian nginx-light), 1 worker, default file settings (no open_file_cache), serving the same 65,536 files as /tiles/btile/{x}/{y}.png (bench/run.sh run_nginx_tiles); wrk with bench/tiles.lua, the same random tiles as veltrix." >>"$NOTES"
+  # The load generator's ceiling for this workload: the cheapest answer of the same size
+  # (nginx returning 1,200 bytes from memory, no file). When its worker stays below one
+  # core, wrk is the limit, and no server can show more req/s than this here.
+  d=$TMPD/nginx-ceiling
+  mkdir -p "$d"
+  port=$($PY freeport)
+  nginx_start "$d" "$port" "/tiles/btile/0/0.png" "" \
+    "location /tiles/ { default_type image/png; add_header Cache-Control \"public, max-age=5\"; return 200 '$(head -c 1200 /dev/zero | tr '\0' x)'; }" || return 0
+  nginx_runs "$NGINX_PID" tiles "nginx 1.2 KB from memory (wrk ceiling)" tiles.lua \
+    "http://127.0.0.1:$port/tiles/btile/0/0.png" -- /tiles/btile/ .png 256
+  echo "nginx 1.2 KB from memory (wrk ceiling): the same wrk command against nginx answering every tile path with 1,200 bytes from memory (return 200, no file I/O); its worker below one core means wrk, not the server, sets the req/s: the most any server can show in this workload here." >>"$NOTES"
 }
 
 # ------------------------------------------------------------------ replay and restart (issue 3)

@@ -493,7 +493,8 @@ WORKLOADS = [  # (key, label, [anchor names in order])
     ("lb_top", "GET leaderboard top-10", ["Redis ZREVRANGE 0 9 WITHSCORES"]),
     ("lb_around", "GET leaderboard around (r=5)", ["Redis ZREVRANK"]),
     ("tiles", "GET /tiles (65,536 × 1.2 KB)", ["nginx tile files (1 worker)",
-                                              "PostgreSQL tile SELECT"]),
+                                              "PostgreSQL tile SELECT",
+                                              "nginx 1.2 KB from memory (wrk ceiling)"]),
     ("tiles_publish", "GET /tiles, publishing meanwhile", []),
 ]
 BUDGET = {  # DESIGN.md "Performance budget": (min req/s, max p99 ms)
@@ -679,6 +680,18 @@ def cmd_table(a):
         B.append("- %s: %s req/s%s — budget ≥ %s/s%s: **%s**" % (
             key, fmt_n(rps), (", p99 %.2f ms" % p99) if max_p99 else "", fmt_n(min_rps),
             (", p99 < %g ms" % max_p99) if max_p99 else "", "met" if ok else "NOT met"))
+        ng = [r["rps"] for r in counted(anchors.get("nginx tile files (1 worker)", []))]
+        if key == "tiles" and ng:
+            # the ratio, against this run's nginx, and what wrk can show at all
+            cpu = med([r["cpu_us"] for r in runs if r.get("cpu_us") is not None] or [0])
+            ceil = [r["rps"] for r in counted(anchors.get("nginx 1.2 KB from memory (wrk ceiling)", []))]
+            B.append("- tiles: %.2f× nginx files (%s req/s; target ≥ 2×: **%s**), %.1f µs CPU per "
+                     "tile (target ≤ 9: **%s**)%s" % (
+                         rps / med(ng), fmt_n(med(ng)), "met" if rps >= 2 * med(ng) else "NOT met",
+                         cpu, "met" if 0 < cpu <= 9 else "NOT met",
+                         ("; wrk's ceiling in this workload: %s req/s (nginx answering 1.2 KB "
+                          "from memory), %s 2× nginx" % (fmt_n(med(ceil)), "below" if med(ceil) <
+                                                          2 * med(ng) else "above")) if ceil else ""))
     if B:
         D.append("")
         D.append("Budget (DESIGN.md, \"Performance budget\"):")
