@@ -18,7 +18,7 @@
 
 enum {
     Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_PUT_EVENT, Q_PUT_PLAYER, Q_PUT_REFRESH, Q_PUT_IDEM,
-    Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS, Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_GET_IDEM, Q_PING, Q_PUT_SNAP, Q_GET_SNAP, Q_PUT_BLOB, Q_GET_BLOB,
+    Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS, Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_GET_IDEM, Q_PING, Q_PUT_BLOB, Q_GET_BLOB,
     Q_PUT_TILE, Q_PUT_MAPVER, Q_PRUNE_MAPVER, Q_TILES, Q_MAPVERS, Q_MAX
 };
 
@@ -46,8 +46,6 @@ static const char *const SQL[Q_MAX] = {
     [Q_GET_IDEM] = "SELECT scope,key,req_hash,status,body,created_ms FROM idem "
                    "WHERE scope=? AND key=?",
     [Q_PING] = "SELECT 1",
-    [Q_PUT_SNAP] = "INSERT OR REPLACE INTO snapshots(hunt,seq,data) VALUES(?,?,?)",
-    [Q_GET_SNAP] = "SELECT seq,data FROM snapshots WHERE hunt=?",
     [Q_PUT_BLOB] = "INSERT OR IGNORE INTO blobs(hash,data) VALUES(?,?)",
     [Q_GET_BLOB] = "SELECT 0,data FROM blobs WHERE hash=?",
     [Q_PUT_TILE] = "INSERT OR REPLACE INTO draft_tiles(hunt,x,y,hash,ctype) VALUES(?,?,?,?,?)",
@@ -80,6 +78,10 @@ static const char *const MIGRATIONS[] = {
     "CREATE TABLE blobs_rowid(hash BLOB PRIMARY KEY, data BLOB NOT NULL);"
     "INSERT INTO blobs_rowid(hash, data) SELECT hash, data FROM blobs;"
     "DROP TABLE blobs; ALTER TABLE blobs_rowid RENAME TO blobs;",
+    /* Snapshots moved to the companion file (see "snapshots" below); the table of step 2
+     * was never written since. Anything an older binary left in it is only a shortcut:
+     * recovery replays the log. */
+    "DROP TABLE snapshots;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -504,8 +506,8 @@ int store_each_map_version(struct store *s, store_map_version_cb cb, void *ctx)
  * the log's file held the log writer for ~200 ms (measured at 1M players); in its own
  * file it holds nothing the log needs. A snapshot is written only once the log holds its
  * seq (snap.c checks with store_last_seq), so the two files never disagree in a way that
- * recovery could not see (api.c checks the log reaches the snapshot's seq). The
- * `snapshots` table of migration 2 in the main file stays empty. Rarely called (once per
+ * recovery could not see (api.c checks the log reaches the snapshot's seq). (Migration
+ * 2's `snapshots` table in the main file is dropped by migration 4.) Rarely called (once per
  * snapshot, once per hunt at startup): statements are prepared on each call. */
 
 /* "DIR/NAME.db" -> "DIR/NAME-snapshots.db" (any other path: PATH + "-snapshots.db"); an

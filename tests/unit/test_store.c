@@ -1,5 +1,6 @@
 /* Unit tests: the SQLite store — events in one transaction, (hunt, seq) conflicts,
  * reading back in order from a seq, players/refresh/idempotency rows, reopening. */
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -181,6 +182,68 @@ TEST(snapshot_beside_log_writer)
     store_close(r);
 }
 
+static int user_version(sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    int v = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int has_table(sqlite3 *db, const char *name)
+{
+    sqlite3_stmt *st;
+    int found = 0;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", -1,
+                           &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        found = sqlite3_step(st) == SQLITE_ROW;
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+/* A store at schema 3 (the unused `snapshots` table of step 2, with a row an old binary
+ * left) opens at schema 4 without it; its log is intact. */
+TEST(migration_drops_old_snapshots_table)
+{
+    char u[200], path[160];
+    snprintf(path, sizeof path, "%s/m.db", dir);
+    snprintf(u, sizeof u, "sqlite:%s", path);
+    struct store *s = NULL;
+    char err[256];
+    CHECK_EQ_INT(store_open(u, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+    if (!s) return;
+    CHECK_EQ_INT(store_begin(s), 0);
+    struct store_event ev = {"m", 1, 1000, 2, {1}, (const uint8_t *)"abc", 3};
+    CHECK_EQ_INT(store_put_event(s, &ev), 0);
+    CHECK_EQ_INT(store_commit(s), 0);
+    store_close(s);
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(user_version(db), 4);
+    CHECK(!has_table(db, "snapshots"));
+    CHECK_EQ_INT(sqlite3_exec(db, "CREATE TABLE snapshots(hunt TEXT PRIMARY KEY, seq INTEGER "
+                                  "NOT NULL, data BLOB NOT NULL); INSERT INTO snapshots "
+                                  "VALUES('m', 1, x'00'); PRAGMA user_version=3",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(db);
+    s = NULL;
+    CHECK_EQ_INT(store_open(u, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+    uint64_t last = 0;
+    CHECK_EQ_INT(store_last_seq(s, "m", &last), 0);
+    CHECK_EQ_INT((int)last, 1);
+    store_close(s);
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(user_version(db), 4);
+    CHECK(!has_table(db, "snapshots"));
+    sqlite3_close(db);
+}
+
 TEST(bad_url)
 {
     struct store *s = NULL;
@@ -198,6 +261,7 @@ int main(void)
     RUN(rows_survive_reopen);
     RUN(prune_is_bounded);
     RUN(snapshots_and_blobs);
+    RUN(migration_drops_old_snapshots_table);
     RUN(bad_url);
     char cmd[160];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
