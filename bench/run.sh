@@ -193,7 +193,7 @@ VX_PID=""; VX_URL=""; VX_DATA=$TMPD/veltrix-data; VX_LOG=$TMPD/veltrix.log; VX_D
 
 # The load generators far exceed the default limits from one address (127.0.0.1): the
 # limits stay on (their cost is measured) but out of reach. README "Limits".
-VX_LIMITS="--rate-player 1000000 --rate-ip 10000000 --players-per-ip-per-min 100000000 --max-speed 1e9 ${BENCH_VX_ARGS:-}"
+VX_LIMITS="--rate-player 1000000 --rate-ip 10000000 --rate-ip-tiles 10000000 --players-per-ip-per-min 100000000 --max-speed 1e9 ${BENCH_VX_ARGS:-}"
 vx_start() {
   local port
   port=$($PY freeport)

@@ -75,7 +75,7 @@ static int64_t now_ms(void)
 /* Per-address and per-player token buckets, players created per address, and the speed
  * check on positions (ratelimit.h). Each answers the request itself when it says no. */
 static struct limits {
-    struct rl_limiter *ip, *player, *new_player;
+    struct rl_limiter *ip, *ip_tiles, *player, *new_player;
     struct rl_moves *moves;
 } lim;
 
@@ -89,18 +89,20 @@ static int64_t mono_ms(void)
 
 static int limits_init(const struct rl_config *c)
 {
-    uint64_t seed[4];
+    uint64_t seed[5];
     if (auth_random(seed, sizeof seed)) return -1;
     lim.ip = rl_limiter_create(c->ip, c->keys_max, seed[0]);
     lim.player = rl_limiter_create(c->player, c->keys_max, seed[1]);
     lim.new_player = rl_limiter_create(c->players_per_ip, c->keys_max, seed[2]);
     lim.moves = rl_moves_create(c->max_speed, c->keys_max, seed[3]);
-    return lim.ip && lim.player && lim.new_player && lim.moves ? 0 : -1;
+    lim.ip_tiles = rl_limiter_create(c->ip_tiles, c->keys_max, seed[4]);
+    return lim.ip && lim.ip_tiles && lim.player && lim.new_player && lim.moves ? 0 : -1;
 }
 
 static void limits_deinit(void)
 {
     rl_limiter_destroy(lim.ip);
+    rl_limiter_destroy(lim.ip_tiles);
     rl_limiter_destroy(lim.player);
     rl_limiter_destroy(lim.new_player);
     rl_moves_destroy(lim.moves);
@@ -137,14 +139,20 @@ static void client_addr(struct http_req *r, uint8_t out[16])
     memcpy(out, a, 16);
 }
 
-/* The gate of every route: the client address's bucket. */
+static void h_tile_get(struct http_req *r);
+
+/* The gate of every route: the client address's bucket. Tile reads have a bucket of
+ * their own (--rate-ip-tiles): one map view asks for dozens of them, and a venue behind
+ * one NAT address would spend --rate-ip on tiles alone (they cost ~6 µs each). */
 static int limit_ip(struct http_req *r)
 {
     uint8_t addr[16];
     int64_t retry;
+    int tile = http_req_route(r)->handler == h_tile_get;
     client_addr(r, addr);
-    if (rl_take(lim.ip, addr, sizeof addr, mono_ms(), &retry) == RL_OK) return 0;
-    too_many(r, retry, "from this address");
+    if (rl_take(tile ? lim.ip_tiles : lim.ip, addr, sizeof addr, mono_ms(), &retry) == RL_OK)
+        return 0;
+    too_many(r, retry, tile ? "for tiles from this address" : "from this address");
     return 1;
 }
 
@@ -187,21 +195,22 @@ static int limit_move(struct http_req *r, const struct player *p, struct hunt *h
 /* Each metric family in one block (Prometheus text format wants them contiguous). */
 static void limits_render(struct metrics_buf *b)
 {
-    const char *name[4] = {"ip", "player", "players_per_ip", "moves"};
-    const struct rl_stats *st[4] = {rl_limiter_stats(lim.ip), rl_limiter_stats(lim.player),
-                                    rl_limiter_stats(lim.new_player), rl_moves_stats(lim.moves)};
+    const char *name[5] = {"ip", "player", "players_per_ip", "ip_tiles", "moves"};
+    const struct rl_stats *st[5] = {rl_limiter_stats(lim.ip), rl_limiter_stats(lim.player),
+                                    rl_limiter_stats(lim.new_player),
+                                    rl_limiter_stats(lim.ip_tiles), rl_moves_stats(lim.moves)};
     metrics_printf(b, "# TYPE veltrix_rate_limited_total counter\n");
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         metrics_printf(b, "veltrix_rate_limited_total{limit=\"%s\"} %llu\n", name[i],
                        (unsigned long long)st[i]->limited);
     metrics_printf(b, "# TYPE veltrix_implausible_moves_total counter\n"
                       "veltrix_implausible_moves_total %llu\n# TYPE veltrix_limit_keys gauge\n",
-                   (unsigned long long)st[3]->limited);
-    for (int i = 0; i < 4; i++)
+                   (unsigned long long)st[4]->limited);
+    for (int i = 0; i < 5; i++)
         metrics_printf(b, "veltrix_limit_keys{limit=\"%s\"} %llu\n", name[i],
                        (unsigned long long)st[i]->keys);
     metrics_printf(b, "# TYPE veltrix_limit_evicted_live_total counter\n");
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         metrics_printf(b, "veltrix_limit_evicted_live_total{limit=\"%s\"} %llu\n", name[i],
                        (unsigned long long)st[i]->evicted_live);
 }

@@ -35,6 +35,8 @@ static struct http_route route_not_found = {"*", "(unmatched)", NULL, 0, {0}, {{
 
 void http_set_gate(int (*g)(struct http_req *r)) { gate = g; }
 
+const struct http_route *http_req_route(const struct http_req *r) { return r->route; }
+
 void http_set_routes(struct http_route *r, size_t n)
 {
     routes = r;

@@ -46,6 +46,7 @@ static void usage(FILE *f)
             "                     [--log-queue-max 65536] [--idempotency-keys-max 1000000]\n"
             "                     [--players-max 10000000] [--hunts-max 1000]\n"
             "                     [--rate-player 10:20] [--rate-ip 500:1000]\n"
+            "                     [--rate-ip-tiles 5000:20000]\n"
             "                     [--players-per-ip-per-min 120] [--max-speed 20]\n"
             "                     [--rate-keys-max 131072] [--trusted-proxy IPv4]\n"
             "                     [--tiles-bytes-max 1073741824] [--map-versions-kept 3]\n"
@@ -73,6 +74,7 @@ static int parse_limit(const char *name, const char *v, struct rl_config *c)
     char *end;
     if (!strcmp(name, "--rate-player")) return rl_rate_parse(v, &c->player) ? -1 : 0;
     if (!strcmp(name, "--rate-ip")) return rl_rate_parse(v, &c->ip) ? -1 : 0;
+    if (!strcmp(name, "--rate-ip-tiles")) return rl_rate_parse(v, &c->ip_tiles) ? -1 : 0;
     if (!strcmp(name, "--rate-keys-max")) {
         if (parse_long(v, 1, 100000000, &n)) return -1;
         c->keys_max = (size_t)n;
@@ -339,7 +341,8 @@ int main(int argc, char **argv)
                         .hunts_max = 1000,
                         .conns_per_ip_max = 2000,
                         /* limits: the defaults of the README's Limits table */
-                        .limits = {{10, 20}, {500, 1000}, {120 / 60.0, 120}, 20, 131072, 0, {0}},
+                        .limits = {{10, 20}, {500, 1000}, {120 / 60.0, 120}, 20, 131072, 0, {0},
+                                   {5000, 20000}},
                         .tiles_bytes_max = 1L << 30,
                         .map_versions_kept = 3,
                         .live_window = 2048,

@@ -43,6 +43,7 @@ struct rl_config {
     size_t keys_max;               /* --rate-keys-max: keys per table */
     int proxy_set;                 /* --trusted-proxy: requests from proxy (16 bytes, */
     uint8_t proxy[16];             /* IPv4 mapped) are keyed on X-Forwarded-For */
+    struct rl_rate ip_tiles;       /* --rate-ip-tiles: tile reads per client address */
 };
 
 struct rl_stats {

@@ -126,7 +126,8 @@ def limits_reject_bad_flags():
     for args in (["--rate-ip", "x"], ["--rate-player", "-1"], ["--rate-player", "5:0"],
                  ["--players-per-ip-per-min", "1.5"], ["--max-speed", "nan"],
                  ["--max-speed", "-3"], ["--rate-keys-max", "0"], ["--rate-nope", "1"],
-                 ["--trusted-proxy", "localhost"], ["--max-connections-per-ip", "-1"]):
+                 ["--trusted-proxy", "localhost"], ["--max-connections-per-ip", "-1"],
+                 ["--rate-ip-tiles", "x"], ["--rate-ip-tiles", "5:0"]):
         s = vx.Server(args=args)
         try:
             s.start(timeout=3)
@@ -135,6 +136,30 @@ def limits_reject_bad_flags():
             s.expect_dead = True
             continue
         raise AssertionError("server started with %s" % args)
+
+
+@test
+def tiles_have_their_own_bucket():
+    """Tile reads take from --rate-ip-tiles, every other route from --rate-ip: a map view
+    of dozens of tiles does not spend the address's budget for game requests."""
+    s = vx.Server(args=["--rate-ip", "3:3", "--rate-ip-tiles", "1000:1000"]).start()
+    c = s.client()
+    got = [c.req("GET", "/tiles/nohunt/%d/0" % i).status for i in range(30)]
+    true(429 not in got, "30 tile reads under --rate-ip-tiles 1000:1000: %s" % got)
+    got = [c.req("GET", "/healthz").status for _ in range(10)]
+    true(429 in got, "--rate-ip 3:3 still limits other routes: %s" % got)
+    s.stop()
+    s = vx.Server(args=["--rate-ip-tiles", "2:2"]).start()
+    c = s.client()
+    got = [c.req("GET", "/tiles/nohunt/%d/0" % i) for i in range(10)]
+    limited = [r for r in got if r.status == 429]
+    true(limited, "--rate-ip-tiles 2:2: 10 quick tile reads, none limited")
+    check(limited[0], 429, "rate_limited")
+    true("tiles" in limited[0].body["error"]["message"], "the message names the tile bucket")
+    true(int(limited[0].headers.get("retry-after", "0")) >= 1, "Retry-After")
+    check(c.req("GET", "/healthz"), 200, what="other routes keep their own bucket")
+    eq(metric(c, 'veltrix_rate_limited_total{limit="ip_tiles"}'), len(limited), "counted")
+    s.stop()
 
 
 @test
