@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -289,6 +290,14 @@ static void send_scan(struct conn *w, long idx, double t)
                      o.hunt, tokens[idx % o.writers], bl, body);
     t_send[idx] = t;
     w->busy = idx;
+    if (write(w->fd, req, (size_t)n) == n) return;
+    if (errno != EPIPE && errno != ECONNRESET) die("scan write");
+    /* The server closed this idle connection a moment ago: once more on a new one. */
+    close(w->fd);
+    w->fd = dial(0);
+    fcntl(w->fd, F_SETFL, O_NONBLOCK);
+    w->len = 0;
+    add(w, EPOLLIN);
     if (write(w->fd, req, (size_t)n) != n) die("scan write");
 }
 
@@ -299,15 +308,21 @@ static void on_writer(struct conn *w, double t)
     char buf[8192];
     ssize_t n;
     while ((n = read(w->fd, buf, sizeof buf)) > 0) append(w, buf, (size_t)n);
-    if (n == 0 && w->busy >= 0) die("writer connection closed with a scan in flight");
-    if (n == 0) {
+    int closed = n == 0 || (n < 0 && (errno == ECONNRESET || errno == EPIPE));
+    if (closed && w->busy >= 0 && w->len > 0) die("writer connection closed mid-answer");
+    if (closed) {
         /* The server ends keep-alive connections idle for --request-timeout-ms; writers
-         * are taken first-idle-first, so at low rates most of them idle that long. */
+         * are taken first-idle-first, so at low rates most of them idle that long. A scan
+         * sent just as that close crossed it got no answer (the server never read it):
+         * it goes again on the new connection. */
+        long again = w->busy;
         close(w->fd); /* leaves the epoll set with it */
         w->fd = dial(0);
         fcntl(w->fd, F_SETFL, O_NONBLOCK);
         w->len = 0;
+        w->busy = -1;
         add(w, EPOLLIN);
+        if (again >= 0) send_scan(w, again, t);
         return;
     }
     char *e = memmem(w->buf, w->len, "\r\n\r\n", 4);
@@ -391,6 +406,7 @@ static void run_load(double *elapsed)
 
 int main(int argc, char **argv)
 {
+    signal(SIGPIPE, SIG_IGN); /* a write to a connection the server closed: EPIPE */
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
         if (!strcmp(a, "--port")) o.port = atoi(v);

@@ -81,7 +81,7 @@ static const char *const MIGRATIONS[] = {
     /* Snapshots moved to the companion file (see "snapshots" below); the table of step 2
      * was never written since. Anything an older binary left in it is only a shortcut:
      * recovery replays the log. */
-    "DROP TABLE snapshots;",
+    "DROP TABLE IF EXISTS snapshots;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
