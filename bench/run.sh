@@ -285,6 +285,7 @@ vx_workload() {
 
 args_none() { echo "-|"; }
 args_scans() { local h=bscan$1; echo "$h|$h $TMPD/setup/tokens.txt $TMPD/setup/payloads_$h.txt"; }
+args_scans_wide() { local h=bscanw$1; echo "$h|$h $TMPD/setup/tokens.txt $TMPD/setup/payloads_$h.txt"; }
 args_chests() { echo "bchest|bchest z $TMPD/setup/tokens.txt"; }
 args_lb() { echo "blb|"; }
 args_around() { echo "blb|blb $TMPD/setup/player_ids.txt"; }
@@ -297,7 +298,7 @@ run_veltrix() {
   local sargs=(--url "$VX_URL" --key "$KEY" --dir "$TMPD/setup" --players "$PLAYERS" --codes "$CODES")
   SCAN_HUNTS=""
   if want scans; then
-    for ((r = 1; r <= RUNS + RETRY_LEFT; r++)); do SCAN_HUNTS+="bscan$r,"; done
+    for ((r = 1; r <= RUNS + RETRY_LEFT; r++)); do SCAN_HUNTS+="bscan$r,bscanw$r,"; done
     SCAN_HUNTS+=bscandiag
     sargs+=(--scan-hunts "$SCAN_HUNTS")
   fi
@@ -318,6 +319,9 @@ run_veltrix() {
   want healthz && vx_alive healthz && vx_workload healthz "GET /healthz" get.lua /healthz "" args_none
   want players && vx_alive players && vx_workload players "POST /v1/players" players.lua /v1/players "" args_none
   want scans && vx_alive scans && vx_workload scans "POST /v1/hunts/:/scans" scans.lua /v1/hunts/HUNT/scans scans args_scans
+  # The same scans with 256 connections (more players in flight than wrk's 64): how far
+  # the durable log goes when the commit round trip is not what bounds it. Informational.
+  want scans && vx_alive scans_c256 && CONNS=256 vx_workload scans_c256 "POST /v1/hunts/:/scans" scans.lua /v1/hunts/HUNT/scans scans args_scans_wide
   want chests && vx_alive chests && vx_workload chests "POST /v1/hunts/:/zones/:/open" chests.lua /v1/hunts/HUNT/zones/z/open chests_left args_chests
   if want leaderboard; then
     vx_alive lb_top && vx_workload lb_top "GET /v1/hunts/:/leaderboard" get.lua "/v1/hunts/HUNT/leaderboard?limit=10" "" args_lb

@@ -489,6 +489,7 @@ WORKLOADS = [  # (key, label, [anchor names in order])
     ("scans", "POST scans (durable)", ["Redis ZINCRBY, appendfsync always",
                                        "Redis ZINCRBY, no persistence",
                                        "PostgreSQL 1-row INSERT tx"]),
+    ("scans_c256", "POST scans (durable), wrk -c256", []),
     ("chests", "POST chest open (durable)", ["PostgreSQL SKIP LOCKED chest tx"]),
     ("lb_top", "GET leaderboard top-10", ["Redis ZREVRANGE 0 9 WITHSCORES"]),
     ("lb_around", "GET leaderboard around (r=5)", ["Redis ZREVRANK"]),
