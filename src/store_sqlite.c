@@ -16,9 +16,17 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
+/* Event payloads longer than this live in event_data, and their events row holds NULL.
+ * The events table is WITHOUT ROWID, so its interior pages hold whole rows: a hunt
+ * definition (~23 KB for the demo) that became a divider, or sat next to another hunt's
+ * appends in a leaf, overflowed its cell, and SQLite copies an overflowing record whole
+ * (reading its overflow pages) for every comparison on the way to an insert — about 5%
+ * of the server's CPU in the scan benchmark (perf). Small events never overflow. */
+#define EVENT_INLINE_MAX 512
+
 enum {
     Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_PUT_EVENT, Q_PUT_PLAYER, Q_PUT_REFRESH, Q_PUT_IDEM,
-    Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS, Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_GET_IDEM, Q_PING, Q_PUT_BLOB, Q_GET_BLOB,
+    Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS, Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_GET_IDEM, Q_PING, Q_PUT_EVENT_DATA, Q_GET_EVENT_DATA, Q_PUT_BLOB, Q_GET_BLOB,
     Q_PUT_TILE, Q_PUT_MAPVER, Q_PRUNE_MAPVER, Q_TILES, Q_MAPVERS, Q_MAX
 };
 
@@ -27,6 +35,8 @@ static const char *const SQL[Q_MAX] = {
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
     [Q_PUT_EVENT] = "INSERT INTO events(hunt,seq,time_ms,type,player,data) VALUES(?,?,?,?,?,?)",
+    [Q_PUT_EVENT_DATA] = "INSERT INTO event_data(hunt,seq,data) VALUES(?,?,?)",
+    [Q_GET_EVENT_DATA] = "SELECT data FROM event_data WHERE hunt=? AND seq=?",
     [Q_PUT_PLAYER] = "INSERT INTO players(id,display_name,created_ms,gen) VALUES(?,?,?,?) "
                      "ON CONFLICT(id) DO UPDATE SET display_name=excluded.display_name, "
                      "gen=excluded.gen",
@@ -82,6 +92,12 @@ static const char *const MIGRATIONS[] = {
      * was never written since. Anything an older binary left in it is only a shortcut:
      * recovery replays the log. */
     "DROP TABLE IF EXISTS snapshots;",
+    /* Payloads over EVENT_INLINE_MAX leave the events b-tree (see store_put_event). */
+    "CREATE TABLE event_data(hunt TEXT NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,"
+    " PRIMARY KEY(hunt, seq));"
+    "INSERT INTO event_data(hunt, seq, data) SELECT hunt, seq, data FROM events"
+    " WHERE length(data) > " STR(EVENT_INLINE_MAX) ";"
+    "UPDATE events SET data = NULL WHERE length(data) > " STR(EVENT_INLINE_MAX) ";",
 };
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -216,13 +232,23 @@ void store_rollback(struct store *s) { run(s, s->q[Q_ROLLBACK]); }
 int store_put_event(struct store *s, const struct store_event *ev)
 {
     sqlite3_stmt *st = s->q[Q_PUT_EVENT];
+    int inline_data = ev->data_len <= EVENT_INLINE_MAX;
     sqlite3_bind_text(st, 1, ev->hunt, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)ev->seq);
     sqlite3_bind_int64(st, 3, ev->time_ms);
     sqlite3_bind_int(st, 4, ev->type);
     sqlite3_bind_blob(st, 5, ev->player, 16, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 6, ev->data ? (const void *)ev->data : "", (int)ev->data_len,
-                      SQLITE_STATIC);
+    if (inline_data)
+        sqlite3_bind_blob(st, 6, ev->data ? (const void *)ev->data : "", (int)ev->data_len,
+                          SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 6);
+    int rc = run(s, st);
+    if (rc || inline_data) return rc;
+    st = s->q[Q_PUT_EVENT_DATA];
+    sqlite3_bind_text(st, 1, ev->hunt, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)ev->seq);
+    sqlite3_bind_blob(st, 3, ev->data, (int)ev->data_len, SQLITE_STATIC);
     return run(s, st);
 }
 
@@ -292,6 +318,7 @@ struct walk_ctx {
     void *cb;
     void *ctx;
     const char *hunt;
+    struct store *s;
 };
 
 static int hunt_row(sqlite3_stmt *st, void *p)
@@ -302,7 +329,7 @@ static int hunt_row(sqlite3_stmt *st, void *p)
 
 int store_each_hunt(struct store *s, store_hunt_cb cb, void *ctx)
 {
-    struct walk_ctx w = {(void *)cb, ctx, NULL};
+    struct walk_ctx w = {(void *)cb, ctx, NULL, s};
     return walk(s, s->q[Q_HUNTS], hunt_row, &w);
 }
 
@@ -314,15 +341,33 @@ static int event_row(sqlite3_stmt *st, void *p)
     ev.time_ms = sqlite3_column_int64(st, 1);
     ev.type = (uint8_t)sqlite3_column_int(st, 2);
     if (blob16(st, 3, ev.player)) return STORE_ECORRUPT;
-    ev.data = sqlite3_column_blob(st, 4);
-    ev.data_len = (size_t)sqlite3_column_bytes(st, 4);
-    return ((store_event_cb)w->cb)(&ev, w->ctx);
+    if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
+        ev.data = sqlite3_column_blob(st, 4);
+        ev.data_len = (size_t)sqlite3_column_bytes(st, 4);
+        return ((store_event_cb)w->cb)(&ev, w->ctx);
+    }
+    /* A payload kept out of line (EVENT_INLINE_MAX); a missing row is corruption. */
+    sqlite3_stmt *d = w->s->q[Q_GET_EVENT_DATA];
+    sqlite3_bind_text(d, 1, w->hunt, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(d, 2, (sqlite3_int64)ev.seq);
+    int rc = sqlite3_step(d), ret;
+    if (rc == SQLITE_ROW) {
+        ev.data = sqlite3_column_blob(d, 0);
+        ev.data_len = (size_t)sqlite3_column_bytes(d, 0);
+        ret = ((store_event_cb)w->cb)(&ev, w->ctx);
+    } else {
+        if (rc != SQLITE_DONE) fprintf(stderr, "veltrix: sqlite: %s\n", sqlite3_errmsg(w->s->db));
+        ret = rc == SQLITE_DONE ? STORE_ECORRUPT : STORE_EIO;
+    }
+    sqlite3_reset(d);
+    sqlite3_clear_bindings(d);
+    return ret;
 }
 
 int store_each_event(struct store *s, const char *hunt, uint64_t from_seq, store_event_cb cb,
                      void *ctx)
 {
-    struct walk_ctx w = {(void *)cb, ctx, hunt};
+    struct walk_ctx w = {(void *)cb, ctx, hunt, s};
     sqlite3_stmt *st = s->q[Q_EVENTS];
     sqlite3_bind_text(st, 1, hunt, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)from_seq);
@@ -343,7 +388,7 @@ static int player_row(sqlite3_stmt *st, void *p)
 
 int store_each_player(struct store *s, store_player_cb cb, void *ctx)
 {
-    struct walk_ctx w = {(void *)cb, ctx, NULL};
+    struct walk_ctx w = {(void *)cb, ctx, NULL, s};
     return walk(s, s->q[Q_PLAYERS], player_row, &w);
 }
 
@@ -360,7 +405,7 @@ static int refresh_row(sqlite3_stmt *st, void *p)
 
 int store_each_refresh(struct store *s, int64_t now_ms, store_refresh_cb cb, void *ctx)
 {
-    struct walk_ctx w = {(void *)cb, ctx, NULL};
+    struct walk_ctx w = {(void *)cb, ctx, NULL, s};
     sqlite3_bind_int64(s->q[Q_REFRESH], 1, now_ms);
     return walk(s, s->q[Q_REFRESH], refresh_row, &w);
 }
@@ -382,7 +427,7 @@ static int idem_row(sqlite3_stmt *st, void *p)
 
 int store_each_idem(struct store *s, int64_t since_ms, store_idem_cb cb, void *ctx)
 {
-    struct walk_ctx w = {(void *)cb, ctx, NULL};
+    struct walk_ctx w = {(void *)cb, ctx, NULL, s};
     sqlite3_bind_int64(s->q[Q_IDEMS], 1, since_ms);
     return walk(s, s->q[Q_IDEMS], idem_row, &w);
 }
@@ -396,7 +441,7 @@ static int found_row(sqlite3_stmt *st, void *p)
 int store_get_idem(struct store *s, const char *scope, const char *key, store_idem_cb cb,
                    void *ctx)
 {
-    struct walk_ctx w = {(void *)cb, ctx, NULL};
+    struct walk_ctx w = {(void *)cb, ctx, NULL, s};
     sqlite3_stmt *st = s->q[Q_GET_IDEM];
     sqlite3_bind_text(st, 1, scope, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
@@ -430,7 +475,7 @@ static int bytes_row(sqlite3_stmt *st, void *p)
 
 int store_get_blob(struct store *s, const uint8_t hash[32], store_snapshot_cb cb, void *ctx)
 {
-    struct walk_ctx w = {(void *)cb, ctx, NULL};
+    struct walk_ctx w = {(void *)cb, ctx, NULL, s};
     sqlite3_bind_blob(s->q[Q_GET_BLOB], 1, hash, 32, SQLITE_STATIC);
     return walk(s, s->q[Q_GET_BLOB], bytes_row, &w);
 }
@@ -478,7 +523,7 @@ static int tile_row(sqlite3_stmt *st, void *p)
 
 int store_each_tile(struct store *s, store_tile_cb cb, void *ctx)
 {
-    struct walk_ctx w = {(void *)cb, ctx, NULL};
+    struct walk_ctx w = {(void *)cb, ctx, NULL, s};
     return walk(s, s->q[Q_TILES], tile_row, &w);
 }
 
@@ -496,7 +541,7 @@ static int map_version_row(sqlite3_stmt *st, void *p)
 
 int store_each_map_version(struct store *s, store_map_version_cb cb, void *ctx)
 {
-    struct walk_ctx w = {(void *)cb, ctx, NULL};
+    struct walk_ctx w = {(void *)cb, ctx, NULL, s};
     return walk(s, s->q[Q_MAPVERS], map_version_row, &w);
 }
 

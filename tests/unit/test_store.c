@@ -206,9 +206,60 @@ static int has_table(sqlite3 *db, const char *name)
     return found;
 }
 
-/* A store at schema 3 (the unused `snapshots` table of step 2, with a row an old binary
- * left) opens at schema 4 without it; its log is intact. */
-TEST(migration_drops_old_snapshots_table)
+struct big_ctx {
+    size_t n;
+    size_t lens[8];
+    int bad;
+};
+
+/* Payload byte i of event seq is (seq * 31 + i) & 0xff. */
+static int big_cb(const struct store_event *ev, void *ctx)
+{
+    struct big_ctx *b = ctx;
+    for (size_t i = 0; i < ev->data_len; i++)
+        if (ev->data[i] != (uint8_t)((ev->seq * 31 + i) & 0xff)) b->bad = 1;
+    if (b->n < 8) b->lens[b->n] = ev->data_len;
+    b->n++;
+    return 0;
+}
+
+static void put_sized(struct store *s, const char *hunt, uint64_t seq, size_t len)
+{
+    uint8_t *d = malloc(len + 1);
+    for (size_t i = 0; i < len; i++) d[i] = (uint8_t)((seq * 31 + i) & 0xff);
+    struct store_event ev = {hunt, seq, 1000, 1, {1}, d, len};
+    CHECK_EQ_INT(store_put_event(s, &ev), 0);
+    free(d);
+}
+
+/* Payloads over 512 bytes are stored out of line; every size reads back the same. */
+TEST(large_payloads_roundtrip)
+{
+    struct store *s = open_store();
+    CHECK(s != NULL);
+    if (!s) return;
+    static const size_t sizes[] = {0, 3, 512, 513, 23000, 70000};
+    CHECK_EQ_INT(store_begin(s), 0);
+    for (size_t i = 0; i < 6; i++) put_sized(s, "big", i + 1, sizes[i]);
+    CHECK_EQ_INT(store_commit(s), 0);
+    struct big_ctx b = {0};
+    CHECK_EQ_INT(store_each_event(s, "big", 1, big_cb, &b), 0);
+    CHECK_EQ_INT((int)b.n, 6);
+    CHECK_EQ_INT(b.bad, 0);
+    for (size_t i = 0; i < 6; i++) CHECK_EQ_INT((int)b.lens[i], (int)sizes[i]);
+    /* a taken seq still conflicts, whatever the size */
+    CHECK_EQ_INT(store_begin(s), 0);
+    uint8_t d[600] = {0};
+    struct store_event ev = {"big", 5, 1000, 1, {1}, d, sizeof d};
+    CHECK_EQ_INT(store_put_event(s, &ev), STORE_ECONFLICT);
+    store_rollback(s);
+    store_close(s);
+}
+
+/* A store at schema 3 (the unused `snapshots` table of step 2 with a row an old binary
+ * left; a 23 KB payload inline in events) opens at schema 5: the table is gone, the
+ * payload moved out of line, and the log reads back the same. */
+TEST(migrations_4_and_5)
 {
     char u[200], path[160];
     snprintf(path, sizeof path, "%s/m.db", dir);
@@ -218,29 +269,48 @@ TEST(migration_drops_old_snapshots_table)
     CHECK_EQ_INT(store_open(u, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
     if (!s) return;
     CHECK_EQ_INT(store_begin(s), 0);
-    struct store_event ev = {"m", 1, 1000, 2, {1}, (const uint8_t *)"abc", 3};
-    CHECK_EQ_INT(store_put_event(s, &ev), 0);
+    put_sized(s, "m", 1, 3);
     CHECK_EQ_INT(store_commit(s), 0);
     store_close(s);
     sqlite3 *db;
     CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-    CHECK_EQ_INT(user_version(db), 4);
+    CHECK_EQ_INT(user_version(db), 5);
     CHECK(!has_table(db, "snapshots"));
-    CHECK_EQ_INT(sqlite3_exec(db, "CREATE TABLE snapshots(hunt TEXT PRIMARY KEY, seq INTEGER "
-                                  "NOT NULL, data BLOB NOT NULL); INSERT INTO snapshots "
-                                  "VALUES('m', 1, x'00'); PRAGMA user_version=3",
+    /* back to what schema 3 looked like */
+    sqlite3_stmt *st;
+    CHECK_EQ_INT(sqlite3_exec(db, "DROP TABLE event_data; CREATE TABLE snapshots(hunt TEXT "
+                                  "PRIMARY KEY, seq INTEGER NOT NULL, data BLOB NOT NULL); "
+                                  "INSERT INTO snapshots VALUES('m', 1, x'00')",
                               NULL, NULL, NULL),
                  SQLITE_OK);
+    uint8_t big[23000];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (uint8_t)((2 * 31 + i) & 0xff);
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, "INSERT INTO events VALUES('m', 2, 1000, 1, "
+                                        "zeroblob(16), ?)", -1, &st, NULL),
+                 SQLITE_OK);
+    sqlite3_bind_blob(st, 1, big, sizeof big, SQLITE_STATIC);
+    CHECK_EQ_INT(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    CHECK_EQ_INT(sqlite3_exec(db, "PRAGMA user_version=3", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     s = NULL;
     CHECK_EQ_INT(store_open(u, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
-    uint64_t last = 0;
-    CHECK_EQ_INT(store_last_seq(s, "m", &last), 0);
-    CHECK_EQ_INT((int)last, 1);
+    if (!s) return;
+    struct big_ctx b = {0};
+    CHECK_EQ_INT(store_each_event(s, "m", 1, big_cb, &b), 0);
+    CHECK_EQ_INT((int)b.n, 2);
+    CHECK_EQ_INT(b.bad, 0);
+    CHECK_EQ_INT((int)b.lens[1], (int)sizeof big);
     store_close(s);
     CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-    CHECK_EQ_INT(user_version(db), 4);
+    CHECK_EQ_INT(user_version(db), 5);
     CHECK(!has_table(db, "snapshots"));
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, "SELECT count(*) FROM events WHERE data IS NULL", -1,
+                                    &st, NULL),
+                 SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_EQ_INT(sqlite3_column_int(st, 0), 1);
+    sqlite3_finalize(st);
     sqlite3_close(db);
 }
 
@@ -261,7 +331,8 @@ int main(void)
     RUN(rows_survive_reopen);
     RUN(prune_is_bounded);
     RUN(snapshots_and_blobs);
-    RUN(migration_drops_old_snapshots_table);
+    RUN(large_payloads_roundtrip);
+    RUN(migrations_4_and_5);
     RUN(bad_url);
     char cmd[160];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
