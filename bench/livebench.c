@@ -280,6 +280,17 @@ static void on_client(struct conn *c, uint32_t events, double t)
     close(c->fd);
 }
 
+/* A new connection for writer w: the server closed the old one (idle for
+ * --request-timeout-ms; writers are taken first-idle-first, so at low rates most idle). */
+static void redial(struct conn *w)
+{
+    close(w->fd); /* leaves the epoll set with it */
+    w->fd = dial(0);
+    fcntl(w->fd, F_SETFL, O_NONBLOCK);
+    w->len = 0;
+    add(w, EPOLLIN);
+}
+
 static void send_scan(struct conn *w, long idx, double t)
 {
     char body[256], req[1024];
@@ -292,12 +303,7 @@ static void send_scan(struct conn *w, long idx, double t)
     w->busy = idx;
     if (write(w->fd, req, (size_t)n) == n) return;
     if (errno != EPIPE && errno != ECONNRESET) die("scan write");
-    /* The server closed this idle connection a moment ago: once more on a new one. */
-    close(w->fd);
-    w->fd = dial(0);
-    fcntl(w->fd, F_SETFL, O_NONBLOCK);
-    w->len = 0;
-    add(w, EPOLLIN);
+    redial(w); /* closed a moment ago: once more on a new connection */
     if (write(w->fd, req, (size_t)n) != n) die("scan write");
 }
 
@@ -311,17 +317,11 @@ static void on_writer(struct conn *w, double t)
     int closed = n == 0 || (n < 0 && (errno == ECONNRESET || errno == EPIPE));
     if (closed && w->busy >= 0 && w->len > 0) die("writer connection closed mid-answer");
     if (closed) {
-        /* The server ends keep-alive connections idle for --request-timeout-ms; writers
-         * are taken first-idle-first, so at low rates most of them idle that long. A scan
-         * sent just as that close crossed it got no answer (the server never read it):
-         * it goes again on the new connection. */
+        /* A scan sent just as the server's close crossed it got no answer (the server
+         * never read it): it goes again on the new connection. */
         long again = w->busy;
-        close(w->fd); /* leaves the epoll set with it */
-        w->fd = dial(0);
-        fcntl(w->fd, F_SETFL, O_NONBLOCK);
-        w->len = 0;
+        redial(w);
         w->busy = -1;
-        add(w, EPOLLIN);
         if (again >= 0) send_scan(w, again, t);
         return;
     }

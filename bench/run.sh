@@ -655,28 +655,30 @@ run_tiles() {
   PG_SCHEMA=pg_tiles_schema.sql PG_SPECS="tiles|PostgreSQL tile SELECT|pg_tile.sql" run_pg
 }
 
+# nginx_tiles_anchor DIR NAME HTTP_EXTRA SERVER_BODY: one nginx from DIR answering
+# /tiles/..., measured with the same wrk command and random tiles as veltrix.
+nginx_tiles_anchor() {
+  local d=$1 name=$2 port
+  port=$($PY freeport)
+  nginx_start "$d" "$port" "/tiles/btile/0/0.png" "$3" "$4" || return 0
+  nginx_runs "$NGINX_PID" tiles "$name" tiles.lua \
+    "http://127.0.0.1:$port/tiles/btile/0/0.png" -- /tiles/btile/ .png 256
+}
+
 run_nginx_tiles() {
   log "anchor: nginx serving the same 65,536 tiles as files (1 worker), wrk -t$THREADS -c$CONNS, $RUNS × ${DUR}s"
-  local d=$TMPD/nginx-tiles port
-  mkdir -p "$d/www/tiles"
+  local d=$TMPD/nginx-tiles
+  mkdir -p "$d/www/tiles" "$TMPD/nginx-ceiling"
   ln -s "$TILE_DIR" "$d/www/tiles/btile"
   chmod -R o+rX "$TILE_DIR" "$d"
-  port=$($PY freeport)
-  nginx_start "$d" "$port" "/tiles/btile/0/0.png" "types { image/png png; }" \
-    "root $d/www; location /tiles/ { add_header Cache-Control \"public, max-age=5\"; }" || return 0
-  nginx_runs "$NGINX_PID" tiles "nginx tile files (1 worker)" tiles.lua \
-    "http://127.0.0.1:$port/tiles/btile/0/0.png" -- /tiles/btile/ .png 256
+  nginx_tiles_anchor "$d" "nginx tile files (1 worker)" "types { image/png png; }" \
+    "root $d/www; location /tiles/ { add_header Cache-Control \"public, max-age=5\"; }"
   echo "nginx (Debian nginx-light), 1 worker, default file settings (no open_file_cache), serving the same 65,536 files as /tiles/btile/{x}/{y}.png (bench/run.sh run_nginx_tiles); wrk with bench/tiles.lua, the same random tiles as veltrix." >>"$NOTES"
   # The load generator's ceiling for this workload: the cheapest answer of the same size
   # (nginx returning 1,200 bytes from memory, no file). When its worker stays below one
   # core, wrk is the limit, and no server can show more req/s than this here.
-  d=$TMPD/nginx-ceiling
-  mkdir -p "$d"
-  port=$($PY freeport)
-  nginx_start "$d" "$port" "/tiles/btile/0/0.png" "" \
-    "location /tiles/ { default_type image/png; add_header Cache-Control \"public, max-age=5\"; return 200 '$(head -c 1200 /dev/zero | tr '\0' x)'; }" || return 0
-  nginx_runs "$NGINX_PID" tiles "nginx 1.2 KB from memory (wrk ceiling)" tiles.lua \
-    "http://127.0.0.1:$port/tiles/btile/0/0.png" -- /tiles/btile/ .png 256
+  nginx_tiles_anchor "$TMPD/nginx-ceiling" "nginx 1.2 KB from memory (wrk ceiling)" "" \
+    "location /tiles/ { default_type image/png; add_header Cache-Control \"public, max-age=5\"; return 200 '$(head -c 1200 /dev/zero | tr '\0' x)'; }"
   echo "nginx 1.2 KB from memory (wrk ceiling): the same wrk command against nginx answering every tile path with 1,200 bytes from memory (return 200, no file I/O); its worker below one core means wrk, not the server, sets the req/s: the most any server can show in this workload here." >>"$NOTES"
 }
 

@@ -139,16 +139,17 @@ static void client_addr(struct http_req *r, uint8_t out[16])
     memcpy(out, a, 16);
 }
 
-static void h_tile_get(struct http_req *r);
+/* Route gate classes (http_route.gate_class): which per-address bucket a route spends.
+ * Tile reads have their own (--rate-ip-tiles): one map view asks for dozens of them, and
+ * a venue behind one NAT address would spend --rate-ip on tiles alone (~6 µs each). */
+enum { GATE_IP = 0, GATE_TILES = 1 };
 
-/* The gate of every route: the client address's bucket. Tile reads have a bucket of
- * their own (--rate-ip-tiles): one map view asks for dozens of them, and a venue behind
- * one NAT address would spend --rate-ip on tiles alone (they cost ~6 µs each). */
+/* The gate of every route: the client address's bucket for the route's class. */
 static int limit_ip(struct http_req *r)
 {
     uint8_t addr[16];
     int64_t retry;
-    int tile = http_req_route(r)->handler == h_tile_get;
+    int tile = http_req_route(r)->gate_class == GATE_TILES;
     client_addr(r, addr);
     if (rl_take(tile ? lim.ip_tiles : lim.ip, addr, sizeof addr, mono_ms(), &retry) == RL_OK)
         return 0;
@@ -1449,27 +1450,27 @@ static void h_metrics(struct http_req *r)
 
 #define MiB (1024 * 1024)
 static struct http_route routes[] = {
-    {"GET", "/healthz", h_healthz, 0, {0}, {{0}, 0, 0}},
-    {"GET", "/metrics", h_metrics, 0, {0}, {{0}, 0, 0}},
-    {"POST", "/v1/players", h_players_create, 0, {0}, {{0}, 0, 0}},
-    {"GET", "/v1/players/me", h_me, 0, {0}, {{0}, 0, 0}},
-    {"POST", "/v1/sessions/refresh", h_refresh, 0, {0}, {{0}, 0, 0}},
-    {"PUT", "/v1/hunts/:", h_hunt_put, 16 * MiB, {0}, {{0}, 0, 0}},
-    {"GET", "/v1/hunts/:", h_hunt_get, 0, {0}, {{0}, 0, 0}},
-    {"GET", "/v1/hunts/:/codes", h_codes, 0, {0}, {{0}, 0, 0}},
-    {"GET", "/v1/hunts/:/codes/:/qr.svg", h_qr, 0, {0}, {{0}, 0, 0}},
-    {"GET", "/v1/hunts/:/digest", h_digest, 0, {0}, {{0}, 0, 0}},
-    {"GET", "/tiles/:/:/:", h_tile_get, 0, {0}, {{0}, 0, 0}},
-    {"PUT", "/v1/hunts/:/tiles/:/:", h_tile_put, 1 * MiB, {0}, {{0}, 0, 0}},
-    {"POST", "/v1/hunts/:/map/publish", h_map_publish, 0, {0}, {{0}, 0, 0}},
-    {"POST", "/v1/hunts/:/scans", h_scan, 0, {0}, {{0}, 0, 0}},
-    {"POST", "/v1/hunts/:/items/:/collect", h_collect, 0, {0}, {{0}, 0, 0}},
-    {"POST", "/v1/hunts/:/zones/:/open", h_open, 0, {0}, {{0}, 0, 0}},
-    {"POST", "/v1/hunts/:/position", h_position, 0, {0}, {{0}, 0, 0}},
-    {"GET", "/v1/hunts/:/me", h_hunt_me, 0, {0}, {{0}, 0, 0}},
-    {"GET", "/v1/hunts/:/leaderboard", h_leaderboard, 0, {0}, {{0}, 0, 0}},
-    {"GET", "/v1/hunts/:/stats", h_stats, 0, {0}, {{0}, 0, 0}},
-    {"GET", "/v1/hunts/:/live", h_live, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/healthz", h_healthz, 0, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/metrics", h_metrics, 0, 0, {0}, {{0}, 0, 0}},
+    {"POST", "/v1/players", h_players_create, 0, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/players/me", h_me, 0, 0, {0}, {{0}, 0, 0}},
+    {"POST", "/v1/sessions/refresh", h_refresh, 0, 0, {0}, {{0}, 0, 0}},
+    {"PUT", "/v1/hunts/:", h_hunt_put, 16 * MiB, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/hunts/:", h_hunt_get, 0, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/hunts/:/codes", h_codes, 0, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/hunts/:/codes/:/qr.svg", h_qr, 0, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/hunts/:/digest", h_digest, 0, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/tiles/:/:/:", h_tile_get, 0, GATE_TILES, {0}, {{0}, 0, 0}},
+    {"PUT", "/v1/hunts/:/tiles/:/:", h_tile_put, 1 * MiB, 0, {0}, {{0}, 0, 0}},
+    {"POST", "/v1/hunts/:/map/publish", h_map_publish, 0, 0, {0}, {{0}, 0, 0}},
+    {"POST", "/v1/hunts/:/scans", h_scan, 0, 0, {0}, {{0}, 0, 0}},
+    {"POST", "/v1/hunts/:/items/:/collect", h_collect, 0, 0, {0}, {{0}, 0, 0}},
+    {"POST", "/v1/hunts/:/zones/:/open", h_open, 0, 0, {0}, {{0}, 0, 0}},
+    {"POST", "/v1/hunts/:/position", h_position, 0, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/hunts/:/me", h_hunt_me, 0, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/hunts/:/leaderboard", h_leaderboard, 0, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/hunts/:/stats", h_stats, 0, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/hunts/:/live", h_live, 0, 0, {0}, {{0}, 0, 0}},
 };
 
 /* ---- recovery ------------------------------------------------------------------------ */

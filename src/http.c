@@ -31,7 +31,7 @@ struct http_req {
 static struct http_route *routes;
 static size_t n_routes;
 static int (*gate)(struct http_req *r);
-static struct http_route route_not_found = {"*", "(unmatched)", NULL, 0, {0}, {{0}, 0, 0}};
+static struct http_route route_not_found = {"*", "(unmatched)", NULL, 0, 0, {0}, {{0}, 0, 0}};
 
 void http_set_gate(int (*g)(struct http_req *r)) { gate = g; }
 

@@ -24,6 +24,7 @@ struct http_route {
     const char *pattern; /* ':' segments capture a parameter */
     http_handler handler;
     size_t body_max;     /* 0: the default (64 KiB) */
+    int gate_class;      /* for the gate (http_set_gate): which budget the route spends */
     /* filled at run time */
     uint64_t count[6];   /* by status class: [1]=1xx .. [5]=5xx */
     struct metrics_hist latency;

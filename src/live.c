@@ -73,11 +73,24 @@ struct live {
 
 /* ---- JSON text -------------------------------------------------------------------- */
 
-/* Frames are built with jsonw (no printf on the write path: one frame per event). */
+/* Frames are built with jsonw (no printf on the write path: one frame per event).
+ * key is the literal text before the value, such as ",\"code\":". */
 static void put_player(struct jsonw *b, const uint8_t id[16])
 {
     jsonw_lit(b, ",\"player_id\":");
     jsonw_uuid(b, id);
+}
+
+static void put_str(struct jsonw *b, const char *key, const char *v)
+{
+    jsonw_lit(b, key);
+    jsonw_str(b, v);
+}
+
+static void put_i64(struct jsonw *b, const char *key, int64_t v)
+{
+    jsonw_lit(b, key);
+    jsonw_i64(b, v);
 }
 
 /* Frames b's text (freeing it); NULL when out of memory. */
@@ -194,36 +207,26 @@ static void event_fields(struct live *l, struct jsonw *b, const struct event *ev
     case EVENT_SCAN:
         jsonw_lit(b, "\"type\":\"scan\"");
         put_player(b, ev->player);
-        jsonw_lit(b, ",\"display_name\":");
-        jsonw_str(b, l->name(ev->player, l->name_ctx));
-        jsonw_lit(b, ",\"code\":");
-        jsonw_str(b, ev->a);
-        jsonw_lit(b, ",\"points\":");
-        jsonw_i64(b, out->points);
-        jsonw_lit(b, ",\"score\":");
-        jsonw_i64(b, out->score);
+        put_str(b, ",\"display_name\":", l->name(ev->player, l->name_ctx));
+        put_str(b, ",\"code\":", ev->a);
+        put_i64(b, ",\"points\":", out->points);
+        put_i64(b, ",\"score\":", out->score);
         break;
     case EVENT_OPEN:
         jsonw_lit(b, "\"type\":\"chest_opened\"");
         put_player(b, ev->player);
-        jsonw_lit(b, ",\"zone\":");
-        jsonw_str(b, ev->a);
-        jsonw_lit(b, ",\"chest\":");
-        jsonw_str(b, ev->b);
-        jsonw_lit(b, ",\"points\":");
-        jsonw_i64(b, out->points);
+        put_str(b, ",\"zone\":", ev->a);
+        put_str(b, ",\"chest\":", ev->b);
+        put_i64(b, ",\"points\":", out->points);
         break;
     case EVENT_COLLECT:
         jsonw_lit(b, "\"type\":\"item_collected\"");
         put_player(b, ev->player);
-        jsonw_lit(b, ",\"item\":");
-        jsonw_str(b, ev->a);
-        jsonw_lit(b, ",\"remaining\":");
-        jsonw_i64(b, out->remaining);
+        put_str(b, ",\"item\":", ev->a);
+        put_i64(b, ",\"remaining\":", out->remaining);
         break;
     case EVENT_MAP:
-        jsonw_lit(b, "\"type\":\"map_published\",\"version\":");
-        jsonw_i64(b, ev->n);
+        put_i64(b, "\"type\":\"map_published\",\"version\":", ev->n);
         break;
     case EVENT_DEFINE:
         jsonw_lit(b, "\"type\":\"hunt_updated\"");
@@ -233,17 +236,23 @@ static void event_fields(struct live *l, struct jsonw *b, const struct event *ev
     }
 }
 
-struct ws_buf *live_event_frame(struct live *l, struct hunt *h, const struct event *ev,
-                                const struct engine_outcome *out)
+/* The message of one event (live and store replays alike). */
+static struct ws_buf *event_frame(struct live *l, const struct event *ev,
+                                  const struct engine_outcome *out)
 {
-    if (!lhunt_get(l, h, ev->seq - 1)) return NULL;
     struct jsonw b = {0};
-    jsonw_lit(&b, "{\"seq\":");
-    jsonw_u64(&b, ev->seq);
+    put_i64(&b, "{\"seq\":", (int64_t)ev->seq);
     jsonw_lit(&b, ",");
     event_fields(l, &b, ev, out);
     jsonw_lit(&b, "}");
     return frame_of(&b, ev->seq);
+}
+
+struct ws_buf *live_event_frame(struct live *l, struct hunt *h, const struct event *ev,
+                                const struct engine_outcome *out)
+{
+    if (!lhunt_get(l, h, ev->seq - 1)) return NULL;
+    return event_frame(l, ev, out);
 }
 
 static void lb_changed(struct lhunt *lh)
@@ -280,13 +289,10 @@ static struct ws_buf *lb_frame(struct lhunt *lh)
     jsonw_u64(&b, lh->seq);
     jsonw_lit(&b, ",\"entries\":[");
     for (size_t i = 0; i < lh->lb_n; i++) {
-        jsonw_lit(&b, i ? ",{\"rank\":" : "{\"rank\":");
-        jsonw_u64(&b, lh->lb[i].rank);
+        put_i64(&b, i ? ",{\"rank\":" : "{\"rank\":", (int64_t)lh->lb[i].rank);
         put_player(&b, lh->lb[i].player);
-        jsonw_lit(&b, ",\"display_name\":");
-        jsonw_str(&b, l->name(lh->lb[i].player, l->name_ctx));
-        jsonw_lit(&b, ",\"score\":");
-        jsonw_i64(&b, lh->lb[i].score);
+        put_str(&b, ",\"display_name\":", l->name(lh->lb[i].player, l->name_ctx));
+        put_i64(&b, ",\"score\":", lh->lb[i].score);
         jsonw_lit(&b, "}");
     }
     jsonw_lit(&b, "]}");
@@ -434,13 +440,7 @@ static int replay_event(const struct store_event *se, void *arg)
         engine_apply(r->scratch, &ev, &out, NULL, 0))
         return -1;
     if (ev.seq <= r->since) return 0;
-    struct jsonw b = {0};
-    jsonw_lit(&b, "{\"seq\":");
-    jsonw_u64(&b, ev.seq);
-    jsonw_lit(&b, ",");
-    event_fields(r->l, &b, &ev, &out);
-    jsonw_lit(&b, "}");
-    if (frames_add(r->out, frame_of(&b, ev.seq))) return -1;
+    if (frames_add(r->out, event_frame(r->l, &ev, &out))) return -1;
     return ev.seq >= r->upto ? 1 : 0;
 }
 

@@ -56,6 +56,19 @@ def durable(ws, until_seq, what):
     return got
 
 
+def wait_leaderboard(ws, done, seconds=10):
+    """The newest top-10 message (one durable() skipped counts) once done(message) holds,
+    or the last one seen when seconds pass (None if none came)."""
+    deadline = time.time() + seconds
+    last = getattr(ws, "last_lb", None)
+    while time.time() < deadline and not (last and done(last)):
+        ws.s.settimeout(max(0.1, deadline - time.time()))
+        m = ws.recv_json()
+        if m.get("type") == "leaderboard":
+            last = m
+    return last
+
+
 def metric(server, name):
     r = server.client().req("GET", "/metrics")
     for line in r.raw.decode().splitlines():
@@ -131,16 +144,10 @@ def ordering_and_content():
        {"player_id": pid, "zone": "vault", "chest": "v1", "points": 300}, "chest_opened message")
     # the top 10 arrives (coalesced) and agrees with the HTTP leaderboard once quiet
     lb = vx.leaderboard(c, "lv-ord")
-    deadline = time.time() + 10
-    last = getattr(w, "last_lb", None)
 
     def rows(m):
         return [(e["rank"], e["player_id"], e["display_name"], e["score"]) for e in m["entries"]]
-    while time.time() < deadline and not (last and rows(last) == rows(lb)):
-        w.s.settimeout(max(0.1, deadline - time.time()))
-        m = w.recv_json()
-        if m["type"] == "leaderboard":
-            last = m
+    last = wait_leaderboard(w, lambda m: rows(m) == rows(lb))
     true(last is not None, "no leaderboard message")
     eq(rows(last), rows(lb), "pushed top 10 equals GET leaderboard")
     w.close()
@@ -162,15 +169,8 @@ def names_are_escaped():
     check(scan(c, "lv-esc", tok, codes["c1"]), 200)
     got = durable(w, start + 1, "escaped")
     eq((got[-1]["display_name"], got[-1]["player_id"]), (name, pid), "scan message name")
-    deadline = time.time() + 10
-    lb = getattr(w, "last_lb", None)  # it may have come before the scan message
-    lb = lb if lb and lb["entries"] else None
-    while time.time() < deadline and lb is None:
-        w.s.settimeout(max(0.1, deadline - time.time()))
-        m = w.recv_json()
-        if m.get("type") == "leaderboard" and m["entries"]:
-            lb = m
-    true(lb is not None, "no leaderboard message")
+    lb = wait_leaderboard(w, lambda m: bool(m["entries"]))
+    true(lb is not None and lb["entries"], "no leaderboard message with entries")
     eq((lb["entries"][0]["display_name"], lb["entries"][0]["player_id"]), (name, pid),
        "top 10 name")
     w.close()

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "crc64_xz.h"
 #include "harness.h"
 
 #define T0 1796115600000LL /* 2026-12-01T09:00:00.000Z */
@@ -316,21 +317,9 @@ TEST(t_other_hunt)
     free(buf);
 }
 
-/* CRC-64/XZ, written independently of the engine's, to forge valid checksums. */
-static uint64_t crc64(const uint8_t *p, size_t n)
-{
-    uint64_t c = ~0ull;
-    for (size_t i = 0; i < n; i++) {
-        c ^= p[i];
-        for (int k = 0; k < 8; k++)
-            c = c & 1 ? (c >> 1) ^ 0xC96C5795D7870F42ull : c >> 1;
-    }
-    return ~c;
-}
-
 static void reseal(uint8_t *buf, size_t len)
 {
-    uint64_t c = crc64(buf, len - 8);
+    uint64_t c = crc64_xz(buf, len - 8);
     for (int i = 0; i < 8; i++)
         buf[len - 8 + i] = (uint8_t)(c >> (8 * i));
 }

@@ -14,17 +14,7 @@
 #include <string.h>
 
 #include "engine.h"
-
-static uint64_t crc64(const uint8_t *p, size_t n)
-{
-    uint64_t c = ~0ull;
-    for (size_t i = 0; i < n; i++) {
-        c ^= p[i];
-        for (int k = 0; k < 8; k++)
-            c = c & 1 ? (c >> 1) ^ 0xC96C5795D7870F42ull : c >> 1;
-    }
-    return ~c;
-}
+#include "../../unit/crc64_xz.h"
 
 static void decode(const uint8_t *buf, size_t len)
 {
@@ -51,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t body = size - 24, c;
     for (int i = 0; i < 8; i++)
         m[8 + i] = (uint8_t)(body >> (8 * i));
-    c = crc64(m, size - 8);
+    c = crc64_xz(m, size - 8);
     for (int i = 0; i < 8; i++)
         m[size - 8 + i] = (uint8_t)(c >> (8 * i));
     decode(m, size);
