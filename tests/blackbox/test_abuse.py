@@ -58,6 +58,20 @@ def normal(server, source="127.0.0.2"):
     c.close()
 
 
+def hold_headers(s, n, source, value_len):
+    """n connections from source, each sending 99 headers of value_len bytes that never
+    end (no blank line); returns the sockets."""
+    part = b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-F%d: %s\r\n" % (i, b"f" * value_len)
+                                                   for i in range(99))
+    socks = connect(n, source=source, port=s.port)
+    for sk in socks:
+        try:
+            sk.send(part)
+        except BlockingIOError:
+            pass
+    return socks
+
+
 def connect(n, source="127.0.0.1", port=None, first=b""):
     socks = []
     for _ in range(n):
@@ -176,14 +190,7 @@ def header_floods():
         true(st is None and how == "closed" or st is not None and 400 <= st < 500,
              "%s: expected a 4xx or a closed connection, got %s %s" % (name, st, how))
     # 200 connections each holding ~400 KB of headers that never end
-    part = b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-F%d: %s\r\n" % (i, b"f" * 4000)
-                                                   for i in range(99))
-    socks = connect(200, source="127.0.0.7", port=s.port)
-    for sk in socks:
-        try:
-            sk.send(part)
-        except BlockingIOError:
-            pass
+    socks = hold_headers(s, 200, "127.0.0.7", 4000)
     time.sleep(0.5)
     normal(s)
     g = grown(s, m0, 256, 64, "200 x 400 KB of pending headers")
@@ -337,14 +344,7 @@ def out_of_file_descriptors():
     s = LowFdServer(300, args=["--max-connections-per-ip", "0", "--request-timeout-ms", "60000"]).start()
     true("lowered to 172" in s.stderr_text(), "--max-connections fitted to the limit: "
          + s.stderr_text()[-300:])
-    part = b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-F%d: %s\r\n" % (i, b"f" * 2000)
-                                                   for i in range(99))
-    socks = connect(172, source="127.0.0.11", port=s.port)
-    for sk in socks:
-        try:
-            sk.send(part)
-        except BlockingIOError:
-            pass
+    socks = hold_headers(s, 172, "127.0.0.11", 2000)
     outcomes = []
     for _ in range(5):
         st, raw, how = vx.raw_http(s.port, b"GET /healthz HTTP/1.1\r\n\r\n", timeout=20)

@@ -53,6 +53,20 @@ def wait_snapshots(c, n, what):
                          % (what, n, metric(c, "veltrix_snapshot_failures_total")))
 
 
+def scanned(s, scans):
+    """Starts s, defines HUNT, has one new player scan its first `scans` codes and waits
+    for the first snapshot; returns the client, the code payloads and the token."""
+    s.start()
+    c = s.client()
+    vx.put_hunt(c, HUNT, snap_def())
+    pay = vx.codes_of(c, HUNT)
+    _, tok, _ = vx.new_player(c)
+    for i in range(scans):
+        check(vx.scan(c, HUNT, tok, pay["c-%03d" % i]), 200)
+    wait_snapshots(c, 1, "after %d scans" % scans)
+    return c, pay, tok
+
+
 class Model:
     def __init__(self):
         self.lock = threading.Lock()
@@ -176,14 +190,7 @@ def corrupt(path, how):
 @test
 def corrupt_snapshot_stops_startup():
     s = vx.Server(args=["--snapshot-every", "20"])
-    s.start()
-    c = s.client()
-    vx.put_hunt(c, HUNT, snap_def())
-    pay = vx.codes_of(c, HUNT)
-    _, tok, _ = vx.new_player(c)
-    for i in range(45):
-        check(vx.scan(c, HUNT, tok, pay["c-%03d" % i]), 200)
-    wait_snapshots(c, 1, "after 45 scans")
+    c, pay, tok = scanned(s, 45)
     d = vx.digest(c, HUNT)
     s.stop()
     for how, words in (("flip", "checksum mismatch"), ("truncate", "does not match")):
@@ -212,14 +219,7 @@ def snapshot_ahead_of_a_lost_log_tail():
     the log is the truth: the snapshot is deleted (a later restart must not load it once
     the log has grown past its seq with other events) and the log replayed whole."""
     s = vx.Server(fsync="batch", args=["--snapshot-every", "20"])
-    s.start()
-    c = s.client()
-    vx.put_hunt(c, HUNT, snap_def())
-    pay = vx.codes_of(c, HUNT)
-    _, tok, _ = vx.new_player(c)
-    for i in range(30):
-        check(vx.scan(c, HUNT, tok, pay["c-%03d" % i]), 200)
-    wait_snapshots(c, 1, "after 30 scans")
+    c, pay, tok = scanned(s, 30)
     s.stop()
     db = sqlite3.connect(os.path.join(s.data, "veltrix.db"))  # the lost tail: from seq 10 on
     db.execute("DELETE FROM events WHERE hunt=? AND seq>=10", (HUNT,))
