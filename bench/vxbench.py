@@ -214,7 +214,8 @@ def read_metrics(url):
     out = {}
     for line in text.splitlines():
         for name in ("veltrix_log_batch_entries_sum", "veltrix_log_batch_entries_count",
-                     "veltrix_log_commit_seconds_sum", "veltrix_log_commit_seconds_count"):
+                     "veltrix_log_commit_seconds_sum", "veltrix_log_commit_seconds_count",
+                     "veltrix_log_wait_seconds_sum"):
             if line.startswith(name + "{") or line.startswith(name + " "):
                 out.setdefault("log", {})[name[len("veltrix_log_"):]] = float(line.split()[-1])
         if not line.startswith("veltrix_http_requests_total{"):
@@ -381,6 +382,8 @@ def cmd_record_wrk(a):
                 "entries_per_commit": (l1.get("batch_entries_sum", 0) - l0.get("batch_entries_sum", 0))
                 / max(1, l1.get("batch_entries_count", 0) - l0.get("batch_entries_count", 0)),
                 "commit_ms": 1e3 * (l1.get("commit_seconds_sum", 0) - l0.get("commit_seconds_sum", 0))
+                / commits,
+                "wait_ms": 1e3 * (l1.get("wait_seconds_sum", 0) - l0.get("wait_seconds_sum", 0))
                 / commits}
     if a.stats1:
         s1 = json.load(open(a.stats1))
@@ -638,8 +641,10 @@ def cmd_table(a):
             if r.get("check"):
                 notes.append(str(r["check"]))
             if r.get("log"):
-                notes.append("log: %.0f commits/s, %.1f entries/commit, %.2f ms/commit" % (
-                    r["log"]["commits_s"], r["log"]["entries_per_commit"], r["log"]["commit_ms"]))
+                notes.append("log: %.0f commits/s, %.1f entries/commit, %.2f ms/commit, "
+                             "oldest entry queued %.2f ms" % (
+                                 r["log"]["commits_s"], r["log"]["entries_per_commit"],
+                                 r["log"]["commit_ms"], r["log"].get("wait_ms", 0)))
             D.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |" % (
                 key, r["run"], fmt_n(r["rps"]), fmt_ms(r["p50_us"]), fmt_ms(r["p99_us"]),
                 fmt_ms(r["max_us"]), fmt_cpu(r["cpu_us"]), fmt_u(r, "cpu_util"),

@@ -1397,6 +1397,8 @@ static void render_log(struct metrics_buf *b)
     metrics_render_hist(b, "veltrix_log_batch_entries", "", &s->batch_entries, 1);
     metrics_printf(b, "# TYPE veltrix_log_commit_seconds histogram\n");
     metrics_render_hist(b, "veltrix_log_commit_seconds", "", &s->commit_ns, 0);
+    metrics_printf(b, "# TYPE veltrix_log_wait_seconds histogram\n");
+    metrics_render_hist(b, "veltrix_log_wait_seconds", "", &s->wait_ns, 0);
 }
 
 static void render_hunt(void *value, void *ctx)

@@ -245,6 +245,7 @@ static int write_batch(struct log *l, struct log_entry *batch)
 static void commit(struct log *l, struct log_entry *batch, size_t n)
 {
     uint64_t t0 = metrics_now_ns();
+    metrics_observe_ns(&l->stats.wait_ns, t0 - batch->submitted_ns);
     int rc = 0;
     for (int attempt = 0; attempt < 5; attempt++) {
         if ((rc = write_batch(l, batch)) == 0) break;

@@ -27,6 +27,7 @@ struct log_stats {
     uint64_t failures;   /* failed commits (retried) */
     struct metrics_hist batch_entries;
     struct metrics_hist commit_ns; /* the transaction including its fsync */
+    struct metrics_hist wait_ns;   /* each batch's oldest entry: submitted -> commit began */
 };
 
 /* loop is the h2o evloop of the thread that submits. queue_max caps queued entries. */

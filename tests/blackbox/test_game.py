@@ -552,6 +552,12 @@ def metrics_endpoint():
     for l in samples:
         true(re.match(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? [-+]?([0-9.]+([eE][-+]?[0-9]+)?|NaN|\+Inf|-Inf)( [0-9]+)?$', l),
              "not a Prometheus sample line: %r" % l)
+    # Every commit observes its batch's queue wait: the two histograms count alike.
+    commits0 = vx.metric(c, "veltrix_log_commit_seconds_count", "{}")
+    vx.new_player(c)
+    commits = vx.metric(c, "veltrix_log_commit_seconds_count", "{}")
+    true(commits > commits0, "a durable write made no commit (%d -> %d)" % (commits0, commits))
+    eq(vx.metric(c, "veltrix_log_wait_seconds_count", "{}"), commits, "batches with a queue wait")
 
 
 if __name__ == "__main__":
