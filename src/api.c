@@ -42,6 +42,7 @@ struct player {
      * Nothing else is remembered per token, so memory does not grow with refreshes. */
     uint8_t refresh_id[16];
     int64_t refresh_exp_ms; /* 0: none */
+    int64_t rate_tat;       /* --rate-player bucket (ratelimit.h rl_take_held) */
 };
 
 static struct app {
@@ -92,7 +93,7 @@ static int limits_init(const struct rl_config *c)
     uint64_t seed[5];
     if (auth_random(seed, sizeof seed)) return -1;
     lim.ip = rl_limiter_create(c->ip, c->keys_max, seed[0]);
-    lim.player = rl_limiter_create(c->player, c->keys_max, seed[1]);
+    lim.player = rl_limiter_create(c->player, 1, seed[1]); /* buckets in struct player */
     lim.new_player = rl_limiter_create(c->players_per_ip, c->keys_max, seed[2]);
     lim.moves = rl_moves_create(c->max_speed, c->keys_max, seed[3]);
     lim.ip_tiles = rl_limiter_create(c->ip_tiles, c->keys_max, seed[4]);
@@ -158,10 +159,10 @@ static int limit_ip(struct http_req *r)
 }
 
 /* The authenticated player's bucket (every player endpoint). */
-static int limit_player(struct http_req *r, const struct player *p)
+static int limit_player(struct http_req *r, struct player *p)
 {
     int64_t retry;
-    if (rl_take(lim.player, p->id, 16, mono_ms(), &retry) == RL_OK) return 0;
+    if (rl_take_held(lim.player, &p->rate_tat, mono_ms(), &retry) == RL_OK) return 0;
     too_many(r, retry, "for this player");
     return 1;
 }
@@ -207,9 +208,9 @@ static void limits_render(struct metrics_buf *b)
     metrics_printf(b, "# TYPE veltrix_implausible_moves_total counter\n"
                       "veltrix_implausible_moves_total %llu\n# TYPE veltrix_limit_keys gauge\n",
                    (unsigned long long)st[4]->limited);
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 5; i++) /* player buckets live in the players: one each */
         metrics_printf(b, "veltrix_limit_keys{limit=\"%s\"} %llu\n", name[i],
-                       (unsigned long long)st[i]->keys);
+                       (unsigned long long)(i == 1 ? app.players.count : st[i]->keys));
     metrics_printf(b, "# TYPE veltrix_limit_evicted_live_total counter\n");
     for (int i = 0; i < 5; i++)
         metrics_printf(b, "veltrix_limit_evicted_live_total{limit=\"%s\"} %llu\n", name[i],

@@ -74,23 +74,37 @@ static int b64_decode(const char *in, size_t len, uint8_t *out, size_t outlen)
 /* HMAC-SHA256 (RFC 2104) of domain || msg under the secret. Written over the SHA-256
  * primitives: OpenSSL 3's one-shot HMAC() fetches the digest through its provider layer
  * (locks, allocations) on every call, several times the cost of the hashing itself. */
+_Static_assert(sizeof(SHA256_CTX) <= sizeof(((struct auth *)0)->keyed[0]), "auth.keyed");
+
+void auth_set_secret(struct auth *a, const uint8_t secret[32])
+{
+    uint8_t pad[64];
+    SHA256_CTX c;
+    memmove(a->secret, secret, 32);
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 64; i++) pad[i] = (uint8_t)((i < 32 ? a->secret[i] : 0) ^ (k ? 0x5c : 0x36));
+        SHA256_Init(&c);
+        SHA256_Update(&c, pad, 64);
+        memcpy(a->keyed[k], &c, sizeof c);
+    }
+    OPENSSL_cleanse(pad, sizeof pad);
+    OPENSSL_cleanse(&c, sizeof c);
+}
+
+/* HMAC-SHA256(secret, domain || msg), from the key schedule of auth_set_secret. */
 static void mac(const struct auth *a, const char *domain, const void *msg, size_t len,
                 uint8_t out[32])
 {
-    uint8_t pad[64], inner[32];
+    uint8_t inner[32];
     SHA256_CTX c;
-    for (int i = 0; i < 64; i++) pad[i] = (uint8_t)((i < 32 ? a->secret[i] : 0) ^ 0x36);
-    SHA256_Init(&c);
-    SHA256_Update(&c, pad, 64);
+    memcpy(&c, a->keyed[0], sizeof c);
     SHA256_Update(&c, domain, strlen(domain));
     SHA256_Update(&c, msg, len);
     SHA256_Final(inner, &c);
-    for (int i = 0; i < 64; i++) pad[i] ^= 0x36 ^ 0x5c;
-    SHA256_Init(&c);
-    SHA256_Update(&c, pad, 64);
+    memcpy(&c, a->keyed[1], sizeof c);
     SHA256_Update(&c, inner, 32);
     SHA256_Final(out, &c);
-    OPENSSL_cleanse(pad, sizeof pad);
+    OPENSSL_cleanse(&c, sizeof c);
 }
 
 int auth_equal(const void *a, size_t alen, const void *b, size_t blen)
@@ -110,19 +124,25 @@ int auth_random(void *buf, size_t len)
 
 int auth_load_secret(struct auth *a, const char *path)
 {
-    int fd = open(path, O_RDONLY);
+    uint8_t secret[32];
+    int rc = 0, fd = open(path, O_RDONLY);
     if (fd >= 0) {
-        ssize_t n = read(fd, a->secret, 32);
+        ssize_t n = read(fd, secret, 32);
         close(fd);
-        return n == 32 ? 0 : -EINVAL;
+        rc = n == 32 ? 0 : -EINVAL;
+    } else if (errno != ENOENT) {
+        return -errno;
+    } else if (auth_random(secret, 32)) {
+        return -EIO;
+    } else if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600)) < 0) {
+        rc = -errno;
+    } else {
+        ssize_t n = write(fd, secret, 32);
+        rc = (n == 32 && fsync(fd) == 0) ? 0 : -EIO;
+        close(fd);
     }
-    if (errno != ENOENT) return -errno;
-    if (auth_random(a->secret, 32)) return -EIO;
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    if (fd < 0) return -errno;
-    ssize_t n = write(fd, a->secret, 32);
-    int rc = (n == 32 && fsync(fd) == 0) ? 0 : -EIO;
-    close(fd);
+    if (!rc) auth_set_secret(a, secret);
+    OPENSSL_cleanse(secret, sizeof secret);
     return rc;
 }
 

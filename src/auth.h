@@ -21,6 +21,9 @@ enum auth_err { AUTH_OK = 0, AUTH_INVALID = -2001, AUTH_EXPIRED = -2002 };
 
 struct auth {
     uint8_t secret[32];
+    /* HMAC key schedule (auth_set_secret): the SHA-256 states after the inner and the
+     * outer key block, so that a MAC hashes only the message and the inner digest. */
+    uint64_t keyed[2][16];
 };
 
 struct auth_claims {
@@ -37,6 +40,9 @@ struct auth_refresh {
 
 /* Loads the secret from path, or creates it (random, mode 0600) if absent. 0 or -errno. */
 int auth_load_secret(struct auth *a, const char *path);
+/* Sets the secret (and its key schedule): auth_load_secret does it; a caller that fills
+ * an auth itself (tests) must. */
+void auth_set_secret(struct auth *a, const uint8_t secret[32]);
 void auth_token_make(const struct auth *a, const struct auth_claims *c, char out[AUTH_TOKEN_MAX]);
 /* AUTH_OK (claims filled), AUTH_INVALID, or AUTH_EXPIRED (claims filled). */
 int auth_token_check(const struct auth *a, const char *tok, size_t len, int64_t now_ms,

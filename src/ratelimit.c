@@ -163,6 +163,22 @@ void rl_limiter_destroy(struct rl_limiter *l)
     free(l);
 }
 
+/* GCRA on one bucket whose tat (ns) is *t; *t is updated when a token is taken. */
+static int gcra(struct rl_limiter *l, int64_t *t, int64_t now, int64_t *retry_ms)
+{
+    int64_t tat = *t > now ? *t : now;
+    if (tat - now > l->tau_ns) {
+        l->stats.limited++;
+        int64_t wait = tat - now - l->tau_ns;
+        *retry_ms = (wait + NS_PER_MS - 1) / NS_PER_MS;
+        if (*retry_ms < 1) *retry_ms = 1;
+        return RL_LIMITED;
+    }
+    *t = tat + l->interval_ns;
+    l->stats.allowed++;
+    return RL_OK;
+}
+
 int rl_take(struct rl_limiter *l, const void *key, size_t len, int64_t now_ms,
             int64_t *retry_ms)
 {
@@ -179,17 +195,19 @@ int rl_take(struct rl_limiter *l, const void *key, size_t len, int64_t now_ms,
         claim(s, k, get_t(s) > now, &l->stats);
         set_t(s, now);
     }
-    int64_t tat = get_t(s) > now ? get_t(s) : now;
-    if (tat - now > l->tau_ns) {
-        l->stats.limited++;
-        int64_t wait = tat - now - l->tau_ns;
-        *retry_ms = (wait + NS_PER_MS - 1) / NS_PER_MS;
-        if (*retry_ms < 1) *retry_ms = 1;
-        return RL_LIMITED;
+    int64_t t = get_t(s);
+    int rc = gcra(l, &t, now, retry_ms);
+    set_t(s, t);
+    return rc;
+}
+
+int rl_take_held(struct rl_limiter *l, int64_t *tat, int64_t now_ms, int64_t *retry_ms)
+{
+    if (l->rate.per_s <= 0) {
+        l->stats.allowed++;
+        return RL_OK;
     }
-    set_t(s, tat + l->interval_ns);
-    l->stats.allowed++;
-    return RL_OK;
+    return gcra(l, tat, now_ms * NS_PER_MS, retry_ms);
 }
 
 const struct rl_stats *rl_limiter_stats(const struct rl_limiter *l) { return &l->stats; }

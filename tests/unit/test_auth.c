@@ -2,13 +2,16 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "auth.h"
 #include "harness.h"
 #include "uuid.h"
 
-static struct auth A = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
-                         17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32}};
+static const uint8_t SECRET[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
+                                   12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+                                   23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+static struct auth A; /* auth_set_secret(&A, SECRET) in main */
 
 TEST(uuid_layout)
 {
@@ -67,8 +70,11 @@ TEST(token_roundtrip_and_tamper)
         t2[i] = t2[i] == 'A' ? 'B' : 'A';
         CHECK(auth_token_check(&A, t2, strlen(t2), 0, &got) == AUTH_INVALID);
     }
-    struct auth other = A;
-    other.secret[0] ^= 1;
+    struct auth other;
+    uint8_t flipped[32];
+    memcpy(flipped, SECRET, 32);
+    flipped[0] ^= 1;
+    auth_set_secret(&other, flipped);
     CHECK(auth_token_check(&other, tok, strlen(tok), 0, &got) == AUTH_INVALID);
     CHECK(auth_token_check(&A, "", 0, 0, &got) == AUTH_INVALID);
     CHECK(auth_token_check(&A, tok, strlen(tok) - 1, 0, &got) == AUTH_INVALID);
@@ -108,7 +114,7 @@ TEST(payload_mac_is_standard_hmac)
     uint8_t m[32];
     unsigned int mlen = 32;
     const char *msg = "vx1.lisbon.lobby-1";
-    HMAC(EVP_sha256(), A.secret, 32, (const uint8_t *)msg, strlen(msg), m, &mlen);
+    HMAC(EVP_sha256(), SECRET, 32, (const uint8_t *)msg, strlen(msg), m, &mlen);
     size_t o = 0;
     for (int i = 0; i < 16; i += 3) { /* base64url of the first 16 bytes, no padding */
         uint32_t v = (uint32_t)m[i] << 16 | (i + 1 < 16 ? (uint32_t)m[i + 1] << 8 : 0) |
@@ -141,6 +147,7 @@ TEST(valid_ids)
 
 int main(void)
 {
+    auth_set_secret(&A, SECRET);
     RUN(uuid_layout);
     RUN(uuid_monotonic);
     RUN(token_roundtrip_and_tamper);

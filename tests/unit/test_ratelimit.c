@@ -51,6 +51,30 @@ TEST(burst_then_rate)
     rl_limiter_destroy(l);
 }
 
+/* A bucket the caller keeps behaves like a key of the table, and costs the table nothing. */
+TEST(held_buckets)
+{
+    struct rl_limiter *l = rl_limiter_create((struct rl_rate){10, 5}, 1, 9);
+    int64_t a = 0, b = 0, retry = 0, t = 1000000;
+    for (int i = 0; i < 5; i++) CHECK_EQ_INT(rl_take_held(l, &a, t, &retry), RL_OK);
+    CHECK_EQ_INT(rl_take_held(l, &a, t, &retry), RL_LIMITED);
+    CHECK_EQ_INT(retry, 100);
+    CHECK_EQ_INT(rl_take_held(l, &b, t, &retry), RL_OK); /* b is its own bucket */
+    CHECK_EQ_INT(rl_take_held(l, &a, t + 99, &retry), RL_LIMITED);
+    CHECK_EQ_INT(rl_take_held(l, &a, t + 100, &retry), RL_OK);
+    int64_t idle = a;
+    CHECK_EQ_INT(rl_take_held(l, &a, t + 100, &retry), RL_LIMITED);
+    CHECK_EQ_INT(a, idle); /* a refusal takes nothing */
+    const struct rl_stats *st = rl_limiter_stats(l);
+    CHECK_EQ_INT(st->keys, 0);
+    CHECK_EQ_INT(st->allowed, 7);
+    CHECK_EQ_INT(st->limited, 3);
+    rl_limiter_destroy(l);
+    struct rl_limiter *off = rl_limiter_create((struct rl_rate){0, 0}, 1, 9);
+    for (int i = 0; i < 100; i++) CHECK_EQ_INT(rl_take_held(off, &a, 0, &retry), RL_OK);
+    rl_limiter_destroy(off);
+}
+
 TEST(keys_are_independent)
 {
     struct rl_limiter *l = rl_limiter_create((struct rl_rate){1, 2}, 100, 2);
@@ -163,6 +187,7 @@ int main(void)
 {
     RUN(parse_rates);
     RUN(burst_then_rate);
+    RUN(held_buckets);
     RUN(keys_are_independent);
     RUN(slow_rates_keep_fractions);
     RUN(memory_is_bounded);
