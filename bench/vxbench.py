@@ -383,8 +383,8 @@ def cmd_record_wrk(a):
                 / max(1, l1.get("batch_entries_count", 0) - l0.get("batch_entries_count", 0)),
                 "commit_ms": 1e3 * (l1.get("commit_seconds_sum", 0) - l0.get("commit_seconds_sum", 0))
                 / commits,
-                "wait_ms": 1e3 * (l1.get("wait_seconds_sum", 0) - l0.get("wait_seconds_sum", 0))
-                / commits}
+                "wait_ms": 1e3 * (l1["wait_seconds_sum"] - l0.get("wait_seconds_sum", 0)) / commits
+                if "wait_seconds_sum" in l1 else None}
     if a.stats1:
         s1 = json.load(open(a.stats1))
         s0 = json.load(open(a.stats0)) if a.stats0 else {}
@@ -641,10 +641,12 @@ def cmd_table(a):
             if r.get("check"):
                 notes.append(str(r["check"]))
             if r.get("log"):
-                notes.append("log: %.0f commits/s, %.1f entries/commit, %.2f ms/commit, "
-                             "oldest entry queued %.2f ms" % (
-                                 r["log"]["commits_s"], r["log"]["entries_per_commit"],
-                                 r["log"]["commit_ms"], r["log"].get("wait_ms", 0)))
+                lg = r["log"]
+                note = "log: %.0f commits/s, %.1f entries/commit, %.2f ms/commit" % (
+                    lg["commits_s"], lg["entries_per_commit"], lg["commit_ms"])
+                if lg.get("wait_ms") is not None:
+                    note += ", oldest entry queued %.2f ms" % lg["wait_ms"]
+                notes.append(note)
             D.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |" % (
                 key, r["run"], fmt_n(r["rps"]), fmt_ms(r["p50_us"]), fmt_ms(r["p99_us"]),
                 fmt_ms(r["max_us"]), fmt_cpu(r["cpu_us"]), fmt_u(r, "cpu_util"),

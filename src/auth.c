@@ -105,7 +105,10 @@ static void mac(const struct auth *a, const char *domain, const void *msg, size_
     SHA256_Update(&c, inner, 32);
     SHA256_Final(out, &c);
     OPENSSL_cleanse(&c, sizeof c);
+    OPENSSL_cleanse(inner, sizeof inner);
 }
+
+void auth_wipe(struct auth *a) { OPENSSL_cleanse(a, sizeof *a); }
 
 int auth_equal(const void *a, size_t alen, const void *b, size_t blen)
 {

@@ -43,6 +43,8 @@ int auth_load_secret(struct auth *a, const char *path);
 /* Sets the secret (and its key schedule): auth_load_secret does it; a caller that fills
  * an auth itself (tests) must. */
 void auth_set_secret(struct auth *a, const uint8_t secret[32]);
+/* Overwrites the secret and its key schedule (at shutdown). */
+void auth_wipe(struct auth *a);
 void auth_token_make(const struct auth *a, const struct auth_claims *c, char out[AUTH_TOKEN_MAX]);
 /* AUTH_OK (claims filled), AUTH_INVALID, or AUTH_EXPIRED (claims filled). */
 int auth_token_check(const struct auth *a, const char *tok, size_t len, int64_t now_ms,

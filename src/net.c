@@ -192,6 +192,14 @@ sys:
 }
 
 #define NET_BUFFERS_REUSED 1024 /* 8 KB each: 8 MB kept at most */
+#ifndef __has_feature
+#define __has_feature(x) 0
+#endif
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#define NET_ASAN 1 /* keep libh2o's 16: recycled buffers would hide a use-after-free */
+#else
+#define NET_ASAN 0
+#endif
 
 struct net *net_create(const struct net_config *cfg, char *err, size_t errcap)
 {
@@ -224,7 +232,7 @@ struct net *net_create(const struct net_config *cfg, char *err, size_t errcap)
      * more connections than that, every request took malloc's slow path for a block of
      * H2O_SOCKET_INITIAL_INPUT_BUFFER_SIZE x 2 (perf: malloc and free ~8% of the server's
      * CPU at 64 connections). Reuse up to NET_BUFFERS_REUSED of them (this thread's). */
-    h2o_socket_buffer_prototype.allocator.max = NET_BUFFERS_REUSED;
+    if (!NET_ASAN) h2o_socket_buffer_prototype.allocator.max = NET_BUFFERS_REUSED;
     h2o_hostconf_t *host =
         h2o_config_register_host(&n->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);

@@ -64,7 +64,8 @@ void rl_limiter_destroy(struct rl_limiter *l);
  * allows and keeps no keys. */
 int rl_take(struct rl_limiter *l, const void *key, size_t len, int64_t now_ms,
             int64_t *retry_ms);
-/* The same, for a bucket the caller keeps (*tat, 0 for a full one) instead of a key in
+/* The same, for a bucket the caller keeps (*tat, 0 for a full one: now_ms is never
+ * negative) instead of a key in
  * the limiter's table: for keys that already have a home, such as a player, whose
  * record is at hand on every request (no hash, no eviction, no table to size). */
 int rl_take_held(struct rl_limiter *l, int64_t *tat, int64_t now_ms, int64_t *retry_ms);

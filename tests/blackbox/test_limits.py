@@ -78,6 +78,13 @@ def rate_per_player():
     seq0 = vx.digest(c, "rp")
     check_429(vx.scan(c, "rp", tok, pay), "scan over the player limit")
     eq(vx.digest(c, "rp"), seq0, "digest after a rate-limited scan")
+    # tok2's bucket is its own: full, whatever tok did
+    check(c.req("GET", "/v1/players/me", token=tok2), 200, what="the other player's bucket")
+    off = vx.Server(args=["--rate-player", "0"]).start().client()
+    _, tok3, _ = vx.new_player(off, "Free")
+    true(all(off.req("GET", "/v1/players/me", token=tok3).status == 200 for _ in range(50)),
+         "--rate-player 0 limits nothing")
+    eq(metric(off, 'veltrix_limit_keys{limit="player"}'), 0, "no player buckets when off")
     # other players and anonymous reads go on
     check(vx.scan(c, "rp", tok2, pay), 200)
     check(c.req("GET", "/v1/hunts/rp/leaderboard"), 200)
@@ -185,6 +192,9 @@ def defaults_are_on():
           "implausible_move", what="default --max-speed 20")
     got = [c.req("GET", "/v1/players/me", token=tok).status for _ in range(100)]
     true(429 in got, "default --rate-player 10:20: 100 quick requests, none limited")
+    # Each player holds its bucket: as many player keys as players, none ever evicted.
+    eq(metric(c, 'veltrix_limit_keys{limit="player"}'), codes.count(201) + 1, "player buckets")
+    eq(metric(c, 'veltrix_limit_evicted_live_total{limit="player"}'), 0, "player evictions")
 
 
 @test

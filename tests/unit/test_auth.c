@@ -1,7 +1,11 @@
 /* Unit tests: UUIDv7 layout and monotonicity, tokens, refresh tokens, code payloads. */
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "auth.h"
@@ -105,29 +109,109 @@ TEST(code_payloads)
     CHECK(auth_payload_check(&A, "demo", "", 0, code) == AUTH_INVALID);
 }
 
-/* The MAC is plain HMAC-SHA256 of "vx1." "hunt.code": payloads printed on QR codes by
- * an earlier build must keep verifying. Checked against OpenSSL's own HMAC. */
-TEST(payload_mac_is_standard_hmac)
+/* base64url without padding, as auth.c writes it (an independent copy). */
+static size_t b64url(const uint8_t *p, size_t n, char *out)
 {
     static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    char payload[AUTH_PAYLOAD_MAX], want[40], code[65];
-    uint8_t m[32];
-    unsigned int mlen = 32;
-    const char *msg = "vx1.lisbon.lobby-1";
-    HMAC(EVP_sha256(), SECRET, 32, (const uint8_t *)msg, strlen(msg), m, &mlen);
     size_t o = 0;
-    for (int i = 0; i < 16; i += 3) { /* base64url of the first 16 bytes, no padding */
-        uint32_t v = (uint32_t)m[i] << 16 | (i + 1 < 16 ? (uint32_t)m[i + 1] << 8 : 0) |
-                     (i + 2 < 16 ? m[i + 2] : 0);
-        want[o++] = B64[v >> 18 & 63];
-        want[o++] = B64[v >> 12 & 63];
-        if (i + 1 < 16) want[o++] = B64[v >> 6 & 63];
-        if (i + 2 < 16) want[o++] = B64[v & 63];
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        out[o++] = B64[v >> 18 & 63];
+        out[o++] = B64[v >> 12 & 63];
+        if (i + 1 < n) out[o++] = B64[v >> 6 & 63];
+        if (i + 2 < n) out[o++] = B64[v & 63];
     }
-    want[o] = '\0';
-    auth_payload_make(&A, "lisbon", "lobby-1", payload);
-    CHECK_EQ_STR(payload + strlen(msg) + 1, want);
-    CHECK_EQ_INT(auth_payload_check(&A, "lisbon", payload, strlen(payload), code), AUTH_OK);
+    out[o] = '\0';
+    return o;
+}
+
+static void hmac_ref(const void *msg, size_t len, uint8_t m[32])
+{
+    unsigned int mlen = 32;
+    HMAC(EVP_sha256(), SECRET, 32, msg, len, m, &mlen);
+}
+
+/* The MAC is plain HMAC-SHA256 of "vx1." "hunt.code" (its first 16 bytes): payloads
+ * printed on QR codes by an earlier build must keep verifying. Checked against OpenSSL's
+ * own HMAC for messages of one to three SHA-256 blocks. */
+TEST(payload_mac_is_standard_hmac)
+{
+    char payload[AUTH_PAYLOAD_MAX], want[40], code[65], id[65], hunt[65], msg[160];
+    uint8_t m[32];
+    memset(hunt, 'h', 64);
+    hunt[64] = '\0';
+    for (int hl = 1; hl <= 64; hl += 63) {
+        hunt[hl] = '\0';
+        for (int cl = 1; cl <= 64; cl++) {
+            memset(id, 'a' + cl % 26, (size_t)cl);
+            id[cl] = '\0';
+            size_t n = (size_t)snprintf(msg, sizeof msg, "vx1.%s.%s", hunt, id);
+            hmac_ref(msg, n, m);
+            b64url(m, 16, want);
+            auth_payload_make(&A, hunt, id, payload);
+            CHECK_EQ_STR(payload + n + 1, want);
+            CHECK_EQ_INT(auth_payload_check(&A, hunt, payload, strlen(payload), code), AUTH_OK);
+            CHECK_EQ_STR(code, id);
+        }
+        hunt[hl] = 'h';
+    }
+}
+
+/* A token is "vt1." b64(player gen exp) "." b64(HMAC-SHA256 of "vt1." and the body, all
+ * 32 bytes): checked whole against OpenSSL's HMAC. */
+TEST(token_mac_is_standard_hmac)
+{
+    struct auth_claims c = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, 7,
+                            1764580800123};
+    uint8_t body[4 + 28], m[32];
+    memcpy(body, "vt1.", 4);
+    memcpy(body + 4, c.player, 16);
+    for (int i = 0; i < 4; i++) body[20 + i] = (uint8_t)(c.gen >> (8 * (3 - i)));
+    for (int i = 0; i < 8; i++) body[24 + i] = (uint8_t)((uint64_t)c.exp_ms >> (8 * (7 - i)));
+    hmac_ref(body, sizeof body, m);
+    char want[AUTH_TOKEN_MAX], tok[AUTH_TOKEN_MAX];
+    size_t o = 4;
+    memcpy(want, "vt1.", 4);
+    o += b64url(body + 4, 28, want + o);
+    want[o++] = '.';
+    b64url(m, 32, want + o);
+    auth_token_make(&A, &c, tok);
+    CHECK_EQ_STR(tok, want);
+}
+
+/* auth_load_secret: an existing 32-byte file is the secret (tokens equal those of
+ * auth_set_secret), a missing one is created (0600) and reloads to the same key, a short
+ * one is refused. */
+TEST(load_secret)
+{
+    char dir[] = "/tmp/vx-auth-XXXXXX", path[64];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/secret.key", dir);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(SECRET, 1, 32, f) == 32);
+    fclose(f);
+    struct auth loaded, made, again;
+    struct auth_claims c = {{9}, 1, 5000};
+    char t1[AUTH_TOKEN_MAX], t2[AUTH_TOKEN_MAX];
+    CHECK_EQ_INT(auth_load_secret(&loaded, path), 0);
+    auth_token_make(&loaded, &c, t1);
+    auth_token_make(&A, &c, t2);
+    CHECK_EQ_STR(t1, t2);
+    CHECK_EQ_INT(unlink(path), 0);
+    CHECK_EQ_INT(auth_load_secret(&made, path), 0); /* created */
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && st.st_size == 32 && (st.st_mode & 0777) == 0600);
+    CHECK_EQ_INT(auth_load_secret(&again, path), 0);
+    auth_token_make(&made, &c, t1);
+    auth_token_make(&again, &c, t2);
+    CHECK_EQ_STR(t1, t2);
+    struct auth_claims got;
+    CHECK_EQ_INT(auth_token_check(&A, t1, strlen(t1), 0, &got), AUTH_INVALID); /* new key */
+    CHECK(truncate(path, 31) == 0);
+    CHECK_EQ_INT(auth_load_secret(&again, path), -EINVAL);
+    unlink(path);
+    rmdir(dir);
 }
 
 TEST(valid_ids)
@@ -153,6 +237,8 @@ int main(void)
     RUN(token_roundtrip_and_tamper);
     RUN(code_payloads);
     RUN(payload_mac_is_standard_hmac);
+    RUN(token_mac_is_standard_hmac);
+    RUN(load_secret);
     RUN(valid_ids);
     return HARNESS_DONE();
 }
