@@ -154,6 +154,40 @@ def ordering_and_content():
 
 
 @test
+def top10_is_coalesced():
+    """A player scanning 40 codes in a row changes the top 10 forty times; subscribers get
+    at most one top 10 per 250 ms (the server's leaderboard_ms), each in order after the
+    events it reflects, and the last one equals GET leaderboard."""
+    s = vx.shared()
+    c, codes, [(pid, tok, _)] = setup(s, "lv-co", codes=40)
+    w = vx.live(s.port, "lv-co", tok)
+    eq(w.status, 101, "upgrade")
+    start = seq_of(c, "lv-co")
+    t0 = time.time()
+    for i in range(40):
+        check(scan(c, "lv-co", tok, codes["c%d" % i]), 200)
+    final = sum(10 + i for i in range(40))
+    pushes, last_seq, seen = [], start, None
+    while not (seen and seen["entries"] and seen["entries"][0]["score"] == final):
+        m = w.recv_json()
+        if m.get("type") == "leaderboard":
+            true(m["seq"] <= last_seq, "a top 10 (seq %d) ahead of the events (%d)"
+                 % (m["seq"], last_seq))
+            seen = m
+            pushes.append(m)
+        elif "seq" in m:
+            eq(m["seq"], last_seq + 1, "events in order")
+            last_seq = m["seq"]
+    elapsed = time.time() - t0
+    true(len(pushes) <= elapsed / 0.25 + 2,
+         "%d top-10 pushes in %.2f s (at most one per 250 ms)" % (len(pushes), elapsed))
+    eq([(e["player_id"], e["score"]) for e in seen["entries"]],
+       [(e["player_id"], e["score"]) for e in vx.leaderboard(c, "lv-co")["entries"]],
+       "last top 10 equals GET leaderboard")
+    w.close()
+
+
+@test
 def names_are_escaped():
     """Display names with quotes, backslashes and non-ASCII text arrive intact in the scan
     message and in the pushed top 10 (frames are written by hand, not by a JSON library)."""
