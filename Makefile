@@ -11,8 +11,19 @@ endif
 ifdef SANITIZE
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
+comma   := ,
+# One build directory per sanitizer set (their objects must not mix).
+ifeq ($(SANITIZE),address,undefined)
 BUILD   ?= build/san
+else
+BUILD   ?= build/san-$(subst $(comma),-,$(SANITIZE))
 endif
+endif
+# ThreadSanitizer: the first data race stops the process (a test then fails with the
+# report in the server's stderr). The tests scale their memory bounds for its shadow
+# memory (tests/blackbox/vx.py, SANITIZE).
+export TSAN_OPTIONS ?= halt_on_error=1 second_deadlock_stack=1
+export SANITIZE
 BUILD   ?= build
 
 SRCS      := $(wildcard src/*.c)

@@ -43,6 +43,7 @@ def grown(server, before, rss_max_mib, anon_max_mib, what):
     """Asserts VmRSS and RssAnon grew less than the bounds since before; returns a note."""
     rss, anon = memory(server)
     d_rss, d_anon = rss - before[0], anon - before[1]
+    rss_max_mib, anon_max_mib = rss_max_mib * vx.MEMORY_FACTOR, anon_max_mib * vx.MEMORY_FACTOR
     true(d_rss < rss_max_mib * 1024 and d_anon < anon_max_mib * 1024,
          "%s: VmRSS +%d KiB (bound %d MiB), RssAnon +%d KiB (bound %d MiB)"
          % (what, d_rss, rss_max_mib, d_anon, anon_max_mib))
