@@ -78,7 +78,6 @@ static int64_t now_ms(void)
 static struct limits {
     struct rl_limiter *ip, *ip_tiles, *player, *new_player;
     struct rl_moves *moves;
-    int player_on; /* --rate-player is not 0: every player holds a bucket */
 } lim;
 
 /* Limits run on the monotonic clock: a wall clock stepping back must not block anyone. */
@@ -95,7 +94,6 @@ static int limits_init(const struct rl_config *c)
     if (auth_random(seed, sizeof seed)) return -1;
     lim.ip = rl_limiter_create(c->ip, c->keys_max, seed[0]);
     lim.player = rl_limiter_create(c->player, 1, seed[1]); /* buckets in struct player */
-    lim.player_on = c->player.per_s > 0;
     lim.new_player = rl_limiter_create(c->players_per_ip, c->keys_max, seed[2]);
     lim.moves = rl_moves_create(c->max_speed, c->keys_max, seed[3]);
     lim.ip_tiles = rl_limiter_create(c->ip_tiles, c->keys_max, seed[4]);
@@ -210,10 +208,12 @@ static void limits_render(struct metrics_buf *b)
     metrics_printf(b, "# TYPE veltrix_implausible_moves_total counter\n"
                       "veltrix_implausible_moves_total %llu\n# TYPE veltrix_limit_keys gauge\n",
                    (unsigned long long)st[4]->limited);
-    for (int i = 0; i < 5; i++) /* player buckets live in the players (never evicted) */
+    /* Player buckets live in the players' records: one per player while the limit is on. */
+    uint64_t keys[5] = {st[0]->keys, app.cfg.limits.player.per_s > 0 ? app.players.count : 0,
+                        st[2]->keys, st[3]->keys, st[4]->keys};
+    for (int i = 0; i < 5; i++)
         metrics_printf(b, "veltrix_limit_keys{limit=\"%s\"} %llu\n", name[i],
-                       (unsigned long long)(i != 1 ? st[i]->keys
-                                            : lim.player_on ? app.players.count : 0));
+                       (unsigned long long)keys[i]);
     metrics_printf(b, "# TYPE veltrix_limit_evicted_live_total counter\n");
     for (int i = 0; i < 5; i++)
         metrics_printf(b, "veltrix_limit_evicted_live_total{limit=\"%s\"} %llu\n", name[i],

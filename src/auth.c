@@ -71,9 +71,8 @@ static int b64_decode(const char *in, size_t len, uint8_t *out, size_t outlen)
     return (acc & ((1u << bits) - 1)) ? -1 : 0; /* no stray bits: one encoding per value */
 }
 
-/* HMAC-SHA256 (RFC 2104) of domain || msg under the secret. Written over the SHA-256
- * primitives: OpenSSL 3's one-shot HMAC() fetches the digest through its provider layer
- * (locks, allocations) on every call, several times the cost of the hashing itself. */
+/* The HMAC key schedule: the SHA-256 states after the inner (0x36) and the outer (0x5c)
+ * padded key block, computed once per secret. */
 _Static_assert(sizeof(SHA256_CTX) <= sizeof(((struct auth *)0)->keyed[0]), "auth.keyed");
 
 void auth_set_secret(struct auth *a, const uint8_t secret[32])
@@ -82,7 +81,8 @@ void auth_set_secret(struct auth *a, const uint8_t secret[32])
     SHA256_CTX c;
     memmove(a->secret, secret, 32);
     for (int k = 0; k < 2; k++) {
-        for (int i = 0; i < 64; i++) pad[i] = (uint8_t)((i < 32 ? a->secret[i] : 0) ^ (k ? 0x5c : 0x36));
+        uint8_t x = k ? 0x5c : 0x36;
+        for (int i = 0; i < 64; i++) pad[i] = (uint8_t)((i < 32 ? a->secret[i] : 0) ^ x);
         SHA256_Init(&c);
         SHA256_Update(&c, pad, 64);
         memcpy(a->keyed[k], &c, sizeof c);
@@ -91,7 +91,10 @@ void auth_set_secret(struct auth *a, const uint8_t secret[32])
     OPENSSL_cleanse(&c, sizeof c);
 }
 
-/* HMAC-SHA256(secret, domain || msg), from the key schedule of auth_set_secret. */
+/* HMAC-SHA256 (RFC 2104) of domain || msg under the secret, continuing the key schedule
+ * of auth_set_secret. Written over the SHA-256 primitives: OpenSSL 3's one-shot HMAC()
+ * fetches the digest through its provider layer (locks, allocations) on every call,
+ * several times the cost of the hashing itself. */
 static void mac(const struct auth *a, const char *domain, const void *msg, size_t len,
                 uint8_t out[32])
 {
