@@ -300,6 +300,14 @@ static int admin(struct http_req *r)
     return -1;
 }
 
+/* Whether an Authorization header value carries the admin key: bodies over 64 KiB are
+ * read only then (http.h http_limits, checked before the body arrives). */
+static int big_body_ok(const char *v, size_t len)
+{
+    return len > 7 && strncasecmp(v, "Bearer ", 7) == 0 &&
+           auth_equal(v + 7, len - 7, app.cfg.admin_key, strlen(app.cfg.admin_key));
+}
+
 /* 1 when b is empty or "{}" (white space allowed): the common body of open and collect. */
 static int body_empty_object(struct http_str b)
 {
@@ -461,6 +469,11 @@ static int idem_check(struct http_req *r, const char *who, struct idem_req *ir)
  * so that everything applied in memory reaches the log. */
 static int log_room(struct http_req *r)
 {
+    if (log_store_down(app.log)) {
+        http_error(r, 503, "store_unavailable",
+                   "the store cannot take writes right now (disk full or unreachable); retry");
+        return 0;
+    }
     if (log_pending(app.log) < app.cfg.queue_max) return 1;
     app.writes_rejected_busy++;
     http_error(r, 503, "busy", "too many writes in flight; retry shortly");
@@ -727,12 +740,12 @@ static void h_players_create(struct http_req *r)
     submit(r, &ir, e, 201, j);
 }
 
+/* POST /v1/sessions/refresh. Never answered from an idempotency record: the answer holds
+ * credentials, and the request's only proof of identity is the refresh token in its body,
+ * which a thief may hold too. A refresh token works once; presenting it again, with or
+ * without the same Idempotency-Key, is a reuse and revokes every session of the player. */
 static void h_refresh(struct http_req *r)
 {
-    struct idem_req ir;
-    /* No address in the scope: the body is the secret refresh token, which already binds
-     * a key to its holder (a client that changed networks still gets its replay). */
-    if (idem_check(r, "-", &ir)) return;
     json_t *b = body_object(r, 0);
     if (!b) return;
     const char *tok = str_field(r, b, "refresh_token");
@@ -755,7 +768,7 @@ static void h_refresh(struct http_req *r)
                 p->refresh_exp_ms = 0;
                 app.refresh_reused++;
                 player_row(e, p);
-                submit(r, &ir, e, 401,
+                submit(r, NULL, e, 401,
                        json_pack("{s:{s:s,s:s}}", "error", "code", "refresh_token_reused",
                                  "message", "refresh token reused; all sessions revoked"));
             } else {
@@ -766,7 +779,7 @@ static void h_refresh(struct http_req *r)
                 new_refresh(p, e, &nrt);
                 json_t *j = json_object();
                 player_json_tokens(j, p, &nrt);
-                submit(r, &ir, e, 200, j);
+                submit(r, NULL, e, 200, j);
             }
         }
     } else if (tok) {
@@ -1374,7 +1387,7 @@ static const char *live_name(const uint8_t player[16], void *ctx)
 
 static void h_healthz(struct http_req *r)
 {
-    if (store_ping(app.reader) == 0)
+    if (!log_store_down(app.log) && store_ping(app.reader) == 0)
         http_send(r, 200, "application/json", "{\"status\":\"ok\"}", 15);
     else
         http_error(r, 503, "store_unavailable", "the store does not answer");
@@ -1391,11 +1404,14 @@ static void render_log(struct metrics_buf *b)
         "# TYPE veltrix_log_commit_failures_total counter\n"
         "veltrix_log_commit_failures_total %llu\n"
         "# TYPE veltrix_log_pending gauge\nveltrix_log_pending %zu\n"
+        "# TYPE veltrix_store_down gauge\nveltrix_store_down %d\n"
+        "# TYPE veltrix_store_outages_total counter\nveltrix_store_outages_total %llu\n"
         "# TYPE veltrix_store_lag_ms gauge\nveltrix_store_lag_ms %llu\n"
         "# TYPE veltrix_writes_rejected_busy_total counter\n"
         "veltrix_writes_rejected_busy_total %llu\n",
         (unsigned long long)metrics_get(&s->events), (unsigned long long)metrics_get(&s->batches),
         (unsigned long long)metrics_get(&s->failures), log_pending(app.log),
+        log_store_down(app.log), (unsigned long long)metrics_get(&s->outages),
         (unsigned long long)log_lag_ms(app.log), (unsigned long long)app.writes_rejected_busy);
     metrics_printf(b, "# TYPE veltrix_log_batch_entries histogram\n");
     metrics_render_hist(b, "veltrix_log_batch_entries", "", &s->batch_entries, 1);
@@ -1420,9 +1436,23 @@ static void render_hunt(void *value, void *ctx)
     metrics_printf(b, "veltrix_hunt_memory_bytes{hunt=\"%s\"} %zu\n", id, engine_memory_bytes(h));
 }
 
+/* /metrics is public on loopback listeners by default; otherwise it needs the admin key
+ * or the metrics token (--metrics-access, --metrics-token). 0 to go on. */
+static int metrics_denied(struct http_req *r)
+{
+    struct http_str t = bearer(r);
+    const char *mt = app.cfg.metrics_token;
+    if (app.cfg.metrics_public || (t.p && mt && auth_equal(t.p, t.len, mt, strlen(mt))))
+        return 0;
+    if (t.p && auth_equal(t.p, t.len, app.cfg.admin_key, strlen(app.cfg.admin_key))) return 0;
+    http_error(r, 401, "unauthorized", "/metrics needs the admin key or the metrics token");
+    return 1;
+}
+
 static void h_metrics(struct http_req *r)
 {
     struct metrics_buf b = {0};
+    if (metrics_denied(r)) return;
     const struct idem_stats *is = idem_stats(app.idem);
     http_render_metrics(&b);
     net_render_metrics(app.net, &b);
@@ -1630,8 +1660,11 @@ static int load_refresh(const struct store_refresh *row, void *arg)
     return 0;
 }
 
+/* Records of scope "-" are refresh answers kept by earlier versions: they hold tokens
+ * and are never replayed (h_refresh), so they are not loaded (the store prunes them). */
 static int load_idem(const struct store_idem *i, void *arg)
 {
+    if (!strcmp(i->scope, "-")) return 0;
     return idem_load(app.idem, i->scope, i->key, i->req_hash, i->status, i->body, i->body_len,
                      i->created_ms);
 }
@@ -1712,6 +1745,8 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
     }
     http_set_gate(limit_ip);
     http_set_routes(routes, sizeof routes / sizeof routes[0]);
+    struct http_limits hl = {HTTP_HEAD_BYTES_MAX, HTTP_BODY_BYTES_DEFAULT, big_body_ok};
+    http_set_limits(&hl);
     return 0;
 }
 

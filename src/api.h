@@ -17,6 +17,8 @@
 struct api_config {
     const char *admin_key;
     const char *data_dir;
+    int metrics_public;        /* 0: /metrics needs the admin key or metrics_token */
+    const char *metrics_token; /* NULL: none */
     int64_t token_ttl_s;
     int64_t refresh_ttl_s;
     size_t queue_max;   /* log entries in flight before writes get 503 */

@@ -16,9 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http_int.h"
+#include "net.h"
 #include "ws.h"
 
-#define BODY_MAX_DEFAULT (64 * 1024)
 
 struct http_req {
     h2o_req_t *h2o; /* NULL once h2o has freed the request */
@@ -32,6 +33,7 @@ static struct http_route *routes;
 static size_t n_routes;
 static int (*gate)(struct http_req *r);
 static struct http_route route_not_found = {"*", "(unmatched)", NULL, 0, 0, {0}, {{0}, 0, 0}};
+static struct http_route route_refused = {"*", "(refused)", NULL, 0, 0, {0}, {{0}, 0, 0}};
 
 void http_set_gate(int (*g)(struct http_req *r)) { gate = g; }
 
@@ -80,6 +82,40 @@ static void release(struct http_req *r)
     if (--r->refs == 0) free(r);
 }
 
+const struct http_route *http_route_for(const char *method, size_t mlen, const char *path,
+                                        size_t plen)
+{
+    struct http_str unused[HTTP_PARAMS_MAX];
+    const char *q = memchr(path, '?', plen);
+    if (q) plen = (size_t)(q - path);
+    for (size_t i = 0; i < n_routes; i++)
+        if (h2o_memis(method, mlen, routes[i].method, strlen(routes[i].method)) &&
+            match(routes[i].pattern, path, plen, unused))
+            return &routes[i];
+    return NULL;
+}
+
+/* A head the guard refused (http_guard.c): its answer, and the connection closes. */
+static void refuse(struct http_req *r, const struct http_refusal *why)
+{
+    r->route = &route_refused;
+    r->h2o->http1_is_persistent = 0;
+    http_error(r, why->status, why->code, "%s", why->message);
+}
+
+static void body_done(void *p) { net_body_release(*(size_t *)p); }
+
+/* A body over the default limit was reserved in the pending budget when its head came
+ * (http_guard.c): the reservation now lasts as long as the request, which holds it. */
+static void hold_body_budget(h2o_req_t *req)
+{
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    size_t n = sock ? net_body_take(sock) : 0;
+    if (!n) return;
+    size_t *hold = h2o_mem_alloc_shared(&req->pool, sizeof *hold, body_done);
+    *hold = n;
+}
+
 int http_dispatch(void *h2o_req)
 {
     h2o_req_t *req = h2o_req;
@@ -87,6 +123,12 @@ int http_dispatch(void *h2o_req)
     memset(r, 0, sizeof *r);
     r->h2o = req;
     r->t0_ns = metrics_now_ns();
+    const struct http_refusal *why = http_guard_refusal(req->input.method.base);
+    if (why) {
+        refuse(r, why);
+        return 0;
+    }
+    if (req->entity.base && req->entity.len > HTTP_BODY_BYTES_DEFAULT) hold_body_budget(req);
     size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     int path_matched = 0;
     for (size_t i = 0; i < n_routes; i++) {
@@ -96,7 +138,7 @@ int http_dispatch(void *h2o_req)
             !match(routes[i].pattern, req->path.base, len, r->params))
             continue;
         r->route = &routes[i];
-        size_t max = routes[i].body_max ? routes[i].body_max : BODY_MAX_DEFAULT;
+        size_t max = routes[i].body_max ? routes[i].body_max : HTTP_BODY_BYTES_DEFAULT;
         if (req->entity.base && req->entity.len > max) {
             http_error(r, 413, "payload_too_large", "request body over %zu bytes", max);
             return 0;
@@ -217,6 +259,7 @@ static const char *reason(int status)
     case 409: return "Conflict";
     case 410: return "Gone";
     case 413: return "Payload Too Large";
+    case 431: return "Request Header Fields Too Large";
     case 422: return "Unprocessable Entity";
     case 429: return "Too Many Requests";
     case 503: return "Service Unavailable";
@@ -388,4 +431,6 @@ void http_render_metrics(struct metrics_buf *b)
                       "# TYPE veltrix_http_request_duration_seconds histogram\n");
     for (size_t i = 0; i < n_routes; i++) render_route(b, &routes[i]);
     render_route(b, &route_not_found);
+    render_route(b, &route_refused);
+    http_guard_render_metrics(b);
 }

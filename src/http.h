@@ -35,6 +35,21 @@ struct http_str {
     size_t len;
 };
 
+#define HTTP_HEAD_BYTES_MAX (32 * 1024)     /* request line + headers; larger: 431 */
+#define HTTP_BODY_BYTES_DEFAULT (64 * 1024) /* routes without body_max, chunked bodies */
+
+/* Limits applied while a request arrives (http_guard.c), before its body is read: the
+ * head's size, the route's body_max by the declared Content-Length (chunked bodies are
+ * cut at body_bytes_default as they arrive), and bodies over body_bytes_default only when
+ * big_body_ok(Authorization value) says yes (the admin key) and the pending-bodies budget
+ * has room (net.h). */
+struct http_limits {
+    size_t head_bytes_max;
+    size_t body_bytes_default;
+    int (*big_body_ok)(const char *authorization, size_t len);
+};
+void http_set_limits(const struct http_limits *l);
+
 /* The route table: routes must stay valid while the server runs. */
 void http_set_routes(struct http_route *routes, size_t n);
 /* A gate runs before the handler of every matched route (after the body limit); when it

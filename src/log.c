@@ -71,7 +71,8 @@ struct log {
     h2o_timeout_t turn_timeout; /* 0 ms: runs at the end of the current loop turn */
     h2o_timeout_entry_t turn_tick;
     struct log_entry *inflight_head, *inflight_tail; /* event loop only */
-    int stop;
+    int stop;  /* atomic: read by the writer while it retries */
+    int down;  /* atomic: the last commit failed and is being retried */
     h2o_multithread_queue_t *mq;
     h2o_multithread_receiver_t receiver;
     struct log_stats stats;
@@ -242,23 +243,37 @@ static int write_batch(struct log *l, struct log_entry *batch)
     return rc;
 }
 
+/* A commit that fails (disk full, store unreachable) is retried until it succeeds: its
+ * entries are already applied in memory, so they are neither dropped nor answered until
+ * durable. Meanwhile log_store_down() says so and new writes are refused (503
+ * store_unavailable) while reads go on from memory. Only a stop requested during an
+ * outage ends the process, with those writes never acknowledged. */
 static void commit(struct log *l, struct log_entry *batch, size_t n)
 {
-    uint64_t t0 = metrics_now_ns();
+    uint64_t t0 = metrics_now_ns(), logged_ns = 0;
     metrics_observe_ns(&l->stats.wait_ns, t0 - batch->submitted_ns);
-    int rc = 0;
-    for (int attempt = 0; attempt < 5; attempt++) {
-        if ((rc = write_batch(l, batch)) == 0) break;
+    int rc;
+    for (unsigned attempt = 0; (rc = write_batch(l, batch)) != 0; attempt++) {
         metrics_inc(&l->stats.failures, 1);
-        fprintf(stderr, "veltrix: log: commit of %zu entries failed (%s), retrying\n", n,
-                store_err_str(rc));
-        usleep(20000u << attempt);
+        if (!__atomic_load_n(&l->down, __ATOMIC_RELAXED)) metrics_inc(&l->stats.outages, 1);
+        __atomic_store_n(&l->down, 1, __ATOMIC_RELAXED);
+        uint64_t now = metrics_now_ns();
+        if (!logged_ns || now - logged_ns >= 10000000000ull) {
+            fprintf(stderr, "veltrix: log: store unavailable: commit of %zu entries failed (%s); "
+                            "retrying, new writes get 503 until it succeeds\n", n,
+                    store_err_str(rc));
+            logged_ns = now;
+        }
+        if (__atomic_load_n(&l->stop, __ATOMIC_RELAXED)) {
+            fprintf(stderr, "veltrix: log: stopping while the store is unavailable: %zu writes "
+                            "were never durable and never acknowledged\n", n);
+            _exit(1);
+        }
+        usleep(attempt < 6 ? 20000u << attempt : 1000000u);
     }
-    if (rc) {
-        /* Memory is ahead of the store now; only a restart from the store is safe. */
-        fprintf(stderr, "veltrix: log: store unavailable (%s); stopping so that a restart "
-                        "recovers from the durable log\n", store_err_str(rc));
-        abort();
+    if (__atomic_load_n(&l->down, __ATOMIC_RELAXED)) {
+        fprintf(stderr, "veltrix: log: store available again\n");
+        __atomic_store_n(&l->down, 0, __ATOMIC_RELAXED);
     }
     metrics_observe_ns(&l->stats.commit_ns, metrics_now_ns() - t0);
     metrics_observe_count(&l->stats.batch_entries, n);
@@ -268,6 +283,8 @@ static void commit(struct log *l, struct log_entry *batch, size_t n)
         for (size_t i = 0; i < e->n_ops; i++)
             if (e->ops[i].kind == OP_EVENT) metrics_inc(&l->stats.events, 1);
 }
+
+int log_store_down(const struct log *l) { return __atomic_load_n(&l->down, __ATOMIC_RELAXED); }
 
 /* Takes up to BATCH_MAX queued entries; NULL when stopping with nothing left. */
 static struct log_entry *take(struct log *l, size_t *n)
@@ -416,7 +433,7 @@ void log_destroy(struct log *l)
     if (h2o_timeout_is_linked(&l->turn_tick)) h2o_timeout_unlink(&l->turn_tick);
     h2o_timeout_dispose(l->loop, &l->turn_timeout);
     pthread_mutex_lock(&l->mu);
-    l->stop = 1;
+    __atomic_store_n(&l->stop, 1, __ATOMIC_RELAXED);
     pthread_cond_signal(&l->cv);
     pthread_mutex_unlock(&l->mu);
     pthread_join(l->thread, NULL);

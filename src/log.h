@@ -5,8 +5,10 @@
  * entry queued while the previous commit was syncing, writes them in one transaction
  * (one fsync), then hands each entry back to the event loop, in submission order, where
  * its callback sends the response. A response therefore never leaves before its rows are
- * durable. A commit that fails after retries stops the process (crash-only): memory may
- * be ahead of the store, and a restart rebuilds it from what is durable. */
+ * durable. A commit that fails (a full disk, a store that does not answer) is retried
+ * until it succeeds, its entries held unanswered; meanwhile log_store_down() is true and
+ * callers refuse new writes. Stopping during such an outage exits the process with those
+ * entries never acknowledged (a restart rebuilds memory from what is durable). */
 #ifndef VELTRIX_LOG_H
 #define VELTRIX_LOG_H
 #include "metrics.h"
@@ -25,6 +27,7 @@ struct log_stats {
     uint64_t batches;    /* transactions */
     uint64_t rejected;   /* submissions refused because the queue was full */
     uint64_t failures;   /* failed commits (retried) */
+    uint64_t outages;    /* times the store went from writable to failing */
     struct metrics_hist batch_entries;
     struct metrics_hist commit_ns; /* the transaction including its fsync */
     struct metrics_hist wait_ns;   /* each batch's oldest entry: submitted -> commit began */
@@ -61,6 +64,8 @@ int log_entry_map_version(struct log_entry *e, const struct store_map_version *v
 /* Queues e (ownership moves to the log). -EAGAIN when the queue is full: e is untouched
  * and still the caller's. */
 int log_submit(struct log *l, struct log_entry *e);
+/* 1 while a commit is failing and being retried (the store is unavailable). */
+int log_store_down(const struct log *l);
 /* Entries submitted and not yet handed back. */
 size_t log_pending(const struct log *l);
 /* How long the oldest entry not yet durable has been waiting, in ms (0 when none). */

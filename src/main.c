@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,9 +25,9 @@
 #include "tiles.h"
 
 struct options {
-    const char *listen, *data, *store, *admin_key, *fsync;
+    const char *listen, *data, *store, *admin_key, *fsync, *metrics_access, *metrics_token;
     long token_ttl, conns_max, req_timeout_ms, queue_max, idem_max, players_max, hunts_max;
-    long conns_per_ip_max;
+    long conns_per_ip_max, pending_bodies_max;
     long live_window, live_queue_bytes, live_ping_ms, live_replay_max;
     int demo;
     struct rl_config limits;
@@ -42,8 +43,9 @@ static void usage(FILE *f)
             "                     [--store sqlite:PATH] [--admin-key KEY] [--token-ttl 600]\n"
             "                     [--fsync always|batch|off] [--demo]\n"
             "                     [--max-connections 50000] [--max-connections-per-ip 2000]\n"
-            "                     [--request-timeout-ms 10000]\n"
-            "                     [--log-queue-max 65536] [--idempotency-keys-max 1000000]\n"
+            "                     [--request-timeout-ms 10000] [--pending-bodies-max 67108864]\n"
+            "                     [--metrics-access public|admin] [--metrics-token TOKEN]\n"
+            "                     [--log-queue-max 65536] [--idempotency-keys-max MEMORY/16KiB]\n"
             "                     [--players-max 10000000] [--hunts-max 1000]\n"
             "                     [--rate-player 10:20] [--rate-ip 500:1000]\n"
             "                     [--rate-ip-tiles 5000:20000]\n"
@@ -109,6 +111,7 @@ static int parse(int argc, char **argv, int first, struct options *o)
         {"--max-connections", 1, 1000000, offsetof(struct options, conns_max)},
         {"--max-connections-per-ip", 0, 1000000, offsetof(struct options, conns_per_ip_max)},
         {"--request-timeout-ms", 100, 3600000, offsetof(struct options, req_timeout_ms)},
+        {"--pending-bodies-max", 1 << 20, 1L << 40, offsetof(struct options, pending_bodies_max)},
         {"--log-queue-max", 1, 10000000, offsetof(struct options, queue_max)},
         {"--idempotency-keys-max", 1, 100000000, offsetof(struct options, idem_max)},
         {"--players-max", 1, 1000000000, offsetof(struct options, players_max)},
@@ -140,6 +143,8 @@ static int parse(int argc, char **argv, int first, struct options *o)
         else if (!strcmp(a, "--store")) o->store = v;
         else if (!strcmp(a, "--admin-key")) o->admin_key = v;
         else if (!strcmp(a, "--fsync")) o->fsync = v;
+        else if (!strcmp(a, "--metrics-access")) o->metrics_access = v;
+        else if (!strcmp(a, "--metrics-token")) o->metrics_token = v;
         else if (!strncmp(a, "--rate-", 7) || !strcmp(a, "--players-per-ip-per-min") ||
                  !strcmp(a, "--max-speed") || !strcmp(a, "--trusted-proxy")) {
             if (parse_limit(a, v, &o->limits)) goto bad;
@@ -157,6 +162,17 @@ bad:
     fprintf(stderr, "veltrix: bad option or value: '%s'\n", at);
     usage(stderr);
     return -1;
+}
+
+/* Idempotency records kept in memory by default: 1/16 of the machine's memory at
+ * IDEM_BYTES_PER_KEY each (a player's scan answer with its key; README "Limits"), between
+ * 10,000 and 1,000,000. Older records are still found in the store. */
+#define IDEM_BYTES_PER_KEY 1024
+static long idem_default(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    long n = pages > 0 && page > 0 ? (long)((double)pages * page / 16 / IDEM_BYTES_PER_KEY) : 0;
+    return n < 10000 ? 10000 : n > 1000000 ? 1000000 : n;
 }
 
 /* The admin key: flag, environment, or <data>/admin.key (generated on first start). */
@@ -229,6 +245,16 @@ static int lock_store(const char *url)
     return -1;
 }
 
+/* Whether /metrics is public: --metrics-access, or by default only on a loopback
+ * listener (it names every hunt and the server's load). -1 for a bad value. */
+static int metrics_public(const struct options *o)
+{
+    if (!o->metrics_access) return strncmp(o->listen, "127.", 4) == 0;
+    if (!strcmp(o->metrics_access, "public")) return 1;
+    if (!strcmp(o->metrics_access, "admin")) return 0;
+    return -1;
+}
+
 static int serve(const struct options *o)
 {
     char err[1024] = "", url[4200], key[256];
@@ -240,6 +266,13 @@ static int serve(const struct options *o)
         fprintf(stderr, "veltrix: --fsync must be always, batch or off\n");
         return 2;
     }
+    if (metrics_public(o) < 0) {
+        fprintf(stderr, "veltrix: --metrics-access must be public or admin\n");
+        return 2;
+    }
+    /* A file-size limit (RLIMIT_FSIZE) is then an error on the write (EFBIG), handled like
+     * a full disk (a store outage), not a signal that kills the server. */
+    signal(SIGXFSZ, SIG_IGN);
     if (mkdir(o->data, 0700) && errno != EEXIST) {
         fprintf(stderr, "veltrix: cannot create %s: %s\n", o->data, strerror(errno));
         return 1;
@@ -263,7 +296,8 @@ static int serve(const struct options *o)
                         "power failure or crash\n", o->fsync);
     struct net_config nc = {o->listen, fit_fd_limit(o->conns_max),
                             (size_t)o->conns_per_ip_max, (uint64_t)o->req_timeout_ms,
-                            17 * 1024 * 1024, 64 * 1024, o->data};
+                            17 * 1024 * 1024, (size_t)o->pending_bodies_max, 64 * 1024,
+                            o->data};
     struct net *net = net_create(&nc, err, sizeof err);
     if (!net) {
         fprintf(stderr, "veltrix: %s\n", err);
@@ -271,7 +305,10 @@ static int serve(const struct options *o)
     }
     struct log *log = log_create(writer, net_loop(net), (size_t)o->queue_max);
     struct snap *snap = snap_create(snapper, (uint64_t)o->snapshot_every);
+    const char *mtoken = o->metrics_token ? o->metrics_token : getenv("VELTRIX_METRICS_TOKEN");
     struct api_config ac = {.admin_key = key,
+                            .metrics_public = metrics_public(o),
+                            .metrics_token = mtoken && *mtoken ? mtoken : NULL,
                             .data_dir = o->data,
                             .token_ttl_s = o->token_ttl,
                             .refresh_ttl_s = 30 * 86400,
@@ -298,7 +335,11 @@ static int serve(const struct options *o)
             o->fsync);
     net_run(net);
     fprintf(stderr, "veltrix: stopping: finishing %zu in-flight writes\n", log_pending(log));
-    while (log_pending(log)) net_run_once(net, 10);
+    /* During a store outage the writes in flight cannot finish: give them 10 s, then
+     * log_destroy() ends the process with them unacknowledged (log.h). */
+    for (uint64_t t0 = metrics_now_ns(); log_pending(log) &&
+         (!log_store_down(log) || metrics_now_ns() - t0 < 10000000000ull);)
+        net_run_once(net, 10);
     for (int i = 0; i < 10; i++) net_run_once(net, 5); /* let the last answers go out */
     log_destroy(log);
     snap_destroy(snap); /* the log is drained: a running snapshot can finish */
@@ -336,10 +377,11 @@ int main(int argc, char **argv)
                         .conns_max = 50000,
                         .req_timeout_ms = 10000,
                         .queue_max = 65536,
-                        .idem_max = 1000000,
+                        .idem_max = idem_default(),
                         .players_max = 10000000,
                         .hunts_max = 1000,
                         .conns_per_ip_max = 2000,
+                        .pending_bodies_max = 64L << 20,
                         /* limits: the defaults of the README's Limits table */
                         .limits = {{10, 20}, {500, 1000}, {120 / 60.0, 120}, 20, 131072, 0, {0},
                                    {5000, 20000}},

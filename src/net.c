@@ -16,6 +16,7 @@
 
 #include "hmap.h"
 #include "http.h"
+#include "http_int.h"
 
 struct net {
     h2o_globalconf_t config;
@@ -27,13 +28,24 @@ struct net {
     size_t conns, conns_max, per_ip_max;
     uint64_t accepted, refused, refused_ip;
     struct hmap per_ip; /* address (16 bytes) -> open connections, as a pointer-sized count */
+    h2o_linklist_t conns_list; /* every open connection's struct conn */
+    size_t bodies_pending, bodies_pending_max; /* bytes of large bodies reserved */
 };
 
-/* A connection counted against its address (only when per_ip_max is set). */
-struct conn_ip {
+/* An open connection: counted against its address (when per_ip_max is set), and the
+ * large body it is receiving, reserved in the pending budget (net_body_reserve). */
+struct conn {
     struct net *n;
+    h2o_socket_t *sock;
+    h2o_linklist_t link;
+    size_t body_reserved;
+    int per_ip;
     uint8_t addr[16];
 };
+
+/* The server's one net: the request-head guard (a process-wide libh2o hook) reserves
+ * body budget through it. */
+static struct net *the_net;
 
 static volatile sig_atomic_t stop_requested;
 
@@ -54,16 +66,19 @@ static void conn_gone(struct net *n)
     }
 }
 
-static void on_conn_close(void *data) { conn_gone(data); }
-
-static void on_conn_close_ip(void *data)
+static void on_conn_close(void *data)
 {
-    struct conn_ip *c = data;
-    uintptr_t k = (uintptr_t)hmap_get(&c->n->per_ip, c->addr, 16);
-    if (k <= 1) hmap_del(&c->n->per_ip, c->addr, 16);
-    else hmap_put(&c->n->per_ip, c->addr, 16, (void *)(k - 1));
-    conn_gone(c->n);
+    struct conn *c = data;
+    struct net *n = c->n;
+    if (c->per_ip) {
+        uintptr_t k = (uintptr_t)hmap_get(&n->per_ip, c->addr, 16);
+        if (k <= 1) hmap_del(&n->per_ip, c->addr, 16);
+        else hmap_put(&n->per_ip, c->addr, 16, (void *)(k - 1));
+    }
+    net_body_release(c->body_reserved);
+    h2o_linklist_unlink(&c->link);
     free(c);
+    conn_gone(n);
 }
 
 /* The peer address of sock as 16 bytes (IPv4 mapped into IPv6). */
@@ -80,28 +95,59 @@ static void peer_addr(h2o_socket_t *sock, uint8_t out[16])
     }
 }
 
-/* Counts sock against its address and hooks its close; 0 when the address is at its cap
- * (or out of memory): the caller refuses the connection. */
+/* Records sock (and counts it against its address) and hooks its close; 0 when the
+ * address is at its cap (or out of memory): the caller refuses the connection. */
 static int admit(struct net *n, h2o_socket_t *sock)
 {
-    if (!n->per_ip_max) {
-        sock->on_close.cb = on_conn_close;
-        sock->on_close.data = n;
-        return 1;
-    }
-    struct conn_ip *c = malloc(sizeof *c);
+    struct conn *c = calloc(1, sizeof *c);
     if (!c) return 0;
     c->n = n;
-    peer_addr(sock, c->addr);
-    uintptr_t k = (uintptr_t)hmap_get(&n->per_ip, c->addr, 16);
-    if (k >= n->per_ip_max || hmap_put(&n->per_ip, c->addr, 16, (void *)(k + 1))) {
-        n->refused_ip++;
-        free(c);
-        return 0;
+    c->sock = sock;
+    if (n->per_ip_max) {
+        peer_addr(sock, c->addr);
+        uintptr_t k = (uintptr_t)hmap_get(&n->per_ip, c->addr, 16);
+        if (k >= n->per_ip_max || hmap_put(&n->per_ip, c->addr, 16, (void *)(k + 1))) {
+            n->refused_ip++;
+            free(c);
+            return 0;
+        }
+        c->per_ip = 1;
     }
-    sock->on_close.cb = on_conn_close_ip;
+    h2o_linklist_insert(&n->conns_list, &c->link);
+    sock->on_close.cb = on_conn_close;
     sock->on_close.data = c;
     return 1;
+}
+
+int net_body_reserve(const void *input, size_t bytes)
+{
+    struct net *n = the_net;
+    if (!n || bytes > n->bodies_pending_max - n->bodies_pending) return -1;
+    /* Linear, but only for bodies over the default limit (admin uploads). */
+    for (h2o_linklist_t *l = n->conns_list.next; l != &n->conns_list; l = l->next) {
+        struct conn *c = H2O_STRUCT_FROM_MEMBER(struct conn, link, l);
+        if (c->sock->input && c->sock->input->bytes == input) {
+            c->body_reserved += bytes;
+            n->bodies_pending += bytes;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+size_t net_body_take(void *h2o_sock)
+{
+    h2o_socket_t *sock = h2o_sock;
+    if (sock->on_close.cb != on_conn_close) return 0;
+    struct conn *c = sock->on_close.data;
+    size_t bytes = c->body_reserved;
+    c->body_reserved = 0;
+    return bytes;
+}
+
+void net_body_release(size_t bytes)
+{
+    if (the_net) the_net->bodies_pending -= bytes;
 }
 
 /* Out of file descriptors, a pending connection cannot be accepted and the listener stays
@@ -214,12 +260,16 @@ struct net *net_create(const struct net_config *cfg, char *err, size_t errcap)
     n->listen_fd = fd;
     n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     n->per_ip_max = cfg->conns_per_ip_max;
+    n->bodies_pending_max = cfg->bodies_pending_max;
     hmap_init(&n->per_ip);
+    h2o_linklist_init_anchor(&n->conns_list);
     h2o_config_init(&n->config);
     n->config.server_name = h2o_iovec_init(H2O_STRLIT("veltrix"));
     n->config.http1.upgrade_to_http2 = 0;
     n->config.http1.req_timeout = cfg->req_timeout_ms;
     n->config.max_request_entity_size = cfg->body_max;
+    http_guard_init(&n->config.max_request_entity_size);
+    the_net = n;
     /* A body up to body_max is buffered whole before any route sees it; past spill_bytes
      * libh2o keeps it in an unlinked temp file instead of anonymous memory, so that many
      * large uploads at once cannot take the process's memory. */
@@ -282,9 +332,10 @@ void net_render_metrics(const struct net *n, struct metrics_buf *b)
                    "# TYPE veltrix_connections_refused_per_ip_total counter\n"
                    "veltrix_connections_refused_per_ip_total %llu\n"
                    "# TYPE veltrix_connection_addresses gauge\n"
-                   "veltrix_connection_addresses %zu\n",
+                   "veltrix_connection_addresses %zu\n"
+                   "# TYPE veltrix_pending_body_bytes gauge\nveltrix_pending_body_bytes %zu\n",
                    n->conns, (unsigned long long)n->accepted, (unsigned long long)n->refused,
-                   (unsigned long long)n->refused_ip, n->per_ip.count);
+                   (unsigned long long)n->refused_ip, n->per_ip.count, n->bodies_pending);
 }
 
 void net_destroy(struct net *n)
@@ -293,5 +344,6 @@ void net_destroy(struct net *n)
     if (n->listener) h2o_socket_close(n->listener);
     hmap_deinit(&n->per_ip);
     if (n->spare_fd >= 0) close(n->spare_fd);
+    if (the_net == n) the_net = NULL;
     free(n);
 }

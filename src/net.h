@@ -19,6 +19,7 @@ struct net_config {
     size_t conns_per_ip_max; /* 0: no per-address cap */
     uint64_t req_timeout_ms;
     size_t body_max; /* largest body libh2o buffers (above every route limit) */
+    size_t bodies_pending_max; /* bytes of bodies over the default limit arriving at once */
     size_t spill_bytes;    /* socket buffers larger than this go to unlinked temp files */
     const char *spill_dir; /* ... in this directory (the data directory) */
 };
@@ -41,5 +42,15 @@ size_t net_connections(const struct net *n);
  * connection without the network. 0, or -1 (fd closed) when at the cap. */
 int net_adopt(struct net *n, int fd);
 void net_render_metrics(const struct net *n, struct metrics_buf *b);
+
+/* The budget of large bodies (over HTTP_BODY_BYTES_DEFAULT) arriving at once, so that
+ * pending uploads cannot fill memory or the disk their buffers spill to. Reserves bytes
+ * for the connection whose input buffer is `input` (the request-head guard knows only
+ * that): 0, or -1 when over bodies_pending_max. The reservation is the connection's
+ * until net_body_take() moves it to its request (which calls net_body_release() when
+ * done), or until the connection closes. */
+int net_body_reserve(const void *input, size_t bytes);
+size_t net_body_take(void *h2o_socket);
+void net_body_release(size_t bytes);
 
 #endif

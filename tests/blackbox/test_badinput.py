@@ -339,7 +339,8 @@ def oversized_bodies():
         data = raw_req(m, p, b"", dict(hdr, **{"Transfer-Encoding": "chunked"}), content_length=False)
         data += b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 4096]), body[i:i + 4096])
                          for i in range(0, len(body), 4096)) + b"0\r\n\r\n"
-        b.raw(data, lambda st: st == 413, "%s %s chunked %d bytes" % (m, p, len(body)), codes=("payload_too_large",))
+        # cut at 64 KiB as it arrives, by libh2o's own check (http_guard.c): its plain 413
+        b.raw(data, lambda st: st == 413, "%s %s chunked %d bytes" % (m, p, len(body)))
     # exactly 64 KiB is not over the limit
     base = b'{"display_name":"Big","pad":"'
     body = base + b"y" * (limit - len(base) - 2) + b'"}'
