@@ -755,9 +755,9 @@ log "results ($((SECONDS - START)) s)"
 mode="full run"
 [ "$QUICK" = 1 ] && mode="BENCH_QUICK=1 (smoke test)"
 [ "$SUBSET" = 1 ] && mode="$mode, subset: ${*}"
-repro="cd $ROOT && make bench"
+repro="make bench"
 if [ "$QUICK" = 1 ] || [ "$SUBSET" = 1 ]; then
-  repro="cd $ROOT && make $BUILD/veltrix && $( [ "$QUICK" = 1 ] && echo 'BENCH_QUICK=1 ')BUILD=$BUILD bash bench/run.sh${*:+ $*}"
+  repro="make $BUILD/veltrix && $( [ "$QUICK" = 1 ] && echo 'BENCH_QUICK=1 ')BUILD=$BUILD bash bench/run.sh${*:+ $*}"
 fi
 MODE=$mode REPRO=$repro SETUP_INFO=${SETUP_INFO:-} RUNS=$RUNS THREADS=$THREADS CONNS=$CONNS DUR=$DUR ROOT=$ROOT \
 python3 - >"$TMPD/meta.json" <<'EOF'

@@ -20,6 +20,7 @@ import glob
 import http.client
 import json
 import os
+import re
 import socket
 import statistics
 import sys
@@ -507,6 +508,17 @@ BUDGET = {  # DESIGN.md "Performance budget": (min req/s, max p99 ms)
 }
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def rel(text):
+    """text with this machine's paths made relative: the repository's root dropped, the
+    bench run's temporary directory shown as $TMP (committed results name no absolute
+    path of the machine they ran on)."""
+    text = text.replace(ROOT + "/", "").replace(ROOT, ".")
+    return re.sub(r"(?:/[\w.-]+)*/veltrix-bench\.[\w]+", "$TMP", text)
+
+
 def fmt_ms(us):
     return "—" if us is None else ("%.2f" % (us / 1e3))
 
@@ -606,7 +618,7 @@ def cmd_table(a):
             " (+ uncommitted changes)" if meta.get("dirty") else "", meta.get("machine", "?"),
             meta.get("mode", "")))
         if meta.get("command"):
-            D.append("Reproduce: `%s`." % meta["command"])
+            D.append("Reproduce: `%s`." % rel(meta["command"]))
         if meta.get("setup"):
             D.append("Veltrix setup: %s." % meta["setup"])
     D.append("Runs during which other processes (not the server, not the load generator) kept "
@@ -672,7 +684,7 @@ def cmd_table(a):
                     n, fmt_n(r["rps"]), fmt_ms(r.get("p50_us")), fmt_ms(r.get("p99_us")),
                     fmt_cpu(r.get("cpu_us")), fmt_u(r, "cpu_util"), fmt_u(r, "client_util"),
                     fmt_u(r, "other_util") + (" (disturbed)" if r.get("disturbed") else ""),
-                    r.get("failed", 0), r.get("cmd", "")))
+                    r.get("failed", 0), rel(r.get("cmd", ""))))
         if meta.get("anchor_notes"):
             D.append("")
             for n in meta["anchor_notes"]:
