@@ -1,11 +1,16 @@
 /* Unit tests: map tiles — draft vs published, versions kept and gone, bounds, content
  * dedup (bytes counted once), the memory limit, references outliving a version's
- * retirement, and a restore from the store (draft rows, blobs, manifests). */
+ * retirement, a restore from the store (draft rows, blobs, manifests), and
+ * `veltrix tiles import` reading only regular files inside the bundle. */
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "auth.h"
+#include "engine.h"
 #include "harness.h"
 #include "tiles.h"
 
@@ -354,6 +359,132 @@ TEST(content_types)
     CHECK_EQ_STR(tiles_ctype_for("3"), "application/octet-stream");
 }
 
+/* ---- tiles import ---------------------------------------------------------------- */
+
+static void import_hung(int sig)
+{
+    static const char msg[] = "  FAIL tiles_import still running after 20 s (a FIFO?)\n";
+    (void)!write(2, msg, sizeof msg - 1);
+    _exit(1);
+}
+
+static void write_bytes(const char *path, const char *bytes)
+{
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (!f) return;
+    fputs(bytes, f);
+    fclose(f);
+}
+
+/* A store at root/v.db holding hunt "h" (a 4 x 4 map) defined and nothing else. */
+static void import_store(const char *root, char *url, size_t cap)
+{
+    static const char def[] = "{\"name\":\"t\",\"map\":{\"width\":4,\"height\":4},"
+                              "\"codes\":[],\"items\":[],\"zones\":[]}";
+    char err[256];
+    uint8_t buf[512];
+    struct event ev;
+    struct store *s = NULL;
+    struct hunt *h = engine_hunt_create("h");
+    snprintf(url, cap, "sqlite:%s/v.db", root);
+    CHECK_EQ_INT(store_open(url, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+    CHECK_EQ_INT(engine_define(h, def, strlen(def), 1000, &ev, err, sizeof err), ENGINE_OK);
+    size_t len = engine_event_encode(&ev, buf, sizeof buf);
+    CHECK(len <= sizeof buf);
+    struct store_event se = {"h", ev.seq, ev.time_ms, ev.type, {0}, buf, len};
+    CHECK_EQ_INT(store_put_event(s, &se), 0);
+    store_close(s);
+    engine_hunt_destroy(h);
+}
+
+/* The published tiles in the store at url. */
+static struct tiles *import_result(const char *url)
+{
+    char err[256];
+    struct store *s = NULL;
+    struct tiles *t = mk(1 << 20, 3);
+    CHECK_EQ_INT(store_open(url, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+    CHECK_EQ_INT(tiles_restore(t, s, err, sizeof err), 0);
+    store_close(s);
+    return t;
+}
+
+static void rm_rf(const char *dir)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
+/* The review's bundle: 1/1.png a link to a key outside, 0/0.png a FIFO, column 2 a link
+ * to a directory outside. Only the regular tiles are imported, and a FIFO cannot hang. */
+TEST(import_reads_only_regular_files_inside)
+{
+    char root[] = "/tmp/veltrix-import-XXXXXX", p[512], q[512], url[600], err[512];
+    CHECK(mkdtemp(root) != NULL);
+    import_store(root, url, sizeof url);
+    snprintf(p, sizeof p, "%s/secret.key", root);
+    write_bytes(p, "SIGNING KEY");
+    snprintf(p, sizeof p, "%s/outside", root);
+    CHECK_EQ_INT(mkdir(p, 0700), 0);
+    snprintf(p, sizeof p, "%s/outside/0.png", root);
+    write_bytes(p, "OUTSIDE");
+    static const char *const dirs[] = {"b", "b/0", "b/1", "b/3"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", root, dirs[i]);
+        CHECK_EQ_INT(mkdir(p, 0700), 0);
+    }
+    snprintf(p, sizeof p, "%s/b/0/1.png", root);
+    write_bytes(p, "a");
+    snprintf(p, sizeof p, "%s/b/3/3.svg", root);
+    write_bytes(p, "b");
+    snprintf(p, sizeof p, "%s/secret.key", root);
+    snprintf(q, sizeof q, "%s/b/1/1.png", root);
+    CHECK_EQ_INT(symlink(p, q), 0);
+    snprintf(p, sizeof p, "%s/b/0/0.png", root);
+    CHECK_EQ_INT(mkfifo(p, 0600), 0);
+    snprintf(p, sizeof p, "%s/outside", root);
+    snprintf(q, sizeof q, "%s/b/2", root);
+    CHECK_EQ_INT(symlink(p, q), 0);
+    snprintf(p, sizeof p, "%s/b", root);
+    signal(SIGALRM, import_hung);
+    alarm(20);
+    CHECK_EQ_INT(tiles_import(url, "h", p, 3, err, sizeof err), 0);
+    alarm(0);
+    struct tiles *t = import_result(url);
+    CHECK_EQ_STR(get(t, -1, 0, 1), "a");
+    CHECK_EQ_STR(get(t, -1, 3, 3), "b");
+    CHECK_EQ_STR(get(t, -1, 1, 1), tiles_err_str(TILES_ENOTILE));
+    CHECK_EQ_STR(get(t, -1, 0, 0), tiles_err_str(TILES_ENOTILE));
+    CHECK_EQ_STR(get(t, -1, 2, 0), tiles_err_str(TILES_ENOTILE));
+    tiles_destroy(t);
+    rm_rf(root);
+}
+
+/* A tile file over the limit fails the import (nothing published), sparse or not. */
+TEST(import_refuses_a_file_over_the_limit)
+{
+    char root[] = "/tmp/veltrix-import-XXXXXX", p[512], url[600], err[512];
+    CHECK(mkdtemp(root) != NULL);
+    import_store(root, url, sizeof url);
+    snprintf(p, sizeof p, "%s/b", root);
+    CHECK_EQ_INT(mkdir(p, 0700), 0);
+    snprintf(p, sizeof p, "%s/b/0", root);
+    CHECK_EQ_INT(mkdir(p, 0700), 0);
+    snprintf(p, sizeof p, "%s/b/0/0.png", root);
+    int fd = open(p, O_WRONLY | O_CREAT, 0600);
+    CHECK(fd >= 0 && ftruncate(fd, (off_t)1 << 30) == 0);
+    close(fd);
+    snprintf(p, sizeof p, "%s/b", root);
+    CHECK_EQ_INT(tiles_import(url, "h", p, 3, err, sizeof err), -1);
+    CHECK(strstr(err, "0/0.png") && strstr(err, "over 1 MiB"));
+    struct tiles *t = import_result(url);
+    CHECK_EQ_STR(get(t, -1, 0, 0), tiles_err_str(TILES_ENOVERSION));
+    tiles_destroy(t);
+    rm_rf(root);
+}
+
 int main(void)
 {
     RUN(draft_invisible_until_publish);
@@ -368,5 +499,7 @@ int main(void)
     RUN(many_tiles_table);
     RUN(large_map_publishes_every_chunk);
     RUN(content_types);
+    RUN(import_refuses_a_file_over_the_limit);
+    RUN(import_reads_only_regular_files_inside);
     return HARNESS_DONE();
 }
