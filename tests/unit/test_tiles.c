@@ -6,7 +6,10 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -485,6 +488,120 @@ TEST(import_refuses_a_file_over_the_limit)
     rm_rf(root);
 }
 
+/* What a walk saw: "entry=x,y:bytes;" per tile, "entry: why;" per skipped entry. */
+struct seen {
+    char tiles[512], skips[1024];
+    int n_tiles, n_skips;
+};
+
+static int seen_tile(void *arg, const char *entry, uint32_t x, uint32_t y, const uint8_t *data,
+                     size_t len)
+{
+    struct seen *s = arg;
+    size_t n = strlen(s->tiles);
+    snprintf(s->tiles + n, sizeof s->tiles - n, "%s=%u,%u:%.*s;", entry, x, y, (int)len,
+             (const char *)data);
+    s->n_tiles++;
+    return 0;
+}
+
+static void seen_skip(void *arg, const char *entry, const char *why)
+{
+    struct seen *s = arg;
+    size_t n = strlen(s->skips);
+    snprintf(s->skips + n, sizeof s->skips - n, "%s: %s;", entry, why);
+    s->n_skips++;
+}
+
+/* Makes root/rel (a directory when bytes is NULL). */
+static void mk_at(const char *root, const char *rel, const char *bytes)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", root, rel);
+    if (bytes) write_bytes(p, bytes);
+    else CHECK_EQ_INT(mkdir(p, 0700), 0);
+}
+
+static void link_at(const char *root, const char *target, const char *rel)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", root, rel);
+    CHECK_EQ_INT(symlink(target, p), 0);
+}
+
+/* A socket bound at root/rel; the descriptor (the caller closes it). */
+static int socket_at(const char *root, const char *rel)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    int n = snprintf(a.sun_path, sizeof a.sun_path, "%s/%s", root, rel);
+    CHECK(n < (int)sizeof a.sun_path && fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    return fd;
+}
+
+/* Every kind of entry in the places a bundle has: only the regular files in real column
+ * directories reach the callback, everything else is skipped with its type. */
+TEST(walk_reads_only_regular_files_inside)
+{
+    char root[] = "/tmp/veltrix-walk-XXXXXX", b[300], p[512], err[512];
+    CHECK(mkdtemp(root) != NULL);
+    mk_at(root, "secret", "SECRET");
+    mk_at(root, "out", NULL);
+    mk_at(root, "out/0.png", "OUTSIDE");
+    snprintf(b, sizeof b, "%s/b", root);
+    static const char *const dirs[] = {"", "0", "1", "1/1.png"};
+    for (int i = 0; i < 4; i++) mk_at(b, dirs[i], NULL);
+    mk_at(b, "0/0.png", "t00");
+    mk_at(b, "1/0.svg", "t10");
+    mk_at(b, "2", "a file where a column belongs");
+    link_at(b, "../1/0.svg", "0/1.png");
+    link_at(b, "../out", "3");
+    snprintf(p, sizeof p, "%s/secret", root);
+    link_at(b, p, ".hidden");
+    snprintf(p, sizeof p, "%s/0/2.png", b);
+    CHECK_EQ_INT(mkfifo(p, 0600), 0);
+    int sock = socket_at(b, "0/3.png");
+    snprintf(p, sizeof p, "%s/1/2.png", b);
+    int dev = mknod(p, S_IFCHR | 0600, makedev(1, 5)) == 0; /* /dev/zero, when root */
+    struct seen s = {{0}, {0}, 0, 0};
+    struct tiles_walk wk = {4, 4, seen_tile, seen_skip, &s};
+    signal(SIGALRM, import_hung);
+    alarm(20);
+    CHECK_EQ_INT(tiles_import_walk(b, &wk, err, sizeof err), 0);
+    alarm(0);
+    close(sock);
+    CHECK_EQ_INT(s.n_tiles, 2);
+    CHECK(strstr(s.tiles, "0/0.png=0,0:t00;") && strstr(s.tiles, "1/0.svg=1,0:t10;"));
+    static const char *const skips[] = {
+        "0/1.png: a symbolic link;", "3: a symbolic link;", "0/2.png: a FIFO;",
+        "0/3.png: a socket;", "1/1.png: a directory, not a tile file;",
+        "2: a regular file, not a column directory;", "1/2.png: a character device;"};
+    int n_skips = dev ? 7 : 6;
+    for (int i = 0; i < n_skips; i++)
+        if (!strstr(s.skips, skips[i])) CHECK_EQ_STR(s.skips, skips[i]);
+    CHECK_EQ_INT(s.n_skips, n_skips);
+    rm_rf(root);
+}
+
+/* A name that is not a position of the map stops the walk with an error naming it. */
+TEST(walk_refuses_names_outside_the_map)
+{
+    static const char *const bad[][2] = {{"4", NULL},       {"0x1", NULL},   {"0/4.png", "x"},
+                                         {"0/-1.png", "x"}, {"0/a.png", "x"}, {"0/1x", "x"}};
+    for (int i = 0; i < 6; i++) {
+        char root[] = "/tmp/veltrix-walk-XXXXXX", err[512] = "";
+        CHECK(mkdtemp(root) != NULL);
+        mk_at(root, "0", NULL);
+        mk_at(root, "0/0.png", "fine");
+        mk_at(root, bad[i][0], bad[i][1]);
+        struct seen s = {{0}, {0}, 0, 0};
+        struct tiles_walk wk = {4, 4, seen_tile, seen_skip, &s};
+        CHECK_EQ_INT(tiles_import_walk(root, &wk, err, sizeof err), -1);
+        if (!strstr(err, bad[i][0])) CHECK_EQ_STR(err, bad[i][0]);
+        rm_rf(root);
+    }
+}
+
 int main(void)
 {
     RUN(draft_invisible_until_publish);
@@ -501,5 +618,7 @@ int main(void)
     RUN(content_types);
     RUN(import_refuses_a_file_over_the_limit);
     RUN(import_reads_only_regular_files_inside);
+    RUN(walk_reads_only_regular_files_inside);
+    RUN(walk_refuses_names_outside_the_map);
     return HARNESS_DONE();
 }
