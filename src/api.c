@@ -956,7 +956,9 @@ static void tile_miss(struct http_req *r, struct http_str hunt, int rc, int64_t 
 static void h_tile_get(struct http_req *r)
 {
     static const char cc_current[] = "public, max-age=5",
-                      cc_fixed[] = "public, max-age=31536000, immutable";
+                      cc_fixed[] = "public, max-age=31536000, immutable", nosniff[] = "nosniff",
+                      csp[] = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                              "sandbox"; /* an SVG tile opened as a page runs no script */
     struct http_str hunt = http_param(r, 0), q = http_query(r, "v");
     long x, y, v = -1;
     struct tile_hit hit;
@@ -978,13 +980,15 @@ static void h_tile_get(struct http_req *r)
     }
     struct http_str inm = http_header(r, "if-none-match");
     int nm = inm.p && etag_matches(inm, hit.etag, hit.etag_len);
-    struct http_hdr hs[4] = {{"etag", hit.etag, hit.etag_len},
+    struct http_hdr hs[6] = {{"etag", hit.etag, hit.etag_len},
                              {"x-map-version", hit.version_str, hit.version_str_len},
                              {"cache-control", v < 0 ? cc_current : cc_fixed,
                               v < 0 ? sizeof cc_current - 1 : sizeof cc_fixed - 1},
+                             {"x-content-type-options", nosniff, sizeof nosniff - 1},
+                             {"content-security-policy", csp, sizeof csp - 1},
                              {"content-type", hit.ctype, hit.ctype_len}};
     tiles_count(app.tiles, nm);
-    http_send_ref(r, nm ? 304 : 200, hs, nm ? 3 : 4, hit.body, hit.len, tile_release, hit.ref);
+    http_send_ref(r, nm ? 304 : 200, hs, nm ? 5 : 6, hit.body, hit.len, tile_release, hit.ref);
 }
 
 static void tile_durable(void *arg, int status) { http_send(arg, 204, NULL, "", 0); }

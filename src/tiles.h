@@ -25,6 +25,7 @@
 #define TILES_CTYPE_MAX 127 /* content-type bytes kept */
 #define TILES_COORD_MAX 4096 /* x, y < this (the map is at most 4096 x 4096) */
 #define TILES_KEPT_MAX 64
+#define TILES_FILE_MAX (1024 * 1024) /* bytes of one tile file `tiles import` reads */
 
 enum tiles_err {
     TILES_OK = 0,
@@ -105,10 +106,29 @@ void tiles_render_metrics(const struct tiles *t, struct metrics_buf *b);
 
 /* A content type for a file name's extension (png, svg, jpg, webp...). */
 const char *tiles_ctype_for(const char *filename);
+/* What tiles_import_walk does with the entries of a bundle. */
+struct tiles_walk {
+    uint32_t width, height; /* the map: columns 0..width-1, rows 0..height-1 */
+    /* A regular file dir/{x}/{y}.{ext}: entry is "{x}/{y}.{ext}", data (len bytes) is
+     * borrowed for the call. 0 goes on; anything else stops the walk and is returned. */
+    int (*tile)(void *arg, const char *entry, uint32_t x, uint32_t y, const uint8_t *data,
+                size_t len);
+    /* An entry not read (may be NULL): why names its type, e.g. "a symbolic link". */
+    void (*skipped)(void *arg, const char *entry, const char *why);
+    void *arg;
+};
+/* The bundle walk of tiles_import, reading only what is inside dir (dir itself may be a
+ * link): directories as columns, regular files as tiles, each opened relative to its
+ * parent without following a link or blocking; links, FIFOs, sockets, devices and
+ * entries of the wrong type are skipped (never opened if seen first). Names starting
+ * with '.' are ignored. 0; -1 with a message in err for a name that is not a position in
+ * the map, a file over TILES_FILE_MAX bytes or an I/O error; or what wk->tile returned. */
+int tiles_import_walk(const char *dir, const struct tiles_walk *wk, char *err, size_t errcap);
 /* `veltrix tiles import`: reads dir/{x}/{y}.{ext} into hunt's draft in the store at url
  * and publishes it as the next version, in one transaction (blobs, draft rows, the
- * EVENT_MAP event, the manifest). The server must not be running on that store. Prints
- * progress to stderr. 0, or -1 with a message in err. */
+ * EVENT_MAP event, the manifest), through tiles_import_walk. The server must not be
+ * running on that store. Prints each skipped entry and a summary to stderr. 0, or -1
+ * with a message in err. */
 int tiles_import(const char *url, const char *hunt, const char *dir, unsigned versions_kept,
                  char *err, size_t errcap);
 

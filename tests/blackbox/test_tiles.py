@@ -1,8 +1,13 @@
 """Black-box tests: map tiles (API.md "Map tiles", issue 4) — publish atomicity under
 concurrent reads, ETag/304, ?v= and 410, bounds, oversize, the memory limit, restarts
-(SIGTERM and SIGKILL) keeping versions and the draft, metrics, and `veltrix tiles import`."""
+(SIGTERM and SIGKILL) keeping versions and the draft, metrics, `veltrix tiles import`
+(and what it refuses to read: links, FIFOs, devices, sockets), the headers that keep a
+tile from running as a page."""
 import os
 import re
+import shutil
+import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -307,9 +312,13 @@ def demo_map_is_served():
         true(r.raw.startswith(b"<svg") and (b">%d,%d<" % (x, y)) in r.raw, "an SVG naming its tile")
 
 
-def run_import(data, name, d, extra=()):
-    p = subprocess.run([vx.BIN, "tiles", "import", name, d, "--data", data] + list(extra),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+def run_import(data, name, d, extra=(), timeout=120):
+    """(exit code, stderr) of `veltrix tiles import`; a hang past timeout fails the test."""
+    try:
+        p = subprocess.run([vx.BIN, "tiles", "import", name, d, "--data", data] + list(extra),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("tiles import of %s still running after %d s (killed)" % (d, timeout))
     return p.returncode, p.stderr.decode("utf-8", "replace")
 
 
@@ -359,6 +368,94 @@ def import_command():
     eq(c.req("GET", "/tiles/im/0/1?v=1").status, 404, "version 1 had no tile 0/1")
     eq(vx.publish(c, "im"), 3, "publishing after an import")
     eq(c.req("GET", "/tiles/im/3/4").raw, files[(3, "4.svg")], "the draft holds the import")
+
+
+@test
+def import_reads_only_regular_files_inside_the_bundle():
+    """A hostile bundle: 1/1.png a symbolic link to the server's secret.key (the key that
+    signs player tokens), 0/0.png a FIFO (an open that would wait forever), column 2 a
+    symbolic link to a directory outside, 3/0.png a socket, 3/2.png a link to a tile inside
+    the bundle and, when root, 3/1.png a device (/dev/zero). The import exits 0, names each
+    skipped entry on stderr with the reason and counts them in its summary; the regular
+    tiles are imported and none of the skipped positions serves anything."""
+    s = vx.Server().start()
+    c = s.client()
+    hunt(c, "hx", 4, 4)
+    c.close()
+    s.stop()
+    key_path = os.path.join(s.data, "secret.key")
+    with open(key_path, "rb") as f:
+        key = f.read()
+    eq(len(key), 32, "secret.key length")
+    d = tempfile.mkdtemp(prefix="vx-tiles-hostile-")
+    outside = tempfile.mkdtemp(prefix="vx-tiles-outside-")
+    try:
+        import_hostile_bundle(s, d, outside, key_path, key)
+    finally:  # rmtree removes links without following them
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(outside, ignore_errors=True)
+
+
+def import_hostile_bundle(s, d, outside, key_path, key):
+    """The body of the test above (the caller removes d and outside)."""
+    with open(os.path.join(outside, "0.png"), "wb") as f:
+        f.write(b"outside the bundle")
+    good = {(0, "1.png"): b"tile 0/1", (1, "0.svg"): b"<svg>1,0</svg>", (3, "3.png"): b"tile 3/3"}
+    write_tiles(d, good)
+    os.makedirs(os.path.join(d, "1"), exist_ok=True)
+    os.symlink(key_path, os.path.join(d, "1", "1.png"))
+    os.mkfifo(os.path.join(d, "0", "0.png"))
+    os.symlink(outside, os.path.join(d, "2"))
+    os.symlink("../3/3.png", os.path.join(d, "3", "2.png"))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(os.path.join(d, "3", "0.png"))
+    skips = {"1/1.png": "a symbolic link", "0/0.png": "a FIFO", "2": "a symbolic link",
+             "3/2.png": "a symbolic link", "3/0.png": "a socket"}
+    try:
+        os.mknod(os.path.join(d, "3", "1.png"), stat.S_IFCHR | 0o600, os.makedev(1, 5))
+        skips["3/1.png"] = "a character device"
+    except (PermissionError, AttributeError):
+        vx.note("import_reads_only_regular_files_inside_the_bundle: no device node (not root)")
+    try:
+        rc, err = run_import(s.data, "hx", d, timeout=30)
+    finally:
+        sock.close()
+    eq(rc, 0, "import exit code (%s)" % err.strip())
+    for entry, why in sorted(skips.items()):
+        true("skipped %s: %s" % (entry, why) in err, "stderr names %s as %s: %s" % (entry, why, err.strip()))
+    true(re.search(r"skipped %d entries" % len(skips), err), "summary counts the skipped: %s" % err.strip())
+    s.start()
+    c = s.client()
+    eq(vx.get_hunt(c, "hx")["map_version"], 1, "the import published version 1")
+    for (x, name), data in good.items():
+        r = c.req("GET", "/tiles/hx/%d/%s" % (x, name.split(".")[0]))
+        check(r, 200, what="regular tile %d/%s" % (x, name))
+        eq(r.raw, data, "imported tile %d/%s" % (x, name))
+    for x, y in ((1, 1), (0, 0), (2, 0), (3, 0), (3, 1), (3, 2)):
+        r = c.req("GET", "/tiles/hx/%d/%d" % (x, y))
+        true(key not in r.raw, "GET /tiles/hx/%d/%d serves the signing key" % (x, y))
+        check(r, 404, "tile_not_found", what="skipped entry %d/%d" % (x, y))
+
+
+@test
+def tiles_cannot_run_as_a_page():
+    """An SVG tile with a script: served (200 and 304) with nosniff and a
+    Content-Security-Policy that runs no script, so opening it is not a page of ours."""
+    s = vx.shared()
+    c = s.client()
+    hunt(c, "xs")
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.cookie)</script></svg>'
+    vx.put_tile(c, "xs", 0, 0, svg, "image/svg+xml")
+    vx.publish(c, "xs")
+    csp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
+    r = c.req("GET", "/tiles/xs/0/0")
+    check(r, 200)
+    eq(r.raw, svg, "the SVG tile")
+    r304 = c.req("GET", "/tiles/xs/0/0?v=1", headers={"If-None-Match": r.headers.get("etag")})
+    check(r304, 304, what="If-None-Match")
+    for what, resp in (("200", r), ("304", r304)):
+        eq(resp.headers.get("x-content-type-options"), "nosniff", "X-Content-Type-Options on the " + what)
+        eq(resp.headers.get("content-security-policy"), csp, "Content-Security-Policy on the " + what)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,19 @@
 /* Unit tests: map tiles — draft vs published, versions kept and gone, bounds, content
  * dedup (bytes counted once), the memory limit, references outliving a version's
- * retirement, and a restore from the store (draft rows, blobs, manifests). */
+ * retirement, a restore from the store (draft rows, blobs, manifests), and
+ * `veltrix tiles import` reading only regular files inside the bundle. */
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "auth.h"
+#include "engine.h"
 #include "harness.h"
 #include "tiles.h"
 
@@ -354,6 +362,246 @@ TEST(content_types)
     CHECK_EQ_STR(tiles_ctype_for("3"), "application/octet-stream");
 }
 
+/* ---- tiles import ---------------------------------------------------------------- */
+
+static void import_hung(int sig)
+{
+    static const char msg[] = "  FAIL tiles_import still running after 20 s (a FIFO?)\n";
+    (void)!write(2, msg, sizeof msg - 1);
+    _exit(1);
+}
+
+static void write_bytes(const char *path, const char *bytes)
+{
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (!f) return;
+    fputs(bytes, f);
+    fclose(f);
+}
+
+/* A store at root/v.db holding hunt "h" (a 4 x 4 map) defined and nothing else. */
+static void import_store(const char *root, char *url, size_t cap)
+{
+    static const char def[] = "{\"name\":\"t\",\"map\":{\"width\":4,\"height\":4},"
+                              "\"codes\":[],\"items\":[],\"zones\":[]}";
+    char err[256];
+    uint8_t buf[512];
+    struct event ev;
+    struct store *s = NULL;
+    struct hunt *h = engine_hunt_create("h");
+    snprintf(url, cap, "sqlite:%s/v.db", root);
+    CHECK_EQ_INT(store_open(url, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+    CHECK_EQ_INT(engine_define(h, def, strlen(def), 1000, &ev, err, sizeof err), ENGINE_OK);
+    size_t len = engine_event_encode(&ev, buf, sizeof buf);
+    CHECK(len <= sizeof buf);
+    struct store_event se = {"h", ev.seq, ev.time_ms, ev.type, {0}, buf, len};
+    CHECK_EQ_INT(store_put_event(s, &se), 0);
+    store_close(s);
+    engine_hunt_destroy(h);
+}
+
+/* The published tiles in the store at url. */
+static struct tiles *import_result(const char *url)
+{
+    char err[256];
+    struct store *s = NULL;
+    struct tiles *t = mk(1 << 20, 3);
+    CHECK_EQ_INT(store_open(url, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+    CHECK_EQ_INT(tiles_restore(t, s, err, sizeof err), 0);
+    store_close(s);
+    return t;
+}
+
+static void rm_rf(const char *dir)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
+/* The review's bundle: 1/1.png a link to a key outside, 0/0.png a FIFO, column 2 a link
+ * to a directory outside. Only the regular tiles are imported, and a FIFO cannot hang. */
+TEST(import_reads_only_regular_files_inside)
+{
+    char root[] = "/tmp/veltrix-import-XXXXXX", p[512], q[512], url[600], err[512];
+    CHECK(mkdtemp(root) != NULL);
+    import_store(root, url, sizeof url);
+    snprintf(p, sizeof p, "%s/secret.key", root);
+    write_bytes(p, "SIGNING KEY");
+    snprintf(p, sizeof p, "%s/outside", root);
+    CHECK_EQ_INT(mkdir(p, 0700), 0);
+    snprintf(p, sizeof p, "%s/outside/0.png", root);
+    write_bytes(p, "OUTSIDE");
+    static const char *const dirs[] = {"b", "b/0", "b/1", "b/3"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", root, dirs[i]);
+        CHECK_EQ_INT(mkdir(p, 0700), 0);
+    }
+    snprintf(p, sizeof p, "%s/b/0/1.png", root);
+    write_bytes(p, "a");
+    snprintf(p, sizeof p, "%s/b/3/3.svg", root);
+    write_bytes(p, "b");
+    snprintf(p, sizeof p, "%s/secret.key", root);
+    snprintf(q, sizeof q, "%s/b/1/1.png", root);
+    CHECK_EQ_INT(symlink(p, q), 0);
+    snprintf(p, sizeof p, "%s/b/0/0.png", root);
+    CHECK_EQ_INT(mkfifo(p, 0600), 0);
+    snprintf(p, sizeof p, "%s/outside", root);
+    snprintf(q, sizeof q, "%s/b/2", root);
+    CHECK_EQ_INT(symlink(p, q), 0);
+    snprintf(p, sizeof p, "%s/b", root);
+    signal(SIGALRM, import_hung);
+    alarm(20);
+    CHECK_EQ_INT(tiles_import(url, "h", p, 3, err, sizeof err), 0);
+    alarm(0);
+    struct tiles *t = import_result(url);
+    CHECK_EQ_STR(get(t, -1, 0, 1), "a");
+    CHECK_EQ_STR(get(t, -1, 3, 3), "b");
+    CHECK_EQ_STR(get(t, -1, 1, 1), tiles_err_str(TILES_ENOTILE));
+    CHECK_EQ_STR(get(t, -1, 0, 0), tiles_err_str(TILES_ENOTILE));
+    CHECK_EQ_STR(get(t, -1, 2, 0), tiles_err_str(TILES_ENOTILE));
+    tiles_destroy(t);
+    rm_rf(root);
+}
+
+/* A tile file over the limit fails the import (nothing published), sparse or not. */
+TEST(import_refuses_a_file_over_the_limit)
+{
+    char root[] = "/tmp/veltrix-import-XXXXXX", p[512], url[600], err[512];
+    CHECK(mkdtemp(root) != NULL);
+    import_store(root, url, sizeof url);
+    snprintf(p, sizeof p, "%s/b", root);
+    CHECK_EQ_INT(mkdir(p, 0700), 0);
+    snprintf(p, sizeof p, "%s/b/0", root);
+    CHECK_EQ_INT(mkdir(p, 0700), 0);
+    snprintf(p, sizeof p, "%s/b/0/0.png", root);
+    int fd = open(p, O_WRONLY | O_CREAT, 0600);
+    CHECK(fd >= 0 && ftruncate(fd, (off_t)1 << 30) == 0);
+    close(fd);
+    snprintf(p, sizeof p, "%s/b", root);
+    CHECK_EQ_INT(tiles_import(url, "h", p, 3, err, sizeof err), -1);
+    CHECK(strstr(err, "0/0.png") && strstr(err, "over 1 MiB"));
+    struct tiles *t = import_result(url);
+    CHECK_EQ_STR(get(t, -1, 0, 0), tiles_err_str(TILES_ENOVERSION));
+    tiles_destroy(t);
+    rm_rf(root);
+}
+
+/* What a walk saw: "entry=x,y:bytes;" per tile, "entry: why;" per skipped entry. */
+struct seen {
+    char tiles[512], skips[1024];
+    int n_tiles, n_skips;
+};
+
+static int seen_tile(void *arg, const char *entry, uint32_t x, uint32_t y, const uint8_t *data,
+                     size_t len)
+{
+    struct seen *s = arg;
+    size_t n = strlen(s->tiles);
+    snprintf(s->tiles + n, sizeof s->tiles - n, "%s=%u,%u:%.*s;", entry, x, y, (int)len,
+             (const char *)data);
+    s->n_tiles++;
+    return 0;
+}
+
+static void seen_skip(void *arg, const char *entry, const char *why)
+{
+    struct seen *s = arg;
+    size_t n = strlen(s->skips);
+    snprintf(s->skips + n, sizeof s->skips - n, "%s: %s;", entry, why);
+    s->n_skips++;
+}
+
+/* Makes root/rel (a directory when bytes is NULL). */
+static void mk_at(const char *root, const char *rel, const char *bytes)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", root, rel);
+    if (bytes) write_bytes(p, bytes);
+    else CHECK_EQ_INT(mkdir(p, 0700), 0);
+}
+
+static void link_at(const char *root, const char *target, const char *rel)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", root, rel);
+    CHECK_EQ_INT(symlink(target, p), 0);
+}
+
+/* A socket bound at root/rel; the descriptor (the caller closes it). */
+static int socket_at(const char *root, const char *rel)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    int n = snprintf(a.sun_path, sizeof a.sun_path, "%s/%s", root, rel);
+    CHECK(n < (int)sizeof a.sun_path && fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    return fd;
+}
+
+/* Every kind of entry in the places a bundle has: only the regular files in real column
+ * directories reach the callback, everything else is skipped with its type. */
+TEST(walk_reads_only_regular_files_inside)
+{
+    char root[] = "/tmp/veltrix-walk-XXXXXX", b[300], p[512], err[512];
+    CHECK(mkdtemp(root) != NULL);
+    mk_at(root, "secret", "SECRET");
+    mk_at(root, "out", NULL);
+    mk_at(root, "out/0.png", "OUTSIDE");
+    snprintf(b, sizeof b, "%s/b", root);
+    static const char *const dirs[] = {"", "0", "1", "1/1.png"};
+    for (int i = 0; i < 4; i++) mk_at(b, dirs[i], NULL);
+    mk_at(b, "0/0.png", "t00");
+    mk_at(b, "1/0.svg", "t10");
+    mk_at(b, "2", "a file where a column belongs");
+    link_at(b, "../1/0.svg", "0/1.png");
+    link_at(b, "../out", "3");
+    snprintf(p, sizeof p, "%s/secret", root);
+    link_at(b, p, ".hidden");
+    snprintf(p, sizeof p, "%s/0/2.png", b);
+    CHECK_EQ_INT(mkfifo(p, 0600), 0);
+    int sock = socket_at(b, "0/3.png");
+    snprintf(p, sizeof p, "%s/1/2.png", b);
+    int dev = mknod(p, S_IFCHR | 0600, makedev(1, 5)) == 0; /* /dev/zero, when root */
+    struct seen s = {{0}, {0}, 0, 0};
+    struct tiles_walk wk = {4, 4, seen_tile, seen_skip, &s};
+    signal(SIGALRM, import_hung);
+    alarm(20);
+    CHECK_EQ_INT(tiles_import_walk(b, &wk, err, sizeof err), 0);
+    alarm(0);
+    close(sock);
+    CHECK_EQ_INT(s.n_tiles, 2);
+    CHECK(strstr(s.tiles, "0/0.png=0,0:t00;") && strstr(s.tiles, "1/0.svg=1,0:t10;"));
+    static const char *const skips[] = {
+        "0/1.png: a symbolic link;", "3: a symbolic link;", "0/2.png: a FIFO;",
+        "0/3.png: a socket;", "1/1.png: a directory, not a tile file;",
+        "2: a regular file, not a column directory;", "1/2.png: a character device;"};
+    int n_skips = dev ? 7 : 6;
+    for (int i = 0; i < n_skips; i++)
+        if (!strstr(s.skips, skips[i])) CHECK_EQ_STR(s.skips, skips[i]);
+    CHECK_EQ_INT(s.n_skips, n_skips);
+    rm_rf(root);
+}
+
+/* A name that is not a position of the map stops the walk with an error naming it. */
+TEST(walk_refuses_names_outside_the_map)
+{
+    static const char *const bad[][2] = {{"4", NULL},       {"0x1", NULL},   {"0/4.png", "x"},
+                                         {"0/-1.png", "x"}, {"0/a.png", "x"}, {"0/1x", "x"}};
+    for (int i = 0; i < 6; i++) {
+        char root[] = "/tmp/veltrix-walk-XXXXXX", err[512] = "";
+        CHECK(mkdtemp(root) != NULL);
+        mk_at(root, "0", NULL);
+        mk_at(root, "0/0.png", "fine");
+        mk_at(root, bad[i][0], bad[i][1]);
+        struct seen s = {{0}, {0}, 0, 0};
+        struct tiles_walk wk = {4, 4, seen_tile, seen_skip, &s};
+        CHECK_EQ_INT(tiles_import_walk(root, &wk, err, sizeof err), -1);
+        if (!strstr(err, bad[i][0])) CHECK_EQ_STR(err, bad[i][0]);
+        rm_rf(root);
+    }
+}
+
 int main(void)
 {
     RUN(draft_invisible_until_publish);
@@ -368,5 +616,9 @@ int main(void)
     RUN(many_tiles_table);
     RUN(large_map_publishes_every_chunk);
     RUN(content_types);
+    RUN(import_refuses_a_file_over_the_limit);
+    RUN(import_reads_only_regular_files_inside);
+    RUN(walk_reads_only_regular_files_inside);
+    RUN(walk_refuses_names_outside_the_map);
     return HARNESS_DONE();
 }
