@@ -1501,7 +1501,7 @@ static struct http_route routes[] = {
     {"GET", "/v1/hunts/:/codes/:/qr.svg", h_qr, 0, 0, {0}, {{0}, 0, 0}},
     {"GET", "/v1/hunts/:/digest", h_digest, 0, 0, {0}, {{0}, 0, 0}},
     {"GET", "/tiles/:/:/:", h_tile_get, 0, GATE_TILES, {0}, {{0}, 0, 0}},
-    {"PUT", "/v1/hunts/:/tiles/:/:", h_tile_put, 1 * MiB, 0, {0}, {{0}, 0, 0}},
+    {"PUT", "/v1/hunts/:/tiles/:/:", h_tile_put, TILES_FILE_MAX, 0, {0}, {{0}, 0, 0}},
     {"POST", "/v1/hunts/:/map/publish", h_map_publish, 0, 0, {0}, {{0}, 0, 0}},
     {"POST", "/v1/hunts/:/scans", h_scan, 0, 0, {0}, {{0}, 0, 0}},
     {"POST", "/v1/hunts/:/items/:/collect", h_collect, 0, 0, {0}, {{0}, 0, 0}},
