@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -228,21 +227,15 @@ static size_t fit_fd_limit(long conns_max)
     return (size_t)room;
 }
 
-/* Holds an exclusive lock on <store path>.lock for the life of the process, so that a
- * second server or a `tiles import` cannot write the same store behind this one's back
- * (its memory would no longer match the store). 0, or -1 with a message printed. */
+/* Holds the store for this process (store_lock: the embedded store's lock file). 0, or
+ * the exit code after printing why: 2 for a URL no backend takes, 1 otherwise. */
 static int lock_store(const char *url)
 {
-    char path[4300];
-    if (strncmp(url, "sqlite:", 7) != 0) return 0;
-    snprintf(path, sizeof path, "%s.lock", url + 7);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) return 0; /* fd stays open */
-    fprintf(stderr, "veltrix: %s: %s\n", path,
-            fd < 0 ? strerror(errno)
-                   : "locked: a server (or an import) is using this store; stop it first");
-    if (fd >= 0) close(fd);
-    return -1;
+    char err[4400];
+    int rc = store_lock(url, err, sizeof err);
+    if (!rc) return 0;
+    fprintf(stderr, "veltrix: %s\n", err);
+    return rc == STORE_EURL ? 2 : 1;
 }
 
 /* Whether /metrics is public: --metrics-access, or by default only on a loopback
@@ -258,6 +251,7 @@ static int metrics_public(const struct options *o)
 static int serve(const struct options *o)
 {
     char err[1024] = "", url[4200], key[256];
+    int rc;
     enum store_fsync fs = !strcmp(o->fsync, "always") ? STORE_FSYNC_ALWAYS
                           : !strcmp(o->fsync, "batch") ? STORE_FSYNC_BATCH
                           : !strcmp(o->fsync, "off")   ? STORE_FSYNC_OFF
@@ -282,8 +276,8 @@ static int serve(const struct options *o)
         return 1;
     }
     if (o->store) snprintf(url, sizeof url, "%s", o->store);
-    else snprintf(url, sizeof url, "sqlite:%s/veltrix.db", o->data);
-    if (lock_store(url)) return 1;
+    else store_default_url(o->data, url, sizeof url);
+    if ((rc = lock_store(url))) return rc;
     struct store *writer = NULL, *reader = NULL, *snapper = NULL;
     if (store_open(url, fs, &writer, err, sizeof err) ||
         store_open(url, fs, &reader, err, sizeof err) ||
@@ -354,13 +348,14 @@ static int serve(const struct options *o)
 static int tiles_cmd(int argc, char **argv, struct options *o)
 {
     char url[4200], err[1024];
+    int rc;
     if (argc < 5 || strcmp(argv[2], "import") != 0 || parse(argc, argv, 5, o)) {
         usage(stderr);
         return 2;
     }
     if (o->store) snprintf(url, sizeof url, "%s", o->store);
-    else snprintf(url, sizeof url, "sqlite:%s/veltrix.db", o->data);
-    if (lock_store(url)) return 1;
+    else store_default_url(o->data, url, sizeof url);
+    if ((rc = lock_store(url))) return rc;
     if (tiles_import(url, argv[3], argv[4], (unsigned)o->map_versions_kept, err, sizeof err)) {
         fprintf(stderr, "veltrix: tiles import: %s\n", err);
         return 1;

@@ -1,7 +1,8 @@
 /* store.h — the durable store behind Veltrix: the event log of every hunt, players,
  * refresh tokens, idempotency records, snapshots and tile blobs.
  *
- * One interface, several backends (store_sqlite.c today; PostgreSQL next). Writes happen
+ * One interface, several backends, chosen by the URL's scheme (store.c; a backend is a
+ * table of operations, store_int.h; store_sqlite.c today, PostgreSQL next). Writes happen
  * inside store_begin/store_commit, so a whole group-commit batch is one transaction and
  * one fsync. A handle is used by one thread at a time; the log writer owns one handle
  * and readers open their own. Rows handed to callbacks are valid only during the call. */
@@ -58,12 +59,25 @@ struct store_idem {
 };
 
 struct store; /* opaque */
+struct store_backend;
 
-/* Opens (creating and migrating as needed) the store at url: "sqlite:PATH". On error a
- * message goes to err. */
+/* Opens (creating and migrating as needed) the store at url ("sqlite:PATH"). On error a
+ * message goes to err (never a password of the URL); STORE_EURL for an unknown scheme. */
 int store_open(const char *url, enum store_fsync fsync, struct store **out, char *err,
                size_t errcap);
 void store_close(struct store *s);
+/* The default store of a data directory (the embedded one): "sqlite:<data_dir>/veltrix.db". */
+void store_default_url(const char *data_dir, char *out, size_t cap);
+/* Holds url's store for this process where its backend needs that (the embedded store:
+ * an exclusive lock on "<path>.lock", so that no second server or `tiles import` writes
+ * it behind this one's back). 0; STORE_EURL for an unknown scheme; or -1; with a message in err. */
+int store_lock(const char *url, char *err, size_t errcap);
+/* For tests: the registered backends (NULL-terminated), each one's URL scheme, and a URL
+ * for a fresh store inside the empty directory dir (-1: not testable here). */
+const struct store_backend *const *store_backends(void);
+const char *store_backend_scheme(const struct store_backend *be);
+int store_backend_test_url(const struct store_backend *be, const char *dir, char *out,
+                           size_t cap);
 
 int store_begin(struct store *s);
 int store_commit(struct store *s);

@@ -6,7 +6,12 @@
  * STORE_ECONFLICT) and reading a hunt back is one range scan in seq order.
  * Durability: --fsync always = synchronous=FULL (a commit is on disk when it returns),
  * batch = NORMAL (WAL synced at checkpoints), off = OFF. Statements are prepared once. */
-#include "store.h"
+#include "store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 #include <stdio.h>
@@ -106,26 +111,16 @@ static const char *const MIGRATIONS[] = {
 };
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
-struct store {
+/* A handle: store.c's `struct store` first, so that SQ() finds the rest. */
+#define SQ(base) ((struct sq *)(base))
+struct sq {
+    struct store base; /* first: store.c dispatches through it */
     sqlite3 *db;
     sqlite3_stmt *q[Q_MAX];
     sqlite3 *snapdb;  /* the snapshots file, opened on first use */
     char *snap_path;
     enum store_fsync fsync;
 };
-
-const char *store_err_str(int err)
-{
-    switch (err) {
-    case STORE_OK: return "ok";
-    case STORE_EIO: return "store i/o error";
-    case STORE_ECONFLICT: return "sequence number already taken";
-    case STORE_ECORRUPT: return "corrupt row in store";
-    case STORE_EURL: return "bad store url";
-    case STORE_ESTOP: return "stopped";
-    }
-    return "unknown store error";
-}
 
 static int exec(sqlite3 *db, const char *sql, char *err, size_t errcap)
 {
@@ -175,15 +170,13 @@ static int configure(sqlite3 *db, enum store_fsync fsync, char *err, size_t errc
 }
 
 static char *snap_path_of(const char *path);
+static void sq_close(struct store *base);
 
-int store_open(const char *url, enum store_fsync fsync, struct store **out, char *err,
-               size_t errcap)
+/* url is "sqlite:PATH" (store.c matched the scheme). */
+static int sq_open(const char *url, enum store_fsync fsync, struct store **out, char *err,
+                   size_t errcap)
 {
-    if (strncmp(url, "sqlite:", 7) != 0) {
-        snprintf(err, errcap, "unsupported store url '%s' (expected sqlite:PATH)", url);
-        return STORE_EURL;
-    }
-    struct store *s = calloc(1, sizeof *s);
+    struct sq *s = calloc(1, sizeof *s);
     if (!s) return STORE_EIO;
     int rc = STORE_EIO;
     if (sqlite3_open_v2(url + 7, &s->db, OPEN_FLAGS, NULL)) {
@@ -201,16 +194,37 @@ int store_open(const char *url, enum store_fsync fsync, struct store **out, char
     }
     s->fsync = fsync;
     if (!(s->snap_path = snap_path_of(url + 7))) goto fail;
-    *out = s;
+    *out = &s->base;
     return 0;
 fail:
-    store_close(s);
+    sq_close(&s->base);
     return rc;
 }
 
-void store_close(struct store *s)
+/* An exclusive lock on "<PATH>.lock" for the life of the process (the descriptor stays
+ * open): a second server or a `tiles import` cannot then write the same file behind this
+ * one's back, where its memory would no longer match the store. */
+static int sq_lock(const char *url, char *err, size_t errcap)
 {
-    if (!s) return;
+    char path[4300];
+    snprintf(path, sizeof path, "%s.lock", url + 7);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) return 0;
+    snprintf(err, errcap, "%s: %s", path,
+             fd < 0 ? strerror(errno)
+                    : "locked: a server (or an import) is using this store; stop it first");
+    if (fd >= 0) close(fd);
+    return -1;
+}
+
+static int sq_test_url(const char *dir, char *out, size_t cap)
+{
+    return snprintf(out, cap, "sqlite:%s/t.db", dir) < (int)cap ? 0 : -1;
+}
+
+static void sq_close(struct store *base)
+{
+    struct sq *s = SQ(base);
     for (int i = 0; i < Q_MAX; i++) sqlite3_finalize(s->q[i]);
     sqlite3_close(s->db);
     sqlite3_close(s->snapdb);
@@ -219,7 +233,7 @@ void store_close(struct store *s)
 }
 
 /* Runs a statement that returns no rows, then resets it. */
-static int run(struct store *s, sqlite3_stmt *st)
+static int run(struct sq *s, sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
@@ -230,12 +244,13 @@ static int run(struct store *s, sqlite3_stmt *st)
     return STORE_EIO;
 }
 
-int store_begin(struct store *s) { return run(s, s->q[Q_BEGIN]); }
-int store_commit(struct store *s) { return run(s, s->q[Q_COMMIT]); }
-void store_rollback(struct store *s) { run(s, s->q[Q_ROLLBACK]); }
+static int sq_begin(struct store *base) { return run(SQ(base), SQ(base)->q[Q_BEGIN]); }
+static int sq_commit(struct store *base) { return run(SQ(base), SQ(base)->q[Q_COMMIT]); }
+static void sq_rollback(struct store *base) { run(SQ(base), SQ(base)->q[Q_ROLLBACK]); }
 
-int store_put_event(struct store *s, const struct store_event *ev)
+static int sq_put_event(struct store *base, const struct store_event *ev)
 {
+    struct sq *s = SQ(base);
     sqlite3_stmt *st = s->q[Q_PUT_EVENT];
     int inline_data = ev->data_len <= EVENT_INLINE_MAX;
     sqlite3_bind_text(st, 1, ev->hunt, -1, SQLITE_STATIC);
@@ -257,8 +272,9 @@ int store_put_event(struct store *s, const struct store_event *ev)
     return run(s, st);
 }
 
-int store_put_player(struct store *s, const struct store_player *p)
+static int sq_put_player(struct store *base, const struct store_player *p)
 {
+    struct sq *s = SQ(base);
     sqlite3_stmt *st = s->q[Q_PUT_PLAYER];
     sqlite3_bind_blob(st, 1, p->id, 16, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, p->display_name, -1, SQLITE_STATIC);
@@ -267,8 +283,9 @@ int store_put_player(struct store *s, const struct store_player *p)
     return run(s, st);
 }
 
-int store_put_refresh(struct store *s, const struct store_refresh *r)
+static int sq_put_refresh(struct store *base, const struct store_refresh *r)
 {
+    struct sq *s = SQ(base);
     sqlite3_stmt *st = s->q[Q_PUT_REFRESH];
     sqlite3_bind_blob(st, 1, r->id, 16, SQLITE_STATIC);
     sqlite3_bind_blob(st, 2, r->player, 16, SQLITE_STATIC);
@@ -278,8 +295,9 @@ int store_put_refresh(struct store *s, const struct store_refresh *r)
     return run(s, st);
 }
 
-int store_put_idem(struct store *s, const struct store_idem *i)
+static int sq_put_idem(struct store *base, const struct store_idem *i)
 {
+    struct sq *s = SQ(base);
     sqlite3_stmt *st = s->q[Q_PUT_IDEM];
     sqlite3_bind_text(st, 1, i->scope, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, i->key, -1, SQLITE_STATIC);
@@ -290,14 +308,15 @@ int store_put_idem(struct store *s, const struct store_idem *i)
     return run(s, st);
 }
 
-int store_prune_idem(struct store *s, int64_t cutoff_ms)
+static int sq_prune_idem(struct store *base, int64_t cutoff_ms)
 {
+    struct sq *s = SQ(base);
     sqlite3_bind_int64(s->q[Q_PRUNE_IDEM], 1, cutoff_ms);
     return run(s, s->q[Q_PRUNE_IDEM]);
 }
 
 /* Steps a query to its end, calling row() per row; stops early when row() returns non-0. */
-static int walk(struct store *s, sqlite3_stmt *st, int (*row)(sqlite3_stmt *, void *),
+static int walk(struct sq *s, sqlite3_stmt *st, int (*row)(sqlite3_stmt *, void *),
                 void *ctx)
 {
     int rc, ret = 0;
@@ -323,7 +342,7 @@ struct walk_ctx {
     void *cb;
     void *ctx;
     const char *hunt;
-    struct store *s;
+    struct sq *s;
 };
 
 static int hunt_row(sqlite3_stmt *st, void *p)
@@ -332,8 +351,9 @@ static int hunt_row(sqlite3_stmt *st, void *p)
     return ((store_hunt_cb)w->cb)((const char *)sqlite3_column_text(st, 0), w->ctx);
 }
 
-int store_each_hunt(struct store *s, store_hunt_cb cb, void *ctx)
+static int sq_each_hunt(struct store *base, store_hunt_cb cb, void *ctx)
 {
+    struct sq *s = SQ(base);
     struct walk_ctx w = {(void *)cb, ctx, NULL, s};
     return walk(s, s->q[Q_HUNTS], hunt_row, &w);
 }
@@ -369,9 +389,10 @@ static int event_row(sqlite3_stmt *st, void *p)
     return ret;
 }
 
-int store_each_event(struct store *s, const char *hunt, uint64_t from_seq, store_event_cb cb,
+static int sq_each_event(struct store *base, const char *hunt, uint64_t from_seq, store_event_cb cb,
                      void *ctx)
 {
+    struct sq *s = SQ(base);
     struct walk_ctx w = {(void *)cb, ctx, hunt, s};
     sqlite3_stmt *st = s->q[Q_EVENTS];
     sqlite3_bind_text(st, 1, hunt, -1, SQLITE_STATIC);
@@ -391,8 +412,9 @@ static int player_row(sqlite3_stmt *st, void *p)
     return ((store_player_cb)w->cb)(&pl, w->ctx);
 }
 
-int store_each_player(struct store *s, store_player_cb cb, void *ctx)
+static int sq_each_player(struct store *base, store_player_cb cb, void *ctx)
 {
+    struct sq *s = SQ(base);
     struct walk_ctx w = {(void *)cb, ctx, NULL, s};
     return walk(s, s->q[Q_PLAYERS], player_row, &w);
 }
@@ -408,8 +430,9 @@ static int refresh_row(sqlite3_stmt *st, void *p)
     return ((store_refresh_cb)w->cb)(&r, w->ctx);
 }
 
-int store_each_refresh(struct store *s, int64_t now_ms, store_refresh_cb cb, void *ctx)
+static int sq_each_refresh(struct store *base, int64_t now_ms, store_refresh_cb cb, void *ctx)
 {
+    struct sq *s = SQ(base);
     struct walk_ctx w = {(void *)cb, ctx, NULL, s};
     sqlite3_bind_int64(s->q[Q_REFRESH], 1, now_ms);
     return walk(s, s->q[Q_REFRESH], refresh_row, &w);
@@ -430,8 +453,9 @@ static int idem_row(sqlite3_stmt *st, void *p)
     return ((store_idem_cb)w->cb)(&i, w->ctx);
 }
 
-int store_each_idem(struct store *s, int64_t since_ms, store_idem_cb cb, void *ctx)
+static int sq_each_idem(struct store *base, int64_t since_ms, store_idem_cb cb, void *ctx)
 {
+    struct sq *s = SQ(base);
     struct walk_ctx w = {(void *)cb, ctx, NULL, s};
     sqlite3_bind_int64(s->q[Q_IDEMS], 1, since_ms);
     return walk(s, s->q[Q_IDEMS], idem_row, &w);
@@ -443,9 +467,10 @@ static int found_row(sqlite3_stmt *st, void *p)
     return rc ? rc : 1;
 }
 
-int store_get_idem(struct store *s, const char *scope, const char *key, store_idem_cb cb,
+static int sq_get_idem(struct store *base, const char *scope, const char *key, store_idem_cb cb,
                    void *ctx)
 {
+    struct sq *s = SQ(base);
     struct walk_ctx w = {(void *)cb, ctx, NULL, s};
     sqlite3_stmt *st = s->q[Q_GET_IDEM];
     sqlite3_bind_text(st, 1, scope, -1, SQLITE_STATIC);
@@ -453,16 +478,18 @@ int store_get_idem(struct store *s, const char *scope, const char *key, store_id
     return walk(s, st, found_row, &w);
 }
 
-int store_ping(struct store *s)
+static int sq_ping(struct store *base)
 {
+    struct sq *s = SQ(base);
     sqlite3_stmt *st = s->q[Q_PING];
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     return rc == SQLITE_ROW ? 0 : STORE_EIO;
 }
 
-int store_put_blob(struct store *s, const uint8_t hash[32], const uint8_t *data, size_t len)
+static int sq_put_blob(struct store *base, const uint8_t hash[32], const uint8_t *data, size_t len)
 {
+    struct sq *s = SQ(base);
     sqlite3_stmt *st = s->q[Q_PUT_BLOB];
     sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
     sqlite3_bind_blob64(st, 2, len ? (const void *)data : "", len, SQLITE_STATIC);
@@ -478,15 +505,17 @@ static int bytes_row(sqlite3_stmt *st, void *p)
     return rc ? rc : 1;
 }
 
-int store_get_blob(struct store *s, const uint8_t hash[32], store_snapshot_cb cb, void *ctx)
+static int sq_get_blob(struct store *base, const uint8_t hash[32], store_snapshot_cb cb, void *ctx)
 {
+    struct sq *s = SQ(base);
     struct walk_ctx w = {(void *)cb, ctx, NULL, s};
     sqlite3_bind_blob(s->q[Q_GET_BLOB], 1, hash, 32, SQLITE_STATIC);
     return walk(s, s->q[Q_GET_BLOB], bytes_row, &w);
 }
 
-int store_put_tile(struct store *s, const struct store_tile *t)
+static int sq_put_tile(struct store *base, const struct store_tile *t)
 {
+    struct sq *s = SQ(base);
     sqlite3_stmt *st = s->q[Q_PUT_TILE];
     sqlite3_bind_text(st, 1, t->hunt, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, t->x);
@@ -496,8 +525,9 @@ int store_put_tile(struct store *s, const struct store_tile *t)
     return run(s, st);
 }
 
-int store_put_map_version(struct store *s, const struct store_map_version *v)
+static int sq_put_map_version(struct store *base, const struct store_map_version *v)
 {
+    struct sq *s = SQ(base);
     sqlite3_stmt *st = s->q[Q_PUT_MAPVER];
     sqlite3_bind_text(st, 1, v->hunt, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, v->version);
@@ -526,8 +556,9 @@ static int tile_row(sqlite3_stmt *st, void *p)
     return ((store_tile_cb)w->cb)(&t, w->ctx);
 }
 
-int store_each_tile(struct store *s, store_tile_cb cb, void *ctx)
+static int sq_each_tile(struct store *base, store_tile_cb cb, void *ctx)
 {
+    struct sq *s = SQ(base);
     struct walk_ctx w = {(void *)cb, ctx, NULL, s};
     return walk(s, s->q[Q_TILES], tile_row, &w);
 }
@@ -544,8 +575,9 @@ static int map_version_row(sqlite3_stmt *st, void *p)
     return ((store_map_version_cb)w->cb)(&v, w->ctx);
 }
 
-int store_each_map_version(struct store *s, store_map_version_cb cb, void *ctx)
+static int sq_each_map_version(struct store *base, store_map_version_cb cb, void *ctx)
 {
+    struct sq *s = SQ(base);
     struct walk_ctx w = {(void *)cb, ctx, NULL, s};
     return walk(s, s->q[Q_MAPVERS], map_version_row, &w);
 }
@@ -575,7 +607,7 @@ static char *snap_path_of(const char *path)
     return p;
 }
 
-static sqlite3 *snapdb(struct store *s)
+static sqlite3 *snapdb(struct sq *s)
 {
     char err[256];
     sqlite3 *db = NULL;
@@ -593,9 +625,10 @@ static sqlite3 *snapdb(struct store *s)
     return s->snapdb = db;
 }
 
-int store_put_snapshot(struct store *s, const char *hunt, uint64_t seq, const uint8_t *data,
+static int sq_put_snapshot(struct store *base, const char *hunt, uint64_t seq, const uint8_t *data,
                        size_t len)
 {
+    struct sq *s = SQ(base);
     sqlite3 *db = snapdb(s);
     sqlite3_stmt *st;
     if (!db || sqlite3_prepare_v2(db,
@@ -617,8 +650,9 @@ int store_put_snapshot(struct store *s, const char *hunt, uint64_t seq, const ui
     return 0;
 }
 
-int store_delete_snapshot(struct store *s, const char *hunt)
+static int sq_delete_snapshot(struct store *base, const char *hunt)
 {
+    struct sq *s = SQ(base);
     sqlite3 *db = snapdb(s);
     sqlite3_stmt *st;
     if (!db || sqlite3_prepare_v2(db, "DELETE FROM snapshots WHERE hunt=?", -1, &st, NULL) !=
@@ -630,8 +664,9 @@ int store_delete_snapshot(struct store *s, const char *hunt)
     return rc == SQLITE_DONE ? 0 : STORE_EIO;
 }
 
-int store_get_snapshot(struct store *s, const char *hunt, store_snapshot_cb cb, void *ctx)
+static int sq_get_snapshot(struct store *base, const char *hunt, store_snapshot_cb cb, void *ctx)
 {
+    struct sq *s = SQ(base);
     sqlite3 *db = snapdb(s);
     sqlite3_stmt *st;
     if (!db || sqlite3_prepare_v2(db, "SELECT seq,data FROM snapshots WHERE hunt=?", -1, &st,
@@ -650,8 +685,9 @@ int store_get_snapshot(struct store *s, const char *hunt, store_snapshot_cb cb, 
     return ret;
 }
 
-int store_last_seq(struct store *s, const char *hunt, uint64_t *seq)
+static int sq_last_seq(struct store *base, const char *hunt, uint64_t *seq)
 {
+    struct sq *s = SQ(base);
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->db, "SELECT coalesce(max(seq),0) FROM events WHERE hunt=?", -1, &st,
                            NULL) != SQLITE_OK)
@@ -662,3 +698,36 @@ int store_last_seq(struct store *s, const char *hunt, uint64_t *seq)
     sqlite3_finalize(st);
     return rc == SQLITE_ROW ? 0 : STORE_EIO;
 }
+
+const struct store_backend store_sqlite_backend = {
+    .scheme = "sqlite",
+    .open = sq_open,
+    .lock = sq_lock,
+    .test_url = sq_test_url,
+    .close = sq_close,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .put_event = sq_put_event,
+    .put_player = sq_put_player,
+    .put_refresh = sq_put_refresh,
+    .put_idem = sq_put_idem,
+    .prune_idem = sq_prune_idem,
+    .each_hunt = sq_each_hunt,
+    .each_event = sq_each_event,
+    .each_player = sq_each_player,
+    .each_refresh = sq_each_refresh,
+    .each_idem = sq_each_idem,
+    .get_idem = sq_get_idem,
+    .put_snapshot = sq_put_snapshot,
+    .get_snapshot = sq_get_snapshot,
+    .delete_snapshot = sq_delete_snapshot,
+    .put_blob = sq_put_blob,
+    .get_blob = sq_get_blob,
+    .put_tile = sq_put_tile,
+    .put_map_version = sq_put_map_version,
+    .each_tile = sq_each_tile,
+    .each_map_version = sq_each_map_version,
+    .ping = sq_ping,
+    .last_seq = sq_last_seq,
+};

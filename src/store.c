@@ -1,0 +1,166 @@
+/* store.c — the store interface's one dispatch point: picks the backend by the URL's
+ * scheme (backends[]), and forwards every operation to the handle's backend table
+ * (store_int.h). Nothing here knows a backend's storage. */
+#include <stdio.h>
+#include <string.h>
+
+#include "store_int.h"
+
+static const struct store_backend *const backends[] = {&store_sqlite_backend, NULL};
+
+const struct store_backend *const *store_backends(void) { return backends; }
+
+const char *store_backend_scheme(const struct store_backend *be) { return be->scheme; }
+
+int store_backend_test_url(const struct store_backend *be, const char *dir, char *out,
+                           size_t cap)
+{
+    return be->test_url ? be->test_url(dir, out, cap) : -1;
+}
+
+static const struct store_backend *backend_of(const char *url)
+{
+    for (size_t i = 0; backends[i]; i++) {
+        size_t n = strlen(backends[i]->scheme);
+        if (!strncmp(url, backends[i]->scheme, n) && url[n] == ':') return backends[i];
+    }
+    return NULL;
+}
+
+const char *store_err_str(int err)
+{
+    switch (err) {
+    case STORE_OK: return "ok";
+    case STORE_EIO: return "store i/o error";
+    case STORE_ECONFLICT: return "sequence number already taken";
+    case STORE_ECORRUPT: return "corrupt row in store";
+    case STORE_EURL: return "bad store url";
+    case STORE_ESTOP: return "stopped";
+    }
+    return "unknown store error";
+}
+
+void store_default_url(const char *data_dir, char *out, size_t cap)
+{
+    snprintf(out, cap, "sqlite:%s/veltrix.db", data_dir);
+}
+
+static int unknown(const char *url, char *err, size_t errcap)
+{
+    char list[128] = "";
+    for (size_t i = 0; backends[i]; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s:...", i ? ", " : "",
+                 backends[i]->scheme);
+    /* Only the scheme: the rest of a URL may hold a password. */
+    snprintf(err, errcap, "unsupported store url scheme '%.*s' (expected %s)",
+             (int)strcspn(url, ":/@"), url, list);
+    return STORE_EURL;
+}
+
+int store_open(const char *url, enum store_fsync fsync, struct store **out, char *err,
+               size_t errcap)
+{
+    const struct store_backend *be = backend_of(url);
+    if (!be) return unknown(url, err, errcap);
+    int rc = be->open(url, fsync, out, err, errcap);
+    if (!rc) (*out)->be = be;
+    return rc;
+}
+
+int store_lock(const char *url, char *err, size_t errcap)
+{
+    const struct store_backend *be = backend_of(url);
+    if (!be) return unknown(url, err, errcap);
+    return be->lock ? be->lock(url, err, errcap) : 0;
+}
+
+void store_close(struct store *s)
+{
+    if (s) s->be->close(s);
+}
+
+int store_begin(struct store *s) { return s->be->begin(s); }
+int store_commit(struct store *s) { return s->be->commit(s); }
+void store_rollback(struct store *s) { s->be->rollback(s); }
+int store_put_event(struct store *s, const struct store_event *ev)
+{
+    return s->be->put_event(s, ev);
+}
+int store_put_player(struct store *s, const struct store_player *p)
+{
+    return s->be->put_player(s, p);
+}
+int store_put_refresh(struct store *s, const struct store_refresh *r)
+{
+    return s->be->put_refresh(s, r);
+}
+int store_put_idem(struct store *s, const struct store_idem *i) { return s->be->put_idem(s, i); }
+int store_prune_idem(struct store *s, int64_t cutoff_ms)
+{
+    return s->be->prune_idem(s, cutoff_ms);
+}
+int store_each_hunt(struct store *s, store_hunt_cb cb, void *ctx)
+{
+    return s->be->each_hunt(s, cb, ctx);
+}
+int store_each_event(struct store *s, const char *hunt, uint64_t from_seq, store_event_cb cb,
+                     void *ctx)
+{
+    return s->be->each_event(s, hunt, from_seq, cb, ctx);
+}
+int store_each_player(struct store *s, store_player_cb cb, void *ctx)
+{
+    return s->be->each_player(s, cb, ctx);
+}
+int store_each_refresh(struct store *s, int64_t now_ms, store_refresh_cb cb, void *ctx)
+{
+    return s->be->each_refresh(s, now_ms, cb, ctx);
+}
+int store_each_idem(struct store *s, int64_t since_ms, store_idem_cb cb, void *ctx)
+{
+    return s->be->each_idem(s, since_ms, cb, ctx);
+}
+int store_get_idem(struct store *s, const char *scope, const char *key, store_idem_cb cb,
+                   void *ctx)
+{
+    return s->be->get_idem(s, scope, key, cb, ctx);
+}
+int store_put_snapshot(struct store *s, const char *hunt, uint64_t seq, const uint8_t *data,
+                       size_t len)
+{
+    return s->be->put_snapshot(s, hunt, seq, data, len);
+}
+int store_get_snapshot(struct store *s, const char *hunt, store_snapshot_cb cb, void *ctx)
+{
+    return s->be->get_snapshot(s, hunt, cb, ctx);
+}
+int store_delete_snapshot(struct store *s, const char *hunt)
+{
+    return s->be->delete_snapshot(s, hunt);
+}
+int store_put_blob(struct store *s, const uint8_t hash[32], const uint8_t *data, size_t len)
+{
+    return s->be->put_blob(s, hash, data, len);
+}
+int store_get_blob(struct store *s, const uint8_t hash[32], store_snapshot_cb cb, void *ctx)
+{
+    return s->be->get_blob(s, hash, cb, ctx);
+}
+int store_put_tile(struct store *s, const struct store_tile *t) { return s->be->put_tile(s, t); }
+int store_put_map_version(struct store *s, const struct store_map_version *v)
+{
+    return s->be->put_map_version(s, v);
+}
+int store_each_tile(struct store *s, store_tile_cb cb, void *ctx)
+{
+    return s->be->each_tile(s, cb, ctx);
+}
+int store_each_map_version(struct store *s, store_map_version_cb cb, void *ctx)
+{
+    return s->be->each_map_version(s, cb, ctx);
+}
+int store_ping(struct store *s) { return s->be->ping(s); }
+int store_last_seq(struct store *s, const char *hunt, uint64_t *seq)
+{
+    return s->be->last_seq(s, hunt, seq);
+}
