@@ -73,7 +73,8 @@ void store_default_url(const char *data_dir, char *out, size_t cap);
  * it behind this one's back). 0; STORE_EURL for an unknown scheme; or -1; with a message in err. */
 int store_lock(const char *url, char *err, size_t errcap);
 /* For tests: the registered backends (NULL-terminated), each one's URL scheme, and a URL
- * for a fresh store inside the empty directory dir (-1: not testable here). */
+ * for a fresh store inside the empty directory dir, or in memory when dir is NULL (-1:
+ * not testable here). */
 const struct store_backend *const *store_backends(void);
 const char *store_backend_scheme(const struct store_backend *be);
 int store_backend_test_url(const struct store_backend *be, const char *dir, char *out,

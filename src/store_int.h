@@ -22,8 +22,9 @@ struct store_backend {
      * that a second server or an import cannot write it behind this one's back); NULL
      * when the backend needs none. 0, or -1 with a message in err. */
     int (*lock)(const char *url, char *err, size_t errcap);
-    /* The URL of a fresh store for tests inside the empty directory dir: 0, or -1 when
-     * this backend cannot be tested here (then its tests are skipped and say so). */
+    /* The URL of a fresh store for tests inside the empty directory dir (dir NULL: one
+     * kept in memory, for fuzzing): 0, or -1 when this backend cannot be tested here
+     * (then its tests are skipped and say so). */
     int (*test_url)(const char *dir, char *out, size_t cap);
     void (*close)(struct store *s);
     int (*begin)(struct store *s);

@@ -219,7 +219,8 @@ static int sq_lock(const char *url, char *err, size_t errcap)
 
 static int sq_test_url(const char *dir, char *out, size_t cap)
 {
-    return snprintf(out, cap, "sqlite:%s/t.db", dir) < (int)cap ? 0 : -1;
+    int n = dir ? snprintf(out, cap, "sqlite:%s/t.db", dir) : snprintf(out, cap, "sqlite::memory:");
+    return n < (int)cap ? 0 : -1;
 }
 
 static void sq_close(struct store *base)

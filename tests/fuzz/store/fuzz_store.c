@@ -4,7 +4,8 @@
  * Input: records [op u8][fields...] that put events (hunt id and data from the input,
  * seq taken in order or, one time in eight, a seq already taken, which must conflict
  * and roll the batch back), players, refresh tokens, idempotency records and snapshots
- * into a fresh in-memory SQLite store, in batches of one transaction. Afterwards every
+ * into a fresh in-memory store of every registered backend that has one (SQLite's
+ * ":memory:"), in batches of one transaction. Afterwards every
  * row is read back through the store's walks and compared with what was committed. */
 #include "fuzz_util.h"
 #include "store.h"
@@ -144,12 +145,13 @@ static void verify(struct store *s)
     FUZZ_CHECK(store_each_player(s, player_cb, NULL) == 0);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* One input against one backend's in-memory store. */
+static void one(const char *url, const uint8_t *data, size_t size)
 {
     struct fuzz_in in = {data, size};
     struct store *s = NULL;
     char err[256];
-    FUZZ_CHECK(store_open("sqlite::memory:", STORE_FSYNC_OFF, &s, err, sizeof err) == 0);
+    FUZZ_CHECK(store_open(url, STORE_FSYNC_OFF, &s, err, sizeof err) == 0);
     n_rows = 0;
     uint64_t seq = 1;
     while (fuzz_more(&in) && n_rows < ROWS_MAX) {
@@ -180,5 +182,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     verify(s);
     store_close(s);
+}
+
+/* Every registered backend that keeps a store in memory (store_backend_test_url with no
+ * directory) gets the same input. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const struct store_backend *const *be = store_backends();
+    char url[256];
+    for (size_t i = 0; be[i]; i++)
+        if (!store_backend_test_url(be[i], NULL, url, sizeof url)) one(url, data, size);
     return 0;
 }
