@@ -6,7 +6,9 @@
 
 #include "store_int.h"
 
-static const struct store_backend *const backends[] = {&store_sqlite_backend, NULL};
+/* One row per backend; "fault:" wraps another store for failure tests (store_fault.c). */
+static const struct store_backend *const backends[] = {&store_sqlite_backend,
+                                                       &store_fault_backend, NULL};
 
 const struct store_backend *const *store_backends(void) { return backends; }
 

@@ -148,6 +148,17 @@ int store_put_map_version(struct store *s, const struct store_map_version *v);
 /* Every draft tile of every hunt; every kept manifest, by hunt then version. */
 int store_each_tile(struct store *s, store_tile_cb cb, void *ctx);
 int store_each_map_version(struct store *s, store_map_version_cb cb, void *ctx);
+/* Faults of the "fault:<inner url>" test backend (store_fault.c), process-wide: each
+ * counter is how many of the next such calls fail (-1: all of them, 0: none).
+ * fail_commits: the commit fails (the caller rolls back); doubt_commits: the commit lands but
+ * reports STORE_EIO (a connection lost before COMMIT's answer); fail_writes: put/prune
+ * calls fail; fail_reads: each_/get_/ping/last_seq calls fail. */
+struct store_fault {
+    int fail_commits, doubt_commits, fail_writes, fail_reads;
+};
+void store_fault_set(const struct store_fault *f);
+void store_fault_get(struct store_fault *f);
+
 /* 0 when the store answers a trivial query. */
 int store_ping(struct store *s);
 /* The highest durable seq of hunt's log (0 when it has none). A snapshot is stored only

@@ -57,6 +57,6 @@ struct store_backend {
     int (*last_seq)(struct store *s, const char *hunt, uint64_t *seq);
 };
 
-extern const struct store_backend store_sqlite_backend;
+extern const struct store_backend store_sqlite_backend, store_fault_backend;
 
 #endif

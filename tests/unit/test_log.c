@@ -1,0 +1,168 @@
+/* Unit tests: the durable log (log.c) over a real store — entries handed back in
+ * submission order with their rows durable, the queue cap, and a store that fails its
+ * commits for a while (the "fault:" backend): the batch is retried until it lands, never
+ * answered before, never written twice, and log_store_down() says so meanwhile. */
+#include <errno.h>
+#include <h2o.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "log.h"
+#include "store.h"
+
+static char dir[] = "/tmp/veltrix-log-XXXXXX";
+static char url[256];
+
+struct done {
+    int order[4096];
+    int n, bad_status;
+};
+
+struct arg {
+    struct done *d;
+    int i;
+};
+
+static void on_done(void *p, int status)
+{
+    struct arg *a = p;
+    if (status) a->d->bad_status++;
+    a->d->order[a->d->n++] = a->i;
+    free(a);
+}
+
+/* Submits events seq first..first+n-1 of hunt "h" (one entry each). */
+static int submit(struct log *l, struct done *d, uint64_t first, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct arg *a = malloc(sizeof *a);
+        *a = (struct arg){d, (int)(first + (uint64_t)i)};
+        struct log_entry *e = log_entry_create(on_done, a);
+        struct store_event ev = {"h", first + (uint64_t)i, 1000, 2, {1}, (const uint8_t *)"x", 1};
+        if (!e || log_entry_event(e, &ev)) return -1;
+        int rc = log_submit(l, e);
+        if (rc) {
+            free(a);
+            log_entry_free(e);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static void run_until(h2o_loop_t *loop, struct done *d, int n, int *saw_down, struct log *l)
+{
+    for (int i = 0; i < 2000 && d->n < n; i++) {
+        h2o_evloop_run(loop, 5);
+        if (saw_down && log_store_down(l)) *saw_down = 1;
+    }
+}
+
+static int count_cb(const struct store_event *ev, void *ctx)
+{
+    uint64_t *next = ctx;
+    if (ev->seq != *next) return -7; /* a gap or a duplicate */
+    (*next)++;
+    return 0;
+}
+
+/* The events of "h" in the store are exactly 1..n. */
+static int store_has(const char *u, uint64_t n)
+{
+    struct store *s;
+    char err[256];
+    uint64_t next = 1;
+    if (store_open(u, STORE_FSYNC_OFF, &s, err, sizeof err)) return 0;
+    int rc = store_each_event(s, "h", 1, count_cb, &next);
+    store_close(s);
+    return rc == 0 && next == n + 1;
+}
+
+TEST(order_and_durability)
+{
+    h2o_loop_t *loop = h2o_evloop_create();
+    struct store *s;
+    char err[256];
+    CHECK_EQ_INT(store_open(url, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+    struct log *l = log_create(s, loop, 100000);
+    static struct done d;
+    memset(&d, 0, sizeof d);
+    for (int k = 0; k < 10; k++) {
+        CHECK_EQ_INT(submit(l, &d, (uint64_t)k * 300 + 1, 300), 0);
+        h2o_evloop_run(loop, 0); /* ends a turn: entries go to the writer in batches */
+    }
+    run_until(loop, &d, 3000, NULL, l);
+    CHECK_EQ_INT(d.n, 3000);
+    CHECK_EQ_INT(d.bad_status, 0);
+    int in_order = 1;
+    for (int i = 0; i < d.n; i++) in_order &= d.order[i] == i + 1;
+    CHECK(in_order);
+    CHECK_EQ_INT(log_pending(l), 0);
+    CHECK(store_has(url, 3000));
+    log_destroy(l);
+    store_close(s);
+}
+
+TEST(queue_cap)
+{
+    h2o_loop_t *loop = h2o_evloop_create();
+    struct store *s;
+    char err[256];
+    CHECK_EQ_INT(store_open(url, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+    struct log *l = log_create(s, loop, 8);
+    static struct done d;
+    memset(&d, 0, sizeof d);
+    CHECK_EQ_INT(submit(l, &d, 3001, 8), 0);
+    CHECK_EQ_INT(submit(l, &d, 3009, 1), -EAGAIN); /* the 9th while 8 are in the turn */
+    run_until(loop, &d, 8, NULL, l);
+    CHECK_EQ_INT(d.n, 8);
+    CHECK_EQ_INT((int)log_stats(l)->rejected, 1);
+    log_destroy(l);
+    store_close(s);
+}
+
+TEST(failing_commits_are_retried_until_they_land)
+{
+    char furl[300];
+    snprintf(furl, sizeof furl, "fault:%s", url);
+    h2o_loop_t *loop = h2o_evloop_create();
+    struct store *s;
+    char err[256];
+    CHECK_EQ_INT(store_open(furl, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+    struct log *l = log_create(s, loop, 1000);
+    static struct done d;
+    memset(&d, 0, sizeof d);
+    /* more failures than the 5 attempts the log used to make before it aborted */
+    store_fault_set(&(struct store_fault){.fail_commits = 7});
+    CHECK_EQ_INT(submit(l, &d, 3009, 50), 0);
+    int saw_down = 0;
+    run_until(loop, &d, 50, &saw_down, l);
+    CHECK_EQ_INT(d.n, 50);
+    CHECK_EQ_INT(d.bad_status, 0);
+    CHECK(saw_down);                 /* the outage was visible while it lasted */
+    CHECK_EQ_INT(log_store_down(l), 0); /* and is over */
+    CHECK_EQ_INT((int)log_stats(l)->failures, 7);
+    CHECK_EQ_INT((int)log_stats(l)->outages, 1);
+    CHECK(store_has(url, 3058)); /* every event once, no gap: nothing written twice */
+    struct store_fault f;
+    store_fault_get(&f);
+    CHECK_EQ_INT(f.fail_commits, 0);
+    log_destroy(l);
+    store_close(s);
+}
+
+int main(void)
+{
+    if (!mkdtemp(dir)) return 1;
+    snprintf(url, sizeof url, "sqlite:%s/log.db", dir);
+    RUN(order_and_durability);
+    RUN(queue_cap);
+    RUN(failing_commits_are_retried_until_they_land);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
+    return HARNESS_DONE();
+}
