@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Black-box crash tests (DESIGN.md "Testing"): with --fsync always, 8 threads of players
+"""Black-box crash tests (docs/DESIGN.md "Testing"): with --fsync always, 8 threads of players
 scan, collect and open chests; the server is SIGKILLed mid-load, restarted on the same
 data directory, and every acknowledged write must be there, exactly once. In-flight
 requests are then retried with their Idempotency-Key. The hunt digest must survive a

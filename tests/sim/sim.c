@@ -1,4 +1,4 @@
-/* sim.c — deterministic simulation of a live hunt with crashes (DESIGN.md "Testing").
+/* sim.c — deterministic simulation of a live hunt with crashes (docs/DESIGN.md "Testing").
  *
  * One seed drives everything: the hunt's definition, thousands of players scanning codes,
  * collecting items and opening chests, retries with idempotency keys (duplicates in
