@@ -354,7 +354,8 @@ int main(void)
         strcpy(dir, "/tmp/veltrix-store-XXXXXX");
         if (!mkdtemp(dir)) return 1;
         if (store_backend_test_url(be[i], dir, url, sizeof url)) {
-            printf("# %s: no test store of its own here (a wrapper, or its server is absent), skipped\n", scheme);
+            printf("# %s: no test store of its own here (a wrapper, or its server is "
+                   "absent), skipped\n", scheme);
             continue;
         }
         RUN_ON(scheme, events_roundtrip);
