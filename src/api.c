@@ -28,6 +28,7 @@
 #include "net.h"
 #include "qr.h"
 #include "ratelimit.h"
+#include "recovery.h"
 #include "snap.h"
 #include "tiles.h"
 #include "uuid.h"
@@ -1513,135 +1514,13 @@ static struct http_route routes[] = {
     {"GET", "/v1/hunts/:/live", h_live, 0, 0, {0}, {{0}, 0, 0}},
 };
 
-/* ---- recovery ------------------------------------------------------------------------ */
+/* ---- recovery (recovery.c replays the hunts; the rest of the server's state here) -- */
 
-struct load_ctx {
-    struct hunt *h;
-    char *err;
-    size_t errcap;
-    uint64_t events;
-    const char *snap_hunt; /* the hunt whose snapshot is being restored */
-    uint64_t snap_seq;     /* its seq (0: none) */
-    size_t snapshots;      /* hunts restored from a snapshot */
-};
-
-static int load_event(const struct store_event *se, void *arg)
+/* Installs a hunt recovery.c brought back. */
+static int keep_hunt(struct hunt *h, uint64_t from, void *ctx)
 {
-    struct load_ctx *c = arg;
-    struct event ev;
-    char why[256] = "";
-    int rc = engine_event_read(&ev, se->seq, se->time_ms, se->type, se->player, se->data,
-                               se->data_len);
-    if (!rc) rc = engine_apply(c->h, &ev, NULL, why, sizeof why);
-    if (rc) {
-        snprintf(c->err, c->errcap, "hunt '%s', event seq %llu (type %u): %s", engine_hunt_id(c->h),
-                 (unsigned long long)se->seq, se->type, why[0] ? why : "cannot decode the event");
-        return -1;
-    }
-    c->events++;
-    return 0;
-}
-
-/* ---- snapshots ------------------------------------------------------------------------ */
-
-static int restore_snapshot(uint64_t seq, const uint8_t *data, size_t len, void *arg)
-{
-    struct load_ctx *c = arg;
-    char why[256];
-    const char *id = c->snap_hunt;
-    int rc = engine_snapshot_decode(id, data, len, &c->h, why, sizeof why);
-    if (!rc && engine_seq(c->h) != seq) {
-        snprintf(why, sizeof why, "it holds seq %llu but its row says %llu",
-                 (unsigned long long)engine_seq(c->h), (unsigned long long)seq);
-        engine_hunt_destroy(c->h);
-        c->h = NULL;
-        rc = ENGINE_BAD_SNAPSHOT;
-    }
-    if (rc)
-        snprintf(c->err, c->errcap,
-                 "hunt '%s': its snapshot at seq %llu (%zu bytes) cannot be used: %s; start "
-                 "with --ignore-snapshots to rebuild it from the whole log instead",
-                 id, (unsigned long long)seq, len, why);
-    else
-        c->snap_seq = seq;
-    return rc ? -1 : 0;
-}
-
-/* c->h = the hunt restored from its newest snapshot, or NULL when it has none (or
- * --ignore-snapshots). -1 with c->err set when the snapshot is unusable. */
-static int load_snapshot(const char *id, struct load_ctx *c)
-{
-    c->snap_hunt = id;
-    c->snap_seq = 0;
-    if (app.cfg.ignore_snapshots) return 0;
-    int rc = store_get_snapshot(app.reader, id, restore_snapshot, c);
-    if (rc >= 0) {
-        if (c->h) c->snapshots++;
-        return 0;
-    }
-    if (!c->err[0])
-        snprintf(c->err, c->errcap, "hunt '%s': cannot read its snapshot (%s)", id,
-                 store_err_str(rc));
-    return -1;
-}
-
-/* After a snapshot: the log must reach at least the snapshot's seq. 0 when it does, 1
- * when it ends before (message in c->err), -1 when it cannot be read. */
-static int check_log_end(const char *id, struct load_ctx *c)
-{
-    uint64_t last = 0;
-    if (!c->snap_seq) return 0;
-    if (store_last_seq(app.reader, id, &last)) return -1;
-    if (last >= c->snap_seq) return 0;
-    snprintf(c->err, c->errcap,
-             "hunt '%s': its snapshot is at seq %llu but its log ends at seq %llu; start with "
-             "--ignore-snapshots to rebuild it from the log",
-             id, (unsigned long long)c->snap_seq, (unsigned long long)last);
-    return 1;
-}
-
-/* The log ended before the snapshot (under --fsync batch/off a power failure can lose
- * the log's tail while the snapshot, in its own file, survived): the log is the truth.
- * The snapshot is deleted, or a later restart would load it once the log grew past its
- * seq with other events. c->h starts over from seq 0. */
-static int drop_snapshot_ahead(const char *id, struct load_ctx *c)
-{
-    fprintf(stderr, "veltrix: WARNING: %s; --fsync is not 'always': deleting that snapshot "
-                    "and replaying hunt '%s' from its whole log\n", c->err, id);
-    c->err[0] = '\0';
-    if (store_delete_snapshot(app.reader, id)) {
-        snprintf(c->err, c->errcap, "hunt '%s': cannot delete its snapshot", id);
-        return -1;
-    }
-    engine_hunt_destroy(c->h);
-    if (!(c->h = engine_hunt_create(id))) abort();
-    c->snap_seq = 0;
-    c->snapshots--;
-    return store_each_event(app.reader, id, 1, load_event, c);
-}
-
-static int load_hunt(const char *id, void *arg)
-{
-    struct load_ctx *c = arg;
-    if (!auth_valid_id(id, strlen(id))) {
-        snprintf(c->err, c->errcap, "store holds an invalid hunt id '%s'", id);
-        return -1;
-    }
-    c->h = NULL;
-    if (load_snapshot(id, c)) return -1;
-    if (!c->h && !(c->h = engine_hunt_create(id))) abort();
-    uint64_t from = engine_seq(c->h);
-    int rc = store_each_event(app.reader, id, from + 1, load_event, c);
-    if (!rc && (rc = check_log_end(id, c)) == 1 && !app.cfg.fsync_always) {
-        rc = drop_snapshot_ahead(id, c);
-        from = 0;
-    }
-    if (rc) {
-        if (!c->err[0]) snprintf(c->err, c->errcap, "cannot read the log of hunt '%s'", id);
-        engine_hunt_destroy(c->h);
-        return -1;
-    }
-    if (hmap_put(&app.hunts, engine_hunt_id(c->h), strlen(id), c->h)) abort();
+    const char *id = engine_hunt_id(h);
+    if (hmap_put(&app.hunts, id, strlen(id), h)) abort();
     if (app.cfg.snap && snap_loaded(app.cfg.snap, id, from)) abort();
     return 0;
 }
@@ -1720,7 +1599,8 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
         snprintf(err, errcap, "cannot load or create %s: %s", path, strerror(-rc));
         return -1;
     }
-    struct load_ctx lc = {NULL, err, errcap, 0, NULL, 0, 0};
+    struct recovery_stats rs = {0};
+    struct recovery_config rc_cfg = {cfg->ignore_snapshots, cfg->fsync_always};
     err[0] = '\0';
     int64_t now = now_ms();
     uint64_t t0 = metrics_now_ns(), t1;
@@ -1731,14 +1611,11 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
         return -1;
     }
     t1 = metrics_now_ns();
-    if (store_each_hunt(reader, load_hunt, &lc)) {
-        if (!err[0]) snprintf(err, errcap, "cannot list the hunts in the store");
-        return -1;
-    }
+    if (recovery_load_hunts(reader, &rc_cfg, keep_hunt, NULL, &rs, err, errcap)) return -1;
     fprintf(stderr,
             "veltrix: recovered %zu players, %zu hunts (%zu from a snapshot), %llu events "
             "replayed; players and sessions %.2f s, hunts %.2f s\n",
-            app.players.count, app.hunts.count, lc.snapshots, (unsigned long long)lc.events,
+            app.players.count, app.hunts.count, rs.snapshots, (unsigned long long)rs.events,
             (t1 - t0) / 1e9, (metrics_now_ns() - t1) / 1e9);
     struct tiles_config tc = {cfg->tiles_bytes_max, cfg->map_versions_kept};
     if (!(app.tiles = tiles_create(&tc))) return -1;
