@@ -263,6 +263,116 @@ def resume_from_the_store():
     w.close()
 
 
+# The sanitizer builds (make SANITIZE=...) are several times slower: the big-hunt tests
+# keep their shape (a definition of MBs, thousands of events) at a smaller size there.
+SAN = bool(os.environ.get("SANITIZE"))
+
+
+def big_hunt(server, hunt, n_codes, n_events, writers=8):
+    """A hunt like the review's: n_codes codes with 64-character ids (a definition of
+    ~107 bytes a code: 50,000 codes are 5.3 MB) and n_events events (the definition and
+    n_events - 1 scans by `writers` players). Returns (client, code payloads, players)."""
+    c = server.client(timeout=120)
+    codes = [{"id": "code-%06d-%s" % (i, "x" * 52), "points": 1 + i % 50, "x": i % 100, "y": 1}
+             for i in range(n_codes)]
+    vx.put_hunt(c, hunt, vx.basic_def(name="big", width=100, height=50, codes=codes), status=201)
+    payloads = vx.codes_of(c, hunt)
+    payloads = [payloads[x["id"]] for x in codes]
+    ps = [vx.new_player(c, "B%d" % i) for i in range(writers)]
+    errors = []
+
+    def w(k):
+        cc = server.client(timeout=60)
+        try:
+            for i in range(k, n_events - 1, writers):
+                check(scan(cc, hunt, ps[k][1], payloads[i]), 200)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+        cc.close()
+    th = [threading.Thread(target=w, args=(k,)) for k in range(writers)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    true(not errors, "writing the big hunt: %s" % short(errors[:1]))
+    eq(seq_of(c, hunt), n_events, "events in the big hunt")
+    return c, payloads, ps
+
+
+def no_resync(msgs, what):
+    bad = [m for m in msgs if m.get("type") == "resync"]
+    true(not bad, "%s: got a resync: %s" % (what, short(bad[:1])))
+
+
+@test
+def big_resume_is_sliced_and_shared():
+    """The review's case: a hunt with a 5 MB definition and 4,800 events; after a restart
+    (every window empty) one player resumes since=0 from 4 connections that do not read.
+    Everything is kept, so each of them must get every event 1..N, in order, and never a
+    resync. Their catch-up is served in slices per connection while the server goes on
+    with the rest: it is still in progress (4 connections catching up) while another
+    hunt's live subscriber gets its events and that hunt's resumer its whole history;
+    events committed meanwhile arrive once, in order, after the catch-up; the big hunt's
+    log is read (and its definition parsed) once for the 4, not once per resume; no
+    slice is over --live-replay-slice-bytes (64 KiB by default).
+    On the code before the fix the 4 resumes got {"type":"resync"} (each over half the
+    connection's queue, after replaying the whole log synchronously, 4 times)."""
+    n_codes, n_events = (12000, 1200) if SAN else (50000, 4800)
+    s = vx.Server(fsync="off").start()
+    c, codes, ps = big_hunt(s, "lv-big5", n_codes, n_events)
+    cb, bcodes, bps = setup(s, "lv-other", codes=20, players=10)
+    for i in range(10):
+        for k in range(15):
+            check(scan(cb, "lv-other", bps[i][1], bcodes["c%d" % k]), 200)
+    seq_a, seq_b = seq_of(c, "lv-big5"), seq_of(cb, "lv-other")
+    s.restart()
+    c, cb = s.client(timeout=60), s.client()
+    b_live = vx.live(s.port, "lv-other", bps[0][1], since=seq_b)
+    slow = [vx.live(s.port, "lv-big5", ps[0][1], since=0, rcvbuf=4096) for _ in range(4)]
+    for i, w in enumerate(slow):
+        w.s.settimeout(60)
+        eq(w.recv_json(), {"seq": 1, "type": "hunt_updated"}, "slow resumer %d: first message" % i)
+    b_res = vx.live(s.port, "lv-other", bps[1][1], since=0)
+    got = durable(b_res, seq_b, "the other hunt's resume")
+    no_resync(got, "the other hunt's resume")
+    eq([m["seq"] for m in got], list(range(1, seq_b + 1)), "the other hunt's history")
+    # the 4 do not read: their catch-up waits for their sockets, the server does not
+    eq(metric(s, "veltrix_live_replay_catching_up"), 4, "connections still catching up")
+    vx.assert_serving(s, "during the catch-up")
+    for k in range(15, 20):  # committed during the catch-up, on both hunts
+        check(scan(cb, "lv-other", bps[2][1], bcodes["c%d" % k]), 200)
+    for i in range(n_events - 1, n_events + 29):
+        check(scan(c, "lv-big5", ps[1][1], codes[i]), 200)
+    got = durable(b_live, seq_b + 5, "the other hunt's live subscriber")
+    eq([m["seq"] for m in got], list(range(seq_b + 1, seq_b + 6)), "other hunt, live")
+    got = durable(b_res, seq_b + 5, "the other hunt's resumer, then live")
+    eq([m["seq"] for m in got], list(range(seq_b + 1, seq_b + 6)), "other hunt, then live")
+    eq(metric(s, "veltrix_live_replay_catching_up"), 4, "still catching up")
+    end = seq_a + 30
+    first = None
+    for i, w in enumerate(slow):
+        got = [{"seq": 1, "type": "hunt_updated"}] + durable(w, end, "slow resumer %d" % i)
+        no_resync(got, "slow resumer %d" % i)
+        eq([m["seq"] for m in got], list(range(1, end + 1)), "slow resumer %d: seqs" % i)
+        if first is None:
+            first = got
+        else:
+            eq(got, first, "slow resumer %d: the same messages as the first" % i)
+        w.close()
+    eq(first[-1]["code"], "code-%06d-%s" % (n_events + 28, "x" * 52), "the last one is live")
+    eq(metric(s, "veltrix_live_resyncs_total"), 0, "resyncs")
+    eq(metric(s, "veltrix_live_store_replays_total"), 2, "store replays (one per hunt)")
+    eq(metric(s, "veltrix_live_replay_store_events_total"), seq_a + seq_b,
+       "events read from the store: each log once")
+    slices = metric(s, "veltrix_live_replay_slices_total")
+    sent = metric(s, "veltrix_live_replay_bytes_total")
+    true(sent >= 4 * 200 * seq_a, "catch-up bytes counted: %d" % sent)
+    true(sent <= slices * 65536, "%d catch-up bytes in %d slices: one over 64 KiB" % (sent, slices))
+    b_live.close()
+    b_res.close()
+    s.stop()
+
+
 @test
 def store_replays_share_a_budget():
     """Store replays run on the event loop: together they read at most --live-replay-max
