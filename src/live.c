@@ -3,7 +3,8 @@
  * Per hunt (struct lhunt, created when the hunt first has an event applied or a
  * subscriber, never freed before live_destroy): the subscribers (a doubly linked list),
  * the window (a ring of the last window_events durable frames), the last published seq,
- * the top 10 last pushed, and each player's last position time.
+ * the top 10 last pushed, each player's last position time, and while resumes need it
+ * the archive (the frames of seqs 1..arch_n replayed from the store, see "resume").
  *
  * Invariants:
  * - lhunt.seq is the last durable seq published. An lhunt created on a subscription, with
@@ -13,7 +14,13 @@
  *   loop turn) writes every dirty hunt's connections, so a commit batch of N events costs
  *   one writev per connection, and no connection is freed during a broadcast.
  * - a connection's queue never exceeds queue_bytes_max: positions and the top 10 are
- *   dropped once it is half full; a durable event that does not fit closes it (resync). */
+ *   dropped once it is half full; a durable event that does not fit closes it (resync).
+ * - a subscriber catching up (sub.catching) has had every event before next_seq and gets
+ *   nothing from broadcasts: the window, then live_publish, hand it everything after, in
+ *   order, once; it turns live in the slice that reaches lh->seq.
+ * - the window and the archive never overlap with a gap once joined: arch_eng is NULL
+ *   exactly when the archive reached the window (arch_n + 1 == the oldest window seq, and
+ *   every frame that leaves the window is appended, up to replay_events_max). */
 #include "live.h"
 
 #include <assert.h>
@@ -33,6 +40,9 @@ struct sub {
     struct ws_conn *c;
     struct lhunt *lh;
     struct sub *prev, *next;
+    struct sub *rq_prev, *rq_next; /* the replay queue: catching up, ready for a slice */
+    int catching, queued;
+    uint64_t next_seq; /* catching: the next event it needs */
     uint8_t player[16];
 };
 
@@ -52,6 +62,12 @@ struct lhunt {
     size_t lb_n;
     struct ws_buf *lb_frame; /* the last top 10 pushed */
     struct hmap pos_ms;      /* player -> last position time + 1 */
+    struct ws_buf **arch;    /* arch[i]: the frame of seq i + 1 */
+    size_t arch_n, arch_cap, arch_bytes;
+    struct hunt *arch_eng; /* the scratch engine at seq arch_n; NULL once joined */
+    int arch_on;
+    size_t readers;                /* subscribers catching up */
+    h2o_timeout_entry_t arch_keep; /* frees the archive replay_keep_ms after the last one */
 };
 
 struct live {
@@ -64,12 +80,13 @@ struct live {
     live_move_fn move_check;
     struct hmap hunts; /* struct hunt * -> struct lhunt */
     struct lhunt *dirty;
-    h2o_timeout_t flush_timeout, lb_timeout;
-    h2o_timeout_entry_t flush_tick;
-    size_t conns;
+    h2o_timeout_t flush_timeout, lb_timeout, replay_timeout, keep_timeout;
+    h2o_timeout_entry_t flush_tick, replay_tick;
+    struct sub *rq_head, *rq_tail;
+    size_t conns, catching, arch_bytes;
     uint64_t events, positions, positions_thinned, dropped, resyncs, slow_closed, lb_pushes;
     uint64_t store_replays, store_replayed, replay_refused;
-    uint64_t replay_budget, replay_budget_ms; /* events that store replays may still read */
+    uint64_t replay_slices, replay_bytes, replay_store_events, replay_turns_full;
 };
 
 /* ---- JSON text -------------------------------------------------------------------- */
@@ -106,6 +123,7 @@ static struct ws_buf *frame_of(struct jsonw *b, uint64_t seq)
 /* ---- hunts ------------------------------------------------------------------------ */
 
 static void on_lb_tick(h2o_timeout_entry_t *e);
+static void on_arch_keep(h2o_timeout_entry_t *e);
 
 static struct lhunt *lhunt_get(struct live *l, struct hunt *h, uint64_t seq)
 {
@@ -120,6 +138,7 @@ static struct lhunt *lhunt_get(struct live *l, struct hunt *h, uint64_t seq)
     lh->h = h;
     lh->seq = seq;
     lh->lb_tick.cb = on_lb_tick;
+    lh->arch_keep.cb = on_arch_keep;
     hmap_init(&lh->pos_ms);
     if (hmap_put(&l->hunts, &h, sizeof h, lh)) {
         free(lh->win);
@@ -190,10 +209,11 @@ static void send_lossy(struct sub *s, struct ws_buf *f)
         l->dropped++;
 }
 
+/* Subscribers catching up are left out: their catch-up reaches f (durable) in order. */
 static void broadcast(struct lhunt *lh, struct ws_buf *f, int lossy)
 {
     for (struct sub *s = lh->subs; s; s = s->next)
-        lossy ? send_lossy(s, f) : send_durable(s, f);
+        if (!s->catching) lossy ? send_lossy(s, f) : send_durable(s, f);
     if (lh->subs) mark_dirty(lh);
 }
 
@@ -257,6 +277,7 @@ struct ws_buf *live_event_frame(struct live *l, struct hunt *h, const struct eve
 }
 
 static void lb_push(struct lhunt *lh);
+static int arch_take_evicted(struct lhunt *lh, struct ws_buf *f);
 
 /* The top 10 may have changed. With subscribers and leaderboard_ms gone by since the last
  * computation, it goes out now, in the same flush as the event that changed it (one
@@ -284,7 +305,7 @@ void live_publish(struct live *l, struct hunt *h, struct ws_buf *f)
     broadcast(lh, f, 0);
     size_t cap = l->cfg.window_events;
     if (lh->win_count == cap) {
-        ws_buf_unref(lh->win[lh->win_head]);
+        if (!arch_take_evicted(lh, lh->win[lh->win_head])) ws_buf_unref(lh->win[lh->win_head]);
         lh->win_head = (lh->win_head + 1) % cap;
         lh->win_count--;
     }
@@ -393,10 +414,14 @@ void live_set_move_check(struct live *l, live_move_fn fn) { l->move_check = fn; 
 
 /* ---- subscribers ---------------------------------------------------------------------- */
 
+static void catch_up_leave(struct sub *s);
+static void on_drain(struct ws_conn *c);
+
 static void on_close(struct ws_conn *c)
 {
     struct sub *s = ws_conn_data(c);
     struct lhunt *lh = s->lh;
+    if (s->catching) catch_up_leave(s);
     if (s->prev) s->prev->next = s->next;
     else lh->subs = s->next;
     if (s->next) s->next->prev = s->prev;
@@ -405,124 +430,280 @@ static void on_close(struct ws_conn *c)
     free(s);
 }
 
-static const struct ws_ops sub_ops = {on_text, on_close};
+static const struct ws_ops sub_ops = {on_text, on_close, on_drain};
 
 /* ---- resume ----------------------------------------------------------------------- */
 
-struct frames {
-    struct ws_buf **v;
-    size_t n, cap, bytes, budget;
+/* A subscriber with since= catches up before it is live: it is queued in the replay
+ * queue, and each loop turn (the replay tick, 1 ms: at least one poll for I/O between
+ * two turns) serves the queued subscribers one slice each, first come first served, of
+ * at most replay_slice_bytes (and half its connection's queue), until replay_turn_bytes
+ * are used in the turn. After a slice the subscriber waits until its socket took it all
+ * (on_drain), so a client that reads slowly is served slowly, and one that does not read
+ * costs nothing. The frames come from the window or, older, from the hunt's archive: the
+ * frames of seqs 1..arch_n, made by replaying the hunt's log from the store into a scratch
+ * engine (the messages carry outcomes such as scores, which the log does not hold) a page
+ * at a time, on demand, within the same byte budget. Each event is thus read, applied and
+ * encoded once per archive, whatever the number of resumes (a big definition is parsed
+ * once); the archive is shared by the hunt's resumes and freed replay_keep_ms after the
+ * last one ends. Hunts over replay_events_max events are not replayed: a resume older than
+ * their window gets a resync, which is the only way one resume affects another's. */
+
+static uint64_t oldest_seq(const struct lhunt *lh) { return lh->seq + 1 - lh->win_count; }
+
+/* The frame of durable event seq (at most lh->seq) if the window or the archive has it. */
+static struct ws_buf *frame_at(const struct lhunt *lh, uint64_t seq)
+{
+    uint64_t oldest = oldest_seq(lh);
+    if (seq >= oldest)
+        return lh->win[(lh->win_head + (seq - oldest)) % lh->l->cfg.window_events];
+    return seq <= lh->arch_n ? lh->arch[seq - 1] : NULL;
+}
+
+/* Appends f to the archive (the archive takes the caller's reference); -1 out of memory. */
+static int arch_push(struct lhunt *lh, struct ws_buf *f)
+{
+    if (lh->arch_n == lh->arch_cap) {
+        size_t cap = lh->arch_cap ? lh->arch_cap * 2 : 256;
+        struct ws_buf **v = realloc(lh->arch, cap * sizeof *v);
+        if (!v) return -1;
+        lh->arch = v;
+        lh->arch_cap = cap;
+    }
+    lh->arch[lh->arch_n++] = f;
+    lh->arch_bytes += f->len;
+    lh->l->arch_bytes += f->len;
+    return 0;
+}
+
+static void arch_free(struct lhunt *lh)
+{
+    for (size_t i = 0; i < lh->arch_n; i++) ws_buf_unref(lh->arch[i]);
+    free(lh->arch);
+    engine_hunt_destroy(lh->arch_eng);
+    lh->l->arch_bytes -= lh->arch_bytes;
+    lh->arch = NULL;
+    lh->arch_eng = NULL;
+    lh->arch_n = lh->arch_cap = lh->arch_bytes = 0;
+    lh->arch_on = 0;
+    if (h2o_timeout_is_linked(&lh->arch_keep)) h2o_timeout_unlink(&lh->arch_keep);
+}
+
+static void on_arch_keep(h2o_timeout_entry_t *e)
+{
+    struct lhunt *lh = H2O_STRUCT_FROM_MEMBER(struct lhunt, arch_keep, e);
+    if (!lh->readers) arch_free(lh);
+}
+
+/* A frame leaving the window: a joined archive keeps it (1: f's reference taken). */
+static int arch_take_evicted(struct lhunt *lh, struct ws_buf *f)
+{
+    if (!lh->arch_on || lh->arch_eng || f->seq != lh->arch_n + 1 ||
+        lh->arch_n >= lh->l->cfg.replay_events_max)
+        return 0;
+    if (arch_push(lh, f) == 0) return 1;
+    arch_free(lh); /* out of memory: a later resume rebuilds it */
+    return 0;
+}
+
+/* 1 if the archive can still grow from the store towards the window. */
+static int arch_can_grow(const struct lhunt *lh)
+{
+    const struct live *l = lh->l;
+    return l->reader && lh->seq <= l->cfg.replay_events_max && (!lh->arch_on || lh->arch_eng);
+}
+
+struct page {
+    struct lhunt *lh;
+    uint64_t upto;
+    size_t max, used;
 };
 
-/* Appends f (ownership moves); -1 (f freed) when over the byte budget or out of memory. */
-static int frames_add(struct frames *fs, struct ws_buf *f)
+/* One event of the log into the archive; checked again as it is replayed. */
+static int page_event(const struct store_event *se, void *arg)
 {
-    if (!f || fs->bytes + f->len > fs->budget) {
+    struct page *p = arg;
+    struct lhunt *lh = p->lh;
+    struct event ev;
+    struct engine_outcome out;
+    struct ws_buf *f;
+    if (se->seq != lh->arch_n + 1 ||
+        engine_event_read(&ev, se->seq, se->time_ms, se->type, se->player, se->data,
+                          se->data_len) ||
+        engine_apply(lh->arch_eng, &ev, &out, NULL, 0) || !(f = event_frame(lh->l, &ev, &out)))
+        return -1;
+    if (arch_push(lh, f)) {
         ws_buf_unref(f);
         return -1;
     }
-    if (fs->n == fs->cap) {
-        size_t cap = fs->cap ? fs->cap * 2 : 64;
-        struct ws_buf **v = realloc(fs->v, cap * sizeof *v);
-        if (!v) {
-            ws_buf_unref(f);
-            return -1;
-        }
-        fs->v = v;
-        fs->cap = cap;
-    }
-    fs->v[fs->n++] = f;
-    fs->bytes += f->len;
-    return 0;
+    lh->l->replay_store_events++;
+    p->used += se->data_len + f->len;
+    return lh->arch_n >= p->upto || p->used >= p->max ? 1 : 0;
 }
 
-static void frames_free(struct frames *fs)
-{
-    for (size_t i = 0; i < fs->n; i++) ws_buf_unref(fs->v[i]);
-    free(fs->v);
-}
-
-struct store_replay {
-    struct live *l;
-    struct hunt *scratch;
-    uint64_t since, upto;
-    struct frames *out;
-};
-
-static int replay_event(const struct store_event *se, void *arg)
-{
-    struct store_replay *r = arg;
-    struct event ev;
-    struct engine_outcome out;
-    if (engine_event_read(&ev, se->seq, se->time_ms, se->type, se->player, se->data,
-                          se->data_len) ||
-        engine_apply(r->scratch, &ev, &out, NULL, 0))
-        return -1;
-    if (ev.seq <= r->since) return 0;
-    if (frames_add(r->out, event_frame(r->l, &ev, &out))) return -1;
-    return ev.seq >= r->upto ? 1 : 0;
-}
-
-/* Store replays run on the event loop: in all, they may read at most replay_events_max
- * events per second (a token bucket, bursts of one second's worth), so that resumes with
- * old `since`s cannot stall everyone else; beyond it a resume gets a resync. 1 to go on. */
-static int replay_budget(struct live *l, uint64_t events)
-{
-    uint64_t now = h2o_now(l->loop), cap = l->cfg.replay_events_max;
-    if (!cap) return 0;
-    uint64_t ms = now > l->replay_budget_ms ? now - l->replay_budget_ms : 0;
-    uint64_t refill = (ms > 1000 ? 1000 : ms) * cap / 1000; /* full after a second */
-    l->replay_budget_ms = now;
-    l->replay_budget = l->replay_budget + refill > cap ? cap : l->replay_budget + refill;
-    if (events > l->replay_budget) {
-        l->replay_refused++;
-        return 0;
-    }
-    l->replay_budget -= events;
-    return 1;
-}
-
-/* Frames of the durable events (since, upto] of lh from the store, by replaying the
- * hunt's log from seq 1 into a scratch engine. 0, or -1 (over budget, too big, error). */
-static int from_store(struct lhunt *lh, uint64_t since, uint64_t upto, struct frames *out)
+/* Reads the next page of lh's log into the archive: events until max bytes (their log
+ * data and frames; at least one event) or the window. The bytes used, or -1 when it
+ * cannot (hunt too big, store error, out of memory). */
+static long arch_grow(struct lhunt *lh, size_t max)
 {
     struct live *l = lh->l;
-    if (!l->reader || lh->seq > l->cfg.replay_events_max || !replay_budget(l, lh->seq))
+    uint64_t upto = oldest_seq(lh) - 1;
+    if (!arch_can_grow(lh)) return -1;
+    if (!lh->arch_on) {
+        if (!(lh->arch_eng = engine_hunt_create(engine_hunt_id(lh->h)))) return -1;
+        lh->arch_on = 1;
+        l->store_replays++;
+    }
+    assert(lh->arch_n < upto);
+    struct page p = {lh, upto, max, 0};
+    if (store_each_event(l->reader, engine_hunt_id(lh->h), lh->arch_n + 1, page_event, &p) != 1) {
+        arch_free(lh);
         return -1;
-    struct store_replay r = {l, engine_hunt_create(engine_hunt_id(lh->h)), since, upto, out};
-    if (!r.scratch) return -1;
-    int rc = store_each_event(l->reader, engine_hunt_id(lh->h), 1, replay_event, &r);
-    engine_hunt_destroy(r.scratch);
-    l->store_replays++;
-    if (rc != 1) return -1;
-    l->store_replayed += out->n;
-    return 0;
+    }
+    if (lh->arch_n == upto) { /* joined: the window's evictions extend it from now on */
+        engine_hunt_destroy(lh->arch_eng);
+        lh->arch_eng = NULL;
+    }
+    return (long)p.used;
 }
 
-/* Sends the durable events after since: from the store for what the window no longer
- * holds, then from the window. A resync instead when that is not possible or would take
- * more than half the connection's queue. */
-static void replay(struct sub *s, uint64_t since)
+/* The replay queue (FIFO). Pushing arms the replay tick. */
+static void rq_push(struct sub *s)
+{
+    struct live *l = s->lh->l;
+    if (s->queued) return;
+    s->queued = 1;
+    s->rq_next = NULL;
+    s->rq_prev = l->rq_tail;
+    if (l->rq_tail) l->rq_tail->rq_next = s;
+    else l->rq_head = s;
+    l->rq_tail = s;
+    if (!h2o_timeout_is_linked(&l->replay_tick))
+        h2o_timeout_link(l->loop, &l->replay_timeout, &l->replay_tick);
+}
+
+static void rq_remove(struct sub *s)
+{
+    struct live *l = s->lh->l;
+    if (!s->queued) return;
+    if (s->rq_prev) s->rq_prev->rq_next = s->rq_next;
+    else l->rq_head = s->rq_next;
+    if (s->rq_next) s->rq_next->rq_prev = s->rq_prev;
+    else l->rq_tail = s->rq_prev;
+    s->queued = 0;
+    s->rq_prev = s->rq_next = NULL;
+}
+
+/* s no longer catches up (live now, or gone). */
+static void catch_up_leave(struct sub *s)
+{
+    struct lhunt *lh = s->lh;
+    rq_remove(s);
+    s->catching = 0;
+    lh->l->catching--;
+    if (--lh->readers == 0 && lh->arch_on)
+        h2o_timeout_link(lh->l->loop, &lh->l->keep_timeout, &lh->arch_keep);
+}
+
+static void send_resync(struct sub *s)
+{
+    struct ws_buf *r = resync_frame(s->lh->seq);
+    s->lh->l->resyncs++;
+    if (r) send_durable(s, r);
+    ws_buf_unref(r);
+}
+
+/* s has every event up to lh->seq (or resync: what it needs is no longer kept); from now
+ * on broadcasts reach it. */
+static void catch_up_end(struct sub *s, int resync)
+{
+    catch_up_leave(s);
+    if (resync) {
+        s->lh->l->replay_refused++;
+        send_resync(s);
+    }
+    if (s->lh->lb_frame) send_lossy(s, s->lh->lb_frame);
+}
+
+/* One slice of s's catch-up: the frames from next_seq on, at most max bytes of them (at
+ * least one), reading pages of the log into the archive first when neither the window
+ * nor the archive has the next one (counted in the same max). Returns the bytes it cost. */
+static size_t slice(struct sub *s, size_t max)
 {
     struct lhunt *lh = s->lh;
     struct live *l = lh->l;
-    size_t cap = l->cfg.window_events;
-    uint64_t oldest = lh->win_count ? lh->win[lh->win_head]->seq : lh->seq + 1;
-    struct frames fs = {NULL, 0, 0, 0, l->cfg.queue_bytes_max / 2};
-    int ok = since <= lh->seq;
-    if (since == lh->seq) return;
-    if (ok && since + 1 < oldest) ok = from_store(lh, since, oldest - 1, &fs) == 0;
-    for (size_t i = since + 1 > oldest ? (size_t)(since + 1 - oldest) : 0;
-         ok && i < lh->win_count; i++)
-        ok = frames_add(&fs, ws_buf_ref(lh->win[(lh->win_head + i) % cap])) == 0;
-    if (!ok) {
-        frames_free(&fs);
-        fs = (struct frames){NULL, 0, 0, 0, SIZE_MAX};
-        frames_add(&fs, resync_frame(lh->seq));
-        l->resyncs++;
+    size_t cost = 0, sent = 0;
+    int resync = 0;
+    if (ws_conn_closing(s->c)) return 0; /* on_close is coming */
+    while (s->next_seq <= lh->seq) {
+        struct ws_buf *f = frame_at(lh, s->next_seq);
+        if (!f) {
+            long n = cost < max ? arch_grow(lh, max - cost) : 0;
+            if (n < 0) resync = 1;
+            if (n <= 0) break;
+            cost += (size_t)n;
+            continue;
+        }
+        if (sent && cost + f->len > max) break;
+        if (ws_conn_send(s->c, f, 0)) {
+            cut_off(s);
+            return cost;
+        }
+        if (s->next_seq < oldest_seq(lh)) l->store_replayed++;
+        cost += f->len;
+        sent += f->len;
+        s->next_seq++;
     }
-    for (size_t i = 0; i < fs.n; i++) send_durable(s, fs.v[i]);
-    frames_free(&fs);
+    if (sent) {
+        l->replay_slices++;
+        l->replay_bytes += sent;
+    }
+    if (resync || s->next_seq > lh->seq) catch_up_end(s, resync);
+    else if (!sent) rq_push(s); /* nothing queued, so no on_drain: next turn */
+    ws_conn_flush(s->c);        /* its on_drain queues it for the next slice */
+    return cost;
+}
+
+static void on_replay_tick(h2o_timeout_entry_t *e)
+{
+    struct live *l = H2O_STRUCT_FROM_MEMBER(struct live, replay_tick, e);
+    size_t left = l->cfg.replay_turn_bytes, room = l->cfg.queue_bytes_max / 2;
+    size_t max = l->cfg.replay_slice_bytes < room ? l->cfg.replay_slice_bytes : room;
+    struct sub *s;
+    while (left && (s = l->rq_head)) {
+        rq_remove(s);
+        size_t used = slice(s, max < left ? max : left);
+        left -= used < left ? used : left;
+    }
+    if (!l->rq_head) return;
+    l->replay_turns_full++;
+    h2o_timeout_link(l->loop, &l->replay_timeout, &l->replay_tick);
+}
+
+static void on_drain(struct ws_conn *c)
+{
+    struct sub *s = ws_conn_data(c);
+    if (s->catching) rq_push(s);
+}
+
+/* since=: nothing to do when up to date, a resync when since is ahead or older than
+ * what is kept, else s catches up from since + 1, starting at the next replay tick. */
+static void catch_up_start(struct sub *s, uint64_t since)
+{
+    struct lhunt *lh = s->lh;
+    struct live *l = lh->l;
+    if (since == lh->seq) return;
+    if (since > lh->seq || (!frame_at(lh, since + 1) && !arch_can_grow(lh))) {
+        if (since < lh->seq) l->replay_refused++;
+        send_resync(s);
+        return;
+    }
+    s->catching = 1;
+    s->next_seq = since + 1;
+    l->catching++;
+    if (lh->readers++ == 0 && h2o_timeout_is_linked(&lh->arch_keep))
+        h2o_timeout_unlink(&lh->arch_keep);
+    rq_push(s);
 }
 
 int live_subscribe(struct live *l, struct hunt *h, void *sock, const uint8_t player[16],
@@ -546,8 +727,8 @@ int live_subscribe(struct live *l, struct hunt *h, void *sock, const uint8_t pla
     lh->subs = s;
     lh->n_subs++;
     l->conns++;
-    if (since >= 0) replay(s, (uint64_t)since);
-    if (lh->lb_frame) send_lossy(s, lh->lb_frame);
+    if (since >= 0) catch_up_start(s, (uint64_t)since);
+    if (!s->catching && lh->lb_frame) send_lossy(s, lh->lb_frame);
     ws_conn_flush(c);
     return 0;
 }
@@ -565,6 +746,8 @@ struct live *live_create(void *loop, struct store *reader, const struct live_con
     }
     l->cfg = *cfg;
     if (l->cfg.window_events == 0) l->cfg.window_events = 1;
+    if (l->cfg.replay_slice_bytes == 0) l->cfg.replay_slice_bytes = LIVE_REPLAY_SLICE_BYTES;
+    if (l->cfg.replay_turn_bytes == 0) l->cfg.replay_turn_bytes = LIVE_REPLAY_TURN_BYTES;
     l->loop = loop;
     l->reader = reader;
     l->name = name;
@@ -572,7 +755,10 @@ struct live *live_create(void *loop, struct store *reader, const struct live_con
     hmap_init(&l->hunts);
     h2o_timeout_init(l->loop, &l->flush_timeout, 0);
     h2o_timeout_init(l->loop, &l->lb_timeout, cfg->leaderboard_ms);
+    h2o_timeout_init(l->loop, &l->replay_timeout, 1); /* 0 would run again in the same turn */
+    h2o_timeout_init(l->loop, &l->keep_timeout, cfg->replay_keep_ms);
     l->flush_tick.cb = on_flush;
+    l->replay_tick.cb = on_replay_tick;
     return l;
 }
 
@@ -580,6 +766,7 @@ static void free_lhunt(void *v, void *ctx)
 {
     struct lhunt *lh = v;
     while (lh->subs) ws_conn_abort(lh->subs->c);
+    arch_free(lh);
     if (h2o_timeout_is_linked(&lh->lb_tick)) h2o_timeout_unlink(&lh->lb_tick);
     for (size_t i = 0; i < lh->win_count; i++)
         ws_buf_unref(lh->win[(lh->win_head + i) % lh->l->cfg.window_events]);
@@ -595,8 +782,11 @@ void live_destroy(struct live *l)
     hmap_each(&l->hunts, free_lhunt, NULL);
     hmap_deinit(&l->hunts);
     if (h2o_timeout_is_linked(&l->flush_tick)) h2o_timeout_unlink(&l->flush_tick);
+    if (h2o_timeout_is_linked(&l->replay_tick)) h2o_timeout_unlink(&l->replay_tick);
     h2o_timeout_dispose(l->loop, &l->flush_timeout);
     h2o_timeout_dispose(l->loop, &l->lb_timeout);
+    h2o_timeout_dispose(l->loop, &l->replay_timeout);
+    h2o_timeout_dispose(l->loop, &l->keep_timeout);
     ws_ctx_destroy(l->ws);
     free(l);
 }
@@ -645,6 +835,21 @@ void live_render_metrics(const struct live *l, struct metrics_buf *b)
                    (unsigned long long)l->store_replayed);
     metrics_printf(b,
                    "# TYPE veltrix_live_store_replays_refused_total counter\n"
-                   "veltrix_live_store_replays_refused_total %llu\n",
-                   (unsigned long long)l->replay_refused);
+                   "veltrix_live_store_replays_refused_total %llu\n"
+                   "# TYPE veltrix_live_replay_catching_up gauge\n"
+                   "veltrix_live_replay_catching_up %zu\n"
+                   "# TYPE veltrix_live_replay_slices_total counter\n"
+                   "veltrix_live_replay_slices_total %llu\n"
+                   "# TYPE veltrix_live_replay_bytes_total counter\n"
+                   "veltrix_live_replay_bytes_total %llu\n"
+                   "# TYPE veltrix_live_replay_turns_full_total counter\n"
+                   "veltrix_live_replay_turns_full_total %llu\n"
+                   "# TYPE veltrix_live_replay_store_events_total counter\n"
+                   "veltrix_live_replay_store_events_total %llu\n"
+                   "# TYPE veltrix_live_replay_archive_bytes gauge\n"
+                   "veltrix_live_replay_archive_bytes %zu\n",
+                   (unsigned long long)l->replay_refused, l->catching,
+                   (unsigned long long)l->replay_slices, (unsigned long long)l->replay_bytes,
+                   (unsigned long long)l->replay_turns_full,
+                   (unsigned long long)l->replay_store_events, l->arch_bytes);
 }

@@ -4,12 +4,16 @@
  * Durable events: api.c has live encode each event once, when the engine applies it
  * (live_event_frame: the whole WebSocket frame, reference counted), and publishes it once
  * the log says it is durable (live_publish), in seq order. The same bytes are queued on
- * every subscriber and kept in a bounded window of recent events per hunt, from which
- * `since=` resumes. Older events come from the store: the hunt's log is replayed into a
- * scratch engine (the messages carry outcomes such as scores, which the log does not
- * hold), for hunts of at most replay_events_max events. A resume that cannot be served
- * that way, or would not fit in half the connection's queue, gets
- * {"type":"resync","seq":N}.
+ * every subscriber and kept in a bounded window of recent events per hunt.
+ * Resumes (`since=`) are served in slices, per connection, interleaved with the rest of
+ * the loop: at most replay_slice_bytes per connection per loop turn, the next slice once
+ * its socket took the last, at most replay_turn_bytes of replay work per turn in all;
+ * the connection gets no live events until it has caught up, then all of them, so
+ * nothing is missed or repeated. Events older than the window come from the hunt's
+ * archive, the frames its log gives when replayed into a scratch engine (the messages
+ * carry outcomes such as scores, which the log does not hold), built on demand a page at
+ * a time and shared by the hunt's resumes, for hunts of at most replay_events_max events.
+ * A `since` ahead of the hunt or older than what is kept gets {"type":"resync","seq":N}.
  * Positions are thinned per player and dropped first when a connection's queue is half
  * full; the top 10 is pushed when it changes, coalesced by a timer. A subscriber whose
  * queue would go over its cap gets {"type":"resync"} and is closed. Event loop thread
@@ -32,7 +36,12 @@ struct live_config {
     uint64_t position_ms;    /* a player's positions at most this often (200: 5/s) */
     int sndbuf_bytes;        /* SO_SNDBUF of live sockets */
     uint64_t replay_events_max; /* --live-replay-max: largest hunt replayed from the store */
+    size_t replay_slice_bytes;  /* --live-replay-slice-bytes: per connection per loop turn */
+    size_t replay_turn_bytes;   /* --live-replay-turn-bytes: all resumes per loop turn */
+    uint64_t replay_keep_ms;    /* --live-replay-keep-ms: archive kept after its last resume */
 };
+#define LIVE_REPLAY_SLICE_BYTES (64 * 1024) /* the defaults (0 in live_config) */
+#define LIVE_REPLAY_TURN_BYTES (256 * 1024)
 
 /* A player's display name (for scan events and the leaderboard); "" when unknown. */
 typedef const char *(*live_name_fn)(const uint8_t player[16], void *ctx);

@@ -28,6 +28,7 @@ struct options {
     long token_ttl, conns_max, req_timeout_ms, queue_max, idem_max, players_max, hunts_max;
     long conns_per_ip_max, pending_bodies_max;
     long live_window, live_queue_bytes, live_ping_ms, live_replay_max;
+    long live_replay_slice_bytes, live_replay_turn_bytes, live_replay_keep_ms;
     int demo;
     struct rl_config limits;
     long tiles_bytes_max, map_versions_kept;
@@ -53,6 +54,8 @@ static void usage(FILE *f)
             "                     [--tiles-bytes-max 1073741824] [--map-versions-kept 3]\n"
             "                     [--live-window 2048] [--live-queue-bytes 1048576]\n"
             "                     [--live-ping-ms 30000] [--live-replay-max 20000]\n"
+            "                     [--live-replay-slice-bytes 65536]\n"
+            "                     [--live-replay-turn-bytes 262144] [--live-replay-keep-ms 30000]\n"
             "                     [--snapshot-every 1000000] [--ignore-snapshots]\n"
             "       veltrix tiles import HUNT DIR [--data ./veltrix-data | --store sqlite:PATH]\n"
             "                     [--map-versions-kept 3]\n");
@@ -121,6 +124,11 @@ static int parse(int argc, char **argv, int first, struct options *o)
         {"--live-queue-bytes", 4096, 64 * 1024 * 1024, offsetof(struct options, live_queue_bytes)},
         {"--live-ping-ms", 100, 3600000, offsetof(struct options, live_ping_ms)},
         {"--live-replay-max", 0, 100000000, offsetof(struct options, live_replay_max)},
+        {"--live-replay-slice-bytes", 1024, 64 * 1024 * 1024,
+         offsetof(struct options, live_replay_slice_bytes)},
+        {"--live-replay-turn-bytes", 1024, 1L << 30,
+         offsetof(struct options, live_replay_turn_bytes)},
+        {"--live-replay-keep-ms", 0, 86400000, offsetof(struct options, live_replay_keep_ms)},
         {"--snapshot-every", 0, 1000000000000L, offsetof(struct options, snapshot_every)},
     };
     const char *at = argc > first ? argv[first] : "";
@@ -316,7 +324,10 @@ static int serve(const struct options *o)
                             .map_versions_kept = (unsigned)o->map_versions_kept,
                             .live = {(size_t)o->live_window, (size_t)o->live_queue_bytes,
                                      (uint64_t)o->live_ping_ms, 250, 200, 32 * 1024,
-                                     (uint64_t)o->live_replay_max},
+                                     (uint64_t)o->live_replay_max,
+                                     (size_t)o->live_replay_slice_bytes,
+                                     (size_t)o->live_replay_turn_bytes,
+                                     (uint64_t)o->live_replay_keep_ms},
                             .snap = snap,
                             .ignore_snapshots = o->ignore_snapshots,
                             .fsync_always = fs == STORE_FSYNC_ALWAYS};
@@ -386,6 +397,9 @@ int main(int argc, char **argv)
                         .live_queue_bytes = 1048576,
                         .live_ping_ms = 30000,
                         .live_replay_max = 20000,
+                        .live_replay_slice_bytes = LIVE_REPLAY_SLICE_BYTES,
+                        .live_replay_turn_bytes = LIVE_REPLAY_TURN_BYTES,
+                        .live_replay_keep_ms = 30000,
                         .snapshot_every = 1000000};
     if (argc >= 2 && !strcmp(argv[1], "tiles")) return tiles_cmd(argc, argv, &o);
     if (argc < 2 || strcmp(argv[1], "serve") != 0) {

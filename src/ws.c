@@ -337,13 +337,18 @@ static void on_write(h2o_socket_t *sock, const char *err)
     c->inflight = 0;
     if (c->count) {
         ws_conn_flush(c);
-    } else if (c->closing) {
+        return;
+    }
+    if (c->closing) {
         ws_conn_abort(c);
-    } else if (c->cap > 16) { /* a burst grew the ring: give it back */
+        return;
+    }
+    if (c->cap > 16) { /* a burst grew the ring: give it back */
         free(c->q);
         c->q = NULL;
         c->cap = c->head = 0;
     }
+    if (c->ops->on_drain) c->ops->on_drain(c);
 }
 
 void ws_conn_flush(struct ws_conn *c)

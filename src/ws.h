@@ -107,6 +107,9 @@ struct ws_ops {
     void (*on_text)(struct ws_conn *c, const char *data, size_t len);
     /* The connection is gone; c is freed after this returns. */
     void (*on_close)(struct ws_conn *c);
+    /* Optional: everything queued has been written to the socket (the queue is empty and
+     * the connection is not closing). Called from the write callback: it may queue. */
+    void (*on_drain)(struct ws_conn *c);
 };
 
 struct ws_stats {
