@@ -114,7 +114,7 @@ static void scan_head(const struct phr_header *hs, size_t n, struct head *o)
         if (is(h, "content-length", 14)) o->n_length++, o->length = h;
         else if (is(h, "transfer-encoding", 17)) o->n_coding++, o->coding = h;
         else if (is(h, "host", 4)) o->n_host++;
-        else if (is(h, "authorization", 13)) o->auth = h;
+        else if (is(h, "authorization", 13) && !o->auth) o->auth = h; /* the first, as handlers read */
     }
 }
 
@@ -158,7 +158,7 @@ static int check_head(const char *buf, const char *method, size_t mlen, const ch
     if (h.n_coding && (h.n_coding > 1 || minor == 0 ||
                        h.coding->value_len != 7 || strncasecmp(h.coding->value, "chunked", 7)))
         return REF_TE;
-    if (h.n_host > 1 || (minor == 1 && h.n_host == 0)) return REF_HOST;
+    if (h.n_host > 1 || (minor >= 1 && h.n_host == 0)) return REF_HOST; /* 1.1 and later */
     return h.n_length ? check_body(buf, method, mlen, path, plen, &h, len) : -1;
 }
 

@@ -344,6 +344,9 @@ void net_destroy(struct net *n)
     if (n->listener) h2o_socket_close(n->listener);
     hmap_deinit(&n->per_ip);
     if (n->spare_fd >= 0) close(n->spare_fd);
-    if (the_net == n) the_net = NULL;
+    if (the_net == n) {
+        the_net = NULL;
+        http_guard_init(NULL); /* it pointed into n->config */
+    }
     free(n);
 }

@@ -12,7 +12,9 @@
  *    heads, and that nothing after a refused head is read as another request.
  * The guard keeps process-wide state (limits, libh2o's entity limit, the one net), so the
  * order of main() matters: the direct tests run before the net exists.
- * KNOWN BUG (see bug_http_1_x_without_host): HTTP/1.2 .. 1.9 heads skip the Host rule. */
+ * http_1_x_needs_host and net_destroy_clears_guard_pointer were written as failing tests
+ * of two bugs this file found (HTTP/1.2..1.9 heads skipped the Host rule; net_destroy
+ * left the guard a pointer into freed memory), fixed since. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdint.h>
@@ -430,13 +432,11 @@ TEST(guard_host)
     CHECK(r && strstr(r->message, "Host") != NULL);
 }
 
-/* KNOWN BUG (src/http_guard.c, check_head: `minor == 1 && h.n_host == 0`): picohttpparser
- * accepts any HTTP/1.<digit>, and the Host rule is only applied to minor version 1. A
- * head "GET /healthz HTTP/1.9" (or 1.2 .. 1.9) without Host passes the guard, and libh2o
- * serves it as HTTP/1.1 (see net_http_1_x_without_host below), against the invariant
- * "an HTTP/1.1 request needs exactly one Host" (RFC 9112 §3.2: a 1.x request, x >= 1).
- * Expected to fail until the rule reads minor >= 1. */
-TEST(bug_http_1_x_without_host)
+/* Found as a bug: picohttpparser accepts any HTTP/1.<digit>, and the Host rule applied to
+ * minor version 1 only, so "GET /healthz HTTP/1.9" without Host passed the guard and
+ * libh2o served it as HTTP/1.1 (RFC 9112 §3.2: a 1.x request, x >= 1, needs one Host).
+ * The rule now reads minor >= 1. */
+TEST(http_1_x_needs_host)
 {
     default_limits();
     struct parsed p;
@@ -1113,8 +1113,8 @@ TEST(net_requests_that_pass)
     client_close(&c);
 }
 
-/* KNOWN BUG, end to end: see bug_http_1_x_without_host. */
-TEST(bug_net_http_1_x_without_host)
+/* End to end: see http_1_x_needs_host. */
+TEST(net_http_1_x_needs_host)
 {
     struct client c;
     default_limits();
@@ -1128,16 +1128,16 @@ TEST(bug_net_http_1_x_without_host)
     CHECK_EQ_INT(handled, handled0);
 }
 
-/* KNOWN BUG (src/net.c, net_destroy): net_create hands the guard a pointer into the net
- * (http_guard_init(&n->config.max_request_entity_size)) and net_destroy frees the net
- * without taking it back, so the next head the guard passes writes into freed memory
- * (`*entity_max = SIZE_MAX / 2` in http_guard.c). net_destroy also leaves libh2o's
+/* Found as a bug: net_create hands the guard a pointer into the net
+ * (http_guard_init(&n->config.max_request_entity_size)) and net_destroy freed the net
+ * without taking it back, so the next head the guard passed wrote into freed memory
+ * (`*entity_max = SIZE_MAX / 2` in http_guard.c); net_destroy now takes it back. net_destroy also leaves libh2o's
  * context, configuration and loop allocated (no h2o_context_dispose/h2o_config_dispose):
  * LeakSanitizer reports ~21 KB if this file calls it at exit, which is why main() keeps
  * the net to the end. veltrix itself never calls net_destroy. Run in a child so that the
  * other tests' results survive; it fails under SANITIZE=address (heap-use-after-free),
  * the plain build cannot see the write. */
-TEST(bug_net_destroy_leaves_guard_pointer)
+TEST(net_destroy_clears_guard_pointer)
 {
     if (!the_net()) {
         CHECK(net != NULL);
@@ -1166,7 +1166,7 @@ int main(void)
     RUN(guard_length_with_transfer_encoding);
     RUN(guard_transfer_encoding_only_one_chunked);
     RUN(guard_host);
-    RUN(bug_http_1_x_without_host);
+    RUN(http_1_x_needs_host);
     RUN(guard_header_names_any_case);
     RUN(guard_continuation_lines);
     RUN(guard_head_size);
@@ -1185,8 +1185,8 @@ int main(void)
     RUN(net_budget);
     RUN(net_refusals_answered_and_closed);
     RUN(net_requests_that_pass);
-    RUN(bug_net_http_1_x_without_host);
-    RUN(bug_net_destroy_leaves_guard_pointer);
-    /* no net_destroy: see bug_net_destroy_leaves_guard_pointer */
+    RUN(net_http_1_x_needs_host);
+    RUN(net_destroy_clears_guard_pointer);
+    /* no net_destroy: see net_destroy_clears_guard_pointer */
     return HARNESS_DONE();
 }
