@@ -62,6 +62,7 @@ static struct app {
     struct uuid7_gen uuid;
     uint64_t players_created, refresh_reused, writes_rejected_busy;
     int64_t idem_pruned_ms; /* when a write last pruned the store's expired keys */
+    int64_t refresh_pruned_ms; /* when a new refresh token last pruned expired ones */
 } app;
 
 static int64_t now_ms(void)
@@ -641,7 +642,13 @@ static void new_refresh(struct player *p, struct log_entry *e, struct store_refr
     rt->expires_ms = now_ms() + app.cfg.refresh_ttl_s * 1000;
     memcpy(p->refresh_id, rt->id, 16);
     p->refresh_exp_ms = rt->expires_ms;
-    if (log_entry_refresh(e, rt)) abort();
+    if (log_entry_refresh(e, rt)) abort(); /* the player's only row in the store now */
+    /* Tokens of players who stopped refreshing expire in place: once a second, a new
+     * token also prunes a bounded bite of expired rows. */
+    if (now_ms() - app.refresh_pruned_ms >= 1000) {
+        if (log_entry_prune_refresh(e, now_ms())) abort();
+        app.refresh_pruned_ms = now_ms();
+    }
 }
 
 /* When a refresh token id was issued: its UUIDv7 time (ms). */
@@ -1618,8 +1625,9 @@ static int load_player(const struct store_player *p, void *arg)
     return 0;
 }
 
-/* The store keeps every refresh token (used or not); memory keeps the player's current
- * one: unused, of the player's generation. */
+/* The store keeps one refresh token per player (store_put_refresh), its current one
+ * unless that was used or its sessions revoked; memory keeps it when it is unused and of
+ * the player's generation. */
 static int load_refresh(const struct store_refresh *row, void *arg)
 {
     struct player *p = hmap_get(&app.players, row->player, 16);
