@@ -186,6 +186,15 @@ int api_move_check(const uint8_t player[16], const char *hunt_id, double x, doub
     return rl_move_check(lim.moves, key, sizeof key, x, y, mono_ms());
 }
 
+/* A live client's position: dropped outside the hunt's window (as POST .../position is
+ * refused), then the speed check. */
+static int live_move_check(const uint8_t player[16], const char *hunt_id, double x, double y)
+{
+    struct hunt *h = hmap_get(&app.hunts, hunt_id, strlen(hunt_id));
+    if (!h || engine_playable(h, now_ms())) return ENGINE_NOT_ACTIVE;
+    return api_move_check(player, hunt_id, x, y);
+}
+
 /* A position faster than --max-speed from the player's last one in this hunt: 422. */
 static int limit_move(struct http_req *r, const struct player *p, struct hunt *h, double x,
                       double y)
@@ -1217,13 +1226,15 @@ static void h_position(struct http_req *r)
     json_t *b;
     if (!(p = authed(r)) || !(h = hunt_param(r)) || !(b = body_object(r, 0))) return;
     json_t *x = json_object_get(b, "x"), *y = json_object_get(b, "y");
-    int w, ht;
+    int w, ht, rc;
     engine_map_size(h, &w, &ht);
     if (!json_is_number(x) || !json_is_number(y)) {
         http_error(r, 400, "invalid_request", "'x' and 'y' must be numbers");
     } else if (json_number_value(x) < 0 || json_number_value(x) >= w || json_number_value(y) < 0 ||
                json_number_value(y) >= ht) {
         http_error(r, 400, "out_of_bounds", "the position is outside the map (%d x %d)", w, ht);
+    } else if ((rc = engine_playable(h, now_ms())) != 0) { /* like scans: 403 hunt_not_active */
+        engine_error(r, rc);
     } else if (!limit_move(r, p, h, json_number_value(x), json_number_value(y))) {
         live_position(app.live, h, p->id, json_number_value(x), json_number_value(y));
         http_send(r, 202, "application/json", "{}", 2);
@@ -1684,7 +1695,7 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
         !(app.live = live_create(net_loop(net), reader, &cfg->live, live_name, NULL)))
         return -1;
     idem_set_fallback(app.idem, idem_fallback, NULL);
-    live_set_move_check(app.live, api_move_check);
+    live_set_move_check(app.live, live_move_check);
     snprintf(path, sizeof path, "%s/secret.key", cfg->data_dir);
     int rc = auth_load_secret(&app.auth, path);
     if (rc) {

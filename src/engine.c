@@ -802,6 +802,8 @@ static int playable(const struct hunt *h, int64_t now_ms)
     return in_window(h->def, now_ms) ? 0 : ENGINE_NOT_ACTIVE;
 }
 
+int engine_playable(const struct hunt *h, int64_t now_ms) { return playable(h, now_ms); }
+
 int engine_scan(const struct hunt *h, const uint8_t player[16], const char *code, int64_t now_ms,
                 struct event *ev)
 {

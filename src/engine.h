@@ -109,6 +109,10 @@ int engine_collect(const struct hunt *h, const uint8_t player[16], const char *i
 int engine_open(const struct hunt *h, const uint8_t player[16], const char *zone,
                 int64_t now_ms, struct event *ev);
 int engine_map(const struct hunt *h, int64_t version, int64_t now_ms, struct event *ev);
+/* The check every play command starts with, for what is not an event (positions):
+ * ENGINE_OK when the hunt is defined and now_ms is inside starts_at/ends_at, else
+ * ENGINE_NOT_DEFINED or ENGINE_NOT_ACTIVE. */
+int engine_playable(const struct hunt *h, int64_t now_ms);
 
 /* --- apply ---------------------------------------------------------------------------- */
 /* Folds ev into the state. ev->seq must be engine_seq() + 1. Returns ENGINE_BAD_EVENT
