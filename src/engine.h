@@ -151,10 +151,11 @@ int engine_snapshot_decode(const char *id, const uint8_t *buf, size_t len, struc
 int engine_snapshot_check(const uint8_t *buf, size_t len, char *err, size_t errcap);
 
 /* --- queries ------------------------------------------------------------------------- */
-/* GET /v1/hunts/{hunt}: the definition plus chests_left, items_left, map_version (null
- * before the first publish) and players. New reference; NULL if not defined. */
+/* GET /v1/hunts/{hunt}: the definition (without x, y of hidden codes) plus chests_left,
+ * items_left, map_version (null before the first publish) and players. New reference;
+ * NULL if not defined. */
 json_t *engine_hunt_json(const struct hunt *h);
-/* [{"id","points","x","y"}...] of every code. New reference. */
+/* [{"id","points","x","y","hidden"}...] of every code (the admin list). New reference. */
 json_t *engine_codes_json(const struct hunt *h);
 /* 1 if code is defined in this hunt. */
 int engine_has_code(const struct hunt *h, const char *code);
