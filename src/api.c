@@ -63,6 +63,7 @@ static struct app {
     struct uuid7_gen uuid;
     uint64_t players_created, refresh_reused, writes_rejected_busy;
     int64_t idem_pruned_ms; /* when a write last pruned the store's expired keys */
+    int64_t refresh_pruned_ms; /* when a new refresh token last pruned expired ones */
 } app;
 
 static int64_t now_ms(void)
@@ -184,6 +185,15 @@ int api_move_check(const uint8_t player[16], const char *hunt_id, double x, doub
     uint8_t key[RL_KEY_BYTES];
     rl_key_hunt(key, player, hunt_id);
     return rl_move_check(lim.moves, key, sizeof key, x, y, mono_ms());
+}
+
+/* A live client's position: dropped outside the hunt's window (as POST .../position is
+ * refused), then the speed check. */
+static int live_move_check(const uint8_t player[16], const char *hunt_id, double x, double y)
+{
+    struct hunt *h = hmap_get(&app.hunts, hunt_id, strlen(hunt_id));
+    if (!h || engine_playable(h, now_ms())) return ENGINE_NOT_ACTIVE;
+    return api_move_check(player, hunt_id, x, y);
 }
 
 /* A position faster than --max-speed from the player's last one in this hunt: 422. */
@@ -655,7 +665,13 @@ static void new_refresh(struct player *p, struct log_entry *e, struct store_refr
     rt->expires_ms = now_ms() + app.cfg.refresh_ttl_s * 1000;
     memcpy(p->refresh_id, rt->id, 16);
     p->refresh_exp_ms = rt->expires_ms;
-    if (log_entry_refresh(e, rt)) abort();
+    if (log_entry_refresh(e, rt)) abort(); /* the player's only row in the store now */
+    /* Tokens of players who stopped refreshing expire in place: once a second, a new
+     * token also prunes a bounded bite of expired rows. */
+    if (now_ms() - app.refresh_pruned_ms >= 1000) {
+        if (log_entry_prune_refresh(e, now_ms())) abort();
+        app.refresh_pruned_ms = now_ms();
+    }
 }
 
 /* When a refresh token id was issued: its UUIDv7 time (ms). */
@@ -1228,13 +1244,15 @@ static void h_position(struct http_req *r)
     json_t *b;
     if (!(p = authed(r)) || !(h = hunt_param(r)) || !(b = body_object(r, 0))) return;
     json_t *x = json_object_get(b, "x"), *y = json_object_get(b, "y");
-    int w, ht;
+    int w, ht, rc;
     engine_map_size(h, &w, &ht);
     if (!json_is_number(x) || !json_is_number(y)) {
         http_error(r, 400, "invalid_request", "'x' and 'y' must be numbers");
     } else if (json_number_value(x) < 0 || json_number_value(x) >= w || json_number_value(y) < 0 ||
                json_number_value(y) >= ht) {
         http_error(r, 400, "out_of_bounds", "the position is outside the map (%d x %d)", w, ht);
+    } else if ((rc = engine_playable(h, now_ms())) != 0) { /* like scans: 403 hunt_not_active */
+        engine_error(r, rc);
     } else if (!limit_move(r, p, h, json_number_value(x), json_number_value(y))) {
         live_position(app.live, h, p->id, json_number_value(x), json_number_value(y));
         http_send(r, 202, "application/json", "{}", 2);
@@ -1531,8 +1549,9 @@ static int load_player(const struct store_player *p, void *arg)
     return 0;
 }
 
-/* The store keeps every refresh token (used or not); memory keeps the player's current
- * one: unused, of the player's generation. */
+/* The store keeps one refresh token per player (store_put_refresh), its current one
+ * unless that was used or its sessions revoked; memory keeps it when it is unused and of
+ * the player's generation. */
 static int load_refresh(const struct store_refresh *row, void *arg)
 {
     struct player *p = hmap_get(&app.players, row->player, 16);
@@ -1592,7 +1611,7 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
         !(app.live = live_create(net_loop(net), reader, &cfg->live, live_name, NULL)))
         return -1;
     idem_set_fallback(app.idem, idem_fallback, NULL);
-    live_set_move_check(app.live, api_move_check);
+    live_set_move_check(app.live, live_move_check);
     snprintf(path, sizeof path, "%s/secret.key", cfg->data_dir);
     int rc = auth_load_secret(&app.auth, path);
     if (rc) {

@@ -802,6 +802,8 @@ static int playable(const struct hunt *h, int64_t now_ms)
     return in_window(h->def, now_ms) ? 0 : ENGINE_NOT_ACTIVE;
 }
 
+int engine_playable(const struct hunt *h, int64_t now_ms) { return playable(h, now_ms); }
+
 int engine_scan(const struct hunt *h, const uint8_t player[16], const char *code, int64_t now_ms,
                 struct event *ev)
 {
@@ -1250,17 +1252,41 @@ static uint64_t zone_closed(const struct def *df, uint32_t zi)
     return n;
 }
 
+/* The definition's codes array with x and y left out of the hidden codes (their other
+ * fields shared with the definition), or a new reference to it when none is hidden. */
+static json_t *public_codes(const struct huntdef *d)
+{
+    json_t *codes = json_object_get(d->root, "codes"), *out;
+    uint32_t i = 0;
+    while (i < d->n_codes && !d->codes[i].hidden) i++;
+    if (i == d->n_codes) return json_incref(codes);
+    if (!(out = json_array())) return NULL;
+    for (i = 0; i < d->n_codes; i++) {
+        json_t *c = json_array_get(codes, i);
+        c = d->codes[i].hidden ? json_copy(c) : json_incref(c);
+        if (c && d->codes[i].hidden) json_object_del(c, "x"), json_object_del(c, "y");
+        if (json_array_append_new(out, c)) {
+            json_decref(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
 json_t *engine_hunt_json(const struct hunt *h)
 {
     const struct def *df = h->def;
     if (!df) return NULL;
     json_t *o = json_copy(df->d.root), *chests = json_object(), *items = json_object();
-    if (!o || !chests || !items) {
+    json_t *codes = df->d.n_codes ? public_codes(&df->d) : NULL;
+    if (!o || !chests || !items || (df->d.n_codes && !codes)) {
         json_decref(o);
         json_decref(chests);
         json_decref(items);
+        json_decref(codes);
         return NULL;
     }
+    if (codes) json_object_set_new(o, "codes", codes);
     for (uint32_t i = 0; i < df->d.n_zones; i++)
         json_object_set_new(chests, df->d.zones[i].id,
                             json_integer((json_int_t)zone_closed(df, i)));
@@ -1281,8 +1307,9 @@ json_t *engine_codes_json(const struct hunt *h)
     if (!arr || !h->def) return arr;
     for (uint32_t i = 0; i < h->def->d.n_codes; i++) {
         const struct hd_code *c = &h->def->d.codes[i];
-        json_array_append_new(arr, json_pack("{s:s,s:I,s:i,s:i}", "id", c->id, "points",
-                                             (json_int_t)c->points, "x", c->x, "y", c->y));
+        json_array_append_new(arr, json_pack("{s:s,s:I,s:i,s:i,s:b}", "id", c->id, "points",
+                                             (json_int_t)c->points, "x", c->x, "y", c->y,
+                                             "hidden", c->hidden));
     }
     return arr;
 }

@@ -109,6 +109,10 @@ int engine_collect(const struct hunt *h, const uint8_t player[16], const char *i
 int engine_open(const struct hunt *h, const uint8_t player[16], const char *zone,
                 int64_t now_ms, struct event *ev);
 int engine_map(const struct hunt *h, int64_t version, int64_t now_ms, struct event *ev);
+/* The check every play command starts with, for what is not an event (positions):
+ * ENGINE_OK when the hunt is defined and now_ms is inside starts_at/ends_at, else
+ * ENGINE_NOT_DEFINED or ENGINE_NOT_ACTIVE. */
+int engine_playable(const struct hunt *h, int64_t now_ms);
 
 /* --- apply ---------------------------------------------------------------------------- */
 /* Folds ev into the state. ev->seq must be engine_seq() + 1. Returns ENGINE_BAD_EVENT
@@ -147,10 +151,11 @@ int engine_snapshot_decode(const char *id, const uint8_t *buf, size_t len, struc
 int engine_snapshot_check(const uint8_t *buf, size_t len, char *err, size_t errcap);
 
 /* --- queries ------------------------------------------------------------------------- */
-/* GET /v1/hunts/{hunt}: the definition plus chests_left, items_left, map_version (null
- * before the first publish) and players. New reference; NULL if not defined. */
+/* GET /v1/hunts/{hunt}: the definition (without x, y of hidden codes) plus chests_left,
+ * items_left, map_version (null before the first publish) and players. New reference;
+ * NULL if not defined. */
 json_t *engine_hunt_json(const struct hunt *h);
-/* [{"id","points","x","y"}...] of every code. New reference. */
+/* [{"id","points","x","y","hidden"}...] of every code (the admin list). New reference. */
 json_t *engine_codes_json(const struct hunt *h);
 /* 1 if code is defined in this hunt. */
 int engine_has_code(const struct hunt *h, const char *code);

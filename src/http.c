@@ -342,16 +342,37 @@ void http_send_json(struct http_req *r, int status, json_t *json)
     free(s);
 }
 
+/* Replaces every byte of s that does not start a whole, valid UTF-8 sequence with '?'.
+ * Messages quote client bytes (jansson's error text stops in the middle of a character,
+ * vsnprintf truncates anywhere), and a JSON string must be valid UTF-8. */
+static void utf8_scrub(char *s)
+{
+    uint8_t *p = (uint8_t *)s;
+    for (size_t i = 0, n = strlen(s); i < n;) {
+        size_t k = p[i] < 0x80 ? 1 : (p[i] & 0xe0) == 0xc0 ? 2 : (p[i] & 0xf0) == 0xe0 ? 3 : 4;
+        if (k <= n - i && ws_utf8_valid(p + i, k))
+            i += k;
+        else
+            p[i++] = '?';
+    }
+}
+
 void http_error(struct http_req *r, int status, const char *code, const char *fmt, ...)
 {
+    static const char oom[] = "{\"error\":{\"code\":\"unavailable\",\"message\":\"out of memory\"}}";
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    utf8_scrub(msg);
     json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!s) status = 503; /* only out of memory is left: answer without allocating */
     if (status == 503 && r->h2o) http_add_header(r, "retry-after", "1");
-    http_send_json(r, status, j);
+    http_send(r, status, "application/json", s ? s : oom, s ? strlen(s) : sizeof oom - 1);
+    free(s);
 }
 
 int http_is_websocket(struct http_req *r)

@@ -98,7 +98,8 @@ void http_send_ref(struct http_req *r, int status, const struct http_hdr *h, siz
                    const void *body, size_t len, void (*done)(void *arg), void *arg);
 /* Sends json (steals the reference) compactly encoded. */
 void http_send_json(struct http_req *r, int status, json_t *json);
-/* The contract's error body {"error":{"code","message"}}. */
+/* The contract's error body {"error":{"code","message"}}. The message may quote any
+ * bytes: invalid UTF-8 in it becomes '?'. Out of memory: 503 unavailable instead. */
 void http_error(struct http_req *r, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

@@ -179,6 +179,15 @@ static int parse_xy(struct pctx *c, json_t *o, const char *path, int32_t *x, int
     return 0;
 }
 
+/* An optional boolean: absent -> 0; anything but true or false is an error. */
+static int get_bool(struct pctx *c, json_t *o, const char *path, const char *key, int *out)
+{
+    json_t *v = json_object_get(o, key);
+    *out = json_is_true(v);
+    if (v && !json_is_boolean(v)) return fail(c, "%s.%s: must be true or false", path, key);
+    return 0;
+}
+
 static int parse_code(struct pctx *c, json_t *o, uint32_t i)
 {
     struct hd_code *k = &c->d->codes[i];
@@ -186,7 +195,7 @@ static int parse_code(struct pctx *c, json_t *o, uint32_t i)
     snprintf(path, sizeof path, "codes[%u]", i);
     if (get_object(c, o, path) || get_id(c, o, path, "id", ENGINE_ID_MAX, 0, &k->id) ||
         get_int(c, o, path, "points", 0, HUNTDEF_POINTS_MAX, &k->points) ||
-        parse_xy(c, o, path, &k->x, &k->y))
+        parse_xy(c, o, path, &k->x, &k->y) || get_bool(c, o, path, "hidden", &k->hidden))
         return ENGINE_EINVAL;
     return put_unique(c, &c->d->code_ix, k->id, i, path);
 }

@@ -31,6 +31,7 @@ struct hd_code {
     const char *id;
     int64_t points;
     int32_t x, y;
+    int hidden; /* "hidden": true: x, y are left out of the public view */
 };
 
 struct hd_item {

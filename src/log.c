@@ -20,7 +20,10 @@
 #include <string.h>
 #include <unistd.h>
 
-enum op_kind { OP_EVENT, OP_PLAYER, OP_REFRESH, OP_IDEM, OP_BLOB, OP_TILE, OP_MAPVER, OP_PRUNE_IDEM };
+enum op_kind {
+    OP_EVENT, OP_PLAYER, OP_REFRESH, OP_IDEM, OP_BLOB, OP_TILE, OP_MAPVER, OP_PRUNE_IDEM,
+    OP_PRUNE_REFRESH
+};
 
 struct op {
     enum op_kind kind;
@@ -41,7 +44,7 @@ struct op {
             void (*release)(void *ctx);
             void *ctx;
         } mapver;
-        int64_t cutoff_ms;
+        int64_t cutoff_ms; /* the prunes */
     } u;
     void *mem[3]; /* copies owned by the op */
 };
@@ -55,7 +58,7 @@ struct log_entry {
     int status;
     uint64_t submitted_ns;
     size_t n_ops;
-    struct op ops[4];
+    struct op ops[5]; /* the most: two refresh rows and their prune, idem and its prune */
 };
 
 struct log {
@@ -153,6 +156,14 @@ int log_entry_prune_idem(struct log_entry *e, int64_t cutoff_ms)
     return 0;
 }
 
+int log_entry_prune_refresh(struct log_entry *e, int64_t now_ms)
+{
+    struct op *op = add_op(e, OP_PRUNE_REFRESH);
+    if (!op) return -ENOMEM;
+    op->u.cutoff_ms = now_ms;
+    return 0;
+}
+
 int log_entry_refresh(struct log_entry *e, const struct store_refresh *r)
 {
     struct op *op = add_op(e, OP_REFRESH);
@@ -228,6 +239,7 @@ static int write_op(struct store *s, const struct op *op)
     case OP_TILE: return store_put_tile(s, &op->u.tile);
     case OP_MAPVER: return write_map_version(s, op);
     case OP_PRUNE_IDEM: return store_prune_idem(s, op->u.cutoff_ms);
+    case OP_PRUNE_REFRESH: return store_prune_refresh(s, op->u.cutoff_ms);
     }
     return STORE_EIO;
 }

@@ -46,6 +46,8 @@ void log_entry_on_done(struct log_entry *e, log_done_cb cb, void *arg);
 int log_entry_event(struct log_entry *e, const struct store_event *ev);
 int log_entry_player(struct log_entry *e, const struct store_player *p);
 int log_entry_refresh(struct log_entry *e, const struct store_refresh *r);
+/* Deletes refresh rows expired before now_ms (store_prune_refresh), in the transaction. */
+int log_entry_prune_refresh(struct log_entry *e, int64_t now_ms);
 /* Deletes the idempotency records created before cutoff_ms, in the entry's transaction. */
 int log_entry_prune_idem(struct log_entry *e, int64_t cutoff_ms);
 int log_entry_idem(struct log_entry *e, const struct store_idem *i);

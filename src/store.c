@@ -96,6 +96,10 @@ int store_put_refresh(struct store *s, const struct store_refresh *r)
 {
     return s->be->put_refresh(s, r);
 }
+int store_prune_refresh(struct store *s, int64_t now_ms)
+{
+    return s->be->prune_refresh(s, now_ms);
+}
 int store_put_idem(struct store *s, const struct store_idem *i) { return s->be->put_idem(s, i); }
 int store_prune_idem(struct store *s, int64_t cutoff_ms)
 {

@@ -40,6 +40,9 @@ struct store_player {
     uint32_t gen; /* session generation: bumped to revoke every session */
 };
 
+/* A refresh token. Ids are time-ordered (UUIDv7): a player's current token has the
+ * highest id of its rows, and reuse is detected against it alone (api.c), so the store
+ * keeps one row per player (store_put_refresh). */
 struct store_refresh {
     uint8_t id[16];
     uint8_t player[16];
@@ -86,7 +89,14 @@ void store_rollback(struct store *s);
 
 int store_put_event(struct store *s, const struct store_event *ev);
 int store_put_player(struct store *s, const struct store_player *p); /* insert or update */
+/* used == 0: r becomes the player's current refresh token, and its only row: the
+ * player's other rows are deleted in the same transaction. used != 0: marks r's row
+ * used; a token without a row stays without one. */
 int store_put_refresh(struct store *s, const struct store_refresh *r);
+/* Deletes refresh rows that expired before now_ms, at most STORE_PRUNE_REFRESH_MAX of
+ * them (an expired token is refused whether its row is there or not). */
+int store_prune_refresh(struct store *s, int64_t now_ms);
+#define STORE_PRUNE_REFRESH_MAX 1000
 int store_put_idem(struct store *s, const struct store_idem *i);
 /* Deletes idempotency records created before cutoff_ms, at most STORE_PRUNE_IDEM_MAX of
  * them (a bounded pause for the transaction it is part of; call again for more). */
@@ -104,6 +114,7 @@ int store_each_hunt(struct store *s, store_hunt_cb cb, void *ctx);
 int store_each_event(struct store *s, const char *hunt, uint64_t from_seq, store_event_cb cb,
                      void *ctx);
 int store_each_player(struct store *s, store_player_cb cb, void *ctx);
+/* The refresh rows that have not expired at now_ms. */
 int store_each_refresh(struct store *s, int64_t now_ms, store_refresh_cb cb, void *ctx);
 int store_each_idem(struct store *s, int64_t since_ms, store_idem_cb cb, void *ctx);
 /* Looks one idempotency record up: 1 found (cb called), 0 not found, or an error. */

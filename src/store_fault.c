@@ -107,6 +107,7 @@ static int fs_put_refresh(struct store *s, const struct store_refresh *r)
 {
     WRITE(put_refresh, r);
 }
+static int fs_prune_refresh(struct store *s, int64_t now) { WRITE(prune_refresh, now); }
 static int fs_put_idem(struct store *s, const struct store_idem *i) { WRITE(put_idem, i); }
 static int fs_prune_idem(struct store *s, int64_t cutoff) { WRITE(prune_idem, cutoff); }
 static int fs_put_blob(struct store *s, const uint8_t h[32], const uint8_t *d, size_t n)
@@ -178,6 +179,7 @@ const struct store_backend store_fault_backend = {
     .put_event = fs_put_event,
     .put_player = fs_put_player,
     .put_refresh = fs_put_refresh,
+    .prune_refresh = fs_prune_refresh,
     .put_idem = fs_put_idem,
     .prune_idem = fs_prune_idem,
     .each_hunt = fs_each_hunt,

@@ -33,6 +33,7 @@ struct store_backend {
     int (*put_event)(struct store *s, const struct store_event *ev);
     int (*put_player)(struct store *s, const struct store_player *p);
     int (*put_refresh)(struct store *s, const struct store_refresh *r);
+    int (*prune_refresh)(struct store *s, int64_t now_ms);
     int (*put_idem)(struct store *s, const struct store_idem *i);
     int (*prune_idem)(struct store *s, int64_t cutoff_ms);
     int (*each_hunt)(struct store *s, store_hunt_cb cb, void *ctx);

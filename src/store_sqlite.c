@@ -34,7 +34,8 @@
 #define OPEN_FLAGS (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX)
 
 enum {
-    Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_PUT_EVENT, Q_PUT_PLAYER, Q_PUT_REFRESH, Q_PUT_IDEM,
+    Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_PUT_EVENT, Q_PUT_PLAYER, Q_PUT_REFRESH, Q_DROP_REFRESH,
+    Q_USE_REFRESH, Q_PRUNE_REFRESH, Q_PUT_IDEM,
     Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS, Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_GET_IDEM, Q_PING,
     Q_PUT_EVENT_DATA, Q_GET_EVENT_DATA, Q_PUT_BLOB, Q_GET_BLOB,
     Q_PUT_TILE, Q_PUT_MAPVER, Q_PRUNE_MAPVER, Q_TILES, Q_MAPVERS, Q_MAX
@@ -50,8 +51,12 @@ static const char *const SQL[Q_MAX] = {
     [Q_PUT_PLAYER] = "INSERT INTO players(id,display_name,created_ms,gen) VALUES(?,?,?,?) "
                      "ON CONFLICT(id) DO UPDATE SET display_name=excluded.display_name, "
                      "gen=excluded.gen",
-    [Q_PUT_REFRESH] = "INSERT INTO refresh(id,player,gen,expires_ms,used) VALUES(?,?,?,?,?) "
-                      "ON CONFLICT(id) DO UPDATE SET used=excluded.used",
+    [Q_PUT_REFRESH] = "INSERT OR REPLACE INTO refresh(id,player,gen,expires_ms,used) "
+                      "VALUES(?,?,?,?,0)",
+    [Q_DROP_REFRESH] = "DELETE FROM refresh WHERE player=? AND id<>?",
+    [Q_USE_REFRESH] = "UPDATE refresh SET used=1 WHERE id=?",
+    [Q_PRUNE_REFRESH] = "DELETE FROM refresh WHERE id IN (SELECT id FROM refresh "
+                        "WHERE expires_ms < ? LIMIT " STR(STORE_PRUNE_REFRESH_MAX) ")",
     [Q_PUT_IDEM] = "INSERT OR REPLACE INTO idem(scope,key,req_hash,status,body,created_ms) "
                    "VALUES(?,?,?,?,?,?)",
     [Q_PRUNE_IDEM] = "DELETE FROM idem WHERE (scope,key) IN (SELECT scope,key FROM idem "
@@ -108,6 +113,12 @@ static const char *const MIGRATIONS[] = {
     "INSERT INTO event_data(hunt, seq, data) SELECT hunt, seq, data FROM events"
     " WHERE length(data) > " STR(EVENT_INLINE_MAX) ";"
     "UPDATE events SET data = NULL WHERE length(data) > " STR(EVENT_INLINE_MAX) ";",
+    /* One refresh row per player (store_put_refresh): earlier binaries kept every token
+     * ever issued. Used rows go, then all but each player's newest (its current one). */
+    "CREATE INDEX IF NOT EXISTS refresh_player ON refresh(player);"
+    "CREATE INDEX IF NOT EXISTS refresh_expires ON refresh(expires_ms);"
+    "DELETE FROM refresh WHERE used <> 0;"
+    "DELETE FROM refresh WHERE id NOT IN (SELECT max(id) FROM refresh GROUP BY player);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -287,13 +298,25 @@ static int sq_put_player(struct store *base, const struct store_player *p)
 static int sq_put_refresh(struct store *base, const struct store_refresh *r)
 {
     struct sq *s = SQ(base);
-    sqlite3_stmt *st = s->q[Q_PUT_REFRESH];
+    sqlite3_stmt *st = s->q[r->used ? Q_USE_REFRESH : Q_PUT_REFRESH];
     sqlite3_bind_blob(st, 1, r->id, 16, SQLITE_STATIC);
+    if (r->used) return run(s, st);
     sqlite3_bind_blob(st, 2, r->player, 16, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, r->gen);
     sqlite3_bind_int64(st, 4, r->expires_ms);
-    sqlite3_bind_int(st, 5, r->used);
+    int rc = run(s, st);
+    if (rc) return rc;
+    st = s->q[Q_DROP_REFRESH];
+    sqlite3_bind_blob(st, 1, r->player, 16, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, r->id, 16, SQLITE_STATIC);
     return run(s, st);
+}
+
+static int sq_prune_refresh(struct store *base, int64_t now_ms)
+{
+    struct sq *s = SQ(base);
+    sqlite3_bind_int64(s->q[Q_PRUNE_REFRESH], 1, now_ms);
+    return run(s, s->q[Q_PRUNE_REFRESH]);
 }
 
 static int sq_put_idem(struct store *base, const struct store_idem *i)
@@ -712,6 +735,7 @@ const struct store_backend store_sqlite_backend = {
     .put_event = sq_put_event,
     .put_player = sq_put_player,
     .put_refresh = sq_put_refresh,
+    .prune_refresh = sq_prune_refresh,
     .put_idem = sq_put_idem,
     .prune_idem = sq_prune_idem,
     .each_hunt = sq_each_hunt,

@@ -259,6 +259,53 @@ def invalid_utf8():
     b.finish()
 
 
+# An escape backslash followed by a multi-byte character: jansson's error text ends in the
+# middle of that character, and the error body built from it used to fail to encode
+# (503 "out of memory" on every JSON route).
+ESCAPE_THEN_UTF8 = b'{"a":"\\\xc3\xa9"}'
+
+# Values for the ':' segments of route patterns, by the segment before them.
+PARAM_AFTER = {"hunts": "bi", "items": "torch", "zones": "bare", "codes": "lobby-1", "tiles": "1"}
+
+
+def body_routes(c):
+    """(method, path) of every POST/PUT route the server has, from /metrics (so a route
+    added later is covered without editing this list), with ':' segments filled in."""
+    r = c.req("GET", "/metrics")
+    check(r, 200)
+    out = []
+    for m, pat in sorted(set(re.findall(r'veltrix_http_requests_total\{method="(POST|PUT)",route="([^"]+)"',
+                                        r.raw.decode()))):
+        segs = pat.split("/")
+        for i, x in enumerate(segs):
+            if x == ":":
+                segs[i] = PARAM_AFTER.get(segs[i - 1], "1")
+        out.append((m, "/".join(segs)))
+    return out
+
+
+@test
+def escape_then_multibyte_body_on_every_route():
+    b = Batch("escape_then_multibyte_body")
+    e = b.e
+    routes = vx.without_tiles(body_routes(b.c))
+    true(len(routes) >= 8, "too few POST/PUT routes in /metrics: %s" % routes)
+    for m, p in routes:
+        statuses = []
+        # every credential, so the body is parsed whatever the route's authentication
+        for a in (None, "player", "admin"):
+            b._count()
+            r = b.c.req(m, p, ESCAPE_THEN_UTF8, token=auth(e, a))
+            statuses.append((r.status, r.code() if r.status >= 400 else None))
+            shape = vx.error_shape_problem(r.body) if r.status >= 400 else None
+            if r.status >= 500 or shape:
+                b.problems.append("%s auth: %s -> %d %s%s" % (a or "no", r.desc, r.status,
+                                                            short(r.body, 160), shape or ""))
+        if "/tiles/" not in p and (400, "invalid_json") not in statuses:
+            b.problems.append("%s %s: no 400 invalid_json with any credential: %s" % (m, p, statuses))
+    b.finish()
+
+
 @test
 def wrong_types_and_missing_fields():
     b = Batch("wrong_types")

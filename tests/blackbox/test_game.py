@@ -184,6 +184,50 @@ def hunt_not_active():
     fields(scan(c, "now", tok, pay_now["lobby-1"]), {"code": "lobby-1", "score": 50}, "scan in an open window")
 
 
+def ws_sync(w):
+    """Returns once the server has read everything w sent before (a ping's pong)."""
+    w.send(9, b"sync")
+    while True:
+        op, p = w.recv_frame()
+        if op == 10 and p == b"sync":
+            return
+
+
+@test
+def positions_only_while_the_hunt_is_active():
+    """Positions are refused outside starts_at/ends_at like scans: 403 hunt_not_active
+    over HTTP, and a live client's position message is not relayed."""
+    now = time.time()
+    c, _ = setup("pos-past", starts_at="2020-01-01T00:00:00.000Z", ends_at="2020-01-02T00:00:00.000Z")
+    c, _ = setup("pos-future", c, starts_at="2099-01-01T00:00:00.000Z", ends_at="2099-01-02T00:00:00.000Z")
+    c, _ = setup("pos-now", c, starts_at=iso(now - 3600), ends_at=iso(now + 3600))
+    _, tok, _ = vx.new_player(c, "Walker")
+    _, tok2, _ = vx.new_player(c, "Watcher")
+    _, tok3, _ = vx.new_player(c, "Mover")  # positions are thinned per player: a fresh one
+    for hunt, what in (("pos-past", "after ends_at"), ("pos-future", "before starts_at")):
+        check(c.req("POST", "/v1/hunts/%s/position" % hunt, {"x": 1, "y": 1}, token=tok), 403,
+              "hunt_not_active", what="position " + what)
+    check(c.req("POST", "/v1/hunts/pos-now/position", {"x": 1, "y": 1}, token=tok), 202,
+          what="position in an open window")
+    port = srv().port
+    for hunt, relayed in (("pos-now", True), ("pos-past", False)):
+        watcher, mover = vx.live(port, hunt, tok2), vx.live(port, hunt, tok3)
+        eq((watcher.status, mover.status), (101, 101), "live handshakes on %s" % hunt)
+        mover.send_json({"type": "position", "x": 2, "y": 3})
+        ws_sync(mover)
+        # a durable event after it: a relayed position would reach the watcher first
+        check(c.req("POST", "/v1/hunts/%s/map/publish" % hunt, {}, admin=True), 200)
+        seen = []
+        while True:
+            m = watcher.recv_json()
+            seen.append(m["type"])
+            if m["type"] == "map_published":
+                break
+        eq("position" in seen, relayed, "%s: live position relayed (messages: %s)" % (hunt, seen))
+        watcher.close()
+        mover.close()
+
+
 @test
 def collect_items():
     c, pay = setup("co")

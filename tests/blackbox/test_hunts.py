@@ -429,6 +429,80 @@ def definitions_survive_restart():
     check(c.req("PUT", "/v1/hunts/keep", d, admin=True), 200, what="PUT after restart updates")
 
 
+def hidden_def():
+    d = hunt_def()
+    d["codes"] = [{"id": "shown", "points": 5, "x": 3, "y": 4},
+                  {"id": "secret", "points": 50, "x": 10, "y": 20, "hidden": True},
+                  {"id": "plain", "points": 1, "x": 1, "y": 2, "hidden": False}]
+    return d
+
+
+def check_hidden(c, hunt, hidden, what, view=None):
+    """The public view leaves out x/y of the hidden codes only; the admin list has all."""
+    d = {x["id"]: x for x in hidden_def()["codes"]}
+    pub = by_id((view or vx.get_hunt(c, hunt))["codes"], "%s: public codes" % what)
+    eq(sorted(pub), sorted(d), "%s: public code ids" % what)
+    for cid, x in d.items():
+        if cid in hidden:
+            true("x" not in pub[cid] and "y" not in pub[cid],
+                 "%s: public view shows where hidden code %s is: %s" % (what, cid, short(pub[cid])))
+        else:
+            eq((pub[cid].get("x"), pub[cid].get("y")), (x["x"], x["y"]), "%s: public x, y of %s" % (what, cid))
+        eq(pub[cid].get("points"), x["points"], "%s: public points of %s" % (what, cid))
+    r = c.req("GET", "/v1/hunts/%s/codes" % hunt, admin=True)
+    check(r, 200)
+    adm = by_id(r.body["codes"], "%s: admin codes" % what)
+    for cid, x in d.items():
+        eq((adm[cid].get("x"), adm[cid].get("y")), (x["x"], x["y"]), "%s: admin x, y of %s" % (what, cid))
+        eq(adm[cid].get("hidden", False), cid in hidden, "%s: admin hidden of %s" % (what, cid))
+
+
+@test
+def hidden_codes():
+    c = srv().client()
+    r = c.req("PUT", "/v1/hunts/hide", hidden_def(), admin=True)
+    check(r, 201)
+    check_hidden(c, "hide", {"secret"}, "PUT answer", view=r.body)
+    check_hidden(c, "hide", {"secret"}, "GET")
+    before = vx.get_hunt(c, "hide")
+    for v in ("yes", "true", 1, 0, None, [], {}):
+        d = hidden_def()
+        d["codes"][0]["hidden"] = v
+        r = c.req("PUT", "/v1/hunts/hide", d, admin=True)
+        check(r, 400, "invalid_request", what="hidden=%r" % (v,))
+        true("codes[0].hidden" in r.body["error"]["message"], "the message names the field: %s" % short(r.body))
+    eq(vx.get_hunt(c, "hide"), before, "hunt after the refused definitions")
+    # hiding a code that was scanned changes nothing a player did: allowed
+    _, tok, _ = vx.new_player(c, "Finder")
+    check(vx.scan(c, "hide", tok, vx.codes_of(c, "hide")["shown"]), 200)
+    d = hidden_def()
+    d["codes"][0]["hidden"] = True
+    vx.put_hunt(c, "hide", d, status=200)
+    pub = by_id(vx.get_hunt(c, "hide")["codes"], "codes")
+    true("x" not in pub["shown"] and "y" not in pub["shown"], "a code hidden by an update: %s" % short(pub["shown"]))
+    vx.put_hunt(c, "hide", hidden_def(), status=200)
+    check_hidden(c, "hide", {"secret"}, "shown again")
+
+
+@test
+def hidden_codes_survive_restart():
+    s = vx.Server(args=["--snapshot-every", "1"]).start()
+    c = s.client()
+    vx.put_hunt(c, "hide", hidden_def(), status=201)
+    for _ in range(400):  # bounded wait for the snapshot of the definition
+        if vx.metric(c, "veltrix_snapshots_total") >= 1:
+            break
+        __import__("time").sleep(0.05)
+    true(vx.metric(c, "veltrix_snapshots_total") >= 1, "no snapshot taken")
+    c.close()
+    s.restart()
+    true("(1 from a snapshot)" in s.stderr_text(), "restart did not use the snapshot")
+    check_hidden(s.client(), "hide", {"secret"}, "after a restart from a snapshot")
+    s.args = ["--ignore-snapshots", "--snapshot-every", "0"]
+    s.restart()
+    check_hidden(s.client(), "hide", {"secret"}, "after a restart from the log")
+
+
 def find_key(text):
     m = re.search(r"admin[ _-]?key[^:=\n]*[:=]\s*[\"']?([A-Za-z0-9_\-+/=.~]{8,})", text, re.I)
     return m.group(1) if m else None

@@ -324,6 +324,57 @@ def tokens_survive_restart():
     check(r, 200, what="refresh token after SIGKILL + restart")
 
 
+def refresh_rows(data_dir):
+    """{player id (bytes): refresh rows} in the store of a stopped server, read only."""
+    import sqlite3
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(data_dir, "veltrix.db"), uri=True)
+    try:
+        return dict(db.execute("SELECT player, count(*) FROM refresh GROUP BY player").fetchall())
+    finally:
+        db.close()
+
+
+@test
+def refresh_rows_stay_bounded():
+    """Every refresh used to add a row that was never deleted (63k refreshes, 63k rows,
+    all read at startup). The store keeps what reuse detection needs: the current token."""
+    n = 60
+    s = vx.Server().start()
+    c = s.client()
+    players = {}
+    for name in ("Rows", "Rows2"):
+        pid, _, rt = vx.new_player(c, name)
+        rts = [rt]
+        for i in range(n):
+            r = c.req("POST", "/v1/sessions/refresh", {"refresh_token": rts[-1]})
+            check(r, 200, what="refresh %d of %s" % (i + 1, name))
+            rts.append(r.body["refresh_token"])
+        players[name] = (pid, rts)
+    c.close()
+    s.stop()
+    rows = refresh_rows(s.data)
+    for name, (pid, _) in players.items():
+        got = rows.get(bytes.fromhex(pid.replace("-", "")), 0)
+        true(1 <= got <= 2, "%s: %d refresh rows in the store after %d refreshes (want 1)"
+             % (name, got, n))
+    true(sum(rows.values()) <= 4, "refresh rows in all: %d for 2 players" % sum(rows.values()))
+    # reuse detection still works after a restart, from what the store kept
+    s.start()
+    c = s.client()
+    pid, rts = players["Rows"]
+    check(c.req("POST", "/v1/sessions/refresh", {"refresh_token": rts[n // 2]}), 401,
+          "refresh_token_reused", what="an old refresh token presented after a restart")
+    check(c.req("POST", "/v1/sessions/refresh", {"refresh_token": rts[-1]}), 401, "unauthorized",
+          what="the current refresh token after the reuse revoked the sessions")
+    pid, rts = players["Rows2"]
+    r = c.req("POST", "/v1/sessions/refresh", {"refresh_token": rts[-1]})
+    check(r, 200, what="the current refresh token after a restart")
+    check(c.req("POST", "/v1/sessions/refresh", {"refresh_token": rts[-1]}), 401,
+          "refresh_token_reused", what="the token just used, presented again after a restart")
+    check(c.req("POST", "/v1/sessions/refresh", {"refresh_token": r.body["refresh_token"]}), 401,
+          "unauthorized", what="the newest refresh token after the reuse")
+
+
 @test
 def idempotent_player_creation():
     c = srv().client()

@@ -185,6 +185,52 @@ TEST(t_round_trip)
     free(buf);
 }
 
+/* The codes of json_t array arr by id: "x" present in the public view, "hidden" in the
+ * admin list (-1 when absent). */
+static int code_field(json_t *arr, const char *id, const char *field)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(arr, i, c) if (!strcmp(json_string_value(json_object_get(c, "id")), id))
+    {
+        json_t *v = json_object_get(c, field);
+        return !v ? -1 : json_is_boolean(v) ? json_is_true(v) : 2;
+    }
+    return -2;
+}
+
+/* A hidden code stays hidden through a snapshot: the flag is part of the definition
+ * the snapshot carries (as JSON), so the format needs no new field. */
+TEST(t_hidden_code)
+{
+    static const char def[] =
+        "{\"name\":\"Hide\",\"map\":{\"width\":8,\"height\":8},\"codes\":["
+        "{\"id\":\"seen\",\"points\":1,\"x\":1,\"y\":2},"
+        "{\"id\":\"secret\",\"points\":5,\"x\":3,\"y\":4,\"hidden\":true}]}";
+    struct hunt *h = engine_hunt_create("hide");
+    apply_json(h, def, 0);
+    uint8_t *buf;
+    size_t len;
+    CHECK_EQ_INT(engine_snapshot_encode(h, &buf, &len), 0);
+    struct hunt *d = decode_ok("hide", buf, len);
+    for (int k = 0; k < 2 && d; k++) {
+        const struct hunt *x = k ? d : h;
+        json_t *pub = engine_hunt_json(x), *adm = engine_codes_json(x);
+        json_t *codes = json_object_get(pub, "codes");
+        CHECK_EQ_INT(code_field(codes, "secret", "x"), -1); /* absent */
+        CHECK_EQ_INT(code_field(codes, "secret", "y"), -1);
+        CHECK_EQ_INT(code_field(codes, "seen", "x"), 2);
+        CHECK_EQ_INT(code_field(adm, "secret", "x"), 2);
+        CHECK_EQ_INT(code_field(adm, "secret", "hidden"), 1);
+        CHECK_EQ_INT(code_field(adm, "seen", "hidden"), 0);
+        json_decref(pub);
+        json_decref(adm);
+    }
+    engine_hunt_destroy(d);
+    engine_hunt_destroy(h);
+    free(buf);
+}
+
 TEST(t_empty_and_fresh)
 {
     struct hunt *h = engine_hunt_create("empty");
@@ -370,6 +416,7 @@ int main(void)
 {
     RUN(t_round_trip);
     RUN(t_empty_and_fresh);
+    RUN(t_hidden_code);
     RUN(t_events_after);
     RUN(t_few_players_then_many);
     RUN(t_truncations_and_flips);

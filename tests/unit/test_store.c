@@ -132,6 +132,67 @@ TEST(prune_is_bounded)
     store_close(s);
 }
 
+/* Refresh rows per player (player[0] is a test's tag): count, and the newest row seen. */
+struct refresh_ctx {
+    uint8_t tag;
+    int rows, used;
+    uint8_t last[16];
+};
+
+static int refresh_cb(const struct store_refresh *r, void *ctx)
+{
+    struct refresh_ctx *c = ctx;
+    if (r->player[0] != c->tag) return 0;
+    if (!c->rows || memcmp(r->id, c->last, 16) > 0) memcpy(c->last, r->id, 16);
+    c->rows++;
+    c->used += r->used != 0;
+    return 0;
+}
+
+static struct refresh_ctx refresh_rows(struct store *s, uint8_t tag)
+{
+    struct refresh_ctx c = {tag, 0, 0, {0}};
+    CHECK_EQ_INT(store_each_refresh(s, 0, refresh_cb, &c), 0);
+    return c;
+}
+
+/* A refresh marks the token used and puts the next one, in one transaction, as api.c
+ * does: whatever the number of refreshes, the store holds the player's current token
+ * only (reuse is detected against it: ids are time-ordered), other players' stay. */
+TEST(refresh_keeps_the_current_token)
+{
+    struct store *s = open_store();
+    if (!s) return;
+    struct store_refresh a = {{0x10, 0}, {0xa1}, 0, 1LL << 50, 0}, b = {{0x01}, {0xb2}, 0, 1LL << 50, 0};
+    CHECK_EQ_INT(store_begin(s), 0);
+    CHECK_EQ_INT(store_put_refresh(s, &b), 0);
+    CHECK_EQ_INT(store_put_refresh(s, &a), 0);
+    CHECK_EQ_INT(store_commit(s), 0);
+    for (int i = 1; i <= 100; i++) {
+        CHECK_EQ_INT(store_begin(s), 0);
+        a.used = 1;
+        CHECK_EQ_INT(store_put_refresh(s, &a), 0);
+        a.id[1] = (uint8_t)i;
+        a.used = 0;
+        CHECK_EQ_INT(store_put_refresh(s, &a), 0);
+        CHECK_EQ_INT(store_commit(s), 0);
+    }
+    /* marking a token used never adds a row */
+    struct store_refresh gone = {{0x99}, {0xa1}, 0, 1LL << 50, 1};
+    CHECK_EQ_INT(store_begin(s), 0);
+    CHECK_EQ_INT(store_put_refresh(s, &gone), 0);
+    CHECK_EQ_INT(store_commit(s), 0);
+    store_close(s);
+    s = open_store();
+    if (!s) return;
+    struct refresh_ctx ca = refresh_rows(s, 0xa1), cb = refresh_rows(s, 0xb2);
+    CHECK_EQ_INT(ca.rows, 1);
+    CHECK_EQ_INT(ca.used, 0);
+    CHECK(!memcmp(ca.last, a.id, 16));
+    CHECK_EQ_INT(cb.rows, 1);
+    store_close(s);
+}
+
 static int bytes_cb(uint64_t seq, const uint8_t *data, size_t len, void *ctx)
 {
     uint64_t *out = ctx;
@@ -184,6 +245,8 @@ TEST(snapshot_beside_log_writer)
     CHECK_EQ_INT(got, 1105);
     store_close(r);
 }
+
+#define SCHEMA 6 /* the newest schema version (store_sqlite.c MIGRATIONS) */
 
 static int user_version(sqlite3 *db)
 {
@@ -260,7 +323,7 @@ TEST(large_payloads_roundtrip)
 }
 
 /* A store at schema 3 (the unused `snapshots` table of step 2 with a row an old binary
- * left; a 23 KB payload inline in events) opens at schema 5: the table is gone, the
+ * left; a 23 KB payload inline in events) opens at schema 6: the table is gone, the
  * payload moved out of line, and the log reads back the same. */
 TEST(migrations_4_and_5)
 {
@@ -277,7 +340,7 @@ TEST(migrations_4_and_5)
     store_close(s);
     sqlite3 *db;
     CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-    CHECK_EQ_INT(user_version(db), 5);
+    CHECK_EQ_INT(user_version(db), SCHEMA);
     CHECK(!has_table(db, "snapshots"));
     /* back to what schema 3 looked like */
     sqlite3_stmt *st;
@@ -306,7 +369,7 @@ TEST(migrations_4_and_5)
     CHECK_EQ_INT((int)b.lens[1], (int)sizeof big);
     store_close(s);
     CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-    CHECK_EQ_INT(user_version(db), 5);
+    CHECK_EQ_INT(user_version(db), SCHEMA);
     CHECK(!has_table(db, "snapshots"));
     CHECK_EQ_INT(sqlite3_prepare_v2(db, "SELECT count(*) FROM events WHERE data IS NULL", -1,
                                     &st, NULL),
@@ -315,6 +378,79 @@ TEST(migrations_4_and_5)
     CHECK_EQ_INT(sqlite3_column_int(st, 0), 1);
     sqlite3_finalize(st);
     sqlite3_close(db);
+}
+
+/* A store at schema 5 kept every refresh token ever issued; at schema 6 each player keeps
+ * its newest one: the current token, or the one whose reuse revoked the player. */
+TEST(migration_6_keeps_current_refresh_rows)
+{
+    char u[200], path[160];
+    snprintf(path, sizeof path, "%s/r.db", dir);
+    snprintf(u, sizeof u, "sqlite:%s", path);
+    struct store *s = NULL;
+    char err[256];
+    CHECK_EQ_INT(store_open(u, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+    if (!s) return;
+    store_close(s);
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    /* player c1: five refreshes (tokens 1-5 used, 6 current); c2: its token 1 was reused
+     * (gen bumped, no token since); c3: one token, never used */
+    CHECK_EQ_INT(sqlite3_exec(db, "DROP INDEX refresh_player; DROP INDEX refresh_expires;"
+                                  "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n "
+                                  "WHERE i<6) INSERT INTO refresh SELECT CAST(x'c1' || "
+                                  "zeroblob(14) || char(i) AS BLOB), x'c1' || zeroblob(15), 0, "
+                                  "1e15, i<6 FROM n;"
+                                  "INSERT INTO refresh VALUES(x'c2' || zeroblob(15), "
+                                  "x'c2' || zeroblob(15), 0, 1e15, 1);"
+                                  "INSERT INTO refresh VALUES(x'c2' || zeroblob(14) || x'02', "
+                                  "x'c2' || zeroblob(15), 0, 1e15, 0);"
+                                  "INSERT INTO refresh VALUES(x'c3' || zeroblob(15), "
+                                  "x'c3' || zeroblob(15), 0, 1e15, 0);"
+                                  "PRAGMA user_version=5",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(db);
+    CHECK_EQ_INT(store_open(u, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+    if (!s) return;
+    struct refresh_ctx c1 = refresh_rows(s, 0xc1), c2 = refresh_rows(s, 0xc2),
+                       c3 = refresh_rows(s, 0xc3);
+    CHECK_EQ_INT(c1.rows, 1);
+    CHECK_EQ_INT(c1.used, 0);
+    CHECK_EQ_INT(c1.last[15], 6);
+    CHECK_EQ_INT(c2.rows, 1);
+    CHECK_EQ_INT(c2.last[15], 2);
+    CHECK_EQ_INT(c3.rows, 1);
+    store_close(s);
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(user_version(db), SCHEMA);
+    sqlite3_close(db);
+}
+
+/* Expired refresh rows go in bounded bites; rows still valid stay. */
+TEST(refresh_prune_is_bounded)
+{
+    struct store *s = open_store();
+    if (!s) return;
+    struct store_refresh r = {{0xd1}, {0xd1}, 0, 0, 0};
+    CHECK_EQ_INT(store_begin(s), 0);
+    for (int k = 0; k < STORE_PRUNE_REFRESH_MAX + 5; k++) {
+        r.id[1] = r.player[1] = (uint8_t)(k >> 8);
+        r.id[2] = r.player[2] = (uint8_t)k;
+        r.expires_ms = 1000 + k;
+        CHECK_EQ_INT(store_put_refresh(s, &r), 0);
+    }
+    struct store_refresh live = {{0xd1, 0xff}, {0xd1, 0xff}, 0, 900000, 0};
+    CHECK_EQ_INT(store_put_refresh(s, &live), 0);
+    CHECK_EQ_INT(store_commit(s), 0);
+    CHECK_EQ_INT(refresh_rows(s, 0xd1).rows, STORE_PRUNE_REFRESH_MAX + 6);
+    CHECK_EQ_INT(store_prune_refresh(s, 500000), 0);
+    CHECK_EQ_INT(refresh_rows(s, 0xd1).rows, 6);
+    CHECK_EQ_INT(store_prune_refresh(s, 500000), 0);
+    struct refresh_ctx c = refresh_rows(s, 0xd1);
+    CHECK_EQ_INT(c.rows, 1);
+    CHECK(!memcmp(c.last, live.id, 16));
+    store_close(s);
 }
 
 TEST(bad_url)
@@ -362,6 +498,8 @@ int main(void)
         RUN_ON(scheme, snapshot_beside_log_writer);
         RUN_ON(scheme, rows_survive_reopen);
         RUN_ON(scheme, prune_is_bounded);
+        RUN_ON(scheme, refresh_keeps_the_current_token);
+        RUN_ON(scheme, refresh_prune_is_bounded);
         RUN_ON(scheme, snapshots_and_blobs);
         RUN_ON(scheme, large_payloads_roundtrip);
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -372,6 +510,7 @@ int main(void)
     if (!mkdtemp(dir)) return 1;
     snprintf(url, sizeof url, "sqlite:%s/t.db", dir);
     RUN(migrations_4_and_5);
+    RUN(migration_6_keeps_current_refresh_rows);
     RUN(bad_url);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
