@@ -135,6 +135,7 @@ static void fuzz_server_setup(void)
     FUZZ_CHECK((lg = log_create(writer, net_loop(net), 4096)) != NULL);
     struct api_config ac = {.admin_key = admin_key, /* small tables: bounded memory */
                             .data_dir = fuzz_dir,
+                            .metrics_public = 1, /* fuzz_body reads the routes there */
                             .token_ttl_s = 86400,
                             .refresh_ttl_s = 30 * 86400,
                             .queue_max = 4096, /* the demo map alone is 1,025 entries */
@@ -145,7 +146,7 @@ static void fuzz_server_setup(void)
                             .limits = {.keys_max = 1024}, /* rates 0: off */
                             .tiles_bytes_max = 64 << 20,
                             .map_versions_kept = 3,
-                            .live = {64, 1 << 20, 30000, 250, 200, 32 * 1024, 1000}};
+                            .live = {64, 1 << 20, 30000, 250, 200, 32 * 1024, 1000, 0, 0, 0}};
     FUZZ_CHECK(api_init(&ac, reader, lg, net, err, sizeof err) == 0);
     FUZZ_CHECK(api_create_demo(err, sizeof err) == 0);
     fuzz_new_player();
