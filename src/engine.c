@@ -1264,7 +1264,10 @@ static json_t *public_codes(const struct huntdef *d)
     for (i = 0; i < d->n_codes; i++) {
         json_t *c = json_array_get(codes, i);
         c = d->codes[i].hidden ? json_copy(c) : json_incref(c);
-        if (c && d->codes[i].hidden) json_object_del(c, "x"), json_object_del(c, "y");
+        if (c && d->codes[i].hidden) {
+            json_object_del(c, "x");
+            json_object_del(c, "y");
+        }
         if (json_array_append_new(out, c)) {
             json_decref(out);
             return NULL;

@@ -359,7 +359,8 @@ static void utf8_scrub(char *s)
 
 void http_error(struct http_req *r, int status, const char *code, const char *fmt, ...)
 {
-    static const char oom[] = "{\"error\":{\"code\":\"unavailable\",\"message\":\"out of memory\"}}";
+    static const char oom[] =
+        "{\"error\":{\"code\":\"unavailable\",\"message\":\"out of memory\"}}";
     char msg[512];
     va_list ap;
     va_start(ap, fmt);

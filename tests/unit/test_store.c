@@ -163,7 +163,8 @@ TEST(refresh_keeps_the_current_token)
 {
     struct store *s = open_store();
     if (!s) return;
-    struct store_refresh a = {{0x10, 0}, {0xa1}, 0, 1LL << 50, 0}, b = {{0x01}, {0xb2}, 0, 1LL << 50, 0};
+    struct store_refresh a = {{0x10, 0}, {0xa1}, 0, 1LL << 50, 0};
+    struct store_refresh b = {{0x01}, {0xb2}, 0, 1LL << 50, 0};
     CHECK_EQ_INT(store_begin(s), 0);
     CHECK_EQ_INT(store_put_refresh(s, &b), 0);
     CHECK_EQ_INT(store_put_refresh(s, &a), 0);
