@@ -35,6 +35,9 @@
     "{\"prefix\":\"drop-\",\"count\":5,\"points\":1,\"loot\":[\"coin\"]}}]"
 #define BASE "{\"name\":\"Test hunt\"," WINDOW "," MAP "," CODES "," ITEMS "," ZONES "}"
 
+/* The seed of the hunts the tests create (the server draws one from the OS per hunt). */
+static const uint8_t SEED[ENGINE_SEED_BYTES] = "seed of the unit tests: 32 bytes";
+
 /* ---- recorded events --------------------------------------------------------------- */
 
 struct rec { /* an event as the log keeps it: header fields and the encoded payload */
@@ -93,7 +96,7 @@ static int define(struct hunt *h, const char *json, struct engine_outcome *out)
 {
     struct event ev;
     char err[256] = "";
-    int rc = engine_define(h, json, strlen(json), NOW, &ev, err, sizeof err);
+    int rc = engine_define(h, json, strlen(json), SEED, NOW, &ev, err, sizeof err);
     if (rc) return rc;
     return apply_rec(h, &ev, out);
 }
@@ -415,14 +418,15 @@ TEST(t_define_rules)
     for (size_t i = 0; i < sizeof bad_cases / sizeof *bad_cases; i++) {
         const struct bad_case *c = &bad_cases[i];
         err[0] = '\0';
-        int rc = engine_define(h, c->json, strlen(c->json), NOW, &ev, err, sizeof err);
+        int rc = engine_define(h, c->json, strlen(c->json), SEED, NOW, &ev, err, sizeof err);
         if (rc != ENGINE_EINVAL || strncmp(err, c->msg, strlen(c->msg)) != 0)
             fprintf(stderr, "  case %zu: rc %d err \"%s\" (want \"%s\")\n", i, rc, err, c->msg);
         CHECK_EQ_INT(rc, ENGINE_EINVAL);
         CHECK(strncmp(err, c->msg, strlen(c->msg)) == 0);
     }
     for (size_t i = 0; i < sizeof good_cases / sizeof *good_cases; i++) {
-        int rc = engine_define(h, good_cases[i], strlen(good_cases[i]), NOW, &ev, err, sizeof err);
+        int rc =
+            engine_define(h, good_cases[i], strlen(good_cases[i]), SEED, NOW, &ev, err, sizeof err);
         if (rc) fprintf(stderr, "  good case %zu refused: %s\n", i, err);
         CHECK_EQ_INT(rc, 0);
         CHECK_EQ_INT(ev.type, EVENT_DEFINE);
@@ -451,8 +455,9 @@ TEST(t_define_limits)
     struct event ev;
     char err[256];
     char *ok = many_codes(100000), *over = many_codes(100001);
-    CHECK_EQ_INT(engine_define(h, ok, strlen(ok), NOW, &ev, err, sizeof err), 0);
-    CHECK_EQ_INT(engine_define(h, over, strlen(over), NOW, &ev, err, sizeof err), ENGINE_EINVAL);
+    CHECK_EQ_INT(engine_define(h, ok, strlen(ok), SEED, NOW, &ev, err, sizeof err), 0);
+    CHECK_EQ_INT(engine_define(h, over, strlen(over), SEED, NOW, &ev, err, sizeof err),
+                 ENGINE_EINVAL);
     CHECK_EQ_STR(err, "codes: at most 100000 entries");
     free(ok);
     free(over);
@@ -464,7 +469,7 @@ TEST(t_define_limits)
 static int try_update(struct hunt *h, const char *json, char *err, size_t cap)
 {
     struct event ev;
-    int rc = engine_define(h, json, strlen(json), NOW, &ev, err, cap);
+    int rc = engine_define(h, json, strlen(json), NULL, NOW, &ev, err, cap); /* keeps seed */
     return rc ? rc : apply_rec(h, &ev, NULL);
 }
 

@@ -18,6 +18,8 @@
 #define NOW (T0 + 3600000LL)
 #define NCODES 30
 
+static const uint8_t SEED[ENGINE_SEED_BYTES] = "seed of the snapshot tests: 32 b";
+
 static void pid(uint8_t out[16], unsigned n)
 {
     memset(out, 0, 16);
@@ -91,7 +93,7 @@ static void apply_json(struct hunt *h, const char *json, int64_t map)
     struct event ev;
     char err[256];
     if (json)
-        CHECK_EQ_INT(engine_define(h, json, strlen(json), NOW, &ev, err, sizeof err), 0);
+        CHECK_EQ_INT(engine_define(h, json, strlen(json), SEED, NOW, &ev, err, sizeof err), 0);
     else
         CHECK_EQ_INT(engine_map(h, map, NOW, &ev), 0);
     apply_ok(h, &ev);
