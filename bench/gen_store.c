@@ -50,9 +50,9 @@ static void one_event(struct store *s, struct hunt *h, uint64_t i, uint32_t play
 {
     struct event ev;
     char err[256];
-    uint8_t buf[256];
+    uint8_t small[256], *buf = small;
     if (i == 0) {
-        if (engine_define(h, def, strlen(def), 0, &ev, err, sizeof err)) fail(err);
+        if (engine_define(h, def, strlen(def), BENCH_SEED, 0, &ev, err, sizeof err)) fail(err);
     } else {
         uint32_t p = (uint32_t)((i - 1) % players), j = (uint32_t)((i - 1) / players);
         char code[16];
@@ -62,11 +62,15 @@ static void one_event(struct store *s, struct hunt *h, uint64_t i, uint32_t play
         if (engine_scan(h, id, code, 0, &ev)) fail("scan refused (too many events per player?)");
     }
     if (engine_apply(h, &ev, NULL, err, sizeof err)) fail(err);
-    size_t len = i == 0 ? ev.json_len : engine_event_encode(&ev, buf, sizeof buf);
-    struct store_event se = {
-        HUNT, ev.seq, ev.time_ms, ev.type, {0}, i == 0 ? (const uint8_t *)def : buf, len};
+    size_t len = engine_event_encode(&ev, buf, sizeof small);
+    if (len > sizeof small) { /* the definition */
+        if (!(buf = malloc(len))) fail("out of memory");
+        engine_event_encode(&ev, buf, len);
+    }
+    struct store_event se = {HUNT, ev.seq, ev.time_ms, ev.type, {0}, buf, len};
     memcpy(se.player, ev.player, 16);
     if (store_put_event(s, &se)) fail("put event");
+    if (buf != small) free(buf);
 }
 
 static void put_snapshot(struct store *s, const struct hunt *h)

@@ -42,11 +42,11 @@ int main(int argc, char **argv)
     char *def = bench_definition("bench"), err[256];
     struct hunt *h = engine_hunt_create("bench"), *r = engine_hunt_create("bench"), *d = NULL;
     struct event ev;
-    size_t n = (size_t)players * per + 1, data_cap = n * 8 + strlen(def), data_len = 0;
+    size_t n = (size_t)players * per + 1, data_cap = n * 8 + strlen(def) + 64, data_len = 0;
     struct rec *recs = malloc(n * sizeof *recs);
     uint8_t *data = malloc(data_cap);
     if (!h || !r || !recs || !data) fail("out of memory");
-    if (engine_define(h, def, strlen(def), 0, &ev, err, sizeof err)) fail(err);
+    if (engine_define(h, def, strlen(def), BENCH_SEED, 0, &ev, err, sizeof err)) fail(err);
     size_t k = 0;
     for (uint64_t i = 0;; i++) {
         if (i) {

@@ -825,6 +825,28 @@ static void h_me(struct http_req *r)
 
 /* ---- hunts (admin) ------------------------------------------------------------------- */
 
+/* The public view of a hunt: the engine's, plus the seed once the hunt has ended (API.md
+ * "Fairness evidence"). New reference; NULL if not defined. */
+static json_t *hunt_view(const struct hunt *h)
+{
+    char seed[2 * ENGINE_SEED_BYTES + 1];
+    json_t *o = engine_hunt_json(h);
+    if (o && engine_seed_reveal(h, now_ms(), seed) == 0)
+        json_object_set_new(o, "seed", json_string(seed));
+    return o;
+}
+
+/* engine_define with a fresh secret seed from the OS when h is not defined yet (an
+ * update keeps the hunt's seed). */
+static int define_hunt(const struct hunt *h, const char *json, size_t len, struct event *ev,
+                       char *err, size_t errcap)
+{
+    uint8_t seed[ENGINE_SEED_BYTES];
+    if (!engine_defined(h) && auth_random(seed, sizeof seed)) abort(); /* no OS randomness */
+    return engine_define(h, json, len, engine_defined(h) ? NULL : seed, now_ms(), ev, err,
+                         errcap);
+}
+
 static void h_hunt_put(struct http_req *r)
 {
     char id[ENGINE_ID_MAX + 1], err[512];
@@ -840,7 +862,7 @@ static void h_hunt_put(struct http_req *r)
     struct http_str b = http_body(r);
     struct event ev;
     err[0] = '\0';
-    int rc = engine_define(h, b.p, b.len, now_ms(), &ev, err, sizeof err);
+    int rc = define_hunt(h, b.p, b.len, &ev, err, sizeof err);
     if (rc) {
         if (created) engine_hunt_destroy(h);
         json_t *parsed = rc == ENGINE_EINVAL ? json_loadb(b.p, b.len, JSON_DECODE_ANY, NULL) : NULL;
@@ -856,13 +878,13 @@ static void h_hunt_put(struct http_req *r)
     if (created && hmap_put(&app.hunts, engine_hunt_id(h), strlen(id), h)) abort();
     struct log_entry *e = new_entry();
     entry_event(e, h, &ev);
-    submit(r, NULL, e, created ? 201 : 200, engine_hunt_json(h));
+    submit(r, NULL, e, created ? 201 : 200, hunt_view(h));
 }
 
 static void h_hunt_get(struct http_req *r)
 {
     struct hunt *h = hunt_param(r);
-    if (h) http_send_json(r, 200, engine_hunt_json(h));
+    if (h) http_send_json(r, 200, hunt_view(h));
 }
 
 static void h_codes(struct http_req *r)
@@ -1697,7 +1719,7 @@ int api_create_demo(char *err, size_t errcap)
     if (hmap_get(&app.hunts, "demo", 4)) return 0;
     struct hunt *h = engine_hunt_create("demo");
     struct event ev;
-    int rc = engine_define(h, demo_hunt_json, strlen(demo_hunt_json), now_ms(), &ev, err, errcap);
+    int rc = define_hunt(h, demo_hunt_json, strlen(demo_hunt_json), &ev, err, errcap);
     if (rc) {
         engine_hunt_destroy(h);
         return -1;

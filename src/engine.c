@@ -15,18 +15,24 @@
  *     players whose history outgrew HIST_LINEAR words; shorter histories are searched.
  *   - strs: every id ever defined, interned. History and inventory hold interned ids,
  *     so they survive a redefinition; the strings table only grows.
+ *   - draw: the rule chests are drawn by, and the secret seed with its HMAC key schedule
+ *     and commitment; set by the first definition, never changed afterwards.
  * Invariants: a chest slot is opened at most once, by the player whose history names
  * it; a player is on the leaderboard iff seq != 0, with (score, seq); an item's
  * collected count equals the players holding it from collects; a used entity is never
- * removed or changed by a redefinition (checked before one is installed).
+ * removed or changed by a redefinition (checked before one is installed); a hunt's draw
+ * rule and seed never change once it is defined.
  * engine_apply checks every event first and fails (BAD_EVENT, NOMEM) before changing
  * anything: allocations are reserved up front, the leaderboard update is the last step
  * that can fail, and the commit after it cannot. */
+#define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_Init & co.: an HMAC key schedule per hunt */
 #include "engine.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +120,9 @@ struct hunt {
     struct lb *lb;
     size_t heap_bytes; /* players' history and inventory blocks */
     const char *loot_out[HUNTDEF_LOOT_MAX];
+    uint8_t draw_rule;                               /* enum engine_draw_rule */
+    uint8_t seed[ENGINE_SEED_BYTES], commitment[32]; /* ENGINE_DRAW_HMAC; commitment = SHA-256 */
+    SHA256_CTX draw_key[2]; /* HMAC key schedule of seed: after the inner, outer key block */
 };
 
 /* ---- small helpers -------------------------------------------------------------- */
@@ -760,6 +769,7 @@ void engine_hunt_destroy(struct hunt *h)
     if (h->lb) lb_destroy(h->lb);
     strtab_destroy(h->strs);
     free(h->id);
+    OPENSSL_cleanse(h, sizeof *h); /* the seed and its key schedule */
     free(h);
 }
 
@@ -780,8 +790,9 @@ int engine_defined(const struct hunt *h)
 
 /* ---- decide ----------------------------------------------------------------------- */
 
-int engine_define(const struct hunt *h, const char *json, size_t len, int64_t now_ms,
-                  struct event *ev, char *err, size_t errcap)
+int engine_define(const struct hunt *h, const char *json, size_t len,
+                  const uint8_t seed[ENGINE_SEED_BYTES], int64_t now_ms, struct event *ev,
+                  char *err, size_t errcap)
 {
     struct huntdef d;
     if (errcap) err[0] = '\0';
@@ -793,6 +804,11 @@ int engine_define(const struct hunt *h, const char *json, size_t len, int64_t no
     event_init(h, ev, EVENT_DEFINE, NULL, now_ms);
     ev->json = json;
     ev->json_len = len;
+    if (!h->def) {
+        assert(seed && "a new hunt needs its seed");
+        ev->draw_rule = ENGINE_DRAW_HMAC;
+        memcpy(ev->seed, seed, ENGINE_SEED_BYTES);
+    }
     return ENGINE_OK;
 }
 
@@ -865,12 +881,105 @@ static uint32_t eligible_pools(const struct hunt *h, uint32_t zi, const struct p
     return n;
 }
 
-/* The reproducible pick: k-th closed chest among the eligible pools. */
-static uint64_t choice_seed(const struct hunt *h, const char *zone, const uint8_t player[16])
+/* ---- the chest draw -------------------------------------------------------------------
+ * An open gives the player the k-th (0-based) closed chest, in index order (see the top
+ * of this file: pool order, then slot order), among the n closed chests of the zone's
+ * pools that the player may open: the pool without a requirement and the pools of the
+ * items the player holds (count > 0). k depends on the hunt's draw rule:
+ *
+ * ENGINE_DRAW_HMAC (1), every hunt created with a seed:
+ *   msg    = "veltrix-draw-v1"                 15 ASCII bytes, no NUL
+ *            || len(zone) as 1 byte || zone id  1..64 bytes of [a-z0-9_-]
+ *            || player id                       the 16 bytes of the UUID, as in the event
+ *            || opened as 8 bytes big-endian    chests of the zone opened so far, all
+ *                                               pools: one more after every open in the
+ *                                               zone, so a (zone, player, opened) never
+ *                                               repeats and no draw repeats another
+ *            || n as 8 bytes big-endian
+ *   mac    = HMAC-SHA-256(key = the 32-byte seed, msg)         (RFC 2104, FIPS 180-4)
+ *   x      = the first 8 bytes of mac as a big-endian unsigned 64-bit integer
+ *   k      = floor(x * n / 2^64)               the high 64 bits of the 128-bit product
+ *   Each k in [0, n) is the image of floor(2^64 / n) or ceil(2^64 / n) values of x, so
+ *   no k is likelier than another by more than n / 2^64 (< 2^-32 for any n < 2^32).
+ *   Without the seed (secret until the hunt ends; its SHA-256 is public from the start)
+ *   nobody can compute mac, so nobody can predict or time a draw; with the revealed seed
+ *   anybody can recompute every draw from the public log.
+ *
+ * ENGINE_DRAW_LEGACY (0), hunts created before seeds, kept so that they go on drawing as
+ * they always did (predictable from public values: hunts are moved off it by creating
+ * them anew):
+ *   s = FNV-1a-64(hunt id || 0x00 || zone id || 0x00 || player id), offset basis
+ *       0xcbf29ce484222325, prime 0x100000001b3;  k = splitmix64(s ^ n) mod n. */
+
+#define DRAW_DOMAIN "veltrix-draw-v1"
+
+/* Installs seed: the HMAC key schedule (the SHA-256 states after the key block xor 0x36
+ * and xor 0x5c) and the public commitment. */
+static void seed_install(struct hunt *h, const uint8_t seed[ENGINE_SEED_BYTES])
+{
+    uint8_t pad[SHA256_CBLOCK];
+    memmove(h->seed, seed, ENGINE_SEED_BYTES);
+    SHA256(h->seed, ENGINE_SEED_BYTES, h->commitment);
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < SHA256_CBLOCK; i++)
+            pad[i] = (uint8_t)((i < ENGINE_SEED_BYTES ? h->seed[i] : 0) ^ (k ? 0x5c : 0x36));
+        SHA256_Init(&h->draw_key[k]);
+        SHA256_Update(&h->draw_key[k], pad, sizeof pad);
+    }
+    OPENSSL_cleanse(pad, sizeof pad);
+    h->draw_rule = ENGINE_DRAW_HMAC;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+/* k of ENGINE_DRAW_HMAC: one HMAC from the key schedule (two or three SHA-256 blocks). */
+static uint64_t draw_hmac(const struct hunt *h, const char *zone, const uint8_t player[16],
+                          uint64_t opened, uint64_t n)
+{
+    uint8_t msg[sizeof DRAW_DOMAIN - 1 + 1 + ENGINE_ID_MAX + 16 + 16], inner[32], mac[32];
+    size_t zl = strlen(zone), at = sizeof DRAW_DOMAIN - 1;
+    assert(zl >= 1 && zl <= ENGINE_ID_MAX);
+    memcpy(msg, DRAW_DOMAIN, at);
+    msg[at++] = (uint8_t)zl;
+    memcpy(msg + at, zone, zl);
+    memcpy(msg + (at += zl), player, 16);
+    put_be64(msg + (at += 16), opened);
+    put_be64(msg + (at += 8), n);
+    SHA256_CTX c = h->draw_key[0];
+    SHA256_Update(&c, msg, at + 8);
+    SHA256_Final(inner, &c);
+    c = h->draw_key[1];
+    SHA256_Update(&c, inner, sizeof inner);
+    SHA256_Final(mac, &c);
+    OPENSSL_cleanse(&c, sizeof c);
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++)
+        x = x << 8 | mac[i];
+    return (uint64_t)(((unsigned __int128)x * n) >> 64);
+}
+
+/* k of ENGINE_DRAW_LEGACY. */
+static uint64_t draw_legacy(const struct hunt *h, const char *zone, const uint8_t player[16],
+                            uint64_t n)
 {
     uint64_t s = fnv1a(0xcbf29ce484222325ull, h->id, strlen(h->id) + 1);
-    s = fnv1a(s, zone, strlen(zone) + 1);
-    return fnv1a(s, player, 16);
+    s = fnv1a(fnv1a(s, zone, strlen(zone) + 1), player, 16);
+    return splitmix64(s ^ n) % n;
+}
+
+/* Chests of zone zi opened so far (all its pools). */
+static uint64_t zone_opened(const struct def *df, uint32_t zi)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < df->zones[zi].n_pools; i++) {
+        const struct chest_pool *cp = &df->pools[df->zones[zi].pool_off + i].cp;
+        n += cp->n - chest_pool_closed(cp);
+    }
+    return n;
 }
 
 /* Writes the chest id of slot of pool into out (ENGINE_CHEST_ID_MAX + 1 bytes). */
@@ -891,7 +1000,10 @@ static int pick_chest(const struct hunt *h, uint32_t zi, const uint8_t player[16
     for (uint32_t i = 0; i < n; i++)
         total += chest_pool_closed(&h->def->pools[pools[i]].cp);
     if (!total) return ENGINE_NO_CHEST;
-    uint64_t k = splitmix64(choice_seed(h, h->def->d.zones[zi].id, player) ^ total) % total;
+    const char *zone = h->def->d.zones[zi].id;
+    uint64_t k = h->draw_rule == ENGINE_DRAW_HMAC
+                     ? draw_hmac(h, zone, player, zone_opened(h->def, zi), total)
+                     : draw_legacy(h, zone, player, total);
     for (uint32_t i = 0;; i++) {
         const struct pool *p = &h->def->pools[pools[i]];
         if (k < chest_pool_closed(&p->cp)) {
@@ -938,6 +1050,9 @@ static int apply_define(struct hunt *h, const struct event *ev, struct engine_ou
     char why[256];
     struct def *df;
     if (!ev->json) return bad(err, cap, ev, "definition without JSON");
+    if (ev->draw_rule > ENGINE_DRAW_HMAC)
+        return bad(err, cap, ev, "unknown draw rule %u", ev->draw_rule);
+    if (ev->draw_rule && h->def) return bad(err, cap, ev, "an update cannot change the seed");
     int rc = huntdef_parse(&d, ev->json, ev->json_len, why, sizeof why);
     if (rc == ENGINE_OK && (rc = check_in_use(h->def, &d, why, sizeof why)) != 0)
         huntdef_deinit(&d);
@@ -946,6 +1061,7 @@ static int apply_define(struct hunt *h, const struct event *ev, struct engine_ou
     rc = def_build(h, &d, h->def, &df);
     if (rc) return rc;
     if (out) out->created = h->def == NULL;
+    if (ev->draw_rule == ENGINE_DRAW_HMAC) seed_install(h, ev->seed);
     def_destroy(h->def);
     h->def = df;
     return 0;
@@ -1169,8 +1285,14 @@ size_t engine_event_encode(const struct event *ev, uint8_t *buf, size_t cap)
         at = put(buf, cap, at, "", 1);
         return put(buf, cap, at, ev->b, field_len(ev->b, sizeof ev->b));
     }
-    case EVENT_DEFINE:
-        return put(buf, cap, 0, ev->json, ev->json ? ev->json_len : 0);
+    case EVENT_DEFINE: {
+        size_t at = 0;
+        if (ev->draw_rule) {
+            uint8_t head[2] = {0, ev->draw_rule};
+            at = put(buf, cap, put(buf, cap, 0, head, 2), ev->seed, ENGINE_SEED_BYTES);
+        }
+        return put(buf, cap, at, ev->json, ev->json ? ev->json_len : 0);
+    }
     case EVENT_MAP:
         snprintf(num, sizeof num, "%" PRId64, ev->n);
         return put(buf, cap, 0, num, strlen(num));
@@ -1199,6 +1321,23 @@ static int decode_version(const uint8_t *s, size_t len, int64_t *v)
     return 0;
 }
 
+/* A DEFINE payload: the bare JSON (no seed), or 0x00, rule 0x01, the seed, the JSON. */
+static int decode_define(struct event *ev, const uint8_t *data, size_t len)
+{
+    const size_t head = 2 + ENGINE_SEED_BYTES;
+    if (len && data[0] == 0) {
+        if (len <= head || data[1] != ENGINE_DRAW_HMAC) return ENGINE_BAD_EVENT;
+        ev->draw_rule = ENGINE_DRAW_HMAC;
+        memcpy(ev->seed, data + 2, ENGINE_SEED_BYTES);
+        data += head;
+        len -= head;
+    }
+    if (!len) return ENGINE_BAD_EVENT;
+    ev->json = (const char *)data;
+    ev->json_len = len;
+    return ENGINE_OK;
+}
+
 int engine_event_read(struct event *ev, uint64_t seq, int64_t time_ms, uint8_t type,
                       const uint8_t player[16], const uint8_t *data, size_t len)
 {
@@ -1218,6 +1357,8 @@ int engine_event_decode(struct event *ev, uint8_t type, const uint8_t *data, siz
     ev->n = 0;
     ev->json = NULL;
     ev->json_len = 0;
+    ev->draw_rule = 0;
+    memset(ev->seed, 0, sizeof ev->seed);
     ev->type = type;
     if (!data && len) return ENGINE_BAD_EVENT;
     switch (type) {
@@ -1231,10 +1372,7 @@ int engine_event_decode(struct event *ev, uint8_t type, const uint8_t *data, siz
             return ENGINE_BAD_EVENT;
         return ENGINE_OK;
     case EVENT_DEFINE:
-        if (!len) return ENGINE_BAD_EVENT;
-        ev->json = (const char *)data;
-        ev->json_len = len;
-        return ENGINE_OK;
+        return decode_define(ev, data, len);
     case EVENT_MAP:
         return decode_version(data, len, &ev->n) ? ENGINE_BAD_EVENT : ENGINE_OK;
     default:
@@ -1276,8 +1414,21 @@ static json_t *public_codes(const struct huntdef *d)
     return out;
 }
 
+/* 32 bytes as 64 lowercase hex characters and a NUL into out; returns out. */
+static char *hex32(const uint8_t b[32], char out[65])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[64] = '\0';
+    return out;
+}
+
 json_t *engine_hunt_json(const struct hunt *h)
 {
+    char hex[65];
     const struct def *df = h->def;
     if (!df) return NULL;
     json_t *o = json_copy(df->d.root), *chests = json_object(), *items = json_object();
@@ -1301,7 +1452,27 @@ json_t *engine_hunt_json(const struct hunt *h)
     json_object_set_new(o, "map_version",
                         h->map_version < 0 ? json_null() : json_integer(h->map_version));
     json_object_set_new(o, "players", json_integer(h->n_players));
+    /* The definition may hold keys of any name: never one that could pass for these. */
+    json_object_del(o, "seed");
+    json_object_set_new(o, "seed_commitment",
+                        h->draw_rule == ENGINE_DRAW_HMAC
+                            ? json_stringn(hex32(h->commitment, hex), 64)
+                            : json_null());
     return o;
+}
+
+int engine_draw_rule(const struct hunt *h)
+{
+    return h->draw_rule;
+}
+
+int engine_seed_reveal(const struct hunt *h, int64_t now_ms, char hex[2 * ENGINE_SEED_BYTES + 1])
+{
+    if (!h->def || h->draw_rule != ENGINE_DRAW_HMAC || h->def->d.ends_ms == INT64_MAX ||
+        now_ms < h->def->d.ends_ms)
+        return -1;
+    hex32(h->seed, hex);
+    return 0;
 }
 
 json_t *engine_codes_json(const struct hunt *h)
@@ -1475,9 +1646,24 @@ static uint64_t digest_def(const struct def *df, uint64_t d)
     return d;
 }
 
+/* The draw rule and the seed's commitment (public), not the seed. Legacy hunts add
+ * nothing, so their digests are the ones they had before seeds. */
+static uint64_t digest_draw(const struct hunt *h, uint64_t d)
+{
+    if (h->draw_rule == ENGINE_DRAW_LEGACY) return d;
+    d = dg(d, h->draw_rule);
+    for (int i = 0; i < 4; i++) {
+        uint64_t w;
+        memcpy(&w, h->commitment + 8 * i, 8);
+        d = dg(d, w);
+    }
+    return d;
+}
+
 uint64_t engine_digest(const struct hunt *h)
 {
     uint64_t d = dg(dg(dg(0x56656c74ull, h->seq), (uint64_t)h->map_version), h->scans);
+    d = digest_draw(h, d);
     d = dg(d, h->n_players);
     for (uint32_t i = 0; i < h->n_players; i++)
         d = digest_player(h, &h->players[i], d);
@@ -1510,7 +1696,9 @@ size_t engine_memory_bytes(const struct hunt *h)
 
 /* ---- snapshots ------------------------------------------------------------------------
  * Layout (little-endian): "VXSN", u32 version, u64 body length, body, u64 CRC-64/XZ of
- * everything before it. Body: hunt id, seq, map_version, the interned strings in id
+ * everything before it. Body: hunt id, seq, map_version, the draw rule and, for
+ * ENGINE_DRAW_HMAC, the 32 seed bytes (version 2; version 1 has neither and decodes as
+ * ENGINE_DRAW_LEGACY: it was written before seeds), the interned strings in id
  * order, the definition as JSON (or none), then every player in index order: id, score,
  * seq reached, history, inventory. Everything derivable is rebuilt on decode rather than
  * stored: scans per code and in all, collected per item, the chest bitsets (from the
@@ -1519,7 +1707,8 @@ size_t engine_memory_bytes(const struct hunt *h)
  * twice is refused. Integers are LEB128 varints (signed ones zigzag). */
 
 #define SNAP_MAGIC "VXSN"
-#define SNAP_VERSION 1u
+#define SNAP_VERSION 2u /* written; 1 (no draw rule, no seed) is still read */
+#define SNAP_VERSION_MIN 1u
 #define SNAP_HEAD 16
 #define SNAP_TAIL 8
 
@@ -1644,6 +1833,8 @@ int engine_snapshot_encode(const struct hunt *h, uint8_t **out, size_t *len)
     sb_str(&b, h->id, strlen(h->id));
     sb_u64(&b, h->seq);
     sb_i64(&b, h->map_version);
+    sb_u64(&b, h->draw_rule);
+    if (h->draw_rule == ENGINE_DRAW_HMAC) sb_bytes(&b, h->seed, ENGINE_SEED_BYTES);
     uint32_t n_strs = strtab_count(h->strs);
     sb_u64(&b, n_strs);
     for (uint32_t i = 0; i < n_strs; i++) {
@@ -1675,6 +1866,7 @@ struct sread {
     char *err;
     size_t errcap;
     int failed;
+    uint32_t version;
 };
 
 __attribute__((format(printf, 2, 3))) static int sr_fail(struct sread *r, const char *fmt, ...)
@@ -1739,15 +1931,31 @@ static int sr_open(struct sread *r, const uint8_t *buf, size_t len)
     }
     uint32_t version =
         (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 | (uint32_t)buf[7] << 24;
-    if (version != SNAP_VERSION)
-        return sr_fail(r, "format version %" PRIu32 " (this build reads %u)", version,
-                       SNAP_VERSION);
+    if (version < SNAP_VERSION_MIN || version > SNAP_VERSION)
+        return sr_fail(r, "format version %" PRIu32 " (this build reads %u to %u)", version,
+                       SNAP_VERSION_MIN, SNAP_VERSION);
     if (body != len - SNAP_HEAD - SNAP_TAIL)
         return sr_fail(r, "length %" PRIu64 " does not match the %zu bytes stored", body, len);
     if (crc64(buf, len - SNAP_TAIL) != crc) return sr_fail(r, "checksum mismatch");
     r->p = buf;
     r->at = SNAP_HEAD;
     r->end = len - SNAP_TAIL;
+    r->version = version;
+    return 0;
+}
+
+/* Version 2's draw rule and seed (installed at once; a seed without a definition is
+ * refused once the definition is read); version 1 is a legacy hunt. */
+static int sr_draw(struct sread *r, struct hunt *h)
+{
+    if (r->version < 2) return 0;
+    uint64_t rule = sr_u64(r);
+    if (r->failed) return ENGINE_BAD_SNAPSHOT;
+    if (rule > ENGINE_DRAW_HMAC) return sr_fail(r, "unknown draw rule %" PRIu64, rule);
+    if (rule == ENGINE_DRAW_LEGACY) return 0;
+    const uint8_t *seed = sr_bytes(r, ENGINE_SEED_BYTES);
+    if (!seed) return ENGINE_BAD_SNAPSHOT;
+    seed_install(h, seed);
     return 0;
 }
 
@@ -1950,9 +2158,11 @@ int engine_snapshot_decode(const char *id, const uint8_t *buf, size_t len, struc
         h->seq = sr_u64(&r);
         h->map_version = sr_i64(&r);
         if (!r.failed && h->map_version < -1) sr_fail(&r, "bad map version");
-        rc = r.failed ? ENGINE_BAD_SNAPSHOT : sr_strings(&r, h);
+        rc = r.failed ? ENGINE_BAD_SNAPSHOT : sr_draw(&r, h);
+        if (!rc) rc = sr_strings(&r, h);
     }
     if (!rc) rc = sr_def(&r, h);
+    if (!rc && h->draw_rule && !h->def) rc = sr_fail(&r, "a seed without a definition");
     if (!rc) rc = sr_players(&r, h);
     if (!rc && r.at != r.end) rc = sr_fail(&r, "%zu bytes after the last player", r.end - r.at);
     if (rc) {

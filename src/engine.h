@@ -9,7 +9,10 @@
  *           it just decided; recovery applies events read back from the log. Both give
  *           the same state.
  * Pure: no I/O, no clock, no random source. Time comes in as `now_ms` (Unix ms), and the
- * chest choice is a hash of (hunt, zone, player, the closed chests), so it reproduces.
+ * hunt's secret seed (random bytes the caller draws from the OS when it creates the hunt)
+ * comes in with its first definition: the chest choice is a keyed function of (seed,
+ * zone, player, the closed chests), so it reproduces, yet nobody without the seed can
+ * predict it (engine.c "the chest draw" has the exact recipe).
  * Single-threaded: the thread that owns a hunt is the only one that calls these. */
 #ifndef VELTRIX_ENGINE_H
 #define VELTRIX_ENGINE_H
@@ -19,6 +22,13 @@
 
 #define ENGINE_ID_MAX 64     /* ids: 1..64 chars of [a-z0-9_-] */
 #define ENGINE_CHEST_ID_MAX 96 /* range chest ids are prefix + decimal index */
+#define ENGINE_SEED_BYTES 32   /* a hunt's secret seed */
+
+/* How a hunt draws its chests; fixed when the hunt is created, kept by every update. */
+enum engine_draw_rule {
+    ENGINE_DRAW_LEGACY = 0, /* hunts created before seeds: a hash of public values only */
+    ENGINE_DRAW_HMAC = 1,   /* HMAC-SHA-256 keyed with the hunt's secret seed */
+};
 
 enum engine_err {
     ENGINE_OK = 0,
@@ -42,7 +52,7 @@ const char *engine_err_code(int err);
 int engine_err_status(int err);
 
 enum event_type {
-    EVENT_DEFINE = 1,  /* json = the hunt definition */
+    EVENT_DEFINE = 1,  /* json = the hunt definition; the first one may carry the seed */
     EVENT_SCAN = 2,    /* a = code id */
     EVENT_COLLECT = 3, /* a = item id */
     EVENT_OPEN = 4,    /* a = zone id, b = chest id */
@@ -59,6 +69,12 @@ struct event {
     int64_t n;
     const char *json; /* DEFINE only; not owned, must stay valid during engine_apply */
     size_t json_len;
+    /* DEFINE only: ENGINE_DRAW_HMAC with the seed when the event creates the hunt; 0 (no
+     * seed) for an update, which keeps the hunt's seed, and in the define events of hunts
+     * created before seeds. The seed is secret until the hunt ends: the event's encoding
+     * (the log's data column) holds it, so that encoding is never published as is. */
+    uint8_t draw_rule;
+    uint8_t seed[ENGINE_SEED_BYTES];
 };
 
 /* What an applied event did, for building the response. Pointers stay valid until the
@@ -99,9 +115,13 @@ int engine_defined(const struct hunt *h);
 
 /* --- decide (no state change) ------------------------------------------------------ */
 /* Validates a definition (API.md "Hunts") and that it keeps every used entity.
- * ENGINE_EINVAL with a message naming the field in err, or ENGINE_ENTITY_IN_USE. */
-int engine_define(const struct hunt *h, const char *json, size_t len, int64_t now_ms,
-                  struct event *ev, char *err, size_t errcap);
+ * ENGINE_EINVAL with a message naming the field in err, or ENGINE_ENTITY_IN_USE. seed: the
+ * new hunt's secret (ENGINE_SEED_BYTES random bytes from the OS), required when h is not
+ * defined yet (the event then carries it: ENGINE_DRAW_HMAC); ignored, and may be NULL,
+ * for an update, which keeps the hunt's seed. */
+int engine_define(const struct hunt *h, const char *json, size_t len,
+                  const uint8_t seed[ENGINE_SEED_BYTES], int64_t now_ms, struct event *ev,
+                  char *err, size_t errcap);
 int engine_scan(const struct hunt *h, const uint8_t player[16], const char *code,
                 int64_t now_ms, struct event *ev);
 int engine_collect(const struct hunt *h, const uint8_t player[16], const char *item,
@@ -123,7 +143,10 @@ int engine_apply(struct hunt *h, const struct event *ev, struct engine_outcome *
 
 /* --- event codec (the log's data column) -------------------------------------------- */
 /* Encodes the type-specific payload of ev into buf; returns the length it needs (which
- * may exceed cap: then nothing useful is written). */
+ * may exceed cap: then nothing useful is written). DEFINE: the definition JSON, or, when
+ * it carries a seed, 0x00, the rule (0x01), the 32 seed bytes, then the JSON (no JSON
+ * text starts with a NUL byte, so the define events of older logs, the bare JSON, still
+ * decode, as definitions without a seed). */
 size_t engine_event_encode(const struct event *ev, uint8_t *buf, size_t cap);
 /* Fills ev's payload fields from (type, data). ev->json points into data. ENGINE_OK or
  * ENGINE_BAD_EVENT. */
@@ -135,9 +158,11 @@ int engine_event_read(struct event *ev, uint64_t seq, int64_t time_ms, uint8_t t
 
 /* --- snapshots ------------------------------------------------------------------------ */
 /* The complete state of h as one versioned, checksummed byte string ("VXSN", version,
- * length, body, CRC-64): definition, seq, map version, interned ids, every player's
- * score, reached seq, history and inventory. Chest bitsets, per-code and per-item
- * counters, the leaderboard and the once-only index are rebuilt on decode. *out is
+ * length, body, CRC-64): definition, seq, map version, draw rule and seed, interned ids,
+ * every player's score, reached seq, history and inventory (version 2; version 1, from
+ * before seeds, still decodes, as a hunt with the legacy draw). Chest bitsets, per-code
+ * and per-item counters, the leaderboard and the once-only index are rebuilt on decode.
+ * The seed is secret until the hunt ends: a snapshot is never published. *out is
  * malloc'd (the caller frees it). ENGINE_OK or ENGINE_NOMEM. */
 int engine_snapshot_encode(const struct hunt *h, uint8_t **out, size_t *len);
 /* A new hunt `id` from a snapshot: its engine_digest equals the encoded hunt's, and
@@ -152,9 +177,16 @@ int engine_snapshot_check(const uint8_t *buf, size_t len, char *err, size_t errc
 
 /* --- queries ------------------------------------------------------------------------- */
 /* GET /v1/hunts/{hunt}: the definition (without x, y of hidden codes) plus chests_left,
- * items_left, map_version (null before the first publish) and players. New reference;
- * NULL if not defined. */
+ * items_left, map_version (null before the first publish), players and seed_commitment
+ * (hex SHA-256 of the seed; null for a hunt created before seeds), never the seed (see
+ * engine_seed_reveal). New reference; NULL if not defined. */
 json_t *engine_hunt_json(const struct hunt *h);
+/* ENGINE_DRAW_LEGACY or ENGINE_DRAW_HMAC (LEGACY while not defined). */
+int engine_draw_rule(const struct hunt *h);
+/* The seed as 64 lowercase hex characters into hex, once the hunt has ended at now_ms
+ * (now_ms >= its ends_at): 0. -1, hex untouched, before that, for a hunt without ends_at
+ * (it never ends), and for a hunt without a seed. */
+int engine_seed_reveal(const struct hunt *h, int64_t now_ms, char hex[2 * ENGINE_SEED_BYTES + 1]);
 /* [{"id","points","x","y","hidden"}...] of every code (the admin list). New reference. */
 json_t *engine_codes_json(const struct hunt *h);
 /* 1 if code is defined in this hunt. */
@@ -174,8 +206,9 @@ void engine_stats(const struct hunt *h, struct engine_stats *st);
 int64_t engine_map_version(const struct hunt *h); /* -1 before the first publish */
 /* Map width and height of the current definition (0, 0 when not defined). */
 void engine_map_size(const struct hunt *h, int *width, int *height);
-/* A 64-bit digest of the whole state (scores, ranks, inventories, chests, items, seq),
- * equal for equal states; for crash tests and audits. */
+/* A 64-bit digest of the whole state (scores, ranks, inventories, chests, items, seq,
+ * draw rule and seed commitment, never the seed), equal for equal states; for crash tests
+ * and audits. */
 uint64_t engine_digest(const struct hunt *h);
 size_t engine_memory_bytes(const struct hunt *h);
 

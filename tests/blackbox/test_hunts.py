@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Black-box tests: hunt definitions (admin), public hunt view, codes and QR codes,
-validation, entity_in_use, the admin key, map tiles (API.md "Hunts", "Map tiles")."""
+validation, entity_in_use, the admin key, map tiles, the seed commitment and its reveal
+(API.md "Hunts", "Map tiles", "Fairness evidence")."""
 import copy
+import hashlib
 import json
 import os
 import re
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vx  # noqa: E402
@@ -503,6 +506,116 @@ def hidden_codes_survive_restart():
     check_hidden(s.client(), "hide", {"secret"}, "after a restart from the log")
 
 
+HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def iso(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % int(t * 1000 % 1000)
+
+
+def commitment_of(view, what):
+    cm = view.get("seed_commitment")
+    true(isinstance(cm, str) and HEX64.fullmatch(cm), "%s: seed_commitment should be 64 lowercase hex "
+         "characters: %s" % (what, short(cm)))
+    return cm
+
+
+def revealed(view, cm, what):
+    seed = view.get("seed")
+    true(isinstance(seed, str) and HEX64.fullmatch(seed), "%s: seed should be 64 lowercase hex "
+         "characters: %s" % (what, short(seed)))
+    eq(hashlib.sha256(bytes.fromhex(seed)).hexdigest(), cm, "%s: SHA-256(seed) vs seed_commitment" % what)
+    return seed
+
+
+@test
+def seed_commitment_and_reveal():
+    """API.md "Fairness evidence": seed_commitment (SHA-256 of a 32-byte secret seed) is
+    public from creation, kept by updates and restarts (snapshots too); the seed shows
+    only once ends_at has passed, never for a hunt without ends_at, and nowhere else.
+    Answers count as "before the end" only when they arrived before ends_at."""
+    s = vx.Server(args=["--snapshot-every", "3"]).start()
+    c = s.client()
+    end = time.time() + 5
+    seen = []  # (answer bytes, arrived before ends_at): none of those may hold the seed
+
+    def keep(r):
+        seen.append((r.raw, time.time() < end))
+        return r
+
+    d = hunt_def("Fair")
+    d.update(starts_at="2020-01-01T00:00:00.000Z", ends_at=iso(end), seed="f" * 64)
+    r = keep(c.req("PUT", "/v1/hunts/fair", d, admin=True))
+    check(r, 201, what="create")
+    cm = commitment_of(r.body, "PUT answer")
+    r = keep(c.req("GET", "/v1/hunts/fair"))
+    check(r, 200)
+    eq(commitment_of(r.body, "GET"), cm, "GET seed_commitment")
+    if seen[-1][1]:
+        true("seed" not in r.body, "GET shows a seed before ends_at (the definition's own 'seed' "
+             "key included): %s" % short(r.body.get("seed")))
+    # play a little (a snapshot every 3 events), update, look at everything
+    pay = vx.codes_of(c, "fair")
+    pid, tok, _ = vx.new_player(c, "Fair player")
+    check(keep(vx.collect(c, "fair", tok, "key-red")), 200)
+    for zone in ("atrium", "drops", "drops", "atrium"):
+        check(keep(vx.open_zone(c, "fair", tok, zone)), (200, 404))
+    check(keep(vx.scan(c, "fair", tok, pay["lobby-1"])), 200)
+    d2 = dict(d, name="Fair, renamed")
+    r = keep(c.req("PUT", "/v1/hunts/fair", d2, admin=True))
+    check(r, 200, what="update")
+    eq(commitment_of(r.body, "PUT update answer"), cm, "an update keeps the seed_commitment")
+    for path in ("/v1/hunts/fair/stats", "/v1/hunts/fair/leaderboard", "/v1/hunts/fair/me",
+                 "/metrics"):
+        keep(c.req("GET", path, token=tok))
+    for path in ("/v1/hunts/fair/codes", "/v1/hunts/fair/digest"):
+        keep(c.req("GET", path, admin=True))
+    keep(c.req("POST", "/v1/hunts/fair/zones/nowhere/open", {}, token=tok))
+    # a hunt without ends_at, and one created already ended: other seeds
+    d3 = hunt_def("Endless")
+    d3.pop("ends_at")
+    cm3 = commitment_of(vx.put_hunt(c, "endless", d3, status=201).body, "endless PUT")
+    d4 = dict(hunt_def("Over"), starts_at="2020-01-01T00:00:00.000Z", ends_at="2020-01-02T00:00:00.000Z")
+    over = vx.put_hunt(c, "over", d4, status=201).body
+    cm4 = commitment_of(over, "ended hunt")
+    seed4 = revealed(over, cm4, "a hunt created after its ends_at")
+    true(len({cm, cm3, cm4}) == 3, "two hunts share a seed_commitment: %s" % [cm, cm3, cm4])
+    # restart (from snapshot + log): same commitment
+    c.close()
+    s.restart()
+    c = s.client()
+    r = keep(c.req("GET", "/v1/hunts/fair"))
+    eq(commitment_of(r.body, "GET after restart"), cm, "seed_commitment after a restart")
+    if seen[-1][1]:
+        true("seed" not in r.body, "seed shown after a restart before ends_at")
+    # after ends_at (a bounded wait; nothing here is timed)
+    while time.time() <= end + 0.05:
+        time.sleep(0.05)
+    b = vx.get_hunt(c, "fair")
+    seed = revealed(b, cm, "GET after ends_at")
+    eq(b.get("name"), "Fair, renamed", "the definition after the end")
+    for raw, before in seen:
+        true(not before or seed.encode() not in raw, "the seed appeared before ends_at in %s" % short(raw))
+    for path, admin in (("/v1/hunts/fair/stats", False), ("/v1/hunts/fair/codes", True),
+                        ("/v1/hunts/fair/me", False), ("/metrics", False)):
+        raw = c.req("GET", path, token=None if admin else tok, admin=admin).raw
+        true(seed.encode() not in raw, "the seed appears in GET %s" % path)
+    check(vx.open_zone(c, "fair", tok, "drops"), 403, "hunt_not_active")
+    # an update after the end and a restart keep it; endless never shows one
+    r = c.req("PUT", "/v1/hunts/fair", d2, admin=True)
+    check(r, 200)
+    eq((r.body.get("seed_commitment"), r.body.get("seed")), (cm, seed), "update after the end")
+    c.close()
+    s.restart()
+    c = s.client()
+    b = vx.get_hunt(c, "fair")
+    eq((b.get("seed_commitment"), b.get("seed")), (cm, seed), "commitment and seed after a restart")
+    b = vx.get_hunt(c, "endless")
+    eq(commitment_of(b, "endless after restart"), cm3, "endless seed_commitment after a restart")
+    true("seed" not in b, "a hunt without ends_at shows a seed")
+    eq(vx.get_hunt(c, "over").get("seed"), seed4, "the ended hunt's seed after a restart")
+
+
 def find_key(text):
     m = re.search(r"admin[ _-]?key[^:=\n]*[:=]\s*[\"']?([A-Za-z0-9_\-+/=.~]{8,})", text, re.I)
     return m.group(1) if m else None
@@ -668,6 +781,7 @@ def demo_hunt():
     for k in ("codes", "items", "zones"):
         true(isinstance(b.get(k), list) and b[k], "demo hunt has no %s: %s" % (k, short(b.get(k))))
     true(any(z.get("chests") or z.get("chest_range") for z in b["zones"]), "demo zones have no chests")
+    commitment_of(b, "demo hunt")
     pay = vx.codes_of(c, "demo")
     pid, tok, _ = vx.new_player(c, "Demo")
     cid = sorted(pay)[0]

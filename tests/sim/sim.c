@@ -26,7 +26,9 @@
  * a key is applied at most once; a lost write is never remembered. After every
  * recovery: the state (engine_digest) equals the state built by applying the
  * acknowledged events in order, the store's log is exactly the acknowledged prefix
- * byte for byte, and every player's score equals the model's.
+ * byte for byte, every player's score equals the model's, and the hunt's secret seed
+ * (drawn from the run's seed, carried by the define event) is the one it was created
+ * with and is revealed only from ends_at on.
  *
  * SIM_SEED=N reproduces a run exactly; SIM_STEPS, SIM_PLAYERS size it. The last line is
  * "N passed, N failed" (one run = one test). */
@@ -99,6 +101,9 @@ static struct {
     int range_count[ZONES];
     int64_t start_ms, end_ms;
     char json[8192];
+    uint8_t seed[ENGINE_SEED_BYTES]; /* the hunt's secret seed */
+    uint8_t payload[8192 + 64];      /* the encoded DEFINE event: seed, then json */
+    size_t payload_len;
 } def;
 
 static void make_definition(void)
@@ -207,7 +212,7 @@ static struct {
 struct entry {
     struct entry *next;
     struct event ev;
-    uint8_t data[128]; /* the encoded event (a DEFINE's payload is def.json) */
+    uint8_t data[128]; /* the encoded event (a DEFINE's is def.payload) */
     size_t len;
     int player, with_row, dups;
     int64_t points;
@@ -401,11 +406,13 @@ static void define_hunt(void)
     struct entry *e = calloc(1, sizeof *e);
     char err[256];
     if (!e) abort();
-    ENSURE(engine_define(srv.h, def.json, strlen(def.json), now_ms, &e->ev, err, sizeof err) ==
-               ENGINE_OK,
+    ENSURE(engine_define(srv.h, def.json, strlen(def.json), def.seed, now_ms, &e->ev, err,
+                         sizeof err) == ENGINE_OK,
            "define: %s", err);
     ENSURE(engine_apply(srv.h, &e->ev, NULL, err, sizeof err) == ENGINE_OK, "define: %s", err);
-    e->len = strlen(def.json); /* the DEFINE payload is the definition itself */
+    def.payload_len = engine_event_encode(&e->ev, def.payload, sizeof def.payload);
+    ENSURE(def.payload_len == 2 + ENGINE_SEED_BYTES + strlen(def.json), "define payload");
+    e->len = def.payload_len;
     e->player = -1;
     enqueue(e);
 }
@@ -413,7 +420,7 @@ static void define_hunt(void)
 /* ---- group commit ------------------------------------------------------------------------ */
 static const uint8_t *entry_bytes(const struct entry *e)
 {
-    return e->player < 0 ? (const uint8_t *)def.json : e->data;
+    return e->player < 0 ? def.payload : e->data;
 }
 
 /* Puts the rows of the first n entries (all when n < 0) into st's open transaction. */
@@ -528,7 +535,7 @@ static int replay_event(const struct store_event *se, void *arg)
     int define = se->type == EVENT_DEFINE;
     ENSURE(se->type == want->type && se->time_ms == want->time, "event %" PRIu64 " differs",
            se->seq);
-    ENSURE(define ? se->data_len == strlen(def.json) && !memcmp(se->data, def.json, se->data_len)
+    ENSURE(define ? se->data_len == def.payload_len && !memcmp(se->data, def.payload, se->data_len)
                   : se->data_len == want->len && !memcmp(se->data, want->data, want->len),
            "event %" PRIu64 " bytes differ", se->seq);
     ENSURE(engine_event_read(&ev, se->seq, se->time_ms, se->type, se->player, se->data,
@@ -571,6 +578,18 @@ static void check_scores(void)
     }
 }
 
+/* A recovered hunt has the seed it was created with, revealed from ends_at on only. */
+static void check_seed(const struct hunt *h)
+{
+    char hex[2 * ENGINE_SEED_BYTES + 1], want[2 * ENGINE_SEED_BYTES + 1];
+    if (!engine_defined(h)) return;
+    for (int i = 0; i < ENGINE_SEED_BYTES; i++)
+        snprintf(want + 2 * i, 3, "%02x", def.seed[i]);
+    ENSURE(engine_draw_rule(h) == ENGINE_DRAW_HMAC, "draw rule %d", engine_draw_rule(h));
+    ENSURE(engine_seed_reveal(h, def.end_ms - 1, hex) == -1, "seed revealed before the end");
+    ENSURE(engine_seed_reveal(h, def.end_ms, hex) == 0 && !strcmp(hex, want), "seed lost");
+}
+
 /* Starts the server from what the store holds, as api_init does. */
 static void recover(void)
 {
@@ -587,6 +606,7 @@ static void recover(void)
            m.acked);
     ENSURE(engine_digest(srv.h) == engine_digest(srv.ref),
            "recovered state differs from the acknowledged prefix");
+    check_seed(srv.h);
     if (!(srv.idem = idem_create(idem_max, 24 * 3600 * 1000LL))) abort();
     idem_set_fallback(srv.idem, idem_fallback, NULL);
     ENSURE(store_each_idem(srv.st, now_ms - 24 * 3600 * 1000LL, load_idem, &idems) == 0, "idem");
@@ -766,6 +786,13 @@ int main(void)
     snprintf(url, sizeof url, "sqlite:%s/sim.db", dir);
     store_url = url;
     make_definition();
+    uint64_t saved = rng; /* the hunt's seed, from the run's; rng's sequence stays as it was */
+    rng = seed ^ 0x5eed5eed5eed5eedull;
+    for (int i = 0; i < ENGINE_SEED_BYTES / 8; i++) {
+        uint64_t w = rnd();
+        memcpy(def.seed + 8 * i, &w, 8);
+    }
+    rng = saved;
     for (size_t i = 0; i < n_players; i++) {
         for (int b = 0; b < 16; b++)
             players[i].id[b] = (uint8_t)rnd();

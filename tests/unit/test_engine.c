@@ -1,11 +1,18 @@
 /* test_engine.c — the hunt state machine: definition rules (each one, good and bad),
  * updates that would drop used entities, scan/collect/open semantics and every error,
- * reproducible chest choice, keys consumed, exactly-one-owner chests, a 10M range,
+ * reproducible chest choice, the fairness of the draw (unpredictable from public values,
+ * exactly the documented HMAC recipe, equal on replay, hunts created before seeds drawing
+ * as they did, the seed's commitment and reveal), keys consumed, exactly-one-owner
+ * chests, a 10M range,
  * replay through the event codec into a fresh hunt (equal digests), corrupt events
  * refused with the state unchanged, codec round trips and garbage, and a replay
  * benchmark at 1M players (printed, not asserted). Every event a test applies is
  * recorded, so any test can replay its own history. */
 #include <inttypes.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +41,9 @@
     "{\"id\":\"hall\",\"x\":8,\"y\":8,\"w\":4,\"h\":4,\"chest_range\":"                            \
     "{\"prefix\":\"drop-\",\"count\":5,\"points\":1,\"loot\":[\"coin\"]}}]"
 #define BASE "{\"name\":\"Test hunt\"," WINDOW "," MAP "," CODES "," ITEMS "," ZONES "}"
+
+/* The seed of the hunts the tests create (the server draws one from the OS per hunt). */
+static const uint8_t SEED[ENGINE_SEED_BYTES] = "seed of the unit tests: 32 bytes";
 
 /* ---- recorded events --------------------------------------------------------------- */
 
@@ -93,7 +103,7 @@ static int define(struct hunt *h, const char *json, struct engine_outcome *out)
 {
     struct event ev;
     char err[256] = "";
-    int rc = engine_define(h, json, strlen(json), NOW, &ev, err, sizeof err);
+    int rc = engine_define(h, json, strlen(json), SEED, NOW, &ev, err, sizeof err);
     if (rc) return rc;
     return apply_rec(h, &ev, out);
 }
@@ -415,14 +425,15 @@ TEST(t_define_rules)
     for (size_t i = 0; i < sizeof bad_cases / sizeof *bad_cases; i++) {
         const struct bad_case *c = &bad_cases[i];
         err[0] = '\0';
-        int rc = engine_define(h, c->json, strlen(c->json), NOW, &ev, err, sizeof err);
+        int rc = engine_define(h, c->json, strlen(c->json), SEED, NOW, &ev, err, sizeof err);
         if (rc != ENGINE_EINVAL || strncmp(err, c->msg, strlen(c->msg)) != 0)
             fprintf(stderr, "  case %zu: rc %d err \"%s\" (want \"%s\")\n", i, rc, err, c->msg);
         CHECK_EQ_INT(rc, ENGINE_EINVAL);
         CHECK(strncmp(err, c->msg, strlen(c->msg)) == 0);
     }
     for (size_t i = 0; i < sizeof good_cases / sizeof *good_cases; i++) {
-        int rc = engine_define(h, good_cases[i], strlen(good_cases[i]), NOW, &ev, err, sizeof err);
+        int rc =
+            engine_define(h, good_cases[i], strlen(good_cases[i]), SEED, NOW, &ev, err, sizeof err);
         if (rc) fprintf(stderr, "  good case %zu refused: %s\n", i, err);
         CHECK_EQ_INT(rc, 0);
         CHECK_EQ_INT(ev.type, EVENT_DEFINE);
@@ -451,8 +462,9 @@ TEST(t_define_limits)
     struct event ev;
     char err[256];
     char *ok = many_codes(100000), *over = many_codes(100001);
-    CHECK_EQ_INT(engine_define(h, ok, strlen(ok), NOW, &ev, err, sizeof err), 0);
-    CHECK_EQ_INT(engine_define(h, over, strlen(over), NOW, &ev, err, sizeof err), ENGINE_EINVAL);
+    CHECK_EQ_INT(engine_define(h, ok, strlen(ok), SEED, NOW, &ev, err, sizeof err), 0);
+    CHECK_EQ_INT(engine_define(h, over, strlen(over), SEED, NOW, &ev, err, sizeof err),
+                 ENGINE_EINVAL);
     CHECK_EQ_STR(err, "codes: at most 100000 entries");
     free(ok);
     free(over);
@@ -464,7 +476,7 @@ TEST(t_define_limits)
 static int try_update(struct hunt *h, const char *json, char *err, size_t cap)
 {
     struct event ev;
-    int rc = engine_define(h, json, strlen(json), NOW, &ev, err, cap);
+    int rc = engine_define(h, json, strlen(json), NULL, NOW, &ev, err, cap); /* keeps seed */
     return rc ? rc : apply_rec(h, &ev, NULL);
 }
 
@@ -1119,6 +1131,447 @@ TEST(t_apply_fuzz)
     engine_hunt_destroy(h);
 }
 
+/* ---- fairness: the chest draw --------------------------------------------------------- */
+
+/* The draw of hunts created before seeds (ENGINE_DRAW_LEGACY), written again from its
+ * recipe: FNV-1a 64 over hunt id, NUL, zone id, NUL and the 16-byte player id; xor the
+ * number n of eligible closed chests; splitmix64; mod n = the index among the eligible
+ * closed chests in index order. Every input is public: any player can run this. */
+static uint64_t old_splitmix(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+static uint64_t old_fnv(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *s = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static uint64_t old_draw(const char *hunt, const char *zone, const uint8_t player[16],
+                         uint64_t closed)
+{
+    uint64_t s = old_fnv(0xcbf29ce484222325ull, hunt, strlen(hunt) + 1);
+    s = old_fnv(old_fnv(s, zone, strlen(zone) + 1), player, 16);
+    return old_splitmix(s ^ closed) % closed;
+}
+
+/* The draw of seeded hunts (ENGINE_DRAW_HMAC), written again from engine.c's recipe with
+ * OpenSSL's one-shot HMAC: k = floor(x * n / 2^64), x = the first 8 bytes (big-endian) of
+ * HMAC-SHA-256(seed, "veltrix-draw-v1" || u8 len(zone) || zone || player[16] ||
+ * u64be(opened in the zone) || u64be(n)). */
+static uint64_t hmac_draw(const uint8_t seed[32], const char *zone, const uint8_t player[16],
+                          uint64_t opened, uint64_t n)
+{
+    uint8_t msg[128], mac[32];
+    unsigned mac_len = 0;
+    size_t at = 15, zl = strlen(zone);
+    memcpy(msg, "veltrix-draw-v1", 15);
+    msg[at++] = (uint8_t)zl;
+    memcpy(msg + at, zone, zl);
+    memcpy(msg + at + zl, player, 16);
+    at += zl + 16;
+    for (int i = 0; i < 8; i++) {
+        msg[at + (size_t)i] = (uint8_t)(opened >> (56 - 8 * i));
+        msg[at + 8 + (size_t)i] = (uint8_t)(n >> (56 - 8 * i));
+    }
+    HMAC(EVP_sha256(), seed, 32, msg, at + 16, mac, &mac_len);
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++)
+        x = x << 8 | mac[i];
+    return (uint64_t)(((unsigned __int128)x * n) >> 64);
+}
+
+/* A distinct seed per n (the tests' stand-in for the OS's random bytes). */
+static void test_seed(uint8_t seed[32], uint64_t n)
+{
+    for (int i = 0; i < 4; i++) {
+        uint64_t w = old_splitmix(n * 4 + (uint64_t)i + 0x5eed);
+        memcpy(seed + 8 * i, &w, 8);
+    }
+}
+
+static struct hunt *make_seeded(const char *id, const char *json, const uint8_t seed[32])
+{
+    struct hunt *h = engine_hunt_create(id);
+    struct event ev;
+    char err[256] = "";
+    CHECK(h != NULL);
+    int rc = engine_define(h, json, strlen(json), seed, NOW, &ev, err, sizeof err);
+    if (rc) fprintf(stderr, "  define refused: %s\n", err);
+    CHECK_EQ_INT(rc, 0);
+    if (!rc) CHECK_EQ_INT(apply_rec(h, &ev, NULL), 0);
+    return h;
+}
+
+#define FAIR_CHESTS 16u
+#define FAIR_HUNTS 500u
+#define FAIR_OPENS 4u /* per hunt: 2,000 draws in all */
+
+/* 500 hunts alike in every public value (hunt id, definition, zone, the same four
+ * players opening in the same order), differing only in their secret seed. A player who
+ * knows every public value and computes the old draw guesses no better than chance: the
+ * hits stay within 6 sigma of the expected sum of 1/closed over the 2,000 draws (a false
+ * failure for a fair draw has a probability below 1e-8; the seeds are fixed, so the run
+ * reproduces). And since the first draws of all 500 hunts have the very same public
+ * inputs, no function of public values at all can guess them better than the most
+ * frequent chest does: they spread evenly over the 16 chests (chi-square within 6 sigma
+ * of its mean). Before seeds the predictor was right 2,000 times out of 2,000 and every
+ * hunt's first draw was the same chest. */
+TEST(t_draw_unpredictable)
+{
+    const char *def = "{\"name\":\"n\"," MAP ",\"zones\":[{\"id\":\"z\",\"x\":0,\"y\":0,\"w\":2,"
+                      "\"h\":2,\"chest_range\":{\"prefix\":\"c\",\"count\":16,\"points\":1}}]}";
+    double expect = 0, var = 0;
+    unsigned hits = 0, draws = 0, first[FAIR_CHESTS] = {0};
+    for (unsigned i = 0; i < FAIR_HUNTS; i++) {
+        char id[32], ch[ENGINE_CHEST_ID_MAX + 1];
+        uint8_t seed[32], closed[FAIR_CHESTS], p[16];
+        rec_reset();
+        snprintf(id, sizeof id, "fair");
+        test_seed(seed, i);
+        struct hunt *h = make_seeded(id, def, seed);
+        memset(closed, 1, sizeof closed);
+        for (unsigned k = 0; k < FAIR_OPENS; k++) {
+            unsigned n = FAIR_CHESTS - k, who = k, guess = 0;
+            pid(p, who);
+            uint64_t want = old_draw(id, "z", p, n);
+            for (unsigned c = 0, seen = 0; c < FAIR_CHESTS; c++)
+                if (closed[c] && seen++ == want) guess = c;
+            if (open_chest(h, who, "z", ch, NULL) != 0) break;
+            unsigned got = (unsigned)atoi(ch + 1);
+            CHECK(got < FAIR_CHESTS && closed[got]);
+            closed[got] = 0;
+            hits += got == guess;
+            draws++;
+            expect += 1.0 / n;
+            var += (1.0 / n) * (1 - 1.0 / n);
+            if (k == 0) first[got]++;
+        }
+        engine_hunt_destroy(h);
+    }
+    double sigma = sqrt(var), chi2 = 0, e = (double)FAIR_HUNTS / FAIR_CHESTS;
+    for (unsigned c = 0; c < FAIR_CHESTS; c++)
+        chi2 += (first[c] - e) * (first[c] - e) / e;
+    printf("  public-value predictor: %u hits in %u draws (chance %.1f +- %.1f); first draws "
+           "chi2 %.1f (15 dof)\n",
+           hits, draws, expect, sigma, chi2);
+    CHECK_EQ_INT(draws, FAIR_HUNTS * FAIR_OPENS);
+    CHECK(fabs(hits - expect) <= 6 * sigma);
+    CHECK(chi2 <= 15 + 6 * sqrt(30.0));
+    rec_reset();
+}
+
+/* The engine draws exactly by the documented recipe (hmac_draw above, itself checked
+ * against vectors computed with Python's hmac module): three pools in one zone (none,
+ * "amulet", "key": byte order of the item ids), explicit chests before the range,
+ * players holding no item, one or both, keys consumed; every open compared. */
+TEST(t_draw_recipe)
+{
+    static const uint8_t kat_seed[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10,
+                                         11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+                                         22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+    uint8_t p1[16];
+    pid(p1, 1);
+    CHECK_EQ_INT(hmac_draw(kat_seed, "z", p1, 0, 16), 12);
+    CHECK_EQ_INT(hmac_draw(kat_seed, "hall", p1, 7, 1000), 353);
+    CHECK_EQ_INT(hmac_draw(kat_seed, "z", p1, 3, 10000000), 3715466);
+    rec_reset();
+    const char *kat_def = "{\"name\":\"n\"," MAP ",\"zones\":[{\"id\":\"z\",\"x\":0,\"y\":0,"
+                          "\"w\":2,\"h\":2,\"chest_range\":{\"prefix\":\"c\",\"count\":16,"
+                          "\"points\":1}}]}";
+    struct hunt *k = make_seeded("kat", kat_def, kat_seed);
+    char ch[ENGINE_CHEST_ID_MAX + 1];
+    CHECK_EQ_INT(open_chest(k, 1, "z", ch, NULL), 0);
+    CHECK_EQ_STR(ch, "c12");
+    engine_hunt_destroy(k);
+
+    /* Index order: pool none [e0 e1 r0..r29], pool amulet [a0 a1], pool key [k0 k1 k2]. */
+    static const char *order[] = {"e0", "e1", "a0", "a1", "k0", "k1", "k2"};
+    enum { N_EXPL = 2, N_RANGE = 30, N_ALL = N_EXPL + N_RANGE + 5 };
+    const char *def =
+        "{\"name\":\"n\"," MAP ",\"items\":[{\"id\":\"key\",\"x\":0,\"y\":0,\"quantity\":1000},"
+        "{\"id\":\"amulet\",\"x\":0,\"y\":0,\"quantity\":1000}],\"zones\":[{\"id\":\"vault\","
+        "\"x\":0,\"y\":0,\"w\":2,\"h\":2,\"chests\":[{\"id\":\"k0\",\"points\":1,\"requires\":"
+        "\"key\"},{\"id\":\"e0\",\"points\":1},{\"id\":\"a0\",\"points\":1,\"requires\":"
+        "\"amulet\"},{\"id\":\"k1\",\"points\":1,\"requires\":\"key\"},{\"id\":\"e1\",\"points\":"
+        "1},{\"id\":\"a1\",\"points\":1,\"requires\":\"amulet\"},{\"id\":\"k2\",\"points\":1,"
+        "\"requires\":\"key\"}],\"chest_range\":{\"prefix\":\"r\",\"count\":30,\"points\":1}}]}";
+    uint8_t seed[32];
+    test_seed(seed, 4242);
+    struct hunt *h = make_seeded("recipe", def, seed);
+    uint8_t closed[N_ALL];
+    memset(closed, 1, sizeof closed);
+    unsigned opened = 0, checked = 0;
+    for (unsigned p = 0; p < 60 && opened < N_ALL; p++) {
+        int key = p % 3 == 1, amulet = p % 4 == 2;
+        if (key) CHECK_EQ_INT(collect(h, p, "key", NULL), 0);
+        if (amulet) CHECK_EQ_INT(collect(h, p, "amulet", NULL), 0);
+        /* The eligible closed chests in index order: slot numbers into closed[] are
+         * e0 e1 r0..r29 (0..31), a0 a1 (32, 33), k0..k2 (34..36). */
+        unsigned elig[N_ALL], n = 0;
+        for (unsigned c = 0; c < N_EXPL + N_RANGE; c++)
+            if (closed[c]) elig[n++] = c;
+        for (unsigned c = 32; amulet && c < 34; c++)
+            if (closed[c]) elig[n++] = c;
+        for (unsigned c = 34; key && c < 37; c++)
+            if (closed[c]) elig[n++] = c;
+        int rc = open_chest(h, p, "vault", ch, NULL);
+        if (!n) {
+            CHECK_EQ_INT(rc, ENGINE_NO_CHEST);
+            continue;
+        }
+        CHECK_EQ_INT(rc, 0);
+        uint8_t id[16];
+        pid(id, p);
+        unsigned want = elig[hmac_draw(seed, "vault", id, opened, n)];
+        char want_id[16];
+        if (want < N_EXPL)
+            strcpy(want_id, order[want]);
+        else if (want < N_EXPL + N_RANGE)
+            snprintf(want_id, sizeof want_id, "r%u", want - N_EXPL);
+        else
+            strcpy(want_id, order[want - N_RANGE]);
+        CHECK_EQ_STR(ch, want_id);
+        for (unsigned c = 0; c < N_ALL; c++) { /* follow the engine (it is checked above) */
+            char cid[16];
+            if (c < N_EXPL || c >= N_EXPL + N_RANGE)
+                strcpy(cid, order[c < N_EXPL ? c : c - N_RANGE]);
+            else
+                snprintf(cid, sizeof cid, "r%u", c - N_EXPL);
+            if (!strcmp(cid, ch)) closed[c] = 0;
+        }
+        opened++;
+        checked++;
+    }
+    CHECK(checked > 30);
+    engine_hunt_destroy(h);
+}
+
+/* The same seed and the same history give the same draws: on two hunts fed the same
+ * commands, and on a hunt rebuilt from the encoded events (the seed travels in the
+ * define event; an update keeps it). Another seed gives other draws. */
+TEST(t_draw_replay)
+{
+    rec_reset();
+    uint8_t other[32];
+    test_seed(other, 77);
+    const char *def = "{\"name\":\"n\"," MAP ",\"zones\":[{\"id\":\"z\",\"x\":0,\"y\":0,\"w\":2,"
+                      "\"h\":2,\"chest_range\":{\"prefix\":\"c\",\"count\":1000,\"points\":1}}]}";
+    struct hunt *b = make("same", def), *c = make_seeded("same", def, other);
+    rec_reset(); /* the records are a's */
+    struct hunt *a = make("same", def);
+    unsigned differ = 0;
+    for (unsigned i = 0; i < 300; i++) {
+        uint8_t p[16];
+        struct event e1, e2, e3;
+        pid(p, i % 41);
+        if (i == 150) { /* an update in the middle keeps the seed */
+            CHECK_EQ_INT(try_update(a, def, NULL, 0), 0);
+            CHECK_EQ_INT(engine_define(b, def, strlen(def), NULL, NOW, &e2, NULL, 0), 0);
+            CHECK_EQ_INT(e2.draw_rule, 0);
+            CHECK_EQ_INT(engine_apply(b, &e2, NULL, NULL, 0), 0);
+            CHECK_EQ_INT(engine_define(c, def, strlen(def), NULL, NOW, &e3, NULL, 0), 0);
+            CHECK_EQ_INT(engine_apply(c, &e3, NULL, NULL, 0), 0);
+        }
+        CHECK_EQ_INT(engine_open(a, p, "z", NOW, &e1), 0);
+        CHECK_EQ_INT(engine_open(b, p, "z", NOW + 1000, &e2), 0);
+        CHECK_EQ_STR(e1.b, e2.b);
+        CHECK_EQ_INT(engine_open(c, p, "z", NOW, &e3), 0);
+        differ += strcmp(e1.b, e3.b) != 0;
+        CHECK_EQ_INT(apply_rec(a, &e1, NULL), 0);
+        CHECK_EQ_INT(engine_apply(b, &e2, NULL, NULL, 0), 0);
+        e1.seq = engine_seq(c) + 1; /* c takes a's choice, to keep the same closed set */
+        CHECK_EQ_INT(engine_apply(c, &e1, NULL, NULL, 0), 0);
+    }
+    CHECK(differ > 250);
+    CHECK_EQ_INT(engine_digest(a), engine_digest(b));
+    CHECK(engine_digest(a) != engine_digest(c)); /* only the seed differs */
+    struct hunt *r = replay("same");
+    CHECK_EQ_INT(engine_digest(r), engine_digest(a));
+    CHECK_EQ_INT(engine_draw_rule(r), ENGINE_DRAW_HMAC);
+    for (unsigned i = 0; i < 50; i++) {
+        uint8_t p[16];
+        struct event e1, e2;
+        pid(p, 500 + i);
+        CHECK_EQ_INT(engine_open(a, p, "z", NOW, &e1), 0);
+        CHECK_EQ_INT(engine_open(r, p, "z", NOW, &e2), 0);
+        CHECK_EQ_STR(e1.b, e2.b);
+        CHECK_EQ_INT(engine_apply(a, &e1, NULL, NULL, 0), 0);
+        CHECK_EQ_INT(engine_apply(r, &e2, NULL, NULL, 0), 0);
+    }
+    engine_hunt_destroy(r);
+    engine_hunt_destroy(a);
+    engine_hunt_destroy(b);
+    engine_hunt_destroy(c);
+}
+
+/* Hunts created before seeds: their define event is the bare JSON (what an old log
+ * holds). They keep drawing exactly as before: the choices recorded from the code before
+ * seeds for one scenario (pools with and without a key, explicit chests and a range, two
+ * zones), and the old recipe over a long run. */
+#define LEGACY_DEF                                                                                 \
+    "{\"name\":\"old\"," MAP ",\"items\":[{\"id\":\"key\",\"x\":0,\"y\":0,\"quantity\":100}],"     \
+    "\"zones\":[{\"id\":\"z\",\"x\":0,\"y\":0,\"w\":2,\"h\":2,\"chests\":["                        \
+    "{\"id\":\"e0\",\"points\":1},{\"id\":\"e1\",\"points\":1},{\"id\":\"e2\",\"points\":1},"      \
+    "{\"id\":\"k0\",\"points\":5,\"requires\":\"key\"},{\"id\":\"k1\",\"points\":5,"               \
+    "\"requires\":\"key\"}],\"chest_range\":{\"prefix\":\"r\",\"count\":40,\"points\":2}},"        \
+    "{\"id\":\"y\",\"x\":4,\"y\":4,\"w\":2,\"h\":2,\"chest_range\":{\"prefix\":\"y-\",\"count\":"  \
+    "1000,\"points\":1}}]}"
+
+static struct hunt *make_legacy(const char *id, const char *json)
+{
+    struct hunt *h = engine_hunt_create(id);
+    struct event ev;
+    CHECK(h != NULL);
+    memset(&ev, 0x55, sizeof ev);
+    ev.seq = 1;
+    ev.time_ms = NOW;
+    memset(ev.player, 0, 16);
+    CHECK_EQ_INT(engine_event_decode(&ev, EVENT_DEFINE, (const uint8_t *)json, strlen(json)), 0);
+    CHECK_EQ_INT(ev.draw_rule, ENGINE_DRAW_LEGACY);
+    CHECK_EQ_INT(apply_rec(h, &ev, NULL), 0);
+    CHECK_EQ_INT(engine_draw_rule(h), ENGINE_DRAW_LEGACY);
+    return h;
+}
+
+TEST(t_draw_legacy)
+{
+    /* Recorded with the engine of commit 5133acc (before seeds). */
+    static const char golden[] =
+        "r28 y-826 r17 r24 y-558 r25 r23 y-281 r36 r32 y-300 e0 r13 y-337 r26 r8 y-654 r37 "
+        "r31 y-642 r34 r21 y-366 r10 r30 y-57 r35 r33 y-862 r11 r20 y-123 r19 r2 y-115 r9 r14 "
+        "y-751 r15 r7 y-489 r27 r12 y-163 r16 e2 y-51 r3 r38 y-909 r1 r18 y-400 r6 r4 y-389 "
+        "r0 r22 y-866 r39 r5 y-347 e1 r29 y-391 - - y-299 - k1 y-336 - - y-931 - - y-882 - k0 "
+        "y-852 - - y-626 - - y-296 - - y-74 -";
+    rec_reset();
+    struct hunt *h = make_legacy("legacy", LEGACY_DEF);
+    char got[4096] = "";
+    size_t at = 0;
+    for (unsigned p = 1; p <= 30; p++) {
+        static const char *zones[] = {"z", "y", "z"};
+        if (p % 3 == 0) CHECK_EQ_INT(collect(h, p, "key", NULL), 0);
+        for (int i = 0; i < 3; i++) {
+            char ch[ENGINE_CHEST_ID_MAX + 1];
+            if (open_chest(h, p, zones[i], ch, NULL)) strcpy(ch, "-");
+            at += (size_t)snprintf(got + at, sizeof got - at, "%s%s", at ? " " : "", ch);
+        }
+    }
+    CHECK_EQ_STR(got, golden);
+    /* An update keeps the legacy rule; a replay of the log too. */
+    CHECK_EQ_INT(try_update(h, LEGACY_DEF, NULL, 0), 0);
+    CHECK_EQ_INT(engine_draw_rule(h), ENGINE_DRAW_LEGACY);
+    json_t *j = engine_hunt_json(h);
+    CHECK(json_is_null(json_object_get(j, "seed_commitment")));
+    json_decref(j);
+    struct hunt *r = replay("legacy");
+    CHECK_EQ_INT(engine_digest(r), engine_digest(h));
+    CHECK_EQ_INT(engine_draw_rule(r), ENGINE_DRAW_LEGACY);
+    engine_hunt_destroy(r);
+    engine_hunt_destroy(h);
+    /* The old recipe, 1,000 draws of a 1,000-chest range. */
+    rec_reset();
+    h = make_legacy("legacy-2", LEGACY_DEF);
+    uint8_t closed[1000];
+    memset(closed, 1, sizeof closed);
+    for (unsigned i = 0; i < 1000; i++) {
+        uint8_t p[16];
+        char ch[ENGINE_CHEST_ID_MAX + 1], want[16];
+        pid(p, i * 7919 % 613);
+        uint64_t k = old_draw("legacy-2", "y", p, 1000 - i);
+        for (unsigned c = 0, seen = 0; c < 1000; c++)
+            if (closed[c] && seen++ == k) snprintf(want, sizeof want, "y-%u", c);
+        if (open_chest(h, i * 7919 % 613, "y", ch, NULL)) break;
+        CHECK_EQ_STR(ch, want);
+        closed[atoi(ch + 2)] = 0;
+    }
+    engine_hunt_destroy(h);
+}
+
+/* The seed: carried by the creating define event only (encoded 0x00, rule, seed, JSON),
+ * committed to in the public view from the start, revealed only once ends_at has passed
+ * (never without ends_at), kept by updates, never replaced by an event, and never put
+ * in the public view by a definition that holds keys named like it. */
+TEST(t_seed_lifecycle)
+{
+    rec_reset();
+    uint8_t seed[32], digest[32];
+    char hex[65], want[65];
+    test_seed(seed, 9);
+    SHA256(seed, 32, digest);
+    for (int i = 0; i < 32; i++)
+        snprintf(want + 2 * i, 3, "%02x", digest[i]);
+    const char *def = "{\"name\":\"n\"," WINDOW "," MAP ",\"seed\":\"00\",\"seed_commitment\":1}";
+    struct hunt *h = engine_hunt_create("life");
+    struct event ev;
+    CHECK_EQ_INT(engine_define(h, def, strlen(def), seed, NOW, &ev, NULL, 0), 0);
+    CHECK_EQ_INT(ev.draw_rule, ENGINE_DRAW_HMAC);
+    CHECK(memcmp(ev.seed, seed, 32) == 0);
+    uint8_t buf[512];
+    size_t n = engine_event_encode(&ev, buf, sizeof buf);
+    CHECK_EQ_INT(n, 2 + 32 + strlen(def));
+    CHECK(buf[0] == 0 && buf[1] == ENGINE_DRAW_HMAC && !memcmp(buf + 2, seed, 32) &&
+          !memcmp(buf + 34, def, strlen(def)));
+    CHECK_EQ_INT(apply_rec(h, &ev, NULL), 0);
+    json_t *j = engine_hunt_json(h);
+    CHECK_EQ_STR(json_string_value(json_object_get(j, "seed_commitment")), want);
+    CHECK(json_object_get(j, "seed") == NULL);
+    json_decref(j);
+    /* Revealed from ends_at on (2026-12-03T09:00:00Z), not a millisecond before. */
+    int64_t end = T0 + 48 * HOUR;
+    CHECK_EQ_INT(engine_seed_reveal(h, end - 1, hex), -1);
+    CHECK_EQ_INT(engine_seed_reveal(h, end, hex), 0);
+    for (int i = 0; i < 32; i++)
+        CHECK_EQ_INT(strtoul((char[]){hex[2 * i], hex[2 * i + 1], 0}, NULL, 16), seed[i]);
+    /* An update keeps it (whatever seed the caller passes); a seed in an update event is
+     * refused; so is an unknown rule. */
+    uint8_t other[32];
+    test_seed(other, 10);
+    const char *no_end = "{\"name\":\"n\"," MAP "}";
+    CHECK_EQ_INT(engine_define(h, no_end, strlen(no_end), other, NOW, &ev, NULL, 0), 0);
+    CHECK_EQ_INT(ev.draw_rule, 0);
+    struct event forged = ev;
+    forged.draw_rule = ENGINE_DRAW_HMAC;
+    memcpy(forged.seed, other, 32);
+    expect_bad(h, &forged, "cannot change the seed");
+    forged.draw_rule = 2;
+    expect_bad(h, &forged, "unknown draw rule");
+    CHECK_EQ_INT(apply_rec(h, &ev, NULL), 0);
+    j = engine_hunt_json(h);
+    CHECK_EQ_STR(json_string_value(json_object_get(j, "seed_commitment")), want);
+    json_decref(j);
+    CHECK_EQ_INT(engine_seed_reveal(h, INT64_MAX - 1, hex), -1); /* no ends_at: never */
+    struct hunt *r = replay("life");
+    CHECK_EQ_INT(engine_digest(r), engine_digest(h));
+    j = engine_hunt_json(r);
+    CHECK_EQ_STR(json_string_value(json_object_get(j, "seed_commitment")), want);
+    json_decref(j);
+    engine_hunt_destroy(r);
+    engine_hunt_destroy(h);
+    /* Not defined, or legacy: nothing to reveal. */
+    h = engine_hunt_create("none");
+    CHECK_EQ_INT(engine_seed_reveal(h, INT64_MAX - 1, hex), -1);
+    CHECK_EQ_INT(engine_draw_rule(h), ENGINE_DRAW_LEGACY);
+    engine_hunt_destroy(h);
+    rec_reset();
+    h = make_legacy("old", "{\"name\":\"n\"," WINDOW "," MAP "}");
+    CHECK_EQ_INT(engine_seed_reveal(h, INT64_MAX - 1, hex), -1);
+    engine_hunt_destroy(h);
+    /* No definition starts with a NUL byte, so a bare-JSON define event of an old log
+     * can never be read as a seeded one. */
+    char nul_def[128] = "";
+    strcpy(nul_def + 1, "{\"name\":\"n\"," MAP "}");
+    h = engine_hunt_create("nul");
+    CHECK_EQ_INT(engine_define(h, nul_def, 1 + strlen(nul_def + 1), seed, NOW, &ev, NULL, 0),
+                 ENGINE_EINVAL);
+    engine_hunt_destroy(h);
+}
+
 /* ---- codec ------------------------------------------------------------------------- */
 
 TEST(t_codec)
@@ -1308,6 +1761,11 @@ int main(void)
     RUN(t_map);
     RUN(t_replay);
     RUN(t_bad_events);
+    RUN(t_draw_unpredictable);
+    RUN(t_draw_recipe);
+    RUN(t_draw_replay);
+    RUN(t_draw_legacy);
+    RUN(t_seed_lifecycle);
     RUN(t_long_history);
     RUN(t_apply_fuzz);
     RUN(t_codec);

@@ -69,7 +69,9 @@ static void define(struct fx *f, struct hunt *h, int codes, int pad)
                                 "-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 1 + i % 7);
     len += (size_t)snprintf(j + len, cap - len, "]}");
     struct event ev;
-    int rc = engine_define(h, j, len, f->now_ms, &ev, err, sizeof err);
+    static const uint8_t seed[ENGINE_SEED_BYTES] = {7};
+    int rc = engine_define(h, j, len, engine_defined(h) ? NULL : seed, f->now_ms, &ev, err,
+                           sizeof err);
     if (rc) fprintf(stderr, "  define: %s\n", err);
     CHECK_EQ_INT(rc, 0);
     if (!rc) commit(f, h, &ev);

@@ -3,7 +3,9 @@
  * queries and byte-identical re-encoding; events after a snapshot apply the same as on
  * the original; every truncation and every single-bit flip is refused; a snapshot of
  * another hunt is refused; bodies with a valid checksum but garbage inside are refused
- * or decoded without harm (never a crash: run under ASan/UBSan by make SANITIZE=...). */
+ * or decoded without harm (never a crash: run under ASan/UBSan by make SANITIZE=...);
+ * the draw rule and the seed survive (format version 2), and a version-1 snapshot written
+ * before seeds still decodes, as a hunt that keeps the legacy draw. */
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +19,8 @@
 #define T0 1796115600000LL /* 2026-12-01T09:00:00.000Z */
 #define NOW (T0 + 3600000LL)
 #define NCODES 30
+
+static const uint8_t SEED[ENGINE_SEED_BYTES] = "seed of the snapshot tests: 32 b";
 
 static void pid(uint8_t out[16], unsigned n)
 {
@@ -91,7 +95,7 @@ static void apply_json(struct hunt *h, const char *json, int64_t map)
     struct event ev;
     char err[256];
     if (json)
-        CHECK_EQ_INT(engine_define(h, json, strlen(json), NOW, &ev, err, sizeof err), 0);
+        CHECK_EQ_INT(engine_define(h, json, strlen(json), SEED, NOW, &ev, err, sizeof err), 0);
     else
         CHECK_EQ_INT(engine_map(h, map, NOW, &ev), 0);
     apply_ok(h, &ev);
@@ -154,6 +158,11 @@ static void same_answers(const struct hunt *a, const struct hunt *b, unsigned pl
     engine_stats(a, &sa);
     engine_stats(b, &sb);
     CHECK(memcmp(&sa, &sb, sizeof sa) == 0);
+    char sda[2 * ENGINE_SEED_BYTES + 1] = "", sdb[2 * ENGINE_SEED_BYTES + 1] = "";
+    CHECK_EQ_INT(engine_draw_rule(a), engine_draw_rule(b));
+    CHECK_EQ_INT(engine_seed_reveal(a, INT64_MAX - 1, sda),
+                 engine_seed_reveal(b, INT64_MAX - 1, sdb));
+    CHECK_EQ_STR(sda, sdb);
 }
 
 static struct hunt *decode_ok(const char *id, const uint8_t *buf, size_t len)
@@ -412,6 +421,173 @@ TEST(t_resealed_garbage)
     engine_hunt_destroy(h);
 }
 
+/* ---- format version 1 (before seeds) ------------------------------------------------ */
+
+#define V1_DEF                                                                                     \
+    "{\"name\":\"v1\",\"map\":{\"width\":8,\"height\":8},\"codes\":[{\"id\":\"c0\",\"points\":5,"  \
+    "\"x\":1,\"y\":1}],\"items\":[{\"id\":\"key\",\"x\":2,\"y\":2,\"quantity\":5}],\"zones\":[{"   \
+    "\"id\":\"z\",\"x\":0,\"y\":0,\"w\":4,\"h\":4,\"chests\":[{\"id\":\"k\",\"points\":9,"         \
+    "\"requires\":\"key\"}],\"chest_range\":{\"prefix\":\"r\",\"count\":20,\"points\":1,"          \
+    "\"loot\":[\"gem\"]}}]}"
+
+/* The game the version-1 snapshot below holds: a hunt defined by a bare-JSON define event
+ * (no seed: what the log of a hunt created before seeds holds), four players scanning,
+ * two of them with a key, each opening twice. */
+static struct hunt *v1_game(void)
+{
+    struct hunt *h = engine_hunt_create("snap");
+    struct event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.seq = 1;
+    ev.time_ms = NOW;
+    CHECK_EQ_INT(engine_event_decode(&ev, EVENT_DEFINE, (const uint8_t *)V1_DEF, strlen(V1_DEF)),
+                 0);
+    apply_ok(h, &ev);
+    for (unsigned p = 0; p < 4; p++) {
+        uint8_t id[16];
+        pid(id, p);
+        CHECK_EQ_INT(engine_scan(h, id, "c0", NOW, &ev), 0);
+        apply_ok(h, &ev);
+        if (p % 2) {
+            CHECK_EQ_INT(engine_collect(h, id, "key", NOW, &ev), 0);
+            apply_ok(h, &ev);
+        }
+        for (int i = 0; i < 2; i++) {
+            CHECK_EQ_INT(engine_open(h, id, "z", NOW, &ev), 0);
+            apply_ok(h, &ev);
+        }
+    }
+    return h;
+}
+
+/* engine_snapshot_encode(v1_game()) by the engine of commit 5133acc (format version 1). */
+static const char v1_snapshot_hex[] =
+    "5658534e01000000b50100000000000004736e61700f0105026330036b6579017a016b0367656d01a8027b22"
+    "6e616d65223a227631222c226d6170223a7b227769647468223a382c22686569676874223a387d2c22636f64"
+    "6573223a5b7b226964223a226330222c22706f696e7473223a352c2278223a312c2279223a317d5d2c226974"
+    "656d73223a5b7b226964223a226b6579222c2278223a322c2279223a322c227175616e74697479223a357d5d"
+    "2c227a6f6e6573223a5b7b226964223a227a222c2278223a302c2279223a302c2277223a342c2268223a342c"
+    "22636865737473223a5b7b226964223a226b222c22706f696e7473223a392c227265717569726573223a226b"
+    "6579227d5d2c2263686573745f72616e6765223a7b22707265666978223a2272222c22636f756e74223a3230"
+    "2c22706f696e7473223a312c226c6f6f74223a5b2267656d225d7d7d5d7d0401000000000070000000000000"
+    "0000000e0405000a090a21010404010000000000700001000000000000000e080600050a030a0b0201020404"
+    "010000000000700002000000000000000e0b05000a170a0d010404010000000000700003000000000000001e"
+    "0f0600050a060a270201000402c830b12eb2b3592e";
+
+/* A version-1 snapshot decodes to the state the same events give today, with the legacy
+ * draw: the next opens get the chests the code before seeds gave them (recorded); it
+ * re-encodes as version 2, which decodes to the same state. */
+TEST(t_version_1)
+{
+    size_t len = strlen(v1_snapshot_hex) / 2;
+    uint8_t *buf = malloc(len), *again;
+    for (size_t i = 0; i < len; i++) {
+        unsigned v;
+        sscanf(v1_snapshot_hex + 2 * i, "%2x", &v);
+        buf[i] = (uint8_t)v;
+    }
+    CHECK_EQ_INT(buf[4], 1);
+    struct hunt *h = v1_game(), *d = decode_ok("snap", buf, len), *d2 = NULL;
+    if (!d) goto out;
+    same_answers(h, d, 4);
+    CHECK_EQ_INT(engine_draw_rule(d), ENGINE_DRAW_LEGACY);
+    json_t *j = engine_hunt_json(d);
+    CHECK(json_is_null(json_object_get(j, "seed_commitment")));
+    json_decref(j);
+    size_t n2;
+    CHECK_EQ_INT(engine_snapshot_encode(d, &again, &n2), 0);
+    CHECK_EQ_INT(again[4], 2);
+    d2 = decode_ok("snap", again, n2);
+    free(again);
+    if (d2) same_answers(d, d2, 4);
+    char got[256] = "";
+    for (unsigned p = 4; p < 10; p++) {
+        uint8_t id[16];
+        struct event ev;
+        pid(id, p);
+        CHECK_EQ_INT(engine_open(d, id, "z", NOW, &ev), 0);
+        strcat(got, ev.b);
+        strcat(got, " ");
+        apply_ok(d, &ev);
+        if (d2) apply_ok(d2, &ev);
+    }
+    CHECK_EQ_STR(got, "r2 r3 r10 r13 r0 r9 "); /* recorded with the engine of 5133acc */
+    if (d2) CHECK_EQ_INT(engine_digest(d2), engine_digest(d));
+out:
+    engine_hunt_destroy(d2);
+    engine_hunt_destroy(d);
+    engine_hunt_destroy(h);
+    free(buf);
+}
+
+/* Version 2 holds the rule and the seed: a seeded hunt round-trips both; an unknown rule
+ * and a seed in a hunt without a definition are refused; other versions too. */
+TEST(t_version_2_seed)
+{
+    struct hunt *h = engine_hunt_create("empty"), *d;
+    uint8_t *buf;
+    size_t len;
+    char err[256];
+    CHECK_EQ_INT(engine_snapshot_encode(h, &buf, &len), 0);
+    CHECK_EQ_INT(buf[4], 2);
+    /* Body: id (1 + 5 bytes), seq 0, map_version -1 (1 byte each), then the rule. */
+    CHECK_EQ_INT(buf[24], ENGINE_DRAW_LEGACY);
+    uint8_t *m = malloc(len + 32);
+    memcpy(m, buf, len);
+    m[24] = 7;
+    reseal(m, len);
+    d = (struct hunt *)1;
+    CHECK_EQ_INT(engine_snapshot_decode("empty", m, len, &d, err, sizeof err), ENGINE_BAD_SNAPSHOT);
+    CHECK(d == NULL && strstr(err, "unknown draw rule 7"));
+    memcpy(m, buf, 25);
+    m[24] = ENGINE_DRAW_HMAC;
+    memcpy(m + 25, SEED, 32);
+    memcpy(m + 57, buf + 25, len - 25);
+    m[8] = (uint8_t)(buf[8] + 32); /* body length (small: one byte) */
+    reseal(m, len + 32);
+    CHECK_EQ_INT(engine_snapshot_decode("empty", m, len + 32, &d, err, sizeof err),
+                 ENGINE_BAD_SNAPSHOT);
+    CHECK(strstr(err, "a seed without a definition") != NULL);
+    memcpy(m, buf, len);
+    m[4] = 3;
+    reseal(m, len);
+    CHECK_EQ_INT(engine_snapshot_decode("empty", m, len, &d, err, sizeof err), ENGINE_BAD_SNAPSHOT);
+    CHECK(strstr(err, "format version 3") != NULL);
+    m[4] = 0;
+    reseal(m, len);
+    CHECK_EQ_INT(engine_snapshot_decode("empty", m, len, &d, err, sizeof err), ENGINE_BAD_SNAPSHOT);
+    free(m);
+    free(buf);
+    /* A seeded hunt: rule, commitment and seed survive, and so do its draws. */
+    apply_json(h, definition(0), 0);
+    CHECK_EQ_INT(engine_draw_rule(h), ENGINE_DRAW_HMAC);
+    CHECK_EQ_INT(engine_snapshot_encode(h, &buf, &len), 0);
+    d = decode_ok("empty", buf, len);
+    if (d) {
+        char hex[2 * ENGINE_SEED_BYTES + 1], want[2 * ENGINE_SEED_BYTES + 1];
+        for (int i = 0; i < ENGINE_SEED_BYTES; i++)
+            snprintf(want + 2 * i, 3, "%02x", SEED[i]);
+        CHECK_EQ_INT(engine_seed_reveal(d, INT64_MAX - 1, hex), 0);
+        CHECK_EQ_STR(hex, want);
+        CHECK_EQ_INT(engine_draw_rule(d), ENGINE_DRAW_HMAC);
+        same_answers(h, d, 3);
+        for (unsigned p = 0; p < 30; p++) {
+            uint8_t id[16];
+            struct event e1, e2;
+            pid(id, p);
+            CHECK_EQ_INT(engine_open(h, id, "hall", NOW, &e1), 0);
+            CHECK_EQ_INT(engine_open(d, id, "hall", NOW, &e2), 0);
+            CHECK_EQ_STR(e1.b, e2.b);
+            apply_ok(h, &e1);
+            apply_ok(d, &e2);
+        }
+        CHECK_EQ_INT(engine_digest(h), engine_digest(d));
+    }
+    engine_hunt_destroy(d);
+    engine_hunt_destroy(h);
+    free(buf);
+}
+
 int main(void)
 {
     RUN(t_round_trip);
@@ -422,5 +598,7 @@ int main(void)
     RUN(t_truncations_and_flips);
     RUN(t_other_hunt);
     RUN(t_resealed_garbage);
+    RUN(t_version_1);
+    RUN(t_version_2_seed);
     return HARNESS_DONE();
 }

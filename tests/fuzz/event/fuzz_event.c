@@ -2,9 +2,11 @@
  * defined hunt, the way recovery reads a hunt's log back from the store.
  *
  * Input: a sequence of records [type u8][player u8][time u8][len u8][len bytes of data].
- * Each fresh input starts from the demo hunt just defined. Invariants: a record that
- * decodes encodes back to the very same bytes; a record that does not apply leaves the
- * state (engine_digest) and seq unchanged; one that applies moves seq by one. */
+ * Each fresh input starts from the demo hunt just defined (with a fixed seed), or, when
+ * its first byte is 0xff (no record type), from an undefined hunt, so that a define
+ * record (bare JSON, or 0x00, rule, 32-byte seed, JSON) creates it. Invariants: a record
+ * that decodes encodes back to the very same bytes; a record that does not apply leaves
+ * the state (engine_digest) and seq unchanged; one that applies moves seq by one. */
 #include "engine.h"
 #include "fuzz_util.h"
 
@@ -16,10 +18,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct hunt *h = engine_hunt_create("demo");
     struct event ev;
     char err[256];
+    static const uint8_t seed[ENGINE_SEED_BYTES] = "seed of the event fuzz target 32";
     FUZZ_CHECK(h);
-    FUZZ_CHECK(engine_define(h, demo_hunt_json, strlen(demo_hunt_json), 1000, &ev, err,
-                             sizeof err) == ENGINE_OK);
-    FUZZ_CHECK(engine_apply(h, &ev, NULL, err, sizeof err) == ENGINE_OK);
+    if (in.len && in.p[0] == 0xff) {
+        fuzz_u8(&in);
+    } else {
+        FUZZ_CHECK(engine_define(h, demo_hunt_json, strlen(demo_hunt_json), seed, 1000, &ev,
+                                 err, sizeof err) == ENGINE_OK);
+        FUZZ_CHECK(engine_apply(h, &ev, NULL, err, sizeof err) == ENGINE_OK);
+    }
     int64_t t = 1000;
     for (int n = 0; fuzz_more(&in) && n < 64; n++) {
         uint8_t type = fuzz_u8(&in), who = fuzz_u8(&in);
@@ -30,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (engine_event_decode(&ev, type, rec, len) != ENGINE_OK) continue;
         uint8_t back[300];
         size_t blen = engine_event_encode(&ev, back, sizeof back);
-        if (type != EVENT_DEFINE) FUZZ_CHECK(blen == len && !memcmp(back, rec, len));
+        FUZZ_CHECK(blen == len && !memcmp(back, rec, len)); /* len < 256 <= sizeof back */
         ev.seq = engine_seq(h) + 1;
         ev.time_ms = t;
         memset(ev.player, 0, 16);
@@ -41,8 +48,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(engine_digest(h) == before && engine_seq(h) == seq);
         } else {
             FUZZ_CHECK(engine_seq(h) == seq + 1);
+            FUZZ_CHECK(type != EVENT_DEFINE || seq == 0 || ev.draw_rule == 0); /* kept */
         }
     }
+    char hex[2 * ENGINE_SEED_BYTES + 1];
+    if (engine_seed_reveal(h, INT64_MAX - 1, hex) == 0) FUZZ_CHECK(strlen(hex) == 64);
     json_decref(engine_hunt_json(h));
     engine_hunt_destroy(h);
     return 0;

@@ -54,16 +54,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[256];
     const int64_t now = 1798761600000; /* 2027-01-01: inside or after any window */
     FUZZ_CHECK(h);
-    if (engine_define(h, (const char *)data, size, now, &ev, err, sizeof err) == ENGINE_OK) {
+    static const uint8_t seed[ENGINE_SEED_BYTES] = "seed of the hunt_def fuzz target";
+    if (engine_define(h, (const char *)data, size, seed, now, &ev, err, sizeof err) == ENGINE_OK) {
         size_t need = engine_event_encode(&ev, NULL, 0);
         uint8_t *buf = malloc(need ? need : 1);
         FUZZ_CHECK(buf && engine_event_encode(&ev, buf, need) == need);
         FUZZ_CHECK(engine_event_decode(&back, EVENT_DEFINE, buf, need) == ENGINE_OK);
         FUZZ_CHECK(back.json_len == ev.json_len && !memcmp(back.json, ev.json, ev.json_len));
+        FUZZ_CHECK(back.draw_rule == ENGINE_DRAW_HMAC && !memcmp(back.seed, seed, sizeof seed));
         FUZZ_CHECK(engine_apply(h, &ev, NULL, err, sizeof err) == ENGINE_OK);
         free(buf);
         play(h, now);
-        FUZZ_CHECK(engine_define(h, (const char *)data, size, now, &ev, err, sizeof err) ==
+        FUZZ_CHECK(engine_define(h, (const char *)data, size, NULL, now, &ev, err, sizeof err) ==
                    ENGINE_OK);
         FUZZ_CHECK(engine_apply(h, &ev, NULL, err, sizeof err) == ENGINE_OK);
     }

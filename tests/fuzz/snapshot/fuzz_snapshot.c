@@ -1,8 +1,9 @@
 /* fuzz_snapshot.c — libFuzzer target for engine_snapshot_decode.
  *
  * Each input is decoded twice: as is (almost always refused at the checksum), and
- * "resealed": its header length and CRC-64 rewritten to match, so that the fuzzer reaches
- * the body parser and the rebuild of chests, counters and leaderboard. A decoded hunt
+ * "resealed": its header length and CRC-64 rewritten to match (and its version set to 1
+ * when it says 1, else to 2: the formats before and after seeds), so that the fuzzer
+ * reaches the body parser and the rebuild of chests, counters and leaderboard. A decoded hunt
  * must re-encode, and re-decode to the same digest. Build (the fuzz build links the
  * objects of src/ without main.o):
  *   clang -fsanitize=fuzzer,address,undefined -Isrc -DH2O_USE_LIBUV=0 -D_GNU_SOURCE \
@@ -37,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 24 || size > (1u << 20)) return 0;
     uint8_t *m = malloc(size);
     memcpy(m, data, size);
-    memcpy(m, "VXSN\1\0\0\0", 8);
+    memcpy(m, data[4] == 1 ? "VXSN\1\0\0\0" : "VXSN\2\0\0\0", 8);
     uint64_t body = size - 24, c;
     for (int i = 0; i < 8; i++)
         m[8 + i] = (uint8_t)(body >> (8 * i));
