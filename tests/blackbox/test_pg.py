@@ -8,14 +8,18 @@ with tests/pg/pgtmp.sh, and a server that does not start fails every test, never
   survive a restart: the digest, the leaderboard, /me and the tiles are the same before
   and after, the rows are in PostgreSQL (schema veltrix) and the data directory holds no
   SQLite store; the password of the URL shows in no line the server writes.
+- The server ending veltrix's connections (a restart of PostgreSQL, a network cut) costs
+  a delay, not a write: the log retries until the store answers on a new connection.
 - A store that cannot be opened (a wrong password, nobody listening, a malformed URL)
   stops the server at start with exit code 2 and one line on stderr that names the
   problem and never the password."""
 import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -167,6 +171,37 @@ def state_survives_a_restart():
     true("Unchecked-Pw-5" not in err + s.stdout_text(), "the password is in the server's output")
 
 
+@test
+def dropped_connections_are_made_again():
+    """The server ends every connection of veltrix (as a restart of PostgreSQL or a
+    network cut would): the next write is retried by the log until the store answers
+    again and is then acknowledged; /healthz comes back to 200; nothing is lost."""
+    url = fresh_db()
+    db = urllib.parse.urlsplit(url).path.lstrip("/")
+    s = vx.Server(args=["--store", url])
+    s.start()
+    c = s.client()
+    vx.put_hunt(c, HUNT, pg_def())
+    pay = vx.codes_of(c, HUNT)
+    _, tok, _ = vx.new_player(c)
+    check(vx.scan(c, HUNT, tok, pay["c-00"]), 200)
+    seq0 = vx.digest(c, HUNT)[0]
+    kill = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '%s'"
+            % db)
+    true(int(psql(pg_server(), kill)) >= 2, "veltrix's connections were ended")
+    check(vx.scan(c, HUNT, tok, pay["c-01"]), 200, what="a scan after the connections were ended")
+    eq(vx.digest(c, HUNT)[0], seq0 + 1, "seq after the scan")
+    for _ in range(100):  # the reader reconnects at most once a second
+        if vx.healthz(s.port)[0] == 200:
+            break
+        time.sleep(0.1)
+    eq(vx.healthz(s.port)[0], 200, "/healthz after the store came back")
+    d = vx.digest(c, HUNT)
+    s.restart()
+    eq(vx.digest(s.client(), HUNT), d, "digest after a restart")
+    true("reconnected" in s.stderr_text(), "the server says it reconnected")
+
+
 def refused(url, want, secret):
     """Starts veltrix on url, which must fail: exit 2, one stderr line with `want`, no secret."""
     data = tempfile.mkdtemp(prefix="vx-bb-")
@@ -184,6 +219,7 @@ def refused(url, want, secret):
     true(secret not in err, "the password is in the message: %s" % vx.short(err))
     true(lines[0].startswith("veltrix: store:"), "the line: %s" % vx.short(err))
     true(not os.path.exists(os.path.join(data, "veltrix.db")), "a SQLite store was made instead")
+    shutil.rmtree(data, ignore_errors=True)
 
 
 @test
