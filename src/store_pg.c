@@ -34,7 +34,14 @@
  * which removes the password libpq parsed, and when they are about the URL (it does not
  * parse, or no connection was made with it) through scrub_url_msg(), which keeps only the
  * quoted fragments that the redacted URL shows (a URL libpq misreads, a password with a
- * bare '/', puts pieces of the password in them). */
+ * bare '/', puts pieces of the password in them).
+ *
+ * Not yet (issue 14): a COMMIT whose answer was lost is reported as STORE_EIO although it
+ * may have landed, and the log's retry then conflicts with itself (commit in doubt: check
+ * the batch's last (hunt, seq) on the new connection); reconnecting blocks the calling
+ * thread for up to connect_timeout (the loop thread too, through store_ping and
+ * store_get_idem on the reader); no ownership (store_lock is NULL: two servers on one
+ * database would both write); `veltrix migrate`; failure tests through a TCP proxy. */
 #include "store_int.h"
 
 #include <endian.h>
