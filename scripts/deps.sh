@@ -5,7 +5,8 @@ set -euo pipefail
 PKGS=(build-essential pkg-config
       libh2o-evloop-dev libwslay-dev libssl-dev libjansson-dev libsqlite3-dev
       libpq-dev libqrencode-dev sqlite3
-      python3 curl wrk procps)
+      python3 curl wrk procps
+      postgresql)  # the postgres store's tests start a throwaway server (tests/pg/pgtmp.sh)
 [ "${1:-}" = "--bench" ] && PKGS+=(postgresql redis-server redis-tools nginx-light)
 [ "${1:-}" = "--fuzz" ] && PKGS+=(clang libclang-rt-14-dev)
 missing=()

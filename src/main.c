@@ -291,7 +291,7 @@ static int serve(const struct options *o)
         store_open(url, fs, &reader, err, sizeof err) ||
         store_open(url, fs, &snapper, err, sizeof err)) {
         fprintf(stderr, "veltrix: store: %s\n", err);
-        return 1;
+        return 2; /* a store that cannot be opened: a bad --store or data dir, not a crash */
     }
     if (fs != STORE_FSYNC_ALWAYS)
         fprintf(stderr, "veltrix: WARNING: --fsync %s: acknowledged writes may be lost on a "
@@ -336,7 +336,9 @@ static int serve(const struct options *o)
         fprintf(stderr, "veltrix: cannot start: %s\n", err);
         return 1;
     }
-    fprintf(stderr, "veltrix: listening on http://%s (store %s, fsync %s)\n", o->listen, url,
+    char shown[sizeof url];
+    store_url_redact(url, shown, sizeof shown); /* never a password of the URL */
+    fprintf(stderr, "veltrix: listening on http://%s (store %s, fsync %s)\n", o->listen, shown,
             o->fsync);
     net_run(net);
     fprintf(stderr, "veltrix: stopping: finishing %zu in-flight writes\n", log_pending(log));

@@ -3,12 +3,15 @@
  * (store_int.h). Nothing here knows a backend's storage. */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "store_int.h"
 
-/* One row per backend; "fault:" wraps another store for failure tests (store_fault.c). */
-static const struct store_backend *const backends[] = {&store_sqlite_backend,
-                                                       &store_fault_backend, NULL};
+/* One row per backend; "fault:" wraps another store for failure tests (store_fault.c);
+ * PostgreSQL answers to both of libpq's URI schemes (store_pg.c). */
+static const struct store_backend *const backends[] = {
+    &store_sqlite_backend, &store_fault_backend, &store_pg_backend, &store_postgresql_backend,
+    NULL};
 
 const struct store_backend *const *store_backends(void) { return backends; }
 
@@ -40,6 +43,31 @@ const char *store_err_str(int err)
     case STORE_ESTOP: return "stopped";
     }
     return "unknown store error";
+}
+
+/* The user info ends at the last '@' before the query: a password with a bare '/' (which
+ * libpq then misreads) is hidden too. "password=" is libpq's parameter. */
+void store_url_redact(const char *url, char *out, size_t cap)
+{
+    size_t o = 0;
+    const char *p = url, *auth = strstr(url, "://");
+    const char *query = url + strcspn(url, "?#"), *at = NULL, *colon = NULL;
+    for (const char *q = auth ? auth + 3 : query; q < query; q++)
+        if (*q == '@') at = q;
+    if (at) colon = memchr(auth + 3, ':', (size_t)(at - auth - 3));
+    while (*p && o + 4 < cap) {
+        if (p == colon) {
+            o += (size_t)snprintf(out + o, cap - o, ":***");
+            p = at;
+        } else if (p > query && !strncasecmp(p, "password=", 9) &&
+                   (p[-1] == '?' || p[-1] == '&')) {
+            o += (size_t)snprintf(out + o, cap - o, "password=***");
+            p += 9 + strcspn(p + 9, "&#");
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o < cap ? o : cap - 1] = '\0';
 }
 
 void store_default_url(const char *data_dir, char *out, size_t cap)

@@ -69,6 +69,9 @@ struct store_backend;
 int store_open(const char *url, enum store_fsync fsync, struct store **out, char *err,
                size_t errcap);
 void store_close(struct store *s);
+/* url as it may be shown in a message or a log line: the password of its user info and
+ * of a "password=" parameter replaced by "***". */
+void store_url_redact(const char *url, char *out, size_t cap);
 /* The default store of a data directory (the embedded one): "sqlite:<data_dir>/veltrix.db". */
 void store_default_url(const char *data_dir, char *out, size_t cap);
 /* Holds url's store for this process where its backend needs that (the embedded store:

@@ -58,6 +58,7 @@ struct store_backend {
     int (*last_seq)(struct store *s, const char *hunt, uint64_t *seq);
 };
 
-extern const struct store_backend store_sqlite_backend, store_fault_backend;
+extern const struct store_backend store_sqlite_backend, store_fault_backend, store_pg_backend,
+    store_postgresql_backend;
 
 #endif

@@ -22,6 +22,28 @@ run_suite() {  # name, command...
   echo "   $name: $line"
   total_p=$((total_p + p)); total_f=$((total_f + f))
 }
+# The postgres store's tests (test_store, test_store_pg, test_pg.py) need a server: a
+# throwaway one for this run (tests/pg/pgtmp.sh, stopped at the end or when this script
+# is gone), unless VELTRIX_TEST_PG_URL names one. One that does not start is a failure.
+PG_PID=""
+if [ -z "${VELTRIX_TEST_PG_URL:-}" ] && { [ -z "$ONLY" ] || [ "$ONLY" = unit ] || [ "$ONLY" = blackbox ]; }; then
+  pg_out=$(mktemp /tmp/veltrix-pgtmp.XXXXXX)
+  bash tests/pg/pgtmp.sh --watch $$ >"$pg_out" 2>"$pg_out.err" &
+  PG_PID=$!
+  for _ in $(seq 1200); do
+    { [ -s "$pg_out" ] || ! kill -0 "$PG_PID" 2>/dev/null; } && break
+    sleep 0.1
+  done
+  if [ -s "$pg_out" ]; then
+    export VELTRIX_TEST_PG_URL; VELTRIX_TEST_PG_URL=$(head -n 1 "$pg_out")
+    echo "== pg: $(tail -n 1 "$pg_out.err")"
+  else
+    echo "== pg: FAILED, the postgres store is not tested: $(tail -n 2 "$pg_out.err" | tr '\n' ' ')"
+    echo "   counted as 1 failure"
+    total_f=$((total_f + 1))
+  fi
+  rm -f "$pg_out" "$pg_out.err"
+fi
 if [ -z "$ONLY" ] || [ "$ONLY" = unit ]; then
   for t in "$BUILD"/test_*; do [ -x "$t" ] && run_suite "unit/$(basename "$t")" "$t"; done
 fi
@@ -43,5 +65,6 @@ if { [ -z "$ONLY" ] || [ "$ONLY" = fuzz ]; } && [ -z "${NO_FUZZ:-}" ]; then
     echo "== fuzz: no targets built (make fuzz-build): counted as 1 failure"; total_f=$((total_f + 1))
   fi
 fi
+if [ -n "$PG_PID" ]; then kill -TERM "$PG_PID" 2>/dev/null; wait "$PG_PID" 2>/dev/null; fi
 echo "$total_p passed, $total_f failed"
 [ "$total_f" -eq 0 ]

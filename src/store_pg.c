@@ -1,0 +1,1173 @@
+/* store_pg.c — the PostgreSQL store: "postgres://..." (or "postgresql://..."), a libpq
+ * connection URI, with the same rows and the same answers as store_sqlite.c.
+ *
+ * Schema: the tables live in their own schema, `veltrix`; veltrix.schema_version holds one
+ * row per applied step of MIGRATIONS[] (append only), walked forward at open under an
+ * advisory lock so that several nodes starting at once migrate once. A store that is
+ * already current is only read (no DDL, no lock). Strings that are ids (hunts) are
+ * `text COLLATE "C"` (byte order, as SQLite's); strings that are opaque bytes
+ * (idempotency scopes and keys, tile content types) are bytea, so that no input can make
+ * a write fail on encoding and wedge the log writer.
+ *
+ * Writes: a store_begin..store_commit batch is sent in libpq's pipeline mode. BEGIN, every
+ * put and COMMIT go out as prepared statements without waiting for their answers (libpq
+ * flushes every 64 KB); store_commit adds the one sync and then reads every answer, so a
+ * batch costs one round trip, not one per row. The first error of the batch decides:
+ * 23505 (a (hunt, seq) that is taken) is STORE_ECONFLICT, anything else STORE_EIO; either
+ * way the transaction is rolled back and nothing of the batch stays. A conflict is thus
+ * reported by store_commit rather than by the store_put_event that caused it. A read on
+ * the same handle inside a batch first settles the pipeline (sync, answers read) and then
+ * runs inside the open transaction, seeing its rows, as with SQLite. Outside a batch a
+ * put is its own transaction. synchronous_commit is raised to on when the server has it
+ * off, whatever --fsync says: a COMMIT that answered is durable.
+ *
+ * Reads: walks go by pages of keyset queries (ORDER BY the key, LIMIT), each page read
+ * whole, so that memory stays bounded and a callback may query the same handle (recovery
+ * reads a hunt's snapshot and log from inside store_each_hunt).
+ *
+ * Snapshots: their own transaction, outside store_begin/store_commit. On a handle that is
+ * inside a batch they go through a second connection opened on first need; in PostgreSQL
+ * writing one locks one row of veltrix.snapshots and never holds up appends.
+ *
+ * Passwords: no message carries a password of the URL. URLs are shown with the password
+ * replaced by "***" (store_url_redact(), store.c); libpq's own messages go through scrub(),
+ * which removes the password libpq parsed, and when they are about the URL (it does not
+ * parse, or no connection was made with it) through scrub_url_msg(), which keeps only the
+ * quoted fragments that the redacted URL shows (a URL libpq misreads, a password with a
+ * bare '/', puts pieces of the password in them).
+ *
+ * Not yet (issue 14): a COMMIT whose answer was lost is reported as STORE_EIO although it
+ * may have landed, and the log's retry then conflicts with itself (commit in doubt: check
+ * the batch's last (hunt, seq) on the new connection); reconnecting blocks the calling
+ * thread for up to connect_timeout (the loop thread too, through store_ping and
+ * store_get_idem on the reader); no ownership (store_lock is NULL: two servers on one
+ * database would both write); `veltrix migrate`; failure tests through a TCP proxy. */
+#include "store_int.h"
+
+#include <endian.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+#define PG_VERSION_MIN 150000 /* pipeline mode needs 14; tested on 15 */
+#define PAGE_ROWS 4096        /* rows per page of a walk */
+#define PAGE_MANIFESTS 16     /* map manifests per page (each up to megabytes) */
+#define MIGRATE_LOCK 8531344316514793473 /* advisory lock key: 0x76656c7472697801 */
+#define RECONNECT_GAP_NS 1000000000LL      /* at most one reconnect attempt per second */
+
+enum {
+    Q_PUT_EVENT, Q_PUT_PLAYER, Q_PUT_REFRESH, Q_PUT_IDEM, Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS,
+    Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_GET_IDEM, Q_PING, Q_PUT_BLOB, Q_GET_BLOB, Q_PUT_TILE,
+    Q_PUT_MAPVER, Q_PRUNE_MAPVER, Q_TILES, Q_MAPVERS, Q_LAST_SEQ, Q_MAX
+};
+
+static const char *const SQL[Q_MAX] = {
+    [Q_PUT_EVENT] = "INSERT INTO veltrix.events(hunt,seq,time_ms,type,player,data) "
+                    "VALUES($1::text,$2::int8,$3::int8,$4::int8,$5::bytea,$6::bytea)",
+    [Q_PUT_PLAYER] = "INSERT INTO veltrix.players(id,display_name,created_ms,gen) "
+                     "VALUES($1::bytea,$2::text,$3::int8,$4::int8) ON CONFLICT(id) DO UPDATE "
+                     "SET display_name=excluded.display_name, gen=excluded.gen",
+    [Q_PUT_REFRESH] = "INSERT INTO veltrix.refresh(id,player,gen,expires_ms,used) "
+                      "VALUES($1::bytea,$2::bytea,$3::int8,$4::int8,$5::int8) "
+                      "ON CONFLICT(id) DO UPDATE SET used=excluded.used",
+    [Q_PUT_IDEM] = "INSERT INTO veltrix.idem(scope,key,req_hash,status,body,created_ms) "
+                   "VALUES($1::bytea,$2::bytea,$3::bytea,$4::int8,$5::bytea,$6::int8) "
+                   "ON CONFLICT(scope,key) DO UPDATE SET req_hash=excluded.req_hash, "
+                   "status=excluded.status, body=excluded.body, created_ms=excluded.created_ms",
+    [Q_PRUNE_IDEM] = "DELETE FROM veltrix.idem WHERE (scope,key) IN (SELECT scope,key FROM "
+                     "veltrix.idem WHERE created_ms<$1::int8 LIMIT " STR(STORE_PRUNE_IDEM_MAX) ")",
+    /* DISTINCT would read every event: this walks the primary key hunt by hunt. */
+    [Q_HUNTS] = "WITH RECURSIVE h(hunt) AS (SELECT min(hunt) FROM veltrix.events UNION ALL "
+                "SELECT (SELECT min(e.hunt) FROM veltrix.events e WHERE e.hunt>h.hunt) FROM h "
+                "WHERE h.hunt IS NOT NULL) SELECT hunt FROM h WHERE hunt IS NOT NULL",
+    [Q_EVENTS] = "SELECT seq,time_ms,type,player,data FROM veltrix.events "
+                 "WHERE hunt=$1::text AND seq>=$2::int8 ORDER BY seq LIMIT $3::int8",
+    [Q_PLAYERS] = "SELECT id,display_name,created_ms,gen FROM veltrix.players "
+                  "WHERE id>$1::bytea ORDER BY id LIMIT $2::int8",
+    [Q_REFRESH] = "SELECT id,player,gen,expires_ms,used FROM veltrix.refresh "
+                  "WHERE expires_ms>$1::int8 AND id>$2::bytea ORDER BY id LIMIT $3::int8",
+    [Q_IDEMS] = "SELECT scope,key,req_hash,status,body,created_ms FROM veltrix.idem "
+                "WHERE created_ms>=$1::int8 AND (created_ms,scope,key)>($2::int8,$3::bytea,"
+                "$4::bytea) ORDER BY created_ms,scope,key LIMIT $5::int8",
+    [Q_GET_IDEM] = "SELECT scope,key,req_hash,status,body,created_ms FROM veltrix.idem "
+                   "WHERE scope=$1::bytea AND key=$2::bytea",
+    [Q_PING] = "SELECT 1",
+    [Q_PUT_BLOB] = "INSERT INTO veltrix.blobs(hash,data) VALUES($1::bytea,$2::bytea) "
+                   "ON CONFLICT(hash) DO NOTHING",
+    [Q_GET_BLOB] = "SELECT data FROM veltrix.blobs WHERE hash=$1::bytea",
+    [Q_PUT_TILE] = "INSERT INTO veltrix.draft_tiles(hunt,x,y,hash,ctype) "
+                   "VALUES($1::text,$2::int8,$3::int8,$4::bytea,$5::bytea) ON CONFLICT(hunt,x,y) "
+                   "DO UPDATE SET hash=excluded.hash, ctype=excluded.ctype",
+    [Q_PUT_MAPVER] = "INSERT INTO veltrix.map_versions(hunt,version,manifest) "
+                     "VALUES($1::text,$2::int8,$3::bytea) ON CONFLICT(hunt,version) "
+                     "DO UPDATE SET manifest=excluded.manifest",
+    [Q_PRUNE_MAPVER] = "DELETE FROM veltrix.map_versions WHERE hunt=$1::text AND version<$2::int8",
+    [Q_TILES] = "SELECT hunt,x,y,hash,ctype FROM veltrix.draft_tiles "
+                "WHERE (hunt,x,y)>($1::text,$2::int8,$3::int8) ORDER BY hunt,x,y LIMIT $4::int8",
+    [Q_MAPVERS] = "SELECT hunt,version,manifest FROM veltrix.map_versions "
+                  "WHERE (hunt,version)>($1::text,$2::int8) ORDER BY hunt,version LIMIT $3::int8",
+    [Q_LAST_SEQ] = "SELECT coalesce(max(seq),0)::int8 FROM veltrix.events WHERE hunt=$1::text",
+};
+
+/* Snapshots run unprepared (rare; and possibly on the second connection). */
+static const char PUT_SNAPSHOT[] =
+    "INSERT INTO veltrix.snapshots(hunt,seq,data) VALUES($1::text,$2::int8,$3::bytea) "
+    "ON CONFLICT(hunt) DO UPDATE SET seq=excluded.seq, data=excluded.data";
+static const char GET_SNAPSHOT[] = "SELECT seq,data FROM veltrix.snapshots WHERE hunt=$1::text";
+static const char DELETE_SNAPSHOT[] = "DELETE FROM veltrix.snapshots WHERE hunt=$1::text";
+
+/* Step i takes the schema from version i to i+1, inside the migration's transaction.
+ * Append only; never edit a shipped step. */
+static const char *const MIGRATIONS[] = {
+    "CREATE TABLE veltrix.events(hunt text COLLATE \"C\" NOT NULL, seq bigint NOT NULL,"
+    " time_ms bigint NOT NULL, type smallint NOT NULL, player bytea NOT NULL,"
+    " data bytea NOT NULL, PRIMARY KEY(hunt, seq));"
+    "CREATE TABLE veltrix.players(id bytea PRIMARY KEY, display_name text NOT NULL,"
+    " created_ms bigint NOT NULL, gen bigint NOT NULL);"
+    "CREATE TABLE veltrix.refresh(id bytea PRIMARY KEY, player bytea NOT NULL,"
+    " gen bigint NOT NULL, expires_ms bigint NOT NULL, used smallint NOT NULL);"
+    "CREATE TABLE veltrix.idem(scope bytea NOT NULL, key bytea NOT NULL,"
+    " req_hash bytea NOT NULL, status integer NOT NULL, body bytea NOT NULL,"
+    " created_ms bigint NOT NULL, PRIMARY KEY(scope, key));"
+    "CREATE INDEX idem_created ON veltrix.idem(created_ms, scope, key);"
+    "CREATE TABLE veltrix.snapshots(hunt text COLLATE \"C\" PRIMARY KEY, seq bigint NOT NULL,"
+    " data bytea NOT NULL);"
+    "CREATE TABLE veltrix.blobs(hash bytea PRIMARY KEY, data bytea NOT NULL);"
+    "CREATE TABLE veltrix.draft_tiles(hunt text COLLATE \"C\" NOT NULL, x bigint NOT NULL,"
+    " y bigint NOT NULL, hash bytea NOT NULL, ctype bytea NOT NULL, PRIMARY KEY(hunt, x, y));"
+    "CREATE TABLE veltrix.map_versions(hunt text COLLATE \"C\" NOT NULL,"
+    " version bigint NOT NULL, manifest bytea NOT NULL, PRIMARY KEY(hunt, version));",
+};
+#define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
+
+#define PG(base) ((struct pg *)(base))
+struct pg {
+    struct store base; /* first: store.c dispatches through it */
+    PGconn *conn;
+    PGconn *side;      /* snapshots during a batch; opened on first need */
+    char *url;         /* as given: libpq reconnects with it */
+    char *password;    /* what scrub() removes from messages (NULL: none) */
+    int in_txn;        /* between store_begin and store_commit/store_rollback */
+    int txn_err;       /* the batch's first error (it will not commit) */
+    int64_t reset_ns;  /* the last reconnect attempt */
+};
+
+/* ---- messages without passwords ------------------------------------------------------ */
+
+/* Replaces every occurrence of secret in msg by "***" (in place). */
+static void cut(char *msg, const char *secret)
+{
+    size_t n = secret ? strlen(secret) : 0;
+    char *hit, *from = msg;
+    if (!n) return;
+    size_t m = n < 3 ? n : 3; /* never longer than what it replaces */
+    while ((hit = strstr(from, secret))) {
+        memmove(hit + m, hit + n, strlen(hit + n) + 1);
+        memset(hit, '*', m);
+        from = hit + m; /* on after it (the stars may contain a secret of stars) */
+    }
+}
+
+/* A message from libpq made one line, without the password. */
+static void scrub(char *msg, const char *password)
+{
+    cut(msg, password);
+    for (char *c = msg; *c; c++)
+        if (*c == '\n' || *c == '\t' || *c == '\r') *c = ' ';
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == ' ') msg[--n] = '\0';
+    char *w = msg; /* squeeze runs of spaces */
+    for (char *r = msg; *r; r++)
+        if (*r != ' ' || w == msg || w[-1] != ' ') *w++ = *r;
+    *w = '\0';
+}
+
+/* A message of libpq about url (it could not parse it, or not connect with it): libpq
+ * quotes pieces of the URL, and when it misreads one (a bare '/' in a password) a piece of
+ * the password may be among them. Only quoted fragments that the redacted URL `shown`
+ * contains are kept; the others become "...". */
+static void scrub_url_msg(const char *msg, const char *shown, const char *password, char *out,
+                          size_t cap)
+{
+    char frag[256];
+    size_t o = 0, f = 0;
+    int quoted = 0;
+    for (const char *r = msg; *r && o + 6 < cap; r++) {
+        if (*r == '"' && quoted) {
+            frag[f] = '\0';
+            int keep = f < sizeof frag - 1 && f > 0 && strstr(shown, frag);
+            o += (size_t)snprintf(out + o, cap - o, "\"%s\"", keep ? frag : "...");
+            quoted = 0;
+        } else if (*r == '"') {
+            quoted = 1;
+            f = 0;
+        } else if (quoted) {
+            if (f < sizeof frag - 1) frag[f++] = *r;
+        } else {
+            out[o++] = *r;
+        }
+    }
+    out[o < cap ? o : cap - 1] = '\0';
+    scrub(out, password);
+}
+
+static void say(const struct pg *s, const char *what, const char *msg)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", msg ? msg : "");
+    scrub(buf, s->password);
+    fprintf(stderr, "veltrix: postgres: %s: %s\n", what, buf);
+}
+
+/* ---- parameters and values ---------------------------------------------------------- */
+
+/* Parameters of one statement: text for text columns, binary for everything else. */
+struct args {
+    int n;
+    const char *val[6];
+    int len[6], fmt[6];
+    uint64_t num[6]; /* big-endian int8 */
+};
+
+static void arg_text(struct args *a, const char *s)
+{
+    a->val[a->n] = s;
+    a->len[a->n] = 0;
+    a->fmt[a->n++] = 0;
+}
+
+static void arg_bytes(struct args *a, const void *p, size_t len)
+{
+    a->val[a->n] = len ? (const char *)p : ""; /* NULL would be SQL NULL */
+    a->len[a->n] = len > INT_MAX ? -1 : (int)len;
+    a->fmt[a->n++] = 1;
+}
+
+static void arg_int(struct args *a, int64_t v)
+{
+    a->num[a->n] = htobe64((uint64_t)v);
+    a->val[a->n] = (const char *)&a->num[a->n];
+    a->len[a->n] = 8;
+    a->fmt[a->n++] = 1;
+}
+
+static int args_ok(const struct args *a)
+{
+    for (int i = 0; i < a->n; i++)
+        if (a->len[i] < 0) return 0;
+    return 1;
+}
+
+/* An integer column in binary format (smallint, integer or bigint). */
+static int64_t col_int(const PGresult *r, int row, int col)
+{
+    const unsigned char *v = (const unsigned char *)PQgetvalue(r, row, col);
+    uint16_t v16;
+    uint32_t v32;
+    uint64_t v64;
+    switch (PQgetlength(r, row, col)) {
+    case 2: memcpy(&v16, v, 2); return (int16_t)be16toh(v16);
+    case 4: memcpy(&v32, v, 4); return (int32_t)be32toh(v32);
+    case 8: memcpy(&v64, v, 8); return (int64_t)be64toh(v64);
+    }
+    return INT64_MIN;
+}
+
+static const uint8_t *col_bytes(const PGresult *r, int row, int col, size_t *len)
+{
+    *len = (size_t)PQgetlength(r, row, col);
+    return (const uint8_t *)PQgetvalue(r, row, col);
+}
+
+/* A bytea column of exactly n bytes into out. */
+static int col_fixed(const PGresult *r, int row, int col, uint8_t *out, size_t n)
+{
+    if (PQgetisnull(r, row, col) || (size_t)PQgetlength(r, row, col) != n) return STORE_ECORRUPT;
+    memcpy(out, PQgetvalue(r, row, col), n);
+    return 0;
+}
+
+/* ---- connections ---------------------------------------------------------------------- */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Runs sql (no parameters, one or more statements); 0 or STORE_EIO with the message. */
+static int exec(PGconn *c, const char *sql, const char *password, char *err, size_t errcap)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (!ok) {
+        snprintf(err, errcap, "%s", PQerrorMessage(c));
+        scrub(err, password);
+    }
+    PQclear(r);
+    return ok ? 0 : STORE_EIO;
+}
+
+/* STORE_EIO with "what: <libpq's message>" in err. */
+static int failed(PGconn *c, const char *what, const char *password, char *err, size_t errcap)
+{
+    snprintf(err, errcap, "%s: %s", what, PQerrorMessage(c));
+    scrub(err, password);
+    return STORE_EIO;
+}
+
+/* The first column of the one row sql returns, as text ("" when none). */
+static int query_text(PGconn *c, const char *sql, char *out, size_t cap)
+{
+    PGresult *r = PQexec(c, sql);
+    int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    snprintf(out, cap, "%s", ok && PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    return ok ? 0 : STORE_EIO;
+}
+
+/* Notices ("schema already exists, skipping") are not errors: errors come as results. */
+static void ignore_notice(void *arg, const char *message) {}
+
+/* Connects to url; on failure a one-line message without the password. */
+static PGconn *connect_url(const char *url, const char *password, char *err, size_t errcap)
+{
+    /* Defaults first: the URL may override them (libpq's expand_dbname order). */
+    static const char *const keys[] = {"connect_timeout", "application_name",
+                                       "client_encoding", "dbname", NULL};
+    const char *vals[] = {"10", "veltrix", "UTF8", url, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (c && PQstatus(c) == CONNECTION_OK) {
+        PQsetNoticeProcessor(c, ignore_notice, NULL);
+        return c;
+    }
+    char shown[512], why[512];
+    store_url_redact(url, shown, sizeof shown);
+    scrub_url_msg(c ? PQerrorMessage(c) : "out of memory", shown, password, why, sizeof why);
+    snprintf(err, errcap, "cannot connect to %s: %s", shown, why);
+    PQfinish(c);
+    return NULL;
+}
+
+/* Names both versions when the server is older than PG_VERSION_MIN. */
+static int check_version(PGconn *c, char *err, size_t errcap)
+{
+    int v = PQserverVersion(c);
+    if (v >= PG_VERSION_MIN) return 0;
+    if (v >= 100000)
+        snprintf(err, errcap, "PostgreSQL server version %d.%d is too old: veltrix needs %d or "
+                 "newer", v / 10000, v % 10000, PG_VERSION_MIN / 10000);
+    else
+        snprintf(err, errcap, "PostgreSQL server version %d.%d.%d is too old: veltrix needs %d "
+                 "or newer", v / 10000, v / 100 % 100, v % 100, PG_VERSION_MIN / 10000);
+    return STORE_EIO;
+}
+
+/* Session settings: a COMMIT that answered must be durable. */
+static int configure(PGconn *c, const char *password, char *err, size_t errcap)
+{
+    char sc[32];
+    if (query_text(c, "SELECT current_setting('synchronous_commit')", sc, sizeof sc))
+        return failed(c, "cannot read synchronous_commit", password, err, errcap);
+    if (strcmp(sc, "off")) return 0;
+    return exec(c, "SET synchronous_commit TO on", password, err, errcap);
+}
+
+static int schema_version(PGconn *c, int *version)
+{
+    char v[32];
+    *version = 0;
+    if (query_text(c, "SELECT to_regclass('veltrix.schema_version') IS NOT NULL", v, sizeof v))
+        return STORE_EIO;
+    if (strcmp(v, "t")) return 0;
+    if (query_text(c, "SELECT coalesce(max(version),0) FROM veltrix.schema_version", v, sizeof v))
+        return STORE_EIO;
+    *version = atoi(v);
+    return 0;
+}
+
+/* Walks the schema forward to SCHEMA_VERSION in one transaction, under an advisory lock
+ * (another node may be doing the same). */
+static int migrate(PGconn *c, const char *password, char *err, size_t errcap)
+{
+    int v, rc;
+    if (schema_version(c, &v))
+        return failed(c, "cannot read the schema version", password, err, errcap);
+    if (v == SCHEMA_VERSION) return 0;
+    rc = exec(c, "BEGIN; SELECT pg_advisory_xact_lock(" STR(MIGRATE_LOCK) ");"
+                 "CREATE SCHEMA IF NOT EXISTS veltrix;"
+                 "CREATE TABLE IF NOT EXISTS veltrix.schema_version(version integer PRIMARY KEY,"
+                 " applied_at timestamptz NOT NULL DEFAULT now())",
+              password, err, errcap);
+    if (!rc && schema_version(c, &v))
+        rc = failed(c, "cannot read the schema version", password, err, errcap);
+    if (!rc && v > SCHEMA_VERSION) {
+        snprintf(err, errcap, "store schema version %d is newer than this binary's (%d)", v,
+                 SCHEMA_VERSION);
+        rc = STORE_ECORRUPT;
+    }
+    for (; !rc && v < SCHEMA_VERSION; v++) {
+        char sql[96];
+        snprintf(sql, sizeof sql, "INSERT INTO veltrix.schema_version(version) VALUES(%d)", v + 1);
+        if (!(rc = exec(c, MIGRATIONS[v], password, err, errcap)))
+            rc = exec(c, sql, password, err, errcap);
+    }
+    if (!rc) rc = exec(c, "COMMIT", password, err, errcap);
+    if (rc) PQclear(PQexec(c, "ROLLBACK"));
+    return rc;
+}
+
+/* Reads the answers of a pipeline up to and including its sync: 0, or the first error
+ * (STORE_ECONFLICT for 23505, else STORE_EIO). */
+static int drain(struct pg *s, PGconn *c)
+{
+    int rc = 0, nulls = 0;
+    for (;;) {
+        PGresult *r = PQgetResult(c);
+        if (!r) {
+            /* One NULL ends each statement's answers; two in a row: nothing is coming. */
+            if (PQstatus(c) == CONNECTION_BAD || ++nulls > 1) return rc ? rc : STORE_EIO;
+            continue;
+        }
+        nulls = 0;
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            return rc;
+        }
+        if (st == PGRES_FATAL_ERROR && !rc) {
+            const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            rc = state && !strcmp(state, "23505") ? STORE_ECONFLICT : STORE_EIO;
+            if (rc == STORE_EIO) say(s, "write", PQresultErrorMessage(r));
+        }
+        PQclear(r);
+    }
+}
+
+/* Prepares every statement in one round trip. */
+static int prepare(struct pg *s, char *err, size_t errcap)
+{
+    char name[8];
+    int rc = PQenterPipelineMode(s->conn) ? 0 : STORE_EIO;
+    for (int i = 0; !rc && i < Q_MAX; i++) {
+        snprintf(name, sizeof name, "q%d", i);
+        if (!PQsendPrepare(s->conn, name, SQL[i], 0, NULL)) rc = STORE_EIO;
+    }
+    if (!rc && !PQpipelineSync(s->conn)) rc = STORE_EIO;
+    if (!rc) rc = drain(s, s->conn);
+    if (!PQexitPipelineMode(s->conn) && !rc) rc = STORE_EIO;
+    if (rc) {
+        snprintf(err, errcap, "cannot prepare statements: %s", PQerrorMessage(s->conn));
+        scrub(err, s->password);
+    }
+    return rc;
+}
+
+/* A connection ready for the statements: version checked, session set, prepared. */
+static int setup(struct pg *s, char *err, size_t errcap)
+{
+    int rc = check_version(s->conn, err, errcap);
+    if (!rc) rc = configure(s->conn, s->password, err, errcap);
+    if (!rc) rc = migrate(s->conn, s->password, err, errcap);
+    if (!rc) rc = prepare(s, err, errcap);
+    return rc;
+}
+
+/* Outside a batch, a connection that broke is made again (at most once a second). */
+static int ensure_conn(struct pg *s)
+{
+    char err[512];
+    if (PQstatus(s->conn) == CONNECTION_OK) return 0;
+    int64_t now = now_ns();
+    if (s->reset_ns && now - s->reset_ns < RECONNECT_GAP_NS) return STORE_EIO;
+    s->reset_ns = now;
+    PQreset(s->conn);
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        say(s, "reconnect", PQerrorMessage(s->conn));
+        return STORE_EIO;
+    }
+    if (setup(s, err, sizeof err)) {
+        say(s, "reconnect", err);
+        return STORE_EIO;
+    }
+    fprintf(stderr, "veltrix: postgres: reconnected\n");
+    return 0;
+}
+
+/* ---- open, close, test URL ----------------------------------------------------------- */
+
+static void pg_close(struct store *base)
+{
+    struct pg *s = PG(base);
+    if (!s) return;
+    PQfinish(s->conn);
+    PQfinish(s->side);
+    free(s->url);
+    free(s->password);
+    free(s);
+}
+
+/* The password libpq would use for url (NULL when none, or url does not parse: then
+ * *parsed is 0 and err says why, without any piece of the URL but its redacted form). */
+static char *password_of(const char *url, int *parsed, char *err, size_t errcap)
+{
+    char *msg = NULL, *pw = NULL, shown[512], why[512];
+    PQconninfoOption *opts = PQconninfoParse(url, &msg);
+    *parsed = opts != NULL;
+    if (!opts) {
+        store_url_redact(url, shown, sizeof shown);
+        scrub_url_msg(msg ? msg : "out of memory", shown, NULL, why, sizeof why);
+        snprintf(err, errcap, "malformed postgres url %s: %s", shown, why);
+        PQfreemem(msg);
+        return NULL;
+    }
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (!strcmp(o->keyword, "password") && o->val && *o->val) pw = strdup(o->val);
+    PQconninfoFree(opts);
+    return pw;
+}
+
+static int pg_open(const char *url, enum store_fsync fsync, struct store **out, char *err,
+                   size_t errcap)
+{
+    int parsed, rc = STORE_EIO;
+    struct pg *s = calloc(1, sizeof *s);
+    if (!s || !(s->url = strdup(url))) {
+        snprintf(err, errcap, "out of memory");
+        goto fail;
+    }
+    if (strncmp(url + strcspn(url, ":"), "://", 3)) {
+        snprintf(err, errcap, "a postgres store url is postgres://[USER@]HOST[:PORT]/DB[?...]");
+        rc = STORE_EURL;
+        goto fail;
+    }
+    s->password = password_of(url, &parsed, err, errcap);
+    if (!parsed) {
+        rc = STORE_EURL;
+        goto fail;
+    }
+    if (!(s->conn = connect_url(url, s->password, err, errcap))) goto fail;
+    if ((rc = setup(s, err, errcap))) goto fail;
+    *out = &s->base;
+    return 0;
+fail:
+    pg_close(s ? &s->base : NULL);
+    return rc;
+}
+
+/* "postgres:///DB?host=..&port=..&user=..[&password=..]" for the server of base. */
+static int url_with_db(const char *base, const char *db, char *out, size_t cap)
+{
+    static const char *const keep[] = {"host", "hostaddr", "port", "user", "password", NULL};
+    PQconninfoOption *opts = PQconninfoParse(base, NULL);
+    if (!opts) return -1;
+    size_t n = (size_t)snprintf(out, cap, "postgres:///%s", db);
+    char sep = '?';
+    for (PQconninfoOption *o = opts; o->keyword && n < cap; o++) {
+        for (int k = 0; keep[k] && o->val && *o->val; k++) {
+            if (strcmp(o->keyword, keep[k])) continue;
+            n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%c%s=", sep, o->keyword);
+            for (const unsigned char *c = (const unsigned char *)o->val; *c && n < cap; c++)
+                n += (size_t)snprintf(out + n, cap - n,
+                                      (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                                              (*c >= '0' && *c <= '9') || strchr("-._~/", *c)
+                                          ? "%c"
+                                          : "%%%02X",
+                                      *c);
+            sep = '&';
+        }
+    }
+    PQconninfoFree(opts);
+    return n < cap ? 0 : -1;
+}
+
+/* A fresh database on the server of $VELTRIX_TEST_PG_URL per call (tests start empty);
+ * -1 when that variable is unset, or for an in-memory store (dir NULL). */
+static int pg_test_url(const char *dir, char *out, size_t cap)
+{
+    static unsigned calls;
+    const char *base = getenv("VELTRIX_TEST_PG_URL");
+    char db[64], sql[160], err[512];
+    if (!dir || !base || !*base) return -1;
+    int parsed;
+    char *pw = password_of(base, &parsed, err, sizeof err);
+    PGconn *c = parsed ? connect_url(base, pw, err, sizeof err) : NULL;
+    int rc = c ? 0 : -1;
+    snprintf(db, sizeof db, "veltrix_test_%ld_%u", (long)getpid(), calls++);
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", db);
+    if (!rc) rc = exec(c, sql, pw, err, sizeof err);
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
+    if (!rc) rc = exec(c, sql, pw, err, sizeof err);
+    if (!rc) rc = url_with_db(base, db, out, cap);
+    if (rc) fprintf(stderr, "veltrix: postgres: test database: %s\n", err);
+    PQfinish(c);
+    free(pw);
+    return rc ? -1 : 0;
+}
+
+/* ---- statements ------------------------------------------------------------------------ */
+
+/* Logs and returns the error of a result that is not what a statement should give. */
+static int result_err(struct pg *s, PGresult *r, ExecStatusType want)
+{
+    if (r && PQresultStatus(r) == want) return 0;
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (state && !strcmp(state, "23505")) return STORE_ECONFLICT;
+    say(s, "query", r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
+    return STORE_EIO;
+}
+
+/* Ends the pipeline of a batch (a read needs the connection): sends the sync and reads
+ * the answers so far. The transaction stays open; a failure is kept for the commit. */
+static int settle(struct pg *s)
+{
+    if (PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF) return s->txn_err;
+    int rc = PQpipelineSync(s->conn) ? drain(s, s->conn) : STORE_EIO;
+    if (!PQexitPipelineMode(s->conn) && !rc) rc = STORE_EIO;
+    if (rc && !s->txn_err) s->txn_err = rc;
+    return s->txn_err;
+}
+
+/* Sends statement q of a batch into the pipeline (no waiting), or runs it as its own
+ * transaction outside a batch. */
+static int put(struct pg *s, int q, const struct args *a)
+{
+    char name[8];
+    snprintf(name, sizeof name, "q%d", q);
+    if (!args_ok(a)) return STORE_EIO;
+    if (!s->in_txn) {
+        if (ensure_conn(s)) return STORE_EIO;
+        PGresult *r = PQexecPrepared(s->conn, name, a->n, a->val, a->len, a->fmt, 1);
+        int rc = result_err(s, r, PGRES_COMMAND_OK);
+        PQclear(r);
+        return rc;
+    }
+    if (s->txn_err) return s->txn_err;
+    if (PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF && !PQenterPipelineMode(s->conn))
+        return s->txn_err = STORE_EIO;
+    if (!PQsendQueryPrepared(s->conn, name, a->n, a->val, a->len, a->fmt, 1)) {
+        say(s, "write", PQerrorMessage(s->conn));
+        return s->txn_err = STORE_EIO;
+    }
+    return 0;
+}
+
+/* Runs query q and returns its rows (the caller PQclears), or NULL after logging. */
+static PGresult *query(struct pg *s, int q, const struct args *a)
+{
+    char name[8];
+    snprintf(name, sizeof name, "q%d", q);
+    if (s->in_txn ? settle(s) : ensure_conn(s)) return NULL; /* a failed batch reads nothing */
+    PGresult *r = PQexecPrepared(s->conn, name, a->n, a->val, a->len, a->fmt, 1);
+    if (result_err(s, r, PGRES_TUPLES_OK)) {
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* ---- transactions --------------------------------------------------------------------- */
+
+static int pg_begin(struct store *base)
+{
+    struct pg *s = PG(base);
+    if (s->in_txn || ensure_conn(s)) return STORE_EIO;
+    if (!PQenterPipelineMode(s->conn) ||
+        !PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0)) {
+        say(s, "begin", PQerrorMessage(s->conn));
+        PQexitPipelineMode(s->conn);
+        return STORE_EIO;
+    }
+    s->in_txn = 1;
+    s->txn_err = 0;
+    return 0;
+}
+
+/* Whatever state the server's transaction is in, ends it. */
+static void abort_txn(struct pg *s)
+{
+    if (PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF) settle(s);
+    s->in_txn = 0;
+    PGTransactionStatusType t = PQtransactionStatus(s->conn);
+    if (t == PQTRANS_INTRANS || t == PQTRANS_INERROR) PQclear(PQexec(s->conn, "ROLLBACK"));
+}
+
+static int pg_commit(struct store *base)
+{
+    struct pg *s = PG(base);
+    if (!s->in_txn) return STORE_EIO;
+    int rc = s->txn_err;
+    if (!rc && PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF && !PQenterPipelineMode(s->conn))
+        rc = STORE_EIO;
+    if (!rc && !PQsendQueryParams(s->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0)) rc = STORE_EIO;
+    if (!rc) rc = settle(s);
+    /* COMMIT of a transaction the server had aborted answers without error (ROLLBACK). */
+    if (!rc && PQtransactionStatus(s->conn) != PQTRANS_IDLE) rc = STORE_EIO;
+    if (rc) abort_txn(s);
+    s->in_txn = 0;
+    return rc;
+}
+
+static void pg_rollback(struct store *base)
+{
+    struct pg *s = PG(base);
+    if (s->in_txn) abort_txn(s);
+}
+
+/* ---- puts ------------------------------------------------------------------------------- */
+
+static int pg_put_event(struct store *base, const struct store_event *ev)
+{
+    struct args a = {0};
+    arg_text(&a, ev->hunt);
+    arg_int(&a, (int64_t)ev->seq);
+    arg_int(&a, ev->time_ms);
+    arg_int(&a, ev->type);
+    arg_bytes(&a, ev->player, 16);
+    arg_bytes(&a, ev->data, ev->data_len);
+    return put(PG(base), Q_PUT_EVENT, &a);
+}
+
+static int pg_put_player(struct store *base, const struct store_player *p)
+{
+    struct args a = {0};
+    arg_bytes(&a, p->id, 16);
+    arg_text(&a, p->display_name);
+    arg_int(&a, p->created_ms);
+    arg_int(&a, p->gen);
+    return put(PG(base), Q_PUT_PLAYER, &a);
+}
+
+static int pg_put_refresh(struct store *base, const struct store_refresh *r)
+{
+    struct args a = {0};
+    arg_bytes(&a, r->id, 16);
+    arg_bytes(&a, r->player, 16);
+    arg_int(&a, r->gen);
+    arg_int(&a, r->expires_ms);
+    arg_int(&a, r->used != 0);
+    return put(PG(base), Q_PUT_REFRESH, &a);
+}
+
+static int pg_put_idem(struct store *base, const struct store_idem *i)
+{
+    struct args a = {0};
+    arg_bytes(&a, i->scope, strlen(i->scope));
+    arg_bytes(&a, i->key, strlen(i->key));
+    arg_bytes(&a, i->req_hash, 32);
+    arg_int(&a, i->status);
+    arg_bytes(&a, i->body, i->body_len);
+    arg_int(&a, i->created_ms);
+    return put(PG(base), Q_PUT_IDEM, &a);
+}
+
+static int pg_prune_idem(struct store *base, int64_t cutoff_ms)
+{
+    struct args a = {0};
+    arg_int(&a, cutoff_ms);
+    return put(PG(base), Q_PRUNE_IDEM, &a);
+}
+
+static int pg_put_blob(struct store *base, const uint8_t hash[32], const uint8_t *data, size_t len)
+{
+    struct args a = {0};
+    arg_bytes(&a, hash, 32);
+    arg_bytes(&a, data, len);
+    return put(PG(base), Q_PUT_BLOB, &a);
+}
+
+static int pg_put_tile(struct store *base, const struct store_tile *t)
+{
+    struct args a = {0};
+    arg_text(&a, t->hunt);
+    arg_int(&a, t->x);
+    arg_int(&a, t->y);
+    arg_bytes(&a, t->hash, 32);
+    arg_bytes(&a, t->ctype, strlen(t->ctype));
+    return put(PG(base), Q_PUT_TILE, &a);
+}
+
+static int pg_put_map_version(struct store *base, const struct store_map_version *v)
+{
+    struct args a = {0}, b = {0};
+    arg_text(&a, v->hunt);
+    arg_int(&a, v->version);
+    arg_bytes(&a, v->data, v->len);
+    arg_text(&b, v->hunt);
+    arg_int(&b, v->keep_from);
+    int rc = put(PG(base), Q_PUT_MAPVER, &a);
+    return rc ? rc : put(PG(base), Q_PRUNE_MAPVER, &b);
+}
+
+/* ---- walks ------------------------------------------------------------------------------ */
+
+/* Each walk below reads page after page of at most `page` rows; row() is called for each
+ * and its non-zero answer stops the walk. next() puts the last row's key into the
+ * arguments for the following page. */
+struct walk {
+    struct pg *s;
+    int q, page;
+    struct args a;
+    int (*row)(struct walk *w, const PGresult *r, int i);
+    int (*next)(struct walk *w, const PGresult *r, int last); /* 0 or STORE_ECORRUPT */
+    void *cb, *ctx;
+    const char *hunt;
+    char key[3][256]; /* copies of the last row's text keys (the page is freed) */
+    size_t key_len[3];
+};
+
+static int walk(struct walk *w)
+{
+    for (;;) {
+        PGresult *r = query(w->s, w->q, &w->a);
+        if (!r) return STORE_EIO;
+        int n = PQntuples(r), rc = 0;
+        for (int i = 0; !rc && i < n; i++) rc = w->row(w, r, i);
+        if (!rc && n == w->page && w->next) rc = w->next(w, r, n - 1);
+        PQclear(r);
+        if (rc || n < w->page || !w->next) return rc;
+    }
+}
+
+/* Keeps column col of row i as key k (bytea or text), and passes it as argument arg. */
+static int keep_key(struct walk *w, const PGresult *r, int i, int col, int k, int arg)
+{
+    size_t len = (size_t)PQgetlength(r, i, col);
+    if (len >= sizeof w->key[k]) return STORE_ECORRUPT;
+    memcpy(w->key[k], PQgetvalue(r, i, col), len);
+    w->key[k][len] = '\0';
+    w->key_len[k] = len;
+    w->a.val[arg] = w->key[k];
+    w->a.len[arg] = (int)len;
+    return 0;
+}
+
+static int hunt_row(struct walk *w, const PGresult *r, int i)
+{
+    return ((store_hunt_cb)w->cb)(PQgetvalue(r, i, 0), w->ctx);
+}
+
+static int pg_each_hunt(struct store *base, store_hunt_cb cb, void *ctx)
+{
+    struct walk w = {.s = PG(base), .q = Q_HUNTS, .page = -1, .row = hunt_row, .cb = (void *)cb,
+                     .ctx = ctx};
+    return walk(&w);
+}
+
+static int event_row(struct walk *w, const PGresult *r, int i)
+{
+    struct store_event ev = {.hunt = w->hunt};
+    ev.seq = (uint64_t)col_int(r, i, 0);
+    ev.time_ms = col_int(r, i, 1);
+    ev.type = (uint8_t)col_int(r, i, 2);
+    if (col_fixed(r, i, 3, ev.player, 16)) return STORE_ECORRUPT;
+    ev.data = col_bytes(r, i, 4, &ev.data_len);
+    return ((store_event_cb)w->cb)(&ev, w->ctx);
+}
+
+static int event_next(struct walk *w, const PGresult *r, int last)
+{
+    w->a.num[1] = htobe64((uint64_t)col_int(r, last, 0) + 1);
+    return 0;
+}
+
+static int pg_each_event(struct store *base, const char *hunt, uint64_t from_seq,
+                         store_event_cb cb, void *ctx)
+{
+    struct walk w = {.s = PG(base), .q = Q_EVENTS, .page = PAGE_ROWS, .row = event_row,
+                     .next = event_next, .cb = (void *)cb, .ctx = ctx, .hunt = hunt};
+    arg_text(&w.a, hunt);
+    arg_int(&w.a, (int64_t)from_seq);
+    arg_int(&w.a, PAGE_ROWS);
+    return walk(&w);
+}
+
+static int player_row(struct walk *w, const PGresult *r, int i)
+{
+    struct store_player p;
+    if (col_fixed(r, i, 0, p.id, 16)) return STORE_ECORRUPT;
+    p.display_name = PQgetvalue(r, i, 1);
+    p.created_ms = col_int(r, i, 2);
+    p.gen = (uint32_t)col_int(r, i, 3);
+    return ((store_player_cb)w->cb)(&p, w->ctx);
+}
+
+static int player_next(struct walk *w, const PGresult *r, int last)
+{
+    return keep_key(w, r, last, 0, 0, 0);
+}
+
+static int pg_each_player(struct store *base, store_player_cb cb, void *ctx)
+{
+    struct walk w = {.s = PG(base), .q = Q_PLAYERS, .page = PAGE_ROWS, .row = player_row,
+                     .next = player_next, .cb = (void *)cb, .ctx = ctx};
+    arg_bytes(&w.a, "", 0);
+    arg_int(&w.a, PAGE_ROWS);
+    return walk(&w);
+}
+
+static int refresh_row(struct walk *w, const PGresult *r, int i)
+{
+    struct store_refresh t;
+    if (col_fixed(r, i, 0, t.id, 16) || col_fixed(r, i, 1, t.player, 16)) return STORE_ECORRUPT;
+    t.gen = (uint32_t)col_int(r, i, 2);
+    t.expires_ms = col_int(r, i, 3);
+    t.used = (int)col_int(r, i, 4);
+    return ((store_refresh_cb)w->cb)(&t, w->ctx);
+}
+
+static int refresh_next(struct walk *w, const PGresult *r, int last)
+{
+    return keep_key(w, r, last, 0, 0, 1);
+}
+
+static int pg_each_refresh(struct store *base, int64_t now_ms, store_refresh_cb cb, void *ctx)
+{
+    struct walk w = {.s = PG(base), .q = Q_REFRESH, .page = PAGE_ROWS, .row = refresh_row,
+                     .next = refresh_next, .cb = (void *)cb, .ctx = ctx};
+    arg_int(&w.a, now_ms);
+    arg_bytes(&w.a, "", 0);
+    arg_int(&w.a, PAGE_ROWS);
+    return walk(&w);
+}
+
+/* An idempotency row; scope and key are bytea, handed out as C strings (libpq ends
+ * every value with a NUL). */
+static int idem_row(struct walk *w, const PGresult *r, int i)
+{
+    struct store_idem d;
+    d.scope = PQgetvalue(r, i, 0);
+    d.key = PQgetvalue(r, i, 1);
+    if (strlen(d.scope) != (size_t)PQgetlength(r, i, 0) ||
+        strlen(d.key) != (size_t)PQgetlength(r, i, 1) || col_fixed(r, i, 2, d.req_hash, 32))
+        return STORE_ECORRUPT;
+    d.status = (int)col_int(r, i, 3);
+    d.body = (const char *)col_bytes(r, i, 4, &d.body_len);
+    d.created_ms = col_int(r, i, 5);
+    return ((store_idem_cb)w->cb)(&d, w->ctx);
+}
+
+static int idem_next(struct walk *w, const PGresult *r, int last)
+{
+    w->a.num[1] = htobe64((uint64_t)col_int(r, last, 5));
+    return keep_key(w, r, last, 0, 0, 2) ? STORE_ECORRUPT : keep_key(w, r, last, 1, 1, 3);
+}
+
+static int pg_each_idem(struct store *base, int64_t since_ms, store_idem_cb cb, void *ctx)
+{
+    struct walk w = {.s = PG(base), .q = Q_IDEMS, .page = PAGE_ROWS, .row = idem_row,
+                     .next = idem_next, .cb = (void *)cb, .ctx = ctx};
+    arg_int(&w.a, since_ms);
+    arg_int(&w.a, INT64_MIN);
+    arg_bytes(&w.a, "", 0);
+    arg_bytes(&w.a, "", 0);
+    arg_int(&w.a, PAGE_ROWS);
+    return walk(&w);
+}
+
+static int idem_found(struct walk *w, const PGresult *r, int i)
+{
+    int rc = idem_row(w, r, i);
+    return rc ? rc : 1;
+}
+
+static int pg_get_idem(struct store *base, const char *scope, const char *key, store_idem_cb cb,
+                       void *ctx)
+{
+    struct walk w = {.s = PG(base), .q = Q_GET_IDEM, .page = -1, .row = idem_found,
+                     .cb = (void *)cb, .ctx = ctx};
+    arg_bytes(&w.a, scope, strlen(scope));
+    arg_bytes(&w.a, key, strlen(key));
+    return walk(&w);
+}
+
+static int tile_row(struct walk *w, const PGresult *r, int i)
+{
+    struct store_tile t;
+    int64_t x = col_int(r, i, 1), y = col_int(r, i, 2);
+    t.hunt = PQgetvalue(r, i, 0);
+    t.ctype = PQgetvalue(r, i, 4);
+    if (x < 0 || y < 0 || x > UINT32_MAX || y > UINT32_MAX ||
+        strlen(t.ctype) != (size_t)PQgetlength(r, i, 4) || col_fixed(r, i, 3, t.hash, 32))
+        return STORE_ECORRUPT;
+    t.x = (uint32_t)x;
+    t.y = (uint32_t)y;
+    return ((store_tile_cb)w->cb)(&t, w->ctx);
+}
+
+static int tile_next(struct walk *w, const PGresult *r, int last)
+{
+    w->a.num[1] = htobe64((uint64_t)col_int(r, last, 1));
+    w->a.num[2] = htobe64((uint64_t)col_int(r, last, 2));
+    return keep_key(w, r, last, 0, 0, 0); /* text: the kept copy ends with a NUL */
+}
+
+static int pg_each_tile(struct store *base, store_tile_cb cb, void *ctx)
+{
+    struct walk w = {.s = PG(base), .q = Q_TILES, .page = PAGE_ROWS, .row = tile_row,
+                     .next = tile_next, .cb = (void *)cb, .ctx = ctx};
+    arg_text(&w.a, "");
+    arg_int(&w.a, -1);
+    arg_int(&w.a, -1);
+    arg_int(&w.a, PAGE_ROWS);
+    return walk(&w);
+}
+
+static int map_version_row(struct walk *w, const PGresult *r, int i)
+{
+    struct store_map_version v = {PQgetvalue(r, i, 0), col_int(r, i, 1), 0, NULL, 0};
+    v.keep_from = v.version;
+    v.data = col_bytes(r, i, 2, &v.len);
+    return ((store_map_version_cb)w->cb)(&v, w->ctx);
+}
+
+static int map_version_next(struct walk *w, const PGresult *r, int last)
+{
+    w->a.num[1] = htobe64((uint64_t)col_int(r, last, 1));
+    return keep_key(w, r, last, 0, 0, 0);
+}
+
+static int pg_each_map_version(struct store *base, store_map_version_cb cb, void *ctx)
+{
+    struct walk w = {.s = PG(base), .q = Q_MAPVERS, .page = PAGE_MANIFESTS,
+                     .row = map_version_row, .next = map_version_next, .cb = (void *)cb,
+                     .ctx = ctx};
+    arg_text(&w.a, "");
+    arg_int(&w.a, INT64_MIN);
+    arg_int(&w.a, PAGE_MANIFESTS);
+    return walk(&w);
+}
+
+static int blob_found(struct walk *w, const PGresult *r, int i)
+{
+    size_t len;
+    const uint8_t *data = col_bytes(r, i, 0, &len);
+    int rc = ((store_snapshot_cb)w->cb)(0, data, len, w->ctx);
+    return rc ? rc : 1;
+}
+
+static int pg_get_blob(struct store *base, const uint8_t hash[32], store_snapshot_cb cb,
+                       void *ctx)
+{
+    struct walk w = {.s = PG(base), .q = Q_GET_BLOB, .page = -1, .row = blob_found,
+                     .cb = (void *)cb, .ctx = ctx};
+    arg_bytes(&w.a, hash, 32);
+    return walk(&w);
+}
+
+static int pg_ping(struct store *base)
+{
+    struct args a = {0};
+    PGresult *r = query(PG(base), Q_PING, &a);
+    int ok = r && PQntuples(r) == 1;
+    PQclear(r);
+    return ok ? 0 : STORE_EIO;
+}
+
+static int pg_last_seq(struct store *base, const char *hunt, uint64_t *seq)
+{
+    struct args a = {0};
+    arg_text(&a, hunt);
+    PGresult *r = query(PG(base), Q_LAST_SEQ, &a);
+    int ok = r && PQntuples(r) == 1;
+    if (ok) *seq = (uint64_t)col_int(r, 0, 0);
+    PQclear(r);
+    return ok ? 0 : STORE_EIO;
+}
+
+/* ---- snapshots -------------------------------------------------------------------------- */
+
+/* The connection for a snapshot: the handle's own outside a batch, else the second one
+ * (opened now if needed), so that a snapshot is never part of a batch. */
+static PGconn *snap_conn(struct pg *s)
+{
+    char err[512] = "";
+    if (!s->in_txn) return ensure_conn(s) ? NULL : s->conn;
+    if (s->side && PQstatus(s->side) == CONNECTION_OK) return s->side;
+    PQfinish(s->side);
+    if ((s->side = connect_url(s->url, s->password, err, sizeof err)) &&
+        configure(s->side, s->password, err, sizeof err)) {
+        PQfinish(s->side);
+        s->side = NULL;
+    }
+    if (!s->side) say(s, "snapshot connection", err);
+    return s->side;
+}
+
+/* Runs a snapshot statement; NULL after logging when it failed. */
+static PGresult *snap_exec(struct pg *s, const char *sql, const struct args *a,
+                           ExecStatusType want)
+{
+    PGconn *c = snap_conn(s);
+    if (!c || !args_ok(a)) return NULL;
+    PGresult *r = PQexecParams(c, sql, a->n, NULL, a->val, a->len, a->fmt, 1);
+    if (PQresultStatus(r) == want) return r;
+    say(s, "snapshot", PQerrorMessage(c));
+    PQclear(r);
+    return NULL;
+}
+
+static int pg_put_snapshot(struct store *base, const char *hunt, uint64_t seq,
+                           const uint8_t *data, size_t len)
+{
+    struct args a = {0};
+    arg_text(&a, hunt);
+    arg_int(&a, (int64_t)seq);
+    arg_bytes(&a, data, len);
+    PGresult *r = snap_exec(PG(base), PUT_SNAPSHOT, &a, PGRES_COMMAND_OK);
+    PQclear(r);
+    return r ? 0 : STORE_EIO;
+}
+
+static int pg_get_snapshot(struct store *base, const char *hunt, store_snapshot_cb cb, void *ctx)
+{
+    struct args a = {0};
+    arg_text(&a, hunt);
+    PGresult *r = snap_exec(PG(base), GET_SNAPSHOT, &a, PGRES_TUPLES_OK);
+    if (!r) return STORE_EIO;
+    int rc = 0;
+    if (PQntuples(r) == 1) {
+        size_t n;
+        const uint8_t *data = col_bytes(r, 0, 1, &n);
+        rc = cb((uint64_t)col_int(r, 0, 0), data, n, ctx);
+        if (!rc) rc = 1;
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_delete_snapshot(struct store *base, const char *hunt)
+{
+    struct args a = {0};
+    arg_text(&a, hunt);
+    PGresult *r = snap_exec(PG(base), DELETE_SNAPSHOT, &a, PGRES_COMMAND_OK);
+    PQclear(r);
+    return r ? 0 : STORE_EIO;
+}
+
+/* Both URL schemes libpq takes; only the first has a test URL (one suite run). */
+#define PG_OPS                                                                            \
+    .open = pg_open, .lock = NULL, .close = pg_close, .begin = pg_begin,                  \
+    .commit = pg_commit, .rollback = pg_rollback, .put_event = pg_put_event,              \
+    .put_player = pg_put_player, .put_refresh = pg_put_refresh, .put_idem = pg_put_idem,  \
+    .prune_idem = pg_prune_idem, .each_hunt = pg_each_hunt, .each_event = pg_each_event,  \
+    .each_player = pg_each_player, .each_refresh = pg_each_refresh,                       \
+    .each_idem = pg_each_idem, .get_idem = pg_get_idem, .put_snapshot = pg_put_snapshot,  \
+    .get_snapshot = pg_get_snapshot, .delete_snapshot = pg_delete_snapshot,               \
+    .put_blob = pg_put_blob, .get_blob = pg_get_blob, .put_tile = pg_put_tile,            \
+    .put_map_version = pg_put_map_version, .each_tile = pg_each_tile,                     \
+    .each_map_version = pg_each_map_version, .ping = pg_ping, .last_seq = pg_last_seq
+
+const struct store_backend store_pg_backend = {.scheme = "postgres", .test_url = pg_test_url,
+                                               PG_OPS};
+const struct store_backend store_postgresql_backend = {.scheme = "postgresql", PG_OPS};
