@@ -64,7 +64,8 @@
 #define RECONNECT_GAP_NS 1000000000LL      /* at most one reconnect attempt per second */
 
 enum {
-    Q_PUT_EVENT, Q_PUT_PLAYER, Q_PUT_REFRESH, Q_PUT_IDEM, Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS,
+    Q_PUT_EVENT, Q_PUT_PLAYER, Q_PUT_REFRESH, Q_DROP_REFRESH, Q_USE_REFRESH, Q_PRUNE_REFRESH,
+    Q_PUT_IDEM, Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS,
     Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_GET_IDEM, Q_PING, Q_PUT_BLOB, Q_GET_BLOB, Q_PUT_TILE,
     Q_PUT_MAPVER, Q_PRUNE_MAPVER, Q_TILES, Q_MAPVERS, Q_LAST_SEQ, Q_MAX
 };
@@ -75,9 +76,16 @@ static const char *const SQL[Q_MAX] = {
     [Q_PUT_PLAYER] = "INSERT INTO veltrix.players(id,display_name,created_ms,gen) "
                      "VALUES($1::bytea,$2::text,$3::int8,$4::int8) ON CONFLICT(id) DO UPDATE "
                      "SET display_name=excluded.display_name, gen=excluded.gen",
+    /* A player's current refresh token is its only row (store.h store_put_refresh). */
     [Q_PUT_REFRESH] = "INSERT INTO veltrix.refresh(id,player,gen,expires_ms,used) "
-                      "VALUES($1::bytea,$2::bytea,$3::int8,$4::int8,$5::int8) "
-                      "ON CONFLICT(id) DO UPDATE SET used=excluded.used",
+                      "VALUES($1::bytea,$2::bytea,$3::int8,$4::int8,0) "
+                      "ON CONFLICT(id) DO UPDATE SET player=excluded.player, gen=excluded.gen,"
+                      " expires_ms=excluded.expires_ms, used=0",
+    [Q_DROP_REFRESH] = "DELETE FROM veltrix.refresh WHERE player=$1::bytea AND id<>$2::bytea",
+    [Q_USE_REFRESH] = "UPDATE veltrix.refresh SET used=1 WHERE id=$1::bytea",
+    [Q_PRUNE_REFRESH] = "DELETE FROM veltrix.refresh WHERE id IN (SELECT id FROM "
+                        "veltrix.refresh WHERE expires_ms<$1::int8 LIMIT "
+                        STR(STORE_PRUNE_REFRESH_MAX) ")",
     [Q_PUT_IDEM] = "INSERT INTO veltrix.idem(scope,key,req_hash,status,body,created_ms) "
                    "VALUES($1::bytea,$2::bytea,$3::bytea,$4::int8,$5::bytea,$6::int8) "
                    "ON CONFLICT(scope,key) DO UPDATE SET req_hash=excluded.req_hash, "
@@ -145,6 +153,11 @@ static const char *const MIGRATIONS[] = {
     " y bigint NOT NULL, hash bytea NOT NULL, ctype bytea NOT NULL, PRIMARY KEY(hunt, x, y));"
     "CREATE TABLE veltrix.map_versions(hunt text COLLATE \"C\" NOT NULL,"
     " version bigint NOT NULL, manifest bytea NOT NULL, PRIMARY KEY(hunt, version));",
+    /* One refresh row per player (its current token): found by player, pruned by expiry. */
+    "CREATE INDEX refresh_player ON veltrix.refresh(player);"
+    "CREATE INDEX refresh_expires ON veltrix.refresh(expires_ms);"
+    "DELETE FROM veltrix.refresh r WHERE used<>0 OR EXISTS (SELECT 1 FROM veltrix.refresh n"
+    " WHERE n.player=r.player AND n.used=0 AND n.id>r.id);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -750,13 +763,24 @@ static int pg_put_player(struct store *base, const struct store_player *p)
 
 static int pg_put_refresh(struct store *base, const struct store_refresh *r)
 {
-    struct args a = {0};
+    struct args a = {0}, d = {0};
     arg_bytes(&a, r->id, 16);
+    if (r->used) return put(PG(base), Q_USE_REFRESH, &a);
     arg_bytes(&a, r->player, 16);
     arg_int(&a, r->gen);
     arg_int(&a, r->expires_ms);
-    arg_int(&a, r->used != 0);
-    return put(PG(base), Q_PUT_REFRESH, &a);
+    int rc = put(PG(base), Q_PUT_REFRESH, &a);
+    if (rc) return rc;
+    arg_bytes(&d, r->player, 16);
+    arg_bytes(&d, r->id, 16);
+    return put(PG(base), Q_DROP_REFRESH, &d);
+}
+
+static int pg_prune_refresh(struct store *base, int64_t now_ms)
+{
+    struct args a = {0};
+    arg_int(&a, now_ms);
+    return put(PG(base), Q_PRUNE_REFRESH, &a);
 }
 
 static int pg_put_idem(struct store *base, const struct store_idem *i)
@@ -1159,7 +1183,8 @@ static int pg_delete_snapshot(struct store *base, const char *hunt)
 #define PG_OPS                                                                            \
     .open = pg_open, .lock = NULL, .close = pg_close, .begin = pg_begin,                  \
     .commit = pg_commit, .rollback = pg_rollback, .put_event = pg_put_event,              \
-    .put_player = pg_put_player, .put_refresh = pg_put_refresh, .put_idem = pg_put_idem,  \
+    .put_player = pg_put_player, .put_refresh = pg_put_refresh,                            \
+    .prune_refresh = pg_prune_refresh, .put_idem = pg_put_idem,                            \
     .prune_idem = pg_prune_idem, .each_hunt = pg_each_hunt, .each_event = pg_each_event,  \
     .each_player = pg_each_player, .each_refresh = pg_each_refresh,                       \
     .each_idem = pg_each_idem, .get_idem = pg_get_idem, .put_snapshot = pg_put_snapshot,  \

@@ -65,7 +65,8 @@ static const char *const SQL[Q_MAX] = {
     [Q_EVENTS] = "SELECT seq,time_ms,type,player,data FROM events WHERE hunt=? AND seq>=? "
                  "ORDER BY seq",
     [Q_PLAYERS] = "SELECT id,display_name,created_ms,gen FROM players",
-    [Q_REFRESH] = "SELECT id,player,gen,expires_ms,used FROM refresh WHERE expires_ms>?",
+    [Q_REFRESH] = "SELECT id,player,gen,expires_ms,used FROM refresh WHERE expires_ms>? "
+                  "ORDER BY id", /* the order every backend walks in */
     [Q_IDEMS] = "SELECT scope,key,req_hash,status,body,created_ms FROM idem "
                 "WHERE created_ms>=? ORDER BY created_ms",
     [Q_GET_IDEM] = "SELECT scope,key,req_hash,status,body,created_ms FROM idem "
