@@ -1,0 +1,198 @@
+/* api_int.h — inside the API layer (api.c and api_<resource>.c): the server's state
+ * (one `api_app`, owned by the event loop thread) and the helpers the endpoint files
+ * share. Only the api files include it; the rest of Veltrix includes api.h. */
+#ifndef VELTRIX_API_INT_H
+#define VELTRIX_API_INT_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api.h"
+#include "auth.h"
+#include "engine.h"
+#include "hmap.h"
+#include "http.h"
+#include "idem.h"
+#include "jsonw.h"
+#include "live.h"
+#include "log.h"
+#include "net.h"
+#include "qr.h"
+#include "ratelimit.h"
+#include "recovery.h"
+#include "snap.h"
+#include "tiles.h"
+#include "uuid.h"
+
+struct player {
+    uint8_t id[16];
+    char *name;
+    int64_t created_ms;
+    uint32_t gen;
+    /* The one refresh token of the player that may be used: every other correctly signed
+     * one of its generation was issued before and used, so presenting it is a reuse.
+     * Nothing else is remembered per token, so memory does not grow with refreshes. */
+    uint8_t refresh_id[16];
+    int64_t refresh_exp_ms; /* 0: none */
+    int64_t rate_tat;       /* --rate-player bucket (ratelimit.h rl_take_held) */
+};
+
+struct live_pending {
+    struct hunt *h;
+    struct ws_buf *frame;
+};
+
+struct app {
+    struct api_config cfg;
+    struct auth auth;
+    struct store *reader;
+    struct log *log;
+    struct net *net;
+    struct hmap players, hunts;
+    struct idem *idem;
+    struct tiles *tiles;
+    struct live *live;
+    struct live_pending live_next; /* the live frame of the event apply() just applied */
+    struct uuid7_gen uuid;
+    uint64_t players_created, refresh_reused, writes_rejected_busy;
+    int64_t idem_pruned_ms;    /* when a write last pruned the store's expired keys */
+    int64_t refresh_pruned_ms; /* when a new refresh token last pruned expired ones */
+};
+extern struct app api_app;
+
+struct idem_req {
+    char scope[200];
+    char key[256];
+    uint8_t hash[32];
+    int present;
+};
+
+/* Route gate classes (http_route.gate_class): which per-address bucket a route spends.
+ * Tile reads have their own (--rate-ip-tiles): one map view asks for dozens of them, and
+ * a venue behind one NAT address would spend --rate-ip on tiles alone (~6 µs each). */
+enum { GATE_IP = 0, GATE_TILES = 1 };
+
+/* ---- api_req.c */
+int64_t api_now_ms(void);
+/* Copies a path parameter that must be an id; answers 400 invalid_id otherwise. */
+int api_param_id(struct http_req *r, int i, char out[ENGINE_ID_MAX + 1]);
+/* Param 0 is the hunt id: validates and looks it up, answering errors itself. */
+struct hunt *api_hunt_param(struct http_req *r);
+/* The bearer token of the request, or p == NULL. */
+struct http_str api_bearer(struct http_req *r);
+struct player *api_check_token(const char *tok, size_t len, int *err);
+/* The authenticated player, or NULL after answering 401. */
+struct player *api_authed(struct http_req *r);
+/* 0 for the admin key; otherwise answers 403 (a player token) or 401 and returns -1. */
+int api_admin(struct http_req *r);
+/* Whether an Authorization header value carries the admin key: bodies over 64 KiB are
+ * read only then (http.h http_limits, checked before the body arrives). */
+int api_big_body_ok(const char *v, size_t len);
+/* The JSON object body (empty body = {} when allow_empty), or NULL after a 400. */
+json_t *api_body_object(struct http_req *r, int allow_empty);
+/* A required string field, or NULL after a 400. */
+const char *api_str_field(struct http_req *r, json_t *obj, const char *name);
+/* The value of a body of exactly the form {"name":"value"} (white space around tokens
+ * allowed) whose value is printable ASCII without escapes, copied to out; 1 when the body
+ * has that form. Every other body returns 0 and goes through jansson, which reads this
+ * form the same way: a short cut for the shape clients send on hot paths. */
+int api_body_plain_string(struct http_str b, const char *name, char *out, size_t cap);
+/* Appends the rank, or null for an unranked player. */
+void api_rank_w(struct jsonw *w, uint64_t rank);
+
+/* ---- api_limits.c */
+int api_limits_init(const struct rl_config *c);
+void api_limits_deinit(void);
+/* The client's address: the peer's, or behind --trusted-proxy the last address of
+ * X-Forwarded-For (the one that proxy added; earlier ones are the client's say-so). */
+void api_client_addr(struct http_req *r, uint8_t out[16]);
+/* The gate of every route: the client address's bucket for the route's class. */
+int api_limit_ip(struct http_req *r);
+/* The authenticated player's bucket (every player endpoint). */
+int api_limit_player(struct http_req *r, struct player *p);
+/* Players created per address (POST /v1/players). */
+int api_limit_new_player(struct http_req *r);
+/* A live client's position: dropped outside the hunt's window (as POST .../position is
+ * refused), then the speed check. */
+int api_live_move_check(const uint8_t player[16], const char *hunt_id, double x, double y);
+/* A position faster than --max-speed from the player's last one in this hunt: 422. */
+int api_limit_move(struct http_req *r, const struct player *p, struct hunt *h, double x, double y);
+/* Each metric family in one block (Prometheus text format wants them contiguous). */
+void api_limits_render(struct metrics_buf *b);
+
+/* ---- api_write.c */
+/* Reads the Idempotency-Key header and looks it up for (who, method, path). Returns 1
+ * when the request was answered (replayed, key reused with another body, waiting on a
+ * pending duplicate, or a malformed key); 0 to go on (ir->present says if a key came). */
+int api_idem_check(struct http_req *r, const char *who, struct idem_req *ir);
+/* Answers 503 unless the log can take one more entry. Checked before the engine decides,
+ * so that everything applied in memory reaches the log. */
+int api_log_room(struct http_req *r);
+/* Queues e (ownership moves) with the idempotency record, and answers r with status and
+ * body (malloc'd, ownership moves) once durable. api_log_room() must have been checked. */
+void api_submit_raw(struct http_req *r, struct idem_req *ir, struct log_entry *e, int status,
+                    char *body, size_t len);
+/* api_submit_raw with resp (stolen) encoded compactly. */
+void api_submit(struct http_req *r, struct idem_req *ir, struct log_entry *e, int status,
+                json_t *resp);
+struct log_entry *api_new_entry(void);
+/* Adds ev (of hunt h) to entry e. */
+void api_entry_event(struct log_entry *e, struct hunt *h, const struct event *ev);
+/* Applies an event the engine just decided; a failure here is a programmer error. Its
+ * live message is encoded now, while the outcome is fresh, and published once durable
+ * (see api_submit() and on_durable()). */
+void api_apply(struct hunt *h, const struct event *ev, struct engine_outcome *out);
+void api_engine_error(struct http_req *r, int rc);
+
+/* ---- api_players.c */
+struct player *api_add_player(const uint8_t id[16], const char *name, int64_t created,
+                              uint32_t gen);
+void api_players_create(struct http_req *r);
+/* POST /v1/sessions/refresh. Never answered from an idempotency record: the answer holds
+ * credentials, and the request's only proof of identity is the refresh token in its body,
+ * which a thief may hold too. A refresh token works once; presenting it again, with or
+ * without the same Idempotency-Key, is a reuse and revokes every session of the player. */
+void api_refresh(struct http_req *r);
+void api_me(struct http_req *r);
+
+/* ---- api_hunts.c */
+/* engine_define with a fresh secret seed from the OS when h is not defined yet (an
+ * update keeps the hunt's seed). */
+int api_define_hunt(const struct hunt *h, const char *json, size_t len, struct event *ev, char *err,
+                    size_t errcap);
+void api_hunt_put(struct http_req *r);
+void api_hunt_get(struct http_req *r);
+void api_codes(struct http_req *r);
+void api_qr(struct http_req *r);
+void api_digest(struct http_req *r);
+
+/* ---- api_tiles.c */
+void api_tile_get(struct http_req *r);
+/* Stages one tile in memory and adds its rows (the blob when new, the draft row) to e.
+ * 0, or a tiles error (nothing changed). */
+int api_tile_stage(struct log_entry *e, const char *hunt, uint32_t x, uint32_t y, const char *ctype,
+                   const void *data, size_t len);
+void api_tile_put(struct http_req *r);
+/* Publishes h's draft as its next map version: in memory now (O(chunks)), the event and
+ * the manifest in e. Returns the version number. */
+int64_t api_publish_map(struct hunt *h, struct log_entry *e);
+void api_map_publish(struct http_req *r);
+
+/* ---- api_play.c */
+void api_scan(struct http_req *r);
+void api_collect(struct http_req *r);
+void api_open(struct http_req *r);
+void api_position(struct http_req *r);
+void api_hunt_me(struct http_req *r);
+/* Parses an optional integer query parameter in [lo, hi]; -1 after answering 400. */
+int api_query_int(struct http_req *r, const char *name, long lo, long hi, long *out);
+void api_leaderboard(struct http_req *r);
+void api_stats(struct http_req *r);
+/* GET /v1/hunts/{hunt}/live?token=...[&since=N]: checks everything, then upgrades. */
+void api_live(struct http_req *r);
+const char *api_live_name(const uint8_t player[16], void *ctx);
+
+/* ---- api_ops.c */
+void api_healthz(struct http_req *r);
+void api_metrics(struct http_req *r);
+
+#endif

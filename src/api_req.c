@@ -1,0 +1,195 @@
+/* api_req.c — what every handler starts with: the clock, ids from the path, the hunt, tokens and
+ * the admin key, JSON bodies and their fields. */
+#include "api_int.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+int64_t api_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- request helpers ---------------------------------------------------------------- */
+
+/* Copies a path parameter that must be an id; answers 400 invalid_id otherwise. */
+int api_param_id(struct http_req *r, int i, char out[ENGINE_ID_MAX + 1])
+{
+    struct http_str s = http_param(r, i);
+    if (!auth_valid_id(s.p, s.len)) {
+        http_error(r, 400, "invalid_id", "ids are 1-64 characters of [a-z0-9_-]");
+        return -1;
+    }
+    memcpy(out, s.p, s.len);
+    out[s.len] = '\0';
+    return 0;
+}
+
+static struct hunt *find_hunt(struct http_req *r, const char *id)
+{
+    struct hunt *h = hmap_get(&api_app.hunts, id, strlen(id));
+    if (!h || !engine_defined(h)) {
+        http_error(r, 404, "hunt_not_found", "no hunt '%s'", id);
+        return NULL;
+    }
+    return h;
+}
+
+/* Param 0 is the hunt id: validates and looks it up, answering errors itself. */
+struct hunt *api_hunt_param(struct http_req *r)
+{
+    char id[ENGINE_ID_MAX + 1];
+    return api_param_id(r, 0, id) ? NULL : find_hunt(r, id);
+}
+
+/* The bearer token of the request, or p == NULL. */
+struct http_str api_bearer(struct http_req *r)
+{
+    struct http_str a = http_header(r, "authorization");
+    if (!a.p || a.len < 8 || strncasecmp(a.p, "Bearer ", 7) != 0) return (struct http_str){NULL, 0};
+    return (struct http_str){a.p + 7, a.len - 7};
+}
+
+struct player *api_check_token(const char *tok, size_t len, int *err)
+{
+    struct auth_claims c;
+    int rc = auth_token_check(&api_app.auth, tok, len, api_now_ms(), &c);
+    struct player *p = rc == AUTH_INVALID ? NULL : hmap_get(&api_app.players, c.player, 16);
+    if (!p || p->gen != c.gen) {
+        *err = AUTH_INVALID;
+        return NULL;
+    }
+    *err = rc;
+    return rc == AUTH_OK ? p : NULL;
+}
+
+/* The authenticated player, or NULL after answering 401. */
+struct player *api_authed(struct http_req *r)
+{
+    struct http_str t = api_bearer(r);
+    int err = AUTH_INVALID;
+    struct player *p = t.p ? api_check_token(t.p, t.len, &err) : NULL;
+    if (p) return api_limit_player(r, p) ? NULL : p;
+    if (err == AUTH_EXPIRED)
+        http_error(r, 401, "token_expired", "the token has expired; refresh it");
+    else
+        http_error(r, 401, "unauthorized", "a valid player token is required");
+    return NULL;
+}
+
+/* 0 for the admin key; otherwise answers 403 (a player token) or 401 and returns -1. */
+int api_admin(struct http_req *r)
+{
+    struct http_str t = api_bearer(r);
+    int err;
+    if (t.p && auth_equal(t.p, t.len, api_app.cfg.admin_key, strlen(api_app.cfg.admin_key)))
+        return 0;
+    if (t.p && (api_check_token(t.p, t.len, &err) || err == AUTH_EXPIRED))
+        http_error(r, 403, "forbidden", "this endpoint needs the admin key");
+    else
+        http_error(r, 401, "unauthorized", "the admin key is required");
+    return -1;
+}
+
+/* Whether an Authorization header value carries the admin key: bodies over 64 KiB are
+ * read only then (http.h http_limits, checked before the body arrives). */
+int api_big_body_ok(const char *v, size_t len)
+{
+    return len > 7 && strncasecmp(v, "Bearer ", 7) == 0 &&
+           auth_equal(v + 7, len - 7, api_app.cfg.admin_key, strlen(api_app.cfg.admin_key));
+}
+
+/* 1 when b is empty or "{}" (white space allowed): the common body of open and collect. */
+static int body_empty_object(struct http_str b)
+{
+    size_t i = 0, n = 0;
+    char want[2] = {'{', '}'};
+    for (; i < b.len; i++) {
+        char c = b.p[i];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
+        if (n == 2 || c != want[n]) return 0;
+        n++;
+    }
+    return n == 0 || n == 2;
+}
+
+/* The JSON object body (empty body = {} when allow_empty), or NULL after a 400. */
+json_t *api_body_object(struct http_req *r, int allow_empty)
+{
+    struct http_str b = http_body(r);
+    json_error_t e;
+    if (allow_empty && body_empty_object(b)) return json_object();
+    json_t *j = json_loadb(b.p, b.len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &e);
+    if (!j) {
+        http_error(r, 400, "invalid_json", "invalid JSON at line %d column %d: %s", e.line,
+                   e.column, e.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        http_error(r, 400, "invalid_request", "the body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+/* A required string field, or NULL after a 400. */
+const char *api_str_field(struct http_req *r, json_t *obj, const char *name)
+{
+    json_t *v = json_object_get(obj, name);
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+        http_error(r, 400, "invalid_request", "'%s' must be a string without NUL", name);
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+/* The value of a body of exactly the form {"name":"value"} (white space around tokens
+ * allowed) whose value is printable ASCII without escapes, copied to out; 1 when the body
+ * has that form. Every other body returns 0 and goes through jansson, which reads this
+ * form the same way: a short cut for the shape clients send on hot paths. */
+int api_body_plain_string(struct http_str b, const char *name, char *out, size_t cap)
+{
+    const char *p = b.p, *end = b.p + b.len;
+    size_t nl = strlen(name), n = 0;
+#define SKIP_WS()                                                                                  \
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))                       \
+    p++
+    SKIP_WS();
+    if (p == end || *p++ != '{') return 0;
+    SKIP_WS();
+    if ((size_t)(end - p) < nl + 2 || p[0] != '"' || memcmp(p + 1, name, nl) || p[nl + 1] != '"')
+        return 0;
+    p += nl + 2;
+    SKIP_WS();
+    if (p == end || *p++ != ':') return 0;
+    SKIP_WS();
+    if (p == end || *p++ != '"') return 0;
+    for (; p < end && *p != '"'; p++) {
+        if (*p < 0x20 || *p > 0x7e || *p == '\\' || n + 1 >= cap) return 0;
+        out[n++] = *p;
+    }
+    if (p++ == end) return 0;
+    SKIP_WS();
+    if (p == end || *p++ != '}') return 0;
+    SKIP_WS();
+#undef SKIP_WS
+    out[n] = '\0';
+    return p == end;
+}
+
+/* Appends the rank, or null for an unranked player. */
+void api_rank_w(struct jsonw *w, uint64_t rank)
+{
+    if (rank)
+        jsonw_u64(w, rank);
+    else
+        jsonw_lit(w, "null");
+}

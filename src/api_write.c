@@ -1,0 +1,193 @@
+/* api_write.c — the one write path: idempotency keys, room in the log, decide and apply in the
+ * engine, the log entry, and the answer once durable (see the invariants in api.c). */
+#include "api_int.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+/* ---- idempotent, durable writes ------------------------------------------------------ */
+
+struct write {
+    struct http_req *req; /* held */
+    struct idem_entry *idem;
+    struct live_pending live; /* published once durable (frame NULL: none) */
+    int status;
+    char *body;
+    size_t len;
+};
+
+static void replay(struct http_req *r, int status, const char *body, size_t len)
+{
+    http_add_header(r, "idempotent-replayed", "true");
+    http_send(r, status, "application/json", body, len);
+}
+
+/* Reads the Idempotency-Key header and looks it up for (who, method, path). Returns 1
+ * when the request was answered (replayed, key reused with another body, waiting on a
+ * pending duplicate, or a malformed key); 0 to go on (ir->present says if a key came). */
+int api_idem_check(struct http_req *r, const char *who, struct idem_req *ir)
+{
+    struct http_str k = http_header(r, "idempotency-key");
+    ir->present = 0;
+    if (!k.p) return 0;
+    int ok = k.len >= 1 && k.len <= 255;
+    for (size_t i = 0; ok && i < k.len; i++)
+        ok = k.p[i] >= 0x20 && k.p[i] <= 0x7e;
+    if (!ok) {
+        http_error(r, 400, "invalid_request", "Idempotency-Key must be 1-255 printable ASCII");
+        return 1;
+    }
+    memcpy(ir->key, k.p, k.len);
+    ir->key[k.len] = '\0';
+    struct http_str m = http_method(r), path = http_path(r);
+    snprintf(ir->scope, sizeof ir->scope, "%s %.*s %.*s", who, (int)m.len, m.p,
+             (int)(path.len > 150 ? 150 : path.len), path.p);
+    struct http_str b = http_body(r);
+    auth_sha256(b.p, b.len, ir->hash);
+    ir->present = 1;
+    struct idem_entry *e = idem_find(api_app.idem, ir->scope, ir->key, api_now_ms());
+    if (!e) return 0;
+    int same = memcmp(e->req_hash, ir->hash, 32) == 0;
+    idem_count(api_app.idem, same);
+    if (!same) {
+        http_error(r, 422, "idempotency_key_reused",
+                   "this Idempotency-Key was used with a different body");
+        return 1;
+    }
+    if (!e->pending) {
+        replay(r, e->status, e->body, e->body_len);
+        return 1;
+    }
+    struct idem_waiter *w = malloc(sizeof *w);
+    if (!w) {
+        http_error(r, 503, "unavailable", "out of memory");
+        return 1;
+    }
+    w->req = http_hold(r);
+    w->next = e->waiters;
+    e->waiters = w;
+    return 1;
+}
+
+/* Answers 503 unless the log can take one more entry. Checked before the engine decides,
+ * so that everything applied in memory reaches the log. */
+int api_log_room(struct http_req *r)
+{
+    if (log_store_down(api_app.log)) {
+        http_error(r, 503, "store_unavailable",
+                   "the store cannot take writes right now (disk full or unreachable); retry");
+        return 0;
+    }
+    if (log_pending(api_app.log) < api_app.cfg.queue_max) return 1;
+    api_app.writes_rejected_busy++;
+    http_error(r, 503, "busy", "too many writes in flight; retry shortly");
+    return 0;
+}
+
+static void on_durable(void *arg, int status)
+{
+    struct write *w = arg;
+    if (w->idem) {
+        struct idem_waiter *wt = w->idem->waiters, *next;
+        w->idem->waiters = NULL;
+        if (idem_finish(api_app.idem, w->idem, w->status, w->body, w->len)) abort();
+        for (; wt; wt = next) {
+            next = wt->next;
+            replay(wt->req, w->status, w->body, w->len);
+            free(wt);
+        }
+    }
+    if (w->live.frame) live_publish(api_app.live, w->live.h, w->live.frame);
+    http_send(w->req, w->status, "application/json", w->body, w->len);
+    free(w->body);
+    free(w);
+}
+
+/* Queues e (ownership moves) with the idempotency record, and answers r with status and
+ * body (malloc'd, ownership moves) once durable. api_log_room() must have been checked. */
+void api_submit_raw(struct http_req *r, struct idem_req *ir, struct log_entry *e, int status,
+                    char *body, size_t len)
+{
+    struct write *w = calloc(1, sizeof *w);
+    if (!w || !body) abort(); /* small allocations: out of memory is fatal here */
+    w->status = status;
+    w->body = body;
+    w->len = len;
+    w->live = api_app.live_next; /* the event in e, if it has one */
+    api_app.live_next = (struct live_pending){NULL, NULL};
+    if (ir && ir->present) {
+        int64_t now = api_now_ms();
+        /* Every 100 ms a keyed write also prunes up to STORE_PRUNE_IDEM_MAX of the store's
+         * expired records: 20,000/s at most, in bounded bites, whatever the backlog. */
+        if (now - api_app.idem_pruned_ms >= 100) {
+            if (log_entry_prune_idem(e, now - api_app.cfg.idem_retention_ms)) abort();
+            api_app.idem_pruned_ms = now;
+        }
+        w->idem = idem_begin(api_app.idem, ir->scope, ir->key, ir->hash, now);
+        struct store_idem row = {ir->scope, ir->key, {0}, status, body, w->len, now};
+        memcpy(row.req_hash, ir->hash, 32);
+        if (!w->idem || log_entry_idem(e, &row)) abort();
+    }
+    w->req = http_hold(r);
+    log_entry_on_done(e, on_durable, w);
+    if (log_submit(api_app.log, e) != 0) abort(); /* api_log_room() said there was room */
+}
+
+/* api_submit_raw with resp (stolen) encoded compactly. */
+void api_submit(struct http_req *r, struct idem_req *ir, struct log_entry *e, int status,
+                json_t *resp)
+{
+    char *body = json_dumps(resp, JSON_COMPACT);
+    json_decref(resp);
+    api_submit_raw(r, ir, e, status, body, body ? strlen(body) : 0);
+}
+
+struct log_entry *api_new_entry(void)
+{
+    struct log_entry *e = log_entry_create(NULL, NULL);
+    if (!e) abort();
+    return e;
+}
+
+/* Adds ev (of hunt h) to entry e. */
+void api_entry_event(struct log_entry *e, struct hunt *h, const struct event *ev)
+{
+    uint8_t small[256], *buf = small;
+    size_t need = engine_event_encode(ev, small, sizeof small);
+    if (need > sizeof small) {
+        buf = malloc(need);
+        if (!buf) abort();
+        engine_event_encode(ev, buf, need);
+    }
+    struct store_event se = {engine_hunt_id(h), ev->seq, ev->time_ms, ev->type, {0}, buf, need};
+    memcpy(se.player, ev->player, 16);
+    if (log_entry_event(e, &se)) abort();
+    if (buf != small) free(buf);
+}
+
+/* Applies an event the engine just decided; a failure here is a programmer error. Its
+ * live message is encoded now, while the outcome is fresh, and published once durable
+ * (see api_submit() and on_durable()). */
+void api_apply(struct hunt *h, const struct event *ev, struct engine_outcome *out)
+{
+    char err[256];
+    int rc = engine_apply(h, ev, out, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "veltrix: engine refused its own decision: %s\n", err);
+        abort();
+    }
+    assert(!api_app.live_next.frame);
+    api_app.live_next.h = h;
+    if (!(api_app.live_next.frame = live_event_frame(api_app.live, h, ev, out))) abort();
+    snap_after_event(api_app.cfg.snap, h);
+}
+
+void api_engine_error(struct http_req *r, int rc)
+{
+    http_error(r, engine_err_status(rc), engine_err_code(rc), "%s", engine_err_code(rc));
+}
