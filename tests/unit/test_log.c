@@ -106,6 +106,7 @@ TEST(order_and_durability)
     CHECK(store_has(url, 3000));
     log_destroy(l);
     store_close(s);
+    h2o_evloop_destroy(loop);
 }
 
 TEST(queue_cap)
@@ -124,6 +125,7 @@ TEST(queue_cap)
     CHECK_EQ_INT((int)log_stats(l)->rejected, 1);
     log_destroy(l);
     store_close(s);
+    h2o_evloop_destroy(loop);
 }
 
 TEST(failing_commits_are_retried_until_they_land)
@@ -154,6 +156,7 @@ TEST(failing_commits_are_retried_until_they_land)
     CHECK_EQ_INT(f.fail_commits, 0);
     log_destroy(l);
     store_close(s);
+    h2o_evloop_destroy(loop);
 }
 
 /* A commit that landed but reported a failure: the writer reads the store back and does
@@ -181,6 +184,7 @@ TEST(commit_in_doubt_is_read_back_not_rewritten)
     CHECK(store_has(url, 3078));
     log_destroy(l);
     store_close(s);
+    h2o_evloop_destroy(loop);
 }
 
 /* Manual mode: nothing is written before log_commit_now(), nothing answered before
