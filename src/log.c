@@ -6,7 +6,19 @@
  * timeout), with one mutex operation and at most one wake-up: a writer woken by the first
  * request of a turn would commit it alone and make the rest of the turn wait a whole
  * fsync. The writer never blocks the loop. Invariant: entries are handed back in the
- * order they were submitted, so the responses of one hunt go out in seq order. */
+ * order they were submitted, so the responses of one hunt go out in seq order.
+ *
+ * Manual mode (log_create_manual, for the simulator) has no thread and no loop: entries
+ * queue straight for the writer, log_commit_now() is one turn of the writer's loop run by
+ * the caller, log_deliver() is the loop's side. Both modes commit through the same
+ * functions (batch_start, attempt, write_batch, failed, landed); only the waiting
+ * differs: the writer sleeps and retries a failing batch, manual mode returns the error
+ * and keeps the batch for the next call.
+ *
+ * A commit that fails may have landed ("in doubt": the connection was lost before
+ * COMMIT's answer). Such a batch is never written again blindly: its events' (hunt, seq)
+ * are taken if it landed, so the rewrite would fail for ever. It is read back first
+ * (landed_already). */
 #include "log.h"
 
 #include <assert.h>
@@ -61,6 +73,15 @@ struct log_entry {
     struct op ops[5]; /* the most: two refresh rows and their prune, idem and its prune */
 };
 
+/* A batch being committed: its entries (linked by next) and what its attempts learnt. */
+struct batch {
+    struct log_entry *head;
+    size_t n;
+    int doubt;         /* a commit failed and may have landed: read back before writing */
+    unsigned failures; /* failed attempts */
+    uint64_t t0_ns, logged_ns;
+};
+
 struct log {
     struct store *store;
     pthread_t thread;
@@ -79,6 +100,9 @@ struct log {
     h2o_multithread_queue_t *mq;
     h2o_multithread_receiver_t receiver;
     struct log_stats stats;
+    int manual;          /* log_create_manual: no thread, no loop */
+    struct batch held;   /* manual: the batch a failed log_commit_now() keeps (head NULL: none) */
+    h2o_linklist_t done; /* manual: committed batches not yet handed back */
 };
 
 #define BATCH_MAX 8192
@@ -244,56 +268,103 @@ static int write_op(struct store *s, const struct op *op)
     return STORE_EIO;
 }
 
-/* One transaction for the whole batch. */
-static int write_batch(struct log *l, struct log_entry *batch)
+/* One transaction for the whole batch. *doubt is set when the commit itself failed: the
+ * rows may have landed all the same. */
+static int write_batch(struct log *l, struct log_entry *batch, int *doubt)
 {
     int rc = store_begin(l->store);
     for (struct log_entry *e = batch; !rc && e; e = e->next)
         for (size_t i = 0; !rc && i < e->n_ops; i++) rc = write_op(l->store, &e->ops[i]);
-    if (!rc) rc = store_commit(l->store);
+    if (!rc && (rc = store_commit(l->store)) != 0) *doubt = 1;
     if (rc) store_rollback(l->store);
     return rc;
 }
 
-/* A commit that fails (disk full, store unreachable) is retried until it succeeds: its
- * entries are already applied in memory, so they are neither dropped nor answered until
- * durable. Meanwhile log_store_down() says so and new writes are refused (503
- * store_unavailable) while reads go on from memory. Only a stop requested during an
- * outage ends the process, with those writes never acknowledged. */
-static void commit(struct log *l, struct log_entry *batch, size_t n)
+/* After a commit in doubt: 1 when the batch landed, 0 when not, or the store's error (still
+ * in doubt). Only this writer appends events and a transaction lands whole, so the batch
+ * landed iff the log of its first event's hunt reaches that event's seq. A batch without
+ * events is written again: its rows (players, tokens, idempotency records, tiles, prunes)
+ * are upserts or deletions, the same done twice. */
+static int landed_already(struct log *l, const struct log_entry *batch)
 {
-    uint64_t t0 = metrics_now_ns(), logged_ns = 0;
-    metrics_observe_ns(&l->stats.wait_ns, t0 - batch->submitted_ns);
-    int rc;
-    for (unsigned attempt = 0; (rc = write_batch(l, batch)) != 0; attempt++) {
-        metrics_inc(&l->stats.failures, 1);
-        if (!__atomic_load_n(&l->down, __ATOMIC_RELAXED)) metrics_inc(&l->stats.outages, 1);
-        __atomic_store_n(&l->down, 1, __ATOMIC_RELAXED);
-        uint64_t now = metrics_now_ns();
-        if (!logged_ns || now - logged_ns >= 10000000000ull) {
-            fprintf(stderr, "veltrix: log: store unavailable: commit of %zu entries failed (%s); "
-                            "retrying, new writes get 503 until it succeeds\n", n,
-                    store_err_str(rc));
-            logged_ns = now;
+    for (const struct log_entry *e = batch; e; e = e->next)
+        for (size_t i = 0; i < e->n_ops; i++) {
+            if (e->ops[i].kind != OP_EVENT) continue;
+            uint64_t last = 0;
+            int rc = store_last_seq(l->store, e->ops[i].u.ev.hunt, &last);
+            return rc ? rc : last >= e->ops[i].u.ev.seq;
         }
-        if (__atomic_load_n(&l->stop, __ATOMIC_RELAXED)) {
-            fprintf(stderr, "veltrix: log: stopping while the store is unavailable: %zu writes "
-                            "were never durable and never acknowledged\n", n);
-            _exit(1);
-        }
-        usleep(attempt < 6 ? 20000u << attempt : 1000000u);
+    return 0;
+}
+
+static void batch_start(struct log *l, struct batch *b, struct log_entry *head, size_t n)
+{
+    *b = (struct batch){.head = head, .n = n, .t0_ns = metrics_now_ns()};
+    metrics_observe_ns(&l->stats.wait_ns, b->t0_ns - head->submitted_ns);
+}
+
+/* One try at making b durable: 0 when it is. */
+static int attempt(struct log *l, struct batch *b)
+{
+    if (b->doubt) {
+        int rc = landed_already(l, b->head);
+        if (rc < 0) return rc;
+        b->doubt = 0;
+        if (rc == 1) return 0;
     }
+    return write_batch(l, b->head, &b->doubt);
+}
+
+/* A failed attempt: counted, and the store is down until one succeeds. */
+static void failed(struct log *l, struct batch *b, int rc)
+{
+    b->failures++;
+    metrics_inc(&l->stats.failures, 1);
+    if (!__atomic_load_n(&l->down, __ATOMIC_RELAXED)) metrics_inc(&l->stats.outages, 1);
+    __atomic_store_n(&l->down, 1, __ATOMIC_RELAXED);
+    uint64_t now = metrics_now_ns();
+    if (!l->manual && (!b->logged_ns || now - b->logged_ns >= 10000000000ull)) {
+        fprintf(stderr, "veltrix: log: store unavailable: commit of %zu entries failed (%s); "
+                        "retrying, new writes get 503 until it succeeds\n", b->n,
+                store_err_str(rc));
+        b->logged_ns = now;
+    }
+}
+
+static void landed(struct log *l, struct batch *b)
+{
     if (__atomic_load_n(&l->down, __ATOMIC_RELAXED)) {
-        fprintf(stderr, "veltrix: log: store available again\n");
+        if (!l->manual) fprintf(stderr, "veltrix: log: store available again\n");
         __atomic_store_n(&l->down, 0, __ATOMIC_RELAXED);
     }
-    metrics_observe_ns(&l->stats.commit_ns, metrics_now_ns() - t0);
-    metrics_observe_count(&l->stats.batch_entries, n);
+    metrics_observe_ns(&l->stats.commit_ns, metrics_now_ns() - b->t0_ns);
+    metrics_observe_count(&l->stats.batch_entries, b->n);
     metrics_inc(&l->stats.batches, 1);
-    metrics_inc(&l->stats.entries, n);
-    for (struct log_entry *e = batch; e; e = e->next)
+    metrics_inc(&l->stats.entries, b->n);
+    for (struct log_entry *e = b->head; e; e = e->next)
         for (size_t i = 0; i < e->n_ops; i++)
             if (e->ops[i].kind == OP_EVENT) metrics_inc(&l->stats.events, 1);
+}
+
+/* Writer thread: a commit that fails (disk full, store unreachable) is retried until it
+ * succeeds: its entries are already applied in memory, so they are neither dropped nor
+ * answered until durable. Meanwhile log_store_down() says so and new writes are refused
+ * (503 store_unavailable) while reads go on from memory. Only a stop requested during an
+ * outage ends the process, with those writes never acknowledged. */
+static void commit(struct log *l, struct batch *b)
+{
+    int rc;
+    while ((rc = attempt(l, b)) != 0) {
+        failed(l, b, rc);
+        if (__atomic_load_n(&l->stop, __ATOMIC_RELAXED)) {
+            fprintf(stderr, "veltrix: log: stopping while the store is unavailable: %zu writes "
+                            "were never durable and never acknowledged\n", b->n);
+            _exit(1);
+        }
+        unsigned retry = b->failures - 1;
+        usleep(retry < 6 ? 20000u << retry : 1000000u);
+    }
+    landed(l, b);
 }
 
 int log_store_down(const struct log *l) { return __atomic_load_n(&l->down, __ATOMIC_RELAXED); }
@@ -326,9 +397,11 @@ static void *writer(void *arg)
 {
     struct log *l = arg;
     struct log_entry *batch;
+    struct batch b;
     size_t n;
     while ((batch = take(l, &n)) != NULL) {
-        commit(l, batch, n);
+        batch_start(l, &b, batch, n);
+        commit(l, &b);
         /* One message per batch (its first entry): one wake-up of the loop, which walks
          * the batch through `next`. */
         h2o_multithread_send_message(&l->receiver, &batch->msg);
@@ -336,10 +409,11 @@ static void *writer(void *arg)
     return NULL;
 }
 
-/* Event loop side: completed entries come back in order. */
-static void on_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+/* Event loop side: completed batches (one message each) come back in order. Returns how
+ * many entries were handed back. */
+static size_t hand_back(struct log *l, h2o_linklist_t *messages)
 {
-    struct log *l = H2O_STRUCT_FROM_MEMBER(struct log, receiver, receiver);
+    size_t n = 0;
     while (!h2o_linklist_is_empty(messages)) {
         struct log_entry *e = H2O_STRUCT_FROM_MEMBER(struct log_entry, msg.link, messages->next),
                          *next;
@@ -352,8 +426,15 @@ static void on_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messag
             if (!l->inflight_head) l->inflight_tail = NULL;
             e->cb(e->arg, e->status);
             log_entry_free(e);
+            n++;
         }
     }
+    return n;
+}
+
+static void on_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    hand_back(H2O_STRUCT_FROM_MEMBER(struct log, receiver, receiver), messages);
 }
 
 /* Hands the entries of this turn to the writer. */
@@ -385,12 +466,19 @@ int log_submit(struct log *l, struct log_entry *e)
     }
     e->submitted_ns = metrics_now_ns();
     e->next = NULL;
-    if (l->turn_tail) l->turn_tail->next = e;
-    else l->turn_head = e;
-    l->turn_tail = e;
-    l->turn_n++;
-    if (!h2o_timeout_is_linked(&l->turn_tick))
-        h2o_timeout_link(l->loop, &l->turn_timeout, &l->turn_tick);
+    if (l->manual) { /* no turn: straight to the writer's queue */
+        if (l->tail) l->tail->next = e;
+        else l->head = e;
+        l->tail = e;
+        l->queued++;
+    } else {
+        if (l->turn_tail) l->turn_tail->next = e;
+        else l->turn_head = e;
+        l->turn_tail = e;
+        l->turn_n++;
+        if (!h2o_timeout_is_linked(&l->turn_tick))
+            h2o_timeout_link(l->loop, &l->turn_timeout, &l->turn_tick);
+    }
     e->loop_next = NULL;
     if (l->inflight_tail) l->inflight_tail->loop_next = e;
     else l->inflight_head = e;
@@ -438,9 +526,65 @@ struct log *log_create(struct store *s, void *loop, size_t queue_max)
     return l;
 }
 
+struct log *log_create_manual(struct store *s, size_t queue_max)
+{
+    struct log *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    l->store = s;
+    l->queue_max = queue_max;
+    l->manual = 1;
+    pthread_mutex_init(&l->mu, NULL); /* take() locks it: uncontended here */
+    pthread_cond_init(&l->cv, NULL);
+    h2o_linklist_init_anchor(&l->done);
+    return l;
+}
+
+int log_commit_now(struct log *l)
+{
+    assert(l->manual);
+    if (!l->held.head) {
+        size_t n;
+        if (!l->head) return 0;
+        struct log_entry *batch = take(l, &n);
+        batch_start(l, &l->held, batch, n);
+    }
+    int rc = attempt(l, &l->held);
+    if (rc) {
+        failed(l, &l->held, rc);
+        return rc;
+    }
+    landed(l, &l->held);
+    h2o_linklist_insert(&l->done, &l->held.head->msg.link);
+    l->held.head = NULL;
+    return 0;
+}
+
+size_t log_deliver(struct log *l)
+{
+    assert(l->manual);
+    return hand_back(l, &l->done);
+}
+
+/* Manual mode: the process "dies": no commit, no callback. */
+static void destroy_manual(struct log *l)
+{
+    while (l->inflight_head) {
+        struct log_entry *e = l->inflight_head;
+        l->inflight_head = e->loop_next;
+        log_entry_free(e);
+    }
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}
+
 void log_destroy(struct log *l)
 {
     if (!l) return;
+    if (l->manual) {
+        destroy_manual(l);
+        return;
+    }
     hand_over(l); /* what this turn submitted is committed too */
     if (h2o_timeout_is_linked(&l->turn_tick)) h2o_timeout_unlink(&l->turn_tick);
     h2o_timeout_dispose(l->loop, &l->turn_timeout);

@@ -8,7 +8,13 @@
  * durable. A commit that fails (a full disk, a store that does not answer) is retried
  * until it succeeds, its entries held unanswered; meanwhile log_store_down() is true and
  * callers refuse new writes. Stopping during such an outage exits the process with those
- * entries never acknowledged (a restart rebuilds memory from what is durable). */
+ * entries never acknowledged (a restart rebuilds memory from what is durable). A commit
+ * that failed may have landed ("in doubt"): before a retry the log reads the store's last
+ * seq of the batch's first event's hunt, and a batch that landed is not written again.
+ *
+ * Manual mode (log_create_manual) is the same log without its thread and event loop, for
+ * the deterministic simulator: the caller commits (log_commit_now) and hands entries
+ * back (log_deliver) when it chooses, through the same commit code. */
 #ifndef VELTRIX_LOG_H
 #define VELTRIX_LOG_H
 #include "metrics.h"
@@ -35,8 +41,22 @@ struct log_stats {
 
 /* loop is the h2o evloop of the thread that submits. queue_max caps queued entries. */
 struct log *log_create(struct store *s, void *loop, size_t queue_max);
-/* Drains the queue, stops the writer thread, frees. */
+/* Manual mode: no thread, no event loop; entries wait in the queue until log_commit_now().
+ * NULL on out of memory. */
+struct log *log_create_manual(struct store *s, size_t queue_max);
+/* Threaded: drains the queue, stops the writer thread, frees (every callback has run).
+ * Manual: commits nothing and runs no callback: entries not yet handed back are freed as
+ * a crash would lose them (their args stay the caller's). */
 void log_destroy(struct log *l);
+/* Manual mode: one turn of the writer. Commits the batch a failed call kept, else every
+ * queued entry, in one transaction (a commit in doubt is read back, never rewritten
+ * blindly). 0 when that batch is durable (or nothing was queued): its entries wait for
+ * log_deliver(). Otherwise the store's error: the batch stays held, unanswered, and the
+ * next call retries it alone; log_store_down() is 1 until one succeeds. */
+int log_commit_now(struct log *l);
+/* Manual mode: runs the callbacks of the committed entries, in submission order, and
+ * frees them. Returns how many. */
+size_t log_deliver(struct log *l);
 
 struct log_entry *log_entry_create(log_done_cb cb, void *arg);
 void log_entry_free(struct log_entry *e);

@@ -166,12 +166,21 @@ int store_each_map_version(struct store *s, store_map_version_cb cb, void *ctx);
  * counter is how many of the next such calls fail (-1: all of them, 0: none).
  * fail_commits: the commit fails (the caller rolls back); doubt_commits: the commit lands but
  * reports STORE_EIO (a connection lost before COMMIT's answer); fail_writes: put/prune
- * calls fail; fail_reads: each_/get_/ping/last_seq calls fail. */
+ * calls fail; fail_reads: each_/get_/ping/last_seq calls fail, once skip_reads more of them
+ * have succeeded (to aim at a later read). kill_writes and kill_commits count down
+ * instead: the kill_writes-th next put/prune call (kill_commits-th commit) kills the
+ * process with SIGKILL before it reaches the store (a writer dying in mid-transaction;
+ * 0: never). */
 struct store_fault {
-    int fail_commits, doubt_commits, fail_writes, fail_reads;
+    int fail_commits, doubt_commits, fail_writes, fail_reads, skip_reads;
+    int kill_writes, kill_commits;
 };
 void store_fault_set(const struct store_fault *f);
 void store_fault_get(struct store_fault *f);
+/* In a child process after fork(): gives the fault: handle s a connection of its own to
+ * its inner store (a SQLite connection must not be used across fork(); the inherited one
+ * is abandoned, not closed). 0, or the inner store's error. */
+int store_fault_after_fork(struct store *s);
 
 /* 0 when the store answers a trivial query. */
 int store_ping(struct store *s);

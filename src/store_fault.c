@@ -4,18 +4,25 @@
  * nothing, a failed commit leaves the transaction for the caller to roll back (as a
  * failed COMMIT does); a commit may also fail AFTER it
  * landed ("in doubt": the caller is told STORE_EIO although its rows are durable),
- * which is what a connection cut between COMMIT and its answer looks like.
+ * which is what a connection cut between COMMIT and its answer looks like. A write or a
+ * commit may also kill the process (SIGKILL) before it runs: a writer dying in the middle
+ * of a transaction, for the simulator's torn commits (tests/sim).
  *
  * Faults are process-wide (every open fault: handle sees them), so that a test can steer
  * the log writer's handle from its own thread; the counters are atomics. */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store_int.h"
 
 struct fault_store {
     struct store base;
     struct store *inner;
+    int in_txn; /* begun and neither committed nor rolled back in the inner store */
+    enum store_fsync fsync;
+    char url[]; /* the inner store's */
 };
 #define FS(base) ((struct fault_store *)(base))
 
@@ -27,6 +34,9 @@ void store_fault_set(const struct store_fault *f)
     __atomic_store_n(&faults.fail_writes, f->fail_writes, __ATOMIC_SEQ_CST);
     __atomic_store_n(&faults.doubt_commits, f->doubt_commits, __ATOMIC_SEQ_CST);
     __atomic_store_n(&faults.fail_reads, f->fail_reads, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&faults.skip_reads, f->skip_reads, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&faults.kill_writes, f->kill_writes, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&faults.kill_commits, f->kill_commits, __ATOMIC_SEQ_CST);
 }
 
 void store_fault_get(struct store_fault *f)
@@ -35,6 +45,9 @@ void store_fault_get(struct store_fault *f)
     f->fail_writes = __atomic_load_n(&faults.fail_writes, __ATOMIC_SEQ_CST);
     f->doubt_commits = __atomic_load_n(&faults.doubt_commits, __ATOMIC_SEQ_CST);
     f->fail_reads = __atomic_load_n(&faults.fail_reads, __ATOMIC_SEQ_CST);
+    f->skip_reads = __atomic_load_n(&faults.skip_reads, __ATOMIC_SEQ_CST);
+    f->kill_writes = __atomic_load_n(&faults.kill_writes, __ATOMIC_SEQ_CST);
+    f->kill_commits = __atomic_load_n(&faults.kill_commits, __ATOMIC_SEQ_CST);
 }
 
 /* Takes one fault from *counter: 1 when this call must fail (-1 fails every call). */
@@ -50,12 +63,38 @@ static int take(int *counter)
     return 0;
 }
 
+/* 1 when this read must fail: fail_reads, once skip_reads reads have gone through. */
+static int take_read(void)
+{
+    if (!__atomic_load_n(&faults.fail_reads, __ATOMIC_SEQ_CST)) return 0;
+    int n = __atomic_load_n(&faults.skip_reads, __ATOMIC_SEQ_CST);
+    while (n > 0)
+        if (__atomic_compare_exchange_n(&faults.skip_reads, &n, n - 1, 0, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST))
+            return 0;
+    return take(&faults.fail_reads);
+}
+
+/* Counts *countdown down; the call that takes it from 1 to 0 kills the process. */
+static void maybe_die(int *countdown)
+{
+    int n = __atomic_load_n(countdown, __ATOMIC_SEQ_CST);
+    while (n > 0)
+        if (__atomic_compare_exchange_n(countdown, &n, n - 1, 0, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST)) {
+            if (n == 1) kill(getpid(), SIGKILL);
+            return;
+        }
+}
+
 static int fs_open(const char *url, enum store_fsync fsync, struct store **out, char *err,
                    size_t errcap)
 {
-    struct fault_store *s = calloc(1, sizeof *s);
+    struct fault_store *s = calloc(1, sizeof *s + strlen(url + 6) + 1);
     if (!s) return STORE_EIO;
-    int rc = store_open(url + 6, fsync, &s->inner, err, errcap);
+    strcpy(s->url, url + 6);
+    s->fsync = fsync;
+    int rc = store_open(s->url, fsync, &s->inner, err, errcap);
     if (rc) {
         free(s);
         return rc;
@@ -80,24 +119,46 @@ static void fs_close(struct store *s)
     free(s);
 }
 
-static int fs_begin(struct store *s) { return store_begin(FS(s)->inner); }
-static void fs_rollback(struct store *s) { store_rollback(FS(s)->inner); }
+int store_fault_after_fork(struct store *s)
+{
+    char err[256];
+    if (s->be != &store_fault_backend) return STORE_EURL;
+    FS(s)->in_txn = 0;
+    return store_open(FS(s)->url, FS(s)->fsync, &FS(s)->inner, err, sizeof err);
+}
+
+static int fs_begin(struct store *s)
+{
+    int rc = store_begin(FS(s)->inner);
+    FS(s)->in_txn = !rc;
+    return rc;
+}
+
+/* After a commit in doubt the inner transaction is over: nothing to roll back. */
+static void fs_rollback(struct store *s)
+{
+    if (FS(s)->in_txn) store_rollback(FS(s)->inner);
+    FS(s)->in_txn = 0;
+}
 
 static int fs_commit(struct store *s)
 {
+    maybe_die(&faults.kill_commits);
     if (take(&faults.fail_commits)) return STORE_EIO; /* the caller rolls back */
     int rc = store_commit(FS(s)->inner);
+    if (!rc) FS(s)->in_txn = 0;
     return !rc && take(&faults.doubt_commits) ? STORE_EIO : rc;
 }
 
 #define WRITE(name, ...)                                                                   \
     do {                                                                                   \
+        maybe_die(&faults.kill_writes);                                                    \
         if (take(&faults.fail_writes)) return STORE_EIO;                                   \
         return store_##name(FS(s)->inner, __VA_ARGS__);                                    \
     } while (0)
 #define READ(name, ...)                                                                    \
     do {                                                                                   \
-        if (take(&faults.fail_reads)) return STORE_EIO;                                    \
+        if (take_read()) return STORE_EIO;                                                 \
         return store_##name(FS(s)->inner, __VA_ARGS__);                                    \
     } while (0)
 
@@ -163,7 +224,7 @@ static int fs_each_map_version(struct store *s, store_map_version_cb cb, void *c
 }
 static int fs_ping(struct store *s)
 {
-    return take(&faults.fail_reads) ? STORE_EIO : store_ping(FS(s)->inner);
+    return take_read() ? STORE_EIO : store_ping(FS(s)->inner);
 }
 static int fs_last_seq(struct store *s, const char *h, uint64_t *seq) { READ(last_seq, h, seq); }
 

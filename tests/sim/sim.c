@@ -1,37 +1,63 @@
-/* sim.c — deterministic simulation of a live hunt with crashes (docs/DESIGN.md "Testing").
+/* sim.c — deterministic simulation of a live hunt with store faults and crashes
+ * (docs/DESIGN.md "Testing").
  *
  * One seed drives everything: the hunt's definition, thousands of players scanning codes,
  * collecting items and opening chests, retries with idempotency keys (duplicates in
  * flight, retries after a lost answer, a key reused with another body), a simulated
- * clock, group commits at random points, and crashes at random points:
- *   - before a commit: the queued batch was never written and is lost;
- *   - torn, during a commit: a child process opens the store, writes part or all of the
- *     batch's rows in the open transaction (half the time with megabytes of filler after
- *     them, so uncommitted pages reach the WAL file) and is killed with SIGKILL before
- *     COMMIT;
- *   - after a commit, before the answers went out: durable, but the clients retry.
- * A restart recovers the way api.c does: replay the hunt's log from the store into a
- * fresh engine and load the idempotency records, with the store as the lookup fallback.
+ * clock, when the log commits and when its answers go out, store faults, and crashes.
  *
- * Real parts: engine.c (decide/apply/encode/decode/digest), idem.c, store_sqlite.c on a
- * file in a temp directory (fsync off: a simulated crash never loses what SQLite
- * committed; a real one is tested by the black-box kill -9 tests). The group commit is
- * modelled here with the same store calls log.c makes (one transaction per batch), since
- * log.c's writer thread is not deterministic. "Acknowledged" = committed.
+ * Real code: engine.c (decide/apply/encode/decode/digest), idem.c, log.c in its manual
+ * mode (log_create_manual: the writer's own batching, commit, retry and in-doubt code, one
+ * writer turn per log_commit_now(), the answers handed back by log_deliver()), recovery.c
+ * (recovery_load_hunt, as api_init runs it), store_fault.c over store_sqlite.c on a file
+ * in a temp directory (fsync off: a simulated crash never loses what SQLite committed; a
+ * real one is tested by the black-box kill -9 tests).
  *
- * Checked after every step: a chest never has two owners (among acknowledged events and
- * among the events live in memory); the acting player's score in the engine equals the
- * model's sum of the points of its acknowledged (+ still queued) events, computed from
- * the definition, not from the engine; a replayed answer is byte-equal to the first;
- * a key is applied at most once; a lost write is never remembered. After every
- * recovery: the state (engine_digest) equals the state built by applying the
- * acknowledged events in order, the store's log is exactly the acknowledged prefix
- * byte for byte, every player's score equals the model's, and the hunt's secret seed
- * (drawn from the run's seed, carried by the define event) is the one it was created
- * with and is revealed only from ends_at on.
+ * Modelled here: api.c's write path without HTTP (idempotency check; 503 while the log
+ * says the store is down or its queue is full; decide, apply; one log entry per write with
+ * its event, the player's row, the idempotency record and now and then a prune of old
+ * ones; the answer when the entry comes back durable), api_init's reload of idempotency
+ * records, the clients, the event loop's timing (when the writer commits, when answers
+ * go out) and the clock.
  *
- * SIM_SEED=N reproduces a run exactly; SIM_STEPS, SIM_PLAYERS size it. The last line is
- * "N passed, N failed" (one run = one test). */
+ * Store faults, drawn from the seed (store_fault_set) for each commit: a commit that
+ * fails, a write that fails, a commit "in doubt" (it landed but reported a failure), a
+ * failed read while the log resolves a doubt; and failed reads during recovery. Crashes at
+ * random points:
+ *   - before a commit: the queued entries were never written and are lost;
+ *   - torn, during a commit: a forked child runs the log's next commits on a connection of
+ *     its own (store_fault_after_fork) and the fault backend SIGKILLs it at a write or at
+ *     COMMIT (half the time after megabytes of filler rows, so uncommitted pages reach the
+ *     WAL file);
+ *   - after a commit, before its answers went out (log_deliver never called).
+ * A stop (SIGTERM) drains the log; during an outage it exits with writes unanswered.
+ *
+ * What is durable is learnt from the store, not from log.c: after every commit the
+ * simulator reads the store through a plain "sqlite:" connection of its own, and each
+ * event found must be the next seq and, byte for byte, the event of an entry in flight.
+ *
+ * Checked: no answer goes out before its event is durable, and answers go out in
+ * submission order; a commit fails exactly when it hit an injected fault (one attempt per
+ * log_commit_now), so a batch that failed lands on the next try without one, once (a
+ * rewrite of a batch that landed in doubt fails on its taken seqs); recovery fails, with a
+ * message, exactly when it hit a read fault, and the next attempt succeeds; a chest never
+ * has two owners (among durable events and among the events live in memory); the acting
+ * player's score in the engine equals the model's sum of the points of its durable and
+ * in-flight events, computed from the definition, not from the engine; whenever nothing
+ * in flight is still to land, the live state (engine_digest) equals the state built from
+ * the durable events; a replayed answer is byte-equal to the first; a key is applied at
+ * most once; a lost write is never remembered. After every recovery: the hunt's secret
+ * seed (drawn from the run's seed, carried by the define event) is the one it was created
+ * with and is revealed only from ends_at on; the state equals the
+ * one built from the durable events, the store's log is exactly the durable prefix byte
+ * for byte, every durable key and player row is there, and every player's score equals
+ * the model's.
+ *
+ * SIM_SEED=N reproduces a run exactly; SIM_STEPS, SIM_PLAYERS size it; SIM_FAULTS=0 turns
+ * the store faults off. SIM_LOOKUP_FAULTS=N (per mille, off by default) also fails the
+ * store read of an idempotency lookup that missed memory: idem_find() takes that failure
+ * for "no such key" and the retry is applied again, a known bug that fails such runs.
+ * The last line is "N passed, N failed" (one run = one test). */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -48,6 +74,8 @@
 #include "engine.h"
 #include "hmap.h"
 #include "idem.h"
+#include "log.h"
+#include "recovery.h"
 #include "store.h"
 
 #define ZONES 3
@@ -55,6 +83,9 @@
 #define CODES 40
 #define ITEMS 4
 #define BODY_MAX 200
+#define QUEUE_MAX 8192 /* the log's queue: room for a torn commit's filler too */
+#define FLIGHT_MAX 256 /* entries in flight at which the writer is made to commit */
+#define IDEM_RETENTION_MS (24 * 3600 * 1000LL)
 
 /* ---- randomness: splitmix64, the only source ------------------------------------------ */
 static uint64_t rng;
@@ -75,7 +106,11 @@ static int chance(int per_mille)
 }
 
 static uint64_t seed, step;
-static const char *store_url;
+static const char *store_url; /* "sqlite:PATH": the simulator's own view of the store */
+static char fault_url[4300];  /* "fault:sqlite:PATH": the server's */
+static struct store *eye;     /* the simulator's connection: no faults, never the server's */
+static int fault_rate;        /* per mille of commits that meet a new fault */
+static int lookup_fault_rate; /* per mille of keyed requests whose store lookup may fail */
 
 static void fail(const char *fmt, ...)
 {
@@ -178,11 +213,11 @@ struct request {
 struct player {
     uint8_t id[16];
     char hex[33];
-    int64_t acked_score, queued_score; /* the model */
-    int row_acked;                     /* its player row is durable */
-    int waiting;                       /* a request is queued: its answer has not come */
-    int lost;                          /* a keyed request whose answer never came */
-    struct request req;                /* the waiting or lost one */
+    int64_t durable_score, flight_score; /* the model: points of durable / in-flight events */
+    int row_durable;                     /* its player row is durable */
+    int waiting;                         /* a request is in flight: its answer has not come */
+    int lost;                            /* a keyed request whose answer never came */
+    struct request req;                  /* the waiting or lost one */
     uint64_t keys;
 };
 
@@ -194,7 +229,7 @@ struct answer {
     char body[BODY_MAX];
 };
 
-/* The model: acknowledged events by seq (their bytes), chest owners, answers by key. */
+/* The model: durable events by seq (their bytes), chest owners, answers by key. */
 static struct {
     struct {
         uint8_t type, data[128];
@@ -202,10 +237,12 @@ static struct {
         int64_t time;
         int player;
     } * log;
-    uint64_t acked, cap;
-    struct hmap chest_owner; /* chest id -> player + 1, acknowledged opens */
-    struct hmap answers;     /* scope "\n" key -> struct answer, acknowledged */
-    uint64_t crashes, torn, spilled, restarts, requests, replays, events, rejected, waits, reused;
+    uint64_t durable, cap;
+    struct hmap chest_owner; /* chest id -> player + 1, durable opens */
+    struct hmap answers;     /* scope "\n" key -> struct answer, durable */
+    uint64_t snap_seq;       /* the seq of the snapshot in the store (0: none) */
+    uint64_t crashes, torn, spilled, restarts, stops_down, requests, replays, events, rejected,
+        unavailable, waits, reused, answered, commit_faults, doubts, recovery_faults, snapshots;
 } m;
 
 /* ---- the server: volatile state, lost on a crash ------------------------------------------ */
@@ -214,7 +251,8 @@ struct entry {
     struct event ev;
     uint8_t data[128]; /* the encoded event (a DEFINE's is def.payload) */
     size_t len;
-    int player, with_row, dups;
+    int player, with_row, prune, dups;
+    int landed; /* the simulator found its event in the store */
     int64_t points;
     struct request req;
     uint8_t hash[32];
@@ -223,11 +261,20 @@ struct entry {
 };
 
 static struct {
-    struct store *st;
-    struct hunt *h, *ref; /* ref: only acknowledged events, applied from their bytes */
+    struct store *st, *reader; /* the log's handle; recovery's and idempotency lookups' */
+    struct store *snaps;       /* the snapshot thread's (snap.c) */
+    struct log *log;
+    struct hunt *h, *ref; /* ref: only durable events, applied from their bytes */
     struct idem *idem;
-    struct entry *head, *tail;
-    size_t queued;
+    struct entry *head, *tail; /* in flight (submitted, not answered), in submission order */
+    size_t flight;
+    int failing; /* the last commit failed: the log holds its batch */
+    int64_t idem_pruned_ms;
+    struct {
+        uint8_t *data;
+        size_t len;
+        uint64_t seq;
+    } snap; /* encoded, waiting for the log to hold its seq */
 } srv;
 
 static int fallback_row(const struct store_idem *i, void *arg)
@@ -245,7 +292,7 @@ static int idem_fallback(void *ctx, const char *scope, const char *key, uint8_t 
                          int *status, char **body, size_t *len, int64_t *created)
 {
     void *o[5] = {hash, status, body, len, created};
-    return store_get_idem(srv.st, scope, key, fallback_row, o);
+    return store_get_idem(srv.reader, scope, key, fallback_row, o);
 }
 
 static void hkey(const struct request *r, char *out, size_t cap)
@@ -273,21 +320,13 @@ static void new_request(struct player *p, struct request *r)
     snprintf(r->key, sizeof r->key, "key-%" PRIu64, p->keys++);
 }
 
-/* ---- the write path (api.c's, without HTTP): idempotency, decide, apply, queue ---------- */
+/* ---- the write path (api.c's, without HTTP): idempotency, room, decide, apply, log ------- */
 static int64_t now_ms;
 static size_t idem_max = 64; /* small, so evictions send lookups to the store */
 
-static void enqueue(struct entry *e)
-{
-    if (srv.tail)
-        srv.tail->next = e;
-    else
-        srv.head = e;
-    srv.tail = e;
-    srv.queued++;
-}
+static void on_answer(void *arg, int status);
 
-static struct entry *queued_key(const char *hk)
+static struct entry *flight_key(const char *hk)
 {
     char k[200];
     for (struct entry *e = srv.head; e; e = e->next) {
@@ -298,26 +337,89 @@ static struct entry *queued_key(const char *hk)
     return NULL;
 }
 
+static const uint8_t *entry_bytes(const struct entry *e)
+{
+    return e->player < 0 ? def.payload : e->data;
+}
+
+/* Store rows the log writes for e. */
+static long entry_rows(const struct entry *e)
+{
+    return 1 + (e->player >= 0) * (e->with_row + e->req.has_key + e->prune);
+}
+
+/* Submits e to the log as api.c's submit_raw does: one log entry with the event, the
+ * player's row until it is durable, the idempotency record (after a prune of expired ones
+ * at most every 100 ms); e joins the in-flight list until the log hands it back. */
+static void submit(struct entry *e)
+{
+    struct log_entry *le = log_entry_create(on_answer, e);
+    struct store_event se = {"sim", e->ev.seq,      e->ev.time_ms, e->ev.type,
+                             {0},   entry_bytes(e), e->len};
+    if (!le) abort();
+    memcpy(se.player, e->ev.player, 16);
+    if (log_entry_event(le, &se)) abort();
+    if (e->player >= 0 && e->with_row) {
+        struct player *p = &players[e->player];
+        struct store_player row = {{0}, p->hex, now_ms, 0};
+        memcpy(row.id, p->id, 16);
+        if (log_entry_player(le, &row)) abort();
+    }
+    if (e->player >= 0 && e->req.has_key) {
+        if (now_ms - srv.idem_pruned_ms >= 100) {
+            if (log_entry_prune_idem(le, now_ms - IDEM_RETENTION_MS)) abort();
+            srv.idem_pruned_ms = now_ms;
+            e->prune = 1;
+        }
+        struct store_idem ir = {e->req.scope, e->req.key,          {0},   e->ans.status,
+                                e->ans.body,  strlen(e->ans.body), now_ms};
+        memcpy(ir.req_hash, e->hash, 32);
+        if (log_entry_idem(le, &ir)) abort();
+    }
+    ENSURE(log_submit(srv.log, le) == 0, "the log refused an entry although it had room");
+    if (srv.tail)
+        srv.tail->next = e;
+    else
+        srv.head = e;
+    srv.tail = e;
+    srv.flight++;
+}
+
+/* idem_find; with SIM_LOOKUP_FAULTS, its store lookup (if it makes one) fails now and then. */
+static struct idem_entry *find_key(const struct request *r)
+{
+    struct store_fault f;
+    if (!lookup_fault_rate || !chance(lookup_fault_rate))
+        return idem_find(srv.idem, r->scope, r->key, now_ms);
+    store_fault_get(&f);
+    f.fail_reads = 1;
+    store_fault_set(&f);
+    struct idem_entry *e = idem_find(srv.idem, r->scope, r->key, now_ms);
+    f.fail_reads = 0;
+    store_fault_set(&f);
+    return e;
+}
+
 /* A duplicate or retry with a key the server knows. Returns 1 when answered. */
 static int idem_answer(struct player *p, const struct request *r, const uint8_t hash[32])
 {
     char hk[200];
     hkey(r, hk, sizeof hk);
     struct answer *known = hmap_get(&m.answers, hk, strlen(hk));
-    struct idem_entry *e = idem_find(srv.idem, r->scope, r->key, now_ms);
+    struct idem_entry *e = find_key(r);
     if (!e) {
-        ENSURE(!known, "acknowledged key '%s' forgotten", r->key);
+        ENSURE(!known, "durable key '%s' forgotten", r->key);
         return 0;
     }
     if (memcmp(e->req_hash, hash, 32) != 0) return 1; /* 422 idempotency_key_reused */
     if (e->pending) {
-        struct entry *q = queued_key(hk);
-        ENSURE(q, "key '%s' pending with nothing queued", r->key);
+        struct entry *q = flight_key(hk);
+        ENSURE(q, "key '%s' pending with nothing in flight", r->key);
         q->dups++; /* answered with q's answer when it is durable */
         m.waits++;
         return 1;
     }
-    ENSURE(known, "key '%s' replayed, but its write was never acknowledged", r->key);
+    ENSURE(known, "key '%s' replayed, but its write never became durable", r->key);
     ENSURE(e->status == known->status && e->body_len == strlen(known->body) &&
                !memcmp(e->body, known->body, e->body_len),
            "replay of '%s' differs", r->key);
@@ -345,7 +447,7 @@ static void check_chest_free(const char *chest)
         ENSURE(q->ev.type != EVENT_OPEN || strcmp(q->ev.b, chest), "chest %s twice", chest);
 }
 
-/* Applies a decided event and queues it with its idempotency record and answer. */
+/* Applies a decided event and submits it with its idempotency record and answer. */
 static void accept(struct player *p, const struct request *r, struct event *ev,
                    const uint8_t hash[32])
 {
@@ -361,10 +463,11 @@ static void accept(struct player *p, const struct request *r, struct event *ev,
     e->points = model_points(ev);
     ENSURE(ev->type == EVENT_COLLECT || out.points == e->points, "points %" PRId64 " != %" PRId64,
            out.points, e->points);
-    p->queued_score += e->points;
+    p->flight_score += e->points;
     if (ev->type != EVENT_COLLECT)
-        ENSURE(out.score == p->acked_score + p->queued_score, "score %" PRId64 " != model %" PRId64,
-               out.score, p->acked_score + p->queued_score);
+        ENSURE(out.score == p->durable_score + p->flight_score,
+               "score %" PRId64 " != model %" PRId64, out.score,
+               p->durable_score + p->flight_score);
     e->len = engine_event_encode(ev, e->data, sizeof e->data);
     ENSURE(e->len <= sizeof e->data, "event too long");
     memcpy(e->hash, hash, 32);
@@ -374,8 +477,8 @@ static void accept(struct player *p, const struct request *r, struct event *ev,
              "\"points\":%" PRId64 ",\"score\":%" PRId64 "}",
              ev->seq, ev->a, ev->b, out.points, out.score);
     if (r->has_key && !(e->ie = idem_begin(srv.idem, r->scope, r->key, hash, now_ms))) abort();
-    e->with_row = !p->row_acked;
-    enqueue(e);
+    e->with_row = !p->row_durable;
+    submit(e);
     p->waiting = 1;
     p->lost = 0;
     p->req = *r;
@@ -390,6 +493,10 @@ static void serve(struct player *p, const struct request *r)
     m.requests++;
     auth_sha256(r->body, strlen(r->body), hash);
     if (r->has_key && idem_answer(p, r, hash)) return;
+    if (log_store_down(srv.log) || log_pending(srv.log) >= QUEUE_MAX) {
+        m.unavailable++; /* 503 (log_room): nothing decided, nothing applied */
+        return;
+    }
     uint64_t before = (m.rejected & 63) == 0 ? engine_digest(srv.h) : 0;
     int rc = decide(p, r, &ev);
     if (rc != ENGINE_OK) {
@@ -414,38 +521,13 @@ static void define_hunt(void)
     ENSURE(def.payload_len == 2 + ENGINE_SEED_BYTES + strlen(def.json), "define payload");
     e->len = def.payload_len;
     e->player = -1;
-    enqueue(e);
+    submit(e);
 }
 
-/* ---- group commit ------------------------------------------------------------------------ */
-static const uint8_t *entry_bytes(const struct entry *e)
-{
-    return e->player < 0 ? def.payload : e->data;
-}
+/* ---- durability, learnt from the store; answers, handed back by the log ------------------ */
 
-/* Puts the rows of the first n entries (all when n < 0) into st's open transaction. */
-static void put_rows(struct store *st, long n)
-{
-    for (struct entry *e = srv.head; e && n-- != 0; e = e->next) {
-        struct store_event se = {"sim", e->ev.seq,      e->ev.time_ms, e->ev.type,
-                                 {0},   entry_bytes(e), e->len};
-        memcpy(se.player, e->ev.player, 16);
-        ENSURE(store_put_event(st, &se) == 0, "store_put_event seq %" PRIu64, e->ev.seq);
-        if (e->player < 0) continue;
-        struct player *p = &players[e->player];
-        struct store_player row = {{0}, p->hex, now_ms, 0};
-        memcpy(row.id, p->id, 16);
-        if (e->with_row) ENSURE(store_put_player(st, &row) == 0, "store_put_player");
-        if (!e->req.has_key) continue;
-        struct store_idem ir = {e->req.scope, e->req.key,          {0},   e->ans.status,
-                                e->ans.body,  strlen(e->ans.body), now_ms};
-        memcpy(ir.req_hash, e->hash, 32);
-        ENSURE(store_put_idem(st, &ir) == 0, "store_put_idem");
-    }
-}
-
-/* The model learns that e is durable: its bytes, its chest, its points, its answer. */
-static void acknowledge(struct entry *e)
+/* The model learns that e is durable: its bytes, its chest, its points, its key. */
+static void land(struct entry *e)
 {
     char err[256], hk[200];
     struct event d;
@@ -455,16 +537,16 @@ static void acknowledge(struct entry *e)
     memcpy(d.player, e->ev.player, 16);
     ENSURE(engine_event_decode(&d, e->ev.type, entry_bytes(e), e->len) == ENGINE_OK, "decode");
     ENSURE(engine_apply(srv.ref, &d, NULL, err, sizeof err) == ENGINE_OK, "ref apply: %s", err);
-    ENSURE(m.acked + 1 == e->ev.seq, "acknowledged out of order");
-    if (m.acked == m.cap) {
+    if (m.durable == m.cap) {
         m.cap = m.cap ? 2 * m.cap : 1024;
         if (!(m.log = realloc(m.log, m.cap * sizeof *m.log))) abort();
     }
-    m.log[m.acked].type = e->ev.type;
-    m.log[m.acked].len = e->player < 0 ? 0 : e->len; /* DEFINE: compared by length below */
-    memcpy(m.log[m.acked].data, e->data, e->player < 0 ? 0 : e->len);
-    m.log[m.acked].time = e->ev.time_ms;
-    m.log[m.acked++].player = e->player;
+    m.log[m.durable].type = e->ev.type;
+    m.log[m.durable].len = e->player < 0 ? 0 : e->len; /* DEFINE: compared with def.payload */
+    memcpy(m.log[m.durable].data, e->data, e->player < 0 ? 0 : e->len);
+    m.log[m.durable].time = e->ev.time_ms;
+    m.log[m.durable++].player = e->player;
+    e->landed = 1;
     if (e->player < 0) return;
     struct player *p = &players[e->player];
     if (e->ev.type == EVENT_OPEN) {
@@ -473,9 +555,9 @@ static void acknowledge(struct entry *e)
         if (hmap_put(&m.chest_owner, e->ev.b, strlen(e->ev.b), (void *)(intptr_t)(e->player + 1)))
             abort();
     }
-    p->acked_score += e->points;
-    p->queued_score -= e->points;
-    if (e->with_row) p->row_acked = 1;
+    p->durable_score += e->points;
+    p->flight_score -= e->points;
+    if (e->with_row) p->row_durable = 1;
     if (!e->req.has_key) return;
     hkey(&e->req, hk, sizeof hk);
     ENSURE(!hmap_get(&m.answers, hk, strlen(hk)), "key '%s' applied twice", e->req.key);
@@ -483,54 +565,142 @@ static void acknowledge(struct entry *e)
     if (!a) abort();
     *a = e->ans;
     if (hmap_put(&m.answers, hk, strlen(hk), a)) abort();
-    ENSURE(idem_finish(srv.idem, e->ie, e->ans.status, e->ans.body, strlen(e->ans.body)) == 0,
-           "idem_finish");
 }
 
-static void drop_queue(void)
+/* An event the store holds past the durable prefix: the next seq, and byte for byte the
+ * event of the oldest entry in flight not yet durable (*next). */
+static int look_event(const struct store_event *se, void *arg)
 {
-    for (struct entry *e = srv.head, *next; e; e = next) {
-        next = e->next;
-        free(e);
-    }
-    srv.head = srv.tail = NULL;
-    srv.queued = 0;
+    struct entry **next = arg, *e = *next;
+    ENSURE(se->seq == m.durable + 1, "the store has seq %" PRIu64 " after durable seq %" PRIu64,
+           se->seq, m.durable);
+    ENSURE(e && e->ev.seq == se->seq, "the store has seq %" PRIu64 " that no entry in flight holds",
+           se->seq);
+    ENSURE(se->type == e->ev.type && se->time_ms == e->ev.time_ms &&
+               !memcmp(se->player, e->ev.player, 16) && se->data_len == e->len &&
+               !memcmp(se->data, entry_bytes(e), e->len),
+           "the store's seq %" PRIu64 " is not the event submitted", se->seq);
+    land(e);
+    *next = e->next;
+    return 0;
 }
 
-/* One group commit of everything queued. deliver = 0: the process dies right after the
- * commit, so no client hears its answer. */
-static void commit(int deliver)
+/* After the log (or a torn writer) touched the store: what landed is now durable. */
+static void observe(void)
 {
-    if (!srv.queued) return;
-    ENSURE(store_begin(srv.st) == 0, "store_begin");
-    put_rows(srv.st, -1);
-    ENSURE(store_commit(srv.st) == 0, "store_commit");
-    for (struct entry *e = srv.head; e; e = e->next) {
-        acknowledge(e);
-        if (e->player < 0) continue;
+    struct entry *next = srv.head;
+    uint64_t durable = m.durable;
+    while (next && next->landed)
+        next = next->next;
+    ENSURE(store_each_event(eye, "sim", m.durable + 1, look_event, &next) == 0,
+           "the simulator cannot read the store");
+    if (!next && m.durable > durable)
+        ENSURE(engine_digest(srv.h) == engine_digest(srv.ref),
+               "live state differs from the durable log");
+}
+
+/* The log hands e back (api.c's on_durable): the answer goes out. */
+static void on_answer(void *arg, int status)
+{
+    struct entry *e = arg;
+    ENSURE(status == 0, "an entry handed back with status %d", status);
+    ENSURE(e == srv.head, "seq %" PRIu64 " answered out of submission order", e->ev.seq);
+    ENSURE(e->landed, "seq %" PRIu64 " answered before it was durable", e->ev.seq);
+    srv.head = e->next;
+    if (!srv.head) srv.tail = NULL;
+    srv.flight--;
+    if (e->player >= 0) {
         struct player *p = &players[e->player];
         p->waiting = 0;
-        p->lost = !deliver && e->req.has_key;
+        p->lost = 0;
+        if (e->ie)
+            ENSURE(idem_finish(srv.idem, e->ie, e->ans.status, e->ans.body, strlen(e->ans.body)) ==
+                       0,
+                   "idem_finish");
     }
-    drop_queue();
-    ENSURE(engine_digest(srv.h) == engine_digest(srv.ref),
-           "live state differs from the acknowledged log");
+    m.answered++;
+    free(e);
+}
+
+/* This commit's faults: maybe a new one, and a failed read while a doubt may be resolved. */
+static void arm_faults(void)
+{
+    struct store_fault f;
+    store_fault_get(&f);
+    if (!f.fail_commits && !f.doubt_commits && !f.fail_writes && chance(fault_rate)) {
+        uint64_t k = below(3);
+        if (k == 0) f.fail_commits = 1 + (int)below(3);
+        if (k == 1) f.fail_writes = 1;
+        if (k == 2) f.doubt_commits = 1;
+    }
+    if (srv.failing && chance(300)) f.fail_reads = 1, f.skip_reads = 0;
+    store_fault_set(&f);
+}
+
+/* One turn of the log's writer. A commit fails exactly when it hits an injected fault:
+ * log_commit_now makes one attempt, and a batch that failed must land on its next try
+ * without a fault (a batch that landed in doubt and were written again would fail on its
+ * taken seqs). Returns the commit's result. */
+static int commit_turn(void)
+{
+    struct store_fault before, after;
+    ENSURE(log_pending(srv.log) == srv.flight, "the log has %zu entries in flight, the server %zu",
+           log_pending(srv.log), srv.flight);
+    arm_faults();
+    store_fault_get(&before);
+    int rc = log_commit_now(srv.log);
+    store_fault_get(&after);
+    int hit = before.fail_commits != after.fail_commits ||
+              before.doubt_commits != after.doubt_commits ||
+              before.fail_writes != after.fail_writes || before.fail_reads != after.fail_reads;
+    m.doubts += before.doubt_commits != after.doubt_commits;
+    after.fail_reads = 0; /* for this commit only: idempotency lookups never meet it */
+    store_fault_set(&after);
+    observe();
+    ENSURE(!rc || hit, "a commit failed (%s) with no fault injected", store_err_str(rc));
+    ENSURE(rc || !hit, "a commit succeeded through an injected fault");
+    ENSURE(log_store_down(srv.log) == (rc != 0), "log_store_down() is %d after a commit (%d)",
+           log_store_down(srv.log), rc);
+    m.commit_faults += hit;
+    srv.failing = rc != 0;
+    return rc;
+}
+
+/* ---- snapshots (snap.c's, without its fork: the hunt is encoded in place) ----------------- */
+static void snapshot_take(void)
+{
+    if (srv.snap.data || engine_seq(srv.h) <= m.snap_seq) return;
+    ENSURE(engine_snapshot_encode(srv.h, &srv.snap.data, &srv.snap.len) == 0, "snapshot");
+    srv.snap.seq = engine_seq(srv.h);
+}
+
+/* snap.c's store_when_durable: stored once the log holds its seq (asked of the store). */
+static void snapshot_store(void)
+{
+    uint64_t last = 0;
+    struct store_fault before, after;
+    if (!srv.snap.data) return;
+    ENSURE(store_last_seq(srv.snaps, "sim", &last) == 0, "store_last_seq");
+    ENSURE(last == m.durable, "the store's last seq is %" PRIu64 ", %" PRIu64 " durable", last,
+           m.durable);
+    if (last < srv.snap.seq) return;
+    store_fault_get(&before);
+    int rc = store_put_snapshot(srv.snaps, "sim", srv.snap.seq, srv.snap.data, srv.snap.len);
+    store_fault_get(&after);
+    ENSURE(!rc == (before.fail_writes == after.fail_writes), "store_put_snapshot: %d", rc);
+    if (!rc) m.snap_seq = srv.snap.seq, m.snapshots++;
+    free(srv.snap.data);
+    srv.snap.data = NULL;
 }
 
 /* ---- crashes and recovery ---------------------------------------------------------------- */
-struct replay {
-    struct hunt *h;
-    uint64_t n;
-};
 
-/* Recovery reads the log back: each row must be the acknowledged event of that seq. */
-static int replay_event(const struct store_event *se, void *arg)
+/* The store's log read back by the simulator: exactly the durable prefix, byte for byte. */
+static int check_event(const struct store_event *se, void *arg)
 {
-    struct replay *rp = arg;
-    struct event ev;
-    char err[256] = "";
-    ENSURE(se->seq == rp->n + 1 && se->seq <= m.acked,
-           "store has seq %" PRIu64 " (acked %" PRIu64 ")", se->seq, m.acked);
+    uint64_t *n = arg;
+    ENSURE(se->seq == *n + 1 && se->seq <= m.durable,
+           "store has seq %" PRIu64 " (durable %" PRIu64 ")", se->seq, m.durable);
     const typeof(*m.log) *want = &m.log[se->seq - 1];
     int define = se->type == EVENT_DEFINE;
     ENSURE(se->type == want->type && se->time_ms == want->time, "event %" PRIu64 " differs",
@@ -538,11 +708,7 @@ static int replay_event(const struct store_event *se, void *arg)
     ENSURE(define ? se->data_len == def.payload_len && !memcmp(se->data, def.payload, se->data_len)
                   : se->data_len == want->len && !memcmp(se->data, want->data, want->len),
            "event %" PRIu64 " bytes differ", se->seq);
-    ENSURE(engine_event_read(&ev, se->seq, se->time_ms, se->type, se->player, se->data,
-                             se->data_len) == ENGINE_OK,
-           "decode");
-    ENSURE(engine_apply(rp->h, &ev, NULL, err, sizeof err) == ENGINE_OK, "replay: %s", err);
-    rp->n++;
+    (*n)++;
     return 0;
 }
 
@@ -572,12 +738,63 @@ static void check_scores(void)
         int64_t score;
         uint64_t rank;
         engine_player_score(srv.h, players[i].id, &score, &rank);
-        ENSURE(score == players[i].acked_score + players[i].queued_score,
+        ENSURE(score == players[i].durable_score + players[i].flight_score,
                "player %zu: score %" PRId64 " != model %" PRId64, i, score,
-               players[i].acked_score + players[i].queued_score);
+               players[i].durable_score + players[i].flight_score);
     }
 }
 
+/* One try at what api_init does with the store: the idempotency records, then the hunt
+ * (recovery.c). 0, or -1 with err set and nothing kept. */
+static int load(struct recovery_stats *rs, uint64_t *idems, char *err, size_t errcap)
+{
+    static const struct recovery_config cfg = {0, 0};
+    uint64_t from = 0;
+    *idems = 0;
+    err[0] = '\0';
+    if (!(srv.idem = idem_create(idem_max, IDEM_RETENTION_MS))) abort();
+    idem_set_fallback(srv.idem, idem_fallback, NULL);
+    if (store_each_idem(srv.reader, now_ms - IDEM_RETENTION_MS, load_idem, idems)) {
+        snprintf(err, errcap, "cannot load the idempotency records");
+    } else if (recovery_load_hunt(srv.reader, &cfg, "sim", &srv.h, &from, rs, err, errcap) == 0) {
+        ENSURE(from == m.snap_seq,
+               "replay began after seq %" PRIu64 ", the snapshot is at %" PRIu64, from, m.snap_seq);
+        return 0;
+    }
+    idem_destroy(srv.idem);
+    srv.idem = NULL;
+    return -1;
+}
+
+/* load() until it succeeds; now and then its reads fail first: each failed attempt must
+ * have hit an injected fault and say why, and one that hit a fault must fail. */
+static void load_retrying(struct recovery_stats *rs, uint64_t *idems)
+{
+    char err[512];
+    struct store_fault f, before, after;
+    store_fault_get(&f);
+    if (fault_rate && chance(300)) {
+        f.fail_reads = 1 + (int)below(2);
+        f.skip_reads = (int)below(4); /* idempotency records, snapshot, log, its last seq */
+        store_fault_set(&f);
+    }
+    for (;;) {
+        *rs = (struct recovery_stats){0};
+        store_fault_get(&before);
+        int rc = load(rs, idems, err, sizeof err);
+        store_fault_get(&after);
+        int hit = before.fail_reads != after.fail_reads;
+        ENSURE(!rc || hit, "recovery failed with no fault injected: %s", err);
+        ENSURE(rc || !hit, "recovery went on through a failed read");
+        if (!rc) break;
+        ENSURE(err[0], "recovery failed without a message");
+        m.recovery_faults++;
+    }
+    after.fail_reads = after.skip_reads = 0;
+    store_fault_set(&after);
+}
+
+/* What recovery brought back, against the store (read by the simulator) and the model. */
 /* A recovered hunt has the seed it was created with, revealed from ends_at on only. */
 static void check_seed(const struct hunt *h)
 {
@@ -590,116 +807,167 @@ static void check_seed(const struct hunt *h)
     ENSURE(engine_seed_reveal(h, def.end_ms, hex) == 0 && !strcmp(hex, want), "seed lost");
 }
 
+static void check_recovered(const struct recovery_stats *rs, uint64_t idems)
+{
+    uint64_t rows = 0, want_rows = 0, events = 0;
+    int hunts = 0;
+    ENSURE(store_each_event(eye, "sim", 1, check_event, &events) == 0 && events == m.durable,
+           "store has %" PRIu64 " events, %" PRIu64 " durable", events, m.durable);
+    ENSURE(rs->events == m.durable - m.snap_seq && rs->snapshots == (m.snap_seq > 0),
+           "recovery replayed %" PRIu64 " events (%zu snapshots), %" PRIu64
+           " durable after seq %" PRIu64,
+           rs->events, rs->snapshots, m.durable, m.snap_seq);
+    ENSURE(store_each_hunt(eye, count_hunt, &hunts) == 0 && hunts == (m.durable > 0),
+           "hunts in the store");
+    ENSURE(engine_digest(srv.h) == engine_digest(srv.ref),
+           "recovered state differs from the durable prefix");
+    check_seed(srv.h);
+    ENSURE(idems == m.answers.count, "store has %" PRIu64 " keys, %zu durable", idems,
+           m.answers.count);
+    ENSURE(store_each_player(eye, count_player, &rows) == 0, "players");
+    for (size_t i = 0; i < n_players; i++)
+        want_rows += players[i].row_durable;
+    ENSURE(rows == want_rows, "store has %" PRIu64 " players, model %" PRIu64, rows, want_rows);
+    check_scores();
+}
+
 /* Starts the server from what the store holds, as api_init does. */
 static void recover(void)
 {
     char err[256];
-    struct replay rp = {NULL, 0};
-    uint64_t idems = 0, rows = 0, want_rows = 0;
-    ENSURE(store_open(store_url, STORE_FSYNC_OFF, &srv.st, err, sizeof err) == 0, "open: %s", err);
-    if (!(rp.h = srv.h = engine_hunt_create("sim"))) abort();
-    ENSURE(store_each_event(srv.st, "sim", 1, replay_event, &rp) == 0, "replay failed");
-    int hunts = 0;
-    ENSURE(store_each_hunt(srv.st, count_hunt, &hunts) == 0 && hunts == (m.acked > 0),
-           "hunts in the store");
-    ENSURE(rp.n == m.acked, "store has %" PRIu64 " events, %" PRIu64 " acknowledged", rp.n,
-           m.acked);
-    ENSURE(engine_digest(srv.h) == engine_digest(srv.ref),
-           "recovered state differs from the acknowledged prefix");
-    check_seed(srv.h);
-    if (!(srv.idem = idem_create(idem_max, 24 * 3600 * 1000LL))) abort();
-    idem_set_fallback(srv.idem, idem_fallback, NULL);
-    ENSURE(store_each_idem(srv.st, now_ms - 24 * 3600 * 1000LL, load_idem, &idems) == 0, "idem");
-    ENSURE(idems == m.answers.count, "store has %" PRIu64 " keys, %zu acknowledged", idems,
-           m.answers.count);
-    ENSURE(store_each_player(srv.st, count_player, &rows) == 0, "players");
-    for (size_t i = 0; i < n_players; i++)
-        want_rows += players[i].row_acked;
-    ENSURE(rows == want_rows, "store has %" PRIu64 " players, model %" PRIu64, rows, want_rows);
-    check_scores();
+    struct recovery_stats rs;
+    uint64_t idems = 0;
+    struct store **handles[] = {&srv.st, &srv.reader, &srv.snaps};
+    for (int i = 0; i < 3; i++)
+        ENSURE(store_open(fault_url, STORE_FSYNC_OFF, handles[i], err, sizeof err) == 0, "open: %s",
+               err);
+    load_retrying(&rs, &idems);
+    check_recovered(&rs, idems);
+    if (!(srv.log = log_create_manual(srv.st, QUEUE_MAX))) abort();
+    srv.failing = 0;
+    srv.idem_pruned_ms = 0;
     m.restarts++;
 }
 
-/* The process dies: everything in memory goes, the queued batch with it. */
+/* The process dies: everything in memory goes, the log's queue and held batch with it. */
 static void die(void)
 {
-    for (struct entry *e = srv.head; e; e = e->next) {
-        if (e->player < 0) continue;
-        struct player *p = &players[e->player];
-        p->queued_score -= e->points;
-        p->waiting = 0;
-        p->lost = e->req.has_key;
+    log_destroy(srv.log); /* manual mode: no callback runs */
+    for (struct entry *e = srv.head, *next; e; e = next) {
+        next = e->next;
+        if (e->player >= 0) {
+            struct player *p = &players[e->player];
+            if (!e->landed) p->flight_score -= e->points;
+            p->waiting = 0;
+            p->lost = e->req.has_key;
+        }
+        free(e);
     }
-    drop_queue();
+    srv.head = srv.tail = NULL;
+    srv.flight = 0;
     engine_hunt_destroy(srv.h);
     idem_destroy(srv.idem);
     store_close(srv.st);
+    store_close(srv.reader);
+    store_close(srv.snaps);
+    free(srv.snap.data);
+    srv.snap.data = NULL;
     srv.h = NULL;
     srv.idem = NULL;
-    srv.st = NULL;
+    srv.st = srv.reader = srv.snaps = NULL;
+    srv.log = NULL;
 }
 
-/* Rows enough to overflow SQLite's page cache (2 MiB by default), so that the open
+static void no_answer(void *arg, int status)
+{
+    _exit(6); /* the torn writer never gets this far */
+}
+
+/* Entries enough to overflow SQLite's page cache (2 MiB by default), so that the open
  * transaction spills pages into the WAL file before it is killed. */
-static void put_filler(struct store *st)
+static void submit_filler(void)
 {
     static uint8_t blob[1024];
     for (uint64_t seq = 1; seq <= 4096; seq++) {
+        struct log_entry *le = log_entry_create(no_answer, NULL);
         struct store_event se = {"zz-uncommitted", seq, 0, EVENT_SCAN, {0}, blob, sizeof blob};
-        if (store_put_event(st, &se)) _exit(5);
+        if (!le || log_entry_event(le, &se) || log_submit(srv.log, le)) _exit(5);
     }
 }
 
-static off_t wal_size(void)
+/* The WAL file's size and modification time: a spill into it changes one (once the file
+ * is large, a spill reuses its pages without growing it). */
+static uint64_t wal_stamp(void)
 {
     char path[4200];
     struct stat sb;
     snprintf(path, sizeof path, "%s-wal", store_url + 7);
-    return stat(path, &sb) ? 0 : sb.st_size;
+    if (stat(path, &sb)) return 0;
+    return (uint64_t)sb.st_size ^ (uint64_t)sb.st_mtim.tv_sec * 1000000007u ^
+           (uint64_t)sb.st_mtim.tv_nsec;
 }
 
-/* A writer killed in the middle of a commit: a child process writes the first n rows of
- * the batch in an open transaction (half the time followed by megabytes of filler, so
- * uncommitted pages reach the WAL file) and is SIGKILLed before COMMIT. */
+/* The log's writer killed in the middle of a commit: a child process takes over this
+ * server's log (its store handle reconnected: store_fault_after_fork) and runs its next
+ * commits until the fault backend kills it, before one of the rows still to be written
+ * or at COMMIT (half the time after megabytes of filler rows). A batch the log held from
+ * a failed commit may land first: that is what would have happened. */
 static void torn_commit(void)
 {
-    long n = (long)below(srv.queued + 1);
-    int spill = chance(500);
-    off_t wal0 = wal_size();
+    long rows = 0;
+    for (struct entry *e = srv.head; e; e = e->next)
+        rows += e->landed ? 0 : entry_rows(e);
+    if (!rows) return;
+    int spill = chance(500), at_commit = spill || chance(300);
+    int kill_write = at_commit ? 0 : 1 + (int)below((uint64_t)rows);
+    uint64_t wal0 = wal_stamp();
     fflush(NULL);
     pid_t pid = fork();
     ENSURE(pid >= 0, "fork: %s", strerror(errno));
     if (pid == 0) {
-        struct store *st;
-        char err[256];
-        if (store_open(store_url, STORE_FSYNC_OFF, &st, err, sizeof err) || store_begin(st))
-            _exit(3);
-        put_rows(st, n);
-        if (spill) put_filler(st);
-        kill(getpid(), SIGKILL);
-        _exit(4);
+        if (store_fault_after_fork(srv.st)) _exit(3);
+        store_fault_set(
+            &(struct store_fault){.kill_writes = kill_write, .kill_commits = at_commit});
+        if (spill) submit_filler();
+        for (int i = 0; i < 3; i++)
+            log_commit_now(srv.log);
+        _exit(4); /* alive: the log wrote fewer rows than its entries hold */
     }
     int status;
     ENSURE(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-           "torn writer did not die as planned (%d)", status);
+           "the torn writer did not die as planned (status %d; exit 4: it wrote fewer than the "
+           "%ld rows of the entries in flight)",
+           status, rows);
     m.torn++;
-    m.spilled += spill && wal_size() > wal0;
+    m.spilled += spill && wal_stamp() != wal0;
+    observe();
 }
 
 static void crash(void)
 {
     int kind = (int)below(3);
-    if (kind == 1 && srv.queued) torn_commit();
-    if (kind == 2) commit(0);
+    if (kind == 1) torn_commit();
+    if (kind == 2) commit_turn(); /* and no answer goes out */
     die();
     m.crashes++;
     recover();
 }
 
-/* SIGTERM: everything queued becomes durable and answered, then a restart. */
+/* SIGTERM: the log drains (each batch committed, its answers out), then a restart. A stop
+ * while the store fails exits with that batch unanswered (log.c's writer: _exit(1)). */
 static void clean_restart(void)
 {
-    commit(1);
+    for (int i = 0; log_pending(srv.log); i++) {
+        ENSURE(i < 8, "the log does not drain: %zu entries stay in flight", log_pending(srv.log));
+        if (commit_turn()) {
+            m.stops_down++;
+            die();
+            recover();
+            return;
+        }
+        log_deliver(srv.log);
+    }
+    ENSURE(!srv.head, "the log is empty, but seq %" PRIu64 " was never answered", srv.head->ev.seq);
     uint64_t before = engine_digest(srv.h);
     die();
     recover();
@@ -726,7 +994,7 @@ static void client_step(void)
         snprintf(r.key, sizeof r.key, "key-%" PRIu64, below(p->keys));
         r.has_key = 1;
         hkey(&r, hk, sizeof hk);
-        if (hmap_get(&m.answers, hk, strlen(hk)) && !queued_key(hk)) {
+        if (hmap_get(&m.answers, hk, strlen(hk)) && !flight_key(hk)) {
             uint8_t hash[32];
             auth_sha256("{\"other\":1}", 11, hash);
             uint64_t before = engine_digest(srv.h);
@@ -742,7 +1010,7 @@ static void client_step(void)
     int64_t score;
     uint64_t rank;
     engine_player_score(srv.h, p->id, &score, &rank);
-    ENSURE(score == p->acked_score + p->queued_score, "score of the acting player");
+    ENSURE(score == p->durable_score + p->flight_score, "score of the acting player");
 }
 
 static void one_step(void)
@@ -750,14 +1018,20 @@ static void one_step(void)
     now_ms += (int64_t)below(150);
     if (!engine_defined(srv.h) && !srv.head) define_hunt();
     uint64_t r = below(1000);
-    if (r < 3)
+    if (r < 3) {
         crash();
-    else if (r < 4)
+    } else if (r < 4) {
         clean_restart();
-    else if (r < 120 || srv.queued >= 256)
-        commit(1);
-    else
+    } else if (r < 120 || srv.flight >= FLIGHT_MAX) {
+        if (commit_turn() == 0 && chance(800)) log_deliver(srv.log);
+        snapshot_store();
+    } else if (r < 125) {
+        snapshot_take();
+    } else if (r < 150) {
+        log_deliver(srv.log); /* a loop turn that hands back what the writer committed */
+    } else {
         client_step();
+    }
     if (step % 512 == 0) check_scores();
 }
 
@@ -770,21 +1044,27 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
 int main(void)
 {
     struct timespec ts;
+    char err[256];
     clock_gettime(CLOCK_REALTIME, &ts);
     seed = env_u64("SIM_SEED", ((uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 20) % 1000000000);
     uint64_t steps = env_u64("SIM_STEPS", 20000);
     n_players = env_u64("SIM_PLAYERS", 2000);
-    printf("sim: seed %" PRIu64 " (SIM_SEED=%" PRIu64 " reproduces), %" PRIu64
-           " steps, %zu players\n",
-           seed, seed, steps, n_players);
-    fflush(stdout);
     rng = seed;
+    fault_rate = 10 + (int)below(50);
+    if (!env_u64("SIM_FAULTS", 1)) fault_rate = 0;
+    lookup_fault_rate = (int)env_u64("SIM_LOOKUP_FAULTS", 0);
+    printf("sim: seed %" PRIu64 " (SIM_SEED=%" PRIu64 " reproduces), %" PRIu64
+           " steps, %zu players, faults at %d per mille of commits\n",
+           seed, seed, steps, n_players, fault_rate);
+    fflush(stdout);
     char dir[4096], url[4200], path[4200];
     snprintf(dir, sizeof dir, "%s/veltrix-sim-XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir) || !(players = calloc(n_players ? n_players : 1, sizeof *players))) abort();
     snprintf(url, sizeof url, "sqlite:%s/sim.db", dir);
+    snprintf(fault_url, sizeof fault_url, "fault:%s", url);
     store_url = url;
+    ENSURE(store_open(store_url, STORE_FSYNC_OFF, &eye, err, sizeof err) == 0, "open: %s", err);
     make_definition();
     uint64_t saved = rng; /* the hunt's seed, from the run's; rng's sequence stays as it was */
     rng = seed ^ 0x5eed5eed5eed5eedull;
@@ -806,15 +1086,22 @@ int main(void)
     recover();
     for (step = 1; step <= steps; step++)
         one_step();
+    fault_rate = 0; /* the end: the store heals, everything in flight lands and is answered */
+    store_fault_set(&(struct store_fault){0});
     clean_restart();
     printf("sim: seed %" PRIu64 ": %" PRIu64 " steps, %" PRIu64 " requests, %" PRIu64
-           " events acknowledged, %" PRIu64 " refused, %" PRIu64 " replays, %" PRIu64
-           " duplicates waited, %" PRIu64 " keys reused, %zu chests opened, %" PRIu64
-           " crashes (%" PRIu64 " torn commits, %" PRIu64
-           " of them spilling into the WAL), %" PRIu64 " restarts: every invariant held\n",
-           seed, steps, m.requests, m.acked, m.rejected, m.replays, m.waits, m.reused,
-           m.chest_owner.count, m.crashes, m.torn, m.spilled, m.restarts);
+           " events durable, %" PRIu64 " answers, %" PRIu64 " refused, %" PRIu64
+           " unavailable (503), %" PRIu64 " replays, %" PRIu64 " duplicates waited, %" PRIu64
+           " keys reused, %zu chests opened, %" PRIu64 " commits failed (%" PRIu64
+           " in doubt), %" PRIu64 " recoveries failed, %" PRIu64 " crashes (%" PRIu64
+           " torn commits, %" PRIu64 " of them spilling into the WAL), %" PRIu64
+           " stops during an outage, %" PRIu64 " restarts, %" PRIu64
+           " snapshots: every invariant held\n",
+           seed, steps, m.requests, m.durable, m.answered, m.rejected, m.unavailable, m.replays,
+           m.waits, m.reused, m.chest_owner.count, m.commit_faults, m.doubts, m.recovery_faults,
+           m.crashes, m.torn, m.spilled, m.stops_down, m.restarts, m.snapshots);
     die();
+    store_close(eye);
     engine_hunt_destroy(srv.ref);
     static const char *const files[] = {"sim.db", "sim.db-wal", "sim.db-shm"};
     for (int i = 0; i < 3; i++) {

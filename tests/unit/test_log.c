@@ -1,7 +1,9 @@
 /* Unit tests: the durable log (log.c) over a real store — entries handed back in
  * submission order with their rows durable, the queue cap, and a store that fails its
  * commits for a while (the "fault:" backend): the batch is retried until it lands, never
- * answered before, never written twice, and log_store_down() says so meanwhile. */
+ * answered before, never written twice, and log_store_down() says so meanwhile. A commit
+ * in doubt (landed, reported failed) is read back and not written again. Manual mode
+ * (log_create_manual, the simulator's): the same guarantees, one call at a time. */
 #include <errno.h>
 #include <h2o.h>
 #include <stdio.h>
@@ -104,6 +106,7 @@ TEST(order_and_durability)
     CHECK(store_has(url, 3000));
     log_destroy(l);
     store_close(s);
+    h2o_evloop_destroy(loop);
 }
 
 TEST(queue_cap)
@@ -122,6 +125,7 @@ TEST(queue_cap)
     CHECK_EQ_INT((int)log_stats(l)->rejected, 1);
     log_destroy(l);
     store_close(s);
+    h2o_evloop_destroy(loop);
 }
 
 TEST(failing_commits_are_retried_until_they_land)
@@ -152,6 +156,199 @@ TEST(failing_commits_are_retried_until_they_land)
     CHECK_EQ_INT(f.fail_commits, 0);
     log_destroy(l);
     store_close(s);
+    h2o_evloop_destroy(loop);
+}
+
+/* A commit that landed but reported a failure: the writer reads the store back and does
+ * not write the batch again (which would fail for ever on its taken seqs: the log before
+ * this test never answered again). */
+TEST(commit_in_doubt_is_read_back_not_rewritten)
+{
+    char furl[300];
+    snprintf(furl, sizeof furl, "fault:%s", url);
+    h2o_loop_t *loop = h2o_evloop_create();
+    struct store *s;
+    char err[256];
+    CHECK_EQ_INT(store_open(furl, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+    struct log *l = log_create(s, loop, 1000);
+    static struct done d;
+    memset(&d, 0, sizeof d);
+    /* in doubt, then the read that resolves it fails once too */
+    store_fault_set(&(struct store_fault){.doubt_commits = 1, .fail_reads = 1});
+    CHECK_EQ_INT(submit(l, &d, 3059, 20), 0);
+    run_until(loop, &d, 20, NULL, l);
+    CHECK_EQ_INT(d.n, 20);
+    CHECK_EQ_INT(d.bad_status, 0);
+    CHECK_EQ_INT((int)log_stats(l)->failures, 2);
+    CHECK_EQ_INT(log_store_down(l), 0);
+    CHECK(store_has(url, 3078));
+    log_destroy(l);
+    store_close(s);
+    h2o_evloop_destroy(loop);
+}
+
+/* Manual mode: nothing is written before log_commit_now(), nothing answered before
+ * log_deliver(), one transaction per call, answers in submission order. */
+TEST(manual_commit_then_deliver)
+{
+    struct store *s;
+    char err[256];
+    CHECK_EQ_INT(store_open(url, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+    struct log *l = log_create_manual(s, 1000);
+    static struct done d;
+    memset(&d, 0, sizeof d);
+    CHECK_EQ_INT(submit(l, &d, 3079, 10), 0);
+    CHECK(store_has(url, 3078));
+    CHECK_EQ_INT(log_commit_now(l), 0);
+    CHECK(store_has(url, 3088));
+    CHECK_EQ_INT(d.n, 0);
+    CHECK_EQ_INT(submit(l, &d, 3089, 5), 0);
+    CHECK_EQ_INT(log_pending(l), 15);
+    CHECK_EQ_INT((int)log_deliver(l), 10);
+    CHECK_EQ_INT(log_commit_now(l), 0);
+    CHECK_EQ_INT((int)log_deliver(l), 5);
+    CHECK_EQ_INT(log_commit_now(l), 0); /* nothing queued */
+    CHECK_EQ_INT(d.n, 15);
+    int in_order = 1;
+    for (int i = 0; i < d.n; i++) in_order &= d.order[i] == 3079 + i;
+    CHECK(in_order);
+    CHECK_EQ_INT((int)log_stats(l)->batches, 2);
+    CHECK_EQ_INT(log_pending(l), 0);
+    log_destroy(l);
+    store_close(s);
+}
+
+/* Manual mode: a failing commit returns the error; its batch stays held and unanswered
+ * while later entries queue behind it; the next call retries that batch alone. */
+TEST(manual_failed_commit_is_held_and_retried)
+{
+    char furl[300];
+    snprintf(furl, sizeof furl, "fault:%s", url);
+    struct store *s;
+    char err[256];
+    CHECK_EQ_INT(store_open(furl, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+    struct log *l = log_create_manual(s, 1000);
+    static struct done d;
+    memset(&d, 0, sizeof d);
+    CHECK_EQ_INT(submit(l, &d, 3094, 4), 0);
+    store_fault_set(&(struct store_fault){.fail_commits = 1, .fail_writes = 1});
+    CHECK_EQ_INT(log_commit_now(l), STORE_EIO); /* a write fails */
+    CHECK_EQ_INT(log_commit_now(l), STORE_EIO); /* the commit fails */
+    CHECK_EQ_INT(log_store_down(l), 1);
+    CHECK_EQ_INT(submit(l, &d, 3098, 3), 0);
+    CHECK_EQ_INT((int)log_deliver(l), 0);
+    CHECK(store_has(url, 3093));
+    CHECK_EQ_INT(log_commit_now(l), 0); /* the held batch alone */
+    CHECK_EQ_INT(log_store_down(l), 0);
+    CHECK(store_has(url, 3097));
+    CHECK_EQ_INT(log_commit_now(l), 0);
+    CHECK_EQ_INT((int)log_deliver(l), 7);
+    CHECK_EQ_INT(d.bad_status, 0);
+    CHECK(store_has(url, 3100));
+    CHECK_EQ_INT((int)log_stats(l)->failures, 2);
+    CHECK_EQ_INT((int)log_stats(l)->outages, 1);
+    log_destroy(l);
+    store_close(s);
+}
+
+/* Manual mode, a commit in doubt: the error is returned, the retry reads the store back
+ * (a failed read keeps it in doubt) and finds the batch there: it succeeds without writing
+ * anything (every write would fail meanwhile). */
+TEST(manual_commit_in_doubt_is_not_written_again)
+{
+    char furl[300];
+    snprintf(furl, sizeof furl, "fault:%s", url);
+    struct store *s;
+    char err[256];
+    CHECK_EQ_INT(store_open(furl, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+    struct log *l = log_create_manual(s, 1000);
+    static struct done d;
+    memset(&d, 0, sizeof d);
+    CHECK_EQ_INT(submit(l, &d, 3101, 6), 0);
+    store_fault_set(&(struct store_fault){.doubt_commits = 1});
+    CHECK_EQ_INT(log_commit_now(l), STORE_EIO);
+    CHECK(store_has(url, 3106)); /* it landed all the same */
+    CHECK_EQ_INT((int)log_deliver(l), 0);
+    store_fault_set(&(struct store_fault){.fail_reads = 1, .fail_writes = -1});
+    CHECK_EQ_INT(log_commit_now(l), STORE_EIO); /* cannot tell yet */
+    CHECK_EQ_INT(log_commit_now(l), 0);         /* read back: landed */
+    store_fault_set(&(struct store_fault){0});
+    CHECK_EQ_INT((int)log_deliver(l), 6);
+    CHECK_EQ_INT(d.bad_status, 0);
+    CHECK(store_has(url, 3106));
+    /* the next batch is written as usual */
+    CHECK_EQ_INT(submit(l, &d, 3107, 2), 0);
+    CHECK_EQ_INT(log_commit_now(l), 0);
+    CHECK_EQ_INT((int)log_deliver(l), 2);
+    CHECK(store_has(url, 3108));
+    log_destroy(l);
+    store_close(s);
+}
+
+static int count_players(const struct store_player *p, void *ctx)
+{
+    (*(int *)ctx)++;
+    return 0;
+}
+
+/* A batch in doubt with no event to read back is written again: its rows are upserts. */
+TEST(manual_doubt_without_events_is_written_again)
+{
+    char furl[300];
+    snprintf(furl, sizeof furl, "fault:%s", url);
+    struct store *s;
+    char err[256];
+    CHECK_EQ_INT(store_open(furl, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+    struct log *l = log_create_manual(s, 1000);
+    static struct done d;
+    memset(&d, 0, sizeof d);
+    struct arg *a = malloc(sizeof *a);
+    *a = (struct arg){&d, 1};
+    struct log_entry *e = log_entry_create(on_done, a);
+    struct store_player p = {{7}, "seven", 1000, 1};
+    CHECK_EQ_INT(log_entry_player(e, &p), 0);
+    CHECK_EQ_INT(log_submit(l, e), 0);
+    store_fault_set(&(struct store_fault){.doubt_commits = 1});
+    CHECK_EQ_INT(log_commit_now(l), STORE_EIO);
+    CHECK_EQ_INT(log_commit_now(l), 0);
+    CHECK_EQ_INT((int)log_deliver(l), 1);
+    int n = 0;
+    CHECK_EQ_INT(store_each_player(s, count_players, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT((int)log_stats(l)->batches, 1);
+    log_destroy(l);
+    store_close(s);
+}
+
+/* Manual mode, destroyed with entries queued, held and committed: no callback runs (the
+ * simulator's crash) and nothing leaks (ASan). */
+TEST(manual_destroy_is_a_crash)
+{
+    char furl[300];
+    snprintf(furl, sizeof furl, "fault:%s", url);
+    struct store *s;
+    char err[256];
+    CHECK_EQ_INT(store_open(furl, STORE_FSYNC_OFF, &s, err, sizeof err), 0);
+    struct log *l = log_create_manual(s, 1000);
+    static struct done d;
+    memset(&d, 0, sizeof d);
+    static struct arg keep[3];
+    for (int i = 0; i < 3; i++) {
+        keep[i] = (struct arg){&d, i};
+        struct log_entry *e = log_entry_create(on_done, &keep[i]);
+        struct store_event ev = {"h", 3109 + (uint64_t)i, 1000, 2, {1}, (const uint8_t *)"x", 1};
+        CHECK_EQ_INT(log_entry_event(e, &ev), 0);
+        CHECK_EQ_INT(log_submit(l, e), 0);
+        if (i == 0) CHECK_EQ_INT(log_commit_now(l), 0); /* committed, not delivered */
+        if (i == 1) {
+            store_fault_set(&(struct store_fault){.fail_commits = 1});
+            CHECK_EQ_INT(log_commit_now(l), STORE_EIO); /* held */
+        }
+    }
+    log_destroy(l);
+    CHECK_EQ_INT(d.n, 0);
+    CHECK(store_has(url, 3109));
+    store_close(s);
 }
 
 int main(void)
@@ -161,6 +358,12 @@ int main(void)
     RUN(order_and_durability);
     RUN(queue_cap);
     RUN(failing_commits_are_retried_until_they_land);
+    RUN(commit_in_doubt_is_read_back_not_rewritten);
+    RUN(manual_commit_then_deliver);
+    RUN(manual_failed_commit_is_held_and_retried);
+    RUN(manual_commit_in_doubt_is_not_written_again);
+    RUN(manual_doubt_without_events_is_written_again);
+    RUN(manual_destroy_is_a_crash);
     char cmd[160];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
