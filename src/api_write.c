@@ -50,7 +50,13 @@ int api_idem_check(struct http_req *r, const char *who, struct idem_req *ir)
     struct http_str b = http_body(r);
     auth_sha256(b.p, b.len, ir->hash);
     ir->present = 1;
-    struct idem_entry *e = idem_find(api_app.idem, ir->scope, ir->key, api_now_ms());
+    int failed;
+    struct idem_entry *e = idem_find(api_app.idem, ir->scope, ir->key, api_now_ms(), &failed);
+    if (failed) { /* it may be a retry of a write already applied: never apply it again */
+        http_error(r, 503, "store_unavailable",
+                   "cannot look the Idempotency-Key up: the store does not answer; retry");
+        return 1;
+    }
     if (!e) return 0;
     int same = memcmp(e->req_hash, ir->hash, 32) == 0;
     idem_count(api_app.idem, same);

@@ -111,9 +111,11 @@ static struct idem_entry *insert(struct idem *t, const char *scope, const char *
     return e;
 }
 
-struct idem_entry *idem_find(struct idem *t, const char *scope, const char *key, int64_t now_ms)
+struct idem_entry *idem_find(struct idem *t, const char *scope, const char *key, int64_t now_ms,
+                             int *failed)
 {
     size_t len;
+    if (failed) *failed = 0;
     char *hk = make_hkey(scope, key, &len);
     if (!hk) return NULL;
     struct idem_entry *e = hmap_get(&t->map, hk, len);
@@ -128,8 +130,9 @@ struct idem_entry *idem_find(struct idem *t, const char *scope, const char *key,
     size_t blen;
     int64_t created;
     t->stats.fallback_lookups++;
-    if (t->fallback(t->fallback_ctx, scope, key, h, &status, &body, &blen, &created) != 1)
-        return NULL;
+    int found = t->fallback(t->fallback_ctx, scope, key, h, &status, &body, &blen, &created);
+    if (found < 0 && failed) *failed = 1;
+    if (found != 1) return NULL;
     /* The store keeps rows past the retention until they are pruned: such a row is gone. */
     int fresh = created >= now_ms - t->retention_ms;
     if (fresh && stale) { /* the store has a newer record of this key */

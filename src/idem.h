@@ -45,8 +45,12 @@ typedef int (*idem_fallback_fn)(void *ctx, const char *scope, const char *key,
 struct idem *idem_create(size_t entries_max, int64_t retention_ms);
 void idem_destroy(struct idem *t);
 void idem_set_fallback(struct idem *t, idem_fallback_fn fn, void *ctx);
-/* The entry for (scope, key), or NULL. now_ms drives expiry. */
-struct idem_entry *idem_find(struct idem *t, const char *scope, const char *key, int64_t now_ms);
+/* The entry for (scope, key), or NULL. now_ms drives expiry. When the lookup had to ask
+ * the store (an entry evicted early) and the store failed, NULL with *failed set to 1:
+ * the caller must not take that for "no such key" (the request may be a retry of one
+ * already applied) and refuses the request instead. failed may be NULL. */
+struct idem_entry *idem_find(struct idem *t, const char *scope, const char *key, int64_t now_ms,
+                             int *failed);
 /* A new pending entry. NULL when out of memory. */
 struct idem_entry *idem_begin(struct idem *t, const char *scope, const char *key,
                               const uint8_t req_hash[32], int64_t now_ms);

@@ -54,9 +54,9 @@
  * the model's.
  *
  * SIM_SEED=N reproduces a run exactly; SIM_STEPS, SIM_PLAYERS size it; SIM_FAULTS=0 turns
- * the store faults off. SIM_LOOKUP_FAULTS=N (per mille, off by default) also fails the
- * store read of an idempotency lookup that missed memory: idem_find() takes that failure
- * for "no such key" and the retry is applied again, a known bug that fails such runs.
+ * the store faults off. SIM_LOOKUP_FAULTS=N (per mille, default 50) also fails the
+ * store read of an idempotency lookup that missed memory: the request is refused (503),
+ * never taken for a new one (a retry of a write already applied would apply it again).
  * The last line is "N passed, N failed" (one run = one test). */
 #include <errno.h>
 #include <inttypes.h>
@@ -242,7 +242,8 @@ static struct {
     struct hmap answers;     /* scope "\n" key -> struct answer, durable */
     uint64_t snap_seq;       /* the seq of the snapshot in the store (0: none) */
     uint64_t crashes, torn, spilled, restarts, stops_down, requests, replays, events, rejected,
-        unavailable, waits, reused, answered, commit_faults, doubts, recovery_faults, snapshots;
+        unavailable, waits, reused, answered, commit_faults, doubts, recovery_faults, snapshots,
+        lookup_refused;
 } m;
 
 /* ---- the server: volatile state, lost on a crash ------------------------------------------ */
@@ -385,16 +386,17 @@ static void submit(struct entry *e)
     srv.flight++;
 }
 
-/* idem_find; with SIM_LOOKUP_FAULTS, its store lookup (if it makes one) fails now and then. */
-static struct idem_entry *find_key(const struct request *r)
+/* idem_find; with SIM_LOOKUP_FAULTS, its store lookup (if it makes one) fails now and then:
+ * *failed says so (the request is then answered 503, as api.c does, and not applied). */
+static struct idem_entry *find_key(const struct request *r, int *failed)
 {
     struct store_fault f;
     if (!lookup_fault_rate || !chance(lookup_fault_rate))
-        return idem_find(srv.idem, r->scope, r->key, now_ms);
+        return idem_find(srv.idem, r->scope, r->key, now_ms, failed);
     store_fault_get(&f);
     f.fail_reads = 1;
     store_fault_set(&f);
-    struct idem_entry *e = idem_find(srv.idem, r->scope, r->key, now_ms);
+    struct idem_entry *e = idem_find(srv.idem, r->scope, r->key, now_ms, failed);
     f.fail_reads = 0;
     store_fault_set(&f);
     return e;
@@ -406,7 +408,12 @@ static int idem_answer(struct player *p, const struct request *r, const uint8_t 
     char hk[200];
     hkey(r, hk, sizeof hk);
     struct answer *known = hmap_get(&m.answers, hk, strlen(hk));
-    struct idem_entry *e = find_key(r);
+    int failed;
+    struct idem_entry *e = find_key(r, &failed);
+    if (failed) { /* 503 store_unavailable: the client retries later; nothing applied */
+        m.lookup_refused++;
+        return 1;
+    }
     if (!e) {
         ENSURE(!known, "durable key '%s' forgotten", r->key);
         return 0;
@@ -998,7 +1005,7 @@ static void client_step(void)
             uint8_t hash[32];
             auth_sha256("{\"other\":1}", 11, hash);
             uint64_t before = engine_digest(srv.h);
-            struct idem_entry *e = idem_find(srv.idem, r.scope, r.key, now_ms);
+            struct idem_entry *e = idem_find(srv.idem, r.scope, r.key, now_ms, NULL);
             ENSURE(e && !e->pending && memcmp(e->req_hash, hash, 32), "key reuse not caught");
             ENSURE(engine_digest(srv.h) == before, "key reuse changed the state");
             m.reused++;
@@ -1052,7 +1059,7 @@ int main(void)
     rng = seed;
     fault_rate = 10 + (int)below(50);
     if (!env_u64("SIM_FAULTS", 1)) fault_rate = 0;
-    lookup_fault_rate = (int)env_u64("SIM_LOOKUP_FAULTS", 0);
+    lookup_fault_rate = (int)env_u64("SIM_LOOKUP_FAULTS", 50);
     printf("sim: seed %" PRIu64 " (SIM_SEED=%" PRIu64 " reproduces), %" PRIu64
            " steps, %zu players, faults at %d per mille of commits\n",
            seed, seed, steps, n_players, fault_rate);
@@ -1095,11 +1102,11 @@ int main(void)
            " keys reused, %zu chests opened, %" PRIu64 " commits failed (%" PRIu64
            " in doubt), %" PRIu64 " recoveries failed, %" PRIu64 " crashes (%" PRIu64
            " torn commits, %" PRIu64 " of them spilling into the WAL), %" PRIu64
-           " stops during an outage, %" PRIu64 " restarts, %" PRIu64
-           " snapshots: every invariant held\n",
+           " stops during an outage, %" PRIu64 " restarts, %" PRIu64 " snapshots, %" PRIu64
+           " key lookups refused (503): every invariant held\n",
            seed, steps, m.requests, m.durable, m.answered, m.rejected, m.unavailable, m.replays,
            m.waits, m.reused, m.chest_owner.count, m.commit_faults, m.doubts, m.recovery_faults,
-           m.crashes, m.torn, m.spilled, m.stops_down, m.restarts, m.snapshots);
+           m.crashes, m.torn, m.spilled, m.stops_down, m.restarts, m.snapshots, m.lookup_refused);
     die();
     store_close(eye);
     engine_hunt_destroy(srv.ref);
