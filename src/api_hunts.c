@@ -43,6 +43,13 @@ void api_hunt_put(struct http_req *r)
         http_error(r, 503, "hunt_limit", "the server holds its maximum number of hunts");
         return;
     }
+    char seed_hex[2 * ENGINE_SEED_BYTES + 1];
+    if (!created && engine_seed_reveal(h, api_now_ms(), seed_hex) == 0) {
+        /* Its seed is public now: reopened, its draws could be predicted. */
+        http_error(r, 409, "hunt_ended",
+                   "the hunt has ended and its seed is revealed; create a new hunt instead");
+        return;
+    }
     if (!api_log_room(r)) return;
     if (created && !(h = engine_hunt_create(id))) abort();
     struct http_str b = http_body(r);

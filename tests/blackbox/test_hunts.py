@@ -601,10 +601,9 @@ def seed_commitment_and_reveal():
         raw = c.req("GET", path, token=None if admin else tok, admin=admin).raw
         true(seed.encode() not in raw, "the seed appears in GET %s" % path)
     check(vx.open_zone(c, "fair", tok, "drops"), 403, "hunt_not_active")
-    # an update after the end and a restart keep it; endless never shows one
-    r = c.req("PUT", "/v1/hunts/fair", d2, admin=True)
-    check(r, 200)
-    eq((r.body.get("seed_commitment"), r.body.get("seed")), (cm, seed), "update after the end")
+    # an update after the end is refused (the seed is public: reopened, draws could be
+    # predicted); a restart keeps commitment and seed; endless never shows one
+    check(c.req("PUT", "/v1/hunts/fair", d2, admin=True), 409, "hunt_ended")
     c.close()
     s.restart()
     c = s.client()
@@ -797,6 +796,21 @@ def demo_hunt():
         true(b.get("map_version") is not None, "demo hunt has no published map (map_version null)")
         r = c.req("GET", "/tiles/demo/0/0")
         check(r, 200, what="a tile of the demo map")
+
+
+@test
+def ended_hunt_cannot_be_reopened():
+    """Once a hunt's seed is revealed (ends_at passed), an update could reopen it with a
+    known seed: every update is refused (409 hunt_ended) and changes nothing."""
+    c = vx.shared().client()
+    d = hunt_def()
+    d.update(starts_at="2020-01-01T00:00:00.000Z", ends_at="2020-01-02T00:00:00.000Z")
+    check(c.req("PUT", "/v1/hunts/ended1", d, admin=True), 201)
+    before = vx.get_hunt(c, "ended1")
+    true("seed" in before, "the seed of an ended hunt is revealed")
+    d["ends_at"] = "2099-01-01T00:00:00.000Z"
+    check(c.req("PUT", "/v1/hunts/ended1", d, admin=True), 409, "hunt_ended")
+    eq(vx.get_hunt(c, "ended1")["ends_at"], before["ends_at"], "ends_at unchanged")
 
 
 if __name__ == "__main__":
