@@ -9,6 +9,7 @@
  *   decision applied in memory is always followed by its event in the log;
  * - an idempotency entry is pending until durable; duplicates wait on it. */
 #include "api_int.h"
+#include "demo.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -188,7 +189,6 @@ static void demo_submit(struct log_entry *e)
  * One log entry per tile, like uploads; the publish follows them in the log. */
 static void demo_map(struct hunt *h)
 {
-    extern size_t demo_tile_svg(unsigned x, unsigned y, char *out, size_t cap);
     char svg[2048];
     int w, ht;
     engine_map_size(h, &w, &ht);
@@ -207,7 +207,6 @@ static void demo_map(struct hunt *h)
 
 int api_create_demo(char *err, size_t errcap)
 {
-    extern const char demo_hunt_json[];
     if (hmap_get(&api_app.hunts, "demo", 4)) return 0;
     struct hunt *h = engine_hunt_create("demo");
     struct event ev;

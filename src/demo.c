@@ -1,4 +1,6 @@
 /* demo.c — the definition of the playable demo hunt created by `veltrix serve --demo`. */
+#include "demo.h"
+
 const char demo_hunt_json[] =
     "{\"name\": \"Veltrix demo hunt\","
     " \"map\": {\"width\": 32, \"height\": 32},"
