@@ -62,7 +62,7 @@ void api_hunt_put(struct http_req *r)
         if (rc == ENGINE_EINVAL && !parsed)
             http_error(r, 400, "invalid_json", "the body is not valid JSON");
         else
-            http_error(r, engine_err_status(rc), engine_err_code(rc), "%s",
+            http_error(r, api_engine_status(rc), engine_err_code(rc), "%s",
                        err[0] ? err : engine_err_code(rc));
         json_decref(parsed);
         return;

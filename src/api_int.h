@@ -142,6 +142,8 @@ void api_entry_event(struct log_entry *e, struct hunt *h, const struct event *ev
  * (see api_submit() and on_durable()). */
 void api_apply(struct hunt *h, const struct event *ev, struct engine_outcome *out);
 void api_engine_error(struct http_req *r, int rc);
+/* The HTTP status of an engine refusal (the engine knows nothing of HTTP). */
+int api_engine_status(int err);
 
 /* ---- api_players.c */
 struct player *api_add_player(const uint8_t id[16], const char *name, int64_t created,

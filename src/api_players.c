@@ -226,7 +226,7 @@ void api_refresh(struct http_req *r)
 static void time_json(json_t *obj, const char *key, int64_t ms)
 {
     char buf[32];
-    engine_time_format(ms, buf);
+    vx_time_format(ms, buf);
     json_object_set_new(obj, key, json_string(buf));
 }
 

@@ -195,5 +195,33 @@ void api_apply(struct hunt *h, const struct event *ev, struct engine_outcome *ou
 
 void api_engine_error(struct http_req *r, int rc)
 {
-    http_error(r, engine_err_status(rc), engine_err_code(rc), "%s", engine_err_code(rc));
+    http_error(r, api_engine_status(rc), engine_err_code(rc), "%s", engine_err_code(rc));
+}
+
+/* The HTTP status of an engine refusal (the engine knows nothing of HTTP). */
+int api_engine_status(int err)
+{
+    switch (err) {
+    case ENGINE_OK:
+        return 200;
+    case ENGINE_EINVAL:
+    case ENGINE_INVALID_CODE:
+        return 400;
+    case ENGINE_NOT_ACTIVE:
+        return 403;
+    case ENGINE_ITEM_NOT_FOUND:
+    case ENGINE_ZONE_NOT_FOUND:
+    case ENGINE_NO_CHEST:
+    case ENGINE_NOT_DEFINED:
+        return 404;
+    case ENGINE_ENTITY_IN_USE:
+    case ENGINE_ALREADY_SCANNED:
+    case ENGINE_ITEM_EXHAUSTED:
+    case ENGINE_ALREADY_COLLECTED:
+        return 409;
+    case ENGINE_NOMEM:
+        return 503;
+    default:
+        return 500;
+    }
 }

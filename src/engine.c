@@ -797,6 +797,7 @@ int engine_define(const struct hunt *h, const char *json, size_t len,
     struct huntdef d;
     if (errcap) err[0] = '\0';
     int rc = huntdef_parse(&d, json, len, err, errcap);
+    rc = rc == HUNTDEF_ENOMEM ? ENGINE_NOMEM : rc ? ENGINE_EINVAL : ENGINE_OK;
     if (rc) return rc;
     rc = check_in_use(h->def, &d, err, errcap);
     huntdef_deinit(&d);
@@ -1054,6 +1055,7 @@ static int apply_define(struct hunt *h, const struct event *ev, struct engine_ou
         return bad(err, cap, ev, "unknown draw rule %u", ev->draw_rule);
     if (ev->draw_rule && h->def) return bad(err, cap, ev, "an update cannot change the seed");
     int rc = huntdef_parse(&d, ev->json, ev->json_len, why, sizeof why);
+    rc = rc == HUNTDEF_ENOMEM ? ENGINE_NOMEM : rc ? ENGINE_EINVAL : ENGINE_OK;
     if (rc == ENGINE_OK && (rc = check_in_use(h->def, &d, why, sizeof why)) != 0)
         huntdef_deinit(&d);
     if (rc == ENGINE_NOMEM) return rc;
@@ -1304,7 +1306,7 @@ size_t engine_event_encode(const struct event *ev, uint8_t *buf, size_t cap)
 /* Copies a len-byte id of 1..max chars of [a-z0-9_-] into out; -1 if it is not one. */
 static int decode_id(const uint8_t *s, size_t len, size_t max, char *out)
 {
-    if (!huntdef_is_id((const char *)s, len, max)) return -1;
+    if (!vx_is_id((const char *)s, len, max)) return -1;
     memcpy(out, s, len);
     out[len] = '\0';
     return 0;
@@ -1986,6 +1988,7 @@ static int sr_def(struct sread *r, struct hunt *h)
     if (!s) return ENGINE_BAD_SNAPSHOT;
     uint32_t n_strs = strtab_count(h->strs);
     int rc = huntdef_parse(&d, (const char *)s, len, why, sizeof why);
+    rc = rc == HUNTDEF_ENOMEM ? ENGINE_NOMEM : rc ? ENGINE_EINVAL : ENGINE_OK;
     if (rc == ENGINE_NOMEM) return rc;
     if (rc) return sr_fail(r, "definition refused: %s", why);
     if ((rc = def_build(h, &d, NULL, &h->def)) != 0) return rc;
@@ -2214,115 +2217,4 @@ const char *engine_err_code(int err)
     }
 }
 
-int engine_err_status(int err)
-{
-    switch (err) {
-    case ENGINE_OK:
-        return 200;
-    case ENGINE_EINVAL:
-    case ENGINE_INVALID_CODE:
-        return 400;
-    case ENGINE_NOT_ACTIVE:
-        return 403;
-    case ENGINE_ITEM_NOT_FOUND:
-    case ENGINE_ZONE_NOT_FOUND:
-    case ENGINE_NO_CHEST:
-    case ENGINE_NOT_DEFINED:
-        return 404;
-    case ENGINE_ENTITY_IN_USE:
-    case ENGINE_ALREADY_SCANNED:
-    case ENGINE_ITEM_EXHAUSTED:
-    case ENGINE_ALREADY_COLLECTED:
-        return 409;
-    case ENGINE_NOMEM:
-        return 503;
-    default:
-        return 500;
-    }
-}
 
-/* ---- time ------------------------------------------------------------------------- */
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400, yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097, doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
-static int days_in_month(int64_t y, int m)
-{
-    static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return dm[m - 1] + (m == 2 && leap);
-}
-
-/* n decimal digits at s; -1 if any is not a digit. */
-static int64_t digits(const char *s, int n)
-{
-    int64_t v = 0;
-    for (int i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    return v;
-}
-
-/* Milliseconds of ".ddd..." (1..9 digits, truncated to ms) at s, and its length. */
-static int fraction(const char *s, int64_t *ms, size_t *len)
-{
-    size_t n = 0;
-    *ms = 0;
-    if (*s != '.') return *len = 0, 0;
-    while (s[1 + n] >= '0' && s[1 + n] <= '9')
-        n++;
-    if (n < 1 || n > 9) return -1;
-    for (size_t i = 0; i < 3; i++)
-        *ms = *ms * 10 + (i < n ? s[1 + i] - '0' : 0);
-    *len = n + 1;
-    return 0;
-}
-
-int engine_time_parse(const char *s, int64_t *ms)
-{
-    if (strnlen(s, 20) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
-        s[16] != ':')
-        return -1;
-    int64_t y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2), hh = digits(s + 11, 2),
-            mi = digits(s + 14, 2), ss = digits(s + 17, 2), frac;
-    size_t flen;
-    if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, (int)mo) || hh < 0 || hh > 23 ||
-        mi < 0 || mi > 59 || ss < 0 || ss > 59 || fraction(s + 19, &frac, &flen) ||
-        strcmp(s + 19 + flen, "Z") != 0)
-        return -1;
-    *ms = ((days_from_civil(y, mo, d) * 24 + hh) * 60 + mi) * 60000 + ss * 1000 + frac;
-    return 0;
-}
-
-void engine_time_format(int64_t ms, char out[32])
-{
-    int64_t days = ms >= 0 ? ms / 86400000 : -((-ms + 86399999) / 86400000);
-    int64_t rem = ms - days * 86400000, y;
-    int m, d;
-    char buf[96];
-    civil_from_days(days, &y, &m, &d);
-    snprintf(buf, sizeof buf, "%04" PRId64 "-%02d-%02dT%02d:%02d:%02d.%03dZ", y, m, d,
-             (int)(rem / 3600000), (int)(rem / 60000 % 60), (int)(rem / 1000 % 60),
-             (int)(rem % 1000));
-    size_t n = strnlen(buf, 31);
-    memcpy(out, buf, n);
-    out[n] = '\0';
-}

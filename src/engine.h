@@ -20,8 +20,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ENGINE_ID_MAX 64     /* ids: 1..64 chars of [a-z0-9_-] */
-#define ENGINE_CHEST_ID_MAX 96 /* range chest ids are prefix + decimal index */
+#include "vx.h"
+
+#define ENGINE_ID_MAX VX_ID_MAX             /* ids: 1..64 chars of [a-z0-9_-] */
+#define ENGINE_CHEST_ID_MAX VX_CHEST_ID_MAX /* range chest ids: prefix + decimal index */
 #define ENGINE_SEED_BYTES 32   /* a hunt's secret seed */
 
 /* How a hunt draws its chests; fixed when the hunt is created, kept by every update. */
@@ -49,7 +51,6 @@ enum engine_err {
 };
 /* snake_case error code for the API ("already_scanned"...), and its HTTP status. */
 const char *engine_err_code(int err);
-int engine_err_status(int err);
 
 enum event_type {
     EVENT_DEFINE = 1,  /* json = the hunt definition; the first one may carry the seed */
@@ -212,8 +213,5 @@ void engine_map_size(const struct hunt *h, int *width, int *height);
 uint64_t engine_digest(const struct hunt *h);
 size_t engine_memory_bytes(const struct hunt *h);
 
-/* RFC 3339 "2026-12-01T09:00:00.000Z" <-> Unix ms. Parse returns 0 or -1. */
-int engine_time_parse(const char *s, int64_t *ms);
-void engine_time_format(int64_t ms, char out[32]);
 
 #endif

@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
 
 struct pctx {
     struct huntdef *d;
@@ -35,25 +34,15 @@ __attribute__((format(printf, 2, 3))) static int fail(struct pctx *c, const char
         vsnprintf(c->err, c->errcap, fmt, ap);
         va_end(ap);
     }
-    return ENGINE_EINVAL;
+    return HUNTDEF_EINVAL;
 }
 
 static int nomem(struct pctx *c)
 {
     if (c->errcap) snprintf(c->err, c->errcap, "out of memory");
-    return ENGINE_NOMEM;
+    return HUNTDEF_ENOMEM;
 }
 
-int huntdef_is_id(const char *s, size_t len, size_t max)
-{
-    if (len < 1 || len > max) return 0;
-    for (size_t i = 0; i < len; i++) {
-        char ch = s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
-            return 0;
-    }
-    return 1;
-}
 
 /* "path.key", or "key" at the top level. */
 static const char *dot(const char *path)
@@ -92,7 +81,7 @@ static int get_id(struct pctx *c, json_t *o, const char *path, const char *key, 
         if (optional) return 0;
         return fail(c, "%s%s%s: required", path, dot(path), key);
     }
-    if (!json_is_string(v) || !huntdef_is_id(json_string_value(v), json_string_length(v), max))
+    if (!json_is_string(v) || !vx_is_id(json_string_value(v), json_string_length(v), max))
         return fail(c, "%s%s%s: must be an id (1..%zu chars of [a-z0-9_-])", path, dot(path), key,
                     max);
     *out = json_string_value(v);
@@ -131,7 +120,7 @@ static int parse_time(struct pctx *c, json_t *o, const char *key, int64_t *ms)
 {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) return 0;
-    if (!json_is_string(v) || engine_time_parse(json_string_value(v), ms) != 0)
+    if (!json_is_string(v) || vx_time_parse(json_string_value(v), ms) != 0)
         return fail(c, "%s: must be an RFC 3339 UTC time like 2026-12-01T09:00:00.000Z", key);
     return 0;
 }
@@ -150,14 +139,14 @@ static int parse_top(struct pctx *c, json_t *root)
     d->ends_ms = INT64_MAX;
     if (parse_time(c, root, "starts_at", &d->starts_ms) ||
         parse_time(c, root, "ends_at", &d->ends_ms))
-        return ENGINE_EINVAL;
+        return HUNTDEF_EINVAL;
     if (d->ends_ms <= d->starts_ms) return fail(c, "ends_at: must be later than starts_at");
     map = json_object_get(root, "map");
     if (!map) return fail(c, "map: required");
     if (get_object(c, map, "map") ||
         get_int32(c, map, "map", "width", 1, HUNTDEF_MAP_MAX, &d->width) ||
         get_int32(c, map, "map", "height", 1, HUNTDEF_MAP_MAX, &d->height))
-        return ENGINE_EINVAL;
+        return HUNTDEF_EINVAL;
     return 0;
 }
 
@@ -175,7 +164,7 @@ static int parse_xy(struct pctx *c, json_t *o, const char *path, int32_t *x, int
 {
     if (get_int32(c, o, path, "x", 0, c->d->width - 1, x) ||
         get_int32(c, o, path, "y", 0, c->d->height - 1, y))
-        return ENGINE_EINVAL;
+        return HUNTDEF_EINVAL;
     return 0;
 }
 
@@ -193,10 +182,10 @@ static int parse_code(struct pctx *c, json_t *o, uint32_t i)
     struct hd_code *k = &c->d->codes[i];
     char path[32];
     snprintf(path, sizeof path, "codes[%u]", i);
-    if (get_object(c, o, path) || get_id(c, o, path, "id", ENGINE_ID_MAX, 0, &k->id) ||
+    if (get_object(c, o, path) || get_id(c, o, path, "id", VX_ID_MAX, 0, &k->id) ||
         get_int(c, o, path, "points", 0, HUNTDEF_POINTS_MAX, &k->points) ||
         parse_xy(c, o, path, &k->x, &k->y) || get_bool(c, o, path, "hidden", &k->hidden))
-        return ENGINE_EINVAL;
+        return HUNTDEF_EINVAL;
     return put_unique(c, &c->d->code_ix, k->id, i, path);
 }
 
@@ -205,10 +194,10 @@ static int parse_item(struct pctx *c, json_t *o, uint32_t i)
     struct hd_item *it = &c->d->items[i];
     char path[32];
     snprintf(path, sizeof path, "items[%u]", i);
-    if (get_object(c, o, path) || get_id(c, o, path, "id", ENGINE_ID_MAX, 0, &it->id) ||
+    if (get_object(c, o, path) || get_id(c, o, path, "id", VX_ID_MAX, 0, &it->id) ||
         parse_xy(c, o, path, &it->x, &it->y) ||
         get_int(c, o, path, "quantity", 1, HUNTDEF_QUANTITY_MAX, &it->quantity))
-        return ENGINE_EINVAL;
+        return HUNTDEF_EINVAL;
     return put_unique(c, &c->d->item_ix, it->id, i, path);
 }
 
@@ -218,16 +207,16 @@ static int parse_codes_items(struct pctx *c, json_t *root)
     json_t *codes, *items;
     if (get_array(c, root, "", "codes", HUNTDEF_CODES_MAX, &codes) ||
         get_array(c, root, "", "items", HUNTDEF_ITEMS_MAX, &items))
-        return ENGINE_EINVAL;
+        return HUNTDEF_EINVAL;
     d->n_codes = codes ? (uint32_t)json_array_size(codes) : 0;
     d->n_items = items ? (uint32_t)json_array_size(items) : 0;
     d->codes = calloc(d->n_codes + 1, sizeof *d->codes);
     d->items = calloc(d->n_items + 1, sizeof *d->items);
     if (!d->codes || !d->items) return nomem(c);
     for (uint32_t i = 0; i < d->n_codes; i++)
-        if (parse_code(c, json_array_get(codes, i), i)) return ENGINE_EINVAL;
+        if (parse_code(c, json_array_get(codes, i), i)) return HUNTDEF_EINVAL;
     for (uint32_t i = 0; i < d->n_items; i++)
-        if (parse_item(c, json_array_get(items, i), i)) return ENGINE_EINVAL;
+        if (parse_item(c, json_array_get(items, i), i)) return HUNTDEF_EINVAL;
     return 0;
 }
 
@@ -250,15 +239,15 @@ static int parse_loot(struct pctx *c, json_t *o, const char *path, uint32_t *off
 {
     json_t *arr, *v;
     size_t i;
-    if (get_array(c, o, path, "loot", HUNTDEF_LOOT_MAX, &arr)) return ENGINE_EINVAL;
+    if (get_array(c, o, path, "loot", HUNTDEF_LOOT_MAX, &arr)) return HUNTDEF_EINVAL;
     *off = c->d->n_loot;
     *n = arr ? (uint32_t)json_array_size(arr) : 0;
     json_array_foreach(arr, i, v)
     {
         if (!json_is_string(v) ||
-            !huntdef_is_id(json_string_value(v), json_string_length(v), ENGINE_ID_MAX))
+            !vx_is_id(json_string_value(v), json_string_length(v), VX_ID_MAX))
             return fail(c, "%s.loot[%zu]: must be an id (1..%d chars of [a-z0-9_-])", path, i,
-                        ENGINE_ID_MAX);
+                        VX_ID_MAX);
         int rc = loot_push(c, json_string_value(v));
         if (rc) return rc;
     }
@@ -271,10 +260,10 @@ static int parse_chest(struct pctx *c, json_t *o, uint32_t zone, uint32_t j)
     char path[64];
     snprintf(path, sizeof path, "zones[%u].chests[%u]", zone, j);
     ch->zone = zone;
-    if (get_object(c, o, path) || get_id(c, o, path, "id", ENGINE_ID_MAX, 0, &ch->id) ||
+    if (get_object(c, o, path) || get_id(c, o, path, "id", VX_ID_MAX, 0, &ch->id) ||
         get_int(c, o, path, "points", 0, HUNTDEF_POINTS_MAX, &ch->points) ||
-        get_id(c, o, path, "requires", ENGINE_ID_MAX, 1, &ch->requires))
-        return ENGINE_EINVAL;
+        get_id(c, o, path, "requires", VX_ID_MAX, 1, &ch->requires))
+        return HUNTDEF_EINVAL;
     int rc = parse_loot(c, o, path, &ch->loot_off, &ch->n_loot);
     if (rc) return rc;
     rc = put_unique(c, &c->d->chest_ix, ch->id, c->d->n_chests, path);
@@ -293,8 +282,8 @@ static int parse_range(struct pctx *c, json_t *o, uint32_t zone)
     if (get_object(c, v, path) || get_id(c, v, path, "prefix", HUNTDEF_PREFIX_MAX, 0, &r->prefix) ||
         get_int(c, v, path, "count", 1, HUNTDEF_RANGE_MAX, &count) ||
         get_int(c, v, path, "points", 0, HUNTDEF_POINTS_MAX, &r->points) ||
-        get_id(c, v, path, "requires", ENGINE_ID_MAX, 1, &r->requires))
-        return ENGINE_EINVAL;
+        get_id(c, v, path, "requires", VX_ID_MAX, 1, &r->requires))
+        return HUNTDEF_EINVAL;
     r->count = (uint32_t)count;
     r->prefix_len = (uint32_t)strlen(r->prefix);
     int rc = parse_loot(c, v, path, &r->loot_off, &r->n_loot);
@@ -313,13 +302,13 @@ static int parse_zone(struct pctx *c, json_t *o, uint32_t i)
     json_t *chests, *v;
     size_t j;
     snprintf(path, sizeof path, "zones[%u]", i);
-    if (get_object(c, o, path) || get_id(c, o, path, "id", ENGINE_ID_MAX, 0, &z->id) ||
+    if (get_object(c, o, path) || get_id(c, o, path, "id", VX_ID_MAX, 0, &z->id) ||
         get_int32(c, o, path, "x", 0, c->d->width - 1, &z->x) ||
         get_int32(c, o, path, "y", 0, c->d->height - 1, &z->y) ||
         get_int32(c, o, path, "w", 1, c->d->width - z->x, &z->w) ||
         get_int32(c, o, path, "h", 1, c->d->height - z->y, &z->h) ||
         get_array(c, o, path, "chests", HUNTDEF_CHESTS_MAX, &chests))
-        return ENGINE_EINVAL;
+        return HUNTDEF_EINVAL;
     int rc = put_unique(c, &c->d->zone_ix, z->id, i, path);
     z->chest_off = c->d->n_chests;
     json_array_foreach(chests, j, v)
@@ -354,7 +343,7 @@ static int parse_zones(struct pctx *c, json_t *root)
     uint32_t n_chests = 0;
     if (get_array(c, root, "", "zones", HUNTDEF_ZONES_MAX, &zones) ||
         count_chests(c, zones, &n_chests))
-        return ENGINE_EINVAL;
+        return HUNTDEF_EINVAL;
     d->n_zones = zones ? (uint32_t)json_array_size(zones) : 0;
     d->zones = calloc(d->n_zones + 1, sizeof *d->zones);
     d->chests = calloc(n_chests + 1, sizeof *d->chests);
@@ -433,7 +422,7 @@ static int check_collisions(struct pctx *c)
                         ch->zone, i - d->zones[ch->zone].chest_off, ch->id, z);
     }
     for (uint32_t zi = 0; zi < d->n_zones; zi++)
-        if (d->zones[zi].range.prefix && check_range_vs_ranges(c, zi)) return ENGINE_EINVAL;
+        if (d->zones[zi].range.prefix && check_range_vs_ranges(c, zi)) return HUNTDEF_EINVAL;
     return 0;
 }
 
@@ -482,7 +471,7 @@ int huntdef_parse(struct huntdef *d, const char *json, size_t len, char *err, si
         return rc;
     }
     d->json_bytes = json_bytes(d->root);
-    return ENGINE_OK;
+    return HUNTDEF_OK;
 }
 
 void huntdef_deinit(struct huntdef *d)

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "strtab.h"
+#include "vx.h"
 
 #define HUNTDEF_NAME_MAX 200
 #define HUNTDEF_PREFIX_MAX 40
@@ -79,13 +80,18 @@ struct huntdef {
     size_t json_bytes;                                            /* estimated memory of root */
 };
 
-/* Parses and validates json. ENGINE_OK (d owns everything; huntdef_deinit frees it),
- * ENGINE_EINVAL with "field: problem" in err, or ENGINE_NOMEM. On error d is empty. */
+/* huntdef's own error codes (the engine maps them to its own). */
+enum huntdef_err {
+    HUNTDEF_OK = 0,
+    HUNTDEF_EINVAL = -2001, /* the definition breaks a rule: "field: problem" in err */
+    HUNTDEF_ENOMEM = -2002,
+};
+
+/* Parses and validates json. HUNTDEF_OK (d owns everything; huntdef_deinit frees it),
+ * HUNTDEF_EINVAL with "field: problem" in err, or HUNTDEF_ENOMEM. On error d is empty. */
 int huntdef_parse(struct huntdef *d, const char *json, size_t len, char *err, size_t errcap);
 void huntdef_deinit(struct huntdef *d);
 
-/* 1 if s is 1..max chars of [a-z0-9_-]. */
-int huntdef_is_id(const char *s, size_t len, size_t max);
 /* The range index that the len-byte id names in range r, or UINT32_MAX. */
 uint32_t huntdef_range_index(const struct hd_range *r, const char *id, size_t len);
 /* 1 if chest a of da and chest b of db have equal fields (id, points, requires, loot). */

@@ -147,8 +147,8 @@ static void make_definition(void)
     char t0[32], t1[32];
     def.start_ms = 1796112000000; /* 2026-12-01 */
     def.end_ms = def.start_ms + 3600 * 1000;
-    engine_time_format(def.start_ms, t0);
-    engine_time_format(def.end_ms, t1);
+    vx_time_format(def.start_ms, t0);
+    vx_time_format(def.end_ms, t1);
     p += snprintf(p, (size_t)(end - p),
                   "{\"name\":\"sim\",\"starts_at\":\"%s\",\"ends_at\":"
                   "\"%s\",\"map\":{\"width\":64,\"height\":64},\"codes\":[",

@@ -5,7 +5,7 @@
  * types, name, window, map size, coordinates, ids (every id field), duplicates per kind,
  * points, quantity, ranges (count, total, prefixes), chest ids a range would generate,
  * array limits; unknown fields ignored; a failed parse leaves the definition empty; the
- * helpers (huntdef_is_id, huntdef_range_index, huntdef_chest_eq, huntdef_range_eq).
+ * helpers (vx_is_id, huntdef_range_index, huntdef_chest_eq, huntdef_range_eq).
  * Two things the brief listed are not rules of huntdef.c and are pinned as they are
  * (see hd_requires_not_checked_against_items and hd_same_id_in_different_kinds). */
 #include <stdint.h>
@@ -39,13 +39,13 @@ static int is_empty(const struct huntdef *d)
            !d->code_ix.n && !d->item_ix.n && !d->zone_ix.n && !d->chest_ix.n && !d->prefix_ix.n;
 }
 
-/* json must be refused (ENGINE_EINVAL) with an error starting with want, d left empty. */
+/* json must be refused (HUNTDEF_EINVAL) with an error starting with want, d left empty. */
 static void expect_bad_n(int line, const char *json, size_t len, const char *want)
 {
     struct huntdef d;
     char err[512] = "";
     int rc = huntdef_parse(&d, json, len, err, sizeof err);
-    if (rc != ENGINE_EINVAL || strncmp(err, want, strlen(want)) != 0) {
+    if (rc != HUNTDEF_EINVAL || strncmp(err, want, strlen(want)) != 0) {
         fprintf(stderr, "  FAIL line %d: rc %d err \"%s\" (want \"%s\")\n", line, rc, err, want);
         harness_cur_failed = 1;
     }
@@ -62,7 +62,7 @@ static void expect_good_n(int line, const char *json, size_t len)
     struct huntdef d;
     char err[512] = "";
     int rc = huntdef_parse(&d, json, len, err, sizeof err);
-    if (rc != ENGINE_OK) {
+    if (rc != HUNTDEF_OK) {
         fprintf(stderr, "  FAIL line %d: rc %d err \"%s\" for %.300s\n", line, rc, err, json);
         harness_cur_failed = 1;
     }
@@ -107,7 +107,7 @@ TEST(hd_full_definition)
 {
     struct huntdef d;
     char err[256] = "";
-    CHECK_EQ_INT(huntdef_parse(&d, full, strlen(full), err, sizeof err), ENGINE_OK);
+    CHECK_EQ_INT(huntdef_parse(&d, full, strlen(full), err, sizeof err), HUNTDEF_OK);
     CHECK_EQ_STR(err, "");
     if (!d.root) return;
     CHECK_EQ_STR(d.name, "Veltrix.conf Lisbon \xc3\xa9t\xc3\xa9");
@@ -182,7 +182,7 @@ TEST(hd_minimal_and_nulls)
     struct huntdef d;
     char err[256] = "";
     const char *min = "{\"name\":\"n\",\"map\":{\"width\":1,\"height\":1}}";
-    CHECK_EQ_INT(huntdef_parse(&d, min, strlen(min), err, sizeof err), ENGINE_OK);
+    CHECK_EQ_INT(huntdef_parse(&d, min, strlen(min), err, sizeof err), HUNTDEF_OK);
     CHECK(d.n_codes == 0 && d.n_items == 0 && d.n_zones == 0 && d.n_chests == 0 && d.n_loot == 0);
     CHECK(d.codes && d.items && d.zones && d.chests); /* never NULL after a parse */
     CHECK_EQ_INT(d.starts_ms, INT64_MIN);             /* no window: always open */
@@ -339,7 +339,7 @@ TEST(hd_window)
     struct huntdef d;
     char err[256];
     const char *ok = WIN("\"2026-12-01T09:00:00.000Z\"", "\"2026-12-01T09:00:00.001Z\"");
-    CHECK_EQ_INT(huntdef_parse(&d, ok, strlen(ok), err, sizeof err), ENGINE_OK);
+    CHECK_EQ_INT(huntdef_parse(&d, ok, strlen(ok), err, sizeof err), HUNTDEF_OK);
     CHECK(d.root && d.ends_ms - d.starts_ms == 1);
     huntdef_deinit(&d);
     BAD(WIN("\"2026-12-01T09:00:00.000Z\"", "\"2026-12-01T09:00:00Z\""),
@@ -430,19 +430,19 @@ TEST(hd_coordinates_inside_the_map)
 
 TEST(hd_is_id)
 {
-    CHECK(huntdef_is_id("a", 1, 64));
-    CHECK(huntdef_is_id("a-b_c-09", 8, 64));
-    CHECK(huntdef_is_id("_", 1, 64) && huntdef_is_id("-", 1, 64) && huntdef_is_id("0", 1, 64));
-    CHECK(!huntdef_is_id("", 0, 64));
-    CHECK(!huntdef_is_id("abc", 3, 2)); /* over max */
-    CHECK(huntdef_is_id("abc", 2, 2));  /* len, not the NUL, bounds it */
+    CHECK(vx_is_id("a", 1, 64));
+    CHECK(vx_is_id("a-b_c-09", 8, 64));
+    CHECK(vx_is_id("_", 1, 64) && vx_is_id("-", 1, 64) && vx_is_id("0", 1, 64));
+    CHECK(!vx_is_id("", 0, 64));
+    CHECK(!vx_is_id("abc", 3, 2)); /* over max */
+    CHECK(vx_is_id("abc", 2, 2));  /* len, not the NUL, bounds it */
     static const char *bad[] = {"A", "a b", "a.b", "a/b", "a:b", "\xc3\xa9", "a\n", "a+", "~"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        CHECK(!huntdef_is_id(bad[i], strlen(bad[i]), 64));
+        CHECK(!vx_is_id(bad[i], strlen(bad[i]), 64));
     char s[65];
     memset(s, 'z', 65);
-    CHECK(huntdef_is_id(s, 64, 64));
-    CHECK(!huntdef_is_id(s, 65, 64));
+    CHECK(vx_is_id(s, 64, 64));
+    CHECK(!vx_is_id(s, 65, 64));
 }
 
 /* Every id field takes 1..max chars of [a-z0-9_-], and names itself when it does not. */
@@ -609,7 +609,7 @@ TEST(hd_range_count)
     struct huntdef d;
     char err[256];
     const char *ten = TOP(",\"zones\":[" TEN "]");
-    CHECK_EQ_INT(huntdef_parse(&d, ten, strlen(ten), err, sizeof err), ENGINE_OK);
+    CHECK_EQ_INT(huntdef_parse(&d, ten, strlen(ten), err, sizeof err), HUNTDEF_OK);
     if (d.root) {
         CHECK_EQ_INT(d.zones[9].range.count, 10000000);
         CHECK_EQ_INT(huntdef_range_index(&d.zones[9].range, "j9999999", 8), 9999999);
@@ -769,18 +769,18 @@ TEST(hd_error_buffer)
     struct huntdef d;
     const char *bad = CODE("\"id\":\"a\",\"points\":-1,\"x\":0,\"y\":0");
     /* no buffer at all */
-    CHECK_EQ_INT(huntdef_parse(&d, bad, strlen(bad), NULL, 0), ENGINE_EINVAL);
+    CHECK_EQ_INT(huntdef_parse(&d, bad, strlen(bad), NULL, 0), HUNTDEF_EINVAL);
     CHECK(is_empty(&d));
-    CHECK_EQ_INT(huntdef_parse(&d, "{", 1, NULL, 0), ENGINE_EINVAL);
+    CHECK_EQ_INT(huntdef_parse(&d, "{", 1, NULL, 0), HUNTDEF_EINVAL);
     CHECK(is_empty(&d));
     /* a small one: cut, terminated */
     char err[9];
     memset(err, 'X', sizeof err);
-    CHECK_EQ_INT(huntdef_parse(&d, bad, strlen(bad), err, sizeof err), ENGINE_EINVAL);
+    CHECK_EQ_INT(huntdef_parse(&d, bad, strlen(bad), err, sizeof err), HUNTDEF_EINVAL);
     CHECK_EQ_STR(err, "codes[0]");
     /* a good parse after a failed one into the same struct */
     const char *good = CODE("\"id\":\"a\",\"points\":1,\"x\":0,\"y\":0");
-    CHECK_EQ_INT(huntdef_parse(&d, good, strlen(good), err, sizeof err), ENGINE_OK);
+    CHECK_EQ_INT(huntdef_parse(&d, good, strlen(good), err, sizeof err), HUNTDEF_OK);
     CHECK_EQ_INT(d.n_codes, 1); /* 0 in an empty struct: no crash when refused */
     huntdef_deinit(&d);
     CHECK(is_empty(&d));
@@ -830,7 +830,7 @@ TEST(hd_chest_and_range_eq)
     struct huntdef d[6];
     char err[256];
     for (int i = 0; i < 6; i++)
-        CHECK_EQ_INT(huntdef_parse(&d[i], defs[i], strlen(defs[i]), err, sizeof err), ENGINE_OK);
+        CHECK_EQ_INT(huntdef_parse(&d[i], defs[i], strlen(defs[i]), err, sizeof err), HUNTDEF_OK);
     for (int i = 0; i < 6; i++)
         if (!d[i].root) return;
     CHECK(huntdef_chest_eq(&d[0], &d[0].chests[0], &d[1], &d[1].chests[0]));

@@ -1,0 +1,18 @@
+/* vx.h — the leaf module the engine, hunt definitions and the API all use: identifiers
+ * and RFC 3339 times. It depends on nothing of Veltrix, so that engine.c and huntdef.c no
+ * longer need each other for these. */
+#ifndef VELTRIX_VX_H
+#define VELTRIX_VX_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define VX_ID_MAX 64       /* ids: 1..64 chars of [a-z0-9_-] */
+#define VX_CHEST_ID_MAX 96 /* range chest ids are prefix + decimal index */
+
+/* 1 when s[0..len) is 1..max characters of [a-z0-9_-]. */
+int vx_is_id(const char *s, size_t len, size_t max);
+/* RFC 3339 "2026-12-01T09:00:00.000Z" <-> Unix ms. Parse returns 0 or -1. */
+int vx_time_parse(const char *s, int64_t *ms);
+void vx_time_format(int64_t ms, char out[32]);
+
+#endif
