@@ -62,10 +62,10 @@ static void one_event(struct store *s, struct hunt *h, uint64_t i, uint32_t play
         if (engine_scan(h, id, code, 0, &ev)) fail("scan refused (too many events per player?)");
     }
     if (engine_apply(h, &ev, NULL, err, sizeof err)) fail(err);
-    size_t len = engine_event_encode(&ev, buf, sizeof small);
+    size_t len = event_encode(&ev, buf, sizeof small);
     if (len > sizeof small) { /* the definition */
         if (!(buf = malloc(len))) fail("out of memory");
-        engine_event_encode(&ev, buf, len);
+        event_encode(&ev, buf, len);
     }
     struct store_event se = {HUNT, ev.seq, ev.time_ms, ev.type, {0}, buf, len};
     memcpy(se.player, ev.player, 16);

@@ -59,7 +59,7 @@ int main(int argc, char **argv)
             if (engine_scan(h, id, code, 0, &ev)) fail("scan refused");
         }
         if (engine_apply(h, &ev, NULL, err, sizeof err)) fail(err);
-        size_t len = engine_event_encode(&ev, data + data_len, data_cap - data_len);
+        size_t len = event_encode(&ev, data + data_len, data_cap - data_len);
         if (len > data_cap - data_len) fail("event buffer too small");
         recs[k++] = (struct rec){ev.seq, {0}, ev.type, (uint32_t)data_len, (uint32_t)len};
         memcpy(recs[k - 1].player, ev.player, 16);
@@ -72,7 +72,7 @@ int main(int argc, char **argv)
         memcpy(ev.player, recs[i].player, 16);
         ev.seq = recs[i].seq;
         ev.time_ms = 0;
-        if (engine_event_decode(&ev, recs[i].type, data + recs[i].off, recs[i].len) ||
+        if (event_decode(&ev, recs[i].type, data + recs[i].off, recs[i].len) ||
             engine_apply(r, &ev, NULL, err, sizeof err))
             fail("replay refused an event");
     }

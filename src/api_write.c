@@ -164,11 +164,11 @@ struct log_entry *api_new_entry(void)
 void api_entry_event(struct log_entry *e, struct hunt *h, const struct event *ev)
 {
     uint8_t small[256], *buf = small;
-    size_t need = engine_event_encode(ev, small, sizeof small);
+    size_t need = event_encode(ev, small, sizeof small);
     if (need > sizeof small) {
         buf = malloc(need);
         if (!buf) abort();
-        engine_event_encode(ev, buf, need);
+        event_encode(ev, buf, need);
     }
     struct store_event se = {engine_hunt_id(h), ev->seq, ev->time_ms, ev->type, {0}, buf, need};
     memcpy(se.player, ev->player, 16);

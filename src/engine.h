@@ -20,11 +20,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "event.h"
 #include "vx.h"
 
 #define ENGINE_ID_MAX VX_ID_MAX             /* ids: 1..64 chars of [a-z0-9_-] */
 #define ENGINE_CHEST_ID_MAX VX_CHEST_ID_MAX /* range chest ids: prefix + decimal index */
-#define ENGINE_SEED_BYTES 32   /* a hunt's secret seed */
+#define ENGINE_SEED_BYTES EVENT_SEED_BYTES /* a hunt's secret seed */
 
 /* How a hunt draws its chests; fixed when the hunt is created, kept by every update. */
 enum engine_draw_rule {
@@ -45,38 +46,13 @@ enum engine_err {
     ENGINE_ZONE_NOT_FOUND = -9,   /* 404 zone_not_found */
     ENGINE_NO_CHEST = -10,        /* 404 no_chest_available */
     ENGINE_NOMEM = -11,           /* 503 */
-    ENGINE_BAD_EVENT = -12,       /* recovery: an event that does not apply (corrupt log) */
+    ENGINE_BAD_EVENT = EVENT_EBAD, /* recovery: an event that does not apply (corrupt log) */
     ENGINE_NOT_DEFINED = -13,     /* the hunt has no definition yet (404 hunt_not_found) */
     ENGINE_BAD_SNAPSHOT = -14,    /* recovery: a snapshot that does not decode */
 };
 /* snake_case error code for the API ("already_scanned"...), and its HTTP status. */
 const char *engine_err_code(int err);
 
-enum event_type {
-    EVENT_DEFINE = 1,  /* json = the hunt definition; the first one may carry the seed */
-    EVENT_SCAN = 2,    /* a = code id */
-    EVENT_COLLECT = 3, /* a = item id */
-    EVENT_OPEN = 4,    /* a = zone id, b = chest id */
-    EVENT_MAP = 5,     /* n = map version published */
-};
-
-struct event {
-    uint64_t seq;
-    int64_t time_ms;
-    uint8_t type;
-    uint8_t player[16]; /* all zero for DEFINE and MAP */
-    char a[ENGINE_ID_MAX + 1];
-    char b[ENGINE_CHEST_ID_MAX + 1];
-    int64_t n;
-    const char *json; /* DEFINE only; not owned, must stay valid during engine_apply */
-    size_t json_len;
-    /* DEFINE only: ENGINE_DRAW_HMAC with the seed when the event creates the hunt; 0 (no
-     * seed) for an update, which keeps the hunt's seed, and in the define events of hunts
-     * created before seeds. The seed is secret until the hunt ends: the event's encoding
-     * (the log's data column) holds it, so that encoding is never published as is. */
-    uint8_t draw_rule;
-    uint8_t seed[ENGINE_SEED_BYTES];
-};
 
 /* What an applied event did, for building the response. Pointers stay valid until the
  * next engine call on this hunt. */
@@ -141,21 +117,6 @@ int engine_playable(const struct hunt *h, int64_t now_ms);
  * then unchanged. out may be NULL. */
 int engine_apply(struct hunt *h, const struct event *ev, struct engine_outcome *out,
                  char *err, size_t errcap);
-
-/* --- event codec (the log's data column) -------------------------------------------- */
-/* Encodes the type-specific payload of ev into buf; returns the length it needs (which
- * may exceed cap: then nothing useful is written). DEFINE: the definition JSON, or, when
- * it carries a seed, 0x00, the rule (0x01), the 32 seed bytes, then the JSON (no JSON
- * text starts with a NUL byte, so the define events of older logs, the bare JSON, still
- * decode, as definitions without a seed). */
-size_t engine_event_encode(const struct event *ev, uint8_t *buf, size_t cap);
-/* Fills ev's payload fields from (type, data). ev->json points into data. ENGINE_OK or
- * ENGINE_BAD_EVENT. */
-int engine_event_decode(struct event *ev, uint8_t type, const uint8_t *data, size_t len);
-/* A whole event read back from a log record: ev is cleared, its header set and its
- * payload decoded (engine_event_decode). ENGINE_OK or ENGINE_BAD_EVENT. */
-int engine_event_read(struct event *ev, uint64_t seq, int64_t time_ms, uint8_t type,
-                      const uint8_t player[16], const uint8_t *data, size_t len);
 
 /* --- snapshots ------------------------------------------------------------------------ */
 /* The complete state of h as one versioned, checksummed byte string ("VXSN", version,

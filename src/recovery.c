@@ -25,7 +25,7 @@ static int load_event(const struct store_event *se, void *arg)
     struct load_ctx *c = arg;
     struct event ev;
     char why[256] = "";
-    int rc = engine_event_read(&ev, se->seq, se->time_ms, se->type, se->player, se->data,
+    int rc = event_read(&ev, se->seq, se->time_ms, se->type, se->player, se->data,
                                se->data_len);
     if (!rc) rc = engine_apply(c->h, &ev, NULL, why, sizeof why);
     if (rc) {

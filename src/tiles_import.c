@@ -48,7 +48,7 @@ static int replay_event(const struct store_event *se, void *arg)
 {
     struct import *im = arg;
     struct event ev;
-    if (engine_event_read(&ev, se->seq, se->time_ms, se->type, se->player, se->data,
+    if (event_read(&ev, se->seq, se->time_ms, se->type, se->player, se->data,
                           se->data_len) ||
         engine_apply(im->h, &ev, NULL, im->err, im->errcap)) {
         if (!im->err[0]) snprintf(im->err, im->errcap, "event %llu does not decode",
@@ -294,7 +294,7 @@ static int import_publish(struct import *im, unsigned kept, int64_t now_ms, int6
         snprintf(im->err, im->errcap, "cannot publish version %lld", (long long)n);
         return -1;
     }
-    size_t elen = engine_event_encode(&ev, buf, sizeof buf);
+    size_t elen = event_encode(&ev, buf, sizeof buf);
     struct store_event se = {im->hunt, ev.seq, ev.time_ms, ev.type, {0}, buf, elen};
     struct store_map_version mv = {im->hunt, n, tiles_keep_from(im->t, n), m, len};
     int rc = elen > sizeof buf || store_put_event(im->s, &se) || store_put_map_version(im->s, &mv);

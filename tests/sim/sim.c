@@ -475,7 +475,7 @@ static void accept(struct player *p, const struct request *r, struct event *ev,
         ENSURE(out.score == p->durable_score + p->flight_score,
                "score %" PRId64 " != model %" PRId64, out.score,
                p->durable_score + p->flight_score);
-    e->len = engine_event_encode(ev, e->data, sizeof e->data);
+    e->len = event_encode(ev, e->data, sizeof e->data);
     ENSURE(e->len <= sizeof e->data, "event too long");
     memcpy(e->hash, hash, 32);
     e->ans.status = 200;
@@ -524,7 +524,7 @@ static void define_hunt(void)
                          sizeof err) == ENGINE_OK,
            "define: %s", err);
     ENSURE(engine_apply(srv.h, &e->ev, NULL, err, sizeof err) == ENGINE_OK, "define: %s", err);
-    def.payload_len = engine_event_encode(&e->ev, def.payload, sizeof def.payload);
+    def.payload_len = event_encode(&e->ev, def.payload, sizeof def.payload);
     ENSURE(def.payload_len == 2 + ENGINE_SEED_BYTES + strlen(def.json), "define payload");
     e->len = def.payload_len;
     e->player = -1;
@@ -542,7 +542,7 @@ static void land(struct entry *e)
     d.seq = e->ev.seq;
     d.time_ms = e->ev.time_ms;
     memcpy(d.player, e->ev.player, 16);
-    ENSURE(engine_event_decode(&d, e->ev.type, entry_bytes(e), e->len) == ENGINE_OK, "decode");
+    ENSURE(event_decode(&d, e->ev.type, entry_bytes(e), e->len) == ENGINE_OK, "decode");
     ENSURE(engine_apply(srv.ref, &d, NULL, err, sizeof err) == ENGINE_OK, "ref apply: %s", err);
     if (m.durable == m.cap) {
         m.cap = m.cap ? 2 * m.cap : 1024;

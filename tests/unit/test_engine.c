@@ -76,9 +76,9 @@ static void rec_add(const struct event *ev)
     r->time_ms = ev->time_ms;
     r->type = ev->type;
     memcpy(r->player, ev->player, 16);
-    r->len = engine_event_encode(ev, NULL, 0);
+    r->len = event_encode(ev, NULL, 0);
     r->data = malloc(r->len + 1);
-    CHECK_EQ_INT(engine_event_encode(ev, r->data, r->len), r->len);
+    CHECK_EQ_INT(event_encode(ev, r->data, r->len), r->len);
 }
 
 static void pid(uint8_t out[16], unsigned n)
@@ -163,7 +163,7 @@ static struct hunt *replay(const char *id)
         ev.seq = recs[i].seq;
         ev.time_ms = recs[i].time_ms;
         memcpy(ev.player, recs[i].player, 16);
-        CHECK_EQ_INT(engine_event_decode(&ev, recs[i].type, recs[i].data, recs[i].len), 0);
+        CHECK_EQ_INT(event_decode(&ev, recs[i].type, recs[i].data, recs[i].len), 0);
         int rc = engine_apply(r, &ev, NULL, err, sizeof err);
         if (rc) fprintf(stderr, "  replay of seq %zu failed: %s\n", i + 1, err);
         CHECK_EQ_INT(rc, 0);
@@ -1433,7 +1433,7 @@ static struct hunt *make_legacy(const char *id, const char *json)
     ev.seq = 1;
     ev.time_ms = NOW;
     memset(ev.player, 0, 16);
-    CHECK_EQ_INT(engine_event_decode(&ev, EVENT_DEFINE, (const uint8_t *)json, strlen(json)), 0);
+    CHECK_EQ_INT(event_decode(&ev, EVENT_DEFINE, (const uint8_t *)json, strlen(json)), 0);
     CHECK_EQ_INT(ev.draw_rule, ENGINE_DRAW_LEGACY);
     CHECK_EQ_INT(apply_rec(h, &ev, NULL), 0);
     CHECK_EQ_INT(engine_draw_rule(h), ENGINE_DRAW_LEGACY);
@@ -1513,7 +1513,7 @@ TEST(t_seed_lifecycle)
     CHECK_EQ_INT(ev.draw_rule, ENGINE_DRAW_HMAC);
     CHECK(memcmp(ev.seed, seed, 32) == 0);
     uint8_t buf[512];
-    size_t n = engine_event_encode(&ev, buf, sizeof buf);
+    size_t n = event_encode(&ev, buf, sizeof buf);
     CHECK_EQ_INT(n, 2 + 32 + strlen(def));
     CHECK(buf[0] == 0 && buf[1] == ENGINE_DRAW_HMAC && !memcmp(buf + 2, seed, 32) &&
           !memcmp(buf + 34, def, strlen(def)));
@@ -1582,31 +1582,31 @@ TEST(t_codec)
     ev.type = EVENT_OPEN;
     strcpy(ev.a, "atrium");
     strcpy(ev.b, "drop-123");
-    size_t n = engine_event_encode(&ev, buf, sizeof buf);
+    size_t n = event_encode(&ev, buf, sizeof buf);
     CHECK_EQ_INT(n, 6 + 1 + 8);
     CHECK(memcmp(buf, "atrium\0drop-123", n) == 0);
-    CHECK_EQ_INT(engine_event_decode(&back, EVENT_OPEN, buf, n), 0);
+    CHECK_EQ_INT(event_decode(&back, EVENT_OPEN, buf, n), 0);
     CHECK_EQ_STR(back.a, "atrium");
     CHECK_EQ_STR(back.b, "drop-123");
-    CHECK_EQ_INT(engine_event_encode(&ev, buf, 3), n); /* too small: reports the need */
+    CHECK_EQ_INT(event_encode(&ev, buf, 3), n); /* too small: reports the need */
     ev.type = EVENT_SCAN;
-    n = engine_event_encode(&ev, buf, sizeof buf);
-    CHECK_EQ_INT(engine_event_decode(&back, EVENT_SCAN, buf, n), 0);
+    n = event_encode(&ev, buf, sizeof buf);
+    CHECK_EQ_INT(event_decode(&back, EVENT_SCAN, buf, n), 0);
     CHECK_EQ_STR(back.a, "atrium");
     CHECK_EQ_STR(back.b, "");
     ev.type = EVENT_MAP;
     ev.n = 1234567;
-    n = engine_event_encode(&ev, buf, sizeof buf);
+    n = event_encode(&ev, buf, sizeof buf);
     CHECK(memcmp(buf, "1234567", n) == 0);
-    CHECK_EQ_INT(engine_event_decode(&back, EVENT_MAP, buf, n), 0);
+    CHECK_EQ_INT(event_decode(&back, EVENT_MAP, buf, n), 0);
     CHECK_EQ_INT(back.n, 1234567);
     ev.type = EVENT_DEFINE;
     ev.json = BASE;
     ev.json_len = strlen(BASE);
     uint8_t big[2048];
-    n = engine_event_encode(&ev, big, sizeof big);
+    n = event_encode(&ev, big, sizeof big);
     CHECK_EQ_INT(n, strlen(BASE));
-    CHECK_EQ_INT(engine_event_decode(&back, EVENT_DEFINE, big, n), 0);
+    CHECK_EQ_INT(event_decode(&back, EVENT_DEFINE, big, n), 0);
     CHECK(back.json == (const char *)big && back.json_len == n);
     /* Rejections. */
     static const struct {
@@ -1632,14 +1632,14 @@ TEST(t_codec)
         {6, "a", 1},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        int rc = engine_event_decode(&back, bad[i].type, (const uint8_t *)bad[i].data, bad[i].len);
+        int rc = event_decode(&back, bad[i].type, (const uint8_t *)bad[i].data, bad[i].len);
         if (rc != ENGINE_BAD_EVENT) fprintf(stderr, "  decode case %zu accepted\n", i);
         CHECK_EQ_INT(rc, ENGINE_BAD_EVENT);
     }
     char longid[80];
     memset(longid, 'a', 65);
-    CHECK_EQ_INT(engine_event_decode(&back, EVENT_SCAN, (uint8_t *)longid, 65), ENGINE_BAD_EVENT);
-    CHECK_EQ_INT(engine_event_decode(&back, EVENT_SCAN, (uint8_t *)longid, 64), 0);
+    CHECK_EQ_INT(event_decode(&back, EVENT_SCAN, (uint8_t *)longid, 65), ENGINE_BAD_EVENT);
+    CHECK_EQ_INT(event_decode(&back, EVENT_SCAN, (uint8_t *)longid, 64), 0);
 }
 
 TEST(t_codec_garbage)
@@ -1658,7 +1658,7 @@ TEST(t_codec_garbage)
             data[j] = r < 200 ? "abc-_09\0"[r % 8] : r;
         }
         memset(&ev, 0x55, sizeof ev);
-        int rc = engine_event_decode(&ev, (uint8_t)(s >> 8) % 8, data, len);
+        int rc = event_decode(&ev, (uint8_t)(s >> 8) % 8, data, len);
         CHECK(rc == 0 || rc == ENGINE_BAD_EVENT);
         if (rc == 0 && ev.type != EVENT_DEFINE) {
             CHECK(strlen(ev.a) < sizeof ev.a);
@@ -1667,7 +1667,7 @@ TEST(t_codec_garbage)
         accepted += rc == 0;
     }
     CHECK(accepted > 0);
-    CHECK_EQ_INT(engine_event_decode(&ev, EVENT_SCAN, NULL, 0), ENGINE_BAD_EVENT);
+    CHECK_EQ_INT(event_decode(&ev, EVENT_SCAN, NULL, 0), ENGINE_BAD_EVENT);
 }
 
 TEST(t_err_codes)

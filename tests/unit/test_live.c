@@ -44,8 +44,8 @@ static void commit(struct fx *f, struct hunt *h, const struct event *ev)
     CHECK_EQ_INT(engine_apply(h, ev, &out, NULL, 0), 0);
     struct ws_buf *b = live_event_frame(f->l, h, ev, &out);
     uint8_t small[256], *data = small;
-    size_t n = engine_event_encode(ev, small, sizeof small);
-    if (n > sizeof small && (data = malloc(n))) engine_event_encode(ev, data, n);
+    size_t n = event_encode(ev, small, sizeof small);
+    if (n > sizeof small && (data = malloc(n))) event_encode(ev, data, n);
     struct store_event se = {engine_hunt_id(h), ev->seq, ev->time_ms, ev->type, {0}, data, n};
     memcpy(se.player, ev->player, 16);
     CHECK_EQ_INT(store_begin(f->st), 0);

@@ -440,7 +440,7 @@ static struct hunt *v1_game(void)
     memset(&ev, 0, sizeof ev);
     ev.seq = 1;
     ev.time_ms = NOW;
-    CHECK_EQ_INT(engine_event_decode(&ev, EVENT_DEFINE, (const uint8_t *)V1_DEF, strlen(V1_DEF)),
+    CHECK_EQ_INT(event_decode(&ev, EVENT_DEFINE, (const uint8_t *)V1_DEF, strlen(V1_DEF)),
                  0);
     apply_ok(h, &ev);
     for (unsigned p = 0; p < 4; p++) {

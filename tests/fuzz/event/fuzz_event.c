@@ -1,4 +1,4 @@
-/* fuzz_event.c — the event log records: engine_event_decode, then engine_apply on a
+/* fuzz_event.c — the event log records: event_decode, then engine_apply on a
  * defined hunt, the way recovery reads a hunt's log back from the store.
  *
  * Input: a sequence of records [type u8][player u8][time u8][len u8][len bytes of data].
@@ -34,9 +34,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t len;
         const uint8_t *rec = fuzz_bytes(&in, fuzz_u8(&in), &len);
         memset(&ev, 0, sizeof ev);
-        if (engine_event_decode(&ev, type, rec, len) != ENGINE_OK) continue;
+        if (event_decode(&ev, type, rec, len) != ENGINE_OK) continue;
         uint8_t back[300];
-        size_t blen = engine_event_encode(&ev, back, sizeof back);
+        size_t blen = event_encode(&ev, back, sizeof back);
         FUZZ_CHECK(blen == len && !memcmp(back, rec, len)); /* len < 256 <= sizeof back */
         ev.seq = engine_seq(h) + 1;
         ev.time_ms = t;

@@ -56,10 +56,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(h);
     static const uint8_t seed[ENGINE_SEED_BYTES] = "seed of the hunt_def fuzz target";
     if (engine_define(h, (const char *)data, size, seed, now, &ev, err, sizeof err) == ENGINE_OK) {
-        size_t need = engine_event_encode(&ev, NULL, 0);
+        size_t need = event_encode(&ev, NULL, 0);
         uint8_t *buf = malloc(need ? need : 1);
-        FUZZ_CHECK(buf && engine_event_encode(&ev, buf, need) == need);
-        FUZZ_CHECK(engine_event_decode(&back, EVENT_DEFINE, buf, need) == ENGINE_OK);
+        FUZZ_CHECK(buf && event_encode(&ev, buf, need) == need);
+        FUZZ_CHECK(event_decode(&back, EVENT_DEFINE, buf, need) == ENGINE_OK);
         FUZZ_CHECK(back.json_len == ev.json_len && !memcmp(back.json, ev.json, ev.json_len));
         FUZZ_CHECK(back.draw_rule == ENGINE_DRAW_HMAC && !memcmp(back.seed, seed, sizeof seed));
         FUZZ_CHECK(engine_apply(h, &ev, NULL, err, sizeof err) == ENGINE_OK);
