@@ -52,8 +52,8 @@ static struct http_route routes[] = {
 static int keep_hunt(struct hunt *h, uint64_t from, void *ctx)
 {
     const char *id = engine_hunt_id(h);
-    if (hmap_put(&api_app.hunts, id, strlen(id), h)) abort();
-    if (api_app.cfg.snap && snap_loaded(api_app.cfg.snap, id, from)) abort();
+    VX_FATAL_IF(hmap_put(&api_app.hunts, id, strlen(id), h));
+    VX_FATAL_IF(api_app.cfg.snap && snap_loaded(api_app.cfg.snap, id, from));
     return 0;
 }
 
@@ -177,7 +177,7 @@ static void demo_done(void *arg, int status)
 static void demo_submit(struct log_entry *e)
 {
     struct live_pending *lp = malloc(sizeof *lp);
-    if (!lp) abort();
+    VX_FATAL_IF(!lp);
     *lp = api_app.live_next;
     api_app.live_next = (struct live_pending){NULL, NULL};
     log_entry_on_done(e, demo_done, lp);
@@ -196,8 +196,8 @@ static void demo_map(struct hunt *h)
         for (int y = 0; y < ht; y++) {
             size_t len = demo_tile_svg((unsigned)x, (unsigned)y, svg, sizeof svg);
             struct log_entry *e = api_new_entry();
-            if (api_tile_stage(e, "demo", (uint32_t)x, (uint32_t)y, "image/svg+xml", svg, len))
-                abort();
+            VX_FATAL_IF(
+                api_tile_stage(e, "demo", (uint32_t)x, (uint32_t)y, "image/svg+xml", svg, len));
             demo_submit(e);
         }
     struct log_entry *e = api_new_entry();
@@ -216,7 +216,7 @@ int api_create_demo(char *err, size_t errcap)
         return -1;
     }
     api_apply(h, &ev, NULL);
-    if (hmap_put(&api_app.hunts, "demo", 4, h)) abort();
+    VX_FATAL_IF(hmap_put(&api_app.hunts, "demo", 4, h));
     struct log_entry *e = api_new_entry();
     api_entry_event(e, h, &ev);
     demo_submit(e);

@@ -28,7 +28,7 @@ int api_define_hunt(const struct hunt *h, const char *json, size_t len, struct e
                     size_t errcap)
 {
     uint8_t seed[ENGINE_SEED_BYTES];
-    if (!engine_defined(h) && auth_random(seed, sizeof seed)) abort(); /* no OS randomness */
+    VX_FATAL_IF(!engine_defined(h) && auth_random(seed, sizeof seed)); /* no OS randomness */
     return engine_define(h, json, len, engine_defined(h) ? NULL : seed, api_now_ms(), ev, err,
                          errcap);
 }
@@ -51,7 +51,7 @@ void api_hunt_put(struct http_req *r)
         return;
     }
     if (!api_log_room(r)) return;
-    if (created && !(h = engine_hunt_create(id))) abort();
+    VX_FATAL_IF(created && !(h = engine_hunt_create(id)));
     struct http_str b = http_body(r);
     struct event ev;
     err[0] = '\0';
@@ -68,7 +68,7 @@ void api_hunt_put(struct http_req *r)
         return;
     }
     api_apply(h, &ev, NULL);
-    if (created && hmap_put(&api_app.hunts, engine_hunt_id(h), strlen(id), h)) abort();
+    VX_FATAL_IF(created && hmap_put(&api_app.hunts, engine_hunt_id(h), strlen(id), h));
     struct log_entry *e = api_new_entry();
     api_entry_event(e, h, &ev);
     api_submit(r, NULL, e, created ? 201 : 200, hunt_view(h));

@@ -39,7 +39,7 @@ static int decided(struct http_req *r, struct hunt *h, int rc, const struct even
 static void submit_event(struct http_req *r, struct hunt *h, struct idem_req *ir,
                          const struct event *ev, struct jsonw *w)
 {
-    if (w->oom) abort(); /* a few dozen bytes: out of memory here is not recoverable */
+    VX_FATAL_IF(w->oom); /* a few dozen bytes: out of memory here is not recoverable */
     struct log_entry *e = api_new_entry();
     api_entry_event(e, h, ev);
     api_submit_raw(r, ir, e, 200, w->p, w->len);
@@ -294,7 +294,7 @@ void api_live(struct http_req *r)
         return;
     }
     struct live_req *lr = malloc(sizeof *lr);
-    if (!lr) abort(); /* small allocation: out of memory is fatal here */
+    VX_FATAL_IF(!lr); /* small allocation: out of memory is fatal here */
     lr->h = h;
     memcpy(lr->player, p->id, 16);
     lr->since = since;

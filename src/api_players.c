@@ -70,7 +70,7 @@ static void player_json_tokens(json_t *j, struct player *p, const struct store_r
 static void new_refresh(struct player *p, struct log_entry *e, struct store_refresh *rt)
 {
     uint64_t rnd;
-    if (auth_random(&rnd, sizeof rnd)) abort();
+    VX_FATAL_IF(auth_random(&rnd, sizeof rnd));
     memset(rt, 0, sizeof *rt);
     /* Time-ordered (UUIDv7) like player ids, so that the store appends to its index
      * instead of dirtying a random page per token; the token's MAC is what makes it
@@ -81,11 +81,11 @@ static void new_refresh(struct player *p, struct log_entry *e, struct store_refr
     rt->expires_ms = api_now_ms() + api_app.cfg.refresh_ttl_s * 1000;
     memcpy(p->refresh_id, rt->id, 16);
     p->refresh_exp_ms = rt->expires_ms;
-    if (log_entry_refresh(e, rt)) abort(); /* the player's only row in the store now */
+    VX_FATAL_IF(log_entry_refresh(e, rt)); /* the player's only row in the store now */
     /* Tokens of players who stopped refreshing expire in place: once a second, a new
      * token also prunes a bounded bite of expired rows. */
     if (api_now_ms() - api_app.refresh_pruned_ms >= 1000) {
-        if (log_entry_prune_refresh(e, api_now_ms())) abort();
+        VX_FATAL_IF(log_entry_prune_refresh(e, api_now_ms()));
         api_app.refresh_pruned_ms = api_now_ms();
     }
 }
@@ -102,11 +102,11 @@ static int64_t refresh_issued_ms(const uint8_t id[16])
 struct player *api_add_player(const uint8_t id[16], const char *name, int64_t created, uint32_t gen)
 {
     struct player *p = calloc(1, sizeof *p);
-    if (!p || !(p->name = strdup(name))) abort();
+    VX_FATAL_IF(!p || !(p->name = strdup(name)));
     memcpy(p->id, id, 16);
     p->created_ms = created;
     p->gen = gen;
-    if (hmap_put(&api_app.players, p->id, 16, p)) abort();
+    VX_FATAL_IF(hmap_put(&api_app.players, p->id, 16, p));
     return p;
 }
 
@@ -114,7 +114,7 @@ static void player_row(struct log_entry *e, const struct player *p)
 {
     struct store_player row = {{0}, p->name, p->created_ms, p->gen};
     memcpy(row.id, p->id, 16);
-    if (log_entry_player(e, &row)) abort();
+    VX_FATAL_IF(log_entry_player(e, &row));
 }
 
 /* The idempotency scope of player creation: the client address, so that a key (and the
@@ -159,7 +159,7 @@ void api_players_create(struct http_req *r)
     }
     uint8_t id[16];
     uint64_t rnd;
-    if (auth_random(&rnd, sizeof rnd)) abort();
+    VX_FATAL_IF(auth_random(&rnd, sizeof rnd));
     uuid7_next(&api_app.uuid, api_now_ms(), rnd, id);
     struct player *p = api_add_player(id, name, api_now_ms(), 0);
     free(name);
@@ -210,7 +210,7 @@ void api_refresh(struct http_req *r)
                 struct store_refresh used = {.gen = p->gen, .expires_ms = exp, .used = 1}, nrt;
                 memcpy(used.id, ar.id, 16);
                 memcpy(used.player, p->id, 16);
-                if (log_entry_refresh(e, &used)) abort();
+                VX_FATAL_IF(log_entry_refresh(e, &used));
                 new_refresh(p, e, &nrt);
                 json_t *j = json_object();
                 player_json_tokens(j, p, &nrt);

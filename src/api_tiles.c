@@ -147,7 +147,7 @@ int api_tile_stage(struct log_entry *e, const char *hunt, uint32_t x, uint32_t y
     if (rc) return rc;
     struct store_tile row = {hunt, x, y, {0}, ctype};
     memcpy(row.hash, hash, 32);
-    if ((new_blob && log_entry_blob(e, hash, data, len)) || log_entry_tile(e, &row)) abort();
+    VX_FATAL_IF((new_blob && log_entry_blob(e, hash, data, len)) || log_entry_tile(e, &row));
     return 0;
 }
 
@@ -178,7 +178,7 @@ void api_tile_put(struct http_req *r)
         return;
     }
     log_entry_on_done(e, tile_durable, http_hold(r));
-    if (log_submit(api_app.log, e)) abort(); /* api_log_room() said there was room */
+    VX_FATAL_IF(log_submit(api_app.log, e)); /* api_log_room() said there was room */
 }
 
 /* The log writer encodes a published version's manifest (it holds a reference). */
@@ -201,15 +201,15 @@ int64_t api_publish_map(struct hunt *h, struct log_entry *e)
     int w, ht;
     const struct tile_version *tv;
     engine_map_size(h, &w, &ht);
-    if (engine_map(h, n, api_now_ms(), &ev) ||
-        tiles_publish(api_app.tiles, engine_hunt_id(h), n, (uint32_t)w, (uint32_t)ht, &tv))
-        abort(); /* a defined hunt always takes its next version; out of memory */
+    /* A defined hunt always takes its next version; only out of memory fails here. */
+    VX_FATAL_IF(engine_map(h, n, api_now_ms(), &ev) ||
+                tiles_publish(api_app.tiles, engine_hunt_id(h), n, (uint32_t)w, (uint32_t)ht, &tv));
     api_apply(h, &ev, NULL);
     api_entry_event(e, h, &ev);
     struct store_map_version mv = {engine_hunt_id(h), n, tiles_keep_from(api_app.tiles, n), NULL,
                                    0};
     struct tile_version *ref = tiles_retain(tv);
-    if (log_entry_map_version(e, &mv, manifest_encode, manifest_release, ref)) abort();
+    VX_FATAL_IF(log_entry_map_version(e, &mv, manifest_encode, manifest_release, ref));
     return n;
 }
 

@@ -101,7 +101,7 @@ static void on_durable(void *arg, int status)
     if (w->idem) {
         struct idem_waiter *wt = w->idem->waiters, *next;
         w->idem->waiters = NULL;
-        if (idem_finish(api_app.idem, w->idem, w->status, w->body, w->len)) abort();
+        VX_FATAL_IF(idem_finish(api_app.idem, w->idem, w->status, w->body, w->len));
         for (; wt; wt = next) {
             next = wt->next;
             replay(wt->req, w->status, w->body, w->len);
@@ -120,7 +120,7 @@ void api_submit_raw(struct http_req *r, struct idem_req *ir, struct log_entry *e
                     char *body, size_t len)
 {
     struct write *w = calloc(1, sizeof *w);
-    if (!w || !body) abort(); /* small allocations: out of memory is fatal here */
+    VX_FATAL_IF(!w || !body); /* small allocations: out of memory is fatal here */
     w->status = status;
     w->body = body;
     w->len = len;
@@ -131,17 +131,17 @@ void api_submit_raw(struct http_req *r, struct idem_req *ir, struct log_entry *e
         /* Every 100 ms a keyed write also prunes up to STORE_PRUNE_IDEM_MAX of the store's
          * expired records: 20,000/s at most, in bounded bites, whatever the backlog. */
         if (now - api_app.idem_pruned_ms >= 100) {
-            if (log_entry_prune_idem(e, now - api_app.cfg.idem_retention_ms)) abort();
+            VX_FATAL_IF(log_entry_prune_idem(e, now - api_app.cfg.idem_retention_ms));
             api_app.idem_pruned_ms = now;
         }
         w->idem = idem_begin(api_app.idem, ir->scope, ir->key, ir->hash, now);
         struct store_idem row = {ir->scope, ir->key, {0}, status, body, w->len, now};
         memcpy(row.req_hash, ir->hash, 32);
-        if (!w->idem || log_entry_idem(e, &row)) abort();
+        VX_FATAL_IF(!w->idem || log_entry_idem(e, &row));
     }
     w->req = http_hold(r);
     log_entry_on_done(e, on_durable, w);
-    if (log_submit(api_app.log, e) != 0) abort(); /* api_log_room() said there was room */
+    VX_FATAL_IF(log_submit(api_app.log, e) != 0); /* api_log_room() said there was room */
 }
 
 /* api_submit_raw with resp (stolen) encoded compactly. */
@@ -156,7 +156,7 @@ void api_submit(struct http_req *r, struct idem_req *ir, struct log_entry *e, in
 struct log_entry *api_new_entry(void)
 {
     struct log_entry *e = log_entry_create(NULL, NULL);
-    if (!e) abort();
+    VX_FATAL_IF(!e);
     return e;
 }
 
@@ -167,12 +167,12 @@ void api_entry_event(struct log_entry *e, struct hunt *h, const struct event *ev
     size_t need = event_encode(ev, small, sizeof small);
     if (need > sizeof small) {
         buf = malloc(need);
-        if (!buf) abort();
+        VX_FATAL_IF(!buf);
         event_encode(ev, buf, need);
     }
     struct store_event se = {engine_hunt_id(h), ev->seq, ev->time_ms, ev->type, {0}, buf, need};
     memcpy(se.player, ev->player, 16);
-    if (log_entry_event(e, &se)) abort();
+    VX_FATAL_IF(log_entry_event(e, &se));
     if (buf != small) free(buf);
 }
 
@@ -185,11 +185,11 @@ void api_apply(struct hunt *h, const struct event *ev, struct engine_outcome *ou
     int rc = engine_apply(h, ev, out, err, sizeof err);
     if (rc) {
         fprintf(stderr, "veltrix: engine refused its own decision: %s\n", err);
-        abort();
+        vx_fatal(__FILE__, __LINE__, "engine_apply of a decided event");
     }
     assert(!api_app.live_next.frame);
     api_app.live_next.h = h;
-    if (!(api_app.live_next.frame = live_event_frame(api_app.live, h, ev, out))) abort();
+    VX_FATAL_IF(!(api_app.live_next.frame = live_event_frame(api_app.live, h, ev, out)));
     snap_after_event(api_app.cfg.snap, h);
 }
 

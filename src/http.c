@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "http_int.h"
+#include "vx.h"
 #include "net.h"
 #include "ws.h"
 
@@ -400,7 +401,7 @@ void http_upgrade_websocket(struct http_req *r, http_upgrade_cb cb, void *arg)
     const char *key = NULL;
     char accept[29];
     struct upgrade *u = malloc(sizeof *u);
-    if (!u) abort(); /* a few bytes: out of memory here is not recoverable */
+    VX_FATAL_IF(!u); /* a few bytes: out of memory here is not recoverable */
     *u = (struct upgrade){cb, arg};
     h2o_req_t *req = r->h2o;
     h2o_is_websocket_handshake(req, &key);
@@ -427,7 +428,7 @@ struct http_req *http_hold(struct http_req *r)
 {
     assert(!r->held && r->h2o);
     struct http_req *h = malloc(sizeof *h);
-    if (!h) abort(); /* a few dozen bytes: out of memory here is not recoverable */
+    VX_FATAL_IF(!h); /* a few dozen bytes: out of memory here is not recoverable */
     *h = *r;
     h->held = 1;
     h->refs = 2;

@@ -35,6 +35,7 @@
 #include <sys/types.h>
 
 #include "http_int.h"
+#include "vx.h"
 #include "net.h"
 
 /* picohttpparser's interface as libh2o 2.2.5 exports it (the header is not installed). */
@@ -167,7 +168,7 @@ int phr_parse_request(const char *buf, size_t len, const char **method, size_t *
                       struct phr_header *headers, size_t *num_headers, size_t last_len)
 {
     static parse_fn real;
-    if (!real && !(real = (parse_fn)dlsym(RTLD_NEXT, "phr_parse_request"))) abort();
+    VX_FATAL_IF(!real && !(real = (parse_fn)dlsym(RTLD_NEXT, "phr_parse_request")));
     int rc = real(buf, len, method, method_len, path, path_len, minor_version, headers,
                   num_headers, last_len);
     int why;
@@ -195,7 +196,7 @@ int phr_parse_request(const char *buf, size_t len, const char **method, size_t *
 ssize_t phr_decode_chunked(struct phr_chunked_decoder *decoder, char *buf, size_t *bufsz)
 {
     static chunked_fn real;
-    if (!real && !(real = (chunked_fn)dlsym(RTLD_NEXT, "phr_decode_chunked"))) abort();
+    VX_FATAL_IF(!real && !(real = (chunked_fn)dlsym(RTLD_NEXT, "phr_decode_chunked")));
     if (entity_max) *entity_max = limits.body_bytes_default;
     return real(decoder, buf, bufsz);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "vx.h"
 
 struct load_ctx {
     struct store *reader;
@@ -107,7 +108,7 @@ static int drop_snapshot_ahead(const char *id, struct load_ctx *c)
         return -1;
     }
     engine_hunt_destroy(c->h);
-    if (!(c->h = engine_hunt_create(id))) abort();
+    VX_FATAL_IF(!(c->h = engine_hunt_create(id)));
     c->snap_seq = 0;
     c->st->snapshots--;
     return store_each_event(c->reader, id, 1, load_event, c);
@@ -122,7 +123,7 @@ static int load_one(const char *id, struct load_ctx *c, uint64_t *from)
     }
     c->h = NULL;
     if (load_snapshot(id, c)) return -1;
-    if (!c->h && !(c->h = engine_hunt_create(id))) abort();
+    VX_FATAL_IF(!c->h && !(c->h = engine_hunt_create(id)));
     *from = engine_seq(c->h);
     int rc = store_each_event(c->reader, id, *from + 1, load_event, c);
     if (!rc && (rc = check_log_end(id, c)) == 1 && !c->cfg->fsync_always) {

@@ -2,6 +2,7 @@
 #include "vx.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -98,4 +99,11 @@ void vx_time_format(int64_t ms, char out[32])
     size_t n = strnlen(buf, 31);
     memcpy(out, buf, n);
     out[n] = '\0';
+}
+
+void vx_fatal(const char *file, int line, const char *what)
+{
+    fprintf(stderr, "veltrix: fatal: %s:%d: %s (a broken invariant, or out of memory)\n", file,
+            line, what);
+    abort();
 }

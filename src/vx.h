@@ -15,4 +15,13 @@ int vx_is_id(const char *s, size_t len, size_t max);
 int vx_time_parse(const char *s, int64_t *ms);
 void vx_time_format(int64_t ms, char out[32]);
 
+/* Always on, release builds included: a broken invariant, or a small allocation whose
+ * failure nothing can answer, stops the process saying where and what (never a silent
+ * abort). For bad input from outside, answer a 4xx instead. */
+#define VX_FATAL_IF(cond)                                                                  \
+    do {                                                                                   \
+        if (cond) vx_fatal(__FILE__, __LINE__, #cond);                                     \
+    } while (0)
+_Noreturn void vx_fatal(const char *file, int line, const char *what);
+
 #endif
