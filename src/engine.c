@@ -143,16 +143,11 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-/* Length of a NUL-terminated string in a cap-byte field, or cap when unterminated. */
-static size_t field_len(const char *s, size_t cap)
-{
-    return strnlen(s, cap);
-}
 
 /* The value of id s in m, or NONE; s is a NUL-terminated id (checked up to cap). */
 static uint32_t lookup_n(const struct strmap *m, const char *s, size_t cap)
 {
-    size_t n = field_len(s, cap);
+    size_t n = strnlen(s, cap);
     return n == cap ? NONE : strmap_get(m, s, n);
 }
 
@@ -1073,8 +1068,8 @@ static int apply_define(struct hunt *h, const struct event *ev, struct engine_ou
 static int check_play(const struct hunt *h, const struct event *ev, char *err, size_t cap)
 {
     if (!h->def) return bad(err, cap, ev, "the hunt is not defined");
-    if (field_len(ev->a, sizeof ev->a) == sizeof ev->a ||
-        field_len(ev->b, sizeof ev->b) == sizeof ev->b)
+    if (strnlen(ev->a, sizeof ev->a) == sizeof ev->a ||
+        strnlen(ev->b, sizeof ev->b) == sizeof ev->b)
         return bad(err, cap, ev, "unterminated id");
     if (!in_window(h->def, ev->time_ms))
         return bad(err, cap, ev, "time %" PRId64 " is outside the hunt's window", ev->time_ms);

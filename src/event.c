@@ -24,12 +24,6 @@ const char *event_type_live(enum event_type t)
     return "event";
 }
 
-/* Length of a NUL-terminated string in a cap-byte field, or cap when unterminated. */
-static size_t field_len(const char *s, size_t cap)
-{
-    return strnlen(s, cap);
-}
-
 static size_t put(uint8_t *buf, size_t cap, size_t at, const void *p, size_t n)
 {
     if (at + n <= cap) memcpy(buf + at, p, n);
@@ -43,11 +37,11 @@ size_t event_encode(const struct event *ev, uint8_t *buf, size_t cap)
     switch ((enum event_type)ev->type) {
     case EVENT_SCAN:
     case EVENT_COLLECT:
-        return put(buf, cap, 0, ev->a, field_len(ev->a, sizeof ev->a));
+        return put(buf, cap, 0, ev->a, strnlen(ev->a, sizeof ev->a));
     case EVENT_OPEN: {
-        size_t at = put(buf, cap, 0, ev->a, field_len(ev->a, sizeof ev->a));
+        size_t at = put(buf, cap, 0, ev->a, strnlen(ev->a, sizeof ev->a));
         at = put(buf, cap, at, "", 1);
-        return put(buf, cap, at, ev->b, field_len(ev->b, sizeof ev->b));
+        return put(buf, cap, at, ev->b, strnlen(ev->b, sizeof ev->b));
     }
     case EVENT_DEFINE: {
         size_t at = 0;

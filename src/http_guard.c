@@ -38,21 +38,6 @@
 #include "vx.h"
 #include "net.h"
 
-/* picohttpparser's interface as libh2o 2.2.5 exports it (the header is not installed). */
-struct phr_header {
-    const char *name;
-    size_t name_len;
-    const char *value;
-    size_t value_len;
-};
-struct phr_chunked_decoder;
-int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len,
-                      const char **path, size_t *path_len, int *minor_version,
-                      struct phr_header *headers, size_t *num_headers, size_t last_len);
-ssize_t phr_decode_chunked(struct phr_chunked_decoder *decoder, char *buf, size_t *bufsz);
-
-typedef int (*parse_fn)(const char *, size_t, const char **, size_t *, const char **, size_t *,
-                        int *, struct phr_header *, size_t *, size_t);
 typedef ssize_t (*chunked_fn)(struct phr_chunked_decoder *, char *, size_t *);
 
 /* One row per way a head is refused. `method` is what libh2o is handed: its address

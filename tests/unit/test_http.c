@@ -33,24 +33,13 @@
 
 /* picohttpparser's interface as libh2o 2.2.5 exports it (declared as http_guard.c does;
  * the decoder's layout is picohttpparser.h's, padded in use). */
-struct phr_header {
-    const char *name;
-    size_t name_len;
-    const char *value;
-    size_t value_len;
-};
+/* the decoder's layout, to zero one (http_int.h only declares it) */
 struct phr_chunked_decoder {
     size_t bytes_left_in_chunk;
     char consume_trailer;
     char _hex_count;
     char _state;
 };
-int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len,
-                      const char **path, size_t *path_len, int *minor_version,
-                      struct phr_header *headers, size_t *num_headers, size_t last_len);
-ssize_t phr_decode_chunked(struct phr_chunked_decoder *decoder, char *buf, size_t *bufsz);
-typedef int (*parse_fn)(const char *, size_t, const char **, size_t *, const char **, size_t *,
-                        int *, struct phr_header *, size_t *, size_t);
 
 #define KIB 1024
 #define BIG_MAX (16u * 1024 * 1024) /* the admin route's body_max */
