@@ -64,7 +64,7 @@ int main(int argc, char **argv)
         recs[k++] = (struct rec){ev.seq, {0}, ev.type, (uint32_t)data_len, (uint32_t)len};
         memcpy(recs[k - 1].player, ev.player, 16);
         data_len += len;
-        if (i == 0) ev.json = NULL;
+        if (i == 0) ev.u.define.json = NULL;
     }
     size_t base = engine_memory_bytes(r);
     double t = now_s();

@@ -117,7 +117,7 @@ void api_open(struct http_req *r)
     if (decided(r, h, engine_open(h, p->id, zone, api_now_ms(), &ev), &ev, &out)) return;
     struct jsonw w = {0}; /* ids are [a-z0-9_-]: nothing here needs escaping */
     jsonw_lit(&w, "{\"chest\":\"");
-    jsonw_lit(&w, ev.b);
+    jsonw_lit(&w, ev.u.open.chest);
     jsonw_lit(&w, "\",\"points\":");
     jsonw_i64(&w, out.points);
     jsonw_lit(&w, ",\"loot\":[");

@@ -798,12 +798,12 @@ int engine_define(const struct hunt *h, const char *json, size_t len,
     huntdef_deinit(&d);
     if (rc) return rc;
     event_init(h, ev, EVENT_DEFINE, NULL, now_ms);
-    ev->json = json;
-    ev->json_len = len;
+    ev->u.define.json = json;
+    ev->u.define.json_len = len;
     if (!h->def) {
         assert(seed && "a new hunt needs its seed");
-        ev->draw_rule = ENGINE_DRAW_HMAC;
-        memcpy(ev->seed, seed, ENGINE_SEED_BYTES);
+        ev->u.define.draw_rule = ENGINE_DRAW_HMAC;
+        memcpy(ev->u.define.seed, seed, ENGINE_SEED_BYTES);
     }
     return ENGINE_OK;
 }
@@ -826,7 +826,7 @@ int engine_scan(const struct hunt *h, const uint8_t player[16], const char *code
     if (pi != NONE && player_did(h, pi, TAG_SCAN << TAG_SHIFT | h->def->codes[ci].sid))
         return ENGINE_ALREADY_SCANNED;
     event_init(h, ev, EVENT_SCAN, player, now_ms);
-    strcpy(ev->a, h->def->d.codes[ci].id);
+    strcpy(ev->u.scan.code, h->def->d.codes[ci].id);
     return ENGINE_OK;
 }
 
@@ -850,7 +850,7 @@ int engine_collect(const struct hunt *h, const uint8_t player[16], const char *i
     rc = can_collect(h, player_find(h, player), ii);
     if (rc) return rc;
     event_init(h, ev, EVENT_COLLECT, player, now_ms);
-    strcpy(ev->a, h->def->d.items[ii].id);
+    strcpy(ev->u.collect.item, h->def->d.items[ii].id);
     return ENGINE_OK;
 }
 
@@ -1022,9 +1022,9 @@ int engine_open(const struct hunt *h, const uint8_t player[16], const char *zone
     if (n_inv + 1 > 64 && !(buf = malloc(((size_t)n_inv + 1) * sizeof *buf))) return ENGINE_NOMEM;
     event_init(h, ev, EVENT_OPEN, player, now_ms);
     uint32_t n = eligible_pools(h, zi, p, buf);
-    rc = pick_chest(h, zi, player, buf, n, ev->b);
+    rc = pick_chest(h, zi, player, buf, n, ev->u.open.chest);
     if (buf != stack) free(buf);
-    strcpy(ev->a, h->def->d.zones[zi].id);
+    strcpy(ev->u.open.zone, h->def->d.zones[zi].id);
     return rc;
 }
 
@@ -1033,7 +1033,7 @@ int engine_map(const struct hunt *h, int64_t version, int64_t now_ms, struct eve
     if (!h->def) return ENGINE_NOT_DEFINED;
     if (version < 0 || version <= h->map_version) return ENGINE_EINVAL;
     event_init(h, ev, EVENT_MAP, NULL, now_ms);
-    ev->n = version;
+    ev->u.map.version = version;
     return ENGINE_OK;
 }
 
@@ -1045,11 +1045,12 @@ static int apply_define(struct hunt *h, const struct event *ev, struct engine_ou
     struct huntdef d;
     char why[256];
     struct def *df;
-    if (!ev->json) return bad(err, cap, ev, "definition without JSON");
-    if (ev->draw_rule > ENGINE_DRAW_HMAC)
-        return bad(err, cap, ev, "unknown draw rule %u", ev->draw_rule);
-    if (ev->draw_rule && h->def) return bad(err, cap, ev, "an update cannot change the seed");
-    int rc = huntdef_parse(&d, ev->json, ev->json_len, why, sizeof why);
+    const struct event_define *e = &ev->u.define;
+    if (!e->json) return bad(err, cap, ev, "definition without JSON");
+    if (e->draw_rule > ENGINE_DRAW_HMAC)
+        return bad(err, cap, ev, "unknown draw rule %u", e->draw_rule);
+    if (e->draw_rule && h->def) return bad(err, cap, ev, "an update cannot change the seed");
+    int rc = huntdef_parse(&d, e->json, e->json_len, why, sizeof why);
     rc = rc == HUNTDEF_ENOMEM ? ENGINE_NOMEM : rc ? ENGINE_EINVAL : ENGINE_OK;
     if (rc == ENGINE_OK && (rc = check_in_use(h->def, &d, why, sizeof why)) != 0)
         huntdef_deinit(&d);
@@ -1058,19 +1059,18 @@ static int apply_define(struct hunt *h, const struct event *ev, struct engine_ou
     rc = def_build(h, &d, h->def, &df);
     if (rc) return rc;
     if (out) out->created = h->def == NULL;
-    if (ev->draw_rule == ENGINE_DRAW_HMAC) seed_install(h, ev->seed);
+    if (e->draw_rule == ENGINE_DRAW_HMAC) seed_install(h, e->seed);
     def_destroy(h->def);
     h->def = df;
     return 0;
 }
 
-/* Checks common to SCAN, COLLECT and OPEN; *s gets a's length. */
-static int check_play(const struct hunt *h, const struct event *ev, char *err, size_t cap)
+/* Checks common to SCAN, COLLECT and OPEN, whose payload's first id is id[idcap]. */
+static int check_play(const struct hunt *h, const struct event *ev, const char *id, size_t idcap,
+                      char *err, size_t cap)
 {
     if (!h->def) return bad(err, cap, ev, "the hunt is not defined");
-    if (strnlen(ev->a, sizeof ev->a) == sizeof ev->a ||
-        strnlen(ev->b, sizeof ev->b) == sizeof ev->b)
-        return bad(err, cap, ev, "unterminated id");
+    if (strnlen(id, idcap) == idcap) return bad(err, cap, ev, "unterminated id");
     if (!in_window(h->def, ev->time_ms))
         return bad(err, cap, ev, "time %" PRId64 " is outside the hunt's window", ev->time_ms);
     return 0;
@@ -1080,15 +1080,16 @@ static int apply_scan(struct hunt *h, const struct event *ev, struct engine_outc
                       size_t cap)
 {
     struct txn t = {0};
-    int rc = check_play(h, ev, err, cap);
+    const char *code = ev->u.scan.code;
+    int rc = check_play(h, ev, code, sizeof ev->u.scan.code, err, cap);
     if (rc) return rc;
-    uint32_t ci = lookup_n(&h->def->d.code_ix, ev->a, sizeof ev->a);
-    if (ci == NONE) return bad(err, cap, ev, "unknown code \"%s\"", ev->a);
+    uint32_t ci = lookup_n(&h->def->d.code_ix, code, sizeof ev->u.scan.code);
+    if (ci == NONE) return bad(err, cap, ev, "unknown code \"%s\"", code);
     struct code_st *cs = &h->def->codes[ci];
     uint32_t pi = player_find(h, ev->player);
     uint32_t word = TAG_SCAN << TAG_SHIFT | cs->sid;
     if (pi != NONE && player_did(h, pi, word))
-        return bad(err, cap, ev, "code \"%s\" already scanned by this player", ev->a);
+        return bad(err, cap, ev, "code \"%s\" already scanned by this player", code);
     int64_t points = h->def->d.codes[ci].points;
     if ((rc = txn_begin(h, ev->player, &t)) || (rc = hist_reserve(h, t.p, 1)) ||
         (rc = txn_rank(h, &t, points, ev->seq)))
@@ -1105,13 +1106,14 @@ static int apply_collect(struct hunt *h, const struct event *ev, struct engine_o
                          char *err, size_t cap)
 {
     struct txn t = {0};
-    int rc = check_play(h, ev, err, cap);
+    const char *item = ev->u.collect.item;
+    int rc = check_play(h, ev, item, sizeof ev->u.collect.item, err, cap);
     if (rc) return rc;
-    uint32_t ii = lookup_n(&h->def->d.item_ix, ev->a, sizeof ev->a),
+    uint32_t ii = lookup_n(&h->def->d.item_ix, item, sizeof ev->u.collect.item),
              pi = player_find(h, ev->player);
-    if (ii == NONE) return bad(err, cap, ev, "unknown item \"%s\"", ev->a);
+    if (ii == NONE) return bad(err, cap, ev, "unknown item \"%s\"", item);
     if ((rc = can_collect(h, pi, ii)) != 0)
-        return bad(err, cap, ev, "item \"%s\": %s", ev->a, engine_err_code(rc));
+        return bad(err, cap, ev, "item \"%s\": %s", item, engine_err_code(rc));
     struct item_st *it = &h->def->items[ii];
     if ((rc = txn_begin(h, ev->player, &t)) || (rc = hist_reserve(h, t.p, 1)) ||
         (rc = inv_reserve(h, t.p, 1)))
@@ -1197,18 +1199,21 @@ static int apply_open(struct hunt *h, const struct event *ev, struct engine_outc
 {
     struct txn t = {0};
     uint32_t pool, slot;
-    int rc = check_play(h, ev, err, cap);
+    const struct event_open *o = &ev->u.open;
+    int rc = check_play(h, ev, o->zone, sizeof o->zone, err, cap);
     if (rc) return rc;
-    uint32_t zi = lookup_n(&h->def->d.zone_ix, ev->a, sizeof ev->a),
+    if (strnlen(o->chest, sizeof o->chest) == sizeof o->chest)
+        return bad(err, cap, ev, "unterminated id");
+    uint32_t zi = lookup_n(&h->def->d.zone_ix, o->zone, sizeof o->zone),
              pi = player_find(h, ev->player);
-    if (zi == NONE) return bad(err, cap, ev, "unknown zone \"%s\"", ev->a);
-    if (find_chest(h->def, zi, ev->b, &pool, &slot))
-        return bad(err, cap, ev, "zone \"%s\" has no chest \"%s\"", ev->a, ev->b);
+    if (zi == NONE) return bad(err, cap, ev, "unknown zone \"%s\"", o->zone);
+    if (find_chest(h->def, zi, o->chest, &pool, &slot))
+        return bad(err, cap, ev, "zone \"%s\" has no chest \"%s\"", o->zone, o->chest);
     struct pool *p = &h->def->pools[pool];
     if (chest_pool_is_open(&p->cp, slot))
-        return bad(err, cap, ev, "chest \"%s\" already opened", ev->b);
+        return bad(err, cap, ev, "chest \"%s\" already opened", o->chest);
     if (p->req && (pi == NONE || inv_count(&h->players[pi], p->req_sid) < 1))
-        return bad(err, cap, ev, "chest \"%s\" requires \"%s\"", ev->b, p->req);
+        return bad(err, cap, ev, "chest \"%s\" requires \"%s\"", o->chest, p->req);
     int64_t points = slot_points(h->def, p, zi, slot);
     if ((rc = txn_begin(h, ev->player, &t)) || (rc = hist_reserve(h, t.p, 2)) ||
         (rc = inv_reserve(h, t.p, loot_missing(h->def, p, zi, slot, t.p))) ||
@@ -1223,10 +1228,11 @@ static int apply_open(struct hunt *h, const struct event *ev, struct engine_outc
 static int apply_map(struct hunt *h, const struct event *ev, char *err, size_t cap)
 {
     if (!h->def) return bad(err, cap, ev, "the hunt is not defined");
-    if (ev->n < 0 || ev->n <= h->map_version)
-        return bad(err, cap, ev, "map version %" PRId64 " is not above %" PRId64, ev->n,
+    int64_t version = ev->u.map.version;
+    if (version < 0 || version <= h->map_version)
+        return bad(err, cap, ev, "map version %" PRId64 " is not above %" PRId64, version,
                    h->map_version);
-    h->map_version = ev->n;
+    h->map_version = version;
     return 0;
 }
 

@@ -7,7 +7,7 @@
 
 int event_type_known(unsigned code)
 {
-#define EVENT_KNOWN(name, code_, live, payload) || code == code_
+#define EVENT_KNOWN(name, code_, live, member) || code == code_
     return 0 EVENT_TYPES(EVENT_KNOWN);
 #undef EVENT_KNOWN
 }
@@ -15,7 +15,7 @@ int event_type_known(unsigned code)
 const char *event_type_live(enum event_type t)
 {
     switch (t) {
-#define EVENT_LIVE(name, code, live, payload) \
+#define EVENT_LIVE(name, code, live, member) \
     case EVENT_##name:                         \
         return live;
         EVENT_TYPES(EVENT_LIVE)
@@ -36,23 +36,27 @@ size_t event_encode(const struct event *ev, uint8_t *buf, size_t cap)
     if (!event_type_known(ev->type)) return 0;
     switch ((enum event_type)ev->type) {
     case EVENT_SCAN:
+        return put(buf, cap, 0, ev->u.scan.code, strnlen(ev->u.scan.code, sizeof ev->u.scan.code));
     case EVENT_COLLECT:
-        return put(buf, cap, 0, ev->a, strnlen(ev->a, sizeof ev->a));
+        return put(buf, cap, 0, ev->u.collect.item,
+                   strnlen(ev->u.collect.item, sizeof ev->u.collect.item));
     case EVENT_OPEN: {
-        size_t at = put(buf, cap, 0, ev->a, strnlen(ev->a, sizeof ev->a));
+        const struct event_open *o = &ev->u.open;
+        size_t at = put(buf, cap, 0, o->zone, strnlen(o->zone, sizeof o->zone));
         at = put(buf, cap, at, "", 1);
-        return put(buf, cap, at, ev->b, strnlen(ev->b, sizeof ev->b));
+        return put(buf, cap, at, o->chest, strnlen(o->chest, sizeof o->chest));
     }
     case EVENT_DEFINE: {
+        const struct event_define *d = &ev->u.define;
         size_t at = 0;
-        if (ev->draw_rule) {
-            uint8_t head[2] = {0, ev->draw_rule};
-            at = put(buf, cap, put(buf, cap, 0, head, 2), ev->seed, EVENT_SEED_BYTES);
+        if (d->draw_rule) {
+            uint8_t head[2] = {0, d->draw_rule};
+            at = put(buf, cap, put(buf, cap, 0, head, 2), d->seed, EVENT_SEED_BYTES);
         }
-        return put(buf, cap, at, ev->json, ev->json ? ev->json_len : 0);
+        return put(buf, cap, at, d->json, d->json ? d->json_len : 0);
     }
     case EVENT_MAP:
-        snprintf(num, sizeof num, "%" PRId64, ev->n);
+        snprintf(num, sizeof num, "%" PRId64, ev->u.map.version);
         return put(buf, cap, 0, num, strlen(num));
     }
     return 0;
@@ -79,19 +83,19 @@ static int decode_version(const uint8_t *s, size_t len, int64_t *v)
 }
 
 /* A DEFINE payload: the bare JSON (no seed), or 0x00, rule 0x01, the seed, the JSON. */
-static int decode_define(struct event *ev, const uint8_t *data, size_t len)
+static int decode_define(struct event_define *d, const uint8_t *data, size_t len)
 {
     const size_t head = 2 + EVENT_SEED_BYTES;
     if (len && data[0] == 0) {
         if (len <= head || data[1] != EVENT_RULE_HMAC) return EVENT_EBAD;
-        ev->draw_rule = EVENT_RULE_HMAC;
-        memcpy(ev->seed, data + 2, EVENT_SEED_BYTES);
+        d->draw_rule = EVENT_RULE_HMAC;
+        memcpy(d->seed, data + 2, EVENT_SEED_BYTES);
         data += head;
         len -= head;
     }
     if (!len) return EVENT_EBAD;
-    ev->json = (const char *)data;
-    ev->json_len = len;
+    d->json = (const char *)data;
+    d->json_len = len;
     return 0;
 }
 
@@ -109,29 +113,24 @@ int event_read(struct event *ev, uint64_t seq, int64_t time_ms, uint8_t type,
 int event_decode(struct event *ev, uint8_t type, const uint8_t *data, size_t len)
 {
     const uint8_t *nul;
-    memset(ev->a, 0, sizeof ev->a);
-    memset(ev->b, 0, sizeof ev->b);
-    ev->n = 0;
-    ev->json = NULL;
-    ev->json_len = 0;
-    ev->draw_rule = 0;
-    memset(ev->seed, 0, sizeof ev->seed);
+    memset(&ev->u, 0, sizeof ev->u);
     ev->type = type;
     if ((!data && len) || !event_type_known(type)) return EVENT_EBAD;
     switch ((enum event_type)type) {
     case EVENT_SCAN:
+        return decode_id(data, len, VX_ID_MAX, ev->u.scan.code) ? EVENT_EBAD : 0;
     case EVENT_COLLECT:
-        return decode_id(data, len, VX_ID_MAX, ev->a) ? EVENT_EBAD : 0;
+        return decode_id(data, len, VX_ID_MAX, ev->u.collect.item) ? EVENT_EBAD : 0;
     case EVENT_OPEN:
         nul = len ? memchr(data, '\0', len) : NULL;
-        if (!nul || decode_id(data, (size_t)(nul - data), VX_ID_MAX, ev->a) ||
-            decode_id(nul + 1, len - (size_t)(nul - data) - 1, VX_CHEST_ID_MAX, ev->b))
+        if (!nul || decode_id(data, (size_t)(nul - data), VX_ID_MAX, ev->u.open.zone) ||
+            decode_id(nul + 1, len - (size_t)(nul - data) - 1, VX_CHEST_ID_MAX, ev->u.open.chest))
             return EVENT_EBAD;
         return 0;
     case EVENT_DEFINE:
-        return decode_define(ev, data, len);
+        return decode_define(&ev->u.define, data, len);
     case EVENT_MAP:
-        return decode_version(data, len, &ev->n) ? EVENT_EBAD : 0;
+        return decode_version(data, len, &ev->u.map.version) ? EVENT_EBAD : 0;
     }
     return EVENT_EBAD;
 }

@@ -15,16 +15,41 @@
 #define EVENT_RULE_HMAC 1   /* the seeded draw rule (engine.h ENGINE_DRAW_HMAC) */
 #define EVENT_EBAD (-12)    /* a payload that does not decode (engine.h ENGINE_BAD_EVENT) */
 
-/* X(name, code in the log, the live stream's "type", payload fields) */
-#define EVENT_TYPES(X)                                                                    \
-    X(DEFINE, 1, "hunt_updated", "json = the definition; the first may carry the seed") \
-    X(SCAN, 2, "scan", "a = code id")                                                    \
-    X(COLLECT, 3, "item_collected", "a = item id")                                       \
-    X(OPEN, 4, "chest_opened", "a = zone id, b = chest id")                              \
-    X(MAP, 5, "map_published", "n = map version published")
+/* The payload of each type (a member of struct event's union; ids are NUL-terminated). */
+struct event_define {
+    const char *json; /* the definition; not owned, must stay valid during engine_apply */
+    size_t json_len;
+    /* EVENT_RULE_HMAC with the seed when the event creates the hunt; 0 (no seed) for an
+     * update, which keeps the hunt's seed, and in the define events of hunts created
+     * before seeds. The seed is secret until the hunt ends: the event's encoding (the
+     * log's data column) holds it, so that encoding is never published as is. */
+    uint8_t draw_rule;
+    uint8_t seed[EVENT_SEED_BYTES];
+};
+struct event_scan {
+    char code[VX_ID_MAX + 1];
+};
+struct event_collect {
+    char item[VX_ID_MAX + 1];
+};
+struct event_open {
+    char zone[VX_ID_MAX + 1];
+    char chest[VX_CHEST_ID_MAX + 1]; /* the chest drawn */
+};
+struct event_map {
+    int64_t version; /* the map version published */
+};
+
+/* X(name, code in the log, the live stream's "type", payload member of struct event) */
+#define EVENT_TYPES(X)                         \
+    X(DEFINE, 1, "hunt_updated", define)       \
+    X(SCAN, 2, "scan", scan)                   \
+    X(COLLECT, 3, "item_collected", collect)   \
+    X(OPEN, 4, "chest_opened", open)           \
+    X(MAP, 5, "map_published", map)
 
 enum event_type {
-#define EVENT_ENUM(name, code, live, payload) EVENT_##name = code,
+#define EVENT_ENUM(name, code, live, member) EVENT_##name = code,
     EVENT_TYPES(EVENT_ENUM)
 #undef EVENT_ENUM
 };
@@ -34,22 +59,18 @@ int event_type_known(unsigned code);
 /* The live stream's "type" of t ("scan", "chest_opened"...). */
 const char *event_type_live(enum event_type t);
 
+/* An event: the header every type has, then the payload of its type (ev->type says which
+ * member of u is the live one; the others must not be read). */
 struct event {
     uint64_t seq;
     int64_t time_ms;
     uint8_t type;
     uint8_t player[16]; /* all zero for DEFINE and MAP */
-    char a[VX_ID_MAX + 1];
-    char b[VX_CHEST_ID_MAX + 1];
-    int64_t n;
-    const char *json; /* DEFINE only; not owned, must stay valid during engine_apply */
-    size_t json_len;
-    /* DEFINE only: EVENT_RULE_HMAC with the seed when the event creates the hunt; 0 (no
-     * seed) for an update, which keeps the hunt's seed, and in the define events of hunts
-     * created before seeds. The seed is secret until the hunt ends: the event's encoding
-     * (the log's data column) holds it, so that encoding is never published as is. */
-    uint8_t draw_rule;
-    uint8_t seed[EVENT_SEED_BYTES];
+    union {
+#define EVENT_MEMBER(name, code, live, member) struct event_##member member;
+        EVENT_TYPES(EVENT_MEMBER)
+#undef EVENT_MEMBER
+    } u;
 };
 
 /* Encodes the type-specific payload of ev into buf; returns the length it needs (which
@@ -58,7 +79,7 @@ struct event {
  * text starts with a NUL byte, so the define events of older logs, the bare JSON, still
  * decode, as definitions without a seed). */
 size_t event_encode(const struct event *ev, uint8_t *buf, size_t cap);
-/* Fills ev's payload fields from (type, data). ev->json points into data. 0 or EVENT_EBAD. */
+/* Sets ev's type and fills its payload from (type, data); a DEFINE's json points into data. 0 or EVENT_EBAD. */
 int event_decode(struct event *ev, uint8_t type, const uint8_t *data, size_t len);
 /* A whole event read back from a log record: ev is cleared, its header set and its
  * payload decoded (event_decode). 0 or EVENT_EBAD. */

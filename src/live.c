@@ -229,23 +229,23 @@ static void event_fields(struct live *l, struct jsonw *b, const struct event *ev
     case EVENT_SCAN:
         put_player(b, ev->player);
         put_str(b, ",\"display_name\":", l->name(ev->player, l->name_ctx));
-        put_str(b, ",\"code\":", ev->a);
+        put_str(b, ",\"code\":", ev->u.scan.code);
         put_i64(b, ",\"points\":", out->points);
         put_i64(b, ",\"score\":", out->score);
         break;
     case EVENT_OPEN:
         put_player(b, ev->player);
-        put_str(b, ",\"zone\":", ev->a);
-        put_str(b, ",\"chest\":", ev->b);
+        put_str(b, ",\"zone\":", ev->u.open.zone);
+        put_str(b, ",\"chest\":", ev->u.open.chest);
         put_i64(b, ",\"points\":", out->points);
         break;
     case EVENT_COLLECT:
         put_player(b, ev->player);
-        put_str(b, ",\"item\":", ev->a);
+        put_str(b, ",\"item\":", ev->u.collect.item);
         put_i64(b, ",\"remaining\":", out->remaining);
         break;
     case EVENT_MAP:
-        put_i64(b, ",\"version\":", ev->n);
+        put_i64(b, ",\"version\":", ev->u.map.version);
         break;
     case EVENT_DEFINE:
         break;

@@ -186,19 +186,38 @@ static void make_definition(void)
     snprintf(p, (size_t)(end - p), "]}");
 }
 
+/* The chest an event opened ("" for the other types). */
+static const char *chest_of(const struct event *ev)
+{
+    return ev->type == EVENT_OPEN ? ev->u.open.chest : "";
+}
+
+/* The code, item or zone an event names ("" for the other types). */
+static const char *subject_of(const struct event *ev)
+{
+    switch (ev->type) {
+    case EVENT_SCAN: return ev->u.scan.code;
+    case EVENT_COLLECT: return ev->u.collect.item;
+    case EVENT_OPEN: return ev->u.open.zone;
+    default: return "";
+    }
+}
+
 /* Points the rules give an event, from the definition alone. */
 static int64_t model_points(const struct event *ev)
 {
     int z, i;
-    if (ev->type == EVENT_SCAN && sscanf(ev->a, "k%d", &i) == 1 && i >= 0 && i < CODES)
+    if (ev->type == EVENT_SCAN && sscanf(ev->u.scan.code, "k%d", &i) == 1 && i >= 0 && i < CODES)
         return def.code_pts[i];
-    if (ev->type != EVENT_OPEN || sscanf(ev->a, "z%d", &z) != 1 || z < 0 || z >= ZONES) return 0;
+    if (ev->type != EVENT_OPEN) return 0;
+    const struct event_open *o = &ev->u.open;
+    if (sscanf(o->zone, "z%d", &z) != 1 || z < 0 || z >= ZONES) return 0;
     int zz;
-    if (sscanf(ev->b, "c%d-%d", &zz, &i) == 2 && zz == z && i >= 0 && i < NAMED)
+    if (sscanf(o->chest, "c%d-%d", &zz, &i) == 2 && zz == z && i >= 0 && i < NAMED)
         return def.named_pts[z][i];
-    if (sscanf(ev->b, "r%d-%d", &zz, &i) == 2 && zz == z && i >= 0 && i < def.range_count[z])
+    if (sscanf(o->chest, "r%d-%d", &zz, &i) == 2 && zz == z && i >= 0 && i < def.range_count[z])
         return def.range_pts[z];
-    fail("engine opened chest '%s' that zone %s does not have", ev->b, ev->a);
+    fail("engine opened chest '%s' that zone %s does not have", o->chest, o->zone);
     return 0;
 }
 
@@ -451,7 +470,7 @@ static void check_chest_free(const char *chest)
 {
     ENSURE(!hmap_get(&m.chest_owner, chest, strlen(chest)), "chest %s opened twice", chest);
     for (struct entry *q = srv.head; q; q = q->next)
-        ENSURE(q->ev.type != EVENT_OPEN || strcmp(q->ev.b, chest), "chest %s twice", chest);
+        ENSURE(strcmp(chest_of(&q->ev), chest), "chest %s twice", chest);
 }
 
 /* Applies a decided event and submits it with its idempotency record and answer. */
@@ -462,7 +481,7 @@ static void accept(struct player *p, const struct request *r, struct event *ev,
     struct engine_outcome out;
     char err[256];
     if (!e) abort();
-    if (ev->type == EVENT_OPEN) check_chest_free(ev->b);
+    if (ev->type == EVENT_OPEN) check_chest_free(ev->u.open.chest);
     ENSURE(engine_apply(srv.h, ev, &out, err, sizeof err) == ENGINE_OK, "apply: %s", err);
     e->ev = *ev;
     e->player = (int)(p - players);
@@ -482,7 +501,7 @@ static void accept(struct player *p, const struct request *r, struct event *ev,
     snprintf(e->ans.body, sizeof e->ans.body,
              "{\"seq\":%" PRIu64 ",\"a\":\"%s\",\"b\":\"%s\","
              "\"points\":%" PRId64 ",\"score\":%" PRId64 "}",
-             ev->seq, ev->a, ev->b, out.points, out.score);
+             ev->seq, subject_of(ev), chest_of(ev), out.points, out.score);
     if (r->has_key && !(e->ie = idem_begin(srv.idem, r->scope, r->key, hash, now_ms))) abort();
     e->with_row = !p->row_durable;
     submit(e);
@@ -557,9 +576,9 @@ static void land(struct entry *e)
     if (e->player < 0) return;
     struct player *p = &players[e->player];
     if (e->ev.type == EVENT_OPEN) {
-        ENSURE(!hmap_get(&m.chest_owner, e->ev.b, strlen(e->ev.b)), "chest %s: two owners",
-               e->ev.b);
-        if (hmap_put(&m.chest_owner, e->ev.b, strlen(e->ev.b), (void *)(intptr_t)(e->player + 1)))
+        const char *chest = e->ev.u.open.chest;
+        ENSURE(!hmap_get(&m.chest_owner, chest, strlen(chest)), "chest %s: two owners", chest);
+        if (hmap_put(&m.chest_owner, chest, strlen(chest), (void *)(intptr_t)(e->player + 1)))
             abort();
     }
     p->durable_score += e->points;

@@ -149,7 +149,7 @@ static int open_chest(struct hunt *h, unsigned p, const char *zone, char *chest,
     pid(id, p);
     int rc = engine_open(h, id, zone, NOW, &ev);
     if (rc) return rc;
-    if (chest) strcpy(chest, ev.b);
+    if (chest) strcpy(chest, ev.u.open.chest);
     return apply_rec(h, &ev, out);
 }
 
@@ -582,7 +582,7 @@ TEST(t_scan)
     CHECK_EQ_INT(engine_scan(h, p1, "c3", NOW, &ev), 0);
     CHECK_EQ_INT(ev.seq, engine_seq(h) + 1);
     CHECK_EQ_INT(ev.type, EVENT_SCAN);
-    CHECK_EQ_STR(ev.a, "c3");
+    CHECK_EQ_STR(ev.u.scan.code, "c3");
     CHECK_EQ_INT(ev.time_ms, NOW);
     CHECK(memcmp(ev.player, p1, 16) == 0);
     /* A zero-point first scan puts the player on the leaderboard. */
@@ -767,9 +767,9 @@ TEST(t_open_reproducible)
         pid(p, i % 37);
         CHECK_EQ_INT(engine_open(a, p, "z", NOW + i, &e1), 0);
         CHECK_EQ_INT(engine_open(a, p, "z", NOW + i + 5, &e2), 0);
-        CHECK_EQ_STR(e1.b, e2.b); /* time is not an input of the choice */
+        CHECK_EQ_STR(e1.u.open.chest, e2.u.open.chest); /* time is not an input of the choice */
         CHECK_EQ_INT(engine_open(b, p, "z", NOW + i, &e2), 0);
-        CHECK_EQ_STR(e1.b, e2.b);
+        CHECK_EQ_STR(e1.u.open.chest, e2.u.open.chest);
         CHECK_EQ_INT(engine_apply(a, &e1, NULL, NULL, 0), 0);
         CHECK_EQ_INT(engine_apply(b, &e2, NULL, NULL, 0), 0);
     }
@@ -781,8 +781,8 @@ TEST(t_open_reproducible)
     for (unsigned i = 0; i < 20; i++) {
         pid(p, 1000 + i);
         CHECK_EQ_INT(engine_open(c, p, "z", NOW, &e1), 0);
-        if (i == 0) strcpy(first, e1.b);
-        distinct += strcmp(first, e1.b) != 0;
+        if (i == 0) strcpy(first, e1.u.open.chest);
+        distinct += strcmp(first, e1.u.open.chest) != 0;
     }
     CHECK(distinct > 10);
     engine_hunt_destroy(a);
@@ -851,9 +851,9 @@ TEST(t_ten_million_range)
     pid(p, 5);
     CHECK_EQ_INT(engine_open(h, p, "z", NOW, &ev), 0);
     struct event past = ev;
-    strcpy(past.b, "drop-10000000");
+    strcpy(past.u.open.chest, "drop-10000000");
     CHECK_EQ_INT(engine_apply(h, &past, NULL, NULL, 0), ENGINE_BAD_EVENT);
-    strcpy(past.b, "drop-09");
+    strcpy(past.u.open.chest, "drop-09");
     CHECK_EQ_INT(engine_apply(h, &past, NULL, NULL, 0), ENGINE_BAD_EVENT);
     CHECK_EQ_INT(apply_rec(h, &ev, NULL), 0);
     struct hunt *r = replay("big");
@@ -872,7 +872,7 @@ TEST(t_map)
     CHECK_EQ_INT(engine_map_version(h), -1);
     CHECK_EQ_INT(engine_map(h, 1, NOW, &ev), 0);
     CHECK_EQ_INT(ev.type, EVENT_MAP);
-    CHECK_EQ_INT(ev.n, 1);
+    CHECK_EQ_INT(ev.u.map.version, 1);
     CHECK_EQ_INT(apply_rec(h, &ev, NULL), 0);
     CHECK_EQ_INT(engine_map_version(h), 1);
     CHECK_EQ_INT(engine_map(h, 1, NOW, &ev), ENGINE_EINVAL);
@@ -981,7 +981,7 @@ TEST(t_bad_events)
     ev.seq -= 1;
     expect_bad(h, &ev, "expected seq");
     ev = base;
-    strcpy(ev.a, "zz");
+    strcpy(ev.u.scan.code, "zz");
     expect_bad(h, &ev, "unknown code \"zz\"");
     ev = base;
     memcpy(ev.player, p1, 16);
@@ -990,42 +990,47 @@ TEST(t_bad_events)
     ev.time_ms = T0 - 1;
     expect_bad(h, &ev, "outside the hunt's window");
     ev = base;
-    memset(ev.a, 'a', sizeof ev.a);
+    memset(ev.u.scan.code, 'a', sizeof ev.u.scan.code);
     expect_bad(h, &ev, "unterminated");
     ev = base;
     ev.type = 99;
     expect_bad(h, &ev, "unknown event type");
     ev = base;
     ev.type = EVENT_COLLECT;
-    strcpy(ev.a, "gem");
+    strcpy(ev.u.collect.item, "gem");
     CHECK_EQ_INT(engine_apply(h, &ev, NULL, NULL, 0), 0); /* gem: quantity 1 */
     ev.seq++;
     memcpy(ev.player, p1, 16);
     expect_bad(h, &ev, "item_exhausted");
-    strcpy(ev.a, "nope");
+    strcpy(ev.u.collect.item, "nope");
     expect_bad(h, &ev, "unknown item");
     ev.type = EVENT_OPEN;
-    strcpy(ev.a, "hall");
-    strcpy(ev.b, ch);
+    memset(&ev.u, 0, sizeof ev.u);
+    strcpy(ev.u.open.zone, "hall");
+    strcpy(ev.u.open.chest, ch);
     expect_bad(h, &ev, "already opened");
-    strcpy(ev.b, "a2");
+    strcpy(ev.u.open.chest, "a2");
     expect_bad(h, &ev, "has no chest \"a2\"");
-    strcpy(ev.a, "atrium");
-    strcpy(ev.b, "a1");
+    strcpy(ev.u.open.zone, "atrium");
+    strcpy(ev.u.open.chest, "a1");
     expect_bad(h, &ev, "requires \"key\"");
-    strcpy(ev.a, "nowhere");
+    strcpy(ev.u.open.zone, "nowhere");
     expect_bad(h, &ev, "unknown zone");
+    memset(ev.u.open.chest, 'c', sizeof ev.u.open.chest);
+    strcpy(ev.u.open.zone, "hall");
+    expect_bad(h, &ev, "unterminated");
     ev.type = EVENT_MAP;
-    ev.n = -1;
+    ev.u.map.version = -1;
     expect_bad(h, &ev, "map version");
     ev.type = EVENT_DEFINE;
-    ev.json = "{not json";
-    ev.json_len = strlen(ev.json);
+    memset(&ev.u, 0, sizeof ev.u);
+    ev.u.define.json = "{not json";
+    ev.u.define.json_len = strlen(ev.u.define.json);
     expect_bad(h, &ev, "definition refused: invalid JSON");
-    ev.json = "{\"name\":\"n\"," MAP "}";
-    ev.json_len = strlen(ev.json);
+    ev.u.define.json = "{\"name\":\"n\"," MAP "}";
+    ev.u.define.json_len = strlen(ev.u.define.json);
     expect_bad(h, &ev, "was scanned");
-    ev.json = NULL;
+    ev.u.define.json = NULL;
     expect_bad(h, &ev, "without JSON");
     struct hunt *undefined = engine_hunt_create("u");
     ev = base;
@@ -1083,7 +1088,7 @@ TEST(t_long_history)
     ev.time_ms = NOW;
     ev.type = EVENT_SCAN;
     memcpy(ev.player, p1, 16);
-    strcpy(ev.a, "c17");
+    strcpy(ev.u.scan.code, "c17");
     expect_bad(h, &ev, "already scanned");
     struct hunt *r = replay("h1");
     CHECK_EQ_INT(engine_digest(r), engine_digest(h));
@@ -1114,12 +1119,20 @@ TEST(t_apply_fuzz)
         ev.type = (uint8_t)((s >> 8) % 7);
         ev.time_ms = (s >> 50) % 16 ? NOW : T0 - 1;
         pid(ev.player, (unsigned)(s >> 20) % 8);
-        strcpy(ev.a, ids[(s >> 30) % 15]);
-        strcpy(ev.b, ids[(s >> 40) % 15]);
-        ev.n = (int64_t)((s >> 45) % 50) - 5;
-        if (ev.type == EVENT_DEFINE) {
-            ev.json = (s >> 33) % 2 ? BASE : "{\"name\":\"n\"," MAP "}";
-            ev.json_len = strlen(ev.json);
+        const char *a = ids[(s >> 30) % 15], *b = ids[(s >> 40) % 15];
+        switch (ev.type) { /* a type outside the table has no payload */
+        case EVENT_SCAN: strcpy(ev.u.scan.code, a); break;
+        case EVENT_COLLECT: strcpy(ev.u.collect.item, a); break;
+        case EVENT_OPEN:
+            strcpy(ev.u.open.zone, a);
+            strcpy(ev.u.open.chest, b);
+            break;
+        case EVENT_MAP: ev.u.map.version = (int64_t)((s >> 45) % 50) - 5; break;
+        case EVENT_DEFINE:
+            ev.u.define.json = (s >> 33) % 2 ? BASE : "{\"name\":\"n\"," MAP "}";
+            ev.u.define.json_len = strlen(ev.u.define.json);
+            break;
+        default: break;
         }
         uint64_t before = engine_digest(h);
         int rc = engine_apply(h, &ev, NULL, NULL, 0);
@@ -1374,16 +1387,16 @@ TEST(t_draw_replay)
         if (i == 150) { /* an update in the middle keeps the seed */
             CHECK_EQ_INT(try_update(a, def, NULL, 0), 0);
             CHECK_EQ_INT(engine_define(b, def, strlen(def), NULL, NOW, &e2, NULL, 0), 0);
-            CHECK_EQ_INT(e2.draw_rule, 0);
+            CHECK_EQ_INT(e2.u.define.draw_rule, 0);
             CHECK_EQ_INT(engine_apply(b, &e2, NULL, NULL, 0), 0);
             CHECK_EQ_INT(engine_define(c, def, strlen(def), NULL, NOW, &e3, NULL, 0), 0);
             CHECK_EQ_INT(engine_apply(c, &e3, NULL, NULL, 0), 0);
         }
         CHECK_EQ_INT(engine_open(a, p, "z", NOW, &e1), 0);
         CHECK_EQ_INT(engine_open(b, p, "z", NOW + 1000, &e2), 0);
-        CHECK_EQ_STR(e1.b, e2.b);
+        CHECK_EQ_STR(e1.u.open.chest, e2.u.open.chest);
         CHECK_EQ_INT(engine_open(c, p, "z", NOW, &e3), 0);
-        differ += strcmp(e1.b, e3.b) != 0;
+        differ += strcmp(e1.u.open.chest, e3.u.open.chest) != 0;
         CHECK_EQ_INT(apply_rec(a, &e1, NULL), 0);
         CHECK_EQ_INT(engine_apply(b, &e2, NULL, NULL, 0), 0);
         e1.seq = engine_seq(c) + 1; /* c takes a's choice, to keep the same closed set */
@@ -1401,7 +1414,7 @@ TEST(t_draw_replay)
         pid(p, 500 + i);
         CHECK_EQ_INT(engine_open(a, p, "z", NOW, &e1), 0);
         CHECK_EQ_INT(engine_open(r, p, "z", NOW, &e2), 0);
-        CHECK_EQ_STR(e1.b, e2.b);
+        CHECK_EQ_STR(e1.u.open.chest, e2.u.open.chest);
         CHECK_EQ_INT(engine_apply(a, &e1, NULL, NULL, 0), 0);
         CHECK_EQ_INT(engine_apply(r, &e2, NULL, NULL, 0), 0);
     }
@@ -1434,7 +1447,7 @@ static struct hunt *make_legacy(const char *id, const char *json)
     ev.time_ms = NOW;
     memset(ev.player, 0, 16);
     CHECK_EQ_INT(event_decode(&ev, EVENT_DEFINE, (const uint8_t *)json, strlen(json)), 0);
-    CHECK_EQ_INT(ev.draw_rule, ENGINE_DRAW_LEGACY);
+    CHECK_EQ_INT(ev.u.define.draw_rule, ENGINE_DRAW_LEGACY);
     CHECK_EQ_INT(apply_rec(h, &ev, NULL), 0);
     CHECK_EQ_INT(engine_draw_rule(h), ENGINE_DRAW_LEGACY);
     return h;
@@ -1510,8 +1523,8 @@ TEST(t_seed_lifecycle)
     struct hunt *h = engine_hunt_create("life");
     struct event ev;
     CHECK_EQ_INT(engine_define(h, def, strlen(def), seed, NOW, &ev, NULL, 0), 0);
-    CHECK_EQ_INT(ev.draw_rule, ENGINE_DRAW_HMAC);
-    CHECK(memcmp(ev.seed, seed, 32) == 0);
+    CHECK_EQ_INT(ev.u.define.draw_rule, ENGINE_DRAW_HMAC);
+    CHECK(memcmp(ev.u.define.seed, seed, 32) == 0);
     uint8_t buf[512];
     size_t n = event_encode(&ev, buf, sizeof buf);
     CHECK_EQ_INT(n, 2 + 32 + strlen(def));
@@ -1534,12 +1547,12 @@ TEST(t_seed_lifecycle)
     test_seed(other, 10);
     const char *no_end = "{\"name\":\"n\"," MAP "}";
     CHECK_EQ_INT(engine_define(h, no_end, strlen(no_end), other, NOW, &ev, NULL, 0), 0);
-    CHECK_EQ_INT(ev.draw_rule, 0);
+    CHECK_EQ_INT(ev.u.define.draw_rule, 0);
     struct event forged = ev;
-    forged.draw_rule = ENGINE_DRAW_HMAC;
-    memcpy(forged.seed, other, 32);
+    forged.u.define.draw_rule = ENGINE_DRAW_HMAC;
+    memcpy(forged.u.define.seed, other, 32);
     expect_bad(h, &forged, "cannot change the seed");
-    forged.draw_rule = 2;
+    forged.u.define.draw_rule = 2;
     expect_bad(h, &forged, "unknown draw rule");
     CHECK_EQ_INT(apply_rec(h, &ev, NULL), 0);
     j = engine_hunt_json(h);
@@ -1580,34 +1593,43 @@ TEST(t_codec)
     uint8_t buf[256];
     memset(&ev, 0, sizeof ev);
     ev.type = EVENT_OPEN;
-    strcpy(ev.a, "atrium");
-    strcpy(ev.b, "drop-123");
+    strcpy(ev.u.open.zone, "atrium");
+    strcpy(ev.u.open.chest, "drop-123");
     size_t n = event_encode(&ev, buf, sizeof buf);
     CHECK_EQ_INT(n, 6 + 1 + 8);
     CHECK(memcmp(buf, "atrium\0drop-123", n) == 0);
     CHECK_EQ_INT(event_decode(&back, EVENT_OPEN, buf, n), 0);
-    CHECK_EQ_STR(back.a, "atrium");
-    CHECK_EQ_STR(back.b, "drop-123");
+    CHECK_EQ_STR(back.u.open.zone, "atrium");
+    CHECK_EQ_STR(back.u.open.chest, "drop-123");
     CHECK_EQ_INT(event_encode(&ev, buf, 3), n); /* too small: reports the need */
+    memset(&ev.u, 0, sizeof ev.u);
     ev.type = EVENT_SCAN;
+    strcpy(ev.u.scan.code, "atrium");
     n = event_encode(&ev, buf, sizeof buf);
+    CHECK_EQ_INT(n, 6);
     CHECK_EQ_INT(event_decode(&back, EVENT_SCAN, buf, n), 0);
-    CHECK_EQ_STR(back.a, "atrium");
-    CHECK_EQ_STR(back.b, "");
+    CHECK_EQ_INT(back.type, EVENT_SCAN);
+    CHECK_EQ_STR(back.u.scan.code, "atrium");
+    ev.type = EVENT_COLLECT;
+    strcpy(ev.u.collect.item, "gem");
+    n = event_encode(&ev, buf, sizeof buf);
+    CHECK_EQ_INT(event_decode(&back, EVENT_COLLECT, buf, n), 0);
+    CHECK_EQ_STR(back.u.collect.item, "gem");
     ev.type = EVENT_MAP;
-    ev.n = 1234567;
+    ev.u.map.version = 1234567;
     n = event_encode(&ev, buf, sizeof buf);
     CHECK(memcmp(buf, "1234567", n) == 0);
     CHECK_EQ_INT(event_decode(&back, EVENT_MAP, buf, n), 0);
-    CHECK_EQ_INT(back.n, 1234567);
+    CHECK_EQ_INT(back.u.map.version, 1234567);
     ev.type = EVENT_DEFINE;
-    ev.json = BASE;
-    ev.json_len = strlen(BASE);
+    memset(&ev.u, 0, sizeof ev.u);
+    ev.u.define.json = BASE;
+    ev.u.define.json_len = strlen(BASE);
     uint8_t big[2048];
     n = event_encode(&ev, big, sizeof big);
     CHECK_EQ_INT(n, strlen(BASE));
     CHECK_EQ_INT(event_decode(&back, EVENT_DEFINE, big, n), 0);
-    CHECK(back.json == (const char *)big && back.json_len == n);
+    CHECK(back.u.define.json == (const char *)big && back.u.define.json_len == n);
     /* Rejections. */
     static const struct {
         uint8_t type;
@@ -1660,10 +1682,13 @@ TEST(t_codec_garbage)
         memset(&ev, 0x55, sizeof ev);
         int rc = event_decode(&ev, (uint8_t)(s >> 8) % 8, data, len);
         CHECK(rc == 0 || rc == ENGINE_BAD_EVENT);
-        if (rc == 0 && ev.type != EVENT_DEFINE) {
-            CHECK(strlen(ev.a) < sizeof ev.a);
-            CHECK(strlen(ev.b) < sizeof ev.b);
+        if (rc == 0 && ev.type == EVENT_OPEN) {
+            CHECK(strlen(ev.u.open.zone) < sizeof ev.u.open.zone);
+            CHECK(strlen(ev.u.open.chest) < sizeof ev.u.open.chest);
         }
+        if (rc == 0 && ev.type == EVENT_SCAN) CHECK(strlen(ev.u.scan.code) < sizeof ev.u.scan.code);
+        if (rc == 0 && ev.type == EVENT_COLLECT)
+            CHECK(strlen(ev.u.collect.item) < sizeof ev.u.collect.item);
         accepted += rc == 0;
     }
     CHECK(accepted > 0);

@@ -48,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(engine_digest(h) == before && engine_seq(h) == seq);
         } else {
             FUZZ_CHECK(engine_seq(h) == seq + 1);
-            FUZZ_CHECK(type != EVENT_DEFINE || seq == 0 || ev.draw_rule == 0); /* kept */
+            FUZZ_CHECK(type != EVENT_DEFINE || seq == 0 || ev.u.define.draw_rule == 0); /* kept */
         }
     }
     char hex[2 * ENGINE_SEED_BYTES + 1];

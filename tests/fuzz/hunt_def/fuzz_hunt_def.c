@@ -60,8 +60,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint8_t *buf = malloc(need ? need : 1);
         FUZZ_CHECK(buf && event_encode(&ev, buf, need) == need);
         FUZZ_CHECK(event_decode(&back, EVENT_DEFINE, buf, need) == ENGINE_OK);
-        FUZZ_CHECK(back.json_len == ev.json_len && !memcmp(back.json, ev.json, ev.json_len));
-        FUZZ_CHECK(back.draw_rule == ENGINE_DRAW_HMAC && !memcmp(back.seed, seed, sizeof seed));
+        const struct event_define *d = &back.u.define;
+        FUZZ_CHECK(d->json_len == ev.u.define.json_len &&
+                   !memcmp(d->json, ev.u.define.json, d->json_len));
+        FUZZ_CHECK(d->draw_rule == ENGINE_DRAW_HMAC && !memcmp(d->seed, seed, sizeof seed));
         FUZZ_CHECK(engine_apply(h, &ev, NULL, err, sizeof err) == ENGINE_OK);
         free(buf);
         play(h, now);
