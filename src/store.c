@@ -41,6 +41,7 @@ const char *store_err_str(int err)
     case STORE_ECORRUPT: return "corrupt row in store";
     case STORE_EURL: return "bad store url";
     case STORE_ESTOP: return "stopped";
+    case STORE_ENOTSUP: return "not supported by this store (several nodes need PostgreSQL)";
     }
     return "unknown store error";
 }
@@ -197,4 +198,31 @@ int store_ping(struct store *s) { return s->be->ping(s); }
 int store_last_seq(struct store *s, const char *hunt, uint64_t *seq)
 {
     return s->be->last_seq(s, hunt, seq);
+}
+
+int store_node_beat(struct store *s, const char *id, const char *advertise, int draining)
+{
+    return s->be->node_beat ? s->be->node_beat(s, id, advertise, draining) : STORE_ENOTSUP;
+}
+int store_each_node(struct store *s, store_node_cb cb, void *ctx)
+{
+    return s->be->each_node ? s->be->each_node(s, cb, ctx) : STORE_ENOTSUP;
+}
+int store_each_lease(struct store *s, store_lease_cb cb, void *ctx)
+{
+    return s->be->each_lease ? s->be->each_lease(s, cb, ctx) : STORE_ENOTSUP;
+}
+int store_lease_take(struct store *s, const char *hunt, const char *node, int64_t lease_ms,
+                     uint64_t *epoch)
+{
+    return s->be->lease_take ? s->be->lease_take(s, hunt, node, lease_ms, epoch) : STORE_ENOTSUP;
+}
+int store_lease_renew(struct store *s, const char *node, int64_t lease_ms, store_lease_cb cb,
+                      void *ctx)
+{
+    return s->be->lease_renew ? s->be->lease_renew(s, node, lease_ms, cb, ctx) : STORE_ENOTSUP;
+}
+int store_lease_release(struct store *s, const char *node, const char *hunt)
+{
+    return s->be->lease_release ? s->be->lease_release(s, node, hunt) : STORE_ENOTSUP;
 }

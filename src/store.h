@@ -18,6 +18,7 @@ enum store_err {
     STORE_ECORRUPT = -1003,  /* a row that does not decode */
     STORE_EURL = -1004,      /* unknown or malformed store URL */
     STORE_ESTOP = -1005,     /* a callback asked to stop */
+    STORE_ENOTSUP = -1006,   /* the backend has no such operation (several nodes: PostgreSQL) */
 };
 const char *store_err_str(int err);
 
@@ -181,6 +182,41 @@ void store_fault_get(struct store_fault *f);
  * its inner store (a SQLite connection must not be used across fork(); the inherited one
  * is abandoned, not closed). 0, or the inner store's error. */
 int store_fault_after_fork(struct store *s);
+
+/* ---- Several nodes (issue 15): membership and hunt leases -----------------------------
+ * PostgreSQL only (other backends: STORE_ENOTSUP). Ages and expiries are measured by the
+ * database's clock, so the nodes agree on them whatever their own clocks say. Each call is
+ * its own transaction (outside store_begin/store_commit). docs/DESIGN.md "Several nodes". */
+struct store_node {
+    const char *id, *advertise;
+    int64_t age_ms; /* since its last heartbeat */
+    int draining;   /* stopping: it hands its hunts over */
+};
+struct store_lease {
+    const char *hunt, *owner;
+    uint64_t epoch;  /* grows at every change of owner (and at a re-take after expiry) */
+    int64_t left_ms; /* until it expires; <= 0: expired, anyone placed may take it */
+};
+typedef int (*store_node_cb)(const struct store_node *n, void *ctx);
+typedef int (*store_lease_cb)(const struct store_lease *l, void *ctx);
+/* Inserts or refreshes node id's row: its advertised URL, draining, heartbeat = now. */
+int store_node_beat(struct store *s, const char *id, const char *advertise, int draining);
+/* Every node that ever beat, by id. */
+int store_each_node(struct store *s, store_node_cb cb, void *ctx);
+/* Every hunt's lease, by hunt. */
+int store_each_lease(struct store *s, store_lease_cb cb, void *ctx);
+/* Takes hunt's lease for node until now + lease_ms when it is free, expired, or node's
+ * own and unexpired (then only extended, same epoch); a new holder gets epoch + 1 (1 for a
+ * first lease). 1 with *epoch set; 0 when another node holds it unexpired; or an error. */
+int store_lease_take(struct store *s, const char *hunt, const char *node, int64_t lease_ms,
+                     uint64_t *epoch);
+/* Extends to now + lease_ms every unexpired lease node holds, calling cb for each (an
+ * expired one must be taken again: store_lease_take, which bumps its epoch). */
+int store_lease_renew(struct store *s, const char *node, int64_t lease_ms, store_lease_cb cb,
+                      void *ctx);
+/* Expires node's lease on hunt now (hunt NULL: all of node's leases), so that the next
+ * node placed takes it without waiting. */
+int store_lease_release(struct store *s, const char *node, const char *hunt);
 
 /* 0 when the store answers a trivial query. */
 int store_ping(struct store *s);

@@ -228,6 +228,31 @@ static int fs_ping(struct store *s)
 }
 static int fs_last_seq(struct store *s, const char *h, uint64_t *seq) { READ(last_seq, h, seq); }
 
+/* Several nodes: passed through, beats and leases failing as writes, walks as reads. */
+static int fs_node_beat(struct store *s, const char *id, const char *adv, int draining)
+{
+    WRITE(node_beat, id, adv, draining);
+}
+static int fs_each_node(struct store *s, store_node_cb cb, void *ctx) { READ(each_node, cb, ctx); }
+static int fs_each_lease(struct store *s, store_lease_cb cb, void *ctx)
+{
+    READ(each_lease, cb, ctx);
+}
+static int fs_lease_take(struct store *s, const char *h, const char *node, int64_t ms,
+                         uint64_t *epoch)
+{
+    WRITE(lease_take, h, node, ms, epoch);
+}
+static int fs_lease_renew(struct store *s, const char *node, int64_t ms, store_lease_cb cb,
+                          void *ctx)
+{
+    WRITE(lease_renew, node, ms, cb, ctx);
+}
+static int fs_lease_release(struct store *s, const char *node, const char *h)
+{
+    WRITE(lease_release, node, h);
+}
+
 const struct store_backend store_fault_backend = {
     .scheme = "fault",
     .open = fs_open,
@@ -260,4 +285,10 @@ const struct store_backend store_fault_backend = {
     .each_map_version = fs_each_map_version,
     .ping = fs_ping,
     .last_seq = fs_last_seq,
+    .node_beat = fs_node_beat,
+    .each_node = fs_each_node,
+    .each_lease = fs_each_lease,
+    .lease_take = fs_lease_take,
+    .lease_renew = fs_lease_renew,
+    .lease_release = fs_lease_release,
 };

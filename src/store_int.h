@@ -56,6 +56,15 @@ struct store_backend {
     int (*each_map_version)(struct store *s, store_map_version_cb cb, void *ctx);
     int (*ping)(struct store *s);
     int (*last_seq)(struct store *s, const char *hunt, uint64_t *seq);
+    /* Several nodes (store.h); NULL: STORE_ENOTSUP. */
+    int (*node_beat)(struct store *s, const char *id, const char *advertise, int draining);
+    int (*each_node)(struct store *s, store_node_cb cb, void *ctx);
+    int (*each_lease)(struct store *s, store_lease_cb cb, void *ctx);
+    int (*lease_take)(struct store *s, const char *hunt, const char *node, int64_t lease_ms,
+                      uint64_t *epoch);
+    int (*lease_renew)(struct store *s, const char *node, int64_t lease_ms, store_lease_cb cb,
+                       void *ctx);
+    int (*lease_release)(struct store *s, const char *node, const char *hunt);
 };
 
 extern const struct store_backend store_sqlite_backend, store_fault_backend, store_pg_backend,

@@ -158,6 +158,11 @@ static const char *const MIGRATIONS[] = {
     "CREATE INDEX refresh_expires ON veltrix.refresh(expires_ms);"
     "DELETE FROM veltrix.refresh r WHERE used<>0 OR EXISTS (SELECT 1 FROM veltrix.refresh n"
     " WHERE n.player=r.player AND n.used=0 AND n.id>r.id);",
+    /* Several nodes: membership and hunt leases (store.h), stamped by the server's clock. */
+    "CREATE TABLE veltrix.nodes(node_id text COLLATE \"C\" PRIMARY KEY, advertise text NOT NULL,"
+    " heartbeat_at timestamptz NOT NULL, draining boolean NOT NULL);"
+    "CREATE TABLE veltrix.hunt_leases(hunt text COLLATE \"C\" PRIMARY KEY,"
+    " owner text COLLATE \"C\" NOT NULL, epoch bigint NOT NULL, expires_at timestamptz NOT NULL);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -1179,6 +1184,130 @@ static int pg_delete_snapshot(struct store *base, const char *hunt)
     return r ? 0 : STORE_EIO;
 }
 
+/* ---- several nodes: membership and leases ------------------------------------------------
+ * Rare statements (a few per second per node), unprepared, each its own transaction, on
+ * the handle's connection (the cluster thread owns a handle of its own). Times come from
+ * the server: now() is the statement's transaction start, the same for a whole statement. */
+
+static const char NODE_BEAT[] =
+    "INSERT INTO veltrix.nodes(node_id,advertise,heartbeat_at,draining) "
+    "VALUES($1::text,$2::text,now(),$3::int8<>0) ON CONFLICT(node_id) DO UPDATE "
+    "SET advertise=excluded.advertise, heartbeat_at=now(), draining=excluded.draining";
+static const char EACH_NODE[] =
+    "SELECT node_id,advertise,(extract(epoch FROM now()-heartbeat_at)*1000)::int8,"
+    "draining::int4 FROM veltrix.nodes ORDER BY node_id";
+static const char EACH_LEASE[] =
+    "SELECT hunt,owner,epoch,(extract(epoch FROM expires_at-now())*1000)::int8 "
+    "FROM veltrix.hunt_leases ORDER BY hunt";
+/* A new holder bumps the epoch; the holder of an unexpired lease only extends it. */
+static const char LEASE_TAKE[] =
+    "INSERT INTO veltrix.hunt_leases AS l(hunt,owner,epoch,expires_at) "
+    "VALUES($1::text,$2::text,1,now()+$3::int8*interval '1 millisecond') "
+    "ON CONFLICT(hunt) DO UPDATE SET owner=excluded.owner, expires_at=excluded.expires_at,"
+    " epoch=CASE WHEN l.owner=excluded.owner AND l.expires_at>now() THEN l.epoch"
+    " ELSE l.epoch+1 END "
+    "WHERE l.expires_at<=now() OR l.owner=excluded.owner RETURNING epoch";
+static const char LEASE_RENEW[] =
+    "UPDATE veltrix.hunt_leases SET expires_at=now()+$2::int8*interval '1 millisecond' "
+    "WHERE owner=$1::text AND expires_at>now() "
+    "RETURNING hunt,owner,epoch,(extract(epoch FROM expires_at-now())*1000)::int8";
+static const char LEASE_RELEASE[] =
+    "UPDATE veltrix.hunt_leases SET expires_at=now() WHERE owner=$1::text "
+    "AND ($2::text='' OR hunt=$2::text) AND expires_at>now()";
+
+/* Runs sql outside any batch on the handle's connection; NULL after logging on failure. */
+static PGresult *cluster_exec(struct pg *s, const char *what, const char *sql,
+                              const struct args *a, ExecStatusType want)
+{
+    if (s->in_txn || ensure_conn(s) || !args_ok(a)) return NULL;
+    PGresult *r = PQexecParams(s->conn, sql, a->n, NULL, a->val, a->len, a->fmt, 1);
+    if (PQresultStatus(r) == want) return r;
+    say(s, what, PQerrorMessage(s->conn));
+    PQclear(r);
+    return NULL;
+}
+
+static int pg_node_beat(struct store *base, const char *id, const char *advertise, int draining)
+{
+    struct args a = {0};
+    arg_text(&a, id);
+    arg_text(&a, advertise);
+    arg_int(&a, draining != 0);
+    PGresult *r = cluster_exec(PG(base), "node heartbeat", NODE_BEAT, &a, PGRES_COMMAND_OK);
+    PQclear(r);
+    return r ? 0 : STORE_EIO;
+}
+
+static int pg_each_node(struct store *base, store_node_cb cb, void *ctx)
+{
+    struct args a = {0};
+    PGresult *r = cluster_exec(PG(base), "nodes", EACH_NODE, &a, PGRES_TUPLES_OK);
+    if (!r) return STORE_EIO;
+    int rc = 0;
+    for (int i = 0; !rc && i < PQntuples(r); i++) {
+        struct store_node n = {PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), col_int(r, i, 2),
+                               col_int(r, i, 3) != 0};
+        rc = cb(&n, ctx);
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* cb for each row (hunt, owner, epoch, left_ms) of r. */
+static int lease_rows(PGresult *r, store_lease_cb cb, void *ctx)
+{
+    int rc = 0;
+    for (int i = 0; !rc && cb && i < PQntuples(r); i++) {
+        struct store_lease l = {PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+                                (uint64_t)col_int(r, i, 2), col_int(r, i, 3)};
+        rc = cb(&l, ctx);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_each_lease(struct store *base, store_lease_cb cb, void *ctx)
+{
+    struct args a = {0};
+    PGresult *r = cluster_exec(PG(base), "leases", EACH_LEASE, &a, PGRES_TUPLES_OK);
+    return r ? lease_rows(r, cb, ctx) : STORE_EIO;
+}
+
+static int pg_lease_take(struct store *base, const char *hunt, const char *node,
+                         int64_t lease_ms, uint64_t *epoch)
+{
+    struct args a = {0};
+    arg_text(&a, hunt);
+    arg_text(&a, node);
+    arg_int(&a, lease_ms);
+    PGresult *r = cluster_exec(PG(base), "lease", LEASE_TAKE, &a, PGRES_TUPLES_OK);
+    if (!r) return STORE_EIO;
+    int taken = PQntuples(r) == 1;
+    if (taken) *epoch = (uint64_t)col_int(r, 0, 0);
+    PQclear(r);
+    return taken;
+}
+
+static int pg_lease_renew(struct store *base, const char *node, int64_t lease_ms,
+                          store_lease_cb cb, void *ctx)
+{
+    struct args a = {0};
+    arg_text(&a, node);
+    arg_int(&a, lease_ms);
+    PGresult *r = cluster_exec(PG(base), "lease renewal", LEASE_RENEW, &a, PGRES_TUPLES_OK);
+    return r ? lease_rows(r, cb, ctx) : STORE_EIO;
+}
+
+static int pg_lease_release(struct store *base, const char *node, const char *hunt)
+{
+    struct args a = {0};
+    arg_text(&a, node);
+    arg_text(&a, hunt ? hunt : "");
+    PGresult *r = cluster_exec(PG(base), "lease release", LEASE_RELEASE, &a, PGRES_COMMAND_OK);
+    PQclear(r);
+    return r ? 0 : STORE_EIO;
+}
+
 /* Both URL schemes libpq takes; only the first has a test URL (one suite run). */
 #define PG_OPS                                                                            \
     .open = pg_open, .lock = NULL, .close = pg_close, .begin = pg_begin,                  \
@@ -1191,7 +1320,10 @@ static int pg_delete_snapshot(struct store *base, const char *hunt)
     .get_snapshot = pg_get_snapshot, .delete_snapshot = pg_delete_snapshot,               \
     .put_blob = pg_put_blob, .get_blob = pg_get_blob, .put_tile = pg_put_tile,            \
     .put_map_version = pg_put_map_version, .each_tile = pg_each_tile,                     \
-    .each_map_version = pg_each_map_version, .ping = pg_ping, .last_seq = pg_last_seq
+    .each_map_version = pg_each_map_version, .ping = pg_ping, .last_seq = pg_last_seq,    \
+    .node_beat = pg_node_beat, .each_node = pg_each_node, .each_lease = pg_each_lease,    \
+    .lease_take = pg_lease_take, .lease_renew = pg_lease_renew,                           \
+    .lease_release = pg_lease_release
 
 const struct store_backend store_pg_backend = {.scheme = "postgres", .test_url = pg_test_url,
                                                PG_OPS};
