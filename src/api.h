@@ -33,10 +33,13 @@ struct api_config {
     struct snap *snap;       /* background snapshots (may be NULL: none) */
     int ignore_snapshots;    /* recovery replays every log from seq 1 */
     int fsync_always;        /* --fsync always: a snapshot ahead of the log is corruption */
+    struct node *node;       /* one of several nodes (node.h), or NULL: a single node */
+    const char *advertise;   /* the URL this server is reached at (GET /v1/cluster) */
 };
 
 struct net;
 struct log;
+struct node;
 
 /* Loads players, refresh tokens, idempotency records and every hunt (its newest snapshot,
  * then its log from the snapshot's seq + 1) from the store (reader handle), and installs

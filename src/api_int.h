@@ -196,5 +196,6 @@ const char *api_live_name(const uint8_t player[16], void *ctx);
 /* ---- api_ops.c */
 void api_healthz(struct http_req *r);
 void api_metrics(struct http_req *r);
+void api_cluster(struct http_req *r);
 
 #endif

@@ -1,5 +1,6 @@
-/* api_ops.c — operations: /healthz and /metrics. */
+/* api_ops.c — operations: /healthz, /metrics and /v1/cluster. */
 #include "api_int.h"
+#include "node.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -17,6 +18,37 @@ void api_healthz(struct http_req *r)
         http_send(r, 200, "application/json", "{\"status\":\"ok\"}", 15);
     else
         http_error(r, 503, "store_unavailable", "the store does not answer");
+}
+
+/* A single node's own view: every hunt is its own, at epoch 0 (no leases). */
+static void single_hunt(void *value, void *ctx)
+{
+    const struct hunt *h = value;
+    json_array_append_new(ctx, json_pack("{s:s, s:s, s:i, s:I}", "hunt", engine_hunt_id(h),
+                                         "owner", "local", "epoch", 0, "seq",
+                                         (json_int_t)engine_seq(h)));
+}
+
+void api_cluster(struct http_req *r)
+{
+    if (api_admin(r)) return;
+    if (api_app.cfg.node) {
+        char *body = node_cluster_body(api_app.cfg.node);
+        if (!body) {
+            http_error(r, 503, "unavailable", "the cluster view is not ready");
+            return;
+        }
+        http_send(r, 200, "application/json", body, strlen(body));
+        free(body);
+        return;
+    }
+    json_t *hunts = json_array();
+    hmap_each(&api_app.hunts, single_hunt, hunts);
+    json_t *me = json_pack("{s:s, s:s, s:b, s:I}", "node_id", "local", "advertise",
+                           api_app.cfg.advertise ? api_app.cfg.advertise : "", "alive", 1,
+                           "hunts_owned", (json_int_t)json_array_size(hunts));
+    http_send_json(r, 200, json_pack("{s:s, s:[o], s:o}", "node_id", "local", "nodes", me,
+                                    "hunts", hunts));
 }
 
 static void render_log(struct metrics_buf *b)

@@ -18,13 +18,17 @@
 #include "auth.h"
 #include "log.h"
 #include "net.h"
+#include "node.h"
 #include "ratelimit.h"
 #include "snap.h"
 #include "store.h"
 #include "tiles.h"
+#include "vx.h"
+#include "cluster.h"
 
 struct options {
     const char *listen, *data, *store, *admin_key, *fsync, *metrics_access, *metrics_token;
+    const char *node_id, *advertise;
     long token_ttl, conns_max, req_timeout_ms, queue_max, idem_max, players_max, hunts_max;
     long conns_per_ip_max, pending_bodies_max;
     long live_window, live_queue_bytes, live_ping_ms, live_replay_max;
@@ -57,6 +61,7 @@ static void usage(FILE *f)
             "                     [--live-replay-slice-bytes 65536]\n"
             "                     [--live-replay-turn-bytes 262144] [--live-replay-keep-ms 30000]\n"
             "                     [--snapshot-every 1000000] [--ignore-snapshots]\n"
+            "                     [--node-id NAME --advertise http://HOST:PORT]\n"
             "       veltrix tiles import HUNT DIR [--data ./veltrix-data | --store sqlite:PATH]\n"
             "                     [--map-versions-kept 3]\n");
 }
@@ -152,6 +157,8 @@ static int parse(int argc, char **argv, int first, struct options *o)
         else if (!strcmp(a, "--fsync")) o->fsync = v;
         else if (!strcmp(a, "--metrics-access")) o->metrics_access = v;
         else if (!strcmp(a, "--metrics-token")) o->metrics_token = v;
+        else if (!strcmp(a, "--node-id")) o->node_id = v;
+        else if (!strcmp(a, "--advertise")) o->advertise = v;
         else if (!strncmp(a, "--rate-", 7) || !strcmp(a, "--players-per-ip-per-min") ||
                  !strcmp(a, "--max-speed") || !strcmp(a, "--trusted-proxy")) {
             if (parse_limit(a, v, &o->limits)) goto bad;
@@ -256,6 +263,49 @@ static int metrics_public(const struct options *o)
     return -1;
 }
 
+/* --node-id: this server is one node of several sharing a PostgreSQL store (node.h). 0
+ * with *out NULL (a single node) or the node started; otherwise the exit code after
+ * saying why (2: bad flags, a store without several nodes; 1: the store does not answer). */
+static int start_node(const struct options *o, const char *url, enum store_fsync fs,
+                      struct node **out)
+{
+    char err[1024], adv[300];
+    struct store *s = NULL;
+    *out = NULL;
+    if (!o->node_id) {
+        if (!o->advertise) return 0;
+        fprintf(stderr, "veltrix: --advertise needs --node-id\n");
+        return 2;
+    }
+    if (!vx_is_id(o->node_id, strlen(o->node_id), CLUSTER_NODE_ID_MAX)) {
+        fprintf(stderr, "veltrix: --node-id must be 1-64 characters of [a-z0-9_-]\n");
+        return 2;
+    }
+    if (o->advertise && strncmp(o->advertise, "http://", 7) != 0) {
+        fprintf(stderr, "veltrix: --advertise must be an http:// URL\n");
+        return 2;
+    }
+    snprintf(adv, sizeof adv, "%s%s", o->advertise ? "" : "http://",
+             o->advertise ? o->advertise : o->listen);
+    if (store_open(url, fs, &s, err, sizeof err)) {
+        fprintf(stderr, "veltrix: store: %s\n", err);
+        return 2;
+    }
+    struct node_config nc = NODE_CONFIG_DEFAULT(o->node_id, adv);
+    int rc = store_node_beat(s, o->node_id, adv, 0);
+    if (rc == STORE_ENOTSUP) {
+        fprintf(stderr, "veltrix: --node-id: several nodes need a postgres:// store\n");
+        store_close(s);
+        return 2;
+    }
+    if (!(*out = node_start(&nc, s, err, sizeof err))) {
+        fprintf(stderr, "veltrix: %s\n", err);
+        return 1;
+    }
+    fprintf(stderr, "veltrix: node %s, advertised as %s\n", o->node_id, adv);
+    return 0;
+}
+
 static int serve(const struct options *o)
 {
     char err[1024] = "", url[4200], key[256];
@@ -293,6 +343,8 @@ static int serve(const struct options *o)
         fprintf(stderr, "veltrix: store: %s\n", err);
         return 2; /* a store that cannot be opened: a bad --store or data dir, not a crash */
     }
+    struct node *node;
+    if ((rc = start_node(o, url, fs, &node))) return rc;
     if (fs != STORE_FSYNC_ALWAYS)
         fprintf(stderr, "veltrix: WARNING: --fsync %s: acknowledged writes may be lost on a "
                         "power failure or crash\n", o->fsync);
@@ -308,6 +360,9 @@ static int serve(const struct options *o)
     struct log *log = log_create(writer, net_loop(net), (size_t)o->queue_max);
     struct snap *snap = snap_create(snapper, (uint64_t)o->snapshot_every);
     const char *mtoken = o->metrics_token ? o->metrics_token : getenv("VELTRIX_METRICS_TOKEN");
+    char advertise[300];
+    snprintf(advertise, sizeof advertise, "%s%s", o->advertise ? "" : "http://",
+             o->advertise ? o->advertise : o->listen);
     struct api_config ac = {.admin_key = key,
                             .metrics_public = metrics_public(o),
                             .metrics_token = mtoken && *mtoken ? mtoken : NULL,
@@ -330,7 +385,9 @@ static int serve(const struct options *o)
                                      (uint64_t)o->live_replay_keep_ms},
                             .snap = snap,
                             .ignore_snapshots = o->ignore_snapshots,
-                            .fsync_always = fs == STORE_FSYNC_ALWAYS};
+                            .fsync_always = fs == STORE_FSYNC_ALWAYS,
+                            .node = node,
+                            .advertise = advertise};
     if (!log || !snap || api_init(&ac, reader, log, net, err, sizeof err) ||
         (o->demo && api_create_demo(err, sizeof err))) {
         fprintf(stderr, "veltrix: cannot start: %s\n", err);
@@ -349,6 +406,7 @@ static int serve(const struct options *o)
         net_run_once(net, 10);
     for (int i = 0; i < 10; i++) net_run_once(net, 5); /* let the last answers go out */
     log_destroy(log);
+    node_stop(node); /* the writes are durable: hand the hunts over */
     snap_destroy(snap); /* the log is drained: a running snapshot can finish */
     api_deinit();
     store_close(reader);

@@ -1,0 +1,61 @@
+"""A throwaway PostgreSQL for black-box tests: VELTRIX_TEST_PG_URL when set (as
+tests/run_all.sh does), otherwise one started on first use with tests/pg/pgtmp.sh and
+stopped at exit. A server that does not start fails the test that asked, never skips."""
+import atexit
+import os
+import subprocess
+import urllib.parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+_pg = {"url": None, "error": None, "proc": None, "dbs": 0}
+
+
+def server():
+    """The URL of the test server (started on first use), or an AssertionError saying why
+    there is none."""
+    if _pg["error"]:
+        raise AssertionError(_pg["error"])
+    if _pg["url"]:
+        return _pg["url"]
+    url = os.environ.get("VELTRIX_TEST_PG_URL")
+    if not url:
+        script = os.path.join(HERE, "..", "pg", "pgtmp.sh")
+        p = subprocess.Popen(["bash", script, "--watch", str(os.getpid())], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        _pg["proc"] = p
+        atexit.register(_stop)
+        url = p.stdout.readline().decode().strip()
+        if not url:
+            err = p.stderr.read().decode(errors="replace").strip().splitlines()
+            _pg["error"] = "no PostgreSQL to test with (tests/pg/pgtmp.sh): %s" % (
+                err[-1] if err else "exit %s" % p.wait())
+            raise AssertionError(_pg["error"])
+    _pg["url"] = url
+    return url
+
+
+def _stop():
+    p = _pg["proc"]
+    if p and p.poll() is None:
+        p.terminate()
+        p.wait(60)
+
+
+def psql(url, sql):
+    """Runs sql with psql on url; returns its unaligned output."""
+    r = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+                       capture_output=True, timeout=60)
+    if r.returncode:
+        raise AssertionError("psql %r: %s" % (sql, r.stderr.decode(errors="replace").strip()))
+    return r.stdout.decode().strip()
+
+
+def fresh_db(tag="vx_bb"):
+    """A new, empty database on the test server; its URL."""
+    base = server()
+    _pg["dbs"] += 1
+    db = "%s_%d_%d" % (tag, os.getpid(), _pg["dbs"])
+    psql(base, "DROP DATABASE IF EXISTS %s" % db)
+    psql(base, "CREATE DATABASE %s" % db)
+    u = urllib.parse.urlsplit(base)
+    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + db, u.query, u.fragment))
