@@ -344,7 +344,12 @@ static int serve(const struct options *o)
         return 2; /* a store that cannot be opened: a bad --store or data dir, not a crash */
     }
     struct node *node;
-    if ((rc = start_node(o, url, fs, &node))) return rc;
+    if ((rc = start_node(o, url, fs, &node))) {
+        store_close(snapper);
+        store_close(reader);
+        store_close(writer);
+        return rc;
+    }
     if (fs != STORE_FSYNC_ALWAYS)
         fprintf(stderr, "veltrix: WARNING: --fsync %s: acknowledged writes may be lost on a "
                         "power failure or crash\n", o->fsync);
