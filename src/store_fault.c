@@ -228,6 +228,16 @@ static int fs_ping(struct store *s)
 }
 static int fs_last_seq(struct store *s, const char *h, uint64_t *seq) { READ(last_seq, h, seq); }
 
+static int fs_each_snapshot(struct store *s, store_hunt_snapshot_cb cb, void *ctx)
+{
+    READ(each_snapshot, cb, ctx);
+}
+static int fs_each_blob(struct store *s, store_blob_cb cb, void *ctx) { READ(each_blob, cb, ctx); }
+static int fs_put_events(struct store *s, const struct store_event *evs, size_t n)
+{
+    WRITE(put_events, evs, n);
+}
+
 const struct store_backend store_fault_backend = {
     .scheme = "fault",
     .open = fs_open,
@@ -260,4 +270,7 @@ const struct store_backend store_fault_backend = {
     .each_map_version = fs_each_map_version,
     .ping = fs_ping,
     .last_seq = fs_last_seq,
+    .each_snapshot = fs_each_snapshot,
+    .each_blob = fs_each_blob,
+    .put_events = fs_put_events,
 };

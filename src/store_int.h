@@ -56,6 +56,10 @@ struct store_backend {
     int (*each_map_version)(struct store *s, store_map_version_cb cb, void *ctx);
     int (*ping)(struct store *s);
     int (*last_seq)(struct store *s, const char *hunt, uint64_t *seq);
+    int (*each_snapshot)(struct store *s, store_hunt_snapshot_cb cb, void *ctx);
+    int (*each_blob)(struct store *s, store_blob_cb cb, void *ctx);
+    /* NULL: store.c calls put_event n times. */
+    int (*put_events)(struct store *s, const struct store_event *evs, size_t n);
 };
 
 extern const struct store_backend store_sqlite_backend, store_fault_backend, store_pg_backend,
