@@ -236,6 +236,7 @@ struct run {
     struct batch b;
     uint64_t events_total;       /* the sum of the hunts' last seqs (for progress) */
     int64_t start_ns, shown_ns;
+    uint64_t shown_events;       /* in the last progress line */
     int wrote;                   /* the target has been written to */
     char from[URL_SHOWN], to[URL_SHOWN]; /* redacted */
     char *err;
@@ -269,8 +270,11 @@ __attribute__((format(printf, 3, 4))) static int fail(struct run *r, int code, c
 static void progress(struct run *r, int last)
 {
     int64_t now = now_ns();
-    if (!r->cfg->progress || (!last && now - r->shown_ns < PROGRESS_NS)) return;
+    if (!r->cfg->progress || (!last && now - r->shown_ns < PROGRESS_NS) ||
+        (last && r->shown_events == r->st->events))
+        return;
     r->shown_ns = now;
+    r->shown_events = r->st->events;
     double s = (double)(now - r->start_ns) / 1e9;
     uint64_t done = r->st->events, total = r->events_total > done ? r->events_total : done;
     fprintf(r->cfg->progress, "veltrix: migrate: %llu/%llu events (%.0f%%), %.0f events/s\n",
@@ -317,7 +321,7 @@ static int copy_event(const struct store_event *e, void *arg)
     struct hunt_ctx *c = arg;
     struct batch *b = &c->r->b;
     if (b->len + e->data_len > b->cap) {
-        size_t cap = b->cap ? b->cap : 1 << 20;
+        size_t cap = b->cap;
         while (cap < b->len + e->data_len) cap *= 2;
         uint8_t *p = realloc(b->bytes, cap);
         if (!p) return STORE_EIO;
@@ -339,6 +343,7 @@ static int copy_events(struct run *r)
 {
     int rc = 0;
     VX_FATAL_IF(!(r->b.ev = malloc(BATCH_EVENTS * sizeof *r->b.ev)));
+    VX_FATAL_IF(!(r->b.bytes = malloc(r->b.cap = 1 << 20)));
     for (size_t i = 0; !rc && i < r->n_hunts; i++) {
         struct hunt_ctx c = {r, r->hunts[i], &r->hunt_events[i]};
         rc = store_each_event(r->src, r->hunts[i], 1, copy_event, &c);
