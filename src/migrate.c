@@ -9,9 +9,11 @@
  * depend on the order a backend walks in. Events go hunt by hunt, BATCH_EVENTS at a time
  * through store_put_events (PostgreSQL: one COPY per batch), one transaction per batch,
  * their bytes copied as stored, never decoded or re-encoded; each hunt's events are
- * digested the same way. Snapshots come last, each its own write (store.h), once every
- * log is committed. Then every hunt is recovered from both stores by recovery.c
- * (snapshot + log replay, what a server does at start) and the engine digests compared.
+ * digested the same way, and read back from the target by a checker thread as the
+ * batches commit. Snapshots follow, each its own write (store.h), once every log is
+ * committed; then the checker recovers every hunt from both stores by recovery.c
+ * (snapshot + log replay, what a server does at start) and compares the engine digests,
+ * while the main thread copies the other tables.
  *
  * Invariants:
  * - nothing is written to the target before prepare() found it empty and the source not;
@@ -223,6 +225,20 @@ struct batch {
     size_t n;
     uint8_t *bytes;
     size_t len, cap;
+    size_t last_hunt; /* the last row's hunt (index) and seq */
+    uint64_t last_seq;
+};
+
+/* What the main thread has committed, for the checker thread (fields under mu): every
+ * log before hunt index `hunt` whole, and that hunt's up to `seq` (hunt == n_hunts: every
+ * log); flags: the snapshots are copied too, or the copy failed (the checker stops). */
+enum { COMMITTED_SNAPSHOTS = 1, COMMITTED_ABORTED = 2 };
+struct committed {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t hunt;
+    uint64_t seq;
+    int flags;
 };
 
 struct run {
@@ -234,6 +250,7 @@ struct run {
     struct tally *hunt_events;   /* each hunt's events in the source */
     struct tally tables[N_TABLES];
     struct batch b;
+    struct committed *committed;
     uint64_t events_total;       /* the sum of the hunts' last seqs (for progress) */
     int64_t start_ns, shown_ns;
     uint64_t shown_events;       /* in the last progress line */
@@ -248,6 +265,20 @@ static int64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Tells the checker what is committed now (struct committed). */
+static void publish(struct run *r, size_t hunt, uint64_t seq, int flags)
+{
+    struct committed *c = r->committed;
+    pthread_mutex_lock(&c->mu);
+    if (!(flags & COMMITTED_ABORTED)) {
+        c->hunt = hunt;
+        c->seq = seq;
+    }
+    c->flags |= flags;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
 }
 
 /* Puts the message in r->err (saying when the target is already partly written) and
@@ -305,6 +336,7 @@ static int flush_events(struct run *r)
         return rc;
     }
     r->st->events += b->n;
+    publish(r, b->last_hunt, b->last_seq, 0);
     b->n = b->len = 0;
     progress(r, 0);
     return 0;
@@ -312,6 +344,7 @@ static int flush_events(struct run *r)
 
 struct hunt_ctx {
     struct run *r;
+    size_t i;
     const char *hunt; /* r->hunts[i]: lives as long as the run */
     struct tally *t;
 };
@@ -333,6 +366,8 @@ static int copy_event(const struct store_event *e, void *arg)
     b->ev[b->n].hunt = c->hunt;
     b->ev[b->n++].data = (const uint8_t *)(uintptr_t)b->len;
     b->len += e->data_len;
+    b->last_hunt = c->i;
+    b->last_seq = e->seq;
     c->t->rows++;
     c->t->sum += fmix(event_hash(e));
     return b->n == BATCH_EVENTS || b->len >= BATCH_EVENT_BYTES ? flush_events(c->r) : 0;
@@ -345,13 +380,14 @@ static int copy_events(struct run *r)
     VX_FATAL_IF(!(r->b.ev = malloc(BATCH_EVENTS * sizeof *r->b.ev)));
     VX_FATAL_IF(!(r->b.bytes = malloc(r->b.cap = 1 << 20)));
     for (size_t i = 0; !rc && i < r->n_hunts; i++) {
-        struct hunt_ctx c = {r, r->hunts[i], &r->hunt_events[i]};
+        struct hunt_ctx c = {r, i, r->hunts[i], &r->hunt_events[i]};
         rc = store_each_event(r->src, r->hunts[i], 1, copy_event, &c);
         if (rc) fail(r, MIGRATE_EFAIL, "copying the events of hunt '%s': %s", r->hunts[i],
                      store_err_str(rc));
     }
     if (!rc && (rc = flush_events(r)))
         fail(r, MIGRATE_EFAIL, "copying events: %s", store_err_str(rc));
+    if (!rc) publish(r, r->n_hunts, 0, 0);
     progress(r, 1);
     return rc ? MIGRATE_EFAIL : 0;
 }
@@ -515,27 +551,70 @@ static int count_hunt(const char *hunt, void *arg)
     return 0;
 }
 
-/* The target's hunts and their logs, row for row (count and digest). */
-static int verify_events(struct run *r)
+/* Reading a log back: rows up to limit are committed; the next round starts at next. */
+struct readback {
+    struct tally t;
+    uint64_t limit, next;
+};
+
+static int readback_event(const struct store_event *e, void *arg)
 {
+    struct readback *rb = arg;
+    if (e->seq > rb->limit) return FOUND; /* not yet committed when asked: next round */
+    rb->next = e->seq + 1;
+    return tally_event(e, &rb->t);
+}
+
+/* Waits until hunt i's log is committed beyond seq next, or whole: the highest committed
+ * seq (UINT64_MAX: whole), or 0 when the copy failed. */
+static uint64_t wait_committed(struct committed *c, size_t i, uint64_t next)
+{
+    pthread_mutex_lock(&c->mu);
+    while (!(c->flags & COMMITTED_ABORTED) && (c->hunt < i || (c->hunt == i && c->seq < next)))
+        pthread_cond_wait(&c->cv, &c->mu);
+    uint64_t limit = c->flags & COMMITTED_ABORTED ? 0 : c->hunt > i ? UINT64_MAX : c->seq;
+    pthread_mutex_unlock(&c->mu);
+    return limit;
+}
+
+/* Hunt i's log read back from the target as the copy commits it, row for row (count and
+ * digest) against the source's. */
+static int read_back(struct run *r, size_t i)
+{
+    struct readback rb = {{0}, 0, 1};
+    const struct tally *want = &r->hunt_events[i];
+    do {
+        if (!(rb.limit = wait_committed(r->committed, i, rb.next))) return MIGRATE_EFAIL;
+        int rc = store_each_event(r->dst, r->hunts[i], rb.next, readback_event, &rb);
+        if (rc && rc != FOUND)
+            return fail(r, MIGRATE_EFAIL, "verify: reading the events of hunt '%s': %s",
+                        r->hunts[i], store_err_str(rc));
+    } while (rb.limit != UINT64_MAX);
+    if (rb.t.rows != want->rows || rb.t.sum != want->sum)
+        return fail(r, MIGRATE_EMISMATCH,
+                    "verify: hunt '%s': %llu events in the source, %llu in the target%s",
+                    r->hunts[i], (unsigned long long)want->rows, (unsigned long long)rb.t.rows,
+                    rb.t.rows == want->rows ? ", with different contents" : "");
+    return 0;
+}
+
+/* Once the snapshots are copied: as many hunts in the target, each recovered alike. */
+static int verify_hunts(struct run *r)
+{
+    struct committed *c = r->committed;
     uint64_t n = 0;
+    pthread_mutex_lock(&c->mu);
+    while (!(c->flags & (COMMITTED_SNAPSHOTS | COMMITTED_ABORTED))) pthread_cond_wait(&c->cv, &c->mu);
+    int aborted = c->flags & COMMITTED_ABORTED;
+    pthread_mutex_unlock(&c->mu);
+    if (aborted) return MIGRATE_EFAIL;
     int rc = store_each_hunt(r->dst, count_hunt, &n);
     if (rc) return fail(r, MIGRATE_EFAIL, "verify: listing the target's hunts: %s", store_err_str(rc));
     if (n != r->n_hunts)
         return fail(r, MIGRATE_EMISMATCH, "verify: %zu hunts in the source, %llu in the target",
                     r->n_hunts, (unsigned long long)n);
-    for (size_t i = 0; i < r->n_hunts; i++) {
-        struct tally t = {0}, *want = &r->hunt_events[i];
-        if ((rc = store_each_event(r->dst, r->hunts[i], 1, tally_event, &t)))
-            return fail(r, MIGRATE_EFAIL, "verify: reading the events of hunt '%s': %s",
-                        r->hunts[i], store_err_str(rc));
-        if (t.rows != want->rows || t.sum != want->sum)
-            return fail(r, MIGRATE_EMISMATCH,
-                        "verify: hunt '%s': %llu events in the source, %llu in the target%s",
-                        r->hunts[i], (unsigned long long)want->rows, (unsigned long long)t.rows,
-                        t.rows == want->rows ? ", with different contents" : "");
-    }
-    return 0;
+    for (size_t i = 0; !rc && i < r->n_hunts; i++) rc = verify_hunt(r, r->hunts[i]);
+    return rc;
 }
 
 static int verify_tables(struct run *r)
@@ -554,10 +633,12 @@ static int verify_tables(struct run *r)
     return 0;
 }
 
-/* The checks that need only the logs and snapshots run in a thread of their own, on
- * handles of its own, while the main thread copies the other tables: the target then
- * reads on one core while it writes on the other. It works on a copy of the run (its
- * handles, its message; the hunts and their source tallies are read-only by then). */
+/* The checks of the logs run in a thread of their own, on handles of its own, beside the
+ * copy: it reads each log back from the target as its batches commit (struct committed),
+ * then, once the snapshots are there, recovers every hunt from both stores, while the
+ * main thread copies the other tables; the target reads on one core while it writes on
+ * the other. It works on a copy of the run (its handles, its message); of the shared
+ * rows it reads only what `committed` says is final. */
 struct checker {
     struct run r;
     pthread_t thread;
@@ -568,8 +649,9 @@ struct checker {
 static void *check_logs(void *arg)
 {
     struct checker *c = arg;
-    c->rc = verify_events(&c->r);
-    for (size_t i = 0; !c->rc && i < c->r.n_hunts; i++) c->rc = verify_hunt(&c->r, c->r.hunts[i]);
+    int rc = 0;
+    for (size_t i = 0; !rc && i < c->r.n_hunts; i++) rc = read_back(&c->r, i);
+    c->rc = rc ? rc : verify_hunts(&c->r);
     return NULL;
 }
 
@@ -580,6 +662,7 @@ static int checker_start(struct run *r, struct checker *c)
     c->r.src = c->r.dst = NULL;
     c->r.err = c->err;
     c->r.errcap = sizeof c->err;
+    c->r.wrote = 1; /* by the time it finds anything */
     if (store_open(r->cfg->from, STORE_FSYNC_ALWAYS, &c->r.src, why, sizeof why) ||
         store_open(r->cfg->to, STORE_FSYNC_ALWAYS, &c->r.dst, why, sizeof why) ||
         (errno = pthread_create(&c->thread, NULL, check_logs, c))) {
@@ -590,9 +673,11 @@ static int checker_start(struct run *r, struct checker *c)
     return 0;
 }
 
-/* Joins the checker; its verdict unless rc already is an error. */
+/* Joins the checker (stopping it first when rc is an error); its verdict unless rc
+ * already is an error. */
 static int checker_end(struct run *r, struct checker *c, int rc)
 {
+    if (rc) publish(r, 0, 0, COMMITTED_ABORTED);
     pthread_join(c->thread, NULL);
     store_close(c->r.src);
     store_close(c->r.dst);
@@ -600,24 +685,24 @@ static int checker_end(struct run *r, struct checker *c, int rc)
     return rc ? rc : c->rc;
 }
 
-/* Events, snapshots, then the checker beside the other tables, then their check. */
+/* The checker beside the copy: events, snapshots, the other tables, their check. */
 static int copy_and_verify(struct run *r)
 {
+    struct committed committed = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
     struct checker c;
-    int64_t verify_ns = 0;
+    r->committed = &committed;
     r->start_ns = now_ns();
-    int rc = copy_events(r), checking = 0;
-    if (!rc) rc = copy_table(r, 0);
-    if (!rc && !(rc = checker_start(r, &c))) {
-        checking = 1;
-        verify_ns = now_ns();
-    }
+    int rc = checker_start(r, &c);
+    if (rc) return rc;
+    rc = copy_events(r);
+    if (!rc && !(rc = copy_table(r, 0))) publish(r, r->n_hunts, 0, COMMITTED_SNAPSHOTS);
     for (size_t i = 1; !rc && i < N_TABLES; i++) rc = copy_table(r, i);
+    int64_t copied_ns = now_ns();
     r->st->hunts = r->n_hunts;
-    r->st->copy_s = (double)(now_ns() - r->start_ns) / 1e9;
+    r->st->copy_s = (double)(copied_ns - r->start_ns) / 1e9;
     if (!rc) rc = verify_tables(r);
-    if (checking) rc = checker_end(r, &c, rc);
-    r->st->verify_s = (double)(now_ns() - verify_ns) / 1e9;
+    rc = checker_end(r, &c, rc);
+    r->st->verify_s = (double)(now_ns() - copied_ns) / 1e9;
     return rc;
 }
 
@@ -638,9 +723,10 @@ static void summary(const struct run *r)
             (unsigned long long)s->tiles, (unsigned long long)s->map_versions,
             (unsigned long long)s->snapshots, s->copy_s,
             s->copy_s > 0 ? (double)s->events / s->copy_s : 0);
-    fprintf(f, "verified in %.2f s: every table's rows and every hunt's events equal in count "
-               "and content; %llu hunts recovered from both stores (snapshot + log), engine "
-               "digests equal\n", s->verify_s, (unsigned long long)s->hunts);
+    fprintf(f, "verified (beside the copy, then %.2f s more): every table's rows and every "
+               "hunt's events equal in count and content; %llu hunts recovered from both stores "
+               "(snapshot + log), engine digests equal\n", s->verify_s,
+            (unsigned long long)s->hunts);
 }
 
 int migrate_run(const struct migrate_config *cfg, struct migrate_stats *st, char *err,
