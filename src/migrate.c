@@ -18,6 +18,8 @@
  * Invariants:
  * - nothing is written to the target before prepare() found it empty and the source not;
  * - the source is only read, under its store lock (no server can write it meanwhile);
+ * - the checker reads only rows that `struct committed` says are committed, and a hunt's
+ *   source tally only once its whole log is;
  * - verification changes neither store: recovery runs with fsync_always, so a snapshot
  *   ahead of its log is an error rather than deleted;
  * - no message carries a password: URLs are shown through store_url_redact, and the
