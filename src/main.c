@@ -17,6 +17,7 @@
 #include "api.h"
 #include "auth.h"
 #include "log.h"
+#include "migrate.h"
 #include "net.h"
 #include "node.h"
 #include "ratelimit.h"
@@ -63,7 +64,8 @@ static void usage(FILE *f)
             "                     [--snapshot-every 1000000] [--ignore-snapshots]\n"
             "                     [--node-id NAME --advertise http://HOST:PORT]\n"
             "       veltrix tiles import HUNT DIR [--data ./veltrix-data | --store sqlite:PATH]\n"
-            "                     [--map-versions-kept 3]\n");
+            "                     [--map-versions-kept 3]\n"
+            "       veltrix migrate --from sqlite:PATH --to postgres://USER@HOST/DB\n");
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out)
@@ -439,6 +441,35 @@ static int tiles_cmd(int argc, char **argv, struct options *o)
     return 0;
 }
 
+/* `veltrix migrate --from URL --to URL` (migrate.h): 0 copied and verified, 1 a failure or
+ * a difference, 2 refused before anything was written. */
+static int migrate_cmd(int argc, char **argv)
+{
+    static const char synopsis[] = "veltrix migrate --from sqlite:PATH --to postgres://...";
+    struct migrate_config c = {NULL, NULL, stderr, stdout};
+    struct migrate_stats st;
+    char err[2048];
+    for (int i = 2; i < argc; i += 2) {
+        const char **slot = !strcmp(argv[i], "--from") ? &c.from
+                            : !strcmp(argv[i], "--to") ? &c.to
+                                                       : NULL;
+        if (!slot || *slot || i + 1 == argc || !argv[i + 1][0]) {
+            fprintf(stderr, "veltrix: migrate: bad option or value: '%s' (usage: %s)\n",
+                    argv[i], synopsis);
+            return 2;
+        }
+        *slot = argv[i + 1];
+    }
+    if (!c.from || !c.to) {
+        fprintf(stderr, "veltrix: migrate: --from and --to are both required (usage: %s)\n",
+                synopsis);
+        return 2;
+    }
+    int rc = migrate_run(&c, &st, err, sizeof err);
+    if (rc) fprintf(stderr, "veltrix: migrate: %s\n", err);
+    return rc == MIGRATE_OK ? 0 : rc == MIGRATE_EINPUT ? 2 : 1;
+}
+
 int main(int argc, char **argv)
 {
     struct options o = {.listen = "127.0.0.1:8080",
@@ -467,6 +498,7 @@ int main(int argc, char **argv)
                         .live_replay_keep_ms = 30000,
                         .snapshot_every = 1000000};
     if (argc >= 2 && !strcmp(argv[1], "tiles")) return tiles_cmd(argc, argv, &o);
+    if (argc >= 2 && !strcmp(argv[1], "migrate")) return migrate_cmd(argc, argv);
     if (argc < 2 || strcmp(argv[1], "serve") != 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;

@@ -225,4 +225,18 @@ int store_lease_renew(struct store *s, const char *node, int64_t lease_ms, store
 int store_lease_release(struct store *s, const char *node, const char *hunt)
 {
     return s->be->lease_release ? s->be->lease_release(s, node, hunt) : STORE_ENOTSUP;
+int store_each_snapshot(struct store *s, store_hunt_snapshot_cb cb, void *ctx)
+{
+    return s->be->each_snapshot(s, cb, ctx);
+}
+int store_each_blob(struct store *s, store_blob_cb cb, void *ctx)
+{
+    return s->be->each_blob(s, cb, ctx);
+}
+int store_put_events(struct store *s, const struct store_event *evs, size_t n)
+{
+    if (s->be->put_events) return s->be->put_events(s, evs, n);
+    int rc = 0;
+    for (size_t i = 0; !rc && i < n; i++) rc = s->be->put_event(s, &evs[i]);
+    return rc;
 }

@@ -217,6 +217,18 @@ int store_lease_renew(struct store *s, const char *node, int64_t lease_ms, store
 /* Expires node's lease on hunt now (hunt NULL: all of node's leases), so that the next
  * node placed takes it without waiting. */
 int store_lease_release(struct store *s, const char *node, const char *hunt);
+/* For copying a whole store (`veltrix migrate`, migrate.c). store_each_snapshot: every
+ * snapshot, by hunt (rows valid during the call). store_each_blob: every blob, by hash.
+ * store_put_events: evs[0..n) appended as n store_put_event calls would (in the open
+ * transaction, or as one of its own outside one); a backend may send them in bulk
+ * (PostgreSQL: one COPY), so a taken (hunt, seq) is STORE_ECONFLICT from this call or
+ * from the commit, as with store_put_event. */
+typedef int (*store_hunt_snapshot_cb)(const char *hunt, uint64_t seq, const uint8_t *data,
+                                      size_t len, void *ctx);
+typedef int (*store_blob_cb)(const uint8_t hash[32], const uint8_t *data, size_t len, void *ctx);
+int store_each_snapshot(struct store *s, store_hunt_snapshot_cb cb, void *ctx);
+int store_each_blob(struct store *s, store_blob_cb cb, void *ctx);
+int store_put_events(struct store *s, const struct store_event *evs, size_t n);
 
 /* 0 when the store answers a trivial query. */
 int store_ping(struct store *s);

@@ -251,6 +251,14 @@ static int fs_lease_renew(struct store *s, const char *node, int64_t ms, store_l
 static int fs_lease_release(struct store *s, const char *node, const char *h)
 {
     WRITE(lease_release, node, h);
+static int fs_each_snapshot(struct store *s, store_hunt_snapshot_cb cb, void *ctx)
+{
+    READ(each_snapshot, cb, ctx);
+}
+static int fs_each_blob(struct store *s, store_blob_cb cb, void *ctx) { READ(each_blob, cb, ctx); }
+static int fs_put_events(struct store *s, const struct store_event *evs, size_t n)
+{
+    WRITE(put_events, evs, n);
 }
 
 const struct store_backend store_fault_backend = {
@@ -291,4 +299,7 @@ const struct store_backend store_fault_backend = {
     .lease_take = fs_lease_take,
     .lease_renew = fs_lease_renew,
     .lease_release = fs_lease_release,
+    .each_snapshot = fs_each_snapshot,
+    .each_blob = fs_each_blob,
+    .put_events = fs_put_events,
 };

@@ -65,6 +65,10 @@ struct store_backend {
     int (*lease_renew)(struct store *s, const char *node, int64_t lease_ms, store_lease_cb cb,
                        void *ctx);
     int (*lease_release)(struct store *s, const char *node, const char *hunt);
+    int (*each_snapshot)(struct store *s, store_hunt_snapshot_cb cb, void *ctx);
+    int (*each_blob)(struct store *s, store_blob_cb cb, void *ctx);
+    /* NULL: store.c calls put_event n times. */
+    int (*put_events)(struct store *s, const struct store_event *evs, size_t n);
 };
 
 extern const struct store_backend store_sqlite_backend, store_fault_backend, store_pg_backend,

@@ -724,6 +724,65 @@ static int sq_last_seq(struct store *base, const char *hunt, uint64_t *seq)
     return rc == SQLITE_ROW ? 0 : STORE_EIO;
 }
 
+/* ---- whole-store walks (veltrix migrate) ---------------------------------------------
+ * Rare (a migration, once): statements are prepared on each call. */
+
+/* Steps st to its end, calling row() per row; finalizes st. */
+static int walk_once(sqlite3 *db, sqlite3_stmt *st, int (*row)(sqlite3_stmt *, void *),
+                     void *ctx)
+{
+    int rc, ret = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if ((ret = row(st, ctx)) != 0) break;
+    if (!ret && rc != SQLITE_DONE) {
+        fprintf(stderr, "veltrix: sqlite: %s\n", sqlite3_errmsg(db));
+        ret = STORE_EIO;
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static int snapshot_row(sqlite3_stmt *st, void *p)
+{
+    struct walk_ctx *w = p;
+    const char *hunt = (const char *)sqlite3_column_text(st, 0);
+    if (!hunt) return STORE_ECORRUPT;
+    return ((store_hunt_snapshot_cb)w->cb)(hunt, (uint64_t)sqlite3_column_int64(st, 1),
+                                           sqlite3_column_blob(st, 2),
+                                           (size_t)sqlite3_column_bytes(st, 2), w->ctx);
+}
+
+static int sq_each_snapshot(struct store *base, store_hunt_snapshot_cb cb, void *ctx)
+{
+    struct sq *s = SQ(base);
+    struct walk_ctx w = {(void *)cb, ctx, NULL, s};
+    sqlite3 *db = snapdb(s);
+    sqlite3_stmt *st;
+    if (!db || sqlite3_prepare_v2(db, "SELECT hunt,seq,data FROM snapshots ORDER BY hunt", -1,
+                                  &st, NULL) != SQLITE_OK)
+        return STORE_EIO;
+    return walk_once(db, st, snapshot_row, &w);
+}
+
+static int blob_row(sqlite3_stmt *st, void *p)
+{
+    struct walk_ctx *w = p;
+    if (sqlite3_column_bytes(st, 0) != 32) return STORE_ECORRUPT;
+    return ((store_blob_cb)w->cb)(sqlite3_column_blob(st, 0), sqlite3_column_blob(st, 1),
+                                  (size_t)sqlite3_column_bytes(st, 1), w->ctx);
+}
+
+static int sq_each_blob(struct store *base, store_blob_cb cb, void *ctx)
+{
+    struct sq *s = SQ(base);
+    struct walk_ctx w = {(void *)cb, ctx, NULL, s};
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "SELECT hash,data FROM blobs ORDER BY hash", -1, &st, NULL) !=
+        SQLITE_OK)
+        return STORE_EIO;
+    return walk_once(s->db, st, blob_row, &w);
+}
+
 const struct store_backend store_sqlite_backend = {
     .scheme = "sqlite",
     .open = sq_open,
@@ -756,4 +815,6 @@ const struct store_backend store_sqlite_backend = {
     .each_map_version = sq_each_map_version,
     .ping = sq_ping,
     .last_seq = sq_last_seq,
+    .each_snapshot = sq_each_snapshot,
+    .each_blob = sq_each_blob,
 };

@@ -464,6 +464,117 @@ TEST(refresh_prune_is_bounded)
     store_close(s);
 }
 
+struct event_check {
+    const struct store_event *want; /* want[i] has seq i + 2 */
+    int n;
+};
+
+/* Events 2..301 as put by whole_store_walks_and_bulk_events, then its event 302. */
+static int check_bulk_cb(const struct store_event *ev, void *ctx)
+{
+    struct event_check *c = ctx;
+    if (ev->seq == 302) return c->n++ == 300 ? 0 : -1;
+    const struct store_event *w = &c->want[ev->seq - 2];
+    if (ev->seq < 2 || ev->seq > 301 || ev->seq != (uint64_t)c->n + 2 || ev->time_ms != w->time_ms ||
+        ev->type != w->type || memcmp(ev->player, w->player, 16) || ev->data_len != w->data_len ||
+        (w->data_len && memcmp(ev->data, w->data, w->data_len)))
+        return -1;
+    c->n++;
+    return 0;
+}
+
+struct walked {
+    int rows;
+    uint64_t sum; /* of seqs (snapshots) or first hash bytes (blobs), and lengths */
+    char first[16];
+};
+
+static int snapshot_walk_cb(const char *hunt, uint64_t seq, const uint8_t *data, size_t len,
+                            void *ctx)
+{
+    struct walked *w = ctx;
+    if (hunt[0] != 'w') return 0; /* the store is shared with the other tests */
+    if (!w->rows++) snprintf(w->first, sizeof w->first, "%s", hunt);
+    w->sum += seq * 1000 + len + (len && data[0] == 's' ? 100 : 0);
+    return 0;
+}
+
+static int blob_walk_cb(const uint8_t hash[32], const uint8_t *data, size_t len, void *ctx)
+{
+    struct walked *w = ctx;
+    if (hash[1] != 7) return 0; /* the store is shared with the other tests */
+    w->rows++;
+    w->sum += hash[0] * 1000u + len + (len && data[0] == 'b' ? 100 : 0);
+    return w->rows == 5 ? 42 : 0; /* a callback's non-zero stops the walk */
+}
+
+/* The walks and the bulk append of `veltrix migrate` (on the store the other tests
+ * wrote: only this test's rows are counted): every snapshot and blob, in key order, over more than one page (PostgreSQL walks by pages); store_put_events reads
+ * back like single puts, in a transaction with single puts around it, and a taken
+ * (hunt, seq) in it fails the whole transaction. */
+TEST(whole_store_walks_and_bulk_events)
+{
+    struct store *s = open_store();
+    if (!s) return;
+    struct walked w = {0};
+    CHECK_EQ_INT(store_each_snapshot(s, snapshot_walk_cb, &w), 0);
+    CHECK_EQ_INT(store_each_blob(s, blob_walk_cb, &w), 0);
+    CHECK_EQ_INT(w.rows, 0);
+    CHECK_EQ_INT(store_put_snapshot(s, "wb", 3, (const uint8_t *)"s-b", 3), 0);
+    CHECK_EQ_INT(store_put_snapshot(s, "wa", 2, (const uint8_t *)"x", 1), 0);
+    CHECK_EQ_INT(store_each_snapshot(s, snapshot_walk_cb, &w), 0);
+    CHECK_EQ_INT(w.rows, 2);
+    CHECK_EQ_STR(w.first, "wa");
+    CHECK_EQ_INT(w.sum, 2001 + 3103);
+    CHECK_EQ_INT(store_begin(s), 0);
+    for (int i = 0; i < 40; i++) { /* 40 blobs: more than one page */
+        uint8_t h[32] = {(uint8_t)(39 - i), 7};
+        CHECK_EQ_INT(store_put_blob(s, h, (const uint8_t *)"blob", 4), 0);
+    }
+    CHECK_EQ_INT(store_commit(s), 0);
+    w = (struct walked){0};
+    CHECK_EQ_INT(store_each_blob(s, blob_walk_cb, &w), 42);
+    CHECK_EQ_INT(w.rows, 5);
+    CHECK_EQ_INT(w.sum, (0 + 1 + 2 + 3 + 4) * 1000 + 5 * 104);
+
+    /* bulk events between single ones, payloads empty, small and large */
+    static uint8_t big[70000];
+    memset(big, 'q', sizeof big);
+    struct store_event evs[300];
+    for (int i = 0; i < 300; i++)
+        evs[i] = (struct store_event){"hq", (uint64_t)i + 2, 5000 + i, (uint8_t)(i % 7),
+                                      {(uint8_t)i, 1}, i == 7 ? big : (const uint8_t *)"abc",
+                                      i == 7 ? sizeof big : i == 8 ? 0 : 3};
+    struct store_event one = {"hq", 1, 1, 1, {1}, (const uint8_t *)"abc", 3};
+    struct store_event last = {"hq", 302, 1, 1, {1}, (const uint8_t *)"abc", 3};
+    CHECK_EQ_INT(store_begin(s), 0);
+    CHECK_EQ_INT(store_put_event(s, &one), 0);
+    CHECK_EQ_INT(store_put_events(s, evs, 300), 0);
+    CHECK_EQ_INT(store_put_event(s, &last), 0);
+    CHECK_EQ_INT(store_commit(s), 0);
+    uint64_t seq = 0;
+    CHECK_EQ_INT(store_last_seq(s, "hq", &seq), 0);
+    CHECK_EQ_INT(seq, 302);
+    struct event_check c = {evs, 0};
+    CHECK_EQ_INT(store_each_event(s, "hq", 2, check_bulk_cb, &c), 0);
+    CHECK_EQ_INT(c.n, 301);
+    /* a taken seq inside the bulk: nothing of the transaction stays */
+    struct store_event more[2] = {{"hq", 303, 1, 1, {1}, (const uint8_t *)"abc", 3},
+                                  {"hq", 2, 1, 1, {1}, (const uint8_t *)"abc", 3}};
+    CHECK_EQ_INT(store_begin(s), 0);
+    int rc = store_put_events(s, more, 2);
+    if (!rc) rc = store_commit(s);
+    CHECK_EQ_INT(rc, STORE_ECONFLICT);
+    store_rollback(s);
+    CHECK_EQ_INT(store_last_seq(s, "hq", &seq), 0);
+    CHECK_EQ_INT(seq, 302);
+    /* outside a transaction: its own */
+    CHECK_EQ_INT(store_put_events(s, more, 1), 0);
+    CHECK_EQ_INT(store_last_seq(s, "hq", &seq), 0);
+    CHECK_EQ_INT(seq, 303);
+    store_close(s);
+}
+
 TEST(bad_url)
 {
     struct store *s = NULL;
@@ -521,6 +632,7 @@ int main(void)
         RUN_ON(scheme, refresh_prune_is_bounded);
         RUN_ON(scheme, snapshots_and_blobs);
         RUN_ON(scheme, large_payloads_roundtrip);
+        RUN_ON(scheme, whole_store_walks_and_bulk_events);
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
         if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
     }
