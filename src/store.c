@@ -225,6 +225,7 @@ int store_lease_renew(struct store *s, const char *node, int64_t lease_ms, store
 int store_lease_release(struct store *s, const char *node, const char *hunt)
 {
     return s->be->lease_release ? s->be->lease_release(s, node, hunt) : STORE_ENOTSUP;
+}
 int store_each_snapshot(struct store *s, store_hunt_snapshot_cb cb, void *ctx)
 {
     return s->be->each_snapshot(s, cb, ctx);

@@ -251,6 +251,7 @@ static int fs_lease_renew(struct store *s, const char *node, int64_t ms, store_l
 static int fs_lease_release(struct store *s, const char *node, const char *h)
 {
     WRITE(lease_release, node, h);
+}
 static int fs_each_snapshot(struct store *s, store_hunt_snapshot_cb cb, void *ctx)
 {
     READ(each_snapshot, cb, ctx);
