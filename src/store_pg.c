@@ -36,12 +36,29 @@
  * quoted fragments that the redacted URL shows (a URL libpq misreads, a password with a
  * bare '/', puts pieces of the password in them).
  *
- * Not yet (issue 14): a COMMIT whose answer was lost is reported as STORE_EIO although it
- * may have landed, and the log's retry then conflicts with itself (commit in doubt: check
- * the batch's last (hunt, seq) on the new connection); reconnecting blocks the calling
- * thread for up to connect_timeout (the loop thread too, through store_ping and
- * store_get_idem on the reader); no ownership (store_lock is NULL: two servers on one
- * database would both write); `veltrix migrate`; failure tests through a TCP proxy. */
+ * Outages: no thread ever waits on the server without a bound. Connections are
+ * non-blocking and every wait for an answer is await()'s poll, at most veltrix_timeout_ms
+ * (a parameter of the URL that veltrix takes out before libpq sees it; default 15 s,
+ * store_ping 2 s); past it the connection is given up (its socket shut down). TCP
+ * keepalives and tcp_user_timeout are set too (the URL may override them), and the server
+ * ends a session of ours left silent inside a transaction (idle_in_transaction_session_
+ * timeout), so that a partitioned session never holds its locks for long. A lost
+ * connection is made again on a thread of its own (struct redial): meanwhile every call
+ * on the handle fails at once with STORE_EIO, whichever thread makes it (the event loop's
+ * reader: /healthz, an idempotency key evicted early, a live catch-up page), and the next
+ * call after it is ready picks it up. Attempts back off exponentially (100 ms doubling to
+ * 5 s) and failures are logged once per 10 s. Before it is handed over, the new connection
+ * ends the lost one's server session and waits until it is gone (pg_terminate_backend
+ * with a timeout, matched on PID and start time): a COMMIT that was sent on it has then
+ * committed or rolled back for good, so the log's read-back of a commit in doubt (log.c)
+ * is final, never a race with a transaction still open.
+ *
+ * Invariants: s->conn is NULL or non-blocking; a batch (in_txn) never reconnects, it
+ * fails whole (txn_err) and the caller retries it; only the thread using a handle touches
+ * it, its redial shares nothing with it but the struct redial under its mutex.
+ *
+ * Not yet: no ownership (store_lock is NULL: two servers on one database would both
+ * write; the log's read-back then stops the process when it sees the other's rows). */
 #include "store_int.h"
 
 #include <endian.h>
@@ -718,8 +735,9 @@ static int redial_finish(struct pg *s)
         if (s->backoff_ns > REDIAL_MAX_NS) s->backoff_ns = REDIAL_MAX_NS;
         if (!s->said_ns || now - s->said_ns >= REDIAL_SAY_NS) {
             char msg[640];
-            snprintf(msg, sizeof msg, "attempt %u failed, retrying every %lld ms at most: %s",
-                     s->redials, (long long)(s->backoff_ns / 1000000), r->err);
+            snprintf(msg, sizeof msg, "attempt %u failed (the next in %lld ms; failures are "
+                     "logged once per %d s): %s", s->redials, (long long)(s->backoff_ns / 1000000),
+                     (int)(REDIAL_SAY_NS / 1000000000), r->err);
             say(s, "reconnect", msg);
             s->said_ns = now;
         }

@@ -2,11 +2,15 @@
  * the same workload on SQLite and on PostgreSQL reads back the same, row for row, through
  * every walk; walks longer than one page; a batch far over one pipeline flush, and a
  * conflict at its end that leaves nothing; reads inside a batch; a snapshot during a batch
- * that is rolled back; a connection the server dropped is made again; the postgresql://
- * alias; and no password in any message (malformed URLs, refused connections, wrong
- * passwords). Needs VELTRIX_TEST_PG_URL (tests/pg/pgtmp.sh); without it every test is
+ * that is rolled back; a connection the server dropped is made again (on another thread:
+ * calls fail at once meanwhile); the postgresql:// alias; no password in any message
+ * (malformed URLs, refused connections, wrong passwords); the veltrix_timeout_ms URL
+ * parameter, and a server that accepts and never answers. Needs VELTRIX_TEST_PG_URL (tests/pg/pgtmp.sh); without it every test is
  * skipped and says so. */
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -565,6 +569,35 @@ TEST(no_password_in_messages)
     PQfinish(admin);
 }
 
+/* veltrix_timeout_ms is veltrix's own URL parameter, taken out before libpq sees the URL;
+ * a bad value is a bad URL. A server that accepts the connection and never answers (a
+ * socket nobody reads) fails the open after connect_timeout, with the URL redacted. */
+TEST(timeout_parameter_and_a_silent_server)
+{
+    char u[700], err[512];
+    struct store *s = NULL;
+    CHECK_EQ_INT(store_backend_test_url(backend("postgres"), dir, pg_url, sizeof pg_url), 0);
+    const char *sep = strchr(pg_url, '?') ? "&" : "?";
+    snprintf(u, sizeof u, "%s%sveltrix_timeout_ms=1500", pg_url, sep);
+    CHECK_EQ_INT(store_open(u, STORE_FSYNC_ALWAYS, &s, err, sizeof err), 0);
+    if (s) CHECK_EQ_INT(store_ping(s), 0);
+    store_close(s);
+    snprintf(u, sizeof u, "postgres://h/db?veltrix_timeout_ms=1500&connect_timeout=1&x=1");
+    refused(u, STORE_EURL, "parameter: \"x\"", "1500"); /* taken out: libpq names the next */
+    refused("postgres://u:Pw-1@h/db?veltrix_timeout_ms=soon", STORE_EURL, "veltrix_timeout_ms",
+            "Pw-1");
+    refused("postgres://u:Pw-1@h/db?veltrix_timeout_ms=5", STORE_EURL, "100 to", "Pw-1");
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    CHECK(ls >= 0 && !bind(ls, (struct sockaddr *)&a, sizeof a) && !listen(ls, 8) &&
+          !getsockname(ls, (struct sockaddr *)&a, &alen));
+    snprintf(u, sizeof u, "postgres://u:Silent-9@127.0.0.1:%d/db?connect_timeout=1",
+             ntohs(a.sin_port));
+    refused(u, STORE_EIO, "timeout expired", "Silent-9");
+    close(ls);
+}
+
 int main(void)
 {
     if (!getenv("VELTRIX_TEST_PG_URL") || !*getenv("VELTRIX_TEST_PG_URL")) {
@@ -580,6 +613,7 @@ int main(void)
     RUN(reconnects_after_the_server_drops_it);
     RUN(postgresql_scheme);
     RUN(no_password_in_messages);
+    RUN(timeout_parameter_and_a_silent_server);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
