@@ -352,10 +352,10 @@ static int64_t now_ns(void)
 }
 
 /* Waits until c has sent its output and has a whole result to give (or none pending):
- * 0; STORE_EIO when the connection failed; STORE_ETIMEOUT after timeout_ms without that.
+ * 0; STORE_EIO when the connection failed; AWAIT_TIMEOUT after timeout_ms without that.
  * Every wait of this file is this one (the connection is non-blocking): a server or a
  * network that goes silent costs at most timeout_ms, never a hung thread. */
-#define STORE_ETIMEOUT (-1)
+#define AWAIT_TIMEOUT (-1) /* await() only: never leaves this file */
 static int await(PGconn *c, int timeout_ms)
 {
     int64_t end = now_ns() + (int64_t)timeout_ms * 1000000;
@@ -364,7 +364,7 @@ static int await(PGconn *c, int timeout_ms)
         if (f < 0) return STORE_EIO;
         if (!f && !PQisBusy(c)) return 0;
         int64_t left = end - now_ns();
-        if (left <= 0) return STORE_ETIMEOUT;
+        if (left <= 0) return AWAIT_TIMEOUT;
         struct pollfd p = {PQsocket(c), (short)(POLLIN | (f ? POLLOUT : 0)), 0};
         int n = poll(&p, 1, (int)(left / 1000000) + 1);
         if (n < 0 && errno != EINTR) return STORE_EIO;
@@ -378,7 +378,7 @@ static int await(PGconn *c, int timeout_ms)
  * then sees it broken, this result is an error and the handle connects again. */
 static PGresult *next_result(PGconn *c, int timeout_ms)
 {
-    if (await(c, timeout_ms) == STORE_ETIMEOUT) {
+    if (await(c, timeout_ms) == AWAIT_TIMEOUT) {
         fprintf(stderr, "veltrix: postgres: no answer within %d ms: connection given up\n",
                 timeout_ms);
         shutdown(PQsocket(c), SHUT_RDWR);
