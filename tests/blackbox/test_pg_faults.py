@@ -15,7 +15,8 @@ with an RST, or stall one way or both without a word).
   write is there, none twice, no chest has two owners.
 - PostgreSQL restarted between a write and its retry with the same Idempotency-Key: the
   retry gets the same answer, the write is there once; the log's queue stays under its cap.
-- A server that does not answer at start: exit 2 and one line, after connect_timeout.
+- A server that does not answer at start: exit 2 and one line, after connect_timeout; one
+  older than PostgreSQL 15 (a stand-in that says it is 13.4): exit 2, both versions named.
 After each: the digest after a restart of veltrix is the one before, and the store holds
 exactly the events the server counted (count = max seq = the digest's seq)."""
 import os
@@ -401,6 +402,78 @@ def a_server_that_does_not_answer_at_start_exits_2():
     eq(len(err.strip().splitlines()), 1, "stderr lines: %s" % short(err))
     true("cannot connect to postgres://postgres:***@" in err, "the line: %s" % short(err))
     true("Silent-pw-7" not in err, "the password is in the message: %s" % short(err))
+
+
+class OldServer:
+    """A stand-in for a PostgreSQL 13 server: it answers the start of every connection
+    (no TLS, authentication ok, server_version 13.4, ready) and then only reads."""
+
+    def __init__(self, version="13.4"):
+        import socket
+        import struct
+        self.version = version.encode()
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(8)
+        self.port = self.ls.getsockname()[1]
+        self.struct = struct
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def msg(self, kind, body):
+        return kind + self.struct.pack("!I", len(body) + 4) + body
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.conn, args=(c,), daemon=True).start()
+
+    def conn(self, c):
+        pk = self.struct.pack
+        try:
+            while True:
+                n = self.struct.unpack("!I", c.recv(4, 0x100))[0]  # MSG_WAITALL
+                body = c.recv(n - 4, 0x100)
+                code = self.struct.unpack("!I", body[:4])[0]
+                if code in (80877103, 80877104):  # SSLRequest, GSSENCRequest
+                    c.sendall(b"N")
+                    continue
+                break
+            c.sendall(self.msg(b"R", pk("!I", 0)) +
+                      self.msg(b"S", b"server_version\0" + self.version + b"\0") +
+                      self.msg(b"S", b"client_encoding\0UTF8\0") +
+                      self.msg(b"S", b"standard_conforming_strings\0on\0") +
+                      self.msg(b"K", pk("!II", 4242, 77)) + self.msg(b"Z", b"I"))
+            while c.recv(65536):
+                pass
+        except (OSError, self.struct.error):
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.ls.close()
+
+
+@test
+def a_server_older_than_15_is_refused_at_start():
+    """A server that says it is PostgreSQL 13.4: exit 2 and one line naming both versions."""
+    old = OldServer("13.4")
+    data = tempfile.mkdtemp(prefix="vx-bb-")
+    url = "postgres://postgres:Old-pw-3@127.0.0.1:%d/postgres?sslmode=disable" % old.port
+    cmd = [vx.BIN, "serve", "--listen", "127.0.0.1:%d" % vx.free_port(), "--data", data,
+           "--admin-key", vx.ADMIN_KEY, "--store", url]
+    try:
+        r = subprocess.run(cmd, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    finally:
+        old.close()
+    err = r.stderr.decode(errors="replace")
+    eq(r.returncode, 2, "exit code (stderr: %s)" % short(err))
+    eq(len(err.strip().splitlines()), 1, "stderr lines: %s" % short(err))
+    true("version 13.4 is too old: veltrix needs 15 or newer" in err, "the line: %s" % short(err))
+    true("Old-pw-3" not in err, "the password is in the message: %s" % short(err))
 
 
 if __name__ == "__main__":
