@@ -593,12 +593,15 @@ static int prepare(struct pg *s, char *err, size_t errcap)
     return rc;
 }
 
-/* Which server session c is (its PID and start time), so that a later connection can end
+/* A session's start time as text that no session setting (DateStyle, TimeZone) changes. */
+#define STARTED "(extract(epoch FROM backend_start)*1000000)::int8::text"
+
+/* Which server session s->conn is (its PID and start time), so that a later connection can end
  * it for sure (end_session). */
 static void session_of(struct pg *s)
 {
     PGresult *r = run(s->conn, s->timeout_ms,
-                      "SELECT pg_backend_pid(), backend_start::text FROM pg_stat_activity "
+                      "SELECT pg_backend_pid(), " STARTED " FROM pg_stat_activity "
                       "WHERE pid=pg_backend_pid()", NULL, NULL);
     s->pid = 0;
     if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
@@ -615,12 +618,12 @@ static void session_of(struct pg *s)
 static void end_session(struct pg *s, int pid, const char *started)
 {
     static const char sql[] = "SELECT count(pg_terminate_backend(pid, $3::int8)) FROM "
-                              "pg_stat_activity WHERE pid=$1::int8 AND backend_start::text=$2";
+                              "pg_stat_activity WHERE pid=$1::int8 AND " STARTED "=$2";
     struct args a = {0};
     if (!pid) return;
     arg_int(&a, pid);
     arg_text(&a, started);
-    arg_int(&a, s->timeout_ms);
+    arg_int(&a, s->timeout_ms / 2); /* the server's wait, inside ours */
     PGresult *r = run(s->conn, s->timeout_ms, sql, NULL, &a);
     if (!r || PQresultStatus(r) != PGRES_TUPLES_OK)
         say(s, "cannot end the lost session", r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));

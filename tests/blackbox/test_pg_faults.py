@@ -8,6 +8,9 @@ with an RST, or stall one way or both without a word).
   reset the connection): the write is acknowledged once, never written twice.
 - A commit that never arrived (the proxy held the statements, then reset): the write is
   written again on a new connection and acknowledged once.
+- A session cut off (its connection kept, nothing forwarded on it): the commit gives up
+  after veltrix_timeout_ms and the new connection ends the old session on the server
+  before the batch is read back (statements held: written again; answers held: found).
 - A silent partition (nothing forwarded, no RST): noticed within the store's timeout;
   meanwhile writes get 503 store_unavailable with Retry-After, /healthz 503, reads are
   served; the server recovers by itself when the network does.
@@ -227,6 +230,41 @@ def silent_partition_is_noticed_and_outlived():
     eq(vx.digest(st.c, HUNT)[0], seq + 2, "seq after the partition")
     st.finish("partition")
 
+
+def db_pids(st):
+    return set(cluster().psql("SELECT pid FROM pg_stat_activity WHERE datname='%s'" % st.db,
+                              st.db).split()) - {""}
+
+
+@test
+def a_lost_session_is_ended_before_the_read_back():
+    """The proxy keeps veltrix's open connections but forwards nothing on them (new ones go
+    through): the commit waits out veltrix_timeout_ms, and the new connection ends the
+    old session on the server before the batch is read back, so a COMMIT still on its way
+    can never land later. With the statements held: nothing landed, written again. With
+    the answers held: landed, acknowledged. Either way once, and the old session is gone
+    while the proxy still holds its connection."""
+    st = Setup(timeout_ms=2000)
+    _, tok, _ = vx.new_player(st.c)
+    check(vx.scan(st.c, HUNT, tok, st.pay["c-000"]), 200)
+    for n, (direction, code) in enumerate((("up", "c-005"), ("down", "c-006"))):
+        seq = vx.digest(st.c, HUNT)[0]
+        before = db_pids(st)
+        held = st.proxy.connections()
+        st.proxy.stall(direction, existing_only=True)
+        t0 = time.time()
+        join = in_thread(lambda: vx.scan(st.s.client(timeout=90), HUNT, tok, st.pay[code]))
+        r = join()
+        vx.note("%s held: answered after %.2f s" % (direction, time.time() - t0))
+        check(r, 200, what="the scan with the %s direction held" % direction)
+        eq(vx.digest(st.c, HUNT)[0], seq + 1, "seq: the scan applied once (%s held)" % direction)
+        gone = before - db_pids(st)
+        true(len(gone) >= 1, "%s held: the writer's old session %s is still on the server "
+             "(sessions before %s, now %s)" % (direction, gone, before, db_pids(st)))
+        true(st.proxy.connections() >= held, "the proxy still holds the old connections")
+        st.proxy.resume()
+    true("no answer within 2000 ms" in st.s.stderr_text(), "the server says it gave up")
+    st.finish("lost session")
 
 class Player:
     def __init__(self, pid, tok):

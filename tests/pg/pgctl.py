@@ -8,7 +8,8 @@ again (tests/pg/pgtmp.sh in Python: the same initdb, pg_hba and settings).
     pg.kill9()             SIGKILL to the postmaster and every process of the cluster, at
                            once (a crash: no shutdown checkpoint), and waits until they are gone
     pg.start()             starts it again on the same port (crash recovery runs)
-    pg.stop()              fast shutdown; pg.destroy() also removes the directory
+    pg.stop()              fast shutdown
+    pg.destroy()           immediate shutdown, and the directory removed
 
 Run as root (CI), the server runs as the `postgres` user through runuser, as pgtmp.sh does.
 Only processes of this cluster are signalled: the postmaster's PID from postmaster.pid and
@@ -121,8 +122,11 @@ class PgCluster:
                        "stop"])
 
     def destroy(self):
+        """Stops it at once (its data is thrown away: no checkpoint) and removes it."""
         try:
-            self.stop()
+            if self.pids():
+                self._run([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-m", "immediate",
+                           "-t", "30", "stop"])
         finally:
             if self.pids():
                 self.kill9()

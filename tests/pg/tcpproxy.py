@@ -5,6 +5,9 @@ a thread of its own), between veltrix and PostgreSQL.
     p.stall("up" | "down" | "both")    stops forwarding that way, silently (no RST, no FIN):
                                        bytes wait unread in the kernel, as in a partition;
                                        new connections are accepted and stall the same way
+    p.stall(d, existing_only=True)     the same for the connections open now only: new
+                                       ones go through (a session cut off, the server
+                                       reachable again)
     p.resume()                         forwards again, the waiting bytes first
     p.drop_all()                       resets every connection (RST to both ends) and
                                        forwards again for new ones
@@ -25,8 +28,8 @@ class TcpProxy:
     def __init__(self, upstream_port, upstream_host="127.0.0.1"):
         self.up_addr = (upstream_host, upstream_port)
         self.loop = asyncio.new_event_loop()
-        self.flow = {}   # direction -> asyncio.Event (set: forwarding)
-        self.conns = set()
+        self.flow = {}   # direction -> asyncio.Event (set: new connections forward)
+        self.conns = {}  # (client writer, server writer) -> that connection's flow
         self._held = {"up": 0, "down": 0}
         ready = threading.Event()
         self.thread = threading.Thread(target=self._main, args=(ready,), daemon=True)
@@ -51,28 +54,40 @@ class TcpProxy:
 
     async def _client(self, creader, cwriter):
         try:
+            await self._forward(creader, cwriter)
+        except asyncio.CancelledError:  # close(): ends quietly
+            pass
+
+    async def _forward(self, creader, cwriter):
+        try:
             sreader, swriter = await asyncio.open_connection(*self.up_addr)
         except OSError:
             self._reset(cwriter)
             return
         pair = (cwriter, swriter)
-        self.conns.add(pair)
-        await asyncio.gather(self._pump(creader, swriter, "up"),
-                             self._pump(sreader, cwriter, "down"), return_exceptions=True)
-        self.conns.discard(pair)
+        flow = {}
+        for d in ("up", "down"):
+            flow[d] = asyncio.Event()
+            if self.flow[d].is_set():
+                flow[d].set()
+        self.conns[pair] = flow
+        await asyncio.gather(self._pump(creader, swriter, flow["up"], "up"),
+                             self._pump(sreader, cwriter, flow["down"], "down"),
+                             return_exceptions=True)
+        self.conns.pop(pair, None)
         for w in pair:
             w.close()
 
-    async def _pump(self, reader, writer, direction):
+    async def _pump(self, reader, writer, flow, direction):
         while True:
-            await self.flow[direction].wait()
+            await flow.wait()
             data = await reader.read(65536)
             if not data:
                 writer.write_eof() if writer.can_write_eof() else None
                 return
-            if not self.flow[direction].is_set():
+            if not flow.is_set():
                 self._held[direction] += len(data)
-                await self.flow[direction].wait()
+                await flow.wait()
                 self._held[direction] -= len(data)
             writer.write(data)
             await writer.drain()
@@ -92,23 +107,29 @@ class TcpProxy:
         fut = asyncio.run_coroutine_threadsafe(fn(), self.loop)
         return fut.result(10)
 
-    def stall(self, direction="both"):
+    def stall(self, direction="both", existing_only=False):
         async def go():
             for d in (("up", "down") if direction == "both" else (direction,)):
-                self.flow[d].clear()
+                if not existing_only:
+                    self.flow[d].clear()
+                for flow in self.conns.values():
+                    flow[d].clear()
         self._call(go)
 
     def resume(self):
         async def go():
-            for d in ("up", "down"):
-                self.flow[d].set()
+            for flows in [self.flow] + list(self.conns.values()):
+                for d in ("up", "down"):
+                    flows[d].set()
         self._call(go)
 
     def drop_all(self):
         async def go():
-            for pair in list(self.conns):
+            for pair, flow in list(self.conns.items()):
                 for w in pair:
                     self._reset(w)
+                for d in ("up", "down"):
+                    flow[d].set()
             self.conns.clear()
             for d in ("up", "down"):
                 self.flow[d].set()
