@@ -109,6 +109,8 @@ static int idem_fallback(void *ctx, const char *scope, const char *key, uint8_t 
                          int *status, char **body, size_t *len, int64_t *created)
 {
     struct fallback_out o = {hash, status, body, len, created};
+    /* On the event loop: while the store is down, fail at once (the caller answers 503). */
+    if (log_store_down(api_app.log)) return STORE_EIO;
     return store_get_idem(api_app.reader, scope, key, fallback_row, &o);
 }
 

@@ -18,7 +18,13 @@
  * A commit that fails may have landed ("in doubt": the connection was lost before
  * COMMIT's answer). Such a batch is never written again blindly: its events' (hunt, seq)
  * are taken if it landed, so the rewrite would fail for ever. It is read back first
- * (landed_already). */
+ * (landed_already: every hunt's range of seqs, row by row), before anyone is answered:
+ * landed, its entries are acknowledged; absent, it is written again; partly there or
+ * other rows at its seqs (another writer), the process stops unacknowledged.
+ *
+ * Invariants: an entry is handed back with status 0 only once its rows are read back or
+ * committed; a batch is never both written again and present; while a batch fails, the
+ * queue cap (log_submit's -EAGAIN) bounds what waits behind it. */
 #include "log.h"
 
 #include <assert.h>
@@ -280,21 +286,80 @@ static int write_batch(struct log *l, struct log_entry *batch, int *doubt)
     return rc;
 }
 
+/* The read-back of a batch in doubt, hunt by hunt: ev[0..n) are the batch's events of
+ * one hunt in seq order; the store's events from ev[0]'s seq on are walked and matched. */
+struct readback {
+    const struct store_event *const *ev;
+    size_t n, next;       /* next: the first not yet matched */
+    size_t found, differ; /* present and the same; present with other contents */
+};
+
+static int same_event(const struct store_event *a, const struct store_event *b)
+{
+    return a->time_ms == b->time_ms && a->type == b->type && a->data_len == b->data_len &&
+           !memcmp(a->player, b->player, 16) && !memcmp(a->data, b->data, a->data_len);
+}
+
+static int readback_row(const struct store_event *row, void *arg)
+{
+    struct readback *r = arg;
+    while (r->next < r->n && r->ev[r->next]->seq < row->seq) r->next++; /* absent */
+    if (r->next == r->n) return 1;
+    if (r->ev[r->next]->seq == row->seq) {
+        if (same_event(r->ev[r->next], row)) r->found++;
+        else r->differ++;
+        r->next++;
+    }
+    return r->next == r->n;
+}
+
+static int by_hunt_seq(const void *x, const void *y)
+{
+    const struct store_event *a = *(const struct store_event *const *)x,
+                             *b = *(const struct store_event *const *)y;
+    int c = strcmp(a->hunt, b->hunt);
+    return c ? c : (a->seq > b->seq) - (a->seq < b->seq);
+}
+
 /* After a commit in doubt: 1 when the batch landed, 0 when not, or the store's error (still
- * in doubt). Only this writer appends events and a transaction lands whole, so the batch
- * landed iff the log of its first event's hunt reaches that event's seq. A batch without
- * events is written again: its rows (players, tokens, idempotency records, tiles, prunes)
- * are upserts or deletions, the same done twice. */
+ * in doubt). STORE_ECORRUPT when the store holds part of it, or other rows at its (hunt,
+ * seq): a transaction lands whole, so another writer did that.
+ *
+ * Every event of the batch is looked for: its hunt's range of seqs is read back, hunt by
+ * hunt, and compared row by row. The batch's other rows (players, tokens, idempotency
+ * records, tiles, prunes) were in the same transaction, so the events' verdict is theirs.
+ * A batch without events is written again: its rows are upserts or deletions of the
+ * batch's own values, the same done twice (and nothing else wrote in between: this
+ * writer is the store's only one and it is still on this batch). The store's session that
+ * sent the lost COMMIT is gone before this runs (store_pg.c ends it on reconnecting), so
+ * the read-back is final. */
 static int landed_already(struct log *l, const struct log_entry *batch)
 {
+    size_t n = 0, k = 0, found = 0, differ = 0;
     for (const struct log_entry *e = batch; e; e = e->next)
-        for (size_t i = 0; i < e->n_ops; i++) {
-            if (e->ops[i].kind != OP_EVENT) continue;
-            uint64_t last = 0;
-            int rc = store_last_seq(l->store, e->ops[i].u.ev.hunt, &last);
-            return rc ? rc : last >= e->ops[i].u.ev.seq;
-        }
-    return 0;
+        for (size_t i = 0; i < e->n_ops; i++) n += e->ops[i].kind == OP_EVENT;
+    if (!n) return 0;
+    const struct store_event **ev = malloc(n * sizeof *ev);
+    if (!ev) return STORE_EIO;
+    for (const struct log_entry *e = batch; e; e = e->next)
+        for (size_t i = 0; i < e->n_ops; i++)
+            if (e->ops[i].kind == OP_EVENT) ev[k++] = &e->ops[i].u.ev;
+    qsort(ev, n, sizeof *ev, by_hunt_seq);
+    int rc = 0;
+    for (size_t from = 0, to; !rc && from < n; from = to) {
+        for (to = from + 1; to < n && !strcmp(ev[to]->hunt, ev[from]->hunt); to++) {}
+        struct readback r = {ev + from, to - from, 0, 0, 0};
+        rc = store_each_event(l->store, ev[from]->hunt, ev[from]->seq, readback_row, &r);
+        if (rc == 1) rc = 0;
+        found += r.found;
+        differ += r.differ;
+    }
+    free(ev);
+    if (rc) return rc;
+    if (!differ && (found == 0 || found == n)) return found == n;
+    fprintf(stderr, "veltrix: log: a batch in doubt is only partly in the store (%zu of %zu "
+                    "events, %zu others at their seqs): another writer?\n", found, n, differ);
+    return STORE_ECORRUPT;
 }
 
 static void batch_start(struct log *l, struct batch *b, struct log_entry *head, size_t n)
@@ -356,6 +421,12 @@ static void commit(struct log *l, struct batch *b)
     int rc;
     while ((rc = attempt(l, b)) != 0) {
         failed(l, b, rc);
+        if (rc == STORE_ECORRUPT) { /* memory and the store disagree: rebuild from the store */
+            fprintf(stderr, "veltrix: log: the store contradicts this server's log: stopping "
+                            "with %zu writes never acknowledged (a restart rebuilds from the "
+                            "store)\n", b->n);
+            _exit(1);
+        }
         if (__atomic_load_n(&l->stop, __ATOMIC_RELAXED)) {
             fprintf(stderr, "veltrix: log: stopping while the store is unavailable: %zu writes "
                             "were never durable and never acknowledged\n", b->n);

@@ -9,8 +9,9 @@
  * until it succeeds, its entries held unanswered; meanwhile log_store_down() is true and
  * callers refuse new writes. Stopping during such an outage exits the process with those
  * entries never acknowledged (a restart rebuilds memory from what is durable). A commit
- * that failed may have landed ("in doubt"): before a retry the log reads the store's last
- * seq of the batch's first event's hunt, and a batch that landed is not written again.
+ * that failed may have landed ("in doubt"): before a retry the log reads back the batch's
+ * (hunt, seq) range of every hunt it holds, and a batch that landed is not written again
+ * (one the store holds only part of stops the process, unacknowledged).
  *
  * Manual mode (log_create_manual) is the same log without its thread and event loop, for
  * the deterministic simulator: the caller commits (log_commit_now) and hands entries

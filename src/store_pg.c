@@ -36,20 +36,42 @@
  * quoted fragments that the redacted URL shows (a URL libpq misreads, a password with a
  * bare '/', puts pieces of the password in them).
  *
- * Not yet (issue 14): a COMMIT whose answer was lost is reported as STORE_EIO although it
- * may have landed, and the log's retry then conflicts with itself (commit in doubt: check
- * the batch's last (hunt, seq) on the new connection); reconnecting blocks the calling
- * thread for up to connect_timeout (the loop thread too, through store_ping and
- * store_get_idem on the reader); no ownership (store_lock is NULL: two servers on one
- * database would both write); `veltrix migrate`; failure tests through a TCP proxy. */
+ * Outages: no thread ever waits on the server without a bound. Connections are
+ * non-blocking and every wait for an answer is await()'s poll, at most veltrix_timeout_ms
+ * (a parameter of the URL that veltrix takes out before libpq sees it; default 15 s,
+ * store_ping 2 s); past it the connection is given up (its socket shut down). TCP
+ * keepalives and tcp_user_timeout are set too (the URL may override them), and the server
+ * ends a session of ours left silent inside a transaction (idle_in_transaction_session_
+ * timeout), so that a partitioned session never holds its locks for long. A lost
+ * connection is made again on a thread of its own (struct redial): meanwhile every call
+ * on the handle fails at once with STORE_EIO, whichever thread makes it (the event loop's
+ * reader: /healthz, an idempotency key evicted early, a live catch-up page), and the next
+ * call after it is ready picks it up. Attempts back off exponentially (100 ms doubling to
+ * 5 s) and failures are logged once per 10 s. Before it is handed over, the new connection
+ * ends the lost one's server session and waits until it is gone (pg_terminate_backend
+ * with a timeout, matched on PID and start time): a COMMIT that was sent on it has then
+ * committed or rolled back for good, so the log's read-back of a commit in doubt (log.c)
+ * is final, never a race with a transaction still open.
+ *
+ * Invariants: s->conn is NULL or non-blocking; a batch (in_txn) never reconnects, it
+ * fails whole (txn_err) and the caller retries it; only the thread using a handle touches
+ * it, its redial shares nothing with it but the struct redial under its mutex.
+ *
+ * Not yet: no ownership (store_lock is NULL: two servers on one database would both
+ * write; the log's read-back then stops the process when it sees the other's rows). */
 #include "store_int.h"
 
 #include <endian.h>
+#include <errno.h>
 #include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -62,7 +84,11 @@
 #define PAGE_MANIFESTS 16     /* map manifests per page (each up to megabytes) */
 #define PAGE_BLOBS 16         /* blobs per page (a tile: up to a request body) */
 #define MIGRATE_LOCK 8531344316514793473 /* advisory lock key: 0x76656c7472697801 */
-#define RECONNECT_GAP_NS 1000000000LL      /* at most one reconnect attempt per second */
+#define TIMEOUT_MS_DEFAULT 15000          /* veltrix_timeout_ms: the longest wait for an answer */
+#define PING_MS 2000                       /* store_ping waits no longer than this */
+#define REDIAL_MIN_NS 100000000LL          /* the first reconnect's delay, doubling up to: */
+#define REDIAL_MAX_NS 5000000000LL
+#define REDIAL_SAY_NS 10000000000LL        /* failed reconnects are logged once per 10 s */
 
 enum {
     Q_PUT_EVENT, Q_PUT_PLAYER, Q_PUT_REFRESH, Q_DROP_REFRESH, Q_USE_REFRESH, Q_PRUNE_REFRESH,
@@ -178,7 +204,15 @@ struct pg {
     char *password;    /* what scrub() removes from messages (NULL: none) */
     int in_txn;        /* between store_begin and store_commit/store_rollback */
     int txn_err;       /* the batch's first error (it will not commit) */
-    int64_t reset_ns;  /* the last reconnect attempt */
+    int timeout_ms;    /* the longest wait for an answer (veltrix_timeout_ms) */
+    int pid;           /* conn's server session: its PID and start time */
+    char started[64];
+    int old_pid;       /* the session of the connection lost (0: none), ended by the next */
+    char old_started[64];
+    struct redial *redial;    /* a reconnection under way (NULL: none) */
+    int64_t redial_ns;        /* none starts before this */
+    int64_t backoff_ns, said_ns;
+    unsigned redials;         /* attempts since the connection was lost */
 };
 
 /* ---- messages without passwords ------------------------------------------------------ */
@@ -325,14 +359,73 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Runs sql (no parameters, one or more statements); 0 or STORE_EIO with the message. */
-static int exec(PGconn *c, const char *sql, const char *password, char *err, size_t errcap)
+/* Waits until c has sent its output and has a whole result to give (or none pending):
+ * 0; STORE_EIO when the connection failed; AWAIT_TIMEOUT after timeout_ms without that.
+ * Every wait of this file is this one (the connection is non-blocking): a server or a
+ * network that goes silent costs at most timeout_ms, never a hung thread. */
+#define AWAIT_TIMEOUT (-1) /* await() only: never leaves this file */
+static int await(PGconn *c, int timeout_ms)
 {
-    PGresult *r = PQexec(c, sql);
+    int64_t end = now_ns() + (int64_t)timeout_ms * 1000000;
+    for (;;) {
+        int f = PQflush(c);
+        if (f < 0) return STORE_EIO;
+        if (!f && !PQisBusy(c)) return 0;
+        int64_t left = end - now_ns();
+        if (left <= 0) return AWAIT_TIMEOUT;
+        struct pollfd p = {PQsocket(c), (short)(POLLIN | (f ? POLLOUT : 0)), 0};
+        int n = poll(&p, 1, (int)(left / 1000000) + 1);
+        if (n < 0 && errno != EINTR) return STORE_EIO;
+        if (n > 0 && (p.revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(c))
+            return STORE_EIO;
+    }
+}
+
+/* The next result of c (PQgetResult), waiting at most timeout_ms. A connection that
+ * gives no answer in time is shut down here (its socket is libpq's, still open): libpq
+ * then sees it broken, this result is an error and the handle connects again. */
+static PGresult *next_result(PGconn *c, int timeout_ms)
+{
+    if (await(c, timeout_ms) == AWAIT_TIMEOUT) {
+        fprintf(stderr, "veltrix: postgres: no answer within %d ms: connection given up\n",
+                timeout_ms);
+        shutdown(PQsocket(c), SHUT_RDWR);
+        PQconsumeInput(c);
+    }
+    return PQgetResult(c);
+}
+
+/* Sends one statement (sql with parameters a, or the prepared statement prep; sql
+ * without a may hold several) and returns its last result, or the first error; NULL
+ * when it could not be sent. PQexec's contract, with the wait bounded by timeout_ms. */
+static PGresult *run(PGconn *c, int timeout_ms, const char *sql, const char *prep,
+                     const struct args *a)
+{
+    int sent = prep  ? PQsendQueryPrepared(c, prep, a->n, a->val, a->len, a->fmt, 1)
+               : a   ? PQsendQueryParams(c, sql, a->n, NULL, a->val, a->len, a->fmt, 1)
+                     : PQsendQuery(c, sql);
+    PGresult *last = NULL, *r;
+    if (!sent) return NULL;
+    while ((r = next_result(c, timeout_ms))) {
+        if (last && PQresultStatus(last) == PGRES_FATAL_ERROR) {
+            PQclear(r);
+        } else {
+            PQclear(last);
+            last = r;
+        }
+    }
+    return last;
+}
+
+/* Runs sql (no parameters, one or more statements); 0 or STORE_EIO with the message. */
+static int exec(PGconn *c, int ms, const char *sql, const char *password, char *err,
+                size_t errcap)
+{
+    PGresult *r = run(c, ms, sql, NULL, NULL);
     ExecStatusType st = PQresultStatus(r);
-    int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    int ok = r && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
     if (!ok) {
-        snprintf(err, errcap, "%s", PQerrorMessage(c));
+        snprintf(err, errcap, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
         scrub(err, password);
     }
     PQclear(r);
@@ -348,10 +441,10 @@ static int failed(PGconn *c, const char *what, const char *password, char *err, 
 }
 
 /* The first column of the one row sql returns, as text ("" when none). */
-static int query_text(PGconn *c, const char *sql, char *out, size_t cap)
+static int query_text(PGconn *c, int ms, const char *sql, char *out, size_t cap)
 {
-    PGresult *r = PQexec(c, sql);
-    int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    PGresult *r = run(c, ms, sql, NULL, NULL);
+    int ok = r && PQresultStatus(r) == PGRES_TUPLES_OK;
     snprintf(out, cap, "%s", ok && PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "");
     PQclear(r);
     return ok ? 0 : STORE_EIO;
@@ -360,15 +453,22 @@ static int query_text(PGconn *c, const char *sql, char *out, size_t cap)
 /* Notices ("schema already exists, skipping") are not errors: errors come as results. */
 static void ignore_notice(void *arg, const char *message) {}
 
-/* Connects to url; on failure a one-line message without the password. */
-static PGconn *connect_url(const char *url, const char *password, char *err, size_t errcap)
+/* Connects to url; on failure a one-line message without the password. The connection
+ * is non-blocking (every wait is await()'s) and has TCP keepalives and a TCP user timeout
+ * of ms, so that a peer gone silent is noticed by the kernel too (the URL may set them
+ * otherwise). Connecting itself is bounded by connect_timeout. */
+static PGconn *connect_url(const char *url, int ms, const char *password, char *err,
+                           size_t errcap)
 {
     /* Defaults first: the URL may override them (libpq's expand_dbname order). */
-    static const char *const keys[] = {"connect_timeout", "application_name",
-                                       "client_encoding", "dbname", NULL};
-    const char *vals[] = {"10", "veltrix", "UTF8", url, NULL};
+    static const char *const keys[] = {"connect_timeout", "application_name", "client_encoding",
+                                       "keepalives", "keepalives_idle", "keepalives_interval",
+                                       "keepalives_count", "tcp_user_timeout", "dbname", NULL};
+    char user_timeout[16];
+    snprintf(user_timeout, sizeof user_timeout, "%d", ms);
+    const char *vals[] = {"10", "veltrix", "UTF8", "1", "5", "2", "3", user_timeout, url, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
-    if (c && PQstatus(c) == CONNECTION_OK) {
+    if (c && PQstatus(c) == CONNECTION_OK && PQsetnonblocking(c, 1) == 0) {
         PQsetNoticeProcessor(c, ignore_notice, NULL);
         return c;
     }
@@ -380,10 +480,10 @@ static PGconn *connect_url(const char *url, const char *password, char *err, siz
     return NULL;
 }
 
-/* Names both versions when the server is older than PG_VERSION_MIN. */
-static int check_version(PGconn *c, char *err, size_t errcap)
+/* The message for a server older than PG_VERSION_MIN, naming both versions (v is
+ * PQserverVersion's number); 0 when v is recent enough. */
+static int version_err(int v, char *err, size_t errcap)
 {
-    int v = PQserverVersion(c);
     if (v >= PG_VERSION_MIN) return 0;
     if (v >= 100000)
         snprintf(err, errcap, "PostgreSQL server version %d.%d is too old: veltrix needs %d or "
@@ -394,24 +494,33 @@ static int check_version(PGconn *c, char *err, size_t errcap)
     return STORE_EIO;
 }
 
-/* Session settings: a COMMIT that answered must be durable. */
-static int configure(PGconn *c, const char *password, char *err, size_t errcap)
+/* Session settings: a COMMIT that answered must be durable; a session of ours that goes
+ * silent inside a transaction (a stalled network) is ended by the server after ms, so
+ * that it never holds its rows' locks for long (veltrix's own transactions never wait
+ * for the client: a batch goes out whole). */
+static int configure(PGconn *c, int ms, const char *password, char *err, size_t errcap)
 {
-    char sc[32];
-    if (query_text(c, "SELECT current_setting('synchronous_commit')", sc, sizeof sc))
+    char sc[32], sql[96];
+    if (query_text(c, ms, "SELECT current_setting('synchronous_commit')", sc, sizeof sc))
         return failed(c, "cannot read synchronous_commit", password, err, errcap);
+    snprintf(sql, sizeof sql, "SET idle_in_transaction_session_timeout TO %d", ms);
+    if (exec(c, ms, sql, password, err, errcap)) /* a safeguard: a server without it works */
+        fprintf(stderr, "veltrix: postgres: idle_in_transaction_session_timeout not set: %s\n",
+                err);
     if (strcmp(sc, "off")) return 0;
-    return exec(c, "SET synchronous_commit TO on", password, err, errcap);
+    return exec(c, ms, "SET synchronous_commit TO on", password, err, errcap);
 }
 
-static int schema_version(PGconn *c, int *version)
+static int schema_version(PGconn *c, int ms, int *version)
 {
     char v[32];
     *version = 0;
-    if (query_text(c, "SELECT to_regclass('veltrix.schema_version') IS NOT NULL", v, sizeof v))
+    if (query_text(c, ms, "SELECT to_regclass('veltrix.schema_version') IS NOT NULL", v,
+                   sizeof v))
         return STORE_EIO;
     if (strcmp(v, "t")) return 0;
-    if (query_text(c, "SELECT coalesce(max(version),0) FROM veltrix.schema_version", v, sizeof v))
+    if (query_text(c, ms, "SELECT coalesce(max(version),0) FROM veltrix.schema_version", v,
+                   sizeof v))
         return STORE_EIO;
     *version = atoi(v);
     return 0;
@@ -419,18 +528,18 @@ static int schema_version(PGconn *c, int *version)
 
 /* Walks the schema forward to SCHEMA_VERSION in one transaction, under an advisory lock
  * (another node may be doing the same). */
-static int migrate(PGconn *c, const char *password, char *err, size_t errcap)
+static int migrate(PGconn *c, int ms, const char *password, char *err, size_t errcap)
 {
     int v, rc;
-    if (schema_version(c, &v))
+    if (schema_version(c, ms, &v))
         return failed(c, "cannot read the schema version", password, err, errcap);
     if (v == SCHEMA_VERSION) return 0;
-    rc = exec(c, "BEGIN; SELECT pg_advisory_xact_lock(" STR(MIGRATE_LOCK) ");"
-                 "CREATE SCHEMA IF NOT EXISTS veltrix;"
-                 "CREATE TABLE IF NOT EXISTS veltrix.schema_version(version integer PRIMARY KEY,"
-                 " applied_at timestamptz NOT NULL DEFAULT now())",
+    rc = exec(c, ms, "BEGIN; SELECT pg_advisory_xact_lock(" STR(MIGRATE_LOCK) ");"
+                     "CREATE SCHEMA IF NOT EXISTS veltrix;"
+                     "CREATE TABLE IF NOT EXISTS veltrix.schema_version(version integer "
+                     "PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
               password, err, errcap);
-    if (!rc && schema_version(c, &v))
+    if (!rc && schema_version(c, ms, &v))
         rc = failed(c, "cannot read the schema version", password, err, errcap);
     if (!rc && v > SCHEMA_VERSION) {
         snprintf(err, errcap, "store schema version %d is newer than this binary's (%d)", v,
@@ -440,11 +549,11 @@ static int migrate(PGconn *c, const char *password, char *err, size_t errcap)
     for (; !rc && v < SCHEMA_VERSION; v++) {
         char sql[96];
         snprintf(sql, sizeof sql, "INSERT INTO veltrix.schema_version(version) VALUES(%d)", v + 1);
-        if (!(rc = exec(c, MIGRATIONS[v], password, err, errcap)))
-            rc = exec(c, sql, password, err, errcap);
+        if (!(rc = exec(c, ms, MIGRATIONS[v], password, err, errcap)))
+            rc = exec(c, ms, sql, password, err, errcap);
     }
-    if (!rc) rc = exec(c, "COMMIT", password, err, errcap);
-    if (rc) PQclear(PQexec(c, "ROLLBACK"));
+    if (!rc) rc = exec(c, ms, "COMMIT", password, err, errcap);
+    if (rc) PQclear(run(c, ms, "ROLLBACK", NULL, NULL));
     return rc;
 }
 
@@ -454,7 +563,7 @@ static int drain(struct pg *s, PGconn *c)
 {
     int rc = 0, nulls = 0;
     for (;;) {
-        PGresult *r = PQgetResult(c);
+        PGresult *r = next_result(c, s->timeout_ms);
         if (!r) {
             /* One NULL ends each statement's answers; two in a row: nothing is coming. */
             if (PQstatus(c) == CONNECTION_BAD || ++nulls > 1) return rc ? rc : STORE_EIO;
@@ -494,35 +603,191 @@ static int prepare(struct pg *s, char *err, size_t errcap)
     return rc;
 }
 
+/* A session's start time as text that no session setting (DateStyle, TimeZone) changes. */
+#define STARTED "(extract(epoch FROM backend_start)*1000000)::int8::text"
+
+/* Which server session s->conn is (its PID and start time), so that a later connection can end
+ * it for sure (end_session). */
+static void session_of(struct pg *s)
+{
+    PGresult *r = run(s->conn, s->timeout_ms,
+                      "SELECT pg_backend_pid(), " STARTED " FROM pg_stat_activity "
+                      "WHERE pid=pg_backend_pid()", NULL, NULL);
+    s->pid = 0;
+    if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        s->pid = atoi(PQgetvalue(r, 0, 0));
+        snprintf(s->started, sizeof s->started, "%s", PQgetvalue(r, 0, 1));
+    }
+    PQclear(r);
+}
+
+/* Ends the server session this handle had before its connection was lost, and waits (at
+ * most timeout_ms) until it is gone: its transaction is then committed or rolled back for
+ * good, and reads on the new connection say which (a commit in doubt, log.c). A session
+ * the server already ended is not found; one that this role may not end is logged. */
+static void end_session(struct pg *s, int pid, const char *started)
+{
+    static const char sql[] = "SELECT count(pg_terminate_backend(pid, $3::int8)) FROM "
+                              "pg_stat_activity WHERE pid=$1::int8 AND " STARTED "=$2";
+    struct args a = {0};
+    if (!pid) return;
+    arg_int(&a, pid);
+    arg_text(&a, started);
+    arg_int(&a, s->timeout_ms / 2); /* the server's wait, inside ours */
+    PGresult *r = run(s->conn, s->timeout_ms, sql, NULL, &a);
+    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK)
+        say(s, "cannot end the lost session", r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
+    PQclear(r);
+}
+
 /* A connection ready for the statements: version checked, session set, prepared. */
 static int setup(struct pg *s, char *err, size_t errcap)
 {
-    int rc = check_version(s->conn, err, errcap);
-    if (!rc) rc = configure(s->conn, s->password, err, errcap);
-    if (!rc) rc = migrate(s->conn, s->password, err, errcap);
+    int rc = version_err(PQserverVersion(s->conn), err, errcap);
+    if (!rc) rc = configure(s->conn, s->timeout_ms, s->password, err, errcap);
+    if (!rc) rc = migrate(s->conn, s->timeout_ms, s->password, err, errcap);
     if (!rc) rc = prepare(s, err, errcap);
+    if (!rc) session_of(s);
     return rc;
 }
 
-/* Outside a batch, a connection that broke is made again (at most once a second). */
+/* A reconnection on a thread of its own, so that the thread using the handle (the event
+ * loop's reader among them) never waits for one: meanwhile its calls fail at once with
+ * STORE_EIO. Shared by the handle and the thread; the last of them to let go frees it. */
+struct redial {
+    pthread_mutex_t mu;
+    int refs, done;
+    struct pg tmp; /* the thread's: url, password and timeout copied; conn when it worked */
+    int old_pid;
+    char old_started[64], err[512];
+};
+
+static void redial_release(struct redial *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int last = --r->refs == 0;
+    pthread_mutex_unlock(&r->mu);
+    if (!last) return;
+    PQfinish(r->tmp.conn);
+    free(r->tmp.url);
+    free(r->tmp.password);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+static void *redial_run(void *arg)
+{
+    struct redial *r = arg;
+    struct pg *t = &r->tmp;
+    t->conn = connect_url(t->url, t->timeout_ms, t->password, r->err, sizeof r->err);
+    if (t->conn) end_session(t, r->old_pid, r->old_started);
+    if (t->conn && setup(t, r->err, sizeof r->err)) {
+        PQfinish(t->conn);
+        t->conn = NULL;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->done = 1;
+    pthread_mutex_unlock(&r->mu);
+    redial_release(r);
+    return NULL;
+}
+
+/* Starts a reconnection of s (signals stay with the threads that handle them). */
+static void redial_start(struct pg *s)
+{
+    struct redial *r = calloc(1, sizeof *r);
+    pthread_t th;
+    pthread_attr_t at;
+    sigset_t all, old;
+    if (!r) return;
+    pthread_mutex_init(&r->mu, NULL);
+    r->refs = 2;
+    r->tmp.timeout_ms = s->timeout_ms;
+    r->tmp.url = strdup(s->url);
+    r->tmp.password = s->password ? strdup(s->password) : NULL;
+    r->old_pid = s->old_pid;
+    snprintf(r->old_started, sizeof r->old_started, "%s", s->old_started);
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = r->tmp.url && (!s->password || r->tmp.password)
+                 ? pthread_create(&th, &at, redial_run, r) : -1;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&at);
+    if (rc) {
+        r->refs = 1;
+        snprintf(r->err, sizeof r->err, "cannot start a thread");
+        r->done = 1;
+    }
+    s->redial = r;
+}
+
+/* Collects a finished reconnection: 0 when it gave s a connection. Attempts that fail
+ * back off exponentially (REDIAL_MIN_NS doubling up to REDIAL_MAX_NS) and are logged at
+ * most once per REDIAL_SAY_NS. */
+static int redial_finish(struct pg *s)
+{
+    struct redial *r = s->redial;
+    int64_t now = now_ns();
+    s->redial = NULL;
+    s->redials++;
+    if (r->tmp.conn) {
+        s->conn = r->tmp.conn;
+        r->tmp.conn = NULL;
+        s->pid = r->tmp.pid;
+        memcpy(s->started, r->tmp.started, sizeof s->started);
+        s->old_pid = 0;
+        fprintf(stderr, "veltrix: postgres: reconnected (after %u attempt%s)\n", s->redials,
+                s->redials == 1 ? "" : "s");
+        s->redials = 0;
+        s->backoff_ns = 0;
+        s->said_ns = 0;
+    } else {
+        s->backoff_ns = s->backoff_ns ? s->backoff_ns * 2 : REDIAL_MIN_NS;
+        if (s->backoff_ns > REDIAL_MAX_NS) s->backoff_ns = REDIAL_MAX_NS;
+        if (!s->said_ns || now - s->said_ns >= REDIAL_SAY_NS) {
+            char msg[640];
+            snprintf(msg, sizeof msg, "attempt %u failed (the next in %lld ms; failures are "
+                     "logged once per %d s): %s", s->redials, (long long)(s->backoff_ns / 1000000),
+                     (int)(REDIAL_SAY_NS / 1000000000), r->err);
+            say(s, "reconnect", msg);
+            s->said_ns = now;
+        }
+    }
+    s->redial_ns = now + s->backoff_ns;
+    redial_release(r);
+    return s->conn ? 0 : STORE_EIO;
+}
+
+/* Gives up s's connection (broken, or silent past the timeout), remembering its server
+ * session for the next one to end. */
+static void drop(struct pg *s)
+{
+    if (!s->conn) return;
+    say(s, "connection lost", PQerrorMessage(s->conn));
+    s->old_pid = s->pid;
+    memcpy(s->old_started, s->started, sizeof s->started);
+    PQfinish(s->conn);
+    s->conn = NULL;
+    if (s->in_txn && !s->txn_err) s->txn_err = STORE_EIO;
+}
+
+/* 0 when s has a working connection. Otherwise STORE_EIO at once: a lost connection is
+ * made again on a thread of its own (redial), and a later call picks it up. */
 static int ensure_conn(struct pg *s)
 {
-    char err[512];
-    if (PQstatus(s->conn) == CONNECTION_OK) return 0;
-    int64_t now = now_ns();
-    if (s->reset_ns && now - s->reset_ns < RECONNECT_GAP_NS) return STORE_EIO;
-    s->reset_ns = now;
-    PQreset(s->conn);
-    if (PQstatus(s->conn) != CONNECTION_OK) {
-        say(s, "reconnect", PQerrorMessage(s->conn));
-        return STORE_EIO;
+    if (s->conn && PQstatus(s->conn) == CONNECTION_OK) return 0;
+    drop(s);
+    if (s->redial) {
+        pthread_mutex_lock(&s->redial->mu);
+        int done = s->redial->done;
+        pthread_mutex_unlock(&s->redial->mu);
+        if (!done) return STORE_EIO;
+        if (!redial_finish(s)) return 0;
     }
-    if (setup(s, err, sizeof err)) {
-        say(s, "reconnect", err);
-        return STORE_EIO;
-    }
-    fprintf(stderr, "veltrix: postgres: reconnected\n");
-    return 0;
+    if (now_ns() >= s->redial_ns) redial_start(s);
+    return STORE_EIO;
 }
 
 /* ---- open, close, test URL ----------------------------------------------------------- */
@@ -533,6 +798,7 @@ static void pg_close(struct store *base)
     if (!s) return;
     PQfinish(s->conn);
     PQfinish(s->side);
+    if (s->redial) redial_release(s->redial);
     free(s->url);
     free(s->password);
     free(s);
@@ -558,6 +824,26 @@ static char *password_of(const char *url, int *parsed, char *err, size_t errcap)
     return pw;
 }
 
+/* Takes veltrix's own parameter out of url (libpq refuses names it does not know):
+ * veltrix_timeout_ms=N, the longest wait for any answer of the server (*ms, default
+ * TIMEOUT_MS_DEFAULT). 0, or -1 for a bad value. */
+static int take_timeout(char *url, int *ms)
+{
+    static const char key[] = "veltrix_timeout_ms=";
+    *ms = TIMEOUT_MS_DEFAULT;
+    for (char *p = strchr(url, '?'); p; p = strchr(p + 1, '&')) {
+        if (strncmp(p + 1, key, sizeof key - 1)) continue;
+        char *v = p + sizeof key, *end;
+        long n = strtol(v, &end, 10);
+        if (end == v || (*end && *end != '&') || n < 100 || n > 3600000) return -1;
+        if (*end) memmove(p + 1, end + 1, strlen(end + 1) + 1); /* "?k=v&rest" -> "?rest" */
+        else *p = '\0';
+        *ms = (int)n;
+        return 0;
+    }
+    return 0;
+}
+
 static int pg_open(const char *url, enum store_fsync fsync, struct store **out, char *err,
                    size_t errcap)
 {
@@ -572,12 +858,18 @@ static int pg_open(const char *url, enum store_fsync fsync, struct store **out, 
         rc = STORE_EURL;
         goto fail;
     }
-    s->password = password_of(url, &parsed, err, errcap);
+    if (take_timeout(s->url, &s->timeout_ms)) {
+        snprintf(err, errcap, "veltrix_timeout_ms must be a number of milliseconds, 100 to "
+                 "3600000");
+        rc = STORE_EURL;
+        goto fail;
+    }
+    s->password = password_of(s->url, &parsed, err, errcap);
     if (!parsed) {
         rc = STORE_EURL;
         goto fail;
     }
-    if (!(s->conn = connect_url(url, s->password, err, errcap))) goto fail;
+    if (!(s->conn = connect_url(s->url, s->timeout_ms, s->password, err, errcap))) goto fail;
     if ((rc = setup(s, err, errcap))) goto fail;
     *out = &s->base;
     return 0;
@@ -622,13 +914,13 @@ static int pg_test_url(const char *dir, char *out, size_t cap)
     if (!dir || !base || !*base) return -1;
     int parsed;
     char *pw = password_of(base, &parsed, err, sizeof err);
-    PGconn *c = parsed ? connect_url(base, pw, err, sizeof err) : NULL;
+    PGconn *c = parsed ? connect_url(base, TIMEOUT_MS_DEFAULT, pw, err, sizeof err) : NULL;
     int rc = c ? 0 : -1;
     snprintf(db, sizeof db, "veltrix_test_%ld_%u", (long)getpid(), calls++);
     snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", db);
-    if (!rc) rc = exec(c, sql, pw, err, sizeof err);
+    if (!rc) rc = exec(c, TIMEOUT_MS_DEFAULT, sql, pw, err, sizeof err);
     snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
-    if (!rc) rc = exec(c, sql, pw, err, sizeof err);
+    if (!rc) rc = exec(c, TIMEOUT_MS_DEFAULT, sql, pw, err, sizeof err);
     if (!rc) rc = url_with_db(base, db, out, cap);
     if (rc) fprintf(stderr, "veltrix: postgres: test database: %s\n", err);
     PQfinish(c);
@@ -668,7 +960,7 @@ static int put(struct pg *s, int q, const struct args *a)
     if (!args_ok(a)) return STORE_EIO;
     if (!s->in_txn) {
         if (ensure_conn(s)) return STORE_EIO;
-        PGresult *r = PQexecPrepared(s->conn, name, a->n, a->val, a->len, a->fmt, 1);
+        PGresult *r = run(s->conn, s->timeout_ms, NULL, name, a);
         int rc = result_err(s, r, PGRES_COMMAND_OK);
         PQclear(r);
         return rc;
@@ -689,7 +981,7 @@ static PGresult *query(struct pg *s, int q, const struct args *a)
     char name[8];
     snprintf(name, sizeof name, "q%d", q);
     if (s->in_txn ? settle(s) : ensure_conn(s)) return NULL; /* a failed batch reads nothing */
-    PGresult *r = PQexecPrepared(s->conn, name, a->n, a->val, a->len, a->fmt, 1);
+    PGresult *r = run(s->conn, s->timeout_ms, NULL, name, a);
     if (result_err(s, r, PGRES_TUPLES_OK)) {
         PQclear(r);
         return NULL;
@@ -720,7 +1012,8 @@ static void abort_txn(struct pg *s)
     if (PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF) settle(s);
     s->in_txn = 0;
     PGTransactionStatusType t = PQtransactionStatus(s->conn);
-    if (t == PQTRANS_INTRANS || t == PQTRANS_INERROR) PQclear(PQexec(s->conn, "ROLLBACK"));
+    if (t == PQTRANS_INTRANS || t == PQTRANS_INERROR)
+        PQclear(run(s->conn, s->timeout_ms, "ROLLBACK", NULL, NULL));
 }
 
 static int pg_commit(struct store *base)
@@ -1097,10 +1390,15 @@ static int pg_get_blob(struct store *base, const uint8_t hash[32], store_snapsho
     return walk(&w);
 }
 
+/* A health probe (/healthz, on the event loop): it waits PING_MS at most. */
 static int pg_ping(struct store *base)
 {
     struct args a = {0};
-    PGresult *r = query(PG(base), Q_PING, &a);
+    struct pg *s = PG(base);
+    int ms = s->timeout_ms;
+    s->timeout_ms = ms < PING_MS ? ms : PING_MS;
+    PGresult *r = query(s, Q_PING, &a);
+    s->timeout_ms = ms;
     int ok = r && PQntuples(r) == 1;
     PQclear(r);
     return ok ? 0 : STORE_EIO;
@@ -1127,8 +1425,8 @@ static PGconn *snap_conn(struct pg *s)
     if (!s->in_txn) return ensure_conn(s) ? NULL : s->conn;
     if (s->side && PQstatus(s->side) == CONNECTION_OK) return s->side;
     PQfinish(s->side);
-    if ((s->side = connect_url(s->url, s->password, err, sizeof err)) &&
-        configure(s->side, s->password, err, sizeof err)) {
+    if ((s->side = connect_url(s->url, s->timeout_ms, s->password, err, sizeof err)) &&
+        configure(s->side, s->timeout_ms, s->password, err, sizeof err)) {
         PQfinish(s->side);
         s->side = NULL;
     }
@@ -1142,8 +1440,8 @@ static PGresult *snap_exec(struct pg *s, const char *sql, const struct args *a,
 {
     PGconn *c = snap_conn(s);
     if (!c || !args_ok(a)) return NULL;
-    PGresult *r = PQexecParams(c, sql, a->n, NULL, a->val, a->len, a->fmt, 1);
-    if (PQresultStatus(r) == want) return r;
+    PGresult *r = run(c, s->timeout_ms, sql, NULL, a);
+    if (r && PQresultStatus(r) == want) return r;
     say(s, "snapshot", PQerrorMessage(c));
     PQclear(r);
     return NULL;

@@ -25,6 +25,7 @@ run_suite() {  # name, command...
 # The postgres store's tests (test_store, test_store_pg, test_pg.py) need a server: a
 # throwaway one for this run (tests/pg/pgtmp.sh, stopped at the end or when this script
 # is gone), unless VELTRIX_TEST_PG_URL names one. One that does not start is a failure.
+# (test_pg_faults.py starts a PostgreSQL of its own, tests/pg/pgctl.py: it kills it -9.)
 PG_PID=""
 if [ -z "${VELTRIX_TEST_PG_URL:-}" ] && { [ -z "$ONLY" ] || [ "$ONLY" = unit ] || [ "$ONLY" = blackbox ]; }; then
   pg_out=$(mktemp /tmp/veltrix-pgtmp.XXXXXX)

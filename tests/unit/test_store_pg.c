@@ -2,11 +2,15 @@
  * the same workload on SQLite and on PostgreSQL reads back the same, row for row, through
  * every walk; walks longer than one page; a batch far over one pipeline flush, and a
  * conflict at its end that leaves nothing; reads inside a batch; a snapshot during a batch
- * that is rolled back; a connection the server dropped is made again; the postgresql://
- * alias; and no password in any message (malformed URLs, refused connections, wrong
- * passwords). Needs VELTRIX_TEST_PG_URL (tests/pg/pgtmp.sh); without it every test is
+ * that is rolled back; a connection the server dropped is made again (on another thread:
+ * calls fail at once meanwhile); the postgresql:// alias; no password in any message
+ * (malformed URLs, refused connections, wrong passwords); the veltrix_timeout_ms URL
+ * parameter, and a server that accepts and never answers. Needs VELTRIX_TEST_PG_URL (tests/pg/pgtmp.sh); without it every test is
  * skipped and says so. */
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -442,9 +446,21 @@ static void drop_connections(PGconn *admin)
     }
 }
 
-/* The server ends the store's connection: the next call outside a batch connects again;
- * a batch cut off by it fails as a whole, nothing of it stays, and the next batch (the log
- * writer retries) goes through on a new connection. */
+/* Calls store_ping until it answers (a reconnection runs on a thread of its own: calls
+ * fail at once meanwhile); how many failed, or -1 when it never came back (30 s). */
+static int ping_until_back(struct store *s)
+{
+    for (int failed = 0; failed < 3000; failed++) {
+        if (!store_ping(s)) return failed;
+        usleep(10000);
+    }
+    return -1;
+}
+
+/* The server ends the store's connection: calls fail at once (never wait) until a
+ * reconnection made on another thread is ready; a batch cut off by it fails as a whole,
+ * nothing of it stays, and the next batch (the log writer retries) goes through on a new
+ * connection. */
 TEST(reconnects_after_the_server_drops_it)
 {
     struct store *s = fresh_pg();
@@ -452,8 +468,7 @@ TEST(reconnects_after_the_server_drops_it)
     PGconn *admin = PQconnectdb(getenv("VELTRIX_TEST_PG_URL"));
     CHECK(PQstatus(admin) == CONNECTION_OK);
     drop_connections(admin);
-    int rc = store_ping(s); /* may fail once: the drop is noticed here */
-    if (rc) CHECK_EQ_INT(store_ping(s), 0);
+    CHECK(ping_until_back(s) >= 1); /* the drop is noticed by the first */
     CHECK_EQ_INT(store_begin(s), 0);
     struct store_event ev = {"c", 1, 1, 1, {0}, (const uint8_t *)"x", 1};
     CHECK_EQ_INT(store_put_event(s, &ev), 0);
@@ -470,7 +485,7 @@ TEST(reconnects_after_the_server_drops_it)
     store_put_event(s, &ev); /* may already see the connection gone */
     CHECK_EQ_INT(store_commit(s), STORE_EIO);
     store_rollback(s);
-    usleep(1100000); /* reconnects are at most one a second */
+    CHECK(ping_until_back(s) >= 0);
     CHECK_EQ_INT(store_begin(s), 0);
     ev.seq = 2;
     CHECK_EQ_INT(store_put_event(s, &ev), 0);
@@ -554,6 +569,35 @@ TEST(no_password_in_messages)
     PQfinish(admin);
 }
 
+/* veltrix_timeout_ms is veltrix's own URL parameter, taken out before libpq sees the URL;
+ * a bad value is a bad URL. A server that accepts the connection and never answers (a
+ * socket nobody reads) fails the open after connect_timeout, with the URL redacted. */
+TEST(timeout_parameter_and_a_silent_server)
+{
+    char u[700], err[512];
+    struct store *s = NULL;
+    CHECK_EQ_INT(store_backend_test_url(backend("postgres"), dir, pg_url, sizeof pg_url), 0);
+    const char *sep = strchr(pg_url, '?') ? "&" : "?";
+    snprintf(u, sizeof u, "%s%sveltrix_timeout_ms=1500", pg_url, sep);
+    CHECK_EQ_INT(store_open(u, STORE_FSYNC_ALWAYS, &s, err, sizeof err), 0);
+    if (s) CHECK_EQ_INT(store_ping(s), 0);
+    store_close(s);
+    snprintf(u, sizeof u, "postgres://h/db?veltrix_timeout_ms=1500&connect_timeout=1&x=1");
+    refused(u, STORE_EURL, "parameter: \"x\"", "1500"); /* taken out: libpq names the next */
+    refused("postgres://u:Pw-1@h/db?veltrix_timeout_ms=soon", STORE_EURL, "veltrix_timeout_ms",
+            "Pw-1");
+    refused("postgres://u:Pw-1@h/db?veltrix_timeout_ms=5", STORE_EURL, "100 to", "Pw-1");
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    CHECK(ls >= 0 && !bind(ls, (struct sockaddr *)&a, sizeof a) && !listen(ls, 8) &&
+          !getsockname(ls, (struct sockaddr *)&a, &alen));
+    snprintf(u, sizeof u, "postgres://u:Silent-9@127.0.0.1:%d/db?connect_timeout=1",
+             ntohs(a.sin_port));
+    refused(u, STORE_EIO, "timeout expired", "Silent-9");
+    close(ls);
+}
+
 int main(void)
 {
     if (!getenv("VELTRIX_TEST_PG_URL") || !*getenv("VELTRIX_TEST_PG_URL")) {
@@ -569,6 +613,7 @@ int main(void)
     RUN(reconnects_after_the_server_drops_it);
     RUN(postgresql_scheme);
     RUN(no_password_in_messages);
+    RUN(timeout_parameter_and_a_silent_server);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
