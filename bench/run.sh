@@ -46,6 +46,9 @@
 #                                         processes to leave the CPUs (0: never wait)
 #   BENCH_VX_ARGS="--flag value"          extra `veltrix serve` flags for the main server
 #                                         (A/B runs of a setting)
+#   BENCH_PG_RESTART_RUNS=2               pg: bench_replay runs and restarts per mode (quick: 1)
+#   BENCH_PG_LOAD=copy                    pg: how bench_gen_store loads the 10M events (copy, or
+#                                         store: the server's pipelined inserts, slower)
 # Every process it starts is stopped by PID on exit; every load is bounded in time.
 set -uo pipefail   # no -e: a failing step is reported and the rest still runs
 
@@ -785,7 +788,7 @@ restart_timed() {
 # In the anchors' cluster (pg_up: the same settings), each in a database of its own.
 pg_url() { echo "postgres://postgres@127.0.0.1:$PG_PORT/$1"; }
 pg_psql() { psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
-if [ "$QUICK" = 1 ]; then PG_RESTART_RUNS=${BENCH_PG_RESTART_RUNS:-1}; else PG_RESTART_RUNS=${BENCH_PG_RESTART_RUNS:-3}; fi
+if [ "$QUICK" = 1 ]; then PG_RESTART_RUNS=${BENCH_PG_RESTART_RUNS:-1}; else PG_RESTART_RUNS=${BENCH_PG_RESTART_RUNS:-2}; fi
 
 # Durable scans and chest opens with --store postgres://: the same setup, wrk commands and
 # checks as the SQLite rows; the CPU column counts veltrix and every PostgreSQL process.
