@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh — Veltrix benchmarks, side by side with their anchors, in one run.
 #
-#   bench/run.sh [healthz] [players] [scans] [chests] [leaderboard] [tiles] [live] [anchors] [replay] [restart]
+#   bench/run.sh [healthz] [players] [scans] [chests] [leaderboard] [tiles] [live] [anchors] [replay] [restart] [pg]
+#   BENCH="pg" bash bench/run.sh     (the same: workloads from $BENCH when no argument; make bench BENCH=pg)
 #
 # tiles: a 256×256 map of 1.2 KB tiles loaded with `veltrix tiles import`, random reads
 # (wrk -c64), then the same reads while a new version is published every 0.5 s; with its
@@ -13,6 +14,14 @@
 # events (with a snapshot 500k events before the end), then times `veltrix serve` start
 # to /healthz ready with the snapshot and with --ignore-snapshots (whole log), and checks
 # the digest. Both report as checks under the table.
+#
+# pg: Veltrix with its store on PostgreSQL (--store postgres://, own database in the anchors'
+# PostgreSQL instance: default settings, fsync on, synchronous_commit on): durable scans and
+# chest opens (wrk as above; CPU per request = veltrix + every PostgreSQL process), beside
+# the PostgreSQL anchors of the same run (1-row INSERT tx, SKIP LOCKED chest tx); then
+# bench_gen_store loads a 10M-event hunt into another database (COPY), bench_replay replays
+# it from PostgreSQL (read alone, then read + decode + apply), and `veltrix serve --store`
+# is timed from start to /healthz with the snapshot and from the whole log (checks).
 #
 # No argument: everything. Veltrix (fsync always) runs on a temp data dir on loopback;
 # each workload is wrk -t1 -c64, 5 s, 3 runs, median reported. Anchors (nginx, PostgreSQL
@@ -37,6 +46,9 @@
 #                                         processes to leave the CPUs (0: never wait)
 #   BENCH_VX_ARGS="--flag value"          extra `veltrix serve` flags for the main server
 #                                         (A/B runs of a setting)
+#   BENCH_PG_RESTART_RUNS=2               pg: bench_replay runs and restarts per mode (quick: 1)
+#   BENCH_PG_LOAD=copy                    pg: how bench_gen_store loads the 10M events (copy, or
+#                                         store: the server's pipelined inserts, slower)
 # Every process it starts is stopped by PID on exit; every load is bounded in time.
 set -uo pipefail   # no -e: a failing step is reported and the rest still runs
 
@@ -64,8 +76,9 @@ PY="python3 $BENCH_DIR/vxbench.py"
 usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # ------------------------------------------------------------------ what to run
-ALL=(healthz players scans chests leaderboard tiles live anchors replay restart)
+ALL=(healthz players scans chests leaderboard tiles live anchors replay restart pg)
 declare -A WANT=()
+[ $# -eq 0 ] && [ -n "${BENCH:-}" ] && set -- $BENCH
 if [ $# -eq 0 ]; then
   for w in "${ALL[@]}"; do WANT[$w]=1; done
   [ "$QUICK" = 1 ] && unset 'WANT[anchors]'
@@ -73,7 +86,7 @@ if [ $# -eq 0 ]; then
 else
   for w in "$@"; do
     case $w in
-      healthz|players|scans|chests|leaderboard|tiles|live|anchors|replay|restart) WANT[$w]=1 ;;
+      healthz|players|scans|chests|leaderboard|tiles|live|anchors|replay|restart|pg) WANT[$w]=1 ;;
       -h|--help) usage ;;
       *) echo "run.sh: unknown workload '$w'" >&2; usage ;;
     esac
@@ -90,10 +103,11 @@ else OUT=${BENCH_OUT:-$BENCH_DIR/results/latest.md}; fi
 need=(python3 wrk curl timeout)
 want anchors && need+=(pgbench psql redis-server redis-benchmark redis-cli nginx)
 want tiles && [ "$QUICK" != 1 ] && need+=(pgbench psql nginx)
+want pg && need+=(pgbench psql)
 for c in "${need[@]}"; do
   command -v "$c" >/dev/null || { echo "run.sh: '$c' not found (make bench installs it: scripts/deps.sh --bench)" >&2; exit 1; }
 done
-if { [ "$VX_WANTED" = 1 ] || want tiles || want live; } && [ ! -x "$BIN" ]; then
+if { [ "$VX_WANTED" = 1 ] || want tiles || want live || want pg; } && [ ! -x "$BIN" ]; then
   echo "run.sh: $BIN not found; build it first (make $BUILD/veltrix)" >&2; exit 1
 fi
 
@@ -107,6 +121,7 @@ NOTES=$TMPD/anchor-notes.txt
 STARTED=()        # PIDs this script started
 PG_DATA=""        # set while our PostgreSQL may be running
 PG_PID=""
+PG_PORT=""
 
 forget() { local p keep=(); for p in "${STARTED[@]}"; do [ "$p" != "$1" ] && keep+=("$p"); done; STARTED=("${keep[@]}"); }
 
@@ -126,7 +141,7 @@ pg_stop() {
   [ -n "$PG_DATA" ] || return 0
   $AS_PG "$PGBIN/pg_ctl" -D "$PG_DATA" -m fast -t 20 stop >/dev/null 2>&1 || true
   [ -n "$PG_PID" ] && stop_pid "$PG_PID" 5
-  PG_DATA=""; PG_PID=""
+  PG_DATA=""; PG_PID=""; PG_PORT=""
 }
 
 cleanup() {
@@ -199,7 +214,7 @@ vx_start() {
   port=$($PY freeport)
   VX_URL=http://127.0.0.1:$port
   mkdir -p "$VX_DATA"
-  VX_CMD="$BIN serve --listen 127.0.0.1:$port --data $VX_DATA --admin-key $KEY --fsync always --token-ttl 3600 $VX_LIMITS"
+  VX_CMD="$BIN serve --listen 127.0.0.1:$port --data $VX_DATA${VX_STORE_ARGS:+ $VX_STORE_ARGS} --admin-key $KEY --fsync always --token-ttl 3600 $VX_LIMITS"
   echo "--- start: $VX_CMD" >>"$VX_LOG"
   $VX_CMD >>"$VX_LOG" 2>&1 &
   VX_PID=$!
@@ -241,12 +256,12 @@ vx_wrk() {
   $PY metrics "$VX_URL" >"$TMPD/m0.json"
   local t0 t1 rc=0
   quiet
-  t0=$($PY cpu "$VX_PID")
+  t0=$($PY cpu "$VX_PID" ${VX_CPU_ALSO:-})
   meas_begin
   BENCH_LUA_DIR=$BENCH_DIR BENCH_THREADS=$THREADS BENCH_DIAG=$diag \
     timeout -k 5 $((d + 60)) "${cmd[@]}" >"$out" 2>&1 || rc=$?
   meas_end
-  t1=$($PY cpu "$VX_PID" 2>/dev/null || echo "$t0")
+  t1=$($PY cpu "$VX_PID" ${VX_CPU_ALSO:-} 2>/dev/null || echo "$t0")
   if [ $rc -ne 0 ]; then
     echo "  wrk exited with status $rc:"; sed 's/^/    /' "$out" | tail -n 20
   fi
@@ -284,11 +299,12 @@ vx_workload() {
 }
 
 args_none() { echo "-|"; }
-args_scans() { local h=bscan$1; echo "$h|$h $TMPD/setup/tokens.txt $TMPD/setup/payloads_$h.txt"; }
-args_scans_wide() { local h=bscanw$1; echo "$h|$h $TMPD/setup/tokens.txt $TMPD/setup/payloads_$h.txt"; }
-args_chests() { echo "bchest|bchest z $TMPD/setup/tokens.txt"; }
+SETUP=$TMPD/setup   # what setup wrote for the server being measured (tokens, payloads)
+args_scans() { local h=bscan$1; echo "$h|$h $SETUP/tokens.txt $SETUP/payloads_$h.txt"; }
+args_scans_wide() { local h=bscanw$1; echo "$h|$h $SETUP/tokens.txt $SETUP/payloads_$h.txt"; }
+args_chests() { echo "bchest|bchest z $SETUP/tokens.txt"; }
 args_lb() { echo "blb|"; }
-args_around() { echo "blb|blb $TMPD/setup/player_ids.txt"; }
+args_around() { echo "blb|blb $SETUP/player_ids.txt"; }
 
 run_veltrix() {
   log "veltrix: start ($BIN, fsync always, data in a temp dir)"
@@ -465,14 +481,17 @@ nginx_runs() {
   stop_pid "$pid"; forget "$pid"
 }
 
-run_pg() {
+# pg_up: a fresh PostgreSQL cluster (default settings: fsync on, synchronous_commit on) in a
+# temp dir on loopback, with $PG_SCHEMA (default: the chests/scans anchor schema) loaded
+# into its database postgres; PG_PORT, PG_PID, PG_DATA set. Status 1 when it did not start.
+pg_up() {
   PGBIN=$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
   local d port t0 ver
   d=$(mktemp -d "$TMPD/pg.XXXXXX") # a fresh cluster per call (tiles and chests anchors)
   chmod 755 "$d"
   AS_PG=""
   if [ "$(id -u)" = 0 ]; then
-    id postgres >/dev/null 2>&1 || { echo "  no 'postgres' user to run PostgreSQL as; skipped"; return 0; }
+    id postgres >/dev/null 2>&1 || { echo "  no 'postgres' user to run PostgreSQL as; skipped"; return 1; }
     chown postgres: "$d"
     AS_PG="runuser -u postgres --"
   fi
@@ -480,17 +499,18 @@ run_pg() {
   log "anchor: $ver in a temp dir on loopback"
   t0=$SECONDS
   $AS_PG "$PGBIN/initdb" -D "$d/data" -U postgres --auth=trust -E UTF8 >"$d/initdb.log" 2>&1 ||
-    { echo "  initdb failed:"; tail -n 20 "$d/initdb.log"; return 0; }
+    { echo "  initdb failed:"; tail -n 20 "$d/initdb.log"; return 1; }
   port=$($PY freeport)
   PG_DATA=$d/data
   timeout -k 5 90 $AS_PG "$PGBIN/pg_ctl" -D "$PG_DATA" -l "$d/server.log" -w -t 60 \
     -o "-p $port -k $d -c listen_addresses=127.0.0.1" start >/dev/null ||
-    { echo "  pg_ctl start failed:"; tail -n 20 "$d/server.log"; return 0; }
+    { echo "  pg_ctl start failed:"; tail -n 20 "$d/server.log"; return 1; }
   PG_PID=$(head -n 1 "$PG_DATA/postmaster.pid")
+  PG_PORT=$port PG_DIR=$d
   local PSQL=(psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
   local tl=$SECONDS
   if ! timeout -k 5 300 "${PSQL[@]}" -v chests="$PG_CHESTS" -v zones="$PG_ZONES" -f "$BENCH_DIR/${PG_SCHEMA:-pg_schema.sql}" >"$d/load.log" 2>&1; then
-    echo "  schema load failed:"; tail -n 20 "$d/load.log"; pg_stop; return 0
+    echo "  schema load failed:"; tail -n 20 "$d/load.log"; pg_stop; return 1
   fi
   local load_s=$((SECONDS - tl))
   if [ -n "${PG_SCHEMA:-}" ]; then  # the tiles anchor: its own table and note
@@ -501,6 +521,12 @@ run_pg() {
   echo "$ver (Debian), default settings (fsync on, synchronous_commit on), started by bench/run.sh in a temp dir; $PG_CHESTS chests in $PG_ZONES zones, each zone's chests contiguous on disk, partial index on zone WHERE NOT found (loaded in $load_s s$([ "$load_s" -gt 60 ] && echo "; over 60 s: set BENCH_PG_CHESTS=200000")); pgbench -c $PG_CLIENTS -T $PG_SECONDS -M prepared, scripts bench/pg_chest.sql and bench/pg_scan.sql." >>"$NOTES"
 
   fi
+}
+
+# pg_anchor_runs: pgbench with each of $PG_SPECS (default: the chest and 1-row INSERT
+# anchors) against the cluster pg_up started.
+pg_anchor_runs() {
+  local d=$PG_DIR port=$PG_PORT
   local name script w specs=("chests|PostgreSQL SKIP LOCKED chest tx|pg_chest.sql" "players|PostgreSQL 1-row INSERT tx|pg_scan.sql")
   [ -n "${PG_SPECS:-}" ] && specs=("$PG_SPECS")
   for spec in "${specs[@]}"; do
@@ -522,6 +548,11 @@ run_pg() {
     retry_if_disturbed || break
     done
   done
+}
+
+run_pg() {
+  pg_up || return 0
+  pg_anchor_runs
   pg_stop
 }
 
@@ -717,24 +748,129 @@ run_restart() {
   sed 's/^/  /' "$out"
   want=$(sed -n 's/.* digest \([0-9a-f]*\).*/\1/p' "$out")
   size=$(du -sh "$d" | cut -f1)
+  restart_timed "$d" "$want" 1 "restart with $RESTART_EVENTS events ($size store)"
+}
+
+# restart_timed DIR DIGEST RUNS LABEL [serve flags...]: `veltrix serve --data DIR [flags]`
+# from start to /healthz ready, from the snapshot then from the whole log, RUNS times each
+# (median in the check, every time listed); the hunt's digest must equal DIGEST. The
+# 15 s target holds for both, or with WHOLE_LOG_TARGET=0 for the snapshot only (PostgreSQL:
+# its whole-log target is the replay rate, a check of its own).
+restart_timed() {
+  local d=$1 want=$2 runs=$3 label=$4 mode port pid t0 t1 secs got i all med
+  shift 4
   for mode in snapshot "whole log"; do
-    local flags=(--snapshot-every 0)
+    local flags=(--snapshot-every 0) times=() bad=""
     [ "$mode" = snapshot ] || flags+=(--ignore-snapshots)
+    for ((i = 1; i <= runs; i++)); do
     port=$($PY freeport)
     quiet
     t0=$(date +%s.%N)
-    "$BIN" serve --listen "127.0.0.1:$port" --data "$d" --admin-key "$KEY" "${flags[@]}" >>"$d/server.log" 2>&1 &
+    "$BIN" serve --listen "127.0.0.1:$port" --data "$d" --admin-key "$KEY" "${flags[@]}" "$@" >>"$d/server.log" 2>&1 &
     pid=$!; STARTED+=("$pid")
     if ! $PY wait-ready "http://127.0.0.1:$port/healthz" 300 "$pid"; then
-      check "RESTART ($mode) FAILED: $(tail -n 3 "$d/server.log" | tr '\n' ' ')"; stop_pid "$pid"; forget "$pid"; continue
+      check "RESTART ($mode) FAILED: $(tail -n 3 "$d/server.log" | tr '\n' ' ')"; stop_pid "$pid"; forget "$pid"; continue 2
     fi
     t1=$(date +%s.%N)
     secs=$(python3 -c "print('%.2f' % ($t1 - $t0))")
     got=$(curl -s -H "Authorization: Bearer $KEY" "http://127.0.0.1:$port/v1/hunts/restart/digest" | sed -n 's/.*"digest":"\([0-9a-f]*\)".*/\1/p')
     stop_pid "$pid" 60; forget "$pid"
     echo "  $mode: ready in $secs s; $(grep recovered "$d/server.log" | tail -n 1)"
-    check "restart with $RESTART_EVENTS events ($size store), from the $mode: start → /healthz ready in $secs s (target < 15 s: $(met "$secs" lt 15)); digest $([ "$got" = "$want" ] && echo "equal to the generator's" || echo "MISMATCH: $got vs $want")"
+    times+=("$secs")
+    [ "$got" = "$want" ] || bad="MISMATCH: $got vs $want"
+    done
+    med=$(python3 -c 'import statistics, sys; print("%.2f" % statistics.median(map(float, sys.argv[1:])))' "${times[@]}")
+    all=""; [ "$runs" -gt 1 ] && all=" (median of $runs: ${times[*]} s)"
+    [ -n "$bad" ] || bad="equal to the generator's"
+    local target="target < 15 s: $(met "$med" lt 15)"
+    [ "$mode" != snapshot ] && [ "${WHOLE_LOG_TARGET:-1}" = 0 ] &&
+      target="$(python3 -c "import sys; print('{:,.0f}'.format(float(sys.argv[1]) / float(sys.argv[2])))" "$RESTART_EVENTS" "$med") events/s from start to ready, players included; no target of its own"
+    check "$label, from the $mode: start → /healthz ready in $med s$all ($target); digest $bad"
   done
+}
+
+# ------------------------------------------------------------------ the store on PostgreSQL (issue 14)
+# In the anchors' cluster (pg_up: the same settings), each in a database of its own.
+pg_url() { echo "postgres://postgres@127.0.0.1:$PG_PORT/$1"; }
+pg_psql() { psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
+if [ "$QUICK" = 1 ]; then PG_RESTART_RUNS=${BENCH_PG_RESTART_RUNS:-1}; else PG_RESTART_RUNS=${BENCH_PG_RESTART_RUNS:-2}; fi
+
+# Durable scans and chest opens with --store postgres://: the same setup, wrk commands and
+# checks as the SQLite rows; the CPU column counts veltrix and every PostgreSQL process.
+# Then SIGTERM, a restart on the same database, and every hunt's state compared.
+run_vx_pg() {
+  local db=veltrix_bench saved_data=$VX_DATA saved_log=$VX_LOG
+  log "veltrix on PostgreSQL: --store $(pg_url $db) (the anchors' instance, a database of its own)"
+  pg_psql -c "CREATE DATABASE $db" || { check "PG STORE: cannot create database $db"; return 0; }
+  VX_DATA=$TMPD/veltrix-pg-data VX_LOG=$TMPD/veltrix-pg.log SETUP=$TMPD/setup-pg VX_DEAD=0
+  VX_STORE_ARGS="--store $(pg_url $db)" VX_CPU_ALSO=$PG_PID
+  run_vx_pg_rows
+  VX_DATA=$saved_data VX_LOG=$saved_log SETUP=$TMPD/setup VX_STORE_ARGS="" VX_CPU_ALSO=""
+}
+
+run_vx_pg_rows() {
+  vx_start || { VX_DEAD=1; check "PG STORE: server did not start: $(tail -n 5 "$VX_LOG" | tr '\n' ' ')"; return 0; }
+  echo "  ready in ${VX_READY_S}s at $VX_URL (PID $VX_PID; PostgreSQL PID $PG_PID)"
+  local hunts="" r
+  for ((r = 1; r <= RUNS + RETRY_LEFT; r++)); do hunts+="bscan$r,"; done
+  hunts+=bscandiag
+  if ! timeout -k 5 600 $PY setup --url "$VX_URL" --key "$KEY" --dir "$SETUP" --players "$PLAYERS" \
+       --codes "$CODES" --scan-hunts "$hunts" --chest-hunt bchest >/dev/null; then
+    vx_alive pg_setup || true
+    check "PG STORE: SETUP FAILED (see above)"; return 0
+  fi
+  BENCH_LUA_DIR=$BENCH_DIR timeout -k 5 30 wrk -t"$THREADS" -c"$CONNS" -d1s -s "$BENCH_DIR/get.lua" "$VX_URL/healthz" >/dev/null 2>&1 || true
+  vx_alive pg_scans && vx_workload pg_scans "POST /v1/hunts/:/scans" scans.lua /v1/hunts/HUNT/scans scans args_scans
+  vx_alive pg_chests && vx_workload pg_chests "POST /v1/hunts/:/zones/:/open" chests.lua /v1/hunts/HUNT/zones/z/open chests_left args_chests
+  vx_alive "the end of the PostgreSQL runs" || return 0
+  local list=()
+  IFS=, read -r -a list <<<"$hunts"
+  list+=(bchest)
+  $PY snapshot "$VX_URL" "$KEY" "${list[@]}" >"$TMPD/pg-before.json"
+  stop_pid "$VX_PID" 30; forget "$VX_PID"
+  local t1; t1=$(date +%s.%N)
+  if vx_start; then
+    check "PG STORE: restart on the same database ($(pg_psql -Atc "SELECT count(*) FROM veltrix.events" -d veltrix_bench 2>/dev/null) log rows): ready in $(python3 -c "import time; print('%.1f' % (time.time() - $t1))") s; state (stats, digest, top-10 of ${#list[@]} hunts): $($PY snapshot "$VX_URL" "$KEY" "${list[@]}" >"$TMPD/pg-after.json" && $PY compare "$TMPD/pg-before.json" "$TMPD/pg-after.json")"
+    stop_pid "$VX_PID" 30; forget "$VX_PID"
+  else
+    check "PG STORE: RESTART FAILED on the same database: $(tail -n 5 "$VX_LOG" | tr '\n' ' ')"
+  fi
+}
+
+# A hunt of $RESTART_EVENTS events loaded into its own database (bench_gen_store, COPY),
+# replayed from it by bench_replay, then `veltrix serve --store` timed from start to ready.
+run_pg_restart() {
+  local db=veltrix_restart d=$TMPD/pg-restart out=$TMPD/pg-restart-gen.txt want size res
+  mkdir -p "$d"
+  log "PostgreSQL store: bench_gen_store: $RESTART_EVENTS events into $(pg_url $db), a snapshot $RESTART_TAIL events before the end"
+  pg_psql -c "CREATE DATABASE $db" || { check "PG RESTART: cannot create database $db"; return 0; }
+  quiet
+  if ! timeout -k 5 1800 "$BDIR/bench_gen_store" "$(pg_url $db)" "$RESTART_EVENTS" "$RESTART_TAIL" >"$out" 2>&1; then
+    check "PG RESTART: generating the store failed: $(tail -n 3 "$out" | tr '\n' ' ')"; return 0
+  fi
+  sed 's/^/  /' "$out"
+  want=$(sed -n 's/.* digest \([0-9a-f]*\).*/\1/p' "$out")
+  size=$(pg_psql -Atc "SELECT pg_size_pretty(pg_database_size('$db'))")
+  check "PostgreSQL store: $(grep '^loaded by' "$out")"
+  local i eps=() reps=()
+  for ((i = 1; i <= PG_RESTART_RUNS; i++)); do
+    quiet
+    if ! timeout -k 5 900 "$BDIR/bench_replay" --store "$(pg_url $db)" restart "$want" >"$TMPD/pg-replay.txt" 2>&1; then
+      check "PG REPLAY FAILED: $(tail -n 3 "$TMPD/pg-replay.txt" | tr '\n' ' ')"; break
+    fi
+    grep -v '^RESULT' "$TMPD/pg-replay.txt" | sed 's/^/  /'
+    res=$(grep '^RESULT' "$TMPD/pg-replay.txt")
+    eps+=("$(sed -n 's/.* events_per_s=\([0-9.]*\).*/\1/p' <<<"$res")")
+    reps+=("$(sed -n 's/.* read_events_per_s=\([0-9.]*\).*/\1/p' <<<"$res")")
+  done
+  if [ ${#eps[@]} -gt 0 ]; then
+    local m mr
+    m=$(python3 -c 'import statistics, sys; print("%.0f" % statistics.median(map(float, sys.argv[1:])))' "${eps[@]}")
+    mr=$(python3 -c 'import statistics, sys; print("%.0f" % statistics.median(map(float, sys.argv[1:])))' "${reps[@]}")
+    check "PostgreSQL store: full replay of $RESTART_EVENTS events (bench_replay --store: read + decode + apply, one hunt): $m events/s (target ≥ 500,000: $(met "$m" ge 500000)); reading alone $mr events/s; median of ${#eps[@]}: ${eps[*]}"
+  fi
+  WHOLE_LOG_TARGET=0 restart_timed "$d" "$want" "$PG_RESTART_RUNS" "PostgreSQL store: restart with $RESTART_EVENTS events ($size database)" --store "$(pg_url $db)"
+  pg_psql -c "DROP DATABASE $db" || true
 }
 
 # ------------------------------------------------------------------ main
@@ -745,11 +881,19 @@ want tiles && run_tiles
 want live && run_live
 want replay && run_replay
 want restart && run_restart
-if want anchors; then
-  run_nginx
-  run_pg
-  run_redis
+want anchors && run_nginx
+if want anchors || want pg; then
+  # One PostgreSQL for its anchors and the store on PostgreSQL (pg), side by side.
+  if pg_up; then
+    want pg && run_vx_pg
+    want pg && run_pg_restart
+    { want anchors || [ "$QUICK" != 1 ]; } && pg_anchor_runs
+    pg_stop
+  elif want pg; then
+    check "PG STORE: no PostgreSQL to run on (see above)"
+  fi
 fi
+want anchors && run_redis
 
 log "results ($((SECONDS - START)) s)"
 mode="full run"

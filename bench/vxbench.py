@@ -4,8 +4,9 @@
 Subcommands (each prints what run.sh needs on stdout, errors on stderr, exit 1 on error):
   freeport                         a free TCP port on 127.0.0.1
   wait-ready URL SECONDS [PID]     poll URL until 200 (fails early if PID dies)
-  cpu PID                          CPU clock ticks of PID and all its descendants
-                                   (utime+stime+cutime+cstime, from /proc)
+  cpu PID [PID...]                 CPU clock ticks of each PID and all its descendants
+                                   (utime+stime+cutime+cstime, from /proc), summed (the
+                                   PostgreSQL rows: veltrix + the postmaster's tree)
   metrics URL                      /metrics request counters as JSON {"METHOD route": {"2xx": n}}
   setup ...                        players, hunts, code payloads, a populated leaderboard
   stats URL HUNT                   GET /v1/hunts/HUNT/stats as one JSON line
@@ -203,7 +204,7 @@ def cmd_quiet(a):
 
 
 def cmd_cpu(a):
-    print(cpu_ticks(a.pid))
+    print(sum(cpu_ticks(p) for p in a.pid))
 
 
 def read_metrics(url):
@@ -501,7 +502,16 @@ WORKLOADS = [  # (key, label, [anchor names in order])
                                               "PostgreSQL tile SELECT",
                                               "nginx 1.2 KB from memory (wrk ceiling)"]),
     ("tiles_publish", "GET /tiles, publishing meanwhile", []),
+    # the same workloads with the store on PostgreSQL (bench/run.sh pg): CPU is veltrix's
+    # plus every process of the bench's PostgreSQL instance
+    ("pg_scans", "POST scans (durable), PostgreSQL store", ["PostgreSQL 1-row INSERT tx"]),
+    ("pg_chests", "POST chest open (durable), PostgreSQL store",
+     ["PostgreSQL SKIP LOCKED chest tx"]),
 ]
+PG_TARGETS = {  # issue 14: (anchor, min ratio to it in the same run, max p99 ms)
+    "pg_scans": ("PostgreSQL 1-row INSERT tx", 2.0, 10.0),
+    "pg_chests": ("PostgreSQL SKIP LOCKED chest tx", 10.0, 10.0),
+}
 BUDGET = {  # DESIGN.md "Performance budget": (min req/s, max p99 ms)
     "scans": (70000, None), "chests": (50000, 5.0), "lb_top": (100000, None),
     "lb_around": (100000, None), "tiles": (96000, 2.0), "tiles_publish": (0, 5.0),
@@ -627,7 +637,9 @@ def cmd_table(a):
              "each run the harness waits (45 s budget in all, BENCH_QUIET_BUDGET) for the machine to be quiet." % BUSY)
     D.append("veltrix columns: median of %s runs of wrk -t%s -c%s -d%ss (--latency); non-2xx: "
              "sum over the runs (wrk counts status ≥ 400), socket errors in brackets. CPU µs/req = "
-             "Δ(utime+stime) of the server process from /proc over the run ÷ completed requests. "
+             "Δ(utime+stime) of the server process from /proc over the run ÷ completed requests "
+             "(PostgreSQL store rows: veltrix plus every process of the bench's PostgreSQL "
+             "instance, which shares the 2 cores). "
              "ratio = veltrix req/s ÷ anchor ops/s." % (
                  meta.get("runs", "?"), meta.get("threads", "?"), meta.get("conns", "?"),
                  meta.get("dur", "?")))
@@ -717,6 +729,18 @@ def cmd_table(a):
                               "nginx-bound, not wrk's ceiling" if nginx_bound else "wrk's ceiling",
                               fmt_n(med(ceil)), "below" if med(ceil) < 2 * med(ng) else "above"))
                           if ceil else ""))
+    for key, (aname, ratio, max_p99) in PG_TARGETS.items():
+        runs, ar = vx.get(key), anchors.get(aname)
+        if not runs:
+            continue
+        runs = counted(runs)
+        rps, p99 = med([r["rps"] for r in runs]), med([r["p99_us"] for r in runs]) / 1e3
+        arps = med([r["rps"] for r in counted(ar)]) if ar else None
+        B.append("- %s (issue 14): %s req/s = %s %s (target ≥ %g×: **%s**), p99 %.2f ms "
+                 "(target < %g ms: **%s**)" % (
+                     key, fmt_n(rps), ("%.2f×" % (rps / arps)) if arps else "? ×", aname,
+                     ratio, ("met" if rps >= ratio * arps else "NOT met") if arps else
+                     "no anchor in this run", p99, max_p99, "met" if p99 < max_p99 else "NOT met"))
     if B:
         D.append("")
         D.append("Budget (DESIGN.md, \"Performance budget\"):")
@@ -748,7 +772,7 @@ def main():
     s.add_argument("seconds", type=float)
     s.add_argument("pid", type=int, nargs="?")
     s = sp.add_parser("cpu")
-    s.add_argument("pid", type=int)
+    s.add_argument("pid", type=int, nargs="+")
     s = sp.add_parser("metrics")
     s.add_argument("url")
     s = sp.add_parser("setup")
