@@ -76,7 +76,7 @@ PY="python3 $BENCH_DIR/vxbench.py"
 usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # ------------------------------------------------------------------ what to run
-ALL=(healthz players scans chests leaderboard tiles live anchors replay restart pg)
+ALL=(healthz players scans chests leaderboard tiles live anchors replay restart pg migrate)
 declare -A WANT=()
 [ $# -eq 0 ] && [ -n "${BENCH:-}" ] && set -- $BENCH
 if [ $# -eq 0 ]; then
@@ -86,7 +86,7 @@ if [ $# -eq 0 ]; then
 else
   for w in "$@"; do
     case $w in
-      healthz|players|scans|chests|leaderboard|tiles|live|anchors|replay|restart|pg) WANT[$w]=1 ;;
+      healthz|players|scans|chests|leaderboard|tiles|live|anchors|replay|restart|pg|migrate) WANT[$w]=1 ;;
       -h|--help) usage ;;
       *) echo "run.sh: unknown workload '$w'" >&2; usage ;;
     esac
@@ -873,6 +873,20 @@ run_pg_restart() {
   pg_psql -c "DROP DATABASE $db" || true
 }
 
+# A standalone timing script (bench/migrate.sh, ...) that prints one line
+# "NAME: N events in S s = R events/s": the rate against its target (events/s, ≥).
+run_rate_script() {
+  local name=$1 script=$2 events=$3 target=$4 out=$TMPD/$1.txt line rate
+  log "$name: bench/$script $events"
+  quiet
+  if ! BUILD=$BUILD timeout -k 5 1800 bash "$BENCH_DIR/$script" "$events" >"$out" 2>"$out.err"; then
+    check "${name^^} BENCH FAILED: $(tail -n 3 "$out.err" | tr '\n' ' ')"; return 0
+  fi
+  line=$(grep "^$name: " "$out" | tail -n 1)
+  rate=$(sed -n 's/.* = \([0-9.]*\) events\/s.*/\1/p' <<<"$line")
+  check "$line (target ≥ $target events/s: $(met "${rate:-0}" ge "$target"))"
+}
+
 # ------------------------------------------------------------------ main
 START=$SECONDS
 echo "veltrix bench: workloads: ${!WANT[*]}; $RUNS run(s) × ${DUR}s; temp dir $TMPD"
@@ -894,6 +908,7 @@ if want anchors || want pg; then
   fi
 fi
 want anchors && run_redis
+want migrate && run_rate_script migrate migrate.sh "${BENCH_MIGRATE_EVENTS:-$([ "$QUICK" = 1 ] && echo 200000 || echo 2000000)}" 200000
 
 log "results ($((SECONDS - START)) s)"
 mode="full run"
