@@ -67,7 +67,7 @@ static void one_event(struct store *s, struct hunt *h, uint64_t i, uint32_t play
         if (!(buf = malloc(len))) fail("out of memory");
         event_encode(&ev, buf, len);
     }
-    struct store_event se = {HUNT, ev.seq, ev.time_ms, ev.type, {0}, buf, len};
+    struct store_event se = {HUNT, ev.seq, ev.time_ms, ev.type, {0}, buf, len, {0}, 0};
     memcpy(se.player, ev.player, 16);
     if (store_put_event(s, &se)) fail("put event");
     if (buf != small) free(buf);

@@ -26,6 +26,7 @@
 #define ENGINE_ID_MAX VX_ID_MAX             /* ids: 1..64 chars of [a-z0-9_-] */
 #define ENGINE_CHEST_ID_MAX VX_CHEST_ID_MAX /* range chest ids: prefix + decimal index */
 #define ENGINE_SEED_BYTES EVENT_SEED_BYTES /* a hunt's secret seed */
+#define ENGINE_HASH_BYTES 32                /* a link of the hash chain (SHA-256) */
 
 /* How a hunt draws its chests; fixed when the hunt is created, kept by every update. */
 enum engine_draw_rule {
@@ -49,6 +50,7 @@ enum engine_err {
     ENGINE_BAD_EVENT = EVENT_EBAD, /* recovery: an event that does not apply (corrupt log) */
     ENGINE_NOT_DEFINED = -13,     /* the hunt has no definition yet (404 hunt_not_found) */
     ENGINE_BAD_SNAPSHOT = -14,    /* recovery: a snapshot that does not decode */
+    ENGINE_OLD_SNAPSHOT = -15,    /* recovery: a snapshot from before the hash chain (replay the log) */
 };
 /* snake_case error code for the API ("already_scanned"...), and its HTTP status. */
 const char *engine_err_code(int err);
@@ -65,6 +67,7 @@ struct engine_outcome {
     const char *const *loot; /* OPEN: loot item ids */
     size_t n_loot;
     int created;       /* DEFINE: 1 if this was the hunt's first definition */
+    uint8_t hash[ENGINE_HASH_BYTES]; /* the hunt's hash chain after the event */
 };
 
 struct engine_lb_row {
@@ -118,11 +121,25 @@ int engine_playable(const struct hunt *h, int64_t now_ms);
 int engine_apply(struct hunt *h, const struct event *ev, struct engine_outcome *out,
                  char *err, size_t errcap);
 
+/* --- the hash chain ------------------------------------------------------------------ */
+/* Every applied event extends the hunt's hash chain (engine.c "the hash chain" has the
+ * recipe, docs/FAIRNESS.md the spec): engine_apply puts the new link in out->hash. */
+/* The link after ev given the previous one (prev: engine_chain_h0 for seq 1). Pure. */
+void engine_chain_next(const uint8_t prev[ENGINE_HASH_BYTES], const struct event *ev,
+                       uint8_t out[ENGINE_HASH_BYTES]);
+/* The hash of the hunt's last event (32 zero bytes at seq 0). */
+void engine_head_hash(const struct hunt *h, uint8_t out[ENGINE_HASH_BYTES]);
+/* H0: the seed commitment, or 32 zero bytes for a legacy (or undefined) hunt. */
+void engine_chain_h0(const struct hunt *h, uint8_t out[ENGINE_HASH_BYTES]);
+/* hash as 64 lowercase hex characters and a NUL into out. */
+void engine_hash_hex(const uint8_t hash[ENGINE_HASH_BYTES], char out[2 * ENGINE_HASH_BYTES + 1]);
+
 /* --- snapshots ------------------------------------------------------------------------ */
 /* The complete state of h as one versioned, checksummed byte string ("VXSN", version,
  * length, body, CRC-64): definition, seq, map version, draw rule and seed, interned ids,
- * every player's score, reached seq, history and inventory (version 2; version 1, from
- * before seeds, still decodes, as a hunt with the legacy draw). Chest bitsets, per-code
+ * the head of the hash chain, every player's score, reached seq, history and inventory
+ * (version 3; versions 1 and 2, from before the hash chain, are refused with
+ * ENGINE_OLD_SNAPSHOT: recovery then replays the whole log). Chest bitsets, per-code
  * and per-item counters, the leaderboard and the once-only index are rebuilt on decode.
  * The seed is secret until the hunt ends: a snapshot is never published. *out is
  * malloc'd (the caller frees it). ENGINE_OK or ENGINE_NOMEM. */
@@ -169,7 +186,7 @@ int64_t engine_map_version(const struct hunt *h); /* -1 before the first publish
 /* Map width and height of the current definition (0, 0 when not defined). */
 void engine_map_size(const struct hunt *h, int *width, int *height);
 /* A 64-bit digest of the whole state (scores, ranks, inventories, chests, items, seq,
- * draw rule and seed commitment, never the seed), equal for equal states; for crash tests
+ * draw rule and seed commitment, head of the hash chain, never the seed), equal for equal states; for crash tests
  * and audits. */
 uint64_t engine_digest(const struct hunt *h);
 size_t engine_memory_bytes(const struct hunt *h);

@@ -71,8 +71,8 @@ enum {
 };
 
 static const char *const SQL[Q_MAX] = {
-    [Q_PUT_EVENT] = "INSERT INTO veltrix.events(hunt,seq,time_ms,type,player,data) "
-                    "VALUES($1::text,$2::int8,$3::int8,$4::int8,$5::bytea,$6::bytea)",
+    [Q_PUT_EVENT] = "INSERT INTO veltrix.events(hunt,seq,time_ms,type,player,data,hash) "
+                    "VALUES($1::text,$2::int8,$3::int8,$4::int8,$5::bytea,$6::bytea,$7::bytea)",
     [Q_PUT_PLAYER] = "INSERT INTO veltrix.players(id,display_name,created_ms,gen) "
                      "VALUES($1::bytea,$2::text,$3::int8,$4::int8) ON CONFLICT(id) DO UPDATE "
                      "SET display_name=excluded.display_name, gen=excluded.gen",
@@ -96,7 +96,7 @@ static const char *const SQL[Q_MAX] = {
     [Q_HUNTS] = "WITH RECURSIVE h(hunt) AS (SELECT min(hunt) FROM veltrix.events UNION ALL "
                 "SELECT (SELECT min(e.hunt) FROM veltrix.events e WHERE e.hunt>h.hunt) FROM h "
                 "WHERE h.hunt IS NOT NULL) SELECT hunt FROM h WHERE hunt IS NOT NULL",
-    [Q_EVENTS] = "SELECT seq,time_ms,type,player,data FROM veltrix.events "
+    [Q_EVENTS] = "SELECT seq,time_ms,type,player,data,hash FROM veltrix.events "
                  "WHERE hunt=$1::text AND seq>=$2::int8 ORDER BY seq LIMIT $3::int8",
     [Q_PLAYERS] = "SELECT id,display_name,created_ms,gen FROM veltrix.players "
                   "WHERE id>$1::bytea ORDER BY id LIMIT $2::int8",
@@ -163,6 +163,8 @@ static const char *const MIGRATIONS[] = {
     " heartbeat_at timestamptz NOT NULL, draining boolean NOT NULL);"
     "CREATE TABLE veltrix.hunt_leases(hunt text COLLATE \"C\" PRIMARY KEY,"
     " owner text COLLATE \"C\" NOT NULL, epoch bigint NOT NULL, expires_at timestamptz NOT NULL);",
+    /* The hash chain (engine.h): each event's link; NULL in rows written before it. */
+    "ALTER TABLE veltrix.events ADD COLUMN hash bytea;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -250,9 +252,9 @@ static void say(const struct pg *s, const char *what, const char *msg)
 /* Parameters of one statement: text for text columns, binary for everything else. */
 struct args {
     int n;
-    const char *val[6];
-    int len[6], fmt[6];
-    uint64_t num[6]; /* big-endian int8 */
+    const char *val[7];
+    int len[7], fmt[7];
+    uint64_t num[7]; /* big-endian int8 */
 };
 
 static void arg_text(struct args *a, const char *s)
@@ -753,6 +755,8 @@ static int pg_put_event(struct store *base, const struct store_event *ev)
     arg_int(&a, ev->type);
     arg_bytes(&a, ev->player, 16);
     arg_bytes(&a, ev->data, ev->data_len);
+    arg_bytes(&a, ev->hash, 32);
+    if (!ev->has_hash) a.val[a.n - 1] = NULL; /* SQL NULL */
     return put(PG(base), Q_PUT_EVENT, &a);
 }
 
@@ -901,6 +905,10 @@ static int event_row(struct walk *w, const PGresult *r, int i)
     ev.type = (uint8_t)col_int(r, i, 2);
     if (col_fixed(r, i, 3, ev.player, 16)) return STORE_ECORRUPT;
     ev.data = col_bytes(r, i, 4, &ev.data_len);
+    if (!PQgetisnull(r, i, 5)) {
+        if (col_fixed(r, i, 5, ev.hash, 32)) return STORE_ECORRUPT;
+        ev.has_hash = 1;
+    }
     return ((store_event_cb)w->cb)(&ev, w->ctx);
 }
 

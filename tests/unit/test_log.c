@@ -43,7 +43,7 @@ static int submit(struct log *l, struct done *d, uint64_t first, int n)
         struct arg *a = malloc(sizeof *a);
         *a = (struct arg){d, (int)(first + (uint64_t)i)};
         struct log_entry *e = log_entry_create(on_done, a);
-        struct store_event ev = {"h", first + (uint64_t)i, 1000, 2, {1}, (const uint8_t *)"x", 1};
+        struct store_event ev = {"h", first + (uint64_t)i, 1000, 2, {1}, (const uint8_t *)"x", 1, {0}, 0};
         if (!e || log_entry_event(e, &ev)) return -1;
         int rc = log_submit(l, e);
         if (rc) {
@@ -336,7 +336,7 @@ TEST(manual_destroy_is_a_crash)
     for (int i = 0; i < 3; i++) {
         keep[i] = (struct arg){&d, i};
         struct log_entry *e = log_entry_create(on_done, &keep[i]);
-        struct store_event ev = {"h", 3109 + (uint64_t)i, 1000, 2, {1}, (const uint8_t *)"x", 1};
+        struct store_event ev = {"h", 3109 + (uint64_t)i, 1000, 2, {1}, (const uint8_t *)"x", 1, {0}, 0};
         CHECK_EQ_INT(log_entry_event(e, &ev), 0);
         CHECK_EQ_INT(log_submit(l, e), 0);
         if (i == 0) CHECK_EQ_INT(log_commit_now(l), 0); /* committed, not delivered */
