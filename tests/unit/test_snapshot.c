@@ -184,6 +184,12 @@ TEST(t_round_trip)
     struct hunt *d = decode_ok("snap", buf, len);
     if (d) {
         same_answers(h, d, 40);
+        uint8_t ha[ENGINE_HASH_BYTES], hb[ENGINE_HASH_BYTES], zero[ENGINE_HASH_BYTES] = {0};
+        engine_head_hash(h, ha);
+        engine_head_hash(d, hb);
+        CHECK(memcmp(ha, hb, sizeof ha) == 0); /* the head of the hash chain survives */
+        CHECK(memcmp(ha, zero, sizeof ha) != 0);
+        CHECK_EQ_INT(engine_digest(h), engine_digest(d));
         CHECK_EQ_INT(engine_snapshot_encode(d, &again, &len2), 0);
         CHECK(len == len2 && memcmp(buf, again, len) == 0);
         free(again);
