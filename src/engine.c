@@ -1448,6 +1448,46 @@ json_t *engine_codes_json(const struct hunt *h)
     return arr;
 }
 
+int engine_code_points(const struct hunt *h, const char *code, int64_t *points)
+{
+    uint32_t c = h->def ? lookup(&h->def->d.code_ix, code) : NONE;
+    if (c == NONE) return -1;
+    *points = h->def->d.codes[c].points;
+    return 0;
+}
+
+int engine_chest_reward(const struct hunt *h, const char *zone, const char *chest,
+                        int64_t *points, const char *const **loot, size_t *n_loot)
+{
+    const struct def *df = h->def;
+    uint32_t zi = df ? lookup(&df->d.zone_ix, zone) : NONE, pool, slot;
+    if (zi == NONE || find_chest(df, zi, chest, &pool, &slot)) return -1;
+    const struct pool *p = &df->pools[pool];
+    int explicit_chest = slot < p->n_explicit;
+    const struct hd_range *rg = &df->d.zones[zi].range;
+    uint32_t off = explicit_chest ? df->d.chests[p->chests[slot]].loot_off : rg->loot_off;
+    *n_loot = explicit_chest ? df->d.chests[p->chests[slot]].n_loot : rg->n_loot;
+    *loot = (const char *const *)df->d.loot + off;
+    *points = slot_points(df, p, zi, slot);
+    return 0;
+}
+
+json_t *engine_definition_public(const char *json, size_t len)
+{
+    struct huntdef d;
+    char why[256];
+    if (huntdef_parse(&d, json, len, why, sizeof why)) return NULL;
+    json_t *o = json_copy(d.root), *codes = d.n_codes ? public_codes(&d) : NULL;
+    if (o && codes) json_object_set_new(o, "codes", codes);
+    else json_decref(codes);
+    if (o && d.n_codes && !codes) {
+        json_decref(o);
+        o = NULL;
+    }
+    huntdef_deinit(&d);
+    return o;
+}
+
 int engine_has_code(const struct hunt *h, const char *code)
 {
     return h->def && lookup(&h->def->d.code_ix, code) != NONE;

@@ -168,6 +168,18 @@ int engine_draw_rule(const struct hunt *h);
 int engine_seed_reveal(const struct hunt *h, int64_t now_ms, char hex[2 * ENGINE_SEED_BYTES + 1]);
 /* [{"id","points","x","y","hidden"}...] of every code (the admin list). New reference. */
 json_t *engine_codes_json(const struct hunt *h);
+/* The current definition's points of code: 0, or -1 when it has no such code. A code
+ * once scanned never changes (engine_define refuses that), so these are the points every
+ * past scan of it earned. */
+int engine_code_points(const struct hunt *h, const char *code, int64_t *points);
+/* The current definition's points and loot of chest in zone: 0, or -1 when there is no
+ * such chest. An opened chest never changes, so these are what its opening gave. *loot
+ * stays valid until the next engine_apply on h. */
+int engine_chest_reward(const struct hunt *h, const char *zone, const char *chest,
+                        int64_t *points, const char *const **loot, size_t *n_loot);
+/* A definition's public JSON (GET /v1/hunts/{hunt}'s rule: hidden codes without "x" and
+ * "y"). New reference; NULL when json is not a valid definition or out of memory. */
+json_t *engine_definition_public(const char *json, size_t len);
 /* 1 if code is defined in this hunt. */
 int engine_has_code(const struct hunt *h, const char *code);
 /* GET /v1/hunts/{hunt}/me: {"score","rank"(null when unranked),"inventory","scanned",
