@@ -1061,12 +1061,25 @@ static size_t define_public(const struct event *ev, uint8_t out[1 + 32])
 void engine_chain_next(const uint8_t prev[ENGINE_HASH_BYTES], const struct event *ev,
                        uint8_t out[ENGINE_HASH_BYTES])
 {
+    engine_chain_next_sha(prev, ev, NULL, out);
+}
+
+void engine_chain_next_sha(const uint8_t prev[ENGINE_HASH_BYTES], const struct event *ev,
+                           const uint8_t *def_sha, uint8_t out[ENGINE_HASH_BYTES])
+{
     uint8_t buf[ENGINE_HASH_BYTES + CHAIN_HEAD + 2 * VX_ID_MAX + VX_CHEST_ID_MAX + 64];
     uint8_t *c = buf + ENGINE_HASH_BYTES, *p = c + CHAIN_HEAD;
     const size_t pcap = sizeof buf - ENGINE_HASH_BYTES - CHAIN_HEAD;
     size_t plen;
-    if (ev->type == EVENT_DEFINE) plen = define_public(ev, p);
-    else plen = event_encode(ev, p, pcap);
+    if (ev->type == EVENT_DEFINE && def_sha) {
+        p[0] = ev->u.define.draw_rule;
+        memcpy(p + 1, def_sha, 32);
+        plen = 33;
+    } else if (ev->type == EVENT_DEFINE) {
+        plen = define_public(ev, p);
+    } else {
+        plen = event_encode(ev, p, pcap);
+    }
     VX_FATAL_IF(plen > pcap); /* ids are bounded: a public payload always fits */
     memcpy(buf, prev, ENGINE_HASH_BYTES);
     memcpy(c, CHAIN_MAGIC, 5);

@@ -127,6 +127,10 @@ int engine_apply(struct hunt *h, const struct event *ev, struct engine_outcome *
 /* The link after ev given the previous one (prev: engine_chain_h0 for seq 1). Pure. */
 void engine_chain_next(const uint8_t prev[ENGINE_HASH_BYTES], const struct event *ev,
                        uint8_t out[ENGINE_HASH_BYTES]);
+/* The same with the definition's SHA-256 given (def_sha, 32 bytes) rather than computed
+ * from a DEFINE's JSON: for a verifier that has only the hash of the exact text. */
+void engine_chain_next_sha(const uint8_t prev[ENGINE_HASH_BYTES], const struct event *ev,
+                           const uint8_t *def_sha, uint8_t out[ENGINE_HASH_BYTES]);
 /* The hash of the hunt's last event (32 zero bytes at seq 0). */
 void engine_head_hash(const struct hunt *h, uint8_t out[ENGINE_HASH_BYTES]);
 /* H0: the seed commitment, or 32 zero bytes for a legacy (or undefined) hunt. */

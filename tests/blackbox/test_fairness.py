@@ -267,5 +267,163 @@ def chain_survives_restart():
     eq(c.req("GET", "/v1/hunts/fair/stats").body["head_hash"], last["head"]["hash"], "head_hash after restart")
 
 
+# --------------------------------------------------------------------------- veltrix audit
+def audit(*args):
+    p = subprocess.run([vx.BIN, "audit"] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=120)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def store_copy(g, name):
+    """A consistent copy of the shared server's SQLite store (the backup API: it is live)."""
+    path = os.path.join(g["s"].data, name)
+    src = sqlite3.connect(os.path.join(g["s"].data, "veltrix.db"))
+    dst = sqlite3.connect(path)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    return path
+
+
+def rechain(events):
+    """The hashes of events recomputed (a forger rewriting the whole chain)."""
+    link = bytes.fromhex(events[0]["seed_commitment"])
+    for e in events:
+        link = hashlib.sha256(link + canonical(e)).digest()
+        e["hash"] = link.hex()
+    return events
+
+
+def write_lines(path, events):
+    with open(path, "w") as f:
+        for e in events:
+            f.write(json.dumps(e, separators=(",", ":")) + "\n")
+    return path
+
+
+def audit_fails(args, seq, what):
+    rc, out, err = audit(*args)
+    eq(rc, 1, "%s: exit status (stderr %s)" % (what, short(err)))
+    true(re.search(r"\bseq %d\b" % seq, err), "%s: the message names seq %d: %s" % (what, seq, short(err)))
+    return err
+
+
+def wait_end(g):
+    while time.time() <= g["end"] + 0.05:
+        time.sleep(0.05)
+
+
+@test
+def audit_store_honest_and_tampered():
+    g = game()
+    c = g["c"]
+    events, last, _ = export_log(c, "fair")
+    path = store_copy(g, "audit-honest.db")
+    rc, out, err = audit("fair", "--store", "sqlite:" + path)
+    eq(rc, 0, "audit --store on an honest store (stderr %s)" % short(err))
+    true("head: seq %d hash %s" % (last["head"]["seq"], last["head"]["hash"]) in out,
+         "the audit's head vs /log's: %s" % short(out))
+    true(re.search(r"draws: [1-9]\d* checked", out), "draws checked from the store: %s" % short(out))
+    vx.note("audit --store: " + " | ".join(out.strip().splitlines()[:2]))
+    opens = [e for e in events if e["type"] == "chest_opened"]
+    other = [e["player"] for e in events if "player" in e and e["player"] != opens[0]["player"]][0]
+    db = sqlite3.connect(store_copy(g, "audit-hash.db"))
+    db.execute("UPDATE events SET hash = zeroblob(32) WHERE hunt='fair' AND seq=5")
+    db.commit()
+    db.close()
+    audit_fails(("fair", "--store", "sqlite:" + os.path.join(g["s"].data, "audit-hash.db")), 5,
+                "a changed stored hash")
+    p = store_copy(g, "audit-owner.db")
+    db = sqlite3.connect(p)
+    db.execute("UPDATE events SET player=? WHERE hunt='fair' AND seq=?",
+               (uuid.UUID(other).bytes, opens[0]["seq"]))
+    db.commit()
+    db.close()
+    audit_fails(("fair", "--store", "sqlite:" + p), opens[0]["seq"], "a chest given to another player")
+    rc, _, err = audit("nope", "--store", "sqlite:" + path)
+    eq(rc, 2, "audit of a hunt the store does not hold (%s)" % short(err))
+
+
+@test
+def audit_log_honest_and_tampered():
+    g = game()
+    wait_end(g)
+    c = g["c"]
+    d = g["s"].data
+    events, last, _ = export_log(c, "fair", os.path.join(d, "log.jsonl"), page=7)
+    rc, out, err = audit("fair", "--log", os.path.join(d, "log.jsonl"))
+    eq(rc, 0, "audit --log, honest (stderr %s)" % short(err))
+    true(re.search(r"draws: [1-9]\d* checked", out), "draws checked: %s" % short(out))
+    true("head: seq %d hash %s" % (last["head"]["seq"], last["head"]["hash"]) in out, "head: %s" % out)
+    # without the seed and definition_text: chain and rules, draws not checked; --seed checks them
+    bare = copy.deepcopy(events)
+    for e in bare:
+        e.pop("seed", None)
+        e.pop("definition_text", None)
+    write_lines(os.path.join(d, "bare.jsonl"), bare)
+    rc, out, err = audit("fair", "--log", os.path.join(d, "bare.jsonl"))
+    eq(rc, 0, "audit --log without the seed (stderr %s)" % short(err))
+    true("draws: not checked" in out, "draws without a seed: %s" % short(out))
+    rc, out, err = audit("fair", "--log", os.path.join(d, "bare.jsonl"), "--seed", last["seed"])
+    eq(rc, 0, "audit --log --seed (stderr %s)" % short(err))
+    true(re.search(r"draws: [1-9]\d* checked", out), "draws with --seed: %s" % short(out))
+    bad_seed = ("%064x" % (int(last["seed"], 16) ^ 1))
+    audit_fails(("fair", "--log", os.path.join(d, "bare.jsonl"), "--seed", bad_seed), 1,
+                "a seed that does not match its commitment")
+    lied = copy.deepcopy(events)
+    lied[0]["seed"] = bad_seed
+    audit_fails(("fair", "--log", write_lines(os.path.join(d, "t.jsonl"), lied)), 1,
+                "a listed seed that does not match its commitment")
+    # tamperings, each naming its seq
+    k = 6
+    t = copy.deepcopy(events)
+    t[k]["hash"] = t[k]["hash"][:10] + ("0" if t[k]["hash"][10] != "0" else "1") + t[k]["hash"][11:]
+    audit_fails(("fair", "--log", write_lines(os.path.join(d, "t.jsonl"), t)), k + 1, "one hash byte")
+    t = copy.deepcopy(events)
+    del t[k]
+    audit_fails(("fair", "--log", write_lines(os.path.join(d, "t.jsonl"), t)), k + 1, "an event dropped")
+    t = copy.deepcopy(events)
+    t[k], t[k + 1] = t[k + 1], t[k]
+    audit_fails(("fair", "--log", write_lines(os.path.join(d, "t.jsonl"), t)), k + 1, "two swapped")
+    opens = [i for i, e in enumerate(events) if e["type"] == "chest_opened" and e["zone"] == "drops"]
+    i = opens[0]
+    other = [e["player"] for e in events if "player" in e and e["player"] != events[i]["player"]][0]
+    t = copy.deepcopy(events)
+    t[i]["player"] = other
+    audit_fails(("fair", "--log", write_lines(os.path.join(d, "t.jsonl"), t)), i + 1,
+                "a chest given to another player")
+    # the same forgery with the whole chain rewritten: the draw (seed) gives it away, unless
+    # the seed happens to draw that very chest for the other player too (then the forged
+    # history is a legal one): over every other player, at least one is caught
+    caught = 0
+    for o in sorted({e["player"] for e in events if "player" in e} - {events[i]["player"]}):
+        t = copy.deepcopy(events)
+        t[i]["player"] = o
+        rc, _, err = audit("fair", "--log", write_lines(os.path.join(d, "t.jsonl"), rechain(t)))
+        true(rc == 0 or (rc == 1 and "seq %d: chest" % (i + 1) in err and "draw" in err),
+             "a rewritten forgery: %d %s" % (rc, err))
+        caught += rc == 1
+    true(caught >= 1, "no rewritten chest forgery was caught by the draw")
+    t = copy.deepcopy(events)
+    scans = [j for j, e in enumerate(events) if e["type"] == "scan"]
+    t[scans[0]]["points"] += 1
+    audit_fails(("fair", "--log", write_lines(os.path.join(d, "t.jsonl"), t)), scans[0] + 1,
+                "points changed")
+    t = copy.deepcopy(events)
+    t[i]["chest"] = "drop-49"
+    t = rechain(t)
+    audit_fails(("fair", "--log", write_lines(os.path.join(d, "t.jsonl"), t)), i + 1,
+                "another chest, chain rewritten")
+    # bad arguments and unreadable input: 2
+    for args in ((), ("fair",), ("fair", "--log"), ("fair", "--store", "x", "--log", "y"),
+                 ("fair", "--log", os.path.join(d, "missing.jsonl")), ("fair", "--bogus", "1"),
+                 ("fair", "--log", os.path.join(d, "log.jsonl"), "--seed", "zz")):
+        rc, _, err = audit(*args)
+        eq(rc, 2, "audit %s: exit status (%s)" % (" ".join(args), short(err)))
+    with open(os.path.join(d, "junk.jsonl"), "w") as f:
+        f.write("this is not json\n")
+    eq(audit("fair", "--log", os.path.join(d, "junk.jsonl"))[0], 2, "a file that is not JSON lines")
+
+
 if __name__ == "__main__":
     vx.run_all()
