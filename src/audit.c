@@ -40,10 +40,12 @@ struct audit {
 };
 
 /* What a /log line claims beyond the event itself. */
+#define CLAIM_LOOT_MAX 64
 struct claims {
     int has_points, has_loot;
     int64_t points;
-    json_t *loot; /* array of item ids (borrowed) */
+    size_t n_loot; /* > CLAIM_LOOT_MAX: more than any chest holds */
+    char loot[CLAIM_LOOT_MAX][VX_ID_MAX + 1];
     const uint8_t *def_sha; /* DEFINE: SHA-256 of the exact definition text */
 };
 
@@ -59,17 +61,27 @@ __attribute__((format(printf, 3, 4))) static int fail(struct audit *a, uint64_t 
     return -1;
 }
 
-static int hex_decode(const char *s, uint8_t *out, size_t n)
+static int hex_digit(char c)
 {
-    if (!s || strlen(s) != 2 * n) return -1;
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Exactly 2n hex digits of s (NUL-terminated, or len-bounded by the caller) into out. */
+static int hex_decode_n(const char *s, size_t len, uint8_t *out, size_t n)
+{
+    if (!s || len != 2 * n) return -1;
     for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        if (sscanf(s + 2 * i, "%2x", &v) != 1 || !strchr("0123456789abcdefABCDEF", s[2 * i]) ||
-            !strchr("0123456789abcdefABCDEF", s[2 * i + 1]))
-            return -1;
-        out[i] = (uint8_t)v;
+        int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
+        if (hi < 0 || lo < 0) return -1;
+        out[i] = (uint8_t)(hi << 4 | lo);
     }
     return 0;
+}
+
+static int hex_decode(const char *s, uint8_t *out, size_t n)
+{
+    return s ? hex_decode_n(s, strlen(s), out, n) : -1;
 }
 
 /* seq 1: H0 from the commitment; the seed (from the event or --seed) must match it. */
@@ -118,11 +130,8 @@ static int check_claims(struct audit *a, const struct event *ev, const struct en
         return fail(a, ev->seq, "%" PRId64 " points listed, the rules give %" PRId64, cl->points,
                     o->points);
     if (!cl->has_loot) return 0;
-    int same = json_array_size(cl->loot) == o->n_loot;
-    for (size_t i = 0; same && i < o->n_loot; i++) {
-        const char *s = json_string_value(json_array_get(cl->loot, i));
-        same = s && !strcmp(s, o->loot[i]);
-    }
+    int same = cl->n_loot == o->n_loot;
+    for (size_t i = 0; same && i < o->n_loot; i++) same = !strcmp(cl->loot[i], o->loot[i]);
     return same ? 0 : fail(a, ev->seq, "the listed loot is not the chest's");
 }
 
@@ -254,6 +263,24 @@ static int id_field(json_t *o, const char *k, char *out, size_t max)
     return 0;
 }
 
+/* A listed loot array into cl (absent: nothing claimed). -1 when malformed. */
+static int loot_of(json_t *arr, struct claims *cl)
+{
+    json_t *v;
+    size_t i;
+    if (!arr) return 0;
+    if (!json_is_array(arr)) return -1;
+    cl->has_loot = 1;
+    cl->n_loot = json_array_size(arr);
+    json_array_foreach(arr, i, v)
+    {
+        const char *s = json_string_value(v);
+        if (!s || strlen(s) > VX_ID_MAX) return -1;
+        if (i < CLAIM_LOOT_MAX) memcpy(cl->loot[i], s, strlen(s) + 1);
+    }
+    return 0;
+}
+
 /* The type-specific fields of a play or map line. */
 static int line_fields(struct audit *a, json_t *o, struct event *ev, struct claims *cl)
 {
@@ -271,8 +298,7 @@ static int line_fields(struct audit *a, json_t *o, struct event *ev, struct clai
     case EVENT_OPEN:
         bad = id_field(o, "zone", ev->u.open.zone, VX_ID_MAX) ||
               id_field(o, "chest", ev->u.open.chest, VX_CHEST_ID_MAX);
-        cl->loot = json_object_get(o, "loot");
-        cl->has_loot = cl->loot != NULL;
+        bad = bad || loot_of(json_object_get(o, "loot"), cl);
         break;
     case EVENT_MAP:
         bad = !json_is_integer(json_object_get(o, "version"));
@@ -324,6 +350,139 @@ static int file_line(struct audit *a, json_t *o)
     return rc;
 }
 
+/* ---- the fast path: the exact line shape /log writes for scans, collects and opens ---
+ * A cursor over one line; any difference from the expected shape (another key order,
+ * whitespace, an escape in an id) gives up, and the line goes through jansson instead. */
+struct cur {
+    const char *p, *end;
+};
+
+static int lit(struct cur *c, const char *s)
+{
+    size_t n = strlen(s);
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, s, n)) return -1;
+    c->p += n;
+    return 0;
+}
+
+/* A string without escapes up to its closing quote (the opening one already read). */
+static int plain_str(struct cur *c, const char **s, size_t *len)
+{
+    const char *q = memchr(c->p, '"', (size_t)(c->end - c->p));
+    if (!q || memchr(c->p, '\\', (size_t)(q - c->p))) return -1;
+    *s = c->p;
+    *len = (size_t)(q - c->p);
+    c->p = q + 1;
+    return 0;
+}
+
+/* A JSON string of any content (escapes skipped, not decoded: display names). */
+static int skip_str(struct cur *c)
+{
+    if (lit(c, "\"")) return -1;
+    while (c->p < c->end && *c->p != '"') c->p += *c->p == '\\' ? 2 : 1;
+    return c->p < c->end ? (c->p++, 0) : -1;
+}
+
+static int id_into(struct cur *c, const char *key, char *out, size_t max)
+{
+    const char *s;
+    size_t n;
+    if (lit(c, key) || plain_str(c, &s, &n) || !vx_is_id(s, n, max)) return -1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return 0;
+}
+
+static int int_at(struct cur *c, const char *key, int64_t *v)
+{
+    int neg = 0;
+    if (lit(c, key)) return -1;
+    if (c->p < c->end && *c->p == '-') neg = 1, c->p++;
+    const char *start = c->p;
+    uint64_t x = 0;
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9' && c->p - start < 18)
+        x = x * 10 + (uint64_t)(*c->p++ - '0');
+    if (c->p == start || (c->p < c->end && *c->p >= '0' && *c->p <= '9')) return -1;
+    *v = neg ? -(int64_t)x : (int64_t)x;
+    return 0;
+}
+
+static int fast_loot(struct cur *c, struct claims *cl)
+{
+    if (lit(c, ",\"loot\":[")) return -1;
+    cl->has_loot = 1;
+    while (lit(c, "]")) { /* until the closing bracket */
+        const char *s;
+        size_t n;
+        if ((cl->n_loot && lit(c, ",")) || lit(c, "\"") || plain_str(c, &s, &n) || n > VX_ID_MAX ||
+            cl->n_loot >= CLAIM_LOOT_MAX)
+            return -1;
+        memcpy(cl->loot[cl->n_loot], s, n);
+        cl->loot[cl->n_loot++][n] = '\0';
+    }
+    return 0;
+}
+
+/* The fields after "display_name" of a scan, collect or open. */
+static int fast_fields(struct cur *c, struct event *ev, struct claims *cl)
+{
+    switch (ev->type) {
+    case EVENT_SCAN:
+        if (id_into(c, ",\"code\":\"", ev->u.scan.code, VX_ID_MAX)) return -1;
+        break;
+    case EVENT_COLLECT:
+        return id_into(c, ",\"item\":\"", ev->u.collect.item, VX_ID_MAX);
+    case EVENT_OPEN:
+        if (id_into(c, ",\"zone\":\"", ev->u.open.zone, VX_ID_MAX) ||
+            id_into(c, ",\"chest\":\"", ev->u.open.chest, VX_CHEST_ID_MAX))
+            return -1;
+        break;
+    default:
+        return -1;
+    }
+    cl->has_points = 1;
+    if (int_at(c, ",\"points\":", &cl->points)) return -1;
+    return ev->type == EVENT_OPEN ? fast_loot(c, cl) : 0;
+}
+
+/* 1: line is not of the fast shape (use jansson); else file_line's result. */
+static int fast_line(struct audit *a, const char *line, size_t len)
+{
+    struct cur c = {line, line + len};
+    struct event ev;
+    struct claims cl;
+    const char *s;
+    size_t n;
+    int64_t seq;
+    uint8_t hash[32];
+    char tmp[40];
+    while (c.end > c.p && (c.end[-1] == '\n' || c.end[-1] == '\r')) c.end--;
+    memset(&ev, 0, sizeof ev);
+    cl.has_points = cl.has_loot = 0;
+    cl.n_loot = 0;
+    cl.def_sha = NULL;
+    if (int_at(&c, "{\"seq\":", &seq) || seq <= 0 || lit(&c, ",\"type\":\"") || plain_str(&c, &s, &n))
+        return 1;
+    ev.seq = (uint64_t)seq;
+    ev.type = n == 4 && !memcmp(s, "scan", 4) ? EVENT_SCAN
+              : n == 12 && !memcmp(s, "chest_opened", 12) ? EVENT_OPEN
+              : n == 14 && !memcmp(s, "item_collected", 14) ? EVENT_COLLECT : 0;
+    if (!ev.type || lit(&c, ",\"at\":\"") || plain_str(&c, &s, &n) || n >= sizeof tmp) return 1;
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    if (vx_time_parse(tmp, &ev.time_ms) || lit(&c, ",\"player\":\"") || plain_str(&c, &s, &n) ||
+        n != 36)
+        return 1;
+    memcpy(tmp, s, 36);
+    tmp[36] = '\0';
+    if (uuid_parse(tmp, ev.player) || lit(&c, ",\"display_name\":") || skip_str(&c) ||
+        fast_fields(&c, &ev, &cl) || lit(&c, ",\"hash\":\"") || plain_str(&c, &s, &n) ||
+        hex_decode_n(s, n, hash, 32) || lit(&c, "}") || c.p != c.end)
+        return 1;
+    return audit_event(a, &ev, &ev, hash, NULL, &cl);
+}
+
 static int from_file(struct audit *a, const char *path)
 {
     FILE *f = !strcmp(path, "-") ? stdin : fopen(path, "r");
@@ -341,6 +500,8 @@ static int from_file(struct audit *a, const char *path)
         json_error_t je;
         no++;
         if (n == 1 && line[0] == '\n') continue;
+        if ((rc = fast_line(a, line, (size_t)n)) != 1) continue;
+        rc = 0;
         json_t *o = json_loadb(line, (size_t)n, 0, &je);
         if (!json_is_object(o)) {
             snprintf(a->why, sizeof a->why, "%s line %" PRIu64 ": not a JSON object", path, no);

@@ -1089,7 +1089,10 @@ void engine_chain_next_sha(const uint8_t prev[ENGINE_HASH_BYTES], const struct e
     memcpy(c + 22, ev->player, 16);
     for (int i = 0; i < 4; i++)
         c[38 + i] = (uint8_t)(plen >> (24 - 8 * i));
-    SHA256(buf, ENGINE_HASH_BYTES + CHAIN_HEAD + plen, out);
+    SHA256_CTX ctx; /* the low-level interface: SHA256() fetches the algorithm under a lock */
+    SHA256_Init(&ctx);
+    SHA256_Update(&ctx, buf, ENGINE_HASH_BYTES + CHAIN_HEAD + plen);
+    SHA256_Final(out, &ctx);
 }
 
 /* h->head after ev (just applied, h->seq already ev's). H0 is known only now for seq 1:
