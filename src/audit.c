@@ -557,14 +557,13 @@ int audit_main(int argc, char **argv)
     const char *store = NULL, *file = NULL;
     if (argc < 2 || argv[1][0] == '-') return usage();
     a.hunt = argv[1];
-    for (int i = 2; i < argc; i++) {
+    for (int i = 2; i < argc; i += 2) { /* flag value pairs */
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) return usage();
         if (!strcmp(argv[i], "--store")) store = v;
         else if (!strcmp(argv[i], "--log")) file = v;
         else if (!strcmp(argv[i], "--seed") && !hex_decode(v, a.given, 32)) a.seed_given = 1;
         else return usage();
-        i++;
     }
     if (!store == !file || !vx_is_id(a.hunt, strlen(a.hunt), VX_ID_MAX)) return usage();
     VX_FATAL_IF(!(a.h = engine_hunt_create(a.hunt)));
