@@ -46,6 +46,7 @@ static struct http_route routes[] = {
     {"GET", "/v1/hunts/:/leaderboard", api_leaderboard, 0, 0, {0}, {{0}, 0, 0}},
     {"GET", "/v1/hunts/:/stats", api_stats, 0, 0, {0}, {{0}, 0, 0}},
     {"GET", "/v1/hunts/:/live", api_live, 0, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/v1/hunts/:/log", api_hunt_log, 0, 0, {0}, {{0}, 0, 0}},
 };
 /* ---- recovery (recovery.c replays the hunts; the rest of the server's state here) -- */
 

@@ -189,6 +189,7 @@ void api_hunt_me(struct http_req *r);
 int api_query_int(struct http_req *r, const char *name, long lo, long hi, long *out);
 void api_leaderboard(struct http_req *r);
 void api_stats(struct http_req *r);
+void api_hunt_log(struct http_req *r);
 /* GET /v1/hunts/{hunt}/live?token=...[&since=N]: checks everything, then upgrades. */
 void api_live(struct http_req *r);
 const char *api_live_name(const uint8_t player[16], void *ctx);

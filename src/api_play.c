@@ -248,13 +248,17 @@ void api_stats(struct http_req *r)
     struct hunt *h = api_hunt_param(r);
     if (!h) return;
     struct engine_stats st;
+    uint8_t head[ENGINE_HASH_BYTES];
+    char hex[2 * ENGINE_HASH_BYTES + 1];
     engine_stats(h, &st);
+    engine_head_hash(h, head);
+    engine_hash_hex(head, hex);
     http_send_json(r, 200,
-                   json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "seq", (json_int_t)st.seq, "players",
+                   json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "seq", (json_int_t)st.seq, "players",
                              (json_int_t)st.players, "scans", (json_int_t)st.scans, "chests_left",
                              (json_int_t)st.chests_left, "live_connections",
                              (json_int_t)live_connections(api_app.live, h), "store_lag_ms",
-                             (json_int_t)log_lag_ms(api_app.log)));
+                             (json_int_t)log_lag_ms(api_app.log), "head_hash", hex));
 }
 
 /* ---- live ---------------------------------------------------------------------------- */

@@ -170,8 +170,11 @@ void api_entry_event(struct log_entry *e, struct hunt *h, const struct event *ev
         VX_FATAL_IF(!buf);
         event_encode(ev, buf, need);
     }
-    struct store_event se = {engine_hunt_id(h), ev->seq, ev->time_ms, ev->type, {0}, buf, need};
+    struct store_event se = {engine_hunt_id(h), ev->seq, ev->time_ms, ev->type, {0}, buf, need, {0}, 0};
     memcpy(se.player, ev->player, 16);
+    assert(engine_seq(h) == ev->seq); /* applied (api_apply) before it is logged */
+    engine_head_hash(h, se.hash);
+    se.has_hash = 1;
     VX_FATAL_IF(log_entry_event(e, &se));
     if (buf != small) free(buf);
 }
@@ -182,6 +185,8 @@ void api_entry_event(struct log_entry *e, struct hunt *h, const struct event *ev
 void api_apply(struct hunt *h, const struct event *ev, struct engine_outcome *out)
 {
     char err[256];
+    struct engine_outcome mine;
+    if (!out) out = &mine; /* the live message needs its hash */
     int rc = engine_apply(h, ev, out, err, sizeof err);
     if (rc) {
         fprintf(stderr, "veltrix: engine refused its own decision: %s\n", err);

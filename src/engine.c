@@ -123,6 +123,7 @@ struct hunt {
     uint8_t draw_rule;                               /* enum engine_draw_rule */
     uint8_t seed[ENGINE_SEED_BYTES], commitment[32]; /* ENGINE_DRAW_HMAC; commitment = SHA-256 */
     SHA256_CTX draw_key[2]; /* HMAC key schedule of seed: after the inner, outer key block */
+    uint8_t head[ENGINE_HASH_BYTES]; /* the hash chain at seq (all zero at seq 0) */
 };
 
 /* ---- small helpers -------------------------------------------------------------- */
@@ -1037,6 +1038,85 @@ int engine_map(const struct hunt *h, int64_t version, int64_t now_ms, struct eve
     return ENGINE_OK;
 }
 
+/* ---- the hash chain ------------------------------------------------------------------
+ * Every applied event extends the hunt's public hash chain (docs/FAIRNESS.md):
+ *   canonical(ev) = "VXEV1" || seq (u64 BE) || time_ms (i64 BE) || type (1 byte)
+ *                   || player (16 bytes, zero for DEFINE and MAP) || len(P) (u32 BE) || P
+ *   P = the event's log payload (event_encode) for SCAN, COLLECT, OPEN and MAP; for
+ *       DEFINE the draw rule byte || SHA-256 of the definition JSON (never the seed).
+ *   hash(1) = SHA-256(H0 || canonical(event 1)), hash(n) = SHA-256(hash(n-1) || canonical(n))
+ *   H0 = the seed commitment SHA-256(seed), or 32 zero bytes for a legacy hunt. */
+#define CHAIN_MAGIC "VXEV1"
+#define CHAIN_HEAD 42 /* magic, seq, time, type, player, len(P) */
+
+/* P of a DEFINE: the rule byte and the definition's SHA-256. */
+static size_t define_public(const struct event *ev, uint8_t out[1 + 32])
+{
+    const struct event_define *d = &ev->u.define;
+    out[0] = d->draw_rule;
+    SHA256((const unsigned char *)(d->json ? d->json : ""), d->json ? d->json_len : 0, out + 1);
+    return 1 + 32;
+}
+
+void engine_chain_next(const uint8_t prev[ENGINE_HASH_BYTES], const struct event *ev,
+                       uint8_t out[ENGINE_HASH_BYTES])
+{
+    engine_chain_next_sha(prev, ev, NULL, out);
+}
+
+void engine_chain_next_sha(const uint8_t prev[ENGINE_HASH_BYTES], const struct event *ev,
+                           const uint8_t *def_sha, uint8_t out[ENGINE_HASH_BYTES])
+{
+    uint8_t buf[ENGINE_HASH_BYTES + CHAIN_HEAD + 2 * VX_ID_MAX + VX_CHEST_ID_MAX + 64];
+    uint8_t *c = buf + ENGINE_HASH_BYTES, *p = c + CHAIN_HEAD;
+    const size_t pcap = sizeof buf - ENGINE_HASH_BYTES - CHAIN_HEAD;
+    size_t plen;
+    if (ev->type == EVENT_DEFINE && def_sha) {
+        p[0] = ev->u.define.draw_rule;
+        memcpy(p + 1, def_sha, 32);
+        plen = 33;
+    } else if (ev->type == EVENT_DEFINE) {
+        plen = define_public(ev, p);
+    } else {
+        plen = event_encode(ev, p, pcap);
+    }
+    VX_FATAL_IF(plen > pcap); /* ids are bounded: a public payload always fits */
+    memcpy(buf, prev, ENGINE_HASH_BYTES);
+    memcpy(c, CHAIN_MAGIC, 5);
+    put_be64(c + 5, ev->seq);
+    put_be64(c + 13, (uint64_t)ev->time_ms);
+    c[21] = ev->type;
+    memcpy(c + 22, ev->player, 16);
+    for (int i = 0; i < 4; i++)
+        c[38 + i] = (uint8_t)(plen >> (24 - 8 * i));
+    SHA256_CTX ctx; /* the low-level interface: SHA256() fetches the algorithm under a lock */
+    SHA256_Init(&ctx);
+    SHA256_Update(&ctx, buf, ENGINE_HASH_BYTES + CHAIN_HEAD + plen);
+    SHA256_Final(out, &ctx);
+}
+
+/* h->head after ev (just applied, h->seq already ev's). H0 is known only now for seq 1:
+ * the first definition carries the seed. */
+static void chain_extend(struct hunt *h, const struct event *ev)
+{
+    if (ev->seq == 1) {
+        if (h->draw_rule == ENGINE_DRAW_HMAC) memcpy(h->head, h->commitment, ENGINE_HASH_BYTES);
+        else memset(h->head, 0, ENGINE_HASH_BYTES);
+    }
+    engine_chain_next(h->head, ev, h->head);
+}
+
+void engine_head_hash(const struct hunt *h, uint8_t out[ENGINE_HASH_BYTES])
+{
+    memcpy(out, h->head, ENGINE_HASH_BYTES);
+}
+
+void engine_chain_h0(const struct hunt *h, uint8_t out[ENGINE_HASH_BYTES])
+{
+    if (h->draw_rule == ENGINE_DRAW_HMAC) memcpy(out, h->commitment, ENGINE_HASH_BYTES);
+    else memset(out, 0, ENGINE_HASH_BYTES);
+}
+
 /* ---- apply ------------------------------------------------------------------------ */
 
 static int apply_define(struct hunt *h, const struct event *ev, struct engine_outcome *out,
@@ -1263,7 +1343,11 @@ int engine_apply(struct hunt *h, const struct event *ev, struct engine_outcome *
     }
     if (rc == ENGINE_NOMEM && errcap)
         snprintf(err, errcap, "event seq %" PRIu64 ": out of memory", ev->seq);
-    if (rc == 0) h->seq = ev->seq;
+    if (rc == 0) {
+        h->seq = ev->seq;
+        chain_extend(h, ev);
+        if (out) memcpy(out->hash, h->head, ENGINE_HASH_BYTES);
+    }
     return rc;
 }
 
@@ -1311,6 +1395,11 @@ static char *hex32(const uint8_t b[32], char out[65])
     }
     out[64] = '\0';
     return out;
+}
+
+void engine_hash_hex(const uint8_t hash[ENGINE_HASH_BYTES], char out[2 * ENGINE_HASH_BYTES + 1])
+{
+    hex32(hash, out);
 }
 
 json_t *engine_hunt_json(const struct hunt *h)
@@ -1373,6 +1462,46 @@ json_t *engine_codes_json(const struct hunt *h)
                                              "hidden", c->hidden));
     }
     return arr;
+}
+
+int engine_code_points(const struct hunt *h, const char *code, int64_t *points)
+{
+    uint32_t c = h->def ? lookup(&h->def->d.code_ix, code) : NONE;
+    if (c == NONE) return -1;
+    *points = h->def->d.codes[c].points;
+    return 0;
+}
+
+int engine_chest_reward(const struct hunt *h, const char *zone, const char *chest,
+                        int64_t *points, const char *const **loot, size_t *n_loot)
+{
+    const struct def *df = h->def;
+    uint32_t zi = df ? lookup(&df->d.zone_ix, zone) : NONE, pool, slot;
+    if (zi == NONE || find_chest(df, zi, chest, &pool, &slot)) return -1;
+    const struct pool *p = &df->pools[pool];
+    int explicit_chest = slot < p->n_explicit;
+    const struct hd_range *rg = &df->d.zones[zi].range;
+    uint32_t off = explicit_chest ? df->d.chests[p->chests[slot]].loot_off : rg->loot_off;
+    *n_loot = explicit_chest ? df->d.chests[p->chests[slot]].n_loot : rg->n_loot;
+    *loot = (const char *const *)df->d.loot + off;
+    *points = slot_points(df, p, zi, slot);
+    return 0;
+}
+
+json_t *engine_definition_public(const char *json, size_t len)
+{
+    struct huntdef d;
+    char why[256];
+    if (huntdef_parse(&d, json, len, why, sizeof why)) return NULL;
+    json_t *o = json_copy(d.root), *codes = d.n_codes ? public_codes(&d) : NULL;
+    if (o && codes) json_object_set_new(o, "codes", codes);
+    else json_decref(codes);
+    if (o && d.n_codes && !codes) {
+        json_decref(o);
+        o = NULL;
+    }
+    huntdef_deinit(&d);
+    return o;
 }
 
 int engine_has_code(const struct hunt *h, const char *code)
@@ -1551,6 +1680,11 @@ uint64_t engine_digest(const struct hunt *h)
 {
     uint64_t d = dg(dg(dg(0x56656c74ull, h->seq), (uint64_t)h->map_version), h->scans);
     d = digest_draw(h, d);
+    for (int i = 0; i < 4; i++) {
+        uint64_t w;
+        memcpy(&w, h->head + 8 * i, 8);
+        d = dg(d, w);
+    }
     d = dg(d, h->n_players);
     for (uint32_t i = 0; i < h->n_players; i++)
         d = digest_player(h, &h->players[i], d);
@@ -1594,8 +1728,8 @@ size_t engine_memory_bytes(const struct hunt *h)
  * twice is refused. Integers are LEB128 varints (signed ones zigzag). */
 
 #define SNAP_MAGIC "VXSN"
-#define SNAP_VERSION 2u /* written; 1 (no draw rule, no seed) is still read */
-#define SNAP_VERSION_MIN 1u
+#define SNAP_VERSION 3u /* written; 1 and 2 (no head hash) are refused: ENGINE_OLD_SNAPSHOT */
+#define SNAP_VERSION_MIN 3u
 #define SNAP_HEAD 16
 #define SNAP_TAIL 8
 
@@ -1722,6 +1856,7 @@ int engine_snapshot_encode(const struct hunt *h, uint8_t **out, size_t *len)
     sb_i64(&b, h->map_version);
     sb_u64(&b, h->draw_rule);
     if (h->draw_rule == ENGINE_DRAW_HMAC) sb_bytes(&b, h->seed, ENGINE_SEED_BYTES);
+    sb_bytes(&b, h->head, ENGINE_HASH_BYTES);
     uint32_t n_strs = strtab_count(h->strs);
     sb_u64(&b, n_strs);
     for (uint32_t i = 0; i < n_strs; i++) {
@@ -1818,12 +1953,16 @@ static int sr_open(struct sread *r, const uint8_t *buf, size_t len)
     }
     uint32_t version =
         (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 | (uint32_t)buf[7] << 24;
-    if (version < SNAP_VERSION_MIN || version > SNAP_VERSION)
+    if (version < 1 || version > SNAP_VERSION)
         return sr_fail(r, "format version %" PRIu32 " (this build reads %u to %u)", version,
                        SNAP_VERSION_MIN, SNAP_VERSION);
     if (body != len - SNAP_HEAD - SNAP_TAIL)
         return sr_fail(r, "length %" PRIu64 " does not match the %zu bytes stored", body, len);
     if (crc64(buf, len - SNAP_TAIL) != crc) return sr_fail(r, "checksum mismatch");
+    if (version < SNAP_VERSION_MIN) { /* intact, from before the hash chain */
+        sr_fail(r, "format version %" PRIu32 " has no hash chain: replay the log", version);
+        return ENGINE_OLD_SNAPSHOT;
+    }
     r->p = buf;
     r->at = SNAP_HEAD;
     r->end = len - SNAP_TAIL;
@@ -1835,14 +1974,17 @@ static int sr_open(struct sread *r, const uint8_t *buf, size_t len)
  * refused once the definition is read); version 1 is a legacy hunt. */
 static int sr_draw(struct sread *r, struct hunt *h)
 {
-    if (r->version < 2) return 0;
     uint64_t rule = sr_u64(r);
     if (r->failed) return ENGINE_BAD_SNAPSHOT;
     if (rule > ENGINE_DRAW_HMAC) return sr_fail(r, "unknown draw rule %" PRIu64, rule);
-    if (rule == ENGINE_DRAW_LEGACY) return 0;
-    const uint8_t *seed = sr_bytes(r, ENGINE_SEED_BYTES);
-    if (!seed) return ENGINE_BAD_SNAPSHOT;
-    seed_install(h, seed);
+    if (rule == ENGINE_DRAW_HMAC) {
+        const uint8_t *seed = sr_bytes(r, ENGINE_SEED_BYTES);
+        if (!seed) return ENGINE_BAD_SNAPSHOT;
+        seed_install(h, seed);
+    }
+    const uint8_t *head = sr_bytes(r, ENGINE_HASH_BYTES);
+    if (!head) return ENGINE_BAD_SNAPSHOT;
+    memcpy(h->head, head, ENGINE_HASH_BYTES);
     return 0;
 }
 
@@ -2095,6 +2237,8 @@ const char *engine_err_code(int err)
         return "bad_event";
     case ENGINE_BAD_SNAPSHOT:
         return "bad_snapshot";
+    case ENGINE_OLD_SNAPSHOT:
+        return "old_snapshot";
     case ENGINE_NOT_DEFINED:
         return "hunt_not_found";
     default:

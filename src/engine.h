@@ -26,6 +26,7 @@
 #define ENGINE_ID_MAX VX_ID_MAX             /* ids: 1..64 chars of [a-z0-9_-] */
 #define ENGINE_CHEST_ID_MAX VX_CHEST_ID_MAX /* range chest ids: prefix + decimal index */
 #define ENGINE_SEED_BYTES EVENT_SEED_BYTES /* a hunt's secret seed */
+#define ENGINE_HASH_BYTES 32                /* a link of the hash chain (SHA-256) */
 
 /* How a hunt draws its chests; fixed when the hunt is created, kept by every update. */
 enum engine_draw_rule {
@@ -49,6 +50,7 @@ enum engine_err {
     ENGINE_BAD_EVENT = EVENT_EBAD, /* recovery: an event that does not apply (corrupt log) */
     ENGINE_NOT_DEFINED = -13,     /* the hunt has no definition yet (404 hunt_not_found) */
     ENGINE_BAD_SNAPSHOT = -14,    /* recovery: a snapshot that does not decode */
+    ENGINE_OLD_SNAPSHOT = -15,    /* recovery: a snapshot from before the hash chain (replay the log) */
 };
 /* snake_case error code for the API ("already_scanned"...), and its HTTP status. */
 const char *engine_err_code(int err);
@@ -65,6 +67,7 @@ struct engine_outcome {
     const char *const *loot; /* OPEN: loot item ids */
     size_t n_loot;
     int created;       /* DEFINE: 1 if this was the hunt's first definition */
+    uint8_t hash[ENGINE_HASH_BYTES]; /* the hunt's hash chain after the event */
 };
 
 struct engine_lb_row {
@@ -118,11 +121,29 @@ int engine_playable(const struct hunt *h, int64_t now_ms);
 int engine_apply(struct hunt *h, const struct event *ev, struct engine_outcome *out,
                  char *err, size_t errcap);
 
+/* --- the hash chain ------------------------------------------------------------------ */
+/* Every applied event extends the hunt's hash chain (engine.c "the hash chain" has the
+ * recipe, docs/FAIRNESS.md the spec): engine_apply puts the new link in out->hash. */
+/* The link after ev given the previous one (prev: engine_chain_h0 for seq 1). Pure. */
+void engine_chain_next(const uint8_t prev[ENGINE_HASH_BYTES], const struct event *ev,
+                       uint8_t out[ENGINE_HASH_BYTES]);
+/* The same with the definition's SHA-256 given (def_sha, 32 bytes) rather than computed
+ * from a DEFINE's JSON: for a verifier that has only the hash of the exact text. */
+void engine_chain_next_sha(const uint8_t prev[ENGINE_HASH_BYTES], const struct event *ev,
+                           const uint8_t *def_sha, uint8_t out[ENGINE_HASH_BYTES]);
+/* The hash of the hunt's last event (32 zero bytes at seq 0). */
+void engine_head_hash(const struct hunt *h, uint8_t out[ENGINE_HASH_BYTES]);
+/* H0: the seed commitment, or 32 zero bytes for a legacy (or undefined) hunt. */
+void engine_chain_h0(const struct hunt *h, uint8_t out[ENGINE_HASH_BYTES]);
+/* hash as 64 lowercase hex characters and a NUL into out. */
+void engine_hash_hex(const uint8_t hash[ENGINE_HASH_BYTES], char out[2 * ENGINE_HASH_BYTES + 1]);
+
 /* --- snapshots ------------------------------------------------------------------------ */
 /* The complete state of h as one versioned, checksummed byte string ("VXSN", version,
  * length, body, CRC-64): definition, seq, map version, draw rule and seed, interned ids,
- * every player's score, reached seq, history and inventory (version 2; version 1, from
- * before seeds, still decodes, as a hunt with the legacy draw). Chest bitsets, per-code
+ * the head of the hash chain, every player's score, reached seq, history and inventory
+ * (version 3; versions 1 and 2, from before the hash chain, are refused with
+ * ENGINE_OLD_SNAPSHOT: recovery then replays the whole log). Chest bitsets, per-code
  * and per-item counters, the leaderboard and the once-only index are rebuilt on decode.
  * The seed is secret until the hunt ends: a snapshot is never published. *out is
  * malloc'd (the caller frees it). ENGINE_OK or ENGINE_NOMEM. */
@@ -151,6 +172,18 @@ int engine_draw_rule(const struct hunt *h);
 int engine_seed_reveal(const struct hunt *h, int64_t now_ms, char hex[2 * ENGINE_SEED_BYTES + 1]);
 /* [{"id","points","x","y","hidden"}...] of every code (the admin list). New reference. */
 json_t *engine_codes_json(const struct hunt *h);
+/* The current definition's points of code: 0, or -1 when it has no such code. A code
+ * once scanned never changes (engine_define refuses that), so these are the points every
+ * past scan of it earned. */
+int engine_code_points(const struct hunt *h, const char *code, int64_t *points);
+/* The current definition's points and loot of chest in zone: 0, or -1 when there is no
+ * such chest. An opened chest never changes, so these are what its opening gave. *loot
+ * stays valid until the next engine_apply on h. */
+int engine_chest_reward(const struct hunt *h, const char *zone, const char *chest,
+                        int64_t *points, const char *const **loot, size_t *n_loot);
+/* A definition's public JSON (GET /v1/hunts/{hunt}'s rule: hidden codes without "x" and
+ * "y"). New reference; NULL when json is not a valid definition or out of memory. */
+json_t *engine_definition_public(const char *json, size_t len);
 /* 1 if code is defined in this hunt. */
 int engine_has_code(const struct hunt *h, const char *code);
 /* GET /v1/hunts/{hunt}/me: {"score","rank"(null when unranked),"inventory","scanned",
@@ -169,7 +202,7 @@ int64_t engine_map_version(const struct hunt *h); /* -1 before the first publish
 /* Map width and height of the current definition (0, 0 when not defined). */
 void engine_map_size(const struct hunt *h, int *width, int *height);
 /* A 64-bit digest of the whole state (scores, ranks, inventories, chests, items, seq,
- * draw rule and seed commitment, never the seed), equal for equal states; for crash tests
+ * draw rule and seed commitment, head of the hash chain, never the seed), equal for equal states; for crash tests
  * and audits. */
 uint64_t engine_digest(const struct hunt *h);
 size_t engine_memory_bytes(const struct hunt *h);

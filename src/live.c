@@ -111,6 +111,20 @@ static void put_i64(struct jsonw *b, const char *key, int64_t v)
     jsonw_i64(b, v);
 }
 
+/* ,"hash":"<64 hex>" of a link of the hash chain. */
+static void put_hash(struct jsonw *b, const uint8_t hash[32])
+{
+    static const char digits[] = "0123456789abcdef";
+    char hex[64];
+    for (int i = 0; i < 32; i++) {
+        hex[2 * i] = digits[hash[i] >> 4];
+        hex[2 * i + 1] = digits[hash[i] & 15];
+    }
+    jsonw_lit(b, ",\"hash\":\"");
+    jsonw_raw(b, hex, sizeof hex);
+    jsonw_lit(b, "\"");
+}
+
 /* Frames b's text (freeing it); NULL when out of memory. */
 static struct ws_buf *frame_of(struct jsonw *b, uint64_t seq)
 {
@@ -250,6 +264,7 @@ static void event_fields(struct live *l, struct jsonw *b, const struct event *ev
     case EVENT_DEFINE:
         break;
     }
+    put_hash(b, out->hash);
 }
 
 /* The message of one event (live and store replays alike). */

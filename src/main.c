@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "audit.h"
 #include "auth.h"
 #include "log.h"
 #include "migrate.h"
@@ -65,7 +66,8 @@ static void usage(FILE *f)
             "                     [--node-id NAME --advertise http://HOST:PORT]\n"
             "       veltrix tiles import HUNT DIR [--data ./veltrix-data | --store sqlite:PATH]\n"
             "                     [--map-versions-kept 3]\n"
-            "       veltrix migrate --from sqlite:PATH --to postgres://USER@HOST/DB\n");
+            "       veltrix migrate --from sqlite:PATH --to postgres://USER@HOST/DB\n"
+            "       veltrix audit HUNT (--store URL | --log FILE) [--seed HEX]\n");
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out)
@@ -499,6 +501,7 @@ int main(int argc, char **argv)
                         .snapshot_every = 1000000};
     if (argc >= 2 && !strcmp(argv[1], "tiles")) return tiles_cmd(argc, argv, &o);
     if (argc >= 2 && !strcmp(argv[1], "migrate")) return migrate_cmd(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "audit")) return audit_main(argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "serve") != 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;

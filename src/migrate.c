@@ -321,7 +321,8 @@ static void progress(struct run *r, int last)
 static uint64_t event_hash(const struct store_event *e)
 {
     uint64_t h = mix(mix(mix(8, e->seq), (uint64_t)e->time_ms), e->type);
-    return hash_bytes(hash_bytes(h, e->player, 16), e->data, e->data_len);
+    h = hash_bytes(hash_bytes(h, e->player, 16), e->data, e->data_len);
+    return e->has_hash ? hash_bytes(mix(h, 1), e->hash, 32) : mix(h, 0); /* the chain's link */
 }
 
 /* Sends the batch to the target as one transaction. */

@@ -26,12 +26,21 @@ static int load_event(const struct store_event *se, void *arg)
     struct load_ctx *c = arg;
     struct event ev;
     char why[256] = "";
+    struct engine_outcome out;
     int rc = event_read(&ev, se->seq, se->time_ms, se->type, se->player, se->data,
                                se->data_len);
-    if (!rc) rc = engine_apply(c->h, &ev, NULL, why, sizeof why);
+    if (!rc) rc = engine_apply(c->h, &ev, &out, why, sizeof why);
     if (rc) {
         snprintf(c->err, c->errcap, "hunt '%s', event seq %llu (type %u): %s", engine_hunt_id(c->h),
                  (unsigned long long)se->seq, se->type, why[0] ? why : "cannot decode the event");
+        return -1;
+    }
+    /* Rows from before the chain have no stored hash: theirs is the recomputed one. */
+    if (se->has_hash && memcmp(se->hash, out.hash, sizeof out.hash)) {
+        snprintf(c->err, c->errcap,
+                 "hunt '%s', event seq %llu: its stored hash does not match the hash chain "
+                 "recomputed from the log (the store was changed behind the server's back)",
+                 engine_hunt_id(c->h), (unsigned long long)se->seq);
         return -1;
     }
     c->st->events++;
@@ -44,6 +53,12 @@ static int restore_snapshot(uint64_t seq, const uint8_t *data, size_t len, void 
     char why[256];
     const char *id = c->snap_hunt;
     int rc = engine_snapshot_decode(id, data, len, &c->h, why, sizeof why);
+    if (rc == ENGINE_OLD_SNAPSHOT) { /* from before the hash chain: replay the whole log */
+        fprintf(stderr, "veltrix: hunt '%s': its snapshot at seq %llu is in an older format "
+                        "(%s); replaying its whole log instead\n",
+                id, (unsigned long long)seq, why);
+        return 0;
+    }
     if (!rc && engine_seq(c->h) != seq) {
         snprintf(why, sizeof why, "it holds seq %llu but its row says %llu",
                  (unsigned long long)engine_seq(c->h), (unsigned long long)seq);

@@ -32,6 +32,10 @@ struct store_event {
     uint8_t player[16];
     const uint8_t *data;
     size_t data_len;
+    /* The event's link of the hunt's hash chain (engine_apply's out->hash). has_hash 0:
+     * none stored (rows written before the chain: a NULL column; recovery recomputes it). */
+    uint8_t hash[32];
+    int has_hash;
 };
 
 struct store_player {

@@ -98,8 +98,8 @@ enum {
 };
 
 static const char *const SQL[Q_MAX] = {
-    [Q_PUT_EVENT] = "INSERT INTO veltrix.events(hunt,seq,time_ms,type,player,data) "
-                    "VALUES($1::text,$2::int8,$3::int8,$4::int8,$5::bytea,$6::bytea)",
+    [Q_PUT_EVENT] = "INSERT INTO veltrix.events(hunt,seq,time_ms,type,player,data,hash) "
+                    "VALUES($1::text,$2::int8,$3::int8,$4::int8,$5::bytea,$6::bytea,$7::bytea)",
     [Q_PUT_PLAYER] = "INSERT INTO veltrix.players(id,display_name,created_ms,gen) "
                      "VALUES($1::bytea,$2::text,$3::int8,$4::int8) ON CONFLICT(id) DO UPDATE "
                      "SET display_name=excluded.display_name, gen=excluded.gen",
@@ -123,7 +123,7 @@ static const char *const SQL[Q_MAX] = {
     [Q_HUNTS] = "WITH RECURSIVE h(hunt) AS (SELECT min(hunt) FROM veltrix.events UNION ALL "
                 "SELECT (SELECT min(e.hunt) FROM veltrix.events e WHERE e.hunt>h.hunt) FROM h "
                 "WHERE h.hunt IS NOT NULL) SELECT hunt FROM h WHERE hunt IS NOT NULL",
-    [Q_EVENTS] = "SELECT seq,time_ms,type,player,data FROM veltrix.events "
+    [Q_EVENTS] = "SELECT seq,time_ms,type,player,data,hash FROM veltrix.events "
                  "WHERE hunt=$1::text AND seq>=$2::int8 ORDER BY seq LIMIT $3::int8",
     [Q_PLAYERS] = "SELECT id,display_name,created_ms,gen FROM veltrix.players "
                   "WHERE id>$1::bytea ORDER BY id LIMIT $2::int8",
@@ -192,6 +192,8 @@ static const char *const MIGRATIONS[] = {
     " heartbeat_at timestamptz NOT NULL, draining boolean NOT NULL);"
     "CREATE TABLE veltrix.hunt_leases(hunt text COLLATE \"C\" PRIMARY KEY,"
     " owner text COLLATE \"C\" NOT NULL, epoch bigint NOT NULL, expires_at timestamptz NOT NULL);",
+    /* The hash chain (engine.h): each event's link; NULL in rows written before it. */
+    "ALTER TABLE veltrix.events ADD COLUMN hash bytea;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -287,9 +289,9 @@ static void say(const struct pg *s, const char *what, const char *msg)
 /* Parameters of one statement: text for text columns, binary for everything else. */
 struct args {
     int n;
-    const char *val[6];
-    int len[6], fmt[6];
-    uint64_t num[6]; /* big-endian int8 */
+    const char *val[7];
+    int len[7], fmt[7];
+    uint64_t num[7]; /* big-endian int8 */
 };
 
 static void arg_text(struct args *a, const char *s)
@@ -1049,6 +1051,8 @@ static int pg_put_event(struct store *base, const struct store_event *ev)
     arg_int(&a, ev->type);
     arg_bytes(&a, ev->player, 16);
     arg_bytes(&a, ev->data, ev->data_len);
+    arg_bytes(&a, ev->hash, 32);
+    if (!ev->has_hash) a.val[a.n - 1] = NULL; /* SQL NULL */
     return put(PG(base), Q_PUT_EVENT, &a);
 }
 
@@ -1197,6 +1201,10 @@ static int event_row(struct walk *w, const PGresult *r, int i)
     ev.type = (uint8_t)col_int(r, i, 2);
     if (col_fixed(r, i, 3, ev.player, 16)) return STORE_ECORRUPT;
     ev.data = col_bytes(r, i, 4, &ev.data_len);
+    if (!PQgetisnull(r, i, 5)) {
+        if (col_fixed(r, i, 5, ev.hash, 32)) return STORE_ECORRUPT;
+        ev.has_hash = 1;
+    }
     return ((store_event_cb)w->cb)(&ev, w->ctx);
 }
 
@@ -1701,18 +1709,21 @@ static int buf_int(struct buf *b, uint64_t v, size_t bytes) /* int8 or int2, big
 
 /* evs as COPY's binary format: the signature, flags and header extension (both 0), a
  * tuple per event (its field count, then each field, in the column order of COPY_EVENTS
- * and of the types of veltrix.events: text, int8, int8, int2, bytea, bytea), the end. */
+ * and of the types of veltrix.events: text, int8, int8, int2, bytea, bytea, and the
+ * chain's hash, bytea or NULL — length -1 — for a row written before the chain), the end. */
 static int copy_encode(struct buf *b, const struct store_event *evs, size_t n)
 {
     static const char head[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
-    const uint16_t fields = htobe16(6), end = 0xffff;
+    const uint16_t fields = htobe16(7), end = 0xffff;
+    const uint32_t null = 0xffffffffu;
     int rc = buf_put(b, head, sizeof head);
     for (size_t i = 0; !rc && i < n; i++) {
         const struct store_event *e = &evs[i];
         rc = buf_put(b, &fields, 2) || buf_field(b, e->hunt, strlen(e->hunt)) ||
              buf_int(b, e->seq, 8) || buf_int(b, (uint64_t)e->time_ms, 8) ||
              buf_int(b, e->type, 2) || buf_field(b, e->player, 16) ||
-             buf_field(b, e->data_len ? (const void *)e->data : "", e->data_len);
+             buf_field(b, e->data_len ? (const void *)e->data : "", e->data_len) ||
+             (e->has_hash ? buf_field(b, e->hash, 32) : buf_put(b, &null, 4));
     }
     return rc || buf_put(b, &end, 2) ? -1 : 0;
 }
@@ -1740,7 +1751,7 @@ static int copy_send(struct pg *s, const struct buf *b)
 static int pg_put_events(struct store *base, const struct store_event *evs, size_t n)
 {
     static const char COPY_EVENTS[] =
-        "COPY veltrix.events(hunt,seq,time_ms,type,player,data) FROM STDIN (FORMAT binary)";
+        "COPY veltrix.events(hunt,seq,time_ms,type,player,data,hash) FROM STDIN (FORMAT binary)";
     struct pg *s = PG(base);
     struct buf b = {0};
     int rc = s->in_txn ? settle(s) : ensure_conn(s);

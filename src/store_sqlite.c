@@ -45,7 +45,8 @@ static const char *const SQL[Q_MAX] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
-    [Q_PUT_EVENT] = "INSERT INTO events(hunt,seq,time_ms,type,player,data) VALUES(?,?,?,?,?,?)",
+    [Q_PUT_EVENT] = "INSERT INTO events(hunt,seq,time_ms,type,player,data,hash) "
+                    "VALUES(?,?,?,?,?,?,?)",
     [Q_PUT_EVENT_DATA] = "INSERT INTO event_data(hunt,seq,data) VALUES(?,?,?)",
     [Q_GET_EVENT_DATA] = "SELECT data FROM event_data WHERE hunt=? AND seq=?",
     [Q_PUT_PLAYER] = "INSERT INTO players(id,display_name,created_ms,gen) VALUES(?,?,?,?) "
@@ -62,7 +63,7 @@ static const char *const SQL[Q_MAX] = {
     [Q_PRUNE_IDEM] = "DELETE FROM idem WHERE (scope,key) IN (SELECT scope,key FROM idem "
                      "WHERE created_ms < ? LIMIT " STR(STORE_PRUNE_IDEM_MAX) ")",
     [Q_HUNTS] = "SELECT DISTINCT hunt FROM events ORDER BY hunt",
-    [Q_EVENTS] = "SELECT seq,time_ms,type,player,data FROM events WHERE hunt=? AND seq>=? "
+    [Q_EVENTS] = "SELECT seq,time_ms,type,player,data,hash FROM events WHERE hunt=? AND seq>=? "
                  "ORDER BY seq",
     [Q_PLAYERS] = "SELECT id,display_name,created_ms,gen FROM players",
     [Q_REFRESH] = "SELECT id,player,gen,expires_ms,used FROM refresh WHERE expires_ms>? "
@@ -120,6 +121,9 @@ static const char *const MIGRATIONS[] = {
     "CREATE INDEX IF NOT EXISTS refresh_expires ON refresh(expires_ms);"
     "DELETE FROM refresh WHERE used <> 0;"
     "DELETE FROM refresh WHERE id NOT IN (SELECT max(id) FROM refresh GROUP BY player);",
+    /* The hash chain (engine.h): each event's link. Rows written before stay NULL; recovery
+     * recomputes theirs. */
+    "ALTER TABLE events ADD COLUMN hash BLOB;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -276,6 +280,8 @@ static int sq_put_event(struct store *base, const struct store_event *ev)
                           SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 6);
+    if (ev->has_hash) sqlite3_bind_blob(st, 7, ev->hash, 32, SQLITE_STATIC);
+    else sqlite3_bind_null(st, 7);
     int rc = run(s, st);
     if (rc || inline_data) return rc;
     st = s->q[Q_PUT_EVENT_DATA];
@@ -391,6 +397,11 @@ static int event_row(sqlite3_stmt *st, void *p)
     ev.time_ms = sqlite3_column_int64(st, 1);
     ev.type = (uint8_t)sqlite3_column_int(st, 2);
     if (blob16(st, 3, ev.player)) return STORE_ECORRUPT;
+    if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
+        if (sqlite3_column_bytes(st, 5) != 32) return STORE_ECORRUPT;
+        memcpy(ev.hash, sqlite3_column_blob(st, 5), 32);
+        ev.has_hash = 1;
+    }
     if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
         ev.data = sqlite3_column_blob(st, 4);
         ev.data_len = (size_t)sqlite3_column_bytes(st, 4);

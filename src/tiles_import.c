@@ -295,7 +295,10 @@ static int import_publish(struct import *im, unsigned kept, int64_t now_ms, int6
         return -1;
     }
     size_t elen = event_encode(&ev, buf, sizeof buf);
-    struct store_event se = {im->hunt, ev.seq, ev.time_ms, ev.type, {0}, buf, elen};
+    struct store_event se = {im->hunt, ev.seq, ev.time_ms, ev.type, {0}, buf, elen, {0}, 0};
+    engine_head_hash(im->h, se.hash); /* im->h is at ev.seq - 1: the chain's next link */
+    engine_chain_next(se.hash, &ev, se.hash);
+    se.has_hash = 1;
     struct store_map_version mv = {im->hunt, n, tiles_keep_from(im->t, n), m, len};
     int rc = elen > sizeof buf || store_put_event(im->s, &se) || store_put_map_version(im->s, &mv);
     free(m);

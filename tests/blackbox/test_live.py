@@ -6,6 +6,7 @@ gapless while events commit, one log pass per hunt, other hunts unaffected, a 5 
 their thinning, the top 10, a slow reader cut off while others keep receiving, bad client
 frames closed with the right code, keepalive, and 2,000 clients at once."""
 import os
+import re
 import resource
 import select
 import socket
@@ -136,8 +137,12 @@ def ordering_and_content():
     eq(end, start + 1 + 30 + 2, "events written")
     got = durable(w, end, "live")
     eq(got[0]["seq"], start + 1, "first live event")
-    eq(got[0], {"seq": start + 1, "type": "scan", "player_id": pid, "display_name": "P0",
-                "code": "c3", "points": 13, "score": 13}, "scan message")
+    for m in got:  # every durable message ends with its hash (API.md "Fairness evidence")
+        true(re.fullmatch(r"[0-9a-f]{64}", m.get("hash", "")) and list(m)[-1] == "hash",
+             "live message without a trailing hash: %s" % m)
+    eq({k: v for k, v in got[0].items() if k != "hash"},
+       {"seq": start + 1, "type": "scan", "player_id": pid, "display_name": "P0",
+        "code": "c3", "points": 13, "score": 13}, "scan message")
     kinds = {m["type"]: m for m in got}
     true("item_collected" in kinds and "chest_opened" in kinds, "all kinds: %s" % sorted(kinds))
     eq({k: kinds["item_collected"][k] for k in ("player_id", "item", "remaining")},
@@ -333,7 +338,9 @@ def big_resume_is_sliced_and_shared():
     slow = [vx.live(s.port, "lv-big5", ps[0][1], since=0, rcvbuf=4096) for _ in range(4)]
     for i, w in enumerate(slow):
         w.s.settimeout(60)
-        eq(w.recv_json(), {"seq": 1, "type": "hunt_updated"}, "slow resumer %d: first message" % i)
+        m = w.recv_json()
+        h1 = m.pop("hash", None)
+        eq(m, {"seq": 1, "type": "hunt_updated"}, "slow resumer %d: first message" % i)
     b_res = vx.live(s.port, "lv-other", bps[1][1], since=0)
     got = durable(b_res, seq_b, "the other hunt's resume")
     no_resync(got, "the other hunt's resume")
@@ -353,7 +360,7 @@ def big_resume_is_sliced_and_shared():
     end = seq_a + 30
     first = None
     for i, w in enumerate(slow):
-        got = [{"seq": 1, "type": "hunt_updated"}] + durable(w, end, "slow resumer %d" % i)
+        got = [{"seq": 1, "type": "hunt_updated", "hash": h1}] + durable(w, end, "slow resumer %d" % i)
         no_resync(got, "slow resumer %d" % i)
         eq([m["seq"] for m in got], list(range(1, end + 1)), "slow resumer %d: seqs" % i)
         if first is None:

@@ -1403,7 +1403,15 @@ TEST(t_draw_replay)
         CHECK_EQ_INT(engine_apply(c, &e1, NULL, NULL, 0), 0);
     }
     CHECK(differ > 250);
-    CHECK_EQ_INT(engine_digest(a), engine_digest(b));
+    /* a and b hold the same state; their hash chains differ (times are part of them) */
+    for (unsigned i = 0; i < 41; i++) {
+        uint8_t p[16];
+        pid(p, i);
+        json_t *ma = engine_me_json(a, p), *mb = engine_me_json(b, p);
+        CHECK(json_equal(ma, mb));
+        json_decref(ma);
+        json_decref(mb);
+    }
     CHECK(engine_digest(a) != engine_digest(c)); /* only the seed differs */
     struct hunt *r = replay("same");
     CHECK_EQ_INT(engine_digest(r), engine_digest(a));
@@ -1767,6 +1775,91 @@ TEST(t_bench_replay)
     rec_reset();
 }
 
+/* ---- the hash chain: a known-answer vector built by hand from the recipe ----------- */
+
+/* canonical(ev) per docs/FAIRNESS.md, written out field by field. */
+static size_t kat_canonical(uint8_t *out, uint64_t seq, int64_t t, uint8_t type,
+                            const uint8_t player[16], const uint8_t *p, uint32_t plen)
+{
+    size_t n = 0;
+    memcpy(out, "VXEV1", 5);
+    n = 5;
+    for (int i = 7; i >= 0; i--) out[n++] = (uint8_t)(seq >> (8 * i));
+    for (int i = 7; i >= 0; i--) out[n++] = (uint8_t)((uint64_t)t >> (8 * i));
+    out[n++] = type;
+    memcpy(out + n, player, 16);
+    n += 16;
+    out[n++] = (uint8_t)(plen >> 24);
+    out[n++] = (uint8_t)(plen >> 16);
+    out[n++] = (uint8_t)(plen >> 8);
+    out[n++] = (uint8_t)plen;
+    memcpy(out + n, p, plen);
+    return n + plen;
+}
+
+/* link = SHA-256(prev || canonical) */
+static void kat_link(uint8_t link[32], const uint8_t *canon, size_t n)
+{
+    uint8_t buf[32 + 512];
+    memcpy(buf, link, 32);
+    memcpy(buf + 32, canon, n);
+    SHA256(buf, 32 + n, link);
+}
+
+TEST(t_chain_vector)
+{
+    static const uint8_t zero[16];
+    uint8_t link[32], canon[512], p[64], head[32], player[16];
+    struct event ev;
+    struct engine_outcome out;
+    struct hunt *h = engine_hunt_create("kat");
+    pid(player, 3);
+    /* 1: the define, H0 = SHA-256(seed); P = rule 1 || SHA-256(definition) */
+    CHECK_EQ_INT(engine_define(h, BASE, strlen(BASE), SEED, NOW, &ev, NULL, 0), 0);
+    CHECK_EQ_INT(engine_apply(h, &ev, &out, NULL, 0), 0);
+    SHA256(SEED, 32, link);
+    p[0] = 1;
+    SHA256((const uint8_t *)BASE, strlen(BASE), p + 1);
+    kat_link(link, canon, kat_canonical(canon, 1, NOW, 1, zero, p, 33));
+    CHECK(memcmp(out.hash, link, 32) == 0);
+    /* 2: a scan of c1 by player 3 at NOW + 1; P = the code id */
+    CHECK_EQ_INT(engine_scan(h, player, "c1", NOW + 1, &ev), 0);
+    CHECK_EQ_INT(engine_apply(h, &ev, &out, NULL, 0), 0);
+    kat_link(link, canon, kat_canonical(canon, 2, NOW + 1, 2, player, (const uint8_t *)"c1", 2));
+    CHECK(memcmp(out.hash, link, 32) == 0);
+    /* 3: an open in the atrium (a2: a1 needs a key); P = zone 0x00 chest */
+    CHECK_EQ_INT(engine_open(h, player, "atrium", NOW + 2, &ev), 0);
+    CHECK_EQ_STR(ev.u.open.chest, "a2");
+    CHECK_EQ_INT(engine_apply(h, &ev, &out, NULL, 0), 0);
+    kat_link(link, canon,
+             kat_canonical(canon, 3, NOW + 2, 4, player, (const uint8_t *)"atrium\0a2", 9));
+    CHECK(memcmp(out.hash, link, 32) == 0);
+    /* 4: map version 12; P = "12" */
+    CHECK_EQ_INT(engine_map(h, 12, NOW + 3, &ev), 0);
+    CHECK_EQ_INT(engine_apply(h, &ev, &out, NULL, 0), 0);
+    kat_link(link, canon, kat_canonical(canon, 4, NOW + 3, 5, zero, (const uint8_t *)"12", 2));
+    CHECK(memcmp(out.hash, link, 32) == 0);
+    engine_head_hash(h, head);
+    CHECK(memcmp(head, link, 32) == 0);
+    char hex[65], want[65];
+    engine_hash_hex(head, hex);
+    for (int i = 0; i < 32; i++) snprintf(want + 2 * i, 3, "%02x", link[i]);
+    CHECK_EQ_STR(hex, want);
+    engine_hunt_destroy(h);
+    /* a legacy hunt (bare-JSON define, rule 0): H0 is 32 zero bytes */
+    h = engine_hunt_create("kat");
+    memset(&ev, 0, sizeof ev);
+    ev.seq = 1;
+    ev.time_ms = NOW;
+    CHECK_EQ_INT(event_decode(&ev, EVENT_DEFINE, (const uint8_t *)BASE, strlen(BASE)), 0);
+    CHECK_EQ_INT(engine_apply(h, &ev, &out, NULL, 0), 0);
+    memset(link, 0, 32);
+    p[0] = 0;
+    kat_link(link, canon, kat_canonical(canon, 1, NOW, 1, zero, p, 33));
+    CHECK(memcmp(out.hash, link, 32) == 0);
+    engine_hunt_destroy(h);
+}
+
 int main(void)
 {
     RUN(t_time);
@@ -1794,6 +1887,7 @@ int main(void)
     RUN(t_codec);
     RUN(t_codec_garbage);
     RUN(t_err_codes);
+    RUN(t_chain_vector);
     RUN(t_bench_replay);
     rec_reset();
     free(recs);

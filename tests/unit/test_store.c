@@ -48,7 +48,7 @@ TEST(events_roundtrip)
     if (!s) return;
     CHECK_EQ_INT(store_begin(s), 0);
     for (uint64_t seq = 1; seq <= 100; seq++) {
-        struct store_event ev = {"h1", seq, 1000, 2, {1}, (const uint8_t *)"abc", 3};
+        struct store_event ev = {"h1", seq, 1000, 2, {1}, (const uint8_t *)"abc", 3, {0}, 0};
         CHECK_EQ_INT(store_put_event(s, &ev), 0);
     }
     CHECK_EQ_INT(store_commit(s), 0);
@@ -57,14 +57,55 @@ TEST(events_roundtrip)
     CHECK_EQ_INT(expect, 101);
     /* a taken seq conflicts and the whole transaction rolls back */
     CHECK_EQ_INT(store_begin(s), 0);
-    struct store_event ok = {"h1", 101, 1, 2, {1}, (const uint8_t *)"abc", 3};
-    struct store_event dup = {"h1", 5, 1, 2, {1}, (const uint8_t *)"abc", 3};
+    struct store_event ok = {"h1", 101, 1, 2, {1}, (const uint8_t *)"abc", 3, {0}, 0};
+    struct store_event dup = {"h1", 5, 1, 2, {1}, (const uint8_t *)"abc", 3, {0}, 0};
     CHECK_EQ_INT(store_put_event(s, &ok), 0);
     CHECK_EQ_INT(put_and_commit(s, &dup), STORE_ECONFLICT);
     store_rollback(s);
     expect = 1;
     CHECK_EQ_INT(store_each_event(s, "h1", 1, count_cb, &expect), 0);
     CHECK_EQ_INT(expect, 101);
+    store_close(s);
+}
+
+struct hash_ctx {
+    int n, with, bad;
+};
+
+static int hash_cb(const struct store_event *ev, void *ctx)
+{
+    struct hash_ctx *c = ctx;
+    uint8_t want[32];
+    memset(want, (int)ev->seq, sizeof want);
+    c->n++;
+    if (ev->seq % 2) { /* odd seqs were written with a hash, even ones without (NULL) */
+        c->with += ev->has_hash;
+        c->bad += memcmp(ev->hash, want, 32) != 0;
+    } else {
+        c->bad += ev->has_hash;
+    }
+    return 0;
+}
+
+/* The hash chain's column: a stored hash reads back as written; none reads back as none. */
+TEST(event_hash_roundtrip)
+{
+    struct store *s = open_store();
+    if (!s) return;
+    CHECK_EQ_INT(store_begin(s), 0);
+    for (uint64_t seq = 1; seq <= 6; seq++) {
+        struct store_event ev = {.hunt = "hh", .seq = seq, .time_ms = 1, .type = 2,
+                                 .data = (const uint8_t *)"c1", .data_len = 2};
+        ev.has_hash = seq % 2;
+        if (ev.has_hash) memset(ev.hash, (int)seq, sizeof ev.hash);
+        CHECK_EQ_INT(store_put_event(s, &ev), 0);
+    }
+    CHECK_EQ_INT(store_commit(s), 0);
+    struct hash_ctx c = {0};
+    CHECK_EQ_INT(store_each_event(s, "hh", 1, hash_cb, &c), 0);
+    CHECK_EQ_INT(c.n, 6);
+    CHECK_EQ_INT(c.with, 3);
+    CHECK_EQ_INT(c.bad, 0);
     store_close(s);
 }
 
@@ -240,7 +281,7 @@ TEST(snapshot_beside_log_writer)
     struct store *w = open_store(), *r = open_store();
     uint64_t last = 99, got = 0;
     if (!w || !r) return;
-    struct store_event ev = {"hs", 1, 1, 2, {0}, (const uint8_t *)"c1", 2};
+    struct store_event ev = {"hs", 1, 1, 2, {0}, (const uint8_t *)"c1", 2, {0}, 0};
     CHECK_EQ_INT(store_begin(w), 0);
     CHECK_EQ_INT(store_put_event(w, &ev), 0);
     CHECK_EQ_INT(store_last_seq(r, "hs", &last), 0);
@@ -257,7 +298,7 @@ TEST(snapshot_beside_log_writer)
     store_close(r);
 }
 
-#define SCHEMA 6 /* the newest schema version (store_sqlite.c MIGRATIONS) */
+#define SCHEMA 7 /* the newest schema version (store_sqlite.c MIGRATIONS) */
 
 static int user_version(sqlite3 *db)
 {
@@ -304,7 +345,7 @@ static void put_sized(struct store *s, const char *hunt, uint64_t seq, size_t le
 {
     uint8_t *d = malloc(len + 1);
     for (size_t i = 0; i < len; i++) d[i] = (uint8_t)((seq * 31 + i) & 0xff);
-    struct store_event ev = {hunt, seq, 1000, 1, {1}, d, len};
+    struct store_event ev = {hunt, seq, 1000, 1, {1}, d, len, {0}, 0};
     CHECK_EQ_INT(store_put_event(s, &ev), 0);
     free(d);
 }
@@ -327,7 +368,7 @@ TEST(large_payloads_roundtrip)
     /* a taken seq still conflicts, whatever the size */
     CHECK_EQ_INT(store_begin(s), 0);
     uint8_t d[600] = {0};
-    struct store_event ev = {"big", 5, 1000, 1, {1}, d, sizeof d};
+    struct store_event ev = {"big", 5, 1000, 1, {1}, d, sizeof d, {0}, 0};
     CHECK_EQ_INT(put_and_commit(s, &ev), STORE_ECONFLICT);
     store_rollback(s);
     store_close(s);
@@ -355,7 +396,8 @@ TEST(migrations_4_and_5)
     CHECK(!has_table(db, "snapshots"));
     /* back to what schema 3 looked like */
     sqlite3_stmt *st;
-    CHECK_EQ_INT(sqlite3_exec(db, "DROP TABLE event_data; CREATE TABLE snapshots(hunt TEXT "
+    CHECK_EQ_INT(sqlite3_exec(db, "ALTER TABLE events DROP COLUMN hash;"
+                                  "DROP TABLE event_data; CREATE TABLE snapshots(hunt TEXT "
                                   "PRIMARY KEY, seq INTEGER NOT NULL, data BLOB NOT NULL); "
                                   "INSERT INTO snapshots VALUES('m', 1, x'00')",
                               NULL, NULL, NULL),
@@ -407,7 +449,8 @@ TEST(migration_6_keeps_current_refresh_rows)
     CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
     /* player c1: five refreshes (tokens 1-5 used, 6 current); c2: its token 1 was reused
      * (gen bumped, no token since); c3: one token, never used */
-    CHECK_EQ_INT(sqlite3_exec(db, "DROP INDEX refresh_player; DROP INDEX refresh_expires;"
+    CHECK_EQ_INT(sqlite3_exec(db, "ALTER TABLE events DROP COLUMN hash;"
+                                  "DROP INDEX refresh_player; DROP INDEX refresh_expires;"
                                   "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n "
                                   "WHERE i<6) INSERT INTO refresh SELECT CAST(x'c1' || "
                                   "zeroblob(14) || char(i) AS BLOB), x'c1' || zeroblob(15), 0, "
@@ -477,7 +520,8 @@ static int check_bulk_cb(const struct store_event *ev, void *ctx)
     const struct store_event *w = &c->want[ev->seq - 2];
     if (ev->seq < 2 || ev->seq > 301 || ev->seq != (uint64_t)c->n + 2 || ev->time_ms != w->time_ms ||
         ev->type != w->type || memcmp(ev->player, w->player, 16) || ev->data_len != w->data_len ||
-        (w->data_len && memcmp(ev->data, w->data, w->data_len)))
+        (w->data_len && memcmp(ev->data, w->data, w->data_len)) || ev->has_hash != w->has_hash ||
+        (w->has_hash && memcmp(ev->hash, w->hash, 32)))
         return -1;
     c->n++;
     return 0;
@@ -544,9 +588,10 @@ TEST(whole_store_walks_and_bulk_events)
     for (int i = 0; i < 300; i++)
         evs[i] = (struct store_event){"hq", (uint64_t)i + 2, 5000 + i, (uint8_t)(i % 7),
                                       {(uint8_t)i, 1}, i == 7 ? big : (const uint8_t *)"abc",
-                                      i == 7 ? sizeof big : i == 8 ? 0 : 3};
-    struct store_event one = {"hq", 1, 1, 1, {1}, (const uint8_t *)"abc", 3};
-    struct store_event last = {"hq", 302, 1, 1, {1}, (const uint8_t *)"abc", 3};
+                                      i == 7 ? sizeof big : i == 8 ? 0 : 3,
+                                      {(uint8_t)i, 9, 31}, i % 3 != 0}; /* some rows without a hash */
+    struct store_event one = {"hq", 1, 1, 1, {1}, (const uint8_t *)"abc", 3, {0}, 0};
+    struct store_event last = {"hq", 302, 1, 1, {1}, (const uint8_t *)"abc", 3, {0}, 0};
     CHECK_EQ_INT(store_begin(s), 0);
     CHECK_EQ_INT(store_put_event(s, &one), 0);
     CHECK_EQ_INT(store_put_events(s, evs, 300), 0);
@@ -559,8 +604,8 @@ TEST(whole_store_walks_and_bulk_events)
     CHECK_EQ_INT(store_each_event(s, "hq", 2, check_bulk_cb, &c), 0);
     CHECK_EQ_INT(c.n, 301);
     /* a taken seq inside the bulk: nothing of the transaction stays */
-    struct store_event more[2] = {{"hq", 303, 1, 1, {1}, (const uint8_t *)"abc", 3},
-                                  {"hq", 2, 1, 1, {1}, (const uint8_t *)"abc", 3}};
+    struct store_event more[2] = {{"hq", 303, 1, 1, {1}, (const uint8_t *)"abc", 3, {0}, 0},
+                                  {"hq", 2, 1, 1, {1}, (const uint8_t *)"abc", 3, {0}, 0}};
     CHECK_EQ_INT(store_begin(s), 0);
     int rc = store_put_events(s, more, 2);
     if (!rc) rc = store_commit(s);
@@ -625,6 +670,7 @@ int main(void)
             continue;
         }
         RUN_ON(scheme, events_roundtrip);
+        RUN_ON(scheme, event_hash_roundtrip);
         RUN_ON(scheme, snapshot_beside_log_writer);
         RUN_ON(scheme, rows_survive_reopen);
         RUN_ON(scheme, prune_is_bounded);

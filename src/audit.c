@@ -1,0 +1,583 @@
+/* audit.c — `veltrix audit` (see audit.h).
+ *
+ * Design: one auditor (struct audit) folds the events into a fresh engine hunt, as
+ * recovery would, with the checks of audit.h before and after each engine_apply. The
+ * chain is recomputed here from each event as it was recorded (its draw rule and the
+ * SHA-256 of its exact definition text), independently of the hunt the engine holds: a
+ * file without the seed still has its chain checked, while its engine hunt draws by the
+ * legacy rule (its opens are applied, not re-drawn: "not checked"). Two readers feed it:
+ * the store's rows, and the lines of a /log export (jansson).
+ * Invariants: the first failure stops the audit (exit 1) with "seq N: what"; input that
+ * cannot be read at all exits 2; nothing is written anywhere (the store is only read). */
+#include "audit.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <openssl/sha.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+#include "store.h"
+#include "uuid.h"
+#include "vx.h"
+
+struct audit {
+    const char *hunt;
+    struct hunt *h;
+    uint8_t link[ENGINE_HASH_BYTES];
+    int seed_given;                       /* --seed */
+    uint8_t given[ENGINE_SEED_BYTES];
+    int hmac;                             /* the hunt has a seed commitment */
+    int have_seed;                        /* the draws can be checked */
+    uint8_t seed[ENGINE_SEED_BYTES];
+    uint64_t events, opens, draws, unhashed;
+    int failed; /* 1: a check failed, 2: unreadable input */
+    char why[600];
+};
+
+/* What a /log line claims beyond the event itself. */
+#define CLAIM_LOOT_MAX 64
+struct claims {
+    int has_points, has_loot;
+    int64_t points;
+    size_t n_loot; /* > CLAIM_LOOT_MAX: more than any chest holds */
+    char loot[CLAIM_LOOT_MAX][VX_ID_MAX + 1];
+    const uint8_t *def_sha; /* DEFINE: SHA-256 of the exact definition text */
+};
+
+__attribute__((format(printf, 3, 4))) static int fail(struct audit *a, uint64_t seq,
+                                                      const char *fmt, ...)
+{
+    va_list ap;
+    int n = snprintf(a->why, sizeof a->why, "seq %" PRIu64 ": ", seq);
+    va_start(ap, fmt);
+    vsnprintf(a->why + n, sizeof a->why - (size_t)n, fmt, ap);
+    va_end(ap);
+    a->failed = 1;
+    return -1;
+}
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Exactly 2n hex digits of s (NUL-terminated, or len-bounded by the caller) into out. */
+static int hex_decode_n(const char *s, size_t len, uint8_t *out, size_t n)
+{
+    if (!s || len != 2 * n) return -1;
+    for (size_t i = 0; i < n; i++) {
+        int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
+        if (hi < 0 || lo < 0) return -1;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+static int hex_decode(const char *s, uint8_t *out, size_t n)
+{
+    return s ? hex_decode_n(s, strlen(s), out, n) : -1;
+}
+
+/* seq 1: H0 from the commitment; the seed (from the event or --seed) must match it. */
+static int start_chain(struct audit *a, const struct event *ev, const uint8_t *commitment)
+{
+    uint8_t sha[32];
+    if (ev->type != EVENT_DEFINE) return fail(a, ev->seq, "the first event is not a definition");
+    if (!commitment) { /* a legacy hunt */
+        memset(a->link, 0, sizeof a->link);
+        return 0;
+    }
+    memcpy(a->link, commitment, ENGINE_HASH_BYTES);
+    a->hmac = 1;
+    if (a->seed_given && !a->have_seed) {
+        memcpy(a->seed, a->given, ENGINE_SEED_BYTES);
+        a->have_seed = 1;
+    }
+    if (a->have_seed && (SHA256(a->seed, ENGINE_SEED_BYTES, sha),
+                         memcmp(sha, commitment, ENGINE_HASH_BYTES)))
+        return fail(a, ev->seq, "the seed does not match the seed_commitment");
+    if (a->seed_given && memcmp(a->given, a->seed, ENGINE_SEED_BYTES))
+        return fail(a, ev->seq, "--seed differs from the hunt's seed");
+    return 0;
+}
+
+/* An open against the seeded draw, before it is applied. */
+static int check_draw(struct audit *a, const struct event *ev)
+{
+    struct event d;
+    a->opens++;
+    if (!a->have_seed || engine_draw_rule(a->h) != ENGINE_DRAW_HMAC) return 0;
+    int rc = engine_open(a->h, ev->player, ev->u.open.zone, ev->time_ms, &d);
+    if (rc) return fail(a, ev->seq, "no chest could be opened in zone %s (%s)", ev->u.open.zone,
+                        engine_err_code(rc));
+    if (strcmp(d.u.open.chest, ev->u.open.chest))
+        return fail(a, ev->seq, "chest %s is not the draw: the seed draws %s", ev->u.open.chest,
+                    d.u.open.chest);
+    a->draws++;
+    return 0;
+}
+
+static int check_claims(struct audit *a, const struct event *ev, const struct engine_outcome *o,
+                        const struct claims *cl)
+{
+    if (cl->has_points && cl->points != o->points)
+        return fail(a, ev->seq, "%" PRId64 " points listed, the rules give %" PRId64, cl->points,
+                    o->points);
+    if (!cl->has_loot) return 0;
+    int same = cl->n_loot == o->n_loot;
+    for (size_t i = 0; same && i < o->n_loot; i++) same = !strcmp(cl->loot[i], o->loot[i]);
+    return same ? 0 : fail(a, ev->seq, "the listed loot is not the chest's");
+}
+
+/* One event: chain, draw, apply, claims. engine_ev is what the engine applies (a DEFINE
+ * without the seed when it is unknown); ev is the event as recorded (its hash). */
+static int audit_event(struct audit *a, const struct event *ev, const struct event *engine_ev,
+                       const uint8_t *hash, const uint8_t *commitment, const struct claims *cl)
+{
+    char why[300];
+    struct engine_outcome out;
+    if (ev->seq != a->events + 1)
+        return fail(a, ev->seq, "expected seq %" PRIu64 " (an event is missing or out of order)",
+                    a->events + 1);
+    if (ev->seq == 1 && start_chain(a, ev, commitment)) return -1;
+    engine_chain_next_sha(a->link, ev, cl ? cl->def_sha : NULL, a->link);
+    if (hash && memcmp(hash, a->link, ENGINE_HASH_BYTES))
+        return fail(a, ev->seq, "its hash does not match the hash chain");
+    if (!hash) a->unhashed++;
+    if (ev->type == EVENT_OPEN && check_draw(a, ev)) return -1;
+    if (engine_apply(a->h, engine_ev, &out, why, sizeof why))
+        return fail(a, ev->seq, "does not hold: %s", why);
+    a->events++;
+    return cl ? check_claims(a, ev, &out, cl) : 0;
+}
+
+/* ---- from the store ---------------------------------------------------------------- */
+
+static int store_row(const struct store_event *se, void *arg)
+{
+    struct audit *a = arg;
+    struct event ev;
+    uint8_t commitment[32];
+    if (event_read(&ev, se->seq, se->time_ms, se->type, se->player, se->data, se->data_len))
+        return fail(a, se->seq, "the row does not decode");
+    const uint8_t *cm = NULL;
+    if (ev.seq == 1 && ev.type == EVENT_DEFINE && ev.u.define.draw_rule == EVENT_RULE_HMAC) {
+        memcpy(a->seed, ev.u.define.seed, ENGINE_SEED_BYTES);
+        a->have_seed = 1;
+        SHA256(a->seed, ENGINE_SEED_BYTES, commitment);
+        cm = commitment;
+    }
+    return audit_event(a, &ev, &ev, se->has_hash ? se->hash : NULL, cm, NULL) ? -1 : 0;
+}
+
+static int from_store(struct audit *a, const char *url)
+{
+    struct store *s = NULL;
+    char err[512];
+    if (store_open(url, STORE_FSYNC_OFF, &s, err, sizeof err)) {
+        snprintf(a->why, sizeof a->why, "cannot open the store: %s", err);
+        a->failed = 2;
+        return -1;
+    }
+    int rc = store_each_event(s, a->hunt, 1, store_row, a);
+    store_close(s);
+    if (rc && !a->failed) {
+        snprintf(a->why, sizeof a->why, "cannot read the store (%s)", store_err_str(rc));
+        a->failed = 2;
+    }
+    return rc ? -1 : 0;
+}
+
+/* ---- from a /log export (JSON lines) -------------------------------------------------- */
+
+static const char *str_of(json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
+
+/* The definition text the engine applies: definition_text (its SHA-256 checked), else the
+ * public definition with 0 for the positions of hidden codes. Malloc'd; NULL on failure. */
+static char *definition_of(struct audit *a, json_t *o, uint64_t seq, const uint8_t sha[32])
+{
+    const char *text = str_of(o, "definition_text");
+    uint8_t got[32];
+    if (text) {
+        SHA256((const unsigned char *)text, strlen(text), got);
+        if (memcmp(got, sha, 32)) {
+            fail(a, seq, "definition_text does not match definition_sha256");
+            return NULL;
+        }
+        return strdup(text);
+    }
+    json_t *def = json_object_get(o, "definition"), *c;
+    size_t i;
+    if (!json_is_object(def)) {
+        fail(a, seq, "no definition");
+        return NULL;
+    }
+    json_array_foreach(json_object_get(def, "codes"), i, c)
+    {
+        if (!json_object_get(c, "x")) json_object_set_new(c, "x", json_integer(0));
+        if (!json_object_get(c, "y")) json_object_set_new(c, "y", json_integer(0));
+    }
+    return json_dumps(def, JSON_COMPACT);
+}
+
+/* A DEFINE line: its draw rule, definition, and at seq 1 the commitment and seed. */
+static int line_define(struct audit *a, json_t *o, struct event *ev, struct event *eng,
+                       uint8_t sha[32], uint8_t cm[32], int *has_cm, char **json)
+{
+    json_t *rule = json_object_get(o, "draw_rule");
+    if (!json_is_integer(rule) || json_integer_value(rule) < 0 || json_integer_value(rule) > 1 ||
+        hex_decode(str_of(o, "definition_sha256"), sha, 32))
+        return fail(a, ev->seq, "bad draw_rule or definition_sha256");
+    ev->u.define.draw_rule = (uint8_t)json_integer_value(rule);
+    if (!(*json = definition_of(a, o, ev->seq, sha))) return -1;
+    ev->u.define.json = *json;
+    ev->u.define.json_len = strlen(*json);
+    *has_cm = ev->seq == 1 && ev->u.define.draw_rule == 1;
+    if (*has_cm && hex_decode(str_of(o, "seed_commitment"), cm, 32))
+        return fail(a, ev->seq, "bad seed_commitment");
+    if (*has_cm && str_of(o, "seed")) {
+        if (hex_decode(str_of(o, "seed"), a->seed, 32)) return fail(a, ev->seq, "bad seed");
+        a->have_seed = 1;
+    }
+    *eng = *ev;
+    if (ev->seq == 1 && ev->u.define.draw_rule == 1) {
+        if (a->seed_given && !a->have_seed) memcpy(a->seed, a->given, 32), a->have_seed = 1;
+        if (a->have_seed) memcpy(eng->u.define.seed, a->seed, 32);
+        else eng->u.define.draw_rule = 0; /* unknown seed: the draws are not checked */
+    }
+    return 0;
+}
+
+/* The id field k of o into out (cap bytes with the NUL). */
+static int id_field(json_t *o, const char *k, char *out, size_t max)
+{
+    const char *s = str_of(o, k);
+    if (!s || !vx_is_id(s, strlen(s), max)) return -1;
+    memcpy(out, s, strlen(s) + 1);
+    return 0;
+}
+
+/* A listed loot array into cl (absent: nothing claimed). -1 when malformed. */
+static int loot_of(json_t *arr, struct claims *cl)
+{
+    json_t *v;
+    size_t i;
+    if (!arr) return 0;
+    if (!json_is_array(arr)) return -1;
+    cl->has_loot = 1;
+    cl->n_loot = json_array_size(arr);
+    json_array_foreach(arr, i, v)
+    {
+        const char *s = json_string_value(v);
+        if (!s || strlen(s) > VX_ID_MAX) return -1;
+        if (i < CLAIM_LOOT_MAX) memcpy(cl->loot[i], s, strlen(s) + 1);
+    }
+    return 0;
+}
+
+/* The type-specific fields of a play or map line. */
+static int line_fields(struct audit *a, json_t *o, struct event *ev, struct claims *cl)
+{
+    int bad = 0;
+    json_t *pts = json_object_get(o, "points");
+    if (ev->type != EVENT_MAP && (!str_of(o, "player") || uuid_parse(str_of(o, "player"), ev->player)))
+        return fail(a, ev->seq, "bad player");
+    switch ((enum event_type)ev->type) {
+    case EVENT_SCAN:
+        bad = id_field(o, "code", ev->u.scan.code, VX_ID_MAX);
+        break;
+    case EVENT_COLLECT:
+        bad = id_field(o, "item", ev->u.collect.item, VX_ID_MAX);
+        break;
+    case EVENT_OPEN:
+        bad = id_field(o, "zone", ev->u.open.zone, VX_ID_MAX) ||
+              id_field(o, "chest", ev->u.open.chest, VX_CHEST_ID_MAX);
+        bad = bad || loot_of(json_object_get(o, "loot"), cl);
+        break;
+    case EVENT_MAP:
+        bad = !json_is_integer(json_object_get(o, "version"));
+        ev->u.map.version = json_integer_value(json_object_get(o, "version"));
+        break;
+    case EVENT_DEFINE:
+        break;
+    }
+    if (pts) {
+        cl->has_points = json_is_integer(pts);
+        cl->points = json_integer_value(pts);
+        bad |= !cl->has_points;
+    }
+    return bad ? fail(a, ev->seq, "a field is missing or malformed") : 0;
+}
+
+static int type_of(const char *s)
+{
+    for (unsigned t = 1; t < 16; t++)
+        if (event_type_known(t) && s && !strcmp(s, event_type_live((enum event_type)t)))
+            return (int)t;
+    return -1;
+}
+
+static int file_line(struct audit *a, json_t *o)
+{
+    struct event ev, eng;
+    struct claims cl = {0};
+    uint8_t hash[32], sha[32], cm[32];
+    int has_cm = 0, rc;
+    char *json = NULL;
+    memset(&ev, 0, sizeof ev);
+    json_t *seq = json_object_get(o, "seq");
+    ev.seq = json_is_integer(seq) && json_integer_value(seq) > 0 ? (uint64_t)json_integer_value(seq) : 0;
+    int type = type_of(str_of(o, "type"));
+    if (!ev.seq || type < 0 || !str_of(o, "at") || vx_time_parse(str_of(o, "at"), &ev.time_ms) ||
+        hex_decode(str_of(o, "hash"), hash, 32))
+        return fail(a, ev.seq ? ev.seq : a->events + 1, "seq, type, at or hash missing or malformed");
+    ev.type = (uint8_t)type;
+    if (type == EVENT_DEFINE) {
+        rc = line_define(a, o, &ev, &eng, sha, cm, &has_cm, &json);
+        cl.def_sha = sha;
+    } else {
+        rc = line_fields(a, o, &ev, &cl);
+        eng = ev;
+    }
+    if (!rc) rc = audit_event(a, &ev, &eng, hash, has_cm ? cm : NULL, &cl);
+    free(json);
+    return rc;
+}
+
+/* ---- the fast path: the exact line shape /log writes for scans, collects and opens ---
+ * A cursor over one line; any difference from the expected shape (another key order,
+ * whitespace, an escape in an id) gives up, and the line goes through jansson instead. */
+struct cur {
+    const char *p, *end;
+};
+
+static int lit(struct cur *c, const char *s)
+{
+    size_t n = strlen(s);
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, s, n)) return -1;
+    c->p += n;
+    return 0;
+}
+
+/* A string without escapes up to its closing quote (the opening one already read). */
+static int plain_str(struct cur *c, const char **s, size_t *len)
+{
+    const char *q = memchr(c->p, '"', (size_t)(c->end - c->p));
+    if (!q || memchr(c->p, '\\', (size_t)(q - c->p))) return -1;
+    *s = c->p;
+    *len = (size_t)(q - c->p);
+    c->p = q + 1;
+    return 0;
+}
+
+/* A JSON string of any content (escapes skipped, not decoded: display names). */
+static int skip_str(struct cur *c)
+{
+    if (lit(c, "\"")) return -1;
+    while (c->p < c->end && *c->p != '"') c->p += *c->p == '\\' ? 2 : 1;
+    return c->p < c->end ? (c->p++, 0) : -1;
+}
+
+static int id_into(struct cur *c, const char *key, char *out, size_t max)
+{
+    const char *s;
+    size_t n;
+    if (lit(c, key) || plain_str(c, &s, &n) || !vx_is_id(s, n, max)) return -1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return 0;
+}
+
+static int int_at(struct cur *c, const char *key, int64_t *v)
+{
+    int neg = 0;
+    if (lit(c, key)) return -1;
+    if (c->p < c->end && *c->p == '-') neg = 1, c->p++;
+    const char *start = c->p;
+    uint64_t x = 0;
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9' && c->p - start < 18)
+        x = x * 10 + (uint64_t)(*c->p++ - '0');
+    if (c->p == start || (c->p < c->end && *c->p >= '0' && *c->p <= '9')) return -1;
+    *v = neg ? -(int64_t)x : (int64_t)x;
+    return 0;
+}
+
+static int fast_loot(struct cur *c, struct claims *cl)
+{
+    if (lit(c, ",\"loot\":[")) return -1;
+    cl->has_loot = 1;
+    while (lit(c, "]")) { /* until the closing bracket */
+        const char *s;
+        size_t n;
+        if ((cl->n_loot && lit(c, ",")) || lit(c, "\"") || plain_str(c, &s, &n) || n > VX_ID_MAX ||
+            cl->n_loot >= CLAIM_LOOT_MAX)
+            return -1;
+        memcpy(cl->loot[cl->n_loot], s, n);
+        cl->loot[cl->n_loot++][n] = '\0';
+    }
+    return 0;
+}
+
+/* The fields after "display_name" of a scan, collect or open. */
+static int fast_fields(struct cur *c, struct event *ev, struct claims *cl)
+{
+    switch (ev->type) {
+    case EVENT_SCAN:
+        if (id_into(c, ",\"code\":\"", ev->u.scan.code, VX_ID_MAX)) return -1;
+        break;
+    case EVENT_COLLECT:
+        return id_into(c, ",\"item\":\"", ev->u.collect.item, VX_ID_MAX);
+    case EVENT_OPEN:
+        if (id_into(c, ",\"zone\":\"", ev->u.open.zone, VX_ID_MAX) ||
+            id_into(c, ",\"chest\":\"", ev->u.open.chest, VX_CHEST_ID_MAX))
+            return -1;
+        break;
+    default:
+        return -1;
+    }
+    cl->has_points = 1;
+    if (int_at(c, ",\"points\":", &cl->points)) return -1;
+    return ev->type == EVENT_OPEN ? fast_loot(c, cl) : 0;
+}
+
+/* 1: line is not of the fast shape (use jansson); else file_line's result. */
+static int fast_line(struct audit *a, const char *line, size_t len)
+{
+    struct cur c = {line, line + len};
+    struct event ev;
+    struct claims cl;
+    const char *s;
+    size_t n;
+    int64_t seq;
+    uint8_t hash[32];
+    char tmp[40];
+    while (c.end > c.p && (c.end[-1] == '\n' || c.end[-1] == '\r')) c.end--;
+    memset(&ev, 0, sizeof ev);
+    cl.has_points = cl.has_loot = 0;
+    cl.n_loot = 0;
+    cl.def_sha = NULL;
+    if (int_at(&c, "{\"seq\":", &seq) || seq <= 0 || lit(&c, ",\"type\":\"") || plain_str(&c, &s, &n))
+        return 1;
+    ev.seq = (uint64_t)seq;
+    ev.type = n == 4 && !memcmp(s, "scan", 4) ? EVENT_SCAN
+              : n == 12 && !memcmp(s, "chest_opened", 12) ? EVENT_OPEN
+              : n == 14 && !memcmp(s, "item_collected", 14) ? EVENT_COLLECT : 0;
+    if (!ev.type || lit(&c, ",\"at\":\"") || plain_str(&c, &s, &n) || n >= sizeof tmp) return 1;
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    if (vx_time_parse(tmp, &ev.time_ms) || lit(&c, ",\"player\":\"") || plain_str(&c, &s, &n) ||
+        n != 36)
+        return 1;
+    memcpy(tmp, s, 36);
+    tmp[36] = '\0';
+    if (uuid_parse(tmp, ev.player) || lit(&c, ",\"display_name\":") || skip_str(&c) ||
+        fast_fields(&c, &ev, &cl) || lit(&c, ",\"hash\":\"") || plain_str(&c, &s, &n) ||
+        hex_decode_n(s, n, hash, 32) || lit(&c, "}") || c.p != c.end)
+        return 1;
+    return audit_event(a, &ev, &ev, hash, NULL, &cl);
+}
+
+static int from_file(struct audit *a, const char *path)
+{
+    FILE *f = !strcmp(path, "-") ? stdin : fopen(path, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    uint64_t no = 0;
+    int rc = 0;
+    if (!f) {
+        snprintf(a->why, sizeof a->why, "cannot open %s", path);
+        a->failed = 2;
+        return -1;
+    }
+    while (!rc && (n = getline(&line, &cap, f)) > 0) {
+        json_error_t je;
+        no++;
+        if (n == 1 && line[0] == '\n') continue;
+        if ((rc = fast_line(a, line, (size_t)n)) != 1) continue;
+        rc = 0;
+        json_t *o = json_loadb(line, (size_t)n, 0, &je);
+        if (!json_is_object(o)) {
+            snprintf(a->why, sizeof a->why, "%s line %" PRIu64 ": not a JSON object", path, no);
+            a->failed = 2;
+            rc = -1;
+        } else {
+            rc = file_line(a, o);
+        }
+        json_decref(o);
+    }
+    free(line);
+    if (f != stdin) fclose(f);
+    return rc;
+}
+
+/* ---- the command -------------------------------------------------------------------- */
+
+static void summary(const struct audit *a, double secs)
+{
+    struct engine_stats st;
+    struct engine_lb_row top[10];
+    char hex[65], id[37];
+    engine_stats(a->h, &st);
+    engine_hash_hex(a->link, hex);
+    printf("audit: hunt %s: %" PRIu64 " events, %" PRIu64 " players, %" PRIu64 " chests opened\n",
+           a->hunt, a->events, st.players, a->opens);
+    if (a->have_seed && a->hmac)
+        printf("draws: %" PRIu64 " checked against the seed\n", a->draws);
+    else
+        printf("draws: not checked (%s)\n", a->hmac ? "no seed" : "a legacy hunt");
+    if (a->unhashed) printf("rows without a stored hash (written before the chain): %" PRIu64 "\n", a->unhashed);
+    size_t n = engine_lb_top(a->h, 0, 10, top);
+    printf("top %zu:\n", n);
+    for (size_t i = 0; i < n; i++) {
+        uuid_format(top[i].player, id);
+        printf("  %" PRIu64 ". %s %" PRId64 "\n", top[i].rank, id, top[i].score);
+    }
+    printf("head: seq %" PRIu64 " hash %s\n", a->events, hex);
+    printf("audit: %" PRIu64 " events in %.3f s = %.0f events/s\n", a->events, secs,
+           secs > 0 ? a->events / secs : 0.0);
+    printf("audit: OK\n");
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: veltrix audit HUNT (--store URL | --log FILE) [--seed HEX]\n");
+    return 2;
+}
+
+int audit_main(int argc, char **argv)
+{
+    struct audit a = {0};
+    const char *store = NULL, *file = NULL;
+    if (argc < 2 || argv[1][0] == '-') return usage();
+    a.hunt = argv[1];
+    for (int i = 2; i < argc; i += 2) { /* flag value pairs */
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) return usage();
+        if (!strcmp(argv[i], "--store")) store = v;
+        else if (!strcmp(argv[i], "--log")) file = v;
+        else if (!strcmp(argv[i], "--seed") && !hex_decode(v, a.given, 32)) a.seed_given = 1;
+        else return usage();
+    }
+    if (!store == !file || !vx_is_id(a.hunt, strlen(a.hunt), VX_ID_MAX)) return usage();
+    VX_FATAL_IF(!(a.h = engine_hunt_create(a.hunt)));
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = store ? from_store(&a, store) : from_file(&a, file);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (!rc && !a.events) {
+        snprintf(a.why, sizeof a.why, "no events of hunt %s", a.hunt);
+        a.failed = 2;
+        rc = -1;
+    }
+    if (rc) fprintf(stderr, "veltrix: audit: %s\n", a.why);
+    else summary(&a, (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+    engine_hunt_destroy(a.h);
+    return rc ? (a.failed ? a.failed : 1) : 0;
+}
