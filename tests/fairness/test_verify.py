@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""test_verify.py — tests of tests/fairness/verify.py against docs/FAIRNESS.md.
+
+    python3 tests/fairness/test_verify.py [--only SUBSTRING]
+
+FAIRNESS.md's byte example (§3) and test vector (§4) reproduced; honest logs made by
+gen.py pass (rule 1 with the seed, rule 1 without it: draws "not checked", rule 0); each
+tampering fails at the seq it touched, with exit status 1; unreadable input exits 2.
+Prints "ok NAME" / "not ok NAME: REASON" per test and "N passed, N failed" last.
+"""
+import argparse
+import copy
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import gen  # noqa: E402
+import verify  # noqa: E402
+
+_tests = []
+TMP = tempfile.mkdtemp(prefix="vx-fair-")
+
+
+def test(fn):
+    _tests.append(fn)
+    return fn
+
+
+def eq(got, want, what):
+    if got != want:
+        raise AssertionError("%s: expected %r, got %r" % (what, want, got))
+
+
+def true(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+# ------------------------------------------------------------------ helpers
+def run_verify(events_or_text, *args):
+    """Runs verify.py on a log (a list of event dicts, or raw text): (exit status, output)."""
+    path = os.path.join(TMP, "log.jsonl")
+    if isinstance(events_or_text, str):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(events_or_text)
+    else:
+        gen.write_log(events_or_text, path)
+    p = subprocess.run([sys.executable, os.path.join(HERE, "verify.py"), path] + list(args),
+                       capture_output=True, text=True, timeout=120)
+    return p.returncode, p.stdout + p.stderr
+
+
+def expect_fail(events, seq, *args, why=""):
+    """verify.py must exit 1 and name seq on its first line (and why, when given)."""
+    rc, out = run_verify(events, *args)
+    first = out.splitlines()[0] if out else ""
+    eq(rc, 1, "exit status (output: %s)" % out.strip()[:300])
+    true(first.startswith("FAIL seq %d:" % seq), "expected a failure at seq %d, got: %s" % (seq, first))
+    true(why in first, "expected %r in the reason: %s" % (why, first))
+
+
+def rechain(events):
+    """What a tamperer can do: recompute every hash from the (public) seed commitment."""
+    cm = events[0].get("seed_commitment")
+    prev = bytes.fromhex(cm) if cm else bytes(32)
+    for ev in events:
+        prev = verify.chain(prev, dict(ev, at_ms=verify.time_ms(ev["at"], "")))
+        ev["hash"] = prev.hex()
+    return events
+
+
+def honest(**kw):
+    """A fresh copy of a generated log: (events, seed, hunt)."""
+    kw.setdefault("rng_seed", 7)
+    events, seed, hunt = gen.generate(**kw)
+    return copy.deepcopy(events), seed, hunt
+
+
+def state_before(events, seq, seed=None, hunt=None):
+    """verify.Audit after the events before seq."""
+    a = verify.Audit(seed, hunt)
+    for ev in events[:seq - 1]:
+        a.step(dict(ev, at_ms=verify.time_ms(ev["at"], "")))
+    return a
+
+
+def first(events, pred, what):
+    for ev in events:
+        if pred(ev):
+            return ev
+    raise AssertionError("the generated log has no %s" % what)
+
+
+# ------------------------------------------------------------------ the document's examples
+VECTOR_DEF = '{"name":"t","codes":[{"id":"c1","points":5,"x":1,"y":1}]}'
+VECTOR_PLAYER = "01890a5d-ac96-774b-bcce-b302099a8057"
+
+
+def vector_log():
+    seed = bytes(range(1, 33))
+    e1 = {"seq": 1, "type": "hunt_updated", "at": "2026-12-01T09:00:00.000Z", "draw_rule": 1,
+          "definition_sha256": hashlib.sha256(VECTOR_DEF.encode()).hexdigest(),
+          "definition": json.loads(VECTOR_DEF), "definition_text": VECTOR_DEF,
+          "seed_commitment": hashlib.sha256(seed).hexdigest(), "seed": seed.hex(), "hash": ""}
+    e2 = {"seq": 2, "type": "scan", "at": "2026-12-01T09:00:01.500Z", "player": VECTOR_PLAYER,
+          "display_name": "Ana", "code": "c1", "points": 5, "hash": ""}
+    return rechain([e1, e2]), seed
+
+
+@test
+def canonical_bytes_example():
+    """§3's example: the scan of c1 at seq 2."""
+    ev = {"seq": 2, "type": "scan", "at": "2026-12-01T09:00:00.000Z", "player": VECTOR_PLAYER, "code": "c1"}
+    eq(verify.time_ms(ev["at"], ""), 1796115600000, "the example's milliseconds")
+    want = bytes.fromhex("5658455631" "0000000000000002" "000001a230d51280" "02"
+                         "01890a5dac96774bbcceb302099a8057" "00000002" "6331")
+    eq(verify.canonical(dict(ev, at_ms=1796115600000)).hex(), want.hex(), "canonical bytes")
+
+
+@test
+def chain_test_vector():
+    """§4's test vector: H0, the definition's SHA-256, hash(1), hash(2); the CLI accepts it."""
+    events, seed = vector_log()
+    eq(events[0]["seed_commitment"], "ae216c2ef5247a3782c135efa279a3e4cdc61094270f5d2be58c6204b7a612c9", "H0")
+    eq(events[0]["definition_sha256"], "db0ab88b102614e6307dc6fb729ee7868aadb2dfbf2688d763ae846614075cf6",
+       "SHA-256 of the definition text")
+    eq(events[0]["hash"], "7b0de26ff37269214aab65d9940709321e1c9035888cc76ca60208fbca49afe7", "hash(1)")
+    eq(events[1]["hash"], "0b20ef9762b90c819bf55c2b65dc12197b6288ff0e214dd9697272eaa87526a6", "hash(2)")
+    rc, out = run_verify(events)
+    eq(rc, 0, "exit status of the vector's log (%s)" % out.strip())
+    true("head: seq 2 hash 0b20ef97" in out and "rank 1: %s 5 points" % VECTOR_PLAYER in out,
+         "summary: %s" % out)
+
+
+# ------------------------------------------------------------------ honest logs
+@test
+def honest_rule1_with_seed():
+    for rng in (1, 2, 3):
+        events, seed, _ = honest(rng_seed=rng, reveal=False)
+        rc, out = run_verify(events, "--seed", seed)
+        eq(rc, 0, "rng %d: exit status (%s)" % (rng, out.strip()))
+        n_open = sum(ev["type"] == "chest_opened" for ev in events)
+        true(n_open > 5 and ("draws %d checked (rule 1)" % n_open) in out, "rng %d: summary %s" % (rng, out))
+
+
+@test
+def honest_rule1_revealed():
+    events, seed, _ = honest(reveal=True)
+    true(events[0].get("seed") == seed and "definition_text" in events[0], "the log reveals the seed")
+    rc, out = run_verify(events)
+    eq(rc, 0, "exit status (%s)" % out.strip())
+    true("checked (rule 1)" in out, "draws checked: %s" % out)
+    rc, out = run_verify(events, "--seed", seed.upper())
+    eq(rc, 0, "exit status with the same seed given too (%s)" % out.strip())
+
+
+@test
+def honest_rule1_without_seed():
+    events, _, _ = honest(reveal=False)
+    rc, out = run_verify(events)
+    eq(rc, 0, "exit status (%s)" % out.strip())
+    true("draws not checked" in out, "the summary says the draws were not checked: %s" % out)
+
+
+@test
+def honest_rule0():
+    events, _, hunt = honest(legacy=True, reveal=True)
+    eq((events[0]["draw_rule"], events[0]["seed_commitment"]), (0, None), "a legacy hunt's first event")
+    rc, out = run_verify(events, "--hunt", hunt)
+    eq(rc, 0, "exit status (%s)" % out.strip())
+    true("checked (rule 0)" in out, "draws checked: %s" % out)
+    rc, out = run_verify(events)
+    eq(rc, 0, "exit status without --hunt (%s)" % out.strip())
+    true("not checked" in out, "without --hunt rule 0 draws are not checked: %s" % out)
+    # the rule-0 draw is checked: another hunt id gives other chests
+    rc, out = run_verify(events, "--hunt", hunt + "x")
+    eq(rc, 1, "a rule 0 log checked with another hunt id (%s)" % out.strip())
+    true("the draw gives" in out, "the failure is a draw: %s" % out)
+
+
+# ------------------------------------------------------------------ tamperings
+@test
+def tamper_hash_byte():
+    events, seed, _ = honest()
+    ev = events[30]
+    ev["hash"] = ev["hash"][:10] + ("0" if ev["hash"][10] != "0" else "1") + ev["hash"][11:]
+    expect_fail(events, 31, why="hash")
+
+
+@test
+def tamper_event_dropped():
+    events, seed, _ = honest()
+    del events[20]
+    expect_fail(events, 22, "--seed", seed, why="seq 22 where seq 21")
+
+
+@test
+def tamper_events_swapped():
+    events, seed, _ = honest()
+    events[40], events[41] = events[41], events[40]
+    expect_fail(events, 42)
+
+
+@test
+def tamper_renumbered_and_rechained():
+    """An event dropped and the rest renumbered and re-chained: the head hash differs, and
+    a dropped item_collected makes the rules fail where the item is used."""
+    events, seed, _ = honest()
+    # the item collection that a later open needs
+    for i, ev in enumerate(events):
+        if ev["type"] != "item_collected":
+            continue
+        later = [e for e in events[i + 1:] if e["type"] == "chest_opened" and e["player"] == ev["player"]]
+        a = state_before(events, later[0]["seq"] + 1, seed) if later else None
+        if later and a.zones[later[0]["zone"]].find(later[0]["chest"])[0].requires == ev["item"]:
+            break
+    else:
+        raise AssertionError("no open that needs a collected item")
+    head = events[-1]["hash"]
+    opened = later[0]
+    del events[i]
+    for n, e in enumerate(events, 1):
+        e["seq"] = n
+    rechain(events)
+    true(events[-1]["hash"] != head, "the head hash changed")
+    expect_fail(events, opened["seq"], "--seed", seed)
+
+
+@test
+def tamper_chest_to_another_player_draw():
+    """A chest_opened moved to another player, chain recomputed: with the seed the draw
+    fails at that event."""
+    events, seed, _ = honest(reveal=False)
+    players = sorted({e["player"] for e in events if "player" in e})
+    def differs(ev, p):
+        a = state_before(events, ev["seq"], seed)
+        z, inv = a.zones[ev["zone"]], (a.players.get(p) or verify.Player()).inventory
+        return a.eligible(z, inv)[1] > 0 and a.drawn(ev["zone"], z, p, inv) != ev["chest"]
+    ev, p = next((ev, p) for ev in events if ev["type"] == "chest_opened"
+                 for p in players if p != ev["player"] and differs(ev, p))
+    ev["player"] = p
+    rechain(events)
+    expect_fail(events, ev["seq"], "--seed", seed, why="draw")
+    rc, out = run_verify(events)
+    true(rc in (0, 1), "without the seed: %s" % out)
+
+
+@test
+def tamper_chest_second_owner():
+    """A later open renamed to a chest already opened (chain recomputed): two owners."""
+    events, _, _ = honest(reveal=False)
+    opens = [e for e in events if e["type"] == "chest_opened"]
+    a, b = next((x, y) for i, x in enumerate(opens) for y in opens[i + 1:] if x["zone"] == y["zone"]
+                and x["points"] == y["points"] and x["loot"] == y["loot"])
+    b["chest"] = a["chest"]
+    rechain(events)
+    expect_fail(events, b["seq"], why="opened at seq %d already" % a["seq"])
+
+
+@test
+def tamper_points_and_loot():
+    events, seed, _ = honest()
+    sc = first(events, lambda e: e["type"] == "scan", "scan")
+    sc["points"] += 1   # not covered by the hash: no rechain needed
+    expect_fail(events, sc["seq"], "--seed", seed, why="points")
+    events, seed, _ = honest()
+    op = [e for e in events if e["type"] == "chest_opened"][3]
+    op["points"] = 999
+    expect_fail(events, op["seq"], why="points")
+    events, seed, _ = honest()
+    op = [e for e in events if e["type"] == "chest_opened"][4]
+    op["loot"] = op["loot"] + ["gem"]
+    expect_fail(events, op["seq"], why="loot")
+
+
+@test
+def tamper_scan_twice():
+    events, _, _ = honest()
+    seen = {}
+    for ev in events:
+        if ev["type"] == "scan":
+            if ev["player"] in seen and seen[ev["player"]] != ev["code"]:
+                break
+            seen.setdefault(ev["player"], ev["code"])
+    ev["code"] = seen[ev["player"]]
+    rechain(events)
+    expect_fail(events, ev["seq"], why="scanned code")
+
+
+@test
+def tamper_item_beyond_quantity():
+    events, seed, _ = honest()
+    a = state_before(events, len(events) + 1, seed)
+    item, pid = next((i, p) for i, q in sorted(a.items.items()) if a.collected.get(i, 0) == q
+                     for p in sorted(a.players) if i not in a.players[p].collected)
+    last = events[-1]
+    events.append({"seq": last["seq"] + 1, "type": "item_collected", "at": last["at"], "player": pid,
+                   "display_name": "X", "item": item, "hash": ""})
+    rechain(events)
+    expect_fail(events, last["seq"] + 1, "--seed", seed, why="all")
+
+
+@test
+def tamper_seed_not_committed():
+    events, seed, _ = honest(reveal=False)
+    other = ("0" if seed[0] != "0" else "1") + seed[1:]
+    expect_fail(events, 1, "--seed", other, why="seed")
+    events, seed, _ = honest(reveal=True)
+    events[0]["seed"] = other   # the seed is not in the hash: only the commitment check sees it
+    expect_fail(events, 1, why="seed")
+    events, seed, _ = honest(legacy=True)
+    expect_fail(events, 1, "--seed", seed or "ab" * 32, why="seed")
+
+
+@test
+def tamper_definition_text():
+    events, _, _ = honest(reveal=True)
+    upd = [e for e in events if e["type"] == "hunt_updated"][1]
+    upd["definition_text"] = upd["definition_text"].replace('"points":40', '"points":4000')
+    true("4000" in upd["definition_text"], "the update has a v-new chest of 40 points")
+    expect_fail(events, upd["seq"], why="definition_sha256")
+
+
+@test
+def unreadable_input():
+    events, _, _ = honest()
+    good = "".join(json.dumps(e) + "\n" for e in events)
+    lines = good.splitlines(True)
+    no_field = dict(events[5])
+    no_field.pop("at")
+    cases = {"not json": "hello\n", "empty file": "", "a JSON array": "[1,2]\n",
+             "a truncated line": good[:len(good) - 30] + "\n",
+             "a missing field": "".join(lines[:5]) + json.dumps(no_field) + "\n",
+             "binary": "\x00\x01\x02\n", "bad time": good.replace('"at": "2026-12-01T09', '"at": "2026-13-01T09', 1)}
+    for name, text in cases.items():
+        rc, out = run_verify(text)
+        eq(rc, 2, "%s: exit status (%s)" % (name, out.strip()[:200]))
+    rc, out = run_verify(events, "--seed", "xyz")
+    eq(rc, 2, "a --seed that is not hex (%s)" % out.strip())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", default=None)
+    args = ap.parse_args()
+    passed = failed = 0
+    for fn in _tests:
+        if args.only and args.only not in fn.__name__:
+            continue
+        try:
+            fn()
+            passed += 1
+            print("ok %s" % fn.__name__)
+        except Exception as e:  # noqa: BLE001 - a failing test, whatever it raised
+            failed += 1
+            detail = str(e) if isinstance(e, AssertionError) else traceback.format_exc().strip()
+            print("not ok %s: %s" % (fn.__name__, detail))
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
