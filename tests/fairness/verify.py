@@ -176,20 +176,40 @@ def range_index(rng, cid):
     return int(rest)
 
 
+def get(e, name, kind, default=None):
+    """e[name] when it is a kind ("ids": a list of strings), or default when absent; else
+    Unreadable. Only "requires" may be absent without a default."""
+    v = e.get(name, default) if isinstance(e, dict) else None
+    if kind == "ids":
+        ok = isinstance(v, list) and all(isinstance(x, str) for x in v)
+    else:
+        ok = isinstance(v, kind) and not isinstance(v, bool)
+    if not ok and not (name == "requires" and v is None):
+        raise Unreadable("a definition's %r is missing or of the wrong type in %s"
+                         % (name, json.dumps(e)[:200]))
+    return v
+
+
 class Zone:
     def __init__(self, z):
-        chests, rng = z.get("chests") or [], z.get("chest_range")
-        reqs = {c.get("requires") for c in chests} | ({rng.get("requires")} if rng else set())
+        chests, rng = get(z, "chests", list, []), z.get("chest_range")
+        self.where = {}  # explicit chest id -> (pool, points, loot)
+        slots = [(get(c, "id", str), get(c, "points", int, 0), get(c, "loot", "ids", []),
+                  get(c, "requires", str)) for c in chests]
+        if rng is not None:
+            self.rng = {"prefix": get(rng, "prefix", str), "count": get(rng, "count", int),
+                        "points": get(rng, "points", int, 0), "loot": get(rng, "loot", "ids", []),
+                        "requires": get(rng, "requires", str)}
+        else:
+            self.rng = None
+        reqs = {s[3] for s in slots} | ({self.rng["requires"]} if self.rng else set())
         self.pools = [Pool(r) for r in sorted(reqs, key=lambda r: (r is not None, (r or "").encode()))]
         by_req = {p.requires: p for p in self.pools}
-        self.where = {}  # explicit chest id -> (pool, points, loot)
-        for c in chests:
-            pool = by_req[c.get("requires")]
-            pool.explicit.append((c["id"], c.get("points", 0), c.get("loot") or []))
-            self.where[c["id"]] = (pool, c.get("points", 0), c.get("loot") or [])
-        self.rng = rng
-        if rng:
-            by_req[rng.get("requires")].range = rng
+        for cid, points, loot, requires in slots:
+            by_req[requires].explicit.append((cid, points, loot))
+            self.where[cid] = (by_req[requires], points, loot)
+        if self.rng:
+            by_req[self.rng["requires"]].range = self.rng
 
     def find(self, cid):
         """(pool, points, loot, range index or None) of chest cid, or None."""
@@ -197,7 +217,7 @@ class Zone:
             return self.where[cid] + (None,)
         if self.rng and range_index(self.rng, cid) is not None:
             pool = next(p for p in self.pools if p.range is self.rng)
-            return pool, self.rng.get("points", 0), self.rng.get("loot") or [], range_index(self.rng, cid)
+            return pool, self.rng["points"], self.rng["loot"], range_index(self.rng, cid)
         return None
 
     def mark_opened(self, cid):
@@ -259,15 +279,11 @@ class Audit:
             d = ev.get("definition")
         if not isinstance(d, dict):
             raise Unreadable("seq %d: no definition object" % ev["seq"])
-        try:
-            self.codes = {c["id"]: c.get("points", 0) for c in d.get("codes") or []}
-            self.items = {i["id"]: i.get("quantity", 1) for i in d.get("items") or []}
-            self.zones = {z["id"]: Zone(z) for z in d.get("zones") or []}
-            lim = [time_ms(d[k], "seq %d: %s" % (ev["seq"], k)) if d.get(k) else None
-                   for k in ("starts_at", "ends_at")]
-        except (KeyError, TypeError, AttributeError) as e:
-            raise Unreadable("seq %d: a definition this verifier cannot read (%r)" % (ev["seq"], e))
-        self.window = tuple(lim)
+        self.codes = {get(c, "id", str): get(c, "points", int, 0) for c in get(d, "codes", list, [])}
+        self.items = {get(i, "id", str): get(i, "quantity", int, 1) for i in get(d, "items", list, [])}
+        self.zones = {get(z, "id", str): Zone(z) for z in get(d, "zones", list, [])}
+        self.window = tuple(time_ms(d[k], "seq %d: %s" % (ev["seq"], k)) if d.get(k) is not None else None
+                            for k in ("starts_at", "ends_at"))
         for (zone, cid) in self.owner:
             z = self.zones.get(zone)
             if z is None or z.find(cid) is None:
@@ -445,6 +461,9 @@ def main(argv=None):
         return 1
     except (Unreadable, OSError, UnicodeDecodeError) as e:
         print("UNREADABLE: %s" % e)
+        return 2
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:  # not a verdict
+        print("UNREADABLE: a log this verifier cannot follow (%s: %s)" % (type(e).__name__, e))
         return 2
     print(summary(a))
     return 0
