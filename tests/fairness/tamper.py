@@ -14,6 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import verify  # noqa: E402
+from gen import iso as gen_iso  # noqa: E402
 
 
 def rechain(events):
@@ -154,12 +155,101 @@ def definition_text(events, seed):
     return events, ev["seq"], [], "definition_sha256"
 
 
+def out_of_window(events, seed, end=True):
+    """The last play event moved to ends_at (end) or 1 ms before starts_at."""
+    ev = pick((e for e in reversed(events) if "player" in e), "play event")
+    lo, hi = state_before(events, ev["seq"], seed).window
+    ev["at"] = gen_iso(hi if end else lo - 1)
+    return rechain(events), ev["seq"], [], "outside"
+
+
+def before_start(events, seed):
+    return out_of_window(events, seed, end=False)
+
+
+def map_version_back(events, seed):
+    maps = of_type(events, "map_published")
+    if len(maps) < 2:
+        raise AssertionError("the log has fewer than 2 map_published")
+    maps[1]["version"] = maps[0]["version"]
+    return rechain(events), maps[1]["seq"], [], "map version"
+
+
+def later_update_rule1(events, seed):
+    ev = pick((e for e in of_type(events, "hunt_updated") if e["seq"] > 1), "update")
+    ev["draw_rule"] = 1
+    return rechain(events), ev["seq"], [], "draw_rule"
+
+
+def first_not_update(events, seed):
+    del events[0]
+    for n, e in enumerate(events, 1):
+        e["seq"] = n
+    return rechain(events), 1, [], "first event"
+
+
+def requires_not_held(events, seed):
+    """An open of a chest that requires an item, moved to a player who holds none."""
+    for ev in of_type(events, "chest_opened"):
+        a = state_before(events, ev["seq"], seed)
+        req = a.zones[ev["zone"]].find(ev["chest"])[0].requires
+        lacking = [p for p in sorted(a.players) if req and a.players[p].inventory.get(req, 0) < 1]
+        if lacking:
+            ev["player"] = lacking[0]
+            return rechain(events), ev["seq"], [], "requires"
+    raise AssertionError("the log has no open of a chest that requires an item")
+
+
+def unknown_code(events, seed):
+    ev = pick((e for e in of_type(events, "scan")), "scan")
+    ev["code"] = "no-such-code"
+    return rechain(events), ev["seq"], [], "not in the definition"
+
+
+def collect_twice(events, seed):
+    firsts = {}
+    for ev in of_type(events, "item_collected"):
+        if ev["player"] in firsts and firsts[ev["player"]] != ev["item"]:
+            ev["item"] = firsts[ev["player"]]
+            return rechain(events), ev["seq"], [], "item"
+        firsts.setdefault(ev["player"], ev["item"])
+    raise AssertionError("the log has no player with two items")
+
+
+def dropped_rechained(events, seed):
+    """An item_collected dropped, the rest renumbered and re-chained: the first open by that
+    player that needed the item (it held just one) fails. Draws are not checked (no seed):
+    without the item, the player's earlier draws could change too."""
+    if "seed" in events[0]:
+        raise AssertionError("dropped_rechained needs a log that does not reveal the seed")
+    for i, ev in enumerate(events):
+        if ev["type"] != "item_collected":
+            continue
+        for op in events[i + 1:]:
+            if op["type"] != "chest_opened" or op["player"] != ev["player"]:
+                continue
+            a = state_before(events, op["seq"])
+            if a.zones[op["zone"]].find(op["chest"])[0].requires == ev["item"]:
+                if a.players[op["player"]].inventory[ev["item"]] != 1:
+                    break
+                del events[i]
+                for n, e in enumerate(events, 1):
+                    e["seq"] = n
+                return rechain(events), op["seq"], [], "requires"
+    raise AssertionError("the log has no open that needs a collected item")
+
+
 TAMPERS = [("hash_byte", hash_byte), ("dropped", dropped), ("swapped", swapped),
            ("chest_to_other_player", chest_to_other_player), ("chest_second_owner", chest_second_owner),
            ("scan_points", scan_points), ("chest_points", chest_points), ("chest_loot", chest_loot),
            ("scan_twice", scan_twice), ("item_beyond_quantity", item_beyond_quantity),
            ("seed_given_wrong", seed_given_wrong), ("seed_revealed_wrong", seed_revealed_wrong),
-           ("definition_text", definition_text)]
+           ("definition_text", definition_text), ("after_end", out_of_window),
+           ("before_start", before_start), ("map_version_back", map_version_back),
+           ("later_update_rule1", later_update_rule1), ("first_not_update", first_not_update),
+           ("requires_not_held", requires_not_held), ("unknown_code", unknown_code),
+           ("collect_twice", collect_twice), ("dropped_rechained", dropped_rechained)]
 # the tamperings that need the seed revealed in the log (definition_text, seed) or known
 NEEDS_REVEAL = {"seed_revealed_wrong", "definition_text"}
+NEEDS_UNREVEALED = {"dropped_rechained"}
 NEEDS_SEED = {"chest_to_other_player"}
