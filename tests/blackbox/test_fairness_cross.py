@@ -17,6 +17,7 @@ import random
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 import vx
@@ -208,6 +209,22 @@ def cross_ended_hunt():
           [t for t in tamper.TAMPERS if t[0] not in tamper.NEEDS_UNREVEALED])
     cross("fair-end", events, seed, s.data, [t for t in tamper.TAMPERS if t[0] in tamper.NEEDS_SEED],
           tag="-seed")
+
+
+@test
+def cross_generated_logs():
+    """The logs of tests/fairness/gen.py (no server): a revealed rule 1 log, one checked
+    with --seed, a legacy (rule 0) one; the draws re-derived by both from the same seed."""
+    with tempfile.TemporaryDirectory(prefix="vx-bb-") as d:
+        events, seed, hunt = gen.generate(11, 300, reveal=True)
+        cross(hunt, events, None, d, [t for t in tamper.TAMPERS if t[0] not in tamper.NEEDS_UNREVEALED])
+        events, seed, hunt = gen.generate(12, 300, reveal=False)
+        cross(hunt, events, seed, d, [t for t in tamper.TAMPERS if t[0] not in tamper.NEEDS_REVEAL],
+              tag="-seed")
+        events, _, hunt = gen.generate(13, 300, legacy=True, reveal=True)
+        cross(hunt, events, None, d, [t for t in tamper.TAMPERS if t[0] not in
+                                      tamper.NEEDS_SEED | tamper.NEEDS_UNREVEALED | {"seed_revealed_wrong"}],
+              tag="-legacy")
 
 
 @test
