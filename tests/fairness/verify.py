@@ -38,6 +38,7 @@ FIELDS = {"hunt_updated": {"draw_rule": int, "definition_sha256": str},
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 HEX64 = re.compile(r"[0-9a-f]{64}")
 AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+DECIMAL = re.compile(r"0|[1-9][0-9]*")
 MASK64 = (1 << 64) - 1
 
 
@@ -171,7 +172,7 @@ class Pool:
 def range_index(rng, cid):
     """The index of chest id cid in a chest_range, or None."""
     rest = cid[len(rng["prefix"]):] if cid.startswith(rng["prefix"]) else ""
-    if not re.fullmatch(r"0|[1-9][0-9]*", rest) or int(rest) >= rng["count"]:
+    if not DECIMAL.fullmatch(rest) or int(rest) >= rng["count"]:
         return None
     return int(rest)
 
@@ -215,9 +216,10 @@ class Zone:
         """(pool, points, loot, range index or None) of chest cid, or None."""
         if cid in self.where:
             return self.where[cid] + (None,)
-        if self.rng and range_index(self.rng, cid) is not None:
+        i = range_index(self.rng, cid) if self.rng else None
+        if i is not None:
             pool = next(p for p in self.pools if p.range is self.rng)
-            return pool, self.rng["points"], self.rng["loot"], range_index(self.rng, cid)
+            return pool, self.rng["points"], self.rng["loot"], i
         return None
 
     def mark_opened(self, cid):
