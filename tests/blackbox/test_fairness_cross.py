@@ -191,13 +191,14 @@ def cross_ended_hunt():
     took = time.time() - t0
     end = time.time() + max(3.0, 6 * took + 1)
     vx.note("30 steps took %.2f s; fair-end ends in %.1f s" % (took, end - time.time()))
-    play(c, "fair-end", end)
+    pay = play(c, "fair-end", end)
     while time.time() <= end + 0.05:   # a bounded wait, nothing timed
         time.sleep(0.05)
     seed = vx.get_hunt(c, "fair-end").get("seed")
     true(isinstance(seed, str), "GET fair-end after ends_at has no seed")
     events = export(c, "fair-end", os.path.join(s.data, "fair-end.jsonl"), limit=10)
     eq(events[0].get("seed"), seed, "the first event's seed vs GET's")
+    no_secrets(c, "fair-end", pay, seed)
     true(all("definition_text" in e for e in events if e["type"] == "hunt_updated"),
          "every hunt_updated of an ended hunt has its definition_text")
     n_open = sum(e["type"] == "chest_opened" for e in events)
