@@ -53,6 +53,10 @@ if [ -z "$ONLY" ] || [ "$ONLY" = blackbox ]; then
     [ -f "$t" ] && run_suite "blackbox/$(basename "$t")" python3 "$t" --bin "$BUILD/veltrix"
   done
 fi
+# The independent verifier of a hunt's public log (docs/FAIRNESS.md), on generated logs.
+if [ -z "$ONLY" ] || [ "$ONLY" = fairness ]; then
+  run_suite "fairness/test_verify.py" python3 tests/fairness/test_verify.py
+fi
 if [ -z "$ONLY" ] || [ "$ONLY" = sim ]; then
   [ -x "$BUILD/sim" ] && run_suite "sim (seeds ${SIM_SEEDS:-1 2 3 4 5} + ${SIM_SWEEP:-3} random)" \
     env BUILD="$BUILD" bash tests/sim/run.sh
