@@ -84,13 +84,28 @@ static int hex_decode(const char *s, uint8_t *out, size_t n)
     return s ? hex_decode_n(s, strlen(s), out, n) : -1;
 }
 
+/* A line that cannot be read as the format says (a field missing or malformed): exit 2,
+ * still naming the seq (docs/FAIRNESS.md §7). */
+__attribute__((format(printf, 3, 4))) static int unreadable(struct audit *a, uint64_t seq,
+                                                            const char *fmt, ...)
+{
+    va_list ap;
+    int n = snprintf(a->why, sizeof a->why, "seq %" PRIu64 ": ", seq);
+    va_start(ap, fmt);
+    vsnprintf(a->why + n, sizeof a->why - (size_t)n, fmt, ap);
+    va_end(ap);
+    a->failed = 2;
+    return -1;
+}
+
 /* seq 1: H0 from the commitment; the seed (from the event or --seed) must match it. */
 static int start_chain(struct audit *a, const struct event *ev, const uint8_t *commitment)
 {
     uint8_t sha[32];
     if (ev->type != EVENT_DEFINE) return fail(a, ev->seq, "the first event is not a definition");
-    if (!commitment) { /* a legacy hunt */
+    if (!commitment) { /* a legacy hunt: its draws follow rule 0, from public values */
         memset(a->link, 0, sizeof a->link);
+        if (a->seed_given) return fail(a, ev->seq, "a seed was given, but the hunt has no seed_commitment");
         return 0;
     }
     memcpy(a->link, commitment, ENGINE_HASH_BYTES);
@@ -112,12 +127,13 @@ static int check_draw(struct audit *a, const struct event *ev)
 {
     struct event d;
     a->opens++;
-    if (!a->have_seed || engine_draw_rule(a->h) != ENGINE_DRAW_HMAC) return 0;
+    int rule = engine_draw_rule(a->h);
+    if (rule == ENGINE_DRAW_HMAC ? !a->have_seed : a->hmac) return 0; /* no seed to draw by */
     int rc = engine_open(a->h, ev->player, ev->u.open.zone, ev->time_ms, &d);
     if (rc) return fail(a, ev->seq, "no chest could be opened in zone %s (%s)", ev->u.open.zone,
                         engine_err_code(rc));
     if (strcmp(d.u.open.chest, ev->u.open.chest))
-        return fail(a, ev->seq, "chest %s is not the draw: the seed draws %s", ev->u.open.chest,
+        return fail(a, ev->seq, "chest %s is not the draw: the draw gives %s", ev->u.open.chest,
                     d.u.open.chest);
     a->draws++;
     return 0;
@@ -312,7 +328,7 @@ static int line_fields(struct audit *a, json_t *o, struct event *ev, struct clai
         cl->points = json_integer_value(pts);
         bad |= !cl->has_points;
     }
-    return bad ? fail(a, ev->seq, "a field is missing or malformed") : 0;
+    return bad ? unreadable(a, ev->seq, "a field is missing or malformed") : 0;
 }
 
 static int type_of(const char *s)
@@ -336,7 +352,8 @@ static int file_line(struct audit *a, json_t *o)
     int type = type_of(str_of(o, "type"));
     if (!ev.seq || type < 0 || !str_of(o, "at") || vx_time_parse(str_of(o, "at"), &ev.time_ms) ||
         hex_decode(str_of(o, "hash"), hash, 32))
-        return fail(a, ev.seq ? ev.seq : a->events + 1, "seq, type, at or hash missing or malformed");
+        return unreadable(a, ev.seq ? ev.seq : a->events + 1,
+                          "seq, type, at or hash missing or malformed");
     ev.type = (uint8_t)type;
     if (type == EVENT_DEFINE) {
         rc = line_define(a, o, &ev, &eng, sha, cm, &has_cm, &json);
@@ -530,8 +547,10 @@ static void summary(const struct audit *a, double secs)
            a->hunt, a->events, st.players, a->opens);
     if (a->have_seed && a->hmac)
         printf("draws: %" PRIu64 " checked against the seed\n", a->draws);
+    else if (!a->hmac)
+        printf("draws: %" PRIu64 " checked by the legacy rule (public values)\n", a->draws);
     else
-        printf("draws: not checked (%s)\n", a->hmac ? "no seed" : "a legacy hunt");
+        printf("draws: not checked (no seed)\n");
     if (a->unhashed) printf("rows without a stored hash (written before the chain): %" PRIu64 "\n", a->unhashed);
     size_t n = engine_lb_top(a->h, 0, 10, top);
     printf("top %zu:\n", n);

@@ -112,7 +112,7 @@ def verdict(cmd):
 
 def both(hunt, path, args=()):
     """The verdicts of verify.py and of `veltrix audit` on the log file path."""
-    return (verdict([sys.executable, VERIFY, path] + list(args)),
+    return (verdict([sys.executable, VERIFY, path, "--hunt", hunt] + list(args)),
             verdict([vx.BIN, "audit", hunt, "--log", path] + list(args)))
 
 
