@@ -76,7 +76,7 @@ PY="python3 $BENCH_DIR/vxbench.py"
 usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # ------------------------------------------------------------------ what to run
-ALL=(healthz players scans chests leaderboard tiles live anchors replay restart pg migrate)
+ALL=(healthz players scans chests leaderboard tiles live anchors replay restart pg migrate audit)
 declare -A WANT=()
 [ $# -eq 0 ] && [ -n "${BENCH:-}" ] && set -- $BENCH
 if [ $# -eq 0 ]; then
@@ -86,7 +86,7 @@ if [ $# -eq 0 ]; then
 else
   for w in "$@"; do
     case $w in
-      healthz|players|scans|chests|leaderboard|tiles|live|anchors|replay|restart|pg|migrate) WANT[$w]=1 ;;
+      healthz|players|scans|chests|leaderboard|tiles|live|anchors|replay|restart|pg|migrate|audit) WANT[$w]=1 ;;
       -h|--help) usage ;;
       *) echo "run.sh: unknown workload '$w'" >&2; usage ;;
     esac
@@ -908,6 +908,7 @@ if want anchors || want pg; then
   fi
 fi
 want anchors && run_redis
+want audit && run_rate_script audit audit.sh "${BENCH_AUDIT_EVENTS:-$([ "$QUICK" = 1 ] && echo 200000 || echo 2000000)}" 1000000
 want migrate && run_rate_script migrate migrate.sh "${BENCH_MIGRATE_EVENTS:-$([ "$QUICK" = 1 ] && echo 200000 || echo 2000000)}" 200000
 
 log "results ($((SECONDS - START)) s)"
