@@ -1,0 +1,1 @@
+import "./common.css"; document.body.append("admin");
