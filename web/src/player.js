@@ -6,9 +6,8 @@ import './common.css';
 import './player.css';
 import L from 'leaflet';
 import { $, el, write, request, Session, Live, ApiError, feedText } from './common.js';
-import { startCamera } from './camera.js';
 
-const TILE = 256;
+const TILE = 256, TILE_ZOOM_MIN = -2;
 const params = new URLSearchParams(location.search);
 const st = {
   hunt: params.get('hunt') || localStorage.getItem('vx.hunt') || 'demo',
@@ -33,7 +32,7 @@ function showJoin(message) {
       el('label', { for: 'name', text: 'Your display name' }),
       el('input', { id: 'name', name: 'name', required: true, maxlength: 32, autocomplete: 'nickname' }),
       el('label', { for: 'hunt', text: 'Hunt' }),
-      el('input', { id: 'hunt', name: 'hunt', required: true, value: st.hunt, pattern: '[a-z0-9_-]{1,64}' }),
+      el('input', { id: 'hunt', name: 'hunt', required: true, value: st.hunt, pattern: '[a-z0-9_\\-]{1,64}' }),
       el('button', { type: 'submit', text: 'Join' }),
       el('p', { id: 'join-error', class: 'error', role: 'alert' }))));
   document.body.dataset.ready = String(performance.now());
@@ -58,6 +57,7 @@ async function onJoin(ev) {
 // ---- the game screen ------------------------------------------------------------------
 function layout() {
   const h = st.def;
+  rows.clear();
   document.body.replaceChildren(
     el('header', {},
       el('h1', { text: h.name }),
@@ -122,6 +122,7 @@ async function reloadState() {
     st.def = await request('GET', `/v1/hunts/${st.hunt}`);
     setTiles(st.def.map_version);
     await Promise.all([loadMe(), loadBoard()]);
+    rows.clear(); $('#zones').replaceChildren(); $('#items').replaceChildren();
     renderHere();
   } catch { /* the next message or reconnect tries again */ }
 }
@@ -134,7 +135,9 @@ function setupMap() {
   const bounds = L.latLngBounds(toLatLng(0, h), toLatLng(w, 0));
   map = L.map('map', { crs: L.CRS.Simple, minZoom: -6, maxZoom: 2, zoomSnap: 0.25, attributionControl: false,
     maxBounds: bounds.pad(0.5) });
-  map.fitBounds(bounds);
+  // Tiles are drawn from zoom -2 up (64 px a cell): further out, a map of thousands of
+  // cells would load and scale them all. The overview below that shows zones and codes.
+  map.setView(bounds.getCenter(), Math.max(map.getBoundsZoom(bounds), TILE_ZOOM_MIN));
   L.rectangle(bounds, { className: 'map-edge', interactive: false, fill: false, weight: 1 }).addTo(map);
   setTiles(st.def.map_version);
   for (const z of st.def.zones || [])
@@ -154,7 +157,7 @@ function setTiles(version) {
   const url = `/tiles/${st.hunt}/{x}/{y}?v=${version}`;
   if (tiles) { tiles.setUrl(url); return; }
   const { width: w, height: h } = st.def.map;
-  tiles = L.tileLayer(url, { tileSize: TILE, minNativeZoom: 0, maxNativeZoom: 0, noWrap: true,
+  tiles = L.tileLayer(url, { tileSize: TILE, minZoom: TILE_ZOOM_MIN, maxZoom: 2, minNativeZoom: 0, maxNativeZoom: 0, noWrap: true,
     bounds: L.latLngBounds(toLatLng(0, h), toLatLng(w, 0)), className: 'map-tiles' }).addTo(map);
   tiles.bringToBack();
 }
@@ -223,24 +226,37 @@ function chestBlock(z) {
   return need.size ? `Key missing: you need ${[...need].join(' or ')}` : null;
 }
 
+// Rows are made once and updated in place: a button under the player's finger is never
+// replaced by a re-render while they tap it.
+const rows = new Map();
+function row(list, key, attrs, onclick, label) {
+  let r = rows.get(key);
+  if (!r) {
+    r = { li: el('li', attrs), title: el('span'), btn: el('button', { type: 'button', class: attrs.class === 'zone-row' ? 'open' : null, onclick, text: label }), why: el('span', { class: 'why' }) };
+    r.li.append(r.title, r.btn, r.why);
+    list.append(r.li);
+    rows.set(key, r);
+  }
+  return r;
+}
+
 function renderHere() {
-  const zones = $('#zones'), items = $('#items');
-  zones.replaceChildren(...(st.def.zones || []).map(z => {
+  for (const z of st.def.zones || []) {
     const why = chestBlock(z), left = (st.def.chests_left || {})[z.id];
-    return el('li', { class: 'zone-row', 'data-zone': z.id },
-      el('span', {}, el('strong', { text: z.id }), ` — ${left ?? '?'} chest${left === 1 ? '' : 's'} left`),
-      el('button', { type: 'button', class: 'open', disabled: why != null, onclick: () => openChest(z), text: 'Open a chest' }),
-      el('span', { class: 'why', text: why || 'You are in this zone' }));
-  }));
-  items.replaceChildren(...(st.def.items || []).map(i => {
+    const r = row($('#zones'), 'z:' + z.id, { class: 'zone-row', 'data-zone': z.id }, () => openChest(z), 'Open a chest');
+    r.title.replaceChildren(el('strong', { text: z.id }), ` — ${left ?? '?'} chest${left === 1 ? '' : 's'} left`);
+    r.btn.disabled = why != null;
+    r.why.textContent = why || 'You are in this zone';
+  }
+  for (const i of st.def.items || []) {
     const left = (st.def.items_left || {})[i.id], got = (st.me.collected || []).includes(i.id);
     const d = st.pos ? Math.hypot(st.pos.x - i.x - 0.5, st.pos.y - i.y - 0.5) : Infinity;
     const why = got ? 'You have collected it' : left === 0 ? 'All taken' : d > 1.5 ? `Walk to ${i.x}, ${i.y}` : null;
-    return el('li', { class: 'item-row', 'data-item': i.id },
-      el('span', {}, el('strong', { text: i.id }), ` — ${left ?? '?'} left`),
-      el('button', { type: 'button', disabled: why != null, onclick: () => collect(i), text: 'Collect' }),
-      el('span', { class: 'why', text: why || 'Within reach' }));
-  }));
+    const r = row($('#items'), 'i:' + i.id, { class: 'item-row', 'data-item': i.id }, () => collect(i), 'Collect');
+    r.title.replaceChildren(el('strong', { text: i.id }), ` — ${left ?? '?'} left`);
+    r.btn.disabled = why != null;
+    r.why.textContent = why || 'Within reach';
+  }
 }
 
 const retryNote = () => toast('Network trouble: retrying (it will count once)…', 'warn');
@@ -309,6 +325,7 @@ async function onCamera() {
   if (camera) return;
   $('#camera-box').hidden = false;
   try {
+    const { startCamera } = await import('./camera.js');
     camera = await startCamera($('#video'), (payload, t0) => scan(payload, 'camera', t0));
     $('#camera-stop').onclick = () => { camera.stop(); camera = null; $('#camera-box').hidden = true; };
   } catch (e) {
@@ -392,5 +409,5 @@ function renderFair(s) {
 const sleep = ms => new Promise(r => setTimeout(r, ms));
 
 // ---- start ------------------------------------------------------------------------------
-if (session.player) startGame().catch(e => showJoin(e instanceof ApiError && e.status === 404 ? `No hunt '${st.hunt}'.` : 'Could not load the hunt: ' + e.message));
+if (session.player) startGame().catch(e => e.status === 401 || showJoin(e instanceof ApiError && e.status === 404 ? `No hunt '${st.hunt}'.` : 'Could not load the hunt: ' + e.message));
 else showJoin();
