@@ -78,6 +78,12 @@ test('player: join, map, scan by typing, leaderboard, feed (phone)', async () =>
   assert(await phone.textContent('#score') === '50', 'score not 50');
   await phone.waitForSelector('#feed li[data-type="scan"] >> text=Ana scanned lobby-1');
   await phone.waitForSelector('#top li.mine >> text=Ana');
+  const wrong = await newPage(browser);
+  await wrong.goto(server.url + '/');
+  await wrong.fill('#name', 'Lost'); await wrong.fill('#hunt', 'no-such-hunt'); await wrong.click('#join button');
+  await wrong.waitForSelector("#join-error >> text=There is no hunt 'no-such-hunt'");
+  assert(!(await wrong.evaluate(() => localStorage.getItem('vx.session'))), 'joined a hunt that does not exist');
+  await wrong.context().close();
   await phone.fill('#code', 'vx1.demo.lobby-1.forged');
   await phone.click('#scan button');
   await phone.waitForSelector('#last-scan >> text=not a code of this hunt');
@@ -113,6 +119,7 @@ test('two players race for one chest', async () => {
   await joinHunt(a, server, 'Alma', 'race');
   await joinHunt(b, server, 'Bruno', 'race');
   await walkInto(a, 'vault'); await walkInto(b, 'vault');
+  await a.waitForSelector('path.other'); // Bruno's position, live
   const btn = p => p.locator('li[data-zone="vault"] button.open');
   assert(await btn(a).isEnabled() && await btn(b).isEnabled(), 'open not enabled in the zone');
   await Promise.all([btn(a).click(), btn(b).click()]);

@@ -5,7 +5,7 @@
 import 'leaflet/dist/leaflet.css';
 import './common.css';
 import './player.css';
-import { $, el, Session, ApiError } from './common.js';
+import { $, el, request, Session, ApiError } from './common.js';
 
 const params = new URLSearchParams(location.search);
 const st = { hunt: params.get('hunt') || localStorage.getItem('vx.hunt') || 'demo' };
@@ -42,10 +42,11 @@ async function onJoin(ev) {
   localStorage.setItem('vx.hunt', st.hunt);
   f.querySelector('button').disabled = true;
   try {
+    await request('GET', `/v1/hunts/${st.hunt}`); // a mistyped hunt: said before joining
     await session.join(f.name.value);
     await play();
   } catch (e) {
-    errEl.textContent = e.message;
+    errEl.textContent = e.code === 'hunt_not_found' ? `There is no hunt '${st.hunt}'.` : e.message;
     f.querySelector('button').disabled = false;
   }
 }
