@@ -71,12 +71,14 @@ function leave() { session.clear(); showJoin(); }
 
 export async function startGame(hunt, sess, onJoin) {
   st.hunt = hunt; session = sess; showJoin = onJoin;
-  const [def, stats] = await Promise.all([request('GET', `/v1/hunts/${st.hunt}`), request('GET', `/v1/hunts/${st.hunt}/stats`)]);
-  st.def = def;
+  // Everything the screen shows at once, in parallel, then drawn.
+  const [def, stats, me, top, around] = await Promise.all([request('GET', `/v1/hunts/${st.hunt}`),
+    request('GET', `/v1/hunts/${st.hunt}/stats`), fetchMe(), request('GET', `/v1/hunts/${st.hunt}/leaderboard?limit=10`), fetchAround()]);
+  st.def = def; st.me = me;
   layout();
   setupMap();
   renderFair(stats);
-  await Promise.all([loadMe(), loadBoard()]);
+  renderMe(); renderTop(top.entries); renderAround(around);
   renderHere();
   live = new Live(st.hunt, () => session.token(), {
     onMessage, onState: s => { const c = $('#conn'); c.textContent = s; c.dataset.state = s; },
@@ -164,8 +166,10 @@ function showOther(m) {
 // ---- me, chests, items -----------------------------------------------------------------
 const zoneAt = (x, y) => (st.def.zones || []).find(z => x >= z.x && x < z.x + z.w && y >= z.y && y < z.y + z.h);
 
+const fetchMe = () => session.call(async auth => request('GET', `/v1/hunts/${st.hunt}/me`, { token: await auth() }));
+
 async function loadMe() {
-  st.me = await session.call(async auth => request('GET', `/v1/hunts/${st.hunt}/me`, { token: await auth() }));
+  st.me = await fetchMe();
   renderMe();
 }
 
@@ -317,12 +321,15 @@ async function loadBoard() {
 }
 
 let aroundTimer = null;
-async function loadAround() {
-  const r = await request('GET', `/v1/hunts/${st.hunt}/leaderboard?around=${session.player.player_id}&radius=3`).catch(() => null);
-  if (!r) return;
-  for (const e of r.entries) st.names.set(e.player_id, e.display_name);
-  $('#around').replaceChildren(...lbRows(r.entries));
-  if (!r.entries.length) $('#around').append(el('li', { class: 'muted', text: 'Score to enter the leaderboard' }));
+const fetchAround = () => request('GET', `/v1/hunts/${st.hunt}/leaderboard?around=${session.player.player_id}&radius=3`).catch(() => null);
+
+async function loadAround() { renderAround(await fetchAround()); }
+
+function renderAround(r) {
+  const entries = r ? r.entries : [];
+  for (const e of entries) st.names.set(e.player_id, e.display_name);
+  $('#around').replaceChildren(...lbRows(entries));
+  if (!entries.length) $('#around').append(el('li', { class: 'muted', text: 'Score to enter the leaderboard' }));
 }
 
 function lbRows(entries) {
