@@ -62,7 +62,7 @@ async function start() {
       onState: s => { const c = $('#conn'); c.textContent = s; c.dataset.state = s; },
       onResync: () => request('GET', `/v1/hunts/${hunt}/leaderboard?limit=10`).then(r => renderTop(r.entries)).catch(() => {}),
     });
-    live.start(s.seq);
+    live.start(Math.max(0, s.seq - 8)); // the feed starts with the last few events
     document.body.dataset.ready = String(performance.now());
   } catch (e) {
     document.body.replaceChildren(el('main', { class: 'board' }, el('h1', { text: e.status === 404 ? `No hunt '${hunt}'` : 'The screen could not start' }),

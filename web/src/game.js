@@ -4,10 +4,10 @@
 import L from 'leaflet';
 import { $, el, write, request, Live, ApiError, feedText } from './common.js';
 
-const TILE = 256, TILE_ZOOM_MIN = -2;
+const TILE = 256, TILE_ZOOM_MIN = -2, FEED_BACKLOG = 20;
 const st = {
   hunt: null, def: null, me: null, pos: null, names: new Map(), others: new Map(), opened: new Map(),
-  top: [], feedSeqs: new Set(),
+  top: [], feedSeqs: new Set(), startSeq: 0, replaying: () => false,
 };
 let session, showJoin, map, tiles, youMarker, live, statsTimer;
 
@@ -84,7 +84,10 @@ export async function startGame(hunt, sess, onJoin) {
     onMessage, onState: s => { const c = $('#conn'); c.textContent = s; c.dataset.state = s; },
     onResync: () => reloadState(),
   });
-  live.start(stats.seq);
+  // The feed starts with the last few events (replayed through `since`).
+  st.startSeq = stats.seq;
+  st.replaying = m => m.seq <= st.startSeq;
+  live.start(Math.max(0, stats.seq - FEED_BACKLOG));
   statsTimer = setInterval(() => request('GET', `/v1/hunts/${st.hunt}/stats`).then(renderFair).catch(() => {}), 5000);
   document.body.dataset.ready = String(performance.now());
 }
@@ -371,13 +374,15 @@ function onMessage(m) {
     case 'chest_opened':
       st.opened.set(m.zone, m);
       if (st.lostZone === m.zone && m.player_id !== session.player.player_id) nameOf(m.player_id).then(() => tooLate(m));
-      if (st.def.chests_left && st.def.chests_left[m.zone] > 0) st.def.chests_left[m.zone]--;
+      if (!st.replaying(m) && st.def.chests_left && st.def.chests_left[m.zone] > 0) st.def.chests_left[m.zone]--;
       renderHere(); break;
     case 'item_collected':
-      if (st.def.items_left) st.def.items_left[m.item] = m.remaining;
+      if (!st.replaying(m) && st.def.items_left) st.def.items_left[m.item] = m.remaining;
       renderHere(); break;
-    case 'map_published': st.def.map_version = m.version; setTiles(m.version); break;
-    case 'hunt_updated': reloadState(); break;
+    case 'map_published': // a replayed older one does not take the map back
+      if (!(st.def.map_version >= m.version)) { st.def.map_version = m.version; setTiles(m.version); }
+      break;
+    case 'hunt_updated': if (!st.replaying(m)) reloadState(); break;
   }
   if (m.seq != null) addFeed(m);
 }
