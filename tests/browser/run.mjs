@@ -323,6 +323,10 @@ for (const t of tests) {
 }
 await browser.close();
 await server.destroy();
+// A sanitizer build's report in the server's stderr is a failure of this run.
+if (/AddressSanitizer|LeakSanitizer|ThreadSanitizer|runtime error:/.test(server.log)) {
+  failed++; console.log('FAIL the server\'s sanitizer report (build/browser/server.log)');
+}
 if (failed) writeFileSync(join(ART, 'server.log'), server.log);
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);
