@@ -58,6 +58,10 @@ test('pages: gzip, CSP, caching, budget', async () => {
   await p.context().close();
   const plain = await fetch(server.url + refs[0], { headers: { 'Accept-Encoding': 'identity' } });
   assert(!plain.headers.get('content-encoding'), 'gzip sent to a client that does not take it');
+  for (const [ae, gz] of [['gzip;q=0', false], ['br, gzip;q=0.000', false], ['deflate, GZIP;q=0.5', true], ['*', true], ['identity;q=1, *;q=0', false]]) {
+    const r = await fetch(server.url + '/', { headers: { 'Accept-Encoding': ae } });
+    assert((r.headers.get('content-encoding') === 'gzip') === gz, `Accept-Encoding: ${ae} gave ${r.headers.get('content-encoding')}`);
+  }
   for (const p of ['/admin', '/board/demo']) {
     const r = await fetch(server.url + p);
     assert(r.status === 200 && r.headers.get('content-security-policy') === csp, p + ' status or CSP');
