@@ -228,7 +228,7 @@ test('organizer: create a hunt (field error), QR sheet, publish a map a player s
   assert(await pl.evaluate(() => window.notReloaded === true), 'the player page reloaded');
   await pl.waitForSelector('#feed >> text=New map published (version 1)');
   await pl.screenshot({ path: shotPath('player-new-map.png') });
-  await ad.waitForSelector('#figures >> text=Map version');
+  await waitFor(ad, () => [...document.querySelectorAll('#figures dt')].some(d => d.textContent === 'Map version' && d.nextElementSibling.textContent === '1'));
   await ad.screenshot({ path: shotPath('admin.png'), fullPage: true });
   await ad.context().close(); await pl.context().close();
 });

@@ -188,6 +188,7 @@ async function onPublish() {
   try {
     const r = await adminWrite('POST', `/v1/hunts/${st.hunt}/map/publish`, { body: {} });
     status.textContent = `Map version ${r.version} published: players see it now.`;
+    figures().catch(() => {});
   } catch (e) { status.textContent = 'Not published: ' + e.message; }
 }
 
