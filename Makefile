@@ -28,13 +28,17 @@ BUILD   ?= build
 
 SRCS      := $(wildcard src/*.c)
 OBJS      := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+# The web pages (web/, served by src/api_web.c): web/build.mjs bundles them into a
+# generated C file, shared by every build variant.
+WEB_C     := build/web/web_assets.c
+OBJS      += $(BUILD)/obj/web_assets.o
 LIB_OBJS  := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/%)
 BENCH_SRCS:= $(wildcard bench/*.c)
 BENCH_BINS:= $(BENCH_SRCS:bench/%.c=$(BUILD)/bench_%)
 
-.PHONY: all deps run test unit blackbox bench clean format fuzz fuzz-build sim
+.PHONY: all deps run test unit blackbox browser web bench clean format fuzz fuzz-build sim
 all: $(BUILD)/veltrix $(UNIT_BINS) $(BENCH_BINS) $(BUILD)/sim
 
 deps:
@@ -45,6 +49,20 @@ $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
 
 $(BUILD)/obj:
 	mkdir -p $@
+
+# Web pages: npm ci (from web/package-lock.json), then esbuild through web/build.mjs.
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "web: npm not found: run make deps (Debian nodejs, npm)" >&2; exit 1; }
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+$(WEB_C): web/build.mjs $(wildcard web/src/*) web/node_modules/.package-lock.json
+	node web/build.mjs $@
+
+$(BUILD)/obj/web_assets.o: $(WEB_C) src/api_int.h | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+web: $(WEB_C)
 
 $(BUILD)/veltrix: $(OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -72,7 +90,8 @@ FUZZ_CFLAGS := -O1 -g -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_SRCS   := $(wildcard tests/fuzz/*/fuzz_*.c)
 FUZZ_BINS   := $(foreach f,$(FUZZ_SRCS),$(FUZZ_DIR)/$(basename $(notdir $(f))))
-FUZZ_OBJS   := $(filter-out $(FUZZ_DIR)/obj/main.o,$(SRCS:src/%.c=$(FUZZ_DIR)/obj/%.o))
+FUZZ_OBJS   := $(filter-out $(FUZZ_DIR)/obj/main.o,$(SRCS:src/%.c=$(FUZZ_DIR)/obj/%.o)) \
+               $(FUZZ_DIR)/obj/web_assets.o
 FUZZ_SECONDS ?= 60
 
 $(FUZZ_DIR)/obj/%.o: src/%.c $(wildcard src/*.h) | $(FUZZ_DIR)/obj
@@ -80,6 +99,9 @@ $(FUZZ_DIR)/obj/%.o: src/%.c $(wildcard src/*.h) | $(FUZZ_DIR)/obj
 
 $(FUZZ_DIR)/obj:
 	mkdir -p $@
+
+$(FUZZ_DIR)/obj/web_assets.o: $(WEB_C) src/api_int.h | $(FUZZ_DIR)/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
 
 .PRECIOUS: $(FUZZ_DIR)/obj/%.o
 .SECONDEXPANSION:
@@ -114,6 +136,9 @@ unit: all
 
 blackbox: all
 	@BUILD=$(BUILD) ONLY=blackbox bash tests/run_all.sh
+
+browser: all
+	@BUILD=$(BUILD) ONLY=browser bash tests/run_all.sh
 
 bench: deps
 	@bash scripts/deps.sh --bench

@@ -7,6 +7,10 @@ PKGS=(build-essential pkg-config
       libpq-dev libqrencode-dev sqlite3
       python3 curl wrk procps
       postgresql)  # the postgres store's tests start a throwaway server (tests/pg/pgtmp.sh)
+# The web pages' build (web/) and browser tests (tests/browser/): Debian's node and npm
+# unless a node with npm is installed already (e.g. NodeSource's, which conflicts with them).
+command -v npm >/dev/null || PKGS+=(nodejs npm)
+command -v chromium >/dev/null || PKGS+=(chromium)
 [ "${1:-}" = "--bench" ] && PKGS+=(postgresql redis-server redis-tools nginx-light)
 [ "${1:-}" = "--fuzz" ] && PKGS+=(clang libclang-rt-14-dev)
 missing=()

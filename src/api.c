@@ -47,6 +47,10 @@ static struct http_route routes[] = {
     {"GET", "/v1/hunts/:/stats", api_stats, 0, 0, {0}, {{0}, 0, 0}},
     {"GET", "/v1/hunts/:/live", api_live, 0, 0, {0}, {{0}, 0, 0}},
     {"GET", "/v1/hunts/:/log", api_hunt_log, 0, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/", api_web_player, 0, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/admin", api_web_admin, 0, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/board/:", api_web_board, 0, 0, {0}, {{0}, 0, 0}},
+    {"GET", "/assets/:", api_web_asset, 0, 0, {0}, {{0}, 0, 0}},
 };
 /* ---- recovery (recovery.c replays the hunts; the rest of the server's state here) -- */
 

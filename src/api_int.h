@@ -199,4 +199,25 @@ void api_healthz(struct http_req *r);
 void api_metrics(struct http_req *r);
 void api_cluster(struct http_req *r);
 
+/* ---- api_web.c: the web pages (player app, organizer console, venue screen). Their
+ * files come from web/ as one table generated at build time (web/build.mjs). */
+struct web_asset {
+    const char *path;  /* "/", "/admin", "/board" or "/assets/<name>-<hash>.<ext>" */
+    const char *ctype;
+    const unsigned char *body; /* the bytes */
+    size_t len;
+    const unsigned char *gz;   /* the same bytes gzipped */
+    size_t gz_len;
+    int immutable;     /* a content-hashed name: cached for a year */
+    const char *etag, *gz_etag;
+};
+extern const struct web_asset web_assets[];
+extern const size_t web_assets_n;
+/* GET / (player app), GET /admin (console), GET /board/{hunt} (venue screen). */
+void api_web_player(struct http_req *r);
+void api_web_admin(struct http_req *r);
+void api_web_board(struct http_req *r);
+/* GET /assets/{name}: the bundle's content-hashed scripts, styles and images. */
+void api_web_asset(struct http_req *r);
+
 #endif

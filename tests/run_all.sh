@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every unit test binary, the black-box suite, the simulation seeds (tests/sim/run.sh)
+# Runs every unit test binary, the black-box suite, the simulation seeds (tests/sim/run.sh),
+# the browser tests (tests/browser/run.mjs)
 # and a short run of every fuzz target (tests/fuzz/run.sh; NO_FUZZ=1 skips it); sums their
 # "N passed, N failed" lines into one closing line of the same shape. Exit status:
 # non-zero if anything failed.
@@ -60,6 +61,10 @@ fi
 if [ -z "$ONLY" ] || [ "$ONLY" = sim ]; then
   [ -x "$BUILD/sim" ] && run_suite "sim (seeds ${SIM_SEEDS:-1 2 3 4 5} + ${SIM_SWEEP:-3} random)" \
     env BUILD="$BUILD" bash tests/sim/run.sh
+fi
+# Browser tests (tests/browser/run.mjs): the web pages in headless chromium against the binary.
+if [ -z "$ONLY" ] || [ "$ONLY" = browser ]; then
+  run_suite "browser (tests/browser, chromium)" node tests/browser/run.mjs --bin "$BUILD/veltrix"
 fi
 # Fuzz targets (build/fuzz, made by `make fuzz-build`): corpus + FUZZ_CI_SECONDS each.
 if { [ -z "$ONLY" ] || [ "$ONLY" = fuzz ]; } && [ -z "${NO_FUZZ:-}" ]; then
