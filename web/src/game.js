@@ -391,6 +391,8 @@ function renderFair(s) {
   const rows = [['Event sequence', s.seq], ['Players', s.players], ['Scans', s.scans], ['Chests left', s.chests_left],
     ['Live connections', s.live_connections], ['Store lag', s.store_lag_ms + ' ms'],
     ['Seed commitment (SHA-256)', st.def.seed_commitment || 'none'], ['Seed (revealed after the end)', st.def.seed || 'not yet']];
+  if (s.head_hash) rows.push(['Log head hash (SHA-256 chain)', s.head_hash]);
+  if (s.replication_lag_ms != null) rows.push(['Replication lag', s.replication_lag_ms + ' ms']);
   $('#fair').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { text: String(v) })]));
 }
 
