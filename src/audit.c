@@ -49,15 +49,22 @@ struct claims {
     const uint8_t *def_sha; /* DEFINE: SHA-256 of the exact definition text */
 };
 
+/* Records why the audit stops at seq; failed: 1 a check failed, 2 unreadable input. */
+static int stop(struct audit *a, int failed, uint64_t seq, const char *fmt, va_list ap)
+{
+    int n = snprintf(a->why, sizeof a->why, "seq %" PRIu64 ": ", seq);
+    vsnprintf(a->why + n, sizeof a->why - (size_t)n, fmt, ap);
+    a->failed = failed;
+    return -1;
+}
+
 __attribute__((format(printf, 3, 4))) static int fail(struct audit *a, uint64_t seq,
                                                       const char *fmt, ...)
 {
     va_list ap;
-    int n = snprintf(a->why, sizeof a->why, "seq %" PRIu64 ": ", seq);
     va_start(ap, fmt);
-    vsnprintf(a->why + n, sizeof a->why - (size_t)n, fmt, ap);
+    stop(a, 1, seq, fmt, ap);
     va_end(ap);
-    a->failed = 1;
     return -1;
 }
 
@@ -90,11 +97,9 @@ __attribute__((format(printf, 3, 4))) static int unreadable(struct audit *a, uin
                                                             const char *fmt, ...)
 {
     va_list ap;
-    int n = snprintf(a->why, sizeof a->why, "seq %" PRIu64 ": ", seq);
     va_start(ap, fmt);
-    vsnprintf(a->why + n, sizeof a->why - (size_t)n, fmt, ap);
+    stop(a, 2, seq, fmt, ap);
     va_end(ap);
-    a->failed = 2;
     return -1;
 }
 
