@@ -13,7 +13,6 @@ with tests/pg/pgtmp.sh, and a server that does not start fails every test, never
 - A store that cannot be opened (a wrong password, nobody listening, a malformed URL)
   stops the server at start with exit code 2 and one line on stderr that names the
   problem and never the password."""
-import atexit
 import os
 import shutil
 import subprocess
@@ -23,67 +22,15 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pgutil  # noqa: E402
 import vx  # noqa: E402
 from vx import check, eq, true, test  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HUNT = "pgh"
-_pg = {"url": None, "error": None, "proc": None, "dbs": 0}
 
 
-def pg_server():
-    """The URL of the test server (started on first use), or an AssertionError saying why
-    there is none."""
-    if _pg["url"] or _pg["error"]:
-        if _pg["error"]:
-            raise AssertionError(_pg["error"])
-        return _pg["url"]
-    url = os.environ.get("VELTRIX_TEST_PG_URL")
-    if not url:
-        script = os.path.join(HERE, "..", "pg", "pgtmp.sh")
-        p = subprocess.Popen(["bash", script, "--watch", str(os.getpid())], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        _pg["proc"] = p
-        atexit.register(stop_pg)
-        url = p.stdout.readline().decode().strip()
-        if not url:
-            err = p.stderr.read().decode(errors="replace").strip().splitlines()
-            _pg["error"] = "no PostgreSQL to test with (tests/pg/pgtmp.sh): %s" % (
-                err[-1] if err else "exit %s" % p.wait())
-            raise AssertionError(_pg["error"])
-    _pg["url"] = url
-    return url
-
-
-def stop_pg():
-    p = _pg["proc"]
-    if p and p.poll() is None:
-        p.terminate()
-        p.wait(60)
-
-
-def psql(url, sql):
-    """Runs sql with psql on url; returns its unaligned output."""
-    r = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
-                       capture_output=True, timeout=60)
-    if r.returncode:
-        raise AssertionError("psql %r: %s" % (sql, r.stderr.decode(errors="replace").strip()))
-    return r.stdout.decode().strip()
-
-
-def with_db(url, db):
-    u = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + db, u.query, u.fragment))
-
-
-def fresh_db():
-    """A new, empty database on the test server; its URL."""
-    base = pg_server()
-    _pg["dbs"] += 1
-    db = "vx_bb_%d_%d" % (os.getpid(), _pg["dbs"])
-    psql(base, "DROP DATABASE IF EXISTS %s" % db)
-    psql(base, "CREATE DATABASE %s" % db)
-    return with_db(base, db)
+pg_server, psql, fresh_db = pgutil.server, pgutil.psql, pgutil.fresh_db
 
 
 def pg_def():
