@@ -145,6 +145,11 @@ void api_engine_error(struct http_req *r, int rc);
 /* The HTTP status of an engine refusal (the engine knows nothing of HTTP). */
 int api_engine_status(int err);
 
+/* ---- api_cluster.c */
+/* 1 with *epoch set when this node may write hunt now: always for a single node (epoch 0,
+ * unfenced); for one of several, while it holds the hunt's lease (node_owns). 0 otherwise:
+ * the write goes to the owner. */
+int api_write_epoch(const char *hunt, uint64_t *epoch);
 /* ---- api_players.c */
 struct player *api_add_player(const uint8_t id[16], const char *name, int64_t created,
                               uint32_t gen);
