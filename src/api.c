@@ -135,11 +135,18 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
     idem_set_fallback(api_app.idem, idem_fallback, NULL);
     live_set_move_check(api_app.live, api_live_move_check);
     snprintf(path, sizeof path, "%s/secret.key", cfg->data_dir);
-    int rc = auth_load_secret(&api_app.auth, path);
+    int rc = 0;
+    if (cfg->cluster_secret)
+        auth_set_secret(&api_app.auth, cfg->cluster_secret);
+    else
+        rc = auth_load_secret(&api_app.auth, path);
     if (rc) {
         snprintf(err, errcap, "cannot load or create %s: %s", path, strerror(-rc));
         return -1;
     }
+    struct forward_config fc = FORWARD_CONFIG_DEFAULT;
+    fc.loop = net_loop(net), fc.node = cfg->node, fc.auth = &api_app.auth;
+    if (cfg->node && !(api_app.fwd = forward_create(&fc))) return -1;
     struct recovery_stats rs = {0};
     struct recovery_config rc_cfg = {cfg->ignore_snapshots, cfg->fsync_always};
     err[0] = '\0';
@@ -247,6 +254,7 @@ static void free_hunt(void *v, void *ctx)
 
 void api_deinit(void)
 {
+    forward_destroy(api_app.fwd);
     live_destroy(api_app.live);
     hmap_each(&api_app.players, free_player, NULL);
     hmap_each(&api_app.hunts, free_hunt, NULL);

@@ -9,6 +9,7 @@
 #include "api.h"
 #include "auth.h"
 #include "engine.h"
+#include "forward.h"
 #include "hmap.h"
 #include "http.h"
 #include "idem.h"
@@ -51,6 +52,7 @@ struct app {
     struct idem *idem;
     struct tiles *tiles;
     struct live *live;
+    struct forward *fwd; /* several nodes: writes to the hunts' owners (NULL: one node) */
     struct live_pending live_next; /* the live frame of the event apply() just applied */
     struct uuid7_gen uuid;
     uint64_t players_created, refresh_reused, writes_rejected_busy;
@@ -103,9 +105,12 @@ void api_rank_w(struct jsonw *w, uint64_t rank);
 int api_limits_init(const struct rl_config *c);
 void api_limits_deinit(void);
 /* The client's address: the peer's, or behind --trusted-proxy the last address of
- * X-Forwarded-For (the one that proxy added; earlier ones are the client's say-so). */
+ * X-Forwarded-For (the one that proxy added; earlier ones are the client's say-so), or
+ * on one of several nodes the address a forwarded request carries (checked by the gate). */
 void api_client_addr(struct http_req *r, uint8_t out[16]);
-/* The gate of every route: the client address's bucket for the route's class. */
+/* The gate of every route: a forwarded request's proof (403 when it does not check), the
+ * client address's bucket for the route's class, then where a hunt write goes
+ * (api_write_route). */
 int api_limit_ip(struct http_req *r);
 /* The authenticated player's bucket (every player endpoint). */
 int api_limit_player(struct http_req *r, struct player *p);
@@ -124,6 +129,12 @@ void api_limits_render(struct metrics_buf *b);
  * when the request was answered (replayed, key reused with another body, waiting on a
  * pending duplicate, or a malformed key); 0 to go on (ir->present says if a key came). */
 int api_idem_check(struct http_req *r, const char *who, struct idem_req *ir);
+/* Several nodes: where a hunt write (a route other than GET under /v1/hunts/{hunt}) goes.
+ * 0 to go on here (this node holds the hunt's lease, or the hunt is new and placed here:
+ * the epoch is kept for api_entry_event); 1 when r was forwarded to the owner or answered
+ * (503 hunt_moving: no owner, or forwarded already and this node does not own the hunt
+ * either — at most one hop). A single node always goes on. */
+int api_write_route(struct http_req *r, int forwarded, const uint8_t client_addr[16]);
 /* Answers 503 unless the log can take one more entry. Checked before the engine decides,
  * so that everything applied in memory reaches the log. */
 int api_log_room(struct http_req *r);

@@ -62,6 +62,8 @@ static void too_many(struct http_req *r, int64_t retry_ms, const char *who)
  * X-Forwarded-For (the one that proxy added; earlier ones are the client's say-so). */
 void api_client_addr(struct http_req *r, uint8_t out[16])
 {
+    if (api_app.fwd && http_header(r, "x-veltrix-forwarded").p && !forward_client_addr(r, out))
+        return; /* the gate refused every forwarded request that does not check */
     http_peer_addr(r, out);
     if (!api_app.cfg.limits.proxy_set || memcmp(out, api_app.cfg.limits.proxy, 16)) return;
     struct http_str h = http_header(r, "x-forwarded-for");
@@ -85,17 +87,24 @@ void api_client_addr(struct http_req *r, uint8_t out[16])
     memcpy(out, a, 16);
 }
 
-/* The gate of every route: the client address's bucket for the route's class. */
+/* The gate of every route: a forwarded request's proof, the client address's bucket for
+ * the route's class, then where a hunt write goes (here, the owner, or 503). */
 int api_limit_ip(struct http_req *r)
 {
     uint8_t addr[16];
     int64_t retry;
-    int tile = http_req_route(r)->gate_class == GATE_TILES;
-    api_client_addr(r, addr);
-    if (rl_take(tile ? lim.ip_tiles : lim.ip, addr, sizeof addr, mono_ms(), &retry) == RL_OK)
-        return 0;
-    too_many(r, retry, tile ? "for tiles from this address" : "from this address");
-    return 1;
+    int tile = http_req_route(r)->gate_class == GATE_TILES, fwd = 0;
+    if (api_app.fwd && (fwd = forward_check(api_app.fwd, r, addr)) < 0) {
+        /* Nobody outside the cluster skips rate limits or the owner's checks this way. */
+        http_error(r, 403, "forbidden", "X-Veltrix-Forwarded does not check");
+        return 1;
+    }
+    if (!fwd) api_client_addr(r, addr);
+    if (rl_take(tile ? lim.ip_tiles : lim.ip, addr, sizeof addr, mono_ms(), &retry) != RL_OK) {
+        too_many(r, retry, tile ? "for tiles from this address" : "from this address");
+        return 1;
+    }
+    return api_write_route(r, fwd, addr);
 }
 
 /* The authenticated player's bucket (every player endpoint). */
@@ -168,4 +177,5 @@ void api_limits_render(struct metrics_buf *b)
     for (int i = 0; i < 5; i++)
         metrics_printf(b, "veltrix_limit_evicted_live_total{limit=\"%s\"} %llu\n", name[i],
                        (unsigned long long)st[i]->evicted_live);
+    if (api_app.fwd) forward_render_metrics(api_app.fwd, b); /* forwarded writes (several nodes) */
 }

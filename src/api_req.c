@@ -57,11 +57,52 @@ struct http_str api_bearer(struct http_req *r)
     return (struct http_str){a.p + 7, a.len - 7};
 }
 
+/* ---- players of other nodes ----------------------------------------------------------- */
+
+/* Several nodes: a token that one node issued holds on all (they share the secret), but
+ * the player may have been created, or its sessions revoked, on another node since this
+ * one loaded its players. Such a player is read from the store when a token whose MAC
+ * holds names it, with a generation this node has not seen: once per player and
+ * generation, and at most PLAYER_LOADS_PER_S a second in all (a short read on the event
+ * loop, like the idempotency fallback). */
+#define PLAYER_LOADS_PER_S 1000
+static struct {
+    int64_t second;
+    unsigned n;
+    uint64_t total, refused;
+} loads;
+
+static int player_loaded(const struct store_player *row, void *ctx)
+{
+    struct player **out = ctx, *p = hmap_get(&api_app.players, row->id, 16);
+    if (!p && api_app.players.count >= api_app.cfg.players_max) return 0;
+    if (!p) p = api_add_player(row->id, row->display_name, row->created_ms, row->gen);
+    if (row->gen > p->gen) p->gen = row->gen; /* revoked elsewhere: sessions end here too */
+    *out = p;
+    return 0;
+}
+
+static struct player *load_player(const struct auth_claims *c)
+{
+    struct player *p = NULL;
+    int64_t now = api_now_ms();
+    if (!api_app.cfg.node || log_store_down(api_app.log)) return NULL;
+    if (now / 1000 != loads.second) loads.second = now / 1000, loads.n = 0;
+    if (loads.n >= PLAYER_LOADS_PER_S) {
+        loads.refused++;
+        return NULL;
+    }
+    loads.n++;
+    loads.total++;
+    return store_get_player(api_app.reader, c->player, player_loaded, &p) == 1 ? p : NULL;
+}
+
 struct player *api_check_token(const char *tok, size_t len, int *err)
 {
     struct auth_claims c;
     int rc = auth_token_check(&api_app.auth, tok, len, api_now_ms(), &c);
     struct player *p = rc == AUTH_INVALID ? NULL : hmap_get(&api_app.players, c.player, 16);
+    if (rc != AUTH_INVALID && (!p || p->gen < c.gen)) p = load_player(&c);
     if (!p || p->gen != c.gen) {
         *err = AUTH_INVALID;
         return NULL;

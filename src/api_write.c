@@ -1,5 +1,10 @@
-/* api_write.c — the one write path: idempotency keys, room in the log, decide and apply in the
- * engine, the log entry, and the answer once durable (see the invariants in api.c). */
+/* api_write.c — the one write path: where a hunt write goes (several nodes), idempotency keys,
+ * room in the log, decide and apply in the engine, the log entry, and the answer once durable
+ * (see the invariants in api.c).
+ *
+ * Invariant (several nodes): a hunt's event is logged here only under the lease epoch that
+ * the gate was granted for the request being handled (api_write_route), never under one
+ * looked up later: the store fences a batch whose epoch is no longer the hunt's. */
 #include "api_int.h"
 
 #include <arpa/inet.h>
@@ -10,6 +15,63 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+/* ---- several nodes: where a hunt write goes ------------------------------------------ */
+
+/* What the gate granted the request being handled (everything runs on the event loop: the
+ * handler runs right after the gate, and the gate of every request sets or clears this). */
+static struct {
+    char hunt[ENGINE_ID_MAX + 1]; /* "": nothing granted */
+    uint64_t epoch;
+} granted;
+
+/* A hunt write: any method but GET on a route under /v1/hunts/{hunt} (scans, items,
+ * chests, positions, the definition, tiles, publishing the map). */
+static int hunt_write(const struct http_route *rt)
+{
+    static const char prefix[] = "/v1/hunts/:";
+    return strcmp(rt->method, "GET") != 0 && !strncmp(rt->pattern, prefix, sizeof prefix - 1) &&
+           (rt->pattern[sizeof prefix - 1] == '/' || rt->pattern[sizeof prefix - 1] == '\0');
+}
+
+int api_write_route(struct http_req *r, int forwarded, const uint8_t client_addr[16])
+{
+    struct forward_peer *peer;
+    struct http_str id = http_param(r, 0);
+    char hunt[ENGINE_ID_MAX + 1];
+    uint64_t epoch;
+    granted.hunt[0] = '\0';
+    if (!api_app.fwd || !hunt_write(http_req_route(r)) || !auth_valid_id(id.p, id.len))
+        return 0; /* one node; not a hunt write; a bad id (the handler answers 400) */
+    memcpy(hunt, id.p, id.len);
+    hunt[id.len] = '\0';
+    enum forward_where where = FORWARD_HERE;
+    if (!api_write_epoch(hunt, &epoch)) {
+        epoch = 0; /* a new hunt placed here: its first events precede its first lease */
+        where = forward_route(api_app.fwd, hunt, &peer);
+    }
+    if (where == FORWARD_HERE) {
+        memcpy(granted.hunt, hunt, id.len + 1);
+        granted.epoch = epoch;
+        return 0;
+    }
+    if (where == FORWARD_PEER && !forwarded) {
+        forward_send(api_app.fwd, peer, r, client_addr);
+        return 1;
+    }
+    http_error(r, 503, "hunt_moving", "hunt '%s' is moving to another node; retry", hunt);
+    return 1;
+}
+
+/* The epoch h's events are logged under: the gate's grant for this request, or (writes of
+ * no request: the demo hunt at start) this node's own lease, 0 when unfenced. */
+static uint64_t write_epoch(const struct hunt *h)
+{
+    uint64_t epoch = 0;
+    if (!strcmp(granted.hunt, engine_hunt_id(h))) return granted.epoch;
+    if (!api_write_epoch(engine_hunt_id(h), &epoch)) epoch = 0;
+    return epoch;
+}
+
 /* ---- idempotent, durable writes ------------------------------------------------------ */
 
 struct write {
@@ -171,6 +233,8 @@ void api_entry_event(struct log_entry *e, struct hunt *h, const struct event *ev
         event_encode(ev, buf, need);
     }
     struct store_event se = {engine_hunt_id(h), ev->seq, ev->time_ms, ev->type, {0}, buf, need, {0}, 0};
+    uint64_t epoch = write_epoch(h);
+    (void)epoch; /* se.epoch = epoch; once store_event has the field (branch pgwrite) */
     memcpy(se.player, ev->player, 16);
     assert(engine_seq(h) == ev->seq); /* applied (api_apply) before it is logged */
     engine_head_hash(h, se.hash);

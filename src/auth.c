@@ -152,6 +152,45 @@ int auth_load_secret(struct auth *a, const char *path)
     return rc;
 }
 
+/* 64 hex digits (either case) then only white space; 0 with secret filled, or -1. */
+static int parse_hex_secret(const char *t, size_t n, uint8_t secret[32])
+{
+    static const char hex[] = "0123456789abcdef0123456789ABCDEF";
+    if (n < 64) return -1;
+    for (size_t i = 64; i < n; i++)
+        if (!strchr(" \t\r\n", t[i]) || !t[i]) return -1;
+    for (int i = 0; i < 64; i++) {
+        const char *d = t[i] ? strchr(hex, t[i]) : NULL;
+        if (!d) return -1;
+        int v = (int)(d - hex) & 15;
+        secret[i / 2] = (uint8_t)(i % 2 ? secret[i / 2] | v : v << 4);
+    }
+    return 0;
+}
+
+int auth_load_secret_file(struct auth *a, const char *path)
+{
+    char buf[130];
+    uint8_t secret[32];
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -errno;
+    ssize_t n = read(fd, buf, sizeof buf);
+    close(fd);
+    int rc = n == 32 ? (memcpy(secret, buf, 32), 0)
+             : n > 0 && n < (ssize_t)sizeof buf ? parse_hex_secret(buf, (size_t)n, secret)
+                                                 : -1;
+    if (!rc) auth_set_secret(a, secret);
+    OPENSSL_cleanse(secret, sizeof secret);
+    OPENSSL_cleanse(buf, sizeof buf);
+    return rc ? -EINVAL : 0;
+}
+
+void auth_derive(const struct auth *a, const char *domain, const void *msg, size_t len,
+                 uint8_t out[32])
+{
+    mac(a, domain, msg, len, out);
+}
+
 static void put_be(uint8_t *p, uint64_t v, int n)
 {
     for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * (n - 1 - i)));

@@ -40,6 +40,15 @@ struct auth_refresh {
 
 /* Loads the secret from path, or creates it (random, mode 0600) if absent. 0 or -errno. */
 int auth_load_secret(struct auth *a, const char *path);
+/* Loads a secret that must exist (several nodes share one: --cluster-secret-file): 32 raw
+ * bytes, or 64 hex digits with optional white space after them (`openssl rand -hex 32`).
+ * Never creates one. 0, -errno for an unreadable file, or -EINVAL for another content. */
+int auth_load_secret_file(struct auth *a, const char *path);
+/* A key derived from the secret for one purpose: HMAC-SHA256(secret, domain || msg).
+ * Domains must differ from the credential prefixes above ("vt1." ...); the forwarding
+ * between nodes (forward.c) keys each destination node with its own. */
+void auth_derive(const struct auth *a, const char *domain, const void *msg, size_t len,
+                 uint8_t out[32]);
 /* Sets the secret (and its key schedule): auth_load_secret does it; a caller that fills
  * an auth itself (tests) must. */
 void auth_set_secret(struct auth *a, const uint8_t secret[32]);

@@ -170,6 +170,11 @@ struct http_str http_path(const struct http_req *r)
     return (struct http_str){q->path.base, q->query_at != SIZE_MAX ? q->query_at : q->path.len};
 }
 
+struct http_str http_target(const struct http_req *r)
+{
+    return (struct http_str){r->h2o->path.base, r->h2o->path.len};
+}
+
 struct http_str http_param(const struct http_req *r, int i)
 {
     assert(i >= 0 && i < HTTP_PARAMS_MAX);

@@ -62,6 +62,8 @@ int http_dispatch(void *h2o_req);
 struct http_str http_method(const struct http_req *r);
 /* The path without the query string. */
 struct http_str http_path(const struct http_req *r);
+/* The request target as it came: the path with its query string, if any. */
+struct http_str http_target(const struct http_req *r);
 /* The route r matched (a placeholder route when none did). */
 const struct http_route *http_req_route(const struct http_req *r);
 /* i-th ':' parameter of the matched route (not decoded). */

@@ -30,7 +30,7 @@
 
 struct options {
     const char *listen, *data, *store, *admin_key, *fsync, *metrics_access, *metrics_token;
-    const char *node_id, *advertise;
+    const char *node_id, *advertise, *cluster_secret_file;
     long token_ttl, conns_max, req_timeout_ms, queue_max, idem_max, players_max, hunts_max;
     long conns_per_ip_max, pending_bodies_max;
     long live_window, live_queue_bytes, live_ping_ms, live_replay_max;
@@ -64,6 +64,7 @@ static void usage(FILE *f)
             "                     [--live-replay-turn-bytes 262144] [--live-replay-keep-ms 30000]\n"
             "                     [--snapshot-every 1000000] [--ignore-snapshots]\n"
             "                     [--node-id NAME --advertise http://HOST:PORT]\n"
+            "                     [--cluster-secret-file FILE]\n"
             "       veltrix tiles import HUNT DIR [--data ./veltrix-data | --store sqlite:PATH]\n"
             "                     [--map-versions-kept 3]\n"
             "       veltrix migrate --from sqlite:PATH --to postgres://USER@HOST/DB\n"
@@ -163,6 +164,7 @@ static int parse(int argc, char **argv, int first, struct options *o)
         else if (!strcmp(a, "--metrics-token")) o->metrics_token = v;
         else if (!strcmp(a, "--node-id")) o->node_id = v;
         else if (!strcmp(a, "--advertise")) o->advertise = v;
+        else if (!strcmp(a, "--cluster-secret-file")) o->cluster_secret_file = v;
         else if (!strncmp(a, "--rate-", 7) || !strcmp(a, "--players-per-ip-per-min") ||
                  !strcmp(a, "--max-speed") || !strcmp(a, "--trusted-proxy")) {
             if (parse_limit(a, v, &o->limits)) goto bad;
@@ -267,18 +269,46 @@ static int metrics_public(const struct options *o)
     return -1;
 }
 
+/* The secret the nodes share (auth.h: tokens, QR payloads, forwarded requests):
+ * --cluster-secret-file, or the store's (the first node's random one). 0, or the exit
+ * code after saying why. */
+static int cluster_secret(const struct options *o, struct store *s, uint8_t out[32])
+{
+    struct auth a;
+    uint8_t candidate[32];
+    int rc;
+    if (o->cluster_secret_file) {
+        if ((rc = auth_load_secret_file(&a, o->cluster_secret_file))) {
+            fprintf(stderr, "veltrix: --cluster-secret-file %s: %s\n", o->cluster_secret_file,
+                    rc == -EINVAL ? "must hold 32 bytes or 64 hex digits" : strerror(-rc));
+            return 2;
+        }
+        memcpy(out, a.secret, 32);
+        auth_wipe(&a);
+        return 0;
+    }
+    if (auth_random(candidate, sizeof candidate) ||
+        (rc = store_cluster_secret(s, candidate, out))) {
+        fprintf(stderr, "veltrix: cannot read the cluster secret from the store\n");
+        return 1;
+    }
+    return 0;
+}
+
 /* --node-id: this server is one node of several sharing a PostgreSQL store (node.h). 0
- * with *out NULL (a single node) or the node started; otherwise the exit code after
- * saying why (2: bad flags, a store without several nodes; 1: the store does not answer). */
+ * with *out NULL (a single node) or the node started and secret filled; otherwise the
+ * exit code after saying why (2: bad flags, a store without several nodes; 1: the store
+ * does not answer). */
 static int start_node(const struct options *o, const char *url, enum store_fsync fs,
-                      struct node **out)
+                      struct node **out, uint8_t secret[32])
 {
     char err[1024], adv[300];
     struct store *s = NULL;
     *out = NULL;
     if (!o->node_id) {
-        if (!o->advertise) return 0;
-        fprintf(stderr, "veltrix: --advertise needs --node-id\n");
+        if (!o->advertise && !o->cluster_secret_file) return 0;
+        fprintf(stderr, "veltrix: %s needs --node-id\n",
+                o->advertise ? "--advertise" : "--cluster-secret-file");
         return 2;
     }
     if (!vx_is_id(o->node_id, strlen(o->node_id), CLUSTER_NODE_ID_MAX)) {
@@ -301,6 +331,10 @@ static int start_node(const struct options *o, const char *url, enum store_fsync
         fprintf(stderr, "veltrix: --node-id: several nodes need a postgres:// store\n");
         store_close(s);
         return 2;
+    }
+    if ((rc = cluster_secret(o, s, secret))) {
+        store_close(s);
+        return rc;
     }
     if (!(*out = node_start(&nc, s, err, sizeof err))) {
         fprintf(stderr, "veltrix: %s\n", err);
@@ -348,7 +382,8 @@ static int serve(const struct options *o)
         return 2; /* a store that cannot be opened: a bad --store or data dir, not a crash */
     }
     struct node *node;
-    if ((rc = start_node(o, url, fs, &node))) {
+    uint8_t secret[32];
+    if ((rc = start_node(o, url, fs, &node, secret))) {
         store_close(snapper);
         store_close(reader);
         store_close(writer);
@@ -396,7 +431,8 @@ static int serve(const struct options *o)
                             .ignore_snapshots = o->ignore_snapshots,
                             .fsync_always = fs == STORE_FSYNC_ALWAYS,
                             .node = node,
-                            .advertise = advertise};
+                            .advertise = advertise,
+                            .cluster_secret = node ? secret : NULL};
     if (!log || !snap || api_init(&ac, reader, log, net, err, sizeof err) ||
         (o->demo && api_create_demo(err, sizeof err))) {
         fprintf(stderr, "veltrix: cannot start: %s\n", err);

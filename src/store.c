@@ -226,6 +226,14 @@ int store_lease_release(struct store *s, const char *node, const char *hunt)
 {
     return s->be->lease_release ? s->be->lease_release(s, node, hunt) : STORE_ENOTSUP;
 }
+int store_cluster_secret(struct store *s, const uint8_t candidate[32], uint8_t out[32])
+{
+    return s->be->cluster_secret ? s->be->cluster_secret(s, candidate, out) : STORE_ENOTSUP;
+}
+int store_get_player(struct store *s, const uint8_t id[16], store_player_cb cb, void *ctx)
+{
+    return s->be->get_player ? s->be->get_player(s, id, cb, ctx) : STORE_ENOTSUP;
+}
 int store_each_snapshot(struct store *s, store_hunt_snapshot_cb cb, void *ctx)
 {
     return s->be->each_snapshot(s, cb, ctx);

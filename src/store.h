@@ -221,6 +221,14 @@ int store_lease_renew(struct store *s, const char *node, int64_t lease_ms, store
 /* Expires node's lease on hunt now (hunt NULL: all of node's leases), so that the next
  * node placed takes it without waiting. */
 int store_lease_release(struct store *s, const char *node, const char *hunt);
+/* The secret the nodes share (tokens, QR payloads, forwarded requests: auth.h), 32 bytes:
+ * the first node's candidate (drawn at random by the caller) is stored, and every node
+ * after gets that one in out. 0, or an error. Without --cluster-secret-file the nodes use
+ * this one (see README "Several nodes"). */
+int store_cluster_secret(struct store *s, const uint8_t candidate[32], uint8_t out[32]);
+/* Looks one player up by id: 1 found (cb called), 0 not found, or an error. A node learns
+ * this way of a player another node created (api_req.c); bounded, one query, no walk. */
+int store_get_player(struct store *s, const uint8_t id[16], store_player_cb cb, void *ctx);
 /* For copying a whole store (`veltrix migrate`, migrate.c). store_each_snapshot: every
  * snapshot, by hunt (rows valid during the call). store_each_blob: every blob, by hash.
  * store_put_events: evs[0..n) appended as n store_put_event calls would (in the open

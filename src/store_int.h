@@ -65,6 +65,8 @@ struct store_backend {
     int (*lease_renew)(struct store *s, const char *node, int64_t lease_ms, store_lease_cb cb,
                        void *ctx);
     int (*lease_release)(struct store *s, const char *node, const char *hunt);
+    int (*cluster_secret)(struct store *s, const uint8_t candidate[32], uint8_t out[32]);
+    int (*get_player)(struct store *s, const uint8_t id[16], store_player_cb cb, void *ctx);
     int (*each_snapshot)(struct store *s, store_hunt_snapshot_cb cb, void *ctx);
     int (*each_blob)(struct store *s, store_blob_cb cb, void *ctx);
     /* NULL: store.c calls put_event n times. */

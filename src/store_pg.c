@@ -94,7 +94,7 @@ enum {
     Q_PUT_EVENT, Q_PUT_PLAYER, Q_PUT_REFRESH, Q_DROP_REFRESH, Q_USE_REFRESH, Q_PRUNE_REFRESH,
     Q_PUT_IDEM, Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS,
     Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_GET_IDEM, Q_PING, Q_PUT_BLOB, Q_GET_BLOB, Q_PUT_TILE,
-    Q_PUT_MAPVER, Q_PRUNE_MAPVER, Q_TILES, Q_MAPVERS, Q_LAST_SEQ, Q_BLOBS, Q_MAX
+    Q_PUT_MAPVER, Q_PRUNE_MAPVER, Q_TILES, Q_MAPVERS, Q_LAST_SEQ, Q_BLOBS, Q_GET_PLAYER, Q_MAX
 };
 
 static const char *const SQL[Q_MAX] = {
@@ -152,6 +152,8 @@ static const char *const SQL[Q_MAX] = {
     [Q_LAST_SEQ] = "SELECT coalesce(max(seq),0)::int8 FROM veltrix.events WHERE hunt=$1::text",
     [Q_BLOBS] = "SELECT hash,data FROM veltrix.blobs WHERE hash>$1::bytea ORDER BY hash "
                 "LIMIT $2::int8",
+    [Q_GET_PLAYER] = "SELECT id,display_name,created_ms,gen FROM veltrix.players "
+                     "WHERE id=$1::bytea",
 };
 
 /* Snapshots run unprepared (rare; and possibly on the second connection). */
@@ -194,6 +196,9 @@ static const char *const MIGRATIONS[] = {
     " owner text COLLATE \"C\" NOT NULL, epoch bigint NOT NULL, expires_at timestamptz NOT NULL);",
     /* The hash chain (engine.h): each event's link; NULL in rows written before it. */
     "ALTER TABLE veltrix.events ADD COLUMN hash bytea;",
+    /* Several nodes: the secret they share (store_cluster_secret), one row. */
+    "CREATE TABLE veltrix.cluster_secret(id int PRIMARY KEY CHECK (id = 1),"
+    " secret bytea NOT NULL CHECK (length(secret) = 32));",
 };
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -1617,6 +1622,41 @@ static int pg_lease_release(struct store *base, const char *node, const char *hu
     return r ? 0 : STORE_EIO;
 }
 
+/* The first node's random secret wins; a node that lost the race to create it reads the
+ * winner's (the statement's snapshot may predate it: then the second try sees it). */
+static const char CLUSTER_SECRET[] =
+    "WITH ins AS (INSERT INTO veltrix.cluster_secret(id,secret) VALUES(1,$1::bytea) "
+    "ON CONFLICT(id) DO NOTHING RETURNING secret) "
+    "SELECT secret FROM ins UNION ALL SELECT secret FROM veltrix.cluster_secret WHERE id=1";
+
+static int pg_cluster_secret(struct store *base, const uint8_t candidate[32], uint8_t out[32])
+{
+    int rc = STORE_EIO;
+    for (int attempt = 0; attempt < 2 && rc == STORE_EIO; attempt++) {
+        struct args a = {0};
+        arg_bytes(&a, candidate, 32);
+        PGresult *r = cluster_exec(PG(base), "cluster secret", CLUSTER_SECRET, &a, PGRES_TUPLES_OK);
+        if (!r) break;
+        if (PQntuples(r) >= 1) rc = col_fixed(r, 0, 0, out, 32) ? STORE_ECORRUPT : 0;
+        PQclear(r);
+    }
+    return rc;
+}
+
+static int player_found(struct walk *w, const PGresult *r, int i)
+{
+    int rc = player_row(w, r, i);
+    return rc ? rc : 1;
+}
+
+static int pg_get_player(struct store *base, const uint8_t id[16], store_player_cb cb, void *ctx)
+{
+    struct walk w = {.s = PG(base), .q = Q_GET_PLAYER, .page = -1, .row = player_found,
+                     .cb = (void *)cb, .ctx = ctx};
+    arg_bytes(&w.a, id, 16);
+    return walk(&w);
+}
+
 /* ---- whole-store walks and bulk events (veltrix migrate) -------------------------------- */
 
 static int blob_row(struct walk *w, const PGresult *r, int i)
@@ -1785,6 +1825,7 @@ static int pg_put_events(struct store *base, const struct store_event *evs, size
     .node_beat = pg_node_beat, .each_node = pg_each_node, .each_lease = pg_each_lease,    \
     .lease_take = pg_lease_take, .lease_renew = pg_lease_renew,                           \
     .lease_release = pg_lease_release, .each_snapshot = pg_each_snapshot,                 \
+    .cluster_secret = pg_cluster_secret, .get_player = pg_get_player,                     \
     .each_blob = pg_each_blob, .put_events = pg_put_events
 
 const struct store_backend store_pg_backend = {.scheme = "postgres", .test_url = pg_test_url,
