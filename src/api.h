@@ -50,6 +50,8 @@ struct node;
  * (a corrupt event or snapshot stops startup). */
 int api_init(const struct api_config *cfg, struct store *reader, struct log *log,
              struct net *net, char *err, size_t errcap);
+/* Requests forwarded to other nodes and not answered yet (several nodes; 0 otherwise). */
+size_t api_forwards_in_flight(void);
 /* Defines the demo hunt if it does not exist; the write goes through the log. */
 int api_create_demo(char *err, size_t errcap);
 void api_deinit(void);

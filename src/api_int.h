@@ -82,6 +82,8 @@ struct hunt *api_hunt_param(struct http_req *r);
 /* The bearer token of the request, or p == NULL. */
 struct http_str api_bearer(struct http_req *r);
 struct player *api_check_token(const char *tok, size_t len, int *err);
+/* veltrix_player_loads_total: players read from the store on a token (several nodes). */
+void api_player_loads_render(struct metrics_buf *b);
 /* The authenticated player, or NULL after answering 401. */
 struct player *api_authed(struct http_req *r);
 /* 0 for the admin key; otherwise answers 403 (a player token) or 401 and returns -1. */

@@ -177,5 +177,8 @@ void api_limits_render(struct metrics_buf *b)
     for (int i = 0; i < 5; i++)
         metrics_printf(b, "veltrix_limit_evicted_live_total{limit=\"%s\"} %llu\n", name[i],
                        (unsigned long long)st[i]->evicted_live);
-    if (api_app.fwd) forward_render_metrics(api_app.fwd, b); /* forwarded writes (several nodes) */
+    if (api_app.fwd) { /* several nodes: forwarded writes, players of other nodes */
+        forward_render_metrics(api_app.fwd, b);
+        api_player_loads_render(b);
+    }
 }

@@ -97,6 +97,15 @@ static struct player *load_player(const struct auth_claims *c)
     return store_get_player(api_app.reader, c->player, player_loaded, &p) == 1 ? p : NULL;
 }
 
+void api_player_loads_render(struct metrics_buf *b)
+{
+    metrics_printf(b,
+                   "# TYPE veltrix_player_loads_total counter\n"
+                   "veltrix_player_loads_total{result=\"read\"} %llu\n"
+                   "veltrix_player_loads_total{result=\"refused\"} %llu\n",
+                   (unsigned long long)loads.total, (unsigned long long)loads.refused);
+}
+
 struct player *api_check_token(const char *tok, size_t len, int *err)
 {
     struct auth_claims c;

@@ -62,6 +62,11 @@ int api_write_route(struct http_req *r, int forwarded, const uint8_t client_addr
     return 1;
 }
 
+size_t api_forwards_in_flight(void)
+{
+    return api_app.fwd ? forward_in_flight(api_app.fwd) : 0;
+}
+
 /* The epoch h's events are logged under: the gate's grant for this request, or (writes of
  * no request: the demo hunt at start) this node's own lease, 0 when unfenced. */
 static uint64_t write_epoch(const struct hunt *h)

@@ -511,16 +511,21 @@ void forward_destroy(struct forward *f)
     free(f);
 }
 
+size_t forward_in_flight(const struct forward *f)
+{
+    size_t n = 0;
+    for (const struct forward_peer *p = f->peers; p; p = p->next) n += p->inflight;
+    return n;
+}
+
 void forward_render_metrics(struct forward *f, struct metrics_buf *b)
 {
     metrics_printf(b, "# TYPE veltrix_forward_requests_total counter\n");
     for (int i = 0; i < R_N; i++)
         metrics_printf(b, "veltrix_forward_requests_total{result=\"%s\"} %llu\n", RESULT_NAME[i],
                        (unsigned long long)f->results[i]);
-    size_t inflight = 0;
-    for (struct forward_peer *p = f->peers; p; p = p->next) inflight += p->inflight;
     metrics_printf(b, "# TYPE veltrix_forward_in_flight gauge\nveltrix_forward_in_flight %zu\n",
-                   inflight);
+                   forward_in_flight(f));
     metrics_printf(b, "# TYPE veltrix_forward_duration_seconds histogram\n");
     metrics_render_hist(b, "veltrix_forward_duration_seconds", "", &f->latency, 0);
 }

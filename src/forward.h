@@ -77,6 +77,8 @@ int forward_check(struct forward *f, struct http_req *r, uint8_t addr[16]);
  * carries none. */
 int forward_client_addr(struct http_req *r, uint8_t addr[16]);
 
+/* Requests sent and not answered yet. */
+size_t forward_in_flight(const struct forward *f);
 /* veltrix_forward_* metrics (Prometheus text). */
 void forward_render_metrics(struct forward *f, struct metrics_buf *b);
 

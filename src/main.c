@@ -449,6 +449,11 @@ static int serve(const struct options *o)
     for (uint64_t t0 = metrics_now_ns(); log_pending(log) &&
          (!log_store_down(log) || metrics_now_ns() - t0 < 10000000000ull);)
         net_run_once(net, 10);
+    /* Writes forwarded to other nodes get their answers too (each step of a forward times
+     * out by itself: forward.h). */
+    for (uint64_t t0 = metrics_now_ns();
+         api_forwards_in_flight() && metrics_now_ns() - t0 < 20000000000ull;)
+        net_run_once(net, 10);
     for (int i = 0; i < 10; i++) net_run_once(net, 5); /* let the last answers go out */
     log_destroy(log);
     node_stop(node); /* the writes are durable: hand the hunts over */

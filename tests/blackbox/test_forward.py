@@ -37,6 +37,7 @@ from vx import check, eq, true, test  # noqa: E402
 
 NODES = ["n1", "n2", "n3"]
 SECRET = bytes(range(32))
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4  # any bytes: tiles are stored as sent
 
 
 def score(node, hunt):
@@ -173,11 +174,18 @@ def the_same_answer_through_any_node():
         ("bad JSON", lambda c, h, p: c.req("POST", "/v1/hunts/%s/scans" % h, b"{", token=tok)),
         ("position", lambda c, h, p: c.req("POST", "/v1/hunts/%s/position" % h, {"x": 3, "y": 4},
                                            token=tok)),
+        ("tile upload (admin, binary body)", lambda c, h, p: c.req(
+            "PUT", "/v1/hunts/%s/tiles/1/2" % h, PNG, admin=True, headers={"Content-Type": "image/png"})),
+        ("map publish", lambda c, h, p: c.req("POST", "/v1/hunts/%s/map/publish" % h, {}, admin=True)),
+        ("publish with a player token", lambda c, h, p: c.req("POST", "/v1/hunts/%s/map/publish" % h,
+                                                              {}, token=tok)),
     ]
     for what, call in pairs:
         a, b = call(co, ha, pa), call(cx, hb, pb)
         same(a, b, what)
     eq(forwarded(cx) - before, len(pairs), "writes the other node forwarded")
+    true(vx.metric(co, "veltrix_player_loads_total", '{result="read"}') >= 1,
+         "the owner read the player another node created from the store")
     print("  %d writes: the same answers from the owner and through %s" % (len(pairs), others[0]))
     # Forward latency, printed: sequential scans of a bad code (answered by the engine's
     # check, so the store is not in the way), direct vs through another node.
