@@ -214,6 +214,54 @@ TEST(load_secret)
     rmdir(dir);
 }
 
+/* auth_load_secret_file (--cluster-secret-file): 32 raw bytes, or 64 hex digits in either
+ * case with white space after them, give the same secret; it is never created; anything
+ * else is -EINVAL. auth_derive is HMAC-SHA256(secret, domain || msg). */
+TEST(load_secret_file_and_derive)
+{
+    char dir[] = "/tmp/vx-auth-XXXXXX", path[64], hex[80];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/cluster.key", dir);
+    struct auth loaded;
+    struct auth_claims c = {{9}, 1, 5000};
+    char t1[AUTH_TOKEN_MAX], t2[AUTH_TOKEN_MAX];
+    auth_token_make(&A, &c, t2);
+    CHECK_EQ_INT(auth_load_secret_file(&loaded, path), -ENOENT); /* never created */
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, i % 2 ? "%02x" : "%02X", SECRET[i]);
+    const char *tails[] = {"", "\n", " \r\n"};
+    for (int k = 0; k < 3; k++) {
+        FILE *f = fopen(path, "wb");
+        CHECK(f && fprintf(f, "%s%s", hex, tails[k]) > 0);
+        fclose(f);
+        memset(&loaded, 0, sizeof loaded);
+        CHECK_EQ_INT(auth_load_secret_file(&loaded, path), 0);
+        auth_token_make(&loaded, &c, t1);
+        CHECK_EQ_STR(t1, t2);
+    }
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(SECRET, 1, 32, f) == 32);
+    fclose(f);
+    CHECK_EQ_INT(auth_load_secret_file(&loaded, path), 0);
+    auth_token_make(&loaded, &c, t1);
+    CHECK_EQ_STR(t1, t2);
+    const char *bad[] = {"", "abc", "zz" "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+                         "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20 x"};
+    for (int k = 0; k < 4; k++) {
+        f = fopen(path, "wb");
+        CHECK(f != NULL);
+        fputs(bad[k], f);
+        fclose(f);
+        CHECK_EQ_INT(auth_load_secret_file(&loaded, path), -EINVAL);
+    }
+    uint8_t got[32], want[32];
+    unsigned int mlen = 32;
+    auth_derive(&A, "veltrix-forward-key-v1:", "n1", 2, got);
+    HMAC(EVP_sha256(), SECRET, 32, (const uint8_t *)"veltrix-forward-key-v1:n1", 25, want, &mlen);
+    CHECK(memcmp(got, want, 32) == 0);
+    unlink(path);
+    rmdir(dir);
+}
+
 TEST(valid_ids)
 {
     CHECK(auth_valid_id("a", 1));
@@ -239,6 +287,7 @@ int main(void)
     RUN(payload_mac_is_standard_hmac);
     RUN(token_mac_is_standard_hmac);
     RUN(load_secret);
+    RUN(load_secret_file_and_derive);
     RUN(valid_ids);
     return HARNESS_DONE();
 }
