@@ -25,6 +25,7 @@ import hmac
 import http.client
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -384,6 +385,29 @@ def killing_the_owner_gives_hunt_moving_then_success():
         check(again, 200, what="the retry through %s" % n)
         eq(again.headers.get("idempotent-replayed"), "true", "the retry through %s replayed" % n)
         eq(again.raw, ok.raw, "the retry's body through %s" % n)
+
+
+def refused(args, want):
+    data = tempfile.mkdtemp(prefix="vx-bb-")
+    r = subprocess.run([vx.BIN, "serve", "--listen", "127.0.0.1:%d" % vx.free_port(), "--data", data]
+                       + args, capture_output=True, timeout=30)
+    err = r.stderr.decode(errors="replace")
+    eq(r.returncode, 2, "exit code for %s (stderr: %s)" % (args, vx.short(err)))
+    true(want in err, "stderr for %s does not say %r: %s" % (args, want, vx.short(err)))
+
+
+@test
+def bad_cluster_secret_files_exit_2():
+    d = tempfile.mkdtemp(prefix="vx-bb-")
+    bad = os.path.join(d, "bad.key")
+    with open(bad, "w") as f:
+        f.write("not a secret\n")
+    refused(["--cluster-secret-file", bad], "--cluster-secret-file needs --node-id")
+    url = pgutil.fresh_db()
+    refused(["--store", url, "--node-id", "n1", "--cluster-secret-file", bad],
+            "must hold 32 bytes or 64 hex digits")
+    refused(["--store", url, "--node-id", "n1", "--cluster-secret-file", os.path.join(d, "none")],
+            "No such file")
 
 
 if __name__ == "__main__":
