@@ -25,6 +25,7 @@ import hmac
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -385,6 +386,42 @@ def killing_the_owner_gives_hunt_moving_then_success():
         check(again, 200, what="the retry through %s" % n)
         eq(again.headers.get("idempotent-replayed"), "true", "the retry through %s replayed" % n)
         eq(again.raw, ok.raw, "the retry's body through %s" % n)
+
+
+@test
+def sigterm_waits_for_the_answers_of_forwarded_writes():
+    cl = Cluster()
+    owner, fwd = "n1", "n2"
+    (h,) = hunts_on(owner, 1, "drain")
+    vx.put_hunt(cl.client(owner), h, game_def("drain"), status=201)
+    cl.owned([h])
+    pay = vx.codes_of(cl.client(owner), h)
+    _, tok, _ = vx.new_player(cl.client(fwd), "Flo")
+    o, f = cl.servers[owner], cl.servers[fwd]
+    out = {}
+    o.proc.send_signal(signal.SIGSTOP)  # the owner takes the write, but answers later
+    try:
+        def send():
+            out["r"] = raw_req(f.port, "POST", "/v1/hunts/%s/scans" % h,
+                               json.dumps({"code": pay["c5"]}).encode(),
+                               {"Authorization": "Bearer " + tok, "Content-Type": "application/json"})
+        t = threading.Thread(target=send)
+        t.start()
+        t0 = time.time()
+        while vx.metric(cl.client(fwd), "veltrix_forward_in_flight") != 1 and time.time() - t0 < 5:
+            time.sleep(0.02)
+        eq(vx.metric(cl.client(fwd), "veltrix_forward_in_flight"), 1, "writes in flight to the owner")
+        f.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        true(f.alive(), "the forwarding node waits for its write's answer")
+    finally:
+        o.proc.send_signal(signal.SIGCONT)
+    t.join(30)
+    eq(f.proc.wait(30), 0, "the forwarding node's exit code")
+    f.expect_dead = True
+    st, body = out.get("r", (None, b""))
+    eq(st, 200, "the forwarded write's answer (%s)" % body[:200])
+    eq(json.loads(body)["points"], 50, "points of the scan")
 
 
 def refused(args, want):
