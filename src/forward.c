@@ -216,7 +216,9 @@ enum forward_where forward_route(struct forward *f, const char *hunt, struct for
         owner = view_place(f, hunt);
         if (owner >= 0 && !strcmp(f->nodes[owner].id, f->self)) return FORWARD_HERE;
     }
-    *peer = owner >= 0 ? f->nodes[owner].peer : NULL;
+    /* An owner whose heartbeat stopped (dead, paused or cut off) would hold the request
+     * until a timeout: its lease is about to lapse, so the hunt is moving. */
+    *peer = owner >= 0 && f->nodes[owner].alive ? f->nodes[owner].peer : NULL;
     if (*peer) return FORWARD_PEER;
     f->results[R_NO_OWNER]++;
     return FORWARD_NOWHERE;
@@ -252,6 +254,7 @@ static void relay(struct fwd *w)
     w->client = NULL; /* libh2o frees it when the callback returns */
     detach(w);
     w->f->results[R_RELAYED]++;
+    if (w->status == 503) w->f->stale = 1; /* e.g. hunt_moving: the owner may have changed */
     metrics_observe_ns(&w->f->latency, metrics_now_ns() - w->t0_ns);
     http_send_ref(w->r, w->status, w->hdrs, w->n_hdrs, w->answer ? w->answer : "",
                   w->answer_len, answer_sent, w);

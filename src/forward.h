@@ -20,7 +20,8 @@
  * Where a hunt's writes go comes from the node's published view (node_cluster_body: the
  * last round's leases and live nodes), parsed here at most every 100 ms, or sooner after
  * a forward failed: the owner named by an unexpired lease; for a hunt without a lease
- * yet (being created) the live node that placement (cluster_place) gives it.
+ * yet (being created) the live node that placement (cluster_place) gives it. An owner that
+ * the view shows dead (no heartbeat for 1.5 s) is not waited for: 503 hunt_moving.
  *
  * Invariants: a forwarded request is never forwarded again (at most one hop: the caller
  * answers 503 hunt_moving instead); every held request is answered exactly once; at most
