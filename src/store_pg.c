@@ -197,8 +197,8 @@ static const char *const MIGRATIONS[] = {
     /* The hash chain (engine.h): each event's link; NULL in rows written before it. */
     "ALTER TABLE veltrix.events ADD COLUMN hash bytea;",
     /* Several nodes: the secret they share (store_cluster_secret), one row. */
-    "CREATE TABLE veltrix.cluster_secret(id int PRIMARY KEY CHECK (id = 1),"
-    " secret bytea NOT NULL CHECK (length(secret) = 32));",
+    ("CREATE TABLE veltrix.cluster_secret(id int PRIMARY KEY CHECK (id = 1),"
+     " secret bytea NOT NULL CHECK (length(secret) = 32));"),
 };
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 

@@ -244,7 +244,7 @@ TEST(load_secret_file_and_derive)
     CHECK_EQ_INT(auth_load_secret_file(&loaded, path), 0);
     auth_token_make(&loaded, &c, t1);
     CHECK_EQ_STR(t1, t2);
-    const char *bad[] = {"", "abc", "zz" "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+    const char *bad[] = {"", "abc", ("zz" "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"),
                          "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20 x"};
     for (int k = 0; k < 4; k++) {
         f = fopen(path, "wb");
