@@ -101,7 +101,7 @@ static void one_event(struct sink *k, struct hunt *h, uint64_t i, uint32_t playe
         if (!(buf = malloc(len))) fail("out of memory");
         event_encode(&ev, buf, len);
     }
-    struct store_event se = {HUNT, ev.seq, ev.time_ms, ev.type, {0}, buf, len, {0}, 0};
+    struct store_event se = {HUNT, ev.seq, ev.time_ms, ev.type, {0}, buf, len, {0}, 0, 0};
     memcpy(se.player, ev.player, 16);
     if (k->copy) pg_copy_event(k->copy, &se);
     else if (store_put_event(k->s, &se)) fail("put event");

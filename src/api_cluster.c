@@ -7,9 +7,17 @@
 #include "api_int.h"
 #include "node.h"
 
+#include <stdio.h>
+
 int api_write_epoch(const char *hunt, uint64_t *epoch)
 {
     *epoch = 0;
     if (!api_app.cfg.node) return 1;
     return node_owns(api_app.cfg.node, hunt, epoch);
+}
+
+void api_hunt_fenced(const char *hunt)
+{
+    fprintf(stderr, "veltrix: hunt %s: a write was fenced: its lease moved to another node\n",
+            hunt);
 }

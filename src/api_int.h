@@ -163,6 +163,9 @@ int api_engine_status(int err);
  * unfenced); for one of several, while it holds the hunt's lease (node_owns). 0 otherwise:
  * the write goes to the owner. */
 int api_write_epoch(const char *hunt, uint64_t *epoch);
+/* The store refused a write of hunt because its lease moved (STORE_EFENCED): the hunt's
+ * memory holds events that never landed. Called once per refused write. */
+void api_hunt_fenced(const char *hunt);
 /* ---- api_players.c */
 struct player *api_add_player(const uint8_t id[16], const char *name, int64_t created,
                               uint32_t gen);

@@ -86,6 +86,7 @@ struct write {
     int status;
     char *body;
     size_t len;
+    char hunt[ENGINE_ID_MAX + 1]; /* the hunt of the entry's event ("": none) */
 };
 
 static void replay(struct http_req *r, int status, const char *body, size_t len)
@@ -162,9 +163,41 @@ int api_log_room(struct http_req *r)
     return 0;
 }
 
+/* The store refused the write's event: its hunt's lease moved to another node while the
+ * write waited (several nodes, STORE_EFENCED). Nothing was written; the hunt's memory,
+ * which applied the event, is rebuilt from the store (api_hunt_fenced), so the write's
+ * live frame and its hunt pointer are dropped unread. The client and every request
+ * waiting on the same Idempotency-Key get 503 hunt_moving, and the key is forgotten:
+ * a retry is decided afresh by the hunt's new owner. */
+static void on_fenced(struct write *w)
+{
+    static const char moving[] = "the hunt moved to another node before this write was "
+                                 "durable: nothing was written; retry";
+    if (w->idem) {
+        struct idem_waiter *wt = w->idem->waiters, *next;
+        w->idem->waiters = NULL;
+        idem_abort(api_app.idem, w->idem);
+        for (; wt; wt = next) {
+            next = wt->next;
+            http_error(wt->req, 503, "hunt_moving", "%s", moving);
+            free(wt);
+        }
+    }
+    if (w->live.frame) ws_buf_unref(w->live.frame);
+    http_error(w->req, 503, "hunt_moving", "%s", moving);
+    if (w->hunt[0]) api_hunt_fenced(w->hunt);
+    free(w->body);
+    free(w);
+}
+
 static void on_durable(void *arg, int status)
 {
     struct write *w = arg;
+    if (status == STORE_EFENCED) {
+        on_fenced(w);
+        return;
+    }
+    VX_FATAL_IF(status != 0); /* the log retries every other failure until it is durable */
     if (w->idem) {
         struct idem_waiter *wt = w->idem->waiters, *next;
         w->idem->waiters = NULL;
@@ -193,6 +226,7 @@ void api_submit_raw(struct http_req *r, struct idem_req *ir, struct log_entry *e
     w->len = len;
     w->live = api_app.live_next; /* the event in e, if it has one */
     api_app.live_next = (struct live_pending){NULL, NULL};
+    if (w->live.h) snprintf(w->hunt, sizeof w->hunt, "%s", engine_hunt_id(w->live.h));
     if (ir && ir->present) {
         int64_t now = api_now_ms();
         /* Every 100 ms a keyed write also prunes up to STORE_PRUNE_IDEM_MAX of the store's
@@ -237,9 +271,8 @@ void api_entry_event(struct log_entry *e, struct hunt *h, const struct event *ev
         VX_FATAL_IF(!buf);
         event_encode(ev, buf, need);
     }
-    struct store_event se = {engine_hunt_id(h), ev->seq, ev->time_ms, ev->type, {0}, buf, need, {0}, 0};
-    uint64_t epoch = write_epoch(h);
-    (void)epoch; /* se.epoch = epoch; once store_event has the field (branch pgwrite) */
+    struct store_event se = {engine_hunt_id(h), ev->seq, ev->time_ms, ev->type, {0}, buf, need,
+                             {0}, 0, write_epoch(h)};
     memcpy(se.player, ev->player, 16);
     assert(engine_seq(h) == ev->seq); /* applied (api_apply) before it is logged */
     engine_head_hash(h, se.hash);

@@ -23,7 +23,8 @@
  * other rows at its seqs (another writer), the process stops unacknowledged.
  *
  * Invariants: an entry is handed back with status 0 only once its rows are read back or
- * committed; a batch is never both written again and present; while a batch fails, the
+ * committed, and with STORE_EFENCED only when the store refused it in a transaction that
+ * rolled back; a batch is never both written again and present; while a batch fails, the
  * queue cap (log_submit's -EAGAIN) bounds what waits behind it. */
 #include "log.h"
 
@@ -280,7 +281,8 @@ static int write_batch(struct log *l, struct log_entry *batch, int *doubt)
 {
     int rc = store_begin(l->store);
     for (struct log_entry *e = batch; !rc && e; e = e->next)
-        for (size_t i = 0; !rc && i < e->n_ops; i++) rc = write_op(l->store, &e->ops[i]);
+        for (size_t i = 0; !e->status && !rc && i < e->n_ops; i++)
+            rc = write_op(l->store, &e->ops[i]);
     if (!rc && (rc = store_commit(l->store)) != 0) *doubt = 1;
     if (rc) store_rollback(l->store);
     return rc;
@@ -337,12 +339,12 @@ static int landed_already(struct log *l, const struct log_entry *batch)
 {
     size_t n = 0, k = 0, found = 0, differ = 0;
     for (const struct log_entry *e = batch; e; e = e->next)
-        for (size_t i = 0; i < e->n_ops; i++) n += e->ops[i].kind == OP_EVENT;
+        for (size_t i = 0; !e->status && i < e->n_ops; i++) n += e->ops[i].kind == OP_EVENT;
     if (!n) return 0;
     const struct store_event **ev = malloc(n * sizeof *ev);
     if (!ev) return STORE_EIO;
     for (const struct log_entry *e = batch; e; e = e->next)
-        for (size_t i = 0; i < e->n_ops; i++)
+        for (size_t i = 0; !e->status && i < e->n_ops; i++)
             if (e->ops[i].kind == OP_EVENT) ev[k++] = &e->ops[i].u.ev;
     qsort(ev, n, sizeof *ev, by_hunt_seq);
     int rc = 0;
@@ -368,7 +370,27 @@ static void batch_start(struct log *l, struct batch *b, struct log_entry *head, 
     metrics_observe_ns(&l->stats.wait_ns, b->t0_ns - head->submitted_ns);
 }
 
-/* One try at making b durable: 0 when it is. */
+/* After STORE_EFENCED: the entries of b whose event belongs to a hunt the store fenced
+ * get that status (they are handed back unwritten: the API answers 503 hunt_moving).
+ * Returns how many; 0 when none matched (the store fenced a hunt this batch has not). */
+static size_t fence_out(struct log *l, struct batch *b)
+{
+    const char *const *hunts;
+    size_t nh = store_fenced_hunts(l->store, &hunts), n = 0;
+    for (struct log_entry *e = b->head; e; e = e->next)
+        for (size_t i = 0; !e->status && i < e->n_ops; i++) {
+            if (e->ops[i].kind != OP_EVENT) continue;
+            for (size_t j = 0; j < nh && !e->status; j++)
+                if (!strcmp(hunts[j], e->ops[i].u.ev.hunt)) e->status = STORE_EFENCED;
+            n += e->status != 0;
+        }
+    metrics_inc(&l->stats.fenced, n);
+    return n;
+}
+
+/* One try at making b durable: 0 when it is (but for the entries a fence refused, which
+ * carry STORE_EFENCED). A fenced transaction is known rolled back, not in doubt: the
+ * rest of the batch is written again at once. */
 static int attempt(struct log *l, struct batch *b)
 {
     if (b->doubt) {
@@ -377,7 +399,10 @@ static int attempt(struct log *l, struct batch *b)
         b->doubt = 0;
         if (rc == 1) return 0;
     }
-    return write_batch(l, b->head, &b->doubt);
+    int rc;
+    while ((rc = write_batch(l, b->head, &b->doubt)) == STORE_EFENCED && fence_out(l, b))
+        b->doubt = 0;
+    return rc;
 }
 
 /* A failed attempt: counted, and the store is down until one succeeds. */
@@ -407,7 +432,7 @@ static void landed(struct log *l, struct batch *b)
     metrics_inc(&l->stats.batches, 1);
     metrics_inc(&l->stats.entries, b->n);
     for (struct log_entry *e = b->head; e; e = e->next)
-        for (size_t i = 0; i < e->n_ops; i++)
+        for (size_t i = 0; !e->status && i < e->n_ops; i++)
             if (e->ops[i].kind == OP_EVENT) metrics_inc(&l->stats.events, 1);
 }
 

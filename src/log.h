@@ -11,7 +11,9 @@
  * entries never acknowledged (a restart rebuilds memory from what is durable). A commit
  * that failed may have landed ("in doubt"): before a retry the log reads back the batch's
  * (hunt, seq) range of every hunt it holds, and a batch that landed is not written again
- * (one the store holds only part of stops the process, unacknowledged).
+ * (one the store holds only part of stops the process, unacknowledged). A batch the store
+ * fences (several nodes: an event's epoch is no longer its hunt's) loses the entries of
+ * the fenced hunts, handed back with STORE_EFENCED, and the rest is written again at once.
  *
  * Manual mode (log_create_manual) is the same log without its thread and event loop, for
  * the deterministic simulator: the caller commits (log_commit_now) and hands entries
@@ -24,8 +26,11 @@
 struct log;
 struct log_entry;
 
-/* Called on the event loop thread once the entry is durable (status 0). The entry is
- * freed after the callback returns. */
+/* Called on the event loop thread once the entry is durable (status 0), or with
+ * STORE_EFENCED when the store refused its event because its hunt's lease moved to
+ * another node (several nodes: store_event.epoch is no longer the hunt's); such an entry
+ * was not written, and the hunt's memory is ahead of the store. The entry is freed after
+ * the callback returns. */
 typedef void (*log_done_cb)(void *arg, int status);
 
 struct log_stats {
@@ -35,6 +40,7 @@ struct log_stats {
     uint64_t rejected;   /* submissions refused because the queue was full */
     uint64_t failures;   /* failed commits (retried) */
     uint64_t outages;    /* times the store went from writable to failing */
+    uint64_t fenced;     /* entries refused because their hunt's lease moved (STORE_EFENCED) */
     struct metrics_hist batch_entries;
     struct metrics_hist commit_ns; /* the transaction including its fsync */
     struct metrics_hist wait_ns;   /* each batch's oldest entry: submitted -> commit began */

@@ -42,6 +42,7 @@ const char *store_err_str(int err)
     case STORE_EURL: return "bad store url";
     case STORE_ESTOP: return "stopped";
     case STORE_ENOTSUP: return "not supported by this store (several nodes need PostgreSQL)";
+    case STORE_EFENCED: return "fenced: the hunt's lease moved to another node";
     }
     return "unknown store error";
 }
@@ -113,8 +114,14 @@ void store_close(struct store *s)
 int store_begin(struct store *s) { return s->be->begin(s); }
 int store_commit(struct store *s) { return s->be->commit(s); }
 void store_rollback(struct store *s) { s->be->rollback(s); }
+size_t store_fenced_hunts(struct store *s, const char *const **hunts)
+{
+    *hunts = NULL;
+    return s->be->fenced_hunts ? s->be->fenced_hunts(s, hunts) : 0;
+}
 int store_put_event(struct store *s, const struct store_event *ev)
 {
+    if (ev->epoch && !s->be->fenced_hunts) return STORE_ENOTSUP;
     return s->be->put_event(s, ev);
 }
 int store_put_player(struct store *s, const struct store_player *p)

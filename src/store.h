@@ -19,6 +19,7 @@ enum store_err {
     STORE_EURL = -1004,      /* unknown or malformed store URL */
     STORE_ESTOP = -1005,     /* a callback asked to stop */
     STORE_ENOTSUP = -1006,   /* the backend has no such operation (several nodes: PostgreSQL) */
+    STORE_EFENCED = -1007,   /* the batch holds a hunt whose lease moved (store_fenced_hunts) */
 };
 const char *store_err_str(int err);
 
@@ -36,6 +37,10 @@ struct store_event {
      * none stored (rows written before the chain: a NULL column; recovery recomputes it). */
     uint8_t hash[32];
     int has_hash;
+    /* Several nodes: the lease epoch its writer holds the hunt under. The batch commits only
+     * if every epoch it carries is still its hunt's (store_commit: STORE_EFENCED). 0:
+     * unfenced (a single node); a backend without leases refuses any other (STORE_ENOTSUP). */
+    uint64_t epoch;
 };
 
 struct store_player {
@@ -92,8 +97,13 @@ int store_backend_test_url(const struct store_backend *be, const char *dir, char
                            size_t cap);
 
 int store_begin(struct store *s);
+/* STORE_EFENCED: a hunt's lease moved since its events were put (their epoch is no longer
+ * the hunt's): the transaction rolled back (not in doubt); store_fenced_hunts names them. */
 int store_commit(struct store *s);
 void store_rollback(struct store *s);
+/* The hunts of the last STORE_EFENCED commit (*hunts valid until the next store_begin);
+ * how many (0 when the last commit was not fenced). */
+size_t store_fenced_hunts(struct store *s, const char *const **hunts);
 
 int store_put_event(struct store *s, const struct store_event *ev);
 int store_put_player(struct store *s, const struct store_player *p); /* insert or update */

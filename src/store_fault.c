@@ -163,6 +163,10 @@ static int fs_commit(struct store *s)
     } while (0)
 
 static int fs_put_event(struct store *s, const struct store_event *ev) { WRITE(put_event, ev); }
+static size_t fs_fenced_hunts(struct store *s, const char *const **hunts)
+{
+    return store_fenced_hunts(FS(s)->inner, hunts);
+}
 static int fs_put_player(struct store *s, const struct store_player *p) { WRITE(put_player, p); }
 static int fs_put_refresh(struct store *s, const struct store_refresh *r)
 {
@@ -272,6 +276,7 @@ const struct store_backend store_fault_backend = {
     .commit = fs_commit,
     .rollback = fs_rollback,
     .put_event = fs_put_event,
+    .fenced_hunts = fs_fenced_hunts,
     .put_player = fs_put_player,
     .put_refresh = fs_put_refresh,
     .prune_refresh = fs_prune_refresh,

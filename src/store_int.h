@@ -69,6 +69,8 @@ struct store_backend {
     int (*get_player)(struct store *s, const uint8_t id[16], store_player_cb cb, void *ctx);
     int (*each_snapshot)(struct store *s, store_hunt_snapshot_cb cb, void *ctx);
     int (*each_blob)(struct store *s, store_blob_cb cb, void *ctx);
+    /* Leases fence commits (store_event.epoch); NULL: a non-zero epoch is STORE_ENOTSUP. */
+    size_t (*fenced_hunts)(struct store *s, const char *const **hunts);
     /* NULL: store.c calls put_event n times. */
     int (*put_events)(struct store *s, const struct store_event *evs, size_t n);
 };

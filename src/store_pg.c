@@ -60,6 +60,7 @@
  * Not yet: no ownership (store_lock is NULL: two servers on one database would both
  * write; the log's read-back then stops the process when it sees the other's rows). */
 #include "store_int.h"
+#include "vx.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -199,6 +200,18 @@ static const char *const MIGRATIONS[] = {
     /* Several nodes: the secret they share (store_cluster_secret), one row. */
     ("CREATE TABLE veltrix.cluster_secret(id int PRIMARY KEY CHECK (id = 1),"
      " secret bytea NOT NULL CHECK (length(secret) = 32));"),
+    /* Several nodes: the fence of a batch (store_event.epoch), run inside its transaction
+     * before COMMIT. Each hunt's lease row is read FOR SHARE: a takeover's UPDATE of it
+     * waits for this transaction, or this one waits for the takeover and then reads its new
+     * epoch; a batch never commits under an epoch that is no longer its hunt's. */
+    "CREATE FUNCTION veltrix.fence(hunts text[], epochs int8[]) RETURNS void"
+    " LANGUAGE plpgsql AS $f$ DECLARE cur int8; bad text[] := '{}'; BEGIN"
+    " FOR i IN 1 .. coalesce(array_length(hunts, 1), 0) LOOP"
+    " SELECT epoch INTO cur FROM veltrix.hunt_leases WHERE hunt = hunts[i] FOR SHARE;"
+    " IF cur IS DISTINCT FROM epochs[i] THEN bad := bad || hunts[i]; END IF; END LOOP;"
+    " IF cardinality(bad) > 0 THEN RAISE EXCEPTION USING ERRCODE = 'VXF01',"
+    " MESSAGE = 'fenced: the lease of a hunt of this batch moved',"
+    " DETAIL = array_to_string(bad, ' '); END IF; END $f$;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -220,6 +233,15 @@ struct pg {
     int64_t redial_ns;        /* none starts before this */
     int64_t backoff_ns, said_ns;
     unsigned redials;         /* attempts since the connection was lost */
+    /* The batch's fence: its distinct (hunt, epoch != 0), checked before COMMIT. */
+    struct fence {
+        char (*hunt)[VX_ID_MAX + 1];
+        uint64_t *epoch;
+        size_t n, cap;
+    } fence;
+    char *fenced_text;   /* the hunts of the last fenced commit, split in place */
+    const char **fenced; /* pointers into fenced_text */
+    size_t n_fenced;
 };
 
 /* ---- messages without passwords ------------------------------------------------------ */
@@ -564,8 +586,41 @@ static int migrate(PGconn *c, int ms, const char *password, char *err, size_t er
     return rc;
 }
 
+#define FENCE_STATE "VXF01" /* veltrix.fence(): a hunt's lease moved (migration 6) */
+
+/* Keeps the hunts a fence refused (the error's detail: their ids, space-separated) for
+ * store_fenced_hunts. STORE_EFENCED, or STORE_EIO when out of memory. */
+static int fenced(struct pg *s, const PGresult *r)
+{
+    const char *detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+    size_t n = 0, len = detail ? strlen(detail) : 0;
+    char *text = malloc(len + 1);
+    const char **list = malloc((len / 2 + 1) * sizeof *list);
+    if (!text || !list) {
+        free(text);
+        free(list);
+        return STORE_EIO;
+    }
+    memcpy(text, detail ? detail : "", len + 1);
+    for (char *save = NULL, *t = strtok_r(text, " ", &save); t; t = strtok_r(NULL, " ", &save))
+        list[n++] = t;
+    free(s->fenced_text);
+    free(s->fenced);
+    s->fenced_text = text;
+    s->fenced = list;
+    s->n_fenced = n;
+    return STORE_EFENCED;
+}
+
+static size_t pg_fenced_hunts(struct store *base, const char *const **hunts)
+{
+    struct pg *s = PG(base);
+    *hunts = s->fenced;
+    return s->n_fenced;
+}
+
 /* Reads the answers of a pipeline up to and including its sync: 0, or the first error
- * (STORE_ECONFLICT for 23505, else STORE_EIO). */
+ * (STORE_ECONFLICT for 23505, STORE_EFENCED for the fence's, else STORE_EIO). */
 static int drain(struct pg *s, PGconn *c)
 {
     int rc = 0, nulls = 0;
@@ -584,7 +639,10 @@ static int drain(struct pg *s, PGconn *c)
         }
         if (st == PGRES_FATAL_ERROR && !rc) {
             const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-            rc = state && !strcmp(state, "23505") ? STORE_ECONFLICT : STORE_EIO;
+            rc = !state                     ? STORE_EIO
+                 : !strcmp(state, "23505")  ? STORE_ECONFLICT
+                 : !strcmp(state, FENCE_STATE) ? fenced(s, r)
+                                            : STORE_EIO;
             if (rc == STORE_EIO) say(s, "write", PQresultErrorMessage(r));
         }
         PQclear(r);
@@ -808,6 +866,10 @@ static void pg_close(struct store *base)
     if (s->redial) redial_release(s->redial);
     free(s->url);
     free(s->password);
+    free(s->fence.hunt);
+    free(s->fence.epoch);
+    free(s->fenced_text);
+    free(s->fenced);
     free(s);
 }
 
@@ -1010,7 +1072,58 @@ static int pg_begin(struct store *base)
     }
     s->in_txn = 1;
     s->txn_err = 0;
+    s->fence.n = 0;
+    s->n_fenced = 0;
     return 0;
+}
+
+/* Adds (hunt, epoch) to the batch's fence unless it is there. 0 or STORE_EIO. */
+static int fence_add(struct fence *f, const char *hunt, uint64_t epoch)
+{
+    for (size_t i = f->n; i-- > 0;)
+        if (f->epoch[i] == epoch && !strcmp(f->hunt[i], hunt)) return 0;
+    if (strlen(hunt) > VX_ID_MAX) return STORE_EIO;
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? 2 * f->cap : 16;
+        char(*h)[VX_ID_MAX + 1] = realloc(f->hunt, cap * sizeof *h);
+        if (h) f->hunt = h;
+        uint64_t *e = realloc(f->epoch, cap * sizeof *e);
+        if (e) f->epoch = e;
+        if (!h || !e) return STORE_EIO;
+        f->cap = cap;
+    }
+    strcpy(f->hunt[f->n], hunt);
+    f->epoch[f->n++] = epoch;
+    return 0;
+}
+
+/* Sends the fence of the batch into its pipeline, before COMMIT: veltrix.fence() over two
+ * text arrays ({"h1","h2"}, {1,2}: ids are [a-z0-9_-], nothing to escape). */
+static int fence_send(struct pg *s)
+{
+    struct fence *f = &s->fence;
+    size_t cap = f->n * (VX_ID_MAX + 4) + 3, at = 0, et = 0;
+    char *hunts = malloc(cap), *epochs = malloc(f->n * 22 + 3);
+    int rc = hunts && epochs ? 0 : STORE_EIO;
+    if (!rc) {
+        hunts[at++] = '{';
+        epochs[et++] = '{';
+        for (size_t i = 0; i < f->n; i++) {
+            at += (size_t)sprintf(hunts + at, "%s\"%s\"", i ? "," : "", f->hunt[i]);
+            et += (size_t)sprintf(epochs + et, "%s%llu", i ? "," : "", (unsigned long long)f->epoch[i]);
+        }
+        memcpy(hunts + at, "}", 2);
+        memcpy(epochs + et, "}", 2);
+        const char *val[2] = {hunts, epochs};
+        if (!PQsendQueryParams(s->conn, "SELECT veltrix.fence($1::text[], $2::int8[])", 2, NULL,
+                               val, NULL, NULL, 0)) {
+            say(s, "fence", PQerrorMessage(s->conn));
+            rc = STORE_EIO;
+        }
+    }
+    free(hunts);
+    free(epochs);
+    return rc;
 }
 
 /* Whatever state the server's transaction is in, ends it. */
@@ -1030,6 +1143,7 @@ static int pg_commit(struct store *base)
     int rc = s->txn_err;
     if (!rc && PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF && !PQenterPipelineMode(s->conn))
         rc = STORE_EIO;
+    if (!rc && s->fence.n) rc = fence_send(s);
     if (!rc && !PQsendQueryParams(s->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0)) rc = STORE_EIO;
     if (!rc) rc = settle(s);
     /* COMMIT of a transaction the server had aborted answers without error (ROLLBACK). */
@@ -1058,6 +1172,9 @@ static int pg_put_event(struct store *base, const struct store_event *ev)
     arg_bytes(&a, ev->data, ev->data_len);
     arg_bytes(&a, ev->hash, 32);
     if (!ev->has_hash) a.val[a.n - 1] = NULL; /* SQL NULL */
+    if (ev->epoch && PG(base)->in_txn && fence_add(&PG(base)->fence, ev->hunt, ev->epoch))
+        return PG(base)->txn_err = STORE_EIO;
+    if (ev->epoch && !PG(base)->in_txn) return STORE_ENOTSUP; /* a fence needs a batch */
     return put(PG(base), Q_PUT_EVENT, &a);
 }
 
@@ -1826,6 +1943,7 @@ static int pg_put_events(struct store *base, const struct store_event *evs, size
     .lease_take = pg_lease_take, .lease_renew = pg_lease_renew,                           \
     .lease_release = pg_lease_release, .each_snapshot = pg_each_snapshot,                 \
     .cluster_secret = pg_cluster_secret, .get_player = pg_get_player,                     \
+    .fenced_hunts = pg_fenced_hunts,                                                      \
     .each_blob = pg_each_blob, .put_events = pg_put_events
 
 const struct store_backend store_pg_backend = {.scheme = "postgres", .test_url = pg_test_url,

@@ -295,7 +295,7 @@ static int import_publish(struct import *im, unsigned kept, int64_t now_ms, int6
         return -1;
     }
     size_t elen = event_encode(&ev, buf, sizeof buf);
-    struct store_event se = {im->hunt, ev.seq, ev.time_ms, ev.type, {0}, buf, elen, {0}, 0};
+    struct store_event se = {im->hunt, ev.seq, ev.time_ms, ev.type, {0}, buf, elen, {0}, 0, 0};
     engine_head_hash(im->h, se.hash); /* im->h is at ev.seq - 1: the chain's next link */
     engine_chain_next(se.hash, &ev, se.hash);
     se.has_hash = 1;

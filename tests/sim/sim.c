@@ -375,7 +375,7 @@ static void submit(struct entry *e)
 {
     struct log_entry *le = log_entry_create(on_answer, e);
     struct store_event se = {"sim", e->ev.seq,      e->ev.time_ms, e->ev.type,
-                             {0},   entry_bytes(e), e->len, {0}, 0};
+                             {0},   entry_bytes(e), e->len, {0}, 0, 0};
     if (!le) abort();
     memcpy(se.player, e->ev.player, 16);
     if (log_entry_event(le, &se)) abort();
@@ -916,7 +916,7 @@ static void submit_filler(void)
     static uint8_t blob[1024];
     for (uint64_t seq = 1; seq <= 4096; seq++) {
         struct log_entry *le = log_entry_create(no_answer, NULL);
-        struct store_event se = {"zz-uncommitted", seq, 0, EVENT_SCAN, {0}, blob, sizeof blob, {0}, 0};
+        struct store_event se = {"zz-uncommitted", seq, 0, EVENT_SCAN, {0}, blob, sizeof blob, {0}, 0, 0};
         if (!le || log_entry_event(le, &se) || log_submit(srv.log, le)) _exit(5);
     }
 }

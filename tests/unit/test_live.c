@@ -46,7 +46,7 @@ static void commit(struct fx *f, struct hunt *h, const struct event *ev)
     uint8_t small[256], *data = small;
     size_t n = event_encode(ev, small, sizeof small);
     if (n > sizeof small && (data = malloc(n))) event_encode(ev, data, n);
-    struct store_event se = {engine_hunt_id(h), ev->seq, ev->time_ms, ev->type, {0}, data, n, {0}, 0};
+    struct store_event se = {engine_hunt_id(h), ev->seq, ev->time_ms, ev->type, {0}, data, n, {0}, 0, 0};
     memcpy(se.player, ev->player, 16);
     CHECK_EQ_INT(store_begin(f->st), 0);
     CHECK_EQ_INT(store_put_event(f->st, &se), 0);

@@ -43,7 +43,7 @@ static int submit(struct log *l, struct done *d, uint64_t first, int n)
         struct arg *a = malloc(sizeof *a);
         *a = (struct arg){d, (int)(first + (uint64_t)i)};
         struct log_entry *e = log_entry_create(on_done, a);
-        struct store_event ev = {"h", first + (uint64_t)i, 1000, 2, {1}, (const uint8_t *)"x", 1, {0}, 0};
+        struct store_event ev = {"h", first + (uint64_t)i, 1000, 2, {1}, (const uint8_t *)"x", 1, {0}, 0, 0};
         if (!e || log_entry_event(e, &ev)) return -1;
         int rc = log_submit(l, e);
         if (rc) {
@@ -330,7 +330,7 @@ static int submit_ev(struct log *l, struct done *d, const char *hunt, uint64_t s
     *a = (struct arg){d, (int)seq};
     last_arg = a;
     struct log_entry *e = log_entry_create(on_done, a);
-    struct store_event ev = {hunt, seq, 1000, 2, {1}, (const uint8_t *)data, strlen(data), {0}, 0};
+    struct store_event ev = {hunt, seq, 1000, 2, {1}, (const uint8_t *)data, strlen(data), {0}, 0, 0};
     if (!e || log_entry_event(e, &ev) || log_submit(l, e)) return -1;
     return 0;
 }
@@ -340,7 +340,7 @@ static int put_direct(const char *u, const char *hunt, uint64_t seq, const char 
 {
     struct store *s;
     char err[256];
-    struct store_event ev = {hunt, seq, 1000, 2, {1}, (const uint8_t *)data, strlen(data), {0}, 0};
+    struct store_event ev = {hunt, seq, 1000, 2, {1}, (const uint8_t *)data, strlen(data), {0}, 0, 0};
     if (store_open(u, STORE_FSYNC_OFF, &s, err, sizeof err)) return -1;
     int rc = store_begin(s);
     if (!rc) rc = store_put_event(s, &ev);
@@ -425,7 +425,7 @@ TEST(manual_destroy_is_a_crash)
     for (int i = 0; i < 3; i++) {
         keep[i] = (struct arg){&d, i};
         struct log_entry *e = log_entry_create(on_done, &keep[i]);
-        struct store_event ev = {"h", 3109 + (uint64_t)i, 1000, 2, {1}, (const uint8_t *)"x", 1, {0}, 0};
+        struct store_event ev = {"h", 3109 + (uint64_t)i, 1000, 2, {1}, (const uint8_t *)"x", 1, {0}, 0, 0};
         CHECK_EQ_INT(log_entry_event(e, &ev), 0);
         CHECK_EQ_INT(log_submit(l, e), 0);
         if (i == 0) CHECK_EQ_INT(log_commit_now(l), 0); /* committed, not delivered */

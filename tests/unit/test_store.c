@@ -48,7 +48,7 @@ TEST(events_roundtrip)
     if (!s) return;
     CHECK_EQ_INT(store_begin(s), 0);
     for (uint64_t seq = 1; seq <= 100; seq++) {
-        struct store_event ev = {"h1", seq, 1000, 2, {1}, (const uint8_t *)"abc", 3, {0}, 0};
+        struct store_event ev = {"h1", seq, 1000, 2, {1}, (const uint8_t *)"abc", 3, {0}, 0, 0};
         CHECK_EQ_INT(store_put_event(s, &ev), 0);
     }
     CHECK_EQ_INT(store_commit(s), 0);
@@ -57,8 +57,8 @@ TEST(events_roundtrip)
     CHECK_EQ_INT(expect, 101);
     /* a taken seq conflicts and the whole transaction rolls back */
     CHECK_EQ_INT(store_begin(s), 0);
-    struct store_event ok = {"h1", 101, 1, 2, {1}, (const uint8_t *)"abc", 3, {0}, 0};
-    struct store_event dup = {"h1", 5, 1, 2, {1}, (const uint8_t *)"abc", 3, {0}, 0};
+    struct store_event ok = {"h1", 101, 1, 2, {1}, (const uint8_t *)"abc", 3, {0}, 0, 0};
+    struct store_event dup = {"h1", 5, 1, 2, {1}, (const uint8_t *)"abc", 3, {0}, 0, 0};
     CHECK_EQ_INT(store_put_event(s, &ok), 0);
     CHECK_EQ_INT(put_and_commit(s, &dup), STORE_ECONFLICT);
     store_rollback(s);
@@ -281,7 +281,7 @@ TEST(snapshot_beside_log_writer)
     struct store *w = open_store(), *r = open_store();
     uint64_t last = 99, got = 0;
     if (!w || !r) return;
-    struct store_event ev = {"hs", 1, 1, 2, {0}, (const uint8_t *)"c1", 2, {0}, 0};
+    struct store_event ev = {"hs", 1, 1, 2, {0}, (const uint8_t *)"c1", 2, {0}, 0, 0};
     CHECK_EQ_INT(store_begin(w), 0);
     CHECK_EQ_INT(store_put_event(w, &ev), 0);
     CHECK_EQ_INT(store_last_seq(r, "hs", &last), 0);
@@ -345,7 +345,7 @@ static void put_sized(struct store *s, const char *hunt, uint64_t seq, size_t le
 {
     uint8_t *d = malloc(len + 1);
     for (size_t i = 0; i < len; i++) d[i] = (uint8_t)((seq * 31 + i) & 0xff);
-    struct store_event ev = {hunt, seq, 1000, 1, {1}, d, len, {0}, 0};
+    struct store_event ev = {hunt, seq, 1000, 1, {1}, d, len, {0}, 0, 0};
     CHECK_EQ_INT(store_put_event(s, &ev), 0);
     free(d);
 }
@@ -368,7 +368,7 @@ TEST(large_payloads_roundtrip)
     /* a taken seq still conflicts, whatever the size */
     CHECK_EQ_INT(store_begin(s), 0);
     uint8_t d[600] = {0};
-    struct store_event ev = {"big", 5, 1000, 1, {1}, d, sizeof d, {0}, 0};
+    struct store_event ev = {"big", 5, 1000, 1, {1}, d, sizeof d, {0}, 0, 0};
     CHECK_EQ_INT(put_and_commit(s, &ev), STORE_ECONFLICT);
     store_rollback(s);
     store_close(s);
@@ -589,9 +589,9 @@ TEST(whole_store_walks_and_bulk_events)
         evs[i] = (struct store_event){"hq", (uint64_t)i + 2, 5000 + i, (uint8_t)(i % 7),
                                       {(uint8_t)i, 1}, i == 7 ? big : (const uint8_t *)"abc",
                                       i == 7 ? sizeof big : i == 8 ? 0 : 3,
-                                      {(uint8_t)i, 9, 31}, i % 3 != 0}; /* some rows without a hash */
-    struct store_event one = {"hq", 1, 1, 1, {1}, (const uint8_t *)"abc", 3, {0}, 0};
-    struct store_event last = {"hq", 302, 1, 1, {1}, (const uint8_t *)"abc", 3, {0}, 0};
+                                      {(uint8_t)i, 9, 31}, i % 3 != 0, 0}; /* some rows without a hash */
+    struct store_event one = {"hq", 1, 1, 1, {1}, (const uint8_t *)"abc", 3, {0}, 0, 0};
+    struct store_event last = {"hq", 302, 1, 1, {1}, (const uint8_t *)"abc", 3, {0}, 0, 0};
     CHECK_EQ_INT(store_begin(s), 0);
     CHECK_EQ_INT(store_put_event(s, &one), 0);
     CHECK_EQ_INT(store_put_events(s, evs, 300), 0);
@@ -604,8 +604,8 @@ TEST(whole_store_walks_and_bulk_events)
     CHECK_EQ_INT(store_each_event(s, "hq", 2, check_bulk_cb, &c), 0);
     CHECK_EQ_INT(c.n, 301);
     /* a taken seq inside the bulk: nothing of the transaction stays */
-    struct store_event more[2] = {{"hq", 303, 1, 1, {1}, (const uint8_t *)"abc", 3, {0}, 0},
-                                  {"hq", 2, 1, 1, {1}, (const uint8_t *)"abc", 3, {0}, 0}};
+    struct store_event more[2] = {{"hq", 303, 1, 1, {1}, (const uint8_t *)"abc", 3, {0}, 0, 0},
+                                  {"hq", 2, 1, 1, {1}, (const uint8_t *)"abc", 3, {0}, 0, 0}};
     CHECK_EQ_INT(store_begin(s), 0);
     int rc = store_put_events(s, more, 2);
     if (!rc) rc = store_commit(s);

@@ -182,7 +182,7 @@ static int batch(struct store *s, uint64_t *next_seq, int round)
             data[k] = (uint8_t)rnd(256);
         uint64_t seq = conflict && i == 20 && next_seq[h] > 1 ? 1 : next_seq[h]++;
         struct store_event ev = {hunts[h], seq, round * 100 + i, (uint8_t)rnd(256), {(uint8_t)i},
-                                 data,     len, {0}, 0};
+                                 data,     len, {0}, 0, 0};
         ev.player[15] = (uint8_t)h;
         DO(store_put_event(s, &ev));
         char name[32], key[32], scope[48];
@@ -330,7 +330,7 @@ TEST(big_batches_and_pages)
     uint8_t pl[16] = {1};
     CHECK_EQ_INT(store_begin(s), 0);
     for (uint64_t seq = 1; seq <= 20000; seq++) {
-        struct store_event ev = {"big", seq, 1, 1, {0}, pl, 16, {0}, 0};
+        struct store_event ev = {"big", seq, 1, 1, {0}, pl, 16, {0}, 0, 0};
         CHECK_EQ_INT(store_put_event(s, &ev), 0);
         struct store_player p = {{(uint8_t)seq, (uint8_t)(seq >> 8)}, "P", 1, 1};
         if (seq <= 9000) CHECK_EQ_INT(store_put_player(s, &p), 0);
@@ -358,10 +358,10 @@ TEST(big_batches_and_pages)
     CHECK(c.ordered);
     CHECK_EQ_INT(store_begin(s), 0);
     for (uint64_t seq = 20001; seq <= 30000; seq++) {
-        struct store_event ev = {"big", seq, 1, 1, {0}, pl, 16, {0}, 0};
+        struct store_event ev = {"big", seq, 1, 1, {0}, pl, 16, {0}, 0, 0};
         CHECK_EQ_INT(store_put_event(s, &ev), 0);
     }
-    struct store_event dup = {"big", 20000, 1, 1, {0}, pl, 16, {0}, 0};
+    struct store_event dup = {"big", 20000, 1, 1, {0}, pl, 16, {0}, 0, 0};
     CHECK_EQ_INT(store_put_event(s, &dup), 0); /* sent, not yet answered */
     CHECK_EQ_INT(store_commit(s), STORE_ECONFLICT);
     store_rollback(s);
@@ -370,7 +370,7 @@ TEST(big_batches_and_pages)
     CHECK_EQ_INT(last, 20000);
     /* the handle goes on */
     CHECK_EQ_INT(store_begin(s), 0);
-    struct store_event next = {"big", 20001, 1, 1, {0}, pl, 16, {0}, 0};
+    struct store_event next = {"big", 20001, 1, 1, {0}, pl, 16, {0}, 0, 0};
     CHECK_EQ_INT(store_put_event(s, &next), 0);
     CHECK_EQ_INT(store_commit(s), 0);
     CHECK_EQ_INT(store_last_seq(s, "big", &last), 0);
@@ -396,21 +396,21 @@ TEST(reads_and_snapshots_inside_a_batch)
     uint64_t last = 0, got = 0;
     CHECK_EQ_INT(store_begin(s), 0);
     for (uint64_t seq = 1; seq <= 3; seq++) {
-        struct store_event ev = {"r", seq, 1, 1, {0}, (const uint8_t *)"x", 1, {0}, 0};
+        struct store_event ev = {"r", seq, 1, 1, {0}, (const uint8_t *)"x", 1, {0}, 0, 0};
         CHECK_EQ_INT(store_put_event(s, &ev), 0);
     }
     CHECK_EQ_INT(store_last_seq(s, "r", &last), 0);
     CHECK_EQ_INT(last, 3);
     CHECK_EQ_INT(store_last_seq(other, "r", &last), 0); /* not committed yet */
     CHECK_EQ_INT(last, 0);
-    struct store_event ev4 = {"r", 4, 1, 1, {0}, (const uint8_t *)"x", 1, {0}, 0};
+    struct store_event ev4 = {"r", 4, 1, 1, {0}, (const uint8_t *)"x", 1, {0}, 0, 0};
     CHECK_EQ_INT(store_put_event(s, &ev4), 0); /* back into the pipeline */
     CHECK_EQ_INT(store_commit(s), 0);
     CHECK_EQ_INT(store_last_seq(other, "r", &last), 0);
     CHECK_EQ_INT(last, 4);
 
     CHECK_EQ_INT(store_begin(s), 0);
-    struct store_event dup = {"r", 2, 1, 1, {0}, (const uint8_t *)"x", 1, {0}, 0};
+    struct store_event dup = {"r", 2, 1, 1, {0}, (const uint8_t *)"x", 1, {0}, 0, 0};
     CHECK_EQ_INT(store_put_event(s, &dup), 0);
     CHECK_EQ_INT(store_put_snapshot(s, "r", 4, (const uint8_t *)"snap", 4), 0);
     CHECK(store_last_seq(s, "r", &last) != 0); /* the batch has failed */
@@ -470,7 +470,7 @@ TEST(reconnects_after_the_server_drops_it)
     drop_connections(admin);
     CHECK(ping_until_back(s) >= 1); /* the drop is noticed by the first */
     CHECK_EQ_INT(store_begin(s), 0);
-    struct store_event ev = {"c", 1, 1, 1, {0}, (const uint8_t *)"x", 1, {0}, 0};
+    struct store_event ev = {"c", 1, 1, 1, {0}, (const uint8_t *)"x", 1, {0}, 0, 0};
     CHECK_EQ_INT(store_put_event(s, &ev), 0);
     CHECK_EQ_INT(store_commit(s), 0);
     uint64_t last = 0;

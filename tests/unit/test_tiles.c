@@ -396,7 +396,7 @@ static void import_store(const char *root, char *url, size_t cap)
     CHECK_EQ_INT(engine_define(h, def, strlen(def), seed, 1000, &ev, err, sizeof err), ENGINE_OK);
     size_t len = event_encode(&ev, buf, sizeof buf);
     CHECK(len <= sizeof buf);
-    struct store_event se = {"h", ev.seq, ev.time_ms, ev.type, {0}, buf, len, {0}, 0};
+    struct store_event se = {"h", ev.seq, ev.time_ms, ev.type, {0}, buf, len, {0}, 0, 0};
     CHECK_EQ_INT(store_put_event(s, &se), 0);
     store_close(s);
     engine_hunt_destroy(h);

@@ -45,7 +45,7 @@ static void read_row(struct fuzz_in *in, struct row *r, uint64_t seq)
 
 static int put(struct store *s, const struct row *r)
 {
-    struct store_event ev = {r->hunt, r->seq, r->time, (uint8_t)r->type, {0}, r->data, r->data_len, {0}, 0};
+    struct store_event ev = {r->hunt, r->seq, r->time, (uint8_t)r->type, {0}, r->data, r->data_len, {0}, 0, 0};
     struct store_player pl = {{0}, r->text, r->time, r->gen};
     struct store_refresh rt = {{0}, {0}, r->gen, r->time, r->type & 1};
     struct store_idem id = {r->hunt,     r->key, {0}, r->type, (const char *)r->data,
