@@ -128,7 +128,7 @@ ifndef SANITIZE
 	$(MAKE) fuzz-build
 	@BUILD=$(BUILD) bash tests/run_all.sh
 else
-	@BUILD=$(BUILD) NO_FUZZ=1 bash tests/run_all.sh
+	@BUILD=$(BUILD) NO_FUZZ=1 SAN_PASS=1 bash tests/run_all.sh
 endif
 
 unit: all

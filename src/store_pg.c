@@ -95,7 +95,8 @@ enum {
     Q_PUT_EVENT, Q_PUT_PLAYER, Q_PUT_REFRESH, Q_DROP_REFRESH, Q_USE_REFRESH, Q_PRUNE_REFRESH,
     Q_PUT_IDEM, Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS,
     Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_GET_IDEM, Q_PING, Q_PUT_BLOB, Q_GET_BLOB, Q_PUT_TILE,
-    Q_PUT_MAPVER, Q_PRUNE_MAPVER, Q_TILES, Q_MAPVERS, Q_LAST_SEQ, Q_BLOBS, Q_GET_PLAYER, Q_MAX
+    Q_PUT_MAPVER, Q_PRUNE_MAPVER, Q_TILES, Q_MAPVERS, Q_LAST_SEQ, Q_BLOBS, Q_GET_PLAYER,
+    Q_PUT_EVENTS, Q_MAX
 };
 
 static const char *const SQL[Q_MAX] = {
@@ -155,6 +156,10 @@ static const char *const SQL[Q_MAX] = {
                 "LIMIT $2::int8",
     [Q_GET_PLAYER] = "SELECT id,display_name,created_ms,gen FROM veltrix.players "
                      "WHERE id=$1::bytea",
+    /* A batch's events in one statement: seven binary arrays, one per column (ev_flush). */
+    [Q_PUT_EVENTS] = "INSERT INTO veltrix.events(hunt,seq,time_ms,type,player,data,hash) "
+                     "SELECT * FROM unnest($1::text[],$2::int8[],$3::int8[],$4::int2[],"
+                     "$5::bytea[],$6::bytea[],$7::bytea[])",
 };
 
 /* Snapshots run unprepared (rare; and possibly on the second connection). */
@@ -216,6 +221,44 @@ static const char *const MIGRATIONS[] = {
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
 #define PG(base) ((struct pg *)(base))
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+
+static int buf_put(struct buf *b, const void *data, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 65536;
+        while (cap < b->len + n) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            free(b->p);
+            *b = (struct buf){0};
+            return -1;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+    return 0;
+}
+
+/* A field of COPY's binary format: its length (int32), then its bytes. */
+static int buf_field(struct buf *b, const void *data, size_t n)
+{
+    uint32_t len = htobe32((uint32_t)n);
+    return n > INT32_MAX || buf_put(b, &len, 4) ? -1 : buf_put(b, data, n);
+}
+
+static int buf_int(struct buf *b, uint64_t v, size_t bytes) /* int8 or int2, big-endian */
+{
+    uint64_t v64 = htobe64(v);
+    uint16_t v16 = htobe16((uint16_t)v);
+    return bytes == 8 ? buf_field(b, &v64, 8) : buf_field(b, &v16, 2);
+}
+
 struct pg {
     struct store base; /* first: store.c dispatches through it */
     PGconn *conn;
@@ -239,6 +282,11 @@ struct pg {
         uint64_t *epoch;
         size_t n, cap;
     } fence;
+    /* The batch's events, column by column as the elements of binary arrays (a 20-byte
+     * header is left free at the front of each), sent as one INSERT before the fence and
+     * COMMIT (ev_flush). */
+    struct buf ev_col[7];
+    size_t ev_n;
     char *fenced_text;   /* the hunts of the last fenced commit, split in place */
     const char **fenced; /* pointers into fenced_text */
     size_t n_fenced;
@@ -868,6 +916,7 @@ static void pg_close(struct store *base)
     free(s->password);
     free(s->fence.hunt);
     free(s->fence.epoch);
+    for (int i = 0; i < 7; i++) free(s->ev_col[i].p);
     free(s->fenced_text);
     free(s->fenced);
     free(s);
@@ -1044,11 +1093,53 @@ static int put(struct pg *s, int q, const struct args *a)
     return 0;
 }
 
+/* ---- a batch's events: one INSERT of seven binary arrays --------------------------------
+ * One statement per batch instead of one per event: the server parses, plans and answers
+ * once (measured: see README "The store on PostgreSQL"). Array wire format (array_send):
+ * ndim, has-null flag, element type OID, then per dimension its size and lower bound, then
+ * each element as int32 length (-1: NULL) and its bytes. */
+static const uint32_t EV_OID[7] = {25, 20, 20, 21, 17, 17, 17}; /* text int8 int8 int2 bytea */
+
+static int ev_add(struct pg *s, const struct store_event *ev)
+{
+    static const char head[20];
+    static const uint32_t null = 0xffffffffu;
+    struct buf *c = s->ev_col;
+    int bad = 0;
+    if (!s->ev_n)
+        for (int i = 0; i < 7; i++) c[i].len = 0, bad |= buf_put(&c[i], head, sizeof head);
+    bad |= buf_field(&c[0], ev->hunt, strlen(ev->hunt)) || buf_int(&c[1], ev->seq, 8) ||
+           buf_int(&c[2], (uint64_t)ev->time_ms, 8) || buf_int(&c[3], ev->type, 2) ||
+           buf_field(&c[4], ev->player, 16) ||
+           buf_field(&c[5], ev->data_len ? (const void *)ev->data : "", ev->data_len) ||
+           (ev->has_hash ? buf_field(&c[6], ev->hash, 32) : buf_put(&c[6], &null, 4));
+    if (bad) return s->txn_err = STORE_EIO;
+    s->ev_n++;
+    return 0;
+}
+
+/* Sends the batch's events gathered so far into its pipeline. */
+static int ev_flush(struct pg *s)
+{
+    if (!s->ev_n) return s->txn_err;
+    struct args a = {0};
+    for (int i = 0; i < 7; i++) {
+        uint32_t h[5] = {htobe32(1), htobe32(i == 6), htobe32(EV_OID[i]),
+                         htobe32((uint32_t)s->ev_n), htobe32(1)};
+        memcpy(s->ev_col[i].p, h, sizeof h);
+        arg_bytes(&a, s->ev_col[i].p, s->ev_col[i].len);
+    }
+    int rc = put(s, Q_PUT_EVENTS, &a); /* libpq copies the parameters before returning */
+    s->ev_n = 0;
+    return rc;
+}
+
 /* Runs query q and returns its rows (the caller PQclears), or NULL after logging. */
 static PGresult *query(struct pg *s, int q, const struct args *a)
 {
     char name[8];
     snprintf(name, sizeof name, "q%d", q);
+    if (s->in_txn) ev_flush(s);
     if (s->in_txn ? settle(s) : ensure_conn(s)) return NULL; /* a failed batch reads nothing */
     PGresult *r = run(s->conn, s->timeout_ms, NULL, name, a);
     if (result_err(s, r, PGRES_TUPLES_OK)) {
@@ -1074,6 +1165,7 @@ static int pg_begin(struct store *base)
     s->txn_err = 0;
     s->fence.n = 0;
     s->n_fenced = 0;
+    s->ev_n = 0;
     return 0;
 }
 
@@ -1143,6 +1235,7 @@ static int pg_commit(struct store *base)
     int rc = s->txn_err;
     if (!rc && PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF && !PQenterPipelineMode(s->conn))
         rc = STORE_EIO;
+    if (!rc) rc = ev_flush(s);
     if (!rc && s->fence.n) rc = fence_send(s);
     if (!rc && !PQsendQueryParams(s->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0)) rc = STORE_EIO;
     if (!rc) rc = settle(s);
@@ -1175,6 +1268,7 @@ static int pg_put_event(struct store *base, const struct store_event *ev)
     if (ev->epoch && PG(base)->in_txn && fence_add(&PG(base)->fence, ev->hunt, ev->epoch))
         return PG(base)->txn_err = STORE_EIO;
     if (ev->epoch && !PG(base)->in_txn) return STORE_ENOTSUP; /* a fence needs a batch */
+    if (PG(base)->in_txn) return PG(base)->txn_err ? PG(base)->txn_err : ev_add(PG(base), ev);
     return put(PG(base), Q_PUT_EVENT, &a);
 }
 
@@ -1826,44 +1920,6 @@ static int pg_each_snapshot(struct store *base, store_hunt_snapshot_cb cb, void 
 }
 
 /* Appends to a growing buffer; -1 when out of memory (the buffer is then freed). */
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
-static int buf_put(struct buf *b, const void *data, size_t n)
-{
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 65536;
-        while (cap < b->len + n) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            free(b->p);
-            *b = (struct buf){0};
-            return -1;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    return 0;
-}
-
-/* A field of COPY's binary format: its length (int32), then its bytes. */
-static int buf_field(struct buf *b, const void *data, size_t n)
-{
-    uint32_t len = htobe32((uint32_t)n);
-    return n > INT32_MAX || buf_put(b, &len, 4) ? -1 : buf_put(b, data, n);
-}
-
-static int buf_int(struct buf *b, uint64_t v, size_t bytes) /* int8 or int2, big-endian */
-{
-    uint64_t v64 = htobe64(v);
-    uint16_t v16 = htobe16((uint16_t)v);
-    return bytes == 8 ? buf_field(b, &v64, 8) : buf_field(b, &v16, 2);
-}
-
 /* evs as COPY's binary format: the signature, flags and header extension (both 0), a
  * tuple per event (its field count, then each field, in the column order of COPY_EVENTS
  * and of the types of veltrix.events: text, int8, int8, int2, bytea, bytea, and the

@@ -315,7 +315,8 @@ def demo_map_is_served():
 def run_import(data, name, d, extra=(), timeout=120):
     """(exit code, stderr) of `veltrix tiles import`; a hang past timeout fails the test."""
     try:
-        p = subprocess.run([vx.BIN, "tiles", "import", name, d, "--data", data] + list(extra),
+        store = ["--store", vx.pg_store_of(data)] if vx.STORE == "pg" else []
+        p = subprocess.run([vx.BIN, "tiles", "import", name, d, "--data", data] + store + list(extra),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise AssertionError("tiles import of %s still running after %d s (killed)" % (d, timeout))
@@ -331,6 +332,9 @@ def write_tiles(d, files):
 
 @test
 def import_command():
+    if vx.on_pg("it checks that the embedded store's lock refuses an import while the server "
+                "runs; on PostgreSQL nothing locks an import out (store_lock is SQLite's)"):
+        return
     s = vx.Server().start()
     c = s.client()
     hunt(c, "im", 16, 16)

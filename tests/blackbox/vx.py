@@ -72,6 +72,29 @@ def short(x, n=300):
 
 
 # --------------------------------------------------------------------------- server
+# VELTRIX_TEST_STORE=pg runs every server a test starts on PostgreSQL (tests/run_all.sh
+# runs the black-box suite once more that way): a fresh database per data directory, so a
+# server restarted on the same data keeps its store. Tests about the embedded store itself
+# skip under it with a reason (skip_on_pg).
+STORE = os.environ.get("VELTRIX_TEST_STORE", "sqlite")
+_pg_stores = {}
+
+
+def pg_store_of(data):
+    if data not in _pg_stores:
+        import pgutil  # noqa: E402 (only when asked: starts a PostgreSQL on first use)
+        _pg_stores[data] = pgutil.fresh_db("vx_suite")
+    return _pg_stores[data]
+
+
+def on_pg(reason):
+    """Skips the calling test (raises Skip, counted as skipped) when this run is on
+    PostgreSQL and the test is about the embedded SQLite store; False otherwise."""
+    if STORE == "pg":
+        raise Skip("on PostgreSQL: " + reason)
+    return False
+
+
 class Server:
     def __init__(self, admin_key=ADMIN_KEY, token_ttl=None, fsync=None, demo=False,
                  env=None, args=(), data=None, shared=False):
@@ -94,6 +117,8 @@ class Server:
     # command line and environment
     def cmd(self):
         c = [self.bin, "serve", "--listen", "127.0.0.1:%d" % self.port, "--data", self.data]
+        if STORE == "pg" and not any(a == "--store" or a.startswith("--store=") for a in self.args):
+            c += ["--store", pg_store_of(self.data)]
         if self.admin_key is not None:
             c += ["--admin-key", self.admin_key]
         if self.token_ttl is not None:
