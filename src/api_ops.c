@@ -72,6 +72,8 @@ static void render_log(struct metrics_buf *b)
                    log_store_down(api_app.log), (unsigned long long)metrics_get(&s->outages),
                    (unsigned long long)log_lag_ms(api_app.log),
                    (unsigned long long)api_app.writes_rejected_busy);
+    metrics_printf(b, "# TYPE veltrix_log_fenced_total counter\nveltrix_log_fenced_total %llu\n",
+                   (unsigned long long)metrics_get(&s->fenced));
     metrics_printf(b, "# TYPE veltrix_log_batch_entries histogram\n");
     metrics_render_hist(b, "veltrix_log_batch_entries", "", &s->batch_entries, 1);
     metrics_printf(b, "# TYPE veltrix_log_commit_seconds histogram\n");
