@@ -199,6 +199,9 @@ def the_same_answer_through_any_node():
             ts.append((time.perf_counter() - t0) * 1000)
         ts.sort()
         print("  %s: p50 %.2f ms, p99 %.2f ms (200 sequential requests)" % (label, ts[100], ts[197]))
+    # Persistent connections: the sequential writes above reused one connection.
+    opened = vx.metric(cx, "veltrix_forward_connections_opened_total")
+    true(opened <= 3, "connections opened to forward %d writes: %d" % (len(pairs) + 200, opened))
 
 
 @test
