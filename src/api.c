@@ -176,13 +176,15 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
     http_set_routes(routes, sizeof routes / sizeof routes[0]);
     struct http_limits hl = {HTTP_HEAD_BYTES_MAX, HTTP_BODY_BYTES_DEFAULT, api_big_body_ok};
     http_set_limits(&hl);
+    api_cluster_start(net_loop(net));
     return 0;
 }
 
 static void demo_done(void *arg, int status)
 {
     struct live_pending *lp = arg;
-    if (lp->frame) live_publish(api_app.live, lp->h, lp->frame);
+    if (lp->frame && !status) live_publish(api_app.live, lp->h, lp->frame);
+    else if (lp->frame) ws_buf_unref(lp->frame); /* fenced: never written */
     free(lp);
 }
 
@@ -254,6 +256,7 @@ static void free_hunt(void *v, void *ctx)
 
 void api_deinit(void)
 {
+    api_cluster_stop();
     forward_destroy(api_app.fwd);
     live_destroy(api_app.live);
     hmap_each(&api_app.players, free_player, NULL);

@@ -166,6 +166,10 @@ int api_write_epoch(const char *hunt, uint64_t *epoch);
 /* The store refused a write of hunt because its lease moved (STORE_EFENCED): the hunt's
  * memory holds events that never landed. Called once per refused write. */
 void api_hunt_fenced(const char *hunt);
+/* Several nodes: starts following the store for the hunts this node does not own (a timer
+ * on loop); a single node only initializes. api_cluster_stop undoes it. */
+void api_cluster_start(void *loop);
+void api_cluster_stop(void);
 /* ---- api_players.c */
 struct player *api_add_player(const uint8_t id[16], const char *name, int64_t created,
                               uint32_t gen);

@@ -769,6 +769,17 @@ void engine_hunt_destroy(struct hunt *h)
     free(h);
 }
 
+void engine_hunt_move(struct hunt *dst, struct hunt *src)
+{
+    struct hunt old = *dst;
+    char *id = dst->id;
+    *dst = *src;
+    dst->id = id;
+    old.id = src->id;
+    *src = old;
+    engine_hunt_destroy(src);
+}
+
 const char *engine_hunt_id(const struct hunt *h)
 {
     return h->id;

@@ -89,6 +89,11 @@ struct hunt; /* opaque */
 /* A hunt with no definition and seq 0. id is copied. NULL when out of memory. */
 struct hunt *engine_hunt_create(const char *id);
 void engine_hunt_destroy(struct hunt *h);
+/* Moves src's state into dst and destroys src and dst's old state: dst keeps its address
+ * (and id), so whoever holds it sees the new state. Both must have the same id. For a
+ * hunt rebuilt from the store while pointers to it live on (several nodes: a fenced
+ * owner's memory was ahead of the store). */
+void engine_hunt_move(struct hunt *dst, struct hunt *src);
 const char *engine_hunt_id(const struct hunt *h);
 uint64_t engine_seq(const struct hunt *h);
 int engine_defined(const struct hunt *h);

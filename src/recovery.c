@@ -10,6 +10,8 @@
 
 struct load_ctx {
     struct store *reader;
+    recovery_event_cb on_event; /* recovery_catch_up's (NULL: recovery at start) */
+    void *on_event_ctx;
     const struct recovery_config *cfg;
     struct recovery_stats *st;
     struct hunt *h;
@@ -44,6 +46,7 @@ static int load_event(const struct store_event *se, void *arg)
         return -1;
     }
     c->st->events++;
+    if (c->on_event) c->on_event(c->h, &ev, &out, c->on_event_ctx);
     return 0;
 }
 
@@ -184,4 +187,18 @@ int recovery_load_hunts(struct store *reader, const struct recovery_config *cfg,
     int rc = store_each_hunt(reader, each_hunt, &c);
     if (rc && !err[0]) snprintf(err, errcap, "cannot list the hunts in the store");
     return rc;
+}
+
+int64_t recovery_catch_up(struct store *reader, struct hunt *h, recovery_event_cb cb, void *ctx,
+                          char *err, size_t errcap)
+{
+    struct recovery_stats st = {0};
+    struct load_ctx c = {.reader = reader, .on_event = cb, .on_event_ctx = ctx, .st = &st,
+                         .h = h, .err = err, .errcap = errcap};
+    err[0] = '\0';
+    int rc = store_each_event(reader, engine_hunt_id(h), engine_seq(h) + 1, load_event, &c);
+    if (rc && !err[0])
+        snprintf(err, errcap, "hunt '%s': cannot read its log after seq %llu (%s)",
+                 engine_hunt_id(h), (unsigned long long)engine_seq(h), store_err_str(rc));
+    return rc ? -1 : (int64_t)st.events;
 }
