@@ -16,6 +16,16 @@
  *   landed. The hunt stops being writable here and is rebuilt from the store (snapshot +
  *   log) on the next tick, in place (engine_hunt_move: pointers to it stay valid).
  *
+ * - READ INDEX: a read that carries a player token (api_read_index) on a hunt this node
+ *   does not own first asks the store for the hunt's head seq and, when memory is behind,
+ *   catches up before answering: the owner answers a write only once it is durable, so
+ *   the player sees every write of theirs that was answered, whichever node took it.
+ *   Anonymous reads never wait. The head is asked at each such read (the read runs on the
+ *   event loop: a head fetched earlier may predate the write it must see).
+ * - LAG: per replica hunt, when memory was last known to be at the store's head, and how
+ *   many events each poll found behind; each applied event's age (its owner's clock to
+ *   this node's apply) goes into a histogram (/metrics).
+ *
  * This first slice reads the store from the event loop (one bounded round trip per hunt
  * and tick; veltrix_timeout_ms bounds each): fine for tens of hunts per node, and the
  * place to move to a thread of its own next (docs/DESIGN.md).
@@ -28,6 +38,7 @@
 
 #include <h2o.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define REPLICA_POLL_MS 50
@@ -42,7 +53,29 @@ static struct {
     int64_t hunts_listed_ms;
     int64_t said_ms; /* store errors are logged at most once per 10 s */
     int inited, started;
+    struct hmap reps;            /* hunt id -> struct rep (replica hunts seen here) */
+    struct metrics_hist age;     /* applied events' age: owner's clock -> applied here */
+    uint64_t read_index_reads;   /* token reads that asked the store for a hunt's head */
+    uint64_t read_index_waits;   /* ... and found memory behind it (caught up first) */
+    uint64_t applied;            /* events applied as a replica */
 } cl;
+
+/* A replica hunt's lag. Invariants: synced_ms only grows; behind is what the last
+ * successful look found (0: memory was at the head). */
+struct rep {
+    int64_t synced_ms; /* memory held every event committed before this (0: never yet) */
+    uint64_t behind;   /* events the last catch-up applied */
+};
+
+static struct rep *rep_of(const char *id)
+{
+    size_t len = strlen(id);
+    struct rep *p = hmap_get(&cl.reps, id, len);
+    if (p) return p;
+    p = calloc(1, sizeof *p);
+    VX_FATAL_IF(!p || hmap_put(&cl.reps, id, len, p));
+    return p;
+}
 
 static void complain(const char *msg)
 {
@@ -71,6 +104,9 @@ static void replica_event(struct hunt *h, const struct event *ev,
         store_get_player(api_app.reader, ev->player, player_row, NULL);
     struct ws_buf *f = live_event_frame(api_app.live, h, ev, out);
     if (f) live_publish(api_app.live, h, f);
+    int64_t age = api_now_ms() - ev->time_ms;
+    metrics_observe_ns(&cl.age, age > 0 ? (uint64_t)age * 1000000u : 0);
+    ++cl.applied;
     ++*(uint64_t *)ctx;
 }
 
@@ -79,11 +115,30 @@ static int catch_up(struct hunt *h)
 {
     char err[512];
     uint64_t n = 0;
+    int64_t t0 = api_now_ms();
     if (recovery_catch_up(api_app.reader, h, replica_event, &n, err, sizeof err) < 0) {
         complain(err);
         return -1;
     }
+    struct rep *p = rep_of(engine_hunt_id(h));
+    p->synced_ms = t0;
+    p->behind = n;
     return 0;
+}
+
+/* A hunt loaded whole (recovery, not replica_event): its ranked players that this node
+ * does not know yet (created on another node) are read from the store, so that the
+ * leaderboard names them. */
+static void learn_players(const struct hunt *h)
+{
+    static struct engine_lb_row rows[256];
+    size_t n, off = 0;
+    while ((n = engine_lb_top(h, off, 256, rows)) > 0) {
+        for (size_t i = 0; i < n; i++)
+            if (!hmap_get(&api_app.players, rows[i].player, 16))
+                store_get_player(api_app.reader, rows[i].player, player_row, NULL);
+        off += n;
+    }
 }
 
 /* Loads a hunt of the store this node does not hold yet. 0 or -1 (logged). */
@@ -104,6 +159,7 @@ static int load_new(const char *id)
     }
     VX_FATAL_IF(hmap_put(&api_app.hunts, id, strlen(id), h));
     VX_FATAL_IF(api_app.cfg.snap && snap_loaded(api_app.cfg.snap, id, from));
+    learn_players(h);
     return 0;
 }
 
@@ -121,6 +177,97 @@ int api_write_epoch(const char *hunt, uint64_t *epoch)
     }
     *epoch = e;
     return 1;
+}
+
+/* 1 when this node follows hunt as a replica now (several nodes, not its owner). */
+static int is_replica(const char *id)
+{
+    uint64_t e;
+    return api_app.cfg.node && !node_owns(api_app.cfg.node, id, &e);
+}
+
+void api_read_index(struct http_req *r, const char *id)
+{
+    struct http_str m = http_method(r);
+    size_t len = strlen(id);
+    int token = api_bearer(r).p || http_query(r, "token").p; /* live: ?token= too */
+    if (!is_replica(id) || m.len != 3 || memcmp(m.p, "GET", 3) || !token ||
+        hmap_get(&cl.rebuild, id, len))
+        return;
+    uint64_t head;
+    ++cl.read_index_reads;
+    if (store_last_seq(api_app.reader, id, &head)) {
+        complain("read index: cannot read a hunt's head seq (the read is answered as is)");
+        return;
+    }
+    struct hunt *h = hmap_get(&api_app.hunts, id, len);
+    if (h && engine_seq(h) >= head) return;
+    ++cl.read_index_waits;
+    if (!h) {
+        load_new(id);
+        return;
+    }
+    hmap_del(&cl.ready, id, len);
+    catch_up(h);
+}
+
+void api_replica_lag(const struct hunt *h, int64_t *ms, uint64_t *events)
+{
+    const char *id = engine_hunt_id(h);
+    uint64_t head;
+    *ms = 0;
+    *events = 0;
+    if (!is_replica(id)) return;
+    struct rep *p = rep_of(id);
+    int64_t since = p->synced_ms ? api_now_ms() - p->synced_ms : 0;
+    if (store_last_seq(api_app.reader, id, &head)) { /* the last look is all we know */
+        *ms = since;
+        *events = p->behind;
+        return;
+    }
+    if (head > engine_seq(h)) {
+        *events = head - engine_seq(h);
+        *ms = since;
+    }
+}
+
+struct lag_sum {
+    int64_t now, max_ms;
+    uint64_t events, hunts;
+};
+
+static void lag_of(const void *key, size_t klen, void *value, void *ctx)
+{
+    char id[ENGINE_ID_MAX + 1];
+    const struct rep *p = value;
+    struct lag_sum *s = ctx;
+    snprintf(id, sizeof id, "%.*s", (int)klen, (const char *)key);
+    if (!is_replica(id) || !p->synced_ms) return;
+    s->hunts++;
+    s->events += p->behind;
+    if (s->now - p->synced_ms > s->max_ms) s->max_ms = s->now - p->synced_ms;
+}
+
+void api_cluster_metrics(struct metrics_buf *b)
+{
+    struct lag_sum s = {.now = api_now_ms()};
+    if (cl.inited) hmap_each_entry(&cl.reps, lag_of, &s);
+    metrics_printf(b,
+                   "# TYPE veltrix_replica_hunts gauge\nveltrix_replica_hunts %llu\n"
+                   "# TYPE veltrix_replication_lag_ms gauge\nveltrix_replication_lag_ms %lld\n"
+                   "# TYPE veltrix_replication_lag_events gauge\n"
+                   "veltrix_replication_lag_events %llu\n"
+                   "# TYPE veltrix_replica_events_applied_total counter\n"
+                   "veltrix_replica_events_applied_total %llu\n"
+                   "# TYPE veltrix_read_index_total counter\nveltrix_read_index_total %llu\n"
+                   "# TYPE veltrix_read_index_waits_total counter\n"
+                   "veltrix_read_index_waits_total %llu\n",
+                   (unsigned long long)s.hunts, (long long)s.max_ms,
+                   (unsigned long long)s.events, (unsigned long long)cl.applied,
+                   (unsigned long long)cl.read_index_reads,
+                   (unsigned long long)cl.read_index_waits);
+    metrics_printf(b, "# TYPE veltrix_replication_event_age_seconds histogram\n");
+    metrics_render_hist(b, "veltrix_replication_event_age_seconds", "", &cl.age, 0);
 }
 
 void api_hunt_fenced(const char *hunt)
@@ -149,6 +296,7 @@ static void rebuild(const void *key, size_t klen, void *value, void *ctx)
                     "from the store, seq %llu -> %llu\n", id, (unsigned long long)engine_seq(h),
             (unsigned long long)engine_seq(fresh));
     engine_hunt_move(h, fresh);
+    learn_players(h);
 }
 
 static int list_hunt(const char *id, void *ctx)
@@ -190,6 +338,7 @@ void api_cluster_start(void *loop)
 {
     hmap_init(&cl.ready);
     hmap_init(&cl.rebuild);
+    hmap_init(&cl.reps);
     cl.inited = 1;
     if (!api_app.cfg.node) return;
     cl.loop = loop;
@@ -197,6 +346,11 @@ void api_cluster_start(void *loop)
     cl.poll_tick.cb = on_poll;
     h2o_timeout_link(cl.loop, &cl.poll_timeout, &cl.poll_tick);
     cl.started = 1;
+}
+
+static void free_value(void *value, void *ctx)
+{
+    free(value);
 }
 
 void api_cluster_stop(void)
@@ -209,5 +363,7 @@ void api_cluster_stop(void)
     if (!cl.inited) return;
     hmap_deinit(&cl.ready);
     hmap_deinit(&cl.rebuild);
+    hmap_each(&cl.reps, free_value, NULL);
+    hmap_deinit(&cl.reps);
     cl.inited = 0;
 }

@@ -166,6 +166,24 @@ int api_write_epoch(const char *hunt, uint64_t *epoch);
 /* The store refused a write of hunt because its lease moved (STORE_EFENCED): the hunt's
  * memory holds events that never landed. Called once per refused write. */
 void api_hunt_fenced(const char *hunt);
+/* Read-your-writes (ReadIndex): a GET carrying a player token (a bearer, or live's
+ * ?token=, so that a resume with since= on a replica finds every seq the client saw
+ * elsewhere), of hunt id, on a node that
+ * follows it as a replica, first brings the hunt up to the store's head (the owner
+ * answers a write once it is durable), loading it when it is not here yet. Anonymous
+ * reads, owners and a single node return at once. A store that does not answer: the read
+ * is answered from memory as is (logged). */
+void api_read_index(struct http_req *r, const char *id);
+/* How far this node's memory of h trails the store (0, 0 on the owner and a single node):
+ * *events committed that memory lacks (asks the store), *ms since memory was last known
+ * to hold every committed event (0 when it holds them now). */
+void api_replica_lag(const struct hunt *h, int64_t *ms, uint64_t *events);
+/* /metrics: veltrix_replica_hunts, veltrix_replication_lag_ms (max over replica hunts of
+ * the time since the last poll found memory at the head), veltrix_replication_lag_events
+ * (events the last poll of each replica hunt found behind, summed),
+ * veltrix_replica_events_applied_total, veltrix_read_index(_waits)_total and the
+ * histogram veltrix_replication_event_age_seconds (owner's clock -> applied here). */
+void api_cluster_metrics(struct metrics_buf *b);
 /* Several nodes: starts following the store for the hunts this node does not own (a timer
  * on loop); a single node only initializes. api_cluster_stop undoes it. */
 void api_cluster_start(void *loop);

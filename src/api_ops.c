@@ -74,6 +74,7 @@ static void render_log(struct metrics_buf *b)
                    (unsigned long long)api_app.writes_rejected_busy);
     metrics_printf(b, "# TYPE veltrix_log_fenced_total counter\nveltrix_log_fenced_total %llu\n",
                    (unsigned long long)metrics_get(&s->fenced));
+    api_cluster_metrics(b);
     metrics_printf(b, "# TYPE veltrix_log_batch_entries histogram\n");
     metrics_render_hist(b, "veltrix_log_batch_entries", "", &s->batch_entries, 1);
     metrics_printf(b, "# TYPE veltrix_log_commit_seconds histogram\n");

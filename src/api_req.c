@@ -34,6 +34,7 @@ int api_param_id(struct http_req *r, int i, char out[ENGINE_ID_MAX + 1])
 
 static struct hunt *find_hunt(struct http_req *r, const char *id)
 {
+    api_read_index(r, id); /* several nodes: a token read sees its own writes */
     struct hunt *h = hmap_get(&api_app.hunts, id, strlen(id));
     if (!h || !engine_defined(h)) {
         http_error(r, 404, "hunt_not_found", "no hunt '%s'", id);

@@ -11,6 +11,9 @@ Cluster).
   order without a gap, and resumes with `since` on another node.
 - kill -9 of the owner: a survivor takes the hunt over without a restart, and its state
   holds every acknowledged write exactly once (scores, seq, one chest owner); writes go on.
+- Read-your-writes (ReadIndex): a player's write answered by the owner is in that
+  player's very next read on another node (/me, stats), with no wait in the test; stats
+  and /metrics show the replication lag (0 on the owner).
 """
 import os
 import sys
@@ -25,7 +28,11 @@ del vx._tests[:]  # test_forward's own tests registered themselves on import
 
 
 def state(c, hunt, tok):
-    lb = vx.leaderboard(c, hunt)
+    r = c.req("GET", "/v1/hunts/%s/leaderboard" % hunt)
+    if r.status == 404:  # an anonymous read on a node that has not listed the hunt yet
+        return ("not here yet",)
+    check(r, 200)
+    lb = r.body
     st = c.ok("GET", "/v1/hunts/%s/stats" % hunt)
     me = c.ok("GET", "/v1/hunts/%s/me" % hunt, token=tok) if tok else None
     return lb, st.get("seq"), me
@@ -157,6 +164,55 @@ def a_killed_owner_is_replaced_with_every_acknowledged_write():
     eq(st["seq"], 1 + 8 + 1 + 1, "seqs gapless: definition, 8 scans, an open, a scan")
     again = vx.open_zone(cl.client("n1"), h, players[2][1], "vault")
     check(again, 404, "no_chest_available", what="the vault's one chest stays opened once")
+
+
+def metric(c, name):
+    r = c.req("GET", "/metrics")
+    check(r, 200)
+    for line in r.raw.decode().replace("{}", "").splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no %s in /metrics" % name)
+
+
+@test
+def a_token_read_on_a_replica_sees_the_players_own_writes():
+    cl = cluster()
+    owner = "n2"
+    (h,) = hunts_on(owner, 1, "ryw")
+    vx.put_hunt(cl.client("n2"), h, game_def("ryw"), status=201)
+    cl.owned([h])
+    pay = vx.codes_of(cl.client(owner), h)
+    pid, tok, _ = vx.new_player(cl.client("n1"), "Rey")
+    converge(cl, owner, h, tok)
+    waits0 = metric(cl.client("n3"), "veltrix_read_index_waits_total")
+    applied0 = metric(cl.client("n1"), "veltrix_replica_events_applied_total")
+    codes = [c for c in sorted(pay) if c.startswith("c")][:8]
+    for i, code in enumerate(codes):
+        r = vx.scan(cl.client(owner), h, tok, pay[code])
+        check(r, 200)
+        reader = cl.client("n1" if i % 2 else "n3")  # never the owner, no sleep in between
+        me = reader.ok("GET", "/v1/hunts/%s/me" % h, token=tok)
+        eq(me["score"], r.body["score"], "score in /me on a replica right after scan %d" % i)
+        true(code in me["scanned"], "%s in the replica's scanned list" % code)
+        st = reader.ok("GET", "/v1/hunts/%s/stats" % h, token=tok)
+        eq(st["replication_lag_events"], 0, "a token read of stats is caught up")
+    waits = metric(cl.client("n3"), "veltrix_read_index_waits_total") - waits0
+    print("  %d token reads on n3 found the replica behind and caught it up first" % waits)
+    # Anonymous reads never wait; the lag fields are there (0 on the owner).
+    st = cl.client(owner).ok("GET", "/v1/hunts/%s/stats" % h)
+    eq((st["replication_lag_ms"], st["replication_lag_events"]), (0, 0), "the owner's lag")
+    st = cl.client("n1").ok("GET", "/v1/hunts/%s/stats" % h)
+    true(st["replication_lag_ms"] >= 0 and st["replication_lag_events"] >= 0, "lag on n1: %s" % st)
+    print("  anonymous stats on a replica: replication_lag_ms %d, replication_lag_events %d"
+          % (st["replication_lag_ms"], st["replication_lag_events"]))
+    true(metric(cl.client("n1"), "veltrix_replica_hunts") >= 1, "n1 follows the hunt")
+    cl.client("n1").ok("GET", "/v1/hunts/%s/me" % h, token=tok)  # n1 at the head now
+    eq(metric(cl.client("n1"), "veltrix_replica_events_applied_total") - applied0, len(codes),
+       "events n1 applied as a replica since it was caught up")
+    print("  n1 /metrics: veltrix_replication_lag_ms %d, veltrix_replication_event_age_seconds_sum %s"
+          % (metric(cl.client("n1"), "veltrix_replication_lag_ms"),
+             metric(cl.client("n1"), "veltrix_replication_event_age_seconds_sum")))
 
 
 if __name__ == "__main__":
