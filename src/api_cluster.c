@@ -14,7 +14,9 @@
  *   (HUNTS_POLL_MS).
  * - FENCED: the store refused a write (STORE_EFENCED): memory holds events that never
  *   landed. The hunt stops being writable here and is rebuilt from the store (snapshot +
- *   log) on the next tick, in place (engine_hunt_move: pointers to it stay valid).
+ *   log) on the next tick, in place (engine_hunt_move: pointers to it stay valid); its
+ *   live subscribers then catch up from the store from the last seq they had
+ *   (live_rebase: the new owner's seqs were never published here).
  *
  * - READ INDEX: a read that carries a player token (api_read_index) on a hunt this node
  *   does not own first asks the store for the hunt's head seq and, when memory is behind,
@@ -297,6 +299,7 @@ static void rebuild(const void *key, size_t klen, void *value, void *ctx)
             (unsigned long long)engine_seq(fresh));
     engine_hunt_move(h, fresh);
     learn_players(h);
+    live_rebase(api_app.live, h, engine_seq(h)); /* subscribers get the store's seqs */
 }
 
 static int list_hunt(const char *id, void *ctx)

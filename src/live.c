@@ -743,6 +743,24 @@ int live_subscribe(struct live *l, struct hunt *h, void *sock, const uint8_t pla
     return 0;
 }
 
+void live_rebase(struct live *l, struct hunt *h, uint64_t seq)
+{
+    struct lhunt *lh = hmap_get(&l->hunts, &h, sizeof h);
+    if (!lh || seq == lh->seq) return;
+    uint64_t had = lh->seq;
+    for (size_t i = 0; i < lh->win_count; i++)
+        ws_buf_unref(lh->win[(lh->win_head + i) % l->cfg.window_events]);
+    lh->win_head = lh->win_count = 0;
+    arch_free(lh); /* it was joined to the window: rebuilt from the store on demand */
+    lh->seq = seq;
+    for (struct sub *s = lh->subs; s; s = s->next) {
+        if (!s->catching) catch_up_start(s, had); /* from had + 1, out of the store */
+        else rq_push(s);
+        ws_conn_flush(s->c);
+    }
+    lb_changed(lh);
+}
+
 /* ---- lifecycle and figures ------------------------------------------------------------ */
 
 struct live *live_create(void *loop, struct store *reader, const struct live_config *cfg,

@@ -77,6 +77,13 @@ int live_subscribe(struct live *l, struct hunt *h, void *sock, const uint8_t pla
 void live_position(struct live *l, struct hunt *h, const uint8_t player[16], double x, double y);
 
 size_t live_connections(const struct live *l, const struct hunt *h);
+/* h's memory was rebuilt from the store at seq (several nodes: a fenced owner held events
+ * that never landed, and others wrote seqs it never published): the published seq
+ * becomes seq, the window is emptied, and each subscriber catches up from the last seq
+ * it had, out of the store (the archive), as with since= (a resync when that is not
+ * possible: the hunt is over replay_events_max, or seq is behind what was published).
+ * Nothing when h has no live state or seq is what was published. */
+void live_rebase(struct live *l, struct hunt *h, uint64_t seq);
 void live_render_metrics(const struct live *l, struct metrics_buf *b);
 
 #endif
