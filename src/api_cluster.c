@@ -67,6 +67,8 @@ static struct {
 struct rep {
     int64_t synced_ms; /* memory held every event committed before this (0: never yet) */
     uint64_t behind;   /* events the last catch-up applied */
+    int64_t head_ms;   /* when stats last asked the store for the head (one ask per ms) */
+    uint64_t head;     /* what it said */
 };
 
 static struct rep *rep_of(const char *id)
@@ -221,11 +223,16 @@ void api_replica_lag(const struct hunt *h, int64_t *ms, uint64_t *events)
     *events = 0;
     if (!is_replica(id)) return;
     struct rep *p = rep_of(id);
-    int64_t since = p->synced_ms ? api_now_ms() - p->synced_ms : 0;
-    if (store_last_seq(api_app.reader, id, &head)) { /* the last look is all we know */
+    int64_t now = api_now_ms(), since = p->synced_ms ? now - p->synced_ms : 0;
+    if (p->head_ms == now) {
+        head = p->head;
+    } else if (store_last_seq(api_app.reader, id, &head)) { /* the last look is all we know */
         *ms = since;
         *events = p->behind;
         return;
+    } else {
+        p->head_ms = now;
+        p->head = head;
     }
     if (head > engine_seq(h)) {
         *events = head - engine_seq(h);

@@ -175,7 +175,8 @@ void api_hunt_fenced(const char *hunt);
  * is answered from memory as is (logged). */
 void api_read_index(struct http_req *r, const char *id);
 /* How far this node's memory of h trails the store (0, 0 on the owner and a single node):
- * *events committed that memory lacks (asks the store), *ms since memory was last known
+ * *events committed that memory lacks (asks the store, at most once per hunt and
+ * millisecond: concurrent stats share the answer), *ms since memory was last known
  * to hold every committed event (0 when it holds them now). */
 void api_replica_lag(const struct hunt *h, int64_t *ms, uint64_t *events);
 /* /metrics: veltrix_replica_hunts, veltrix_replication_lag_ms (max over replica hunts of
