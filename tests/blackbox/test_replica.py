@@ -11,6 +11,9 @@ Cluster).
   order without a gap, and resumes with `since` on another node.
 - kill -9 of the owner: a survivor takes the hunt over without a restart, and its state
   holds every acknowledged write exactly once (scores, seq, one chest owner); writes go on.
+- A fenced write (the hunt's lease epoch moved under the owner, bumped here in SQL) is
+  answered 503 hunt_moving, never lands, and the owner's memory is rebuilt from the
+  store: its state and its live stream equal the other nodes', and its retry lands once.
 - Read-your-writes (ReadIndex): a player's write answered by the owner is in that
   player's very next read on another node (/me, stats), with no wait in the test; stats
   and /metrics show the replication lag (0 on the owner).
@@ -20,6 +23,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pgutil  # noqa: E402
 import vx  # noqa: E402
 from test_forward import NODES, Cluster, game_def, hunts_on  # noqa: E402
 from vx import check, eq, true, test  # noqa: E402
@@ -213,6 +217,69 @@ def a_token_read_on_a_replica_sees_the_players_own_writes():
     print("  n1 /metrics: veltrix_replication_lag_ms %d, veltrix_replication_event_age_seconds_sum %s"
           % (metric(cl.client("n1"), "veltrix_replication_lag_ms"),
              metric(cl.client("n1"), "veltrix_replication_event_age_seconds_sum")))
+
+
+def durable(w, n):
+    """The next n durable events (seq, hash) of live client w."""
+    got = []
+    while len(got) < n:
+        m = w.recv_json()
+        if "hash" in m:
+            got.append((m["seq"], m["hash"]))
+    return got
+
+
+@test
+def a_fenced_write_never_lands_and_the_owner_is_rebuilt():
+    cl = cluster()
+    owner = "n1"
+    (h,) = hunts_on(owner, 1, "rfence")
+    vx.put_hunt(cl.client(owner), h, game_def("rfence"), status=201)
+    cl.owned([h])
+    pay = vx.codes_of(cl.client(owner), h)
+    players = [vx.new_player(cl.client(owner), "F%d" % i) for i in range(4)]
+    converge(cl, owner, h, None)
+    start = cl.client(owner).ok("GET", "/v1/hunts/%s/stats" % h)["seq"]
+    w1 = vx.live(cl.servers[owner].port, h, players[0][1])
+    w2 = vx.live(cl.servers["n2"].port, h, players[0][1])
+    eq((w1.status, w2.status), (101, 101), "live on the owner and on a replica")
+    fenced0 = metric(cl.client(owner), "veltrix_log_fenced_total")
+    acked, fenced, writes = {}, None, [(p, k) for k in range(1, 6) for p in players]
+    for pl, k in writes:
+        key = "fence-%s-%d" % (pl[0], k)
+        # The epoch moves under the owner; its next renewal (within a second) adopts it.
+        pgutil.psql(cl.url, "UPDATE veltrix.hunt_leases SET epoch = epoch + 1 WHERE hunt = '%s'" % h)
+        r = vx.scan(cl.client(owner), h, pl[1], pay["c%d" % k], headers={"Idempotency-Key": key})
+        if r.status == 200:
+            acked[pl[0]] = acked.get(pl[0], 0) + r.body["points"]
+            continue
+        check(r, 503, "hunt_moving", what="a write under an epoch that moved")
+        fenced = (pl, k, key)
+        break
+    true(fenced is not None, "no write was fenced in %d tries" % len(writes))
+    true(metric(cl.client(owner), "veltrix_log_fenced_total") > fenced0, "the log counted it")
+    pl, k, key = fenced
+    t0 = time.time()
+    while True:  # the same write again, same key: lands once the owner adopted the epoch
+        r = vx.scan(cl.client(owner), h, pl[1], pay["c%d" % k], headers={"Idempotency-Key": key})
+        if r.status == 200:
+            break
+        check(r, 503, "hunt_moving", what="while the owner adopts the new epoch")
+        true(time.time() - t0 < 15, "the owner never wrote the hunt again")
+        time.sleep(0.05)
+    print("  fenced write: landed on retry after %.2f s" % (time.time() - t0))
+    acked[pl[0]] = acked.get(pl[0], 0) + r.body["points"]
+    converge(cl, owner, h, pl[1])
+    lb = vx.leaderboard(cl.client(owner), h)
+    scores = {row["player_id"]: row["score"] for row in lb["entries"]}
+    eq(scores, acked, "the owner's scores: every acknowledged write once, the fenced one once")
+    seq = cl.client(owner).ok("GET", "/v1/hunts/%s/stats" % h)["seq"]
+    eq(seq, start + writes.index((pl, k)) + 1, "seqs: one per landed write")
+    a, b = durable(w1, seq - start), durable(w2, seq - start)
+    eq([x[0] for x in a], list(range(start + 1, seq + 1)), "the owner's stream: gapless")
+    eq(a, b, "the same seqs and hashes on the owner's and a replica's streams")
+    w1.close()
+    w2.close()
 
 
 if __name__ == "__main__":
