@@ -1,17 +1,18 @@
-/* forward.c — see forward.h: the view of owners, the peers' connection pools, sending a
+/* forward.c — see forward.h: the view of owners, the connections to peers, sending a
  * request and relaying its answer, checking a forwarded request where it arrives.
  *
  * A forwarded request's life: forward_send() builds the head and copies the body (the
- * client may leave, and h2o then frees its request), takes a connection from the peer's
- * socketpool (h2o_http1client_connect_with_pool: a pooled idle connection that is still
- * open, or a new one), writes, reads the answer's head and body into its own buffer,
- * then answers the held client request in one go (http_send_ref) and the connection goes
- * back to the pool (libh2o does it when the answer was complete and keep-alive). */
+ * client may leave, and h2o then frees its request), takes an idle connection to the peer
+ * (or has the peer's h2o socketpool connect a new one: it resolves host names off the
+ * loop), writes, parses the answer's head (picohttpparser) and body as they come, answers
+ * the held client request in one go (http_send_ref), and the connection goes back to the
+ * peer's idle list. Connections are kept by this file rather than returned to the
+ * socketpool, which exports and imports the socket at every request (four epoll_ctl, two
+ * fcntl and a recv per request, measured). One timeout covers a request's whole way. */
 #include "forward.h"
 
 #include <arpa/inet.h>
 #include <h2o.h>
-#include <h2o/http1client.h>
 #include <h2o/socketpool.h>
 #include <h2o/url.h>
 #include <inttypes.h>
@@ -31,6 +32,7 @@
 #define VIEW_MAX_AGE_MS 100                  /* the view is parsed again after this */
 #define VIEW_MIN_AGE_MS 10                   /* ... or after a failure, but not sooner */
 #define ANSWER_BYTES_MAX (64u << 20)         /* a larger answer from a peer: 503 */
+#define HEAD_BYTES_MAX (64u << 10)         /* an answer's head larger than this: 503 */
 #define ADDR_TEXT_MAX 64
 
 /* The answer headers relayed to the client (h2o gives them in lower case). */
@@ -38,13 +40,17 @@ static const char *const RELAYED[] = {"content-type", "retry-after", "location",
                                       "idempotent-replayed", "etag", "cache-control"};
 #define N_RELAYED (sizeof RELAYED / sizeof RELAYED[0])
 
+struct conn;
+
 struct forward_peer {
     struct forward_peer *next;
     char id[CLUSTER_NODE_ID_MAX + 1];
     char *advertise;
     char authority[300]; /* the Host header */
-    h2o_socketpool_t pool;
-    size_t inflight;
+    h2o_socketpool_t pool; /* connects new connections (and resolves the host name) */
+    struct forward *f;
+    struct conn *idle;     /* idle connections, most recently used first */
+    size_t inflight, conns;
     uint8_t key[32]; /* the MAC key of requests sent to it */
 };
 
@@ -66,10 +72,9 @@ struct forward {
     struct forward_config c;
     char self[CLUSTER_NODE_ID_MAX + 1];
     uint8_t self_key[32];
-    h2o_timeout_t io_timeout;
+    h2o_timeout_t io_timeout, idle_timeout;
     h2o_multithread_queue_t *queue; /* name lookups (advertise URLs with a host name) */
     h2o_multithread_receiver_t getaddr;
-    h2o_http1client_ctx_t ctx;
     struct forward_peer *peers;
     struct fwd *inflight; /* every request in flight, for forward_destroy */
     struct view_node *nodes;
@@ -77,7 +82,7 @@ struct forward {
     struct view_hunt *hunts;
     size_t n_hunts;
     int64_t view_ms, stale; /* when the view was parsed; stale: parse again soon */
-    uint64_t results[R_N];
+    uint64_t results[R_N], conns_opened;
     struct metrics_hist latency;
 };
 
@@ -87,14 +92,16 @@ struct fwd {
     struct forward_peer *p;
     struct fwd *prev, *next;
     struct http_req *r; /* held */
-    h2o_http1client_t *client;
+    struct conn *c;     /* the connection carrying it (NULL: connecting, or answered) */
+    h2o_socketpool_connect_request_t *connecting;
+    h2o_timeout_entry_t timeout;
     h2o_iovec_t out[2]; /* head, body */
     char *head, *body;
     int status;
     struct http_hdr hdrs[N_RELAYED];
     size_t n_hdrs;
     char *answer;
-    size_t answer_len, answer_cap;
+    size_t answer_len;
     uint64_t t0_ns;
 };
 
@@ -128,7 +135,9 @@ static struct forward_peer *peer_get(struct forward *f, const char *id, const ch
     snprintf(p->id, sizeof p->id, "%s", id);
     memcpy(p->authority, u.authority.base, u.authority.len);
     h2o_socketpool_init_by_hostport(&p->pool, u.host, h2o_url_get_port(&u), 0, f->c.inflight_max);
+    /* It keeps no socket (connections come back to p->idle), but it needs its loop. */
     h2o_socketpool_set_timeout(&p->pool, f->c.loop, f->c.idle_ms);
+    p->f = f;
     node_key(f, id, p->key);
     p->next = f->peers;
     f->peers = p;
@@ -224,12 +233,36 @@ enum forward_where forward_route(struct forward *f, const char *hunt, struct for
     return FORWARD_NOWHERE;
 }
 
-/* ---- sending and relaying ------------------------------------------------------------ */
+/* ---- connections to peers ------------------------------------------------------------
+ * Each peer has a list of idle connections; a request takes one (or a new one, connected
+ * by the peer's socketpool: it resolves a host name off the loop) and gives it back once
+ * the answer is complete. A connection is always reading: an idle one that gets data or
+ * is closed by the peer is closed, a busy one parses the answer as it comes. One request
+ * at a time per connection (no pipelining). */
+
+struct phr_header { /* picohttpparser, inside libh2o (no header file installed) */
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+int phr_parse_response(const char *buf, size_t len, int *minor_version, int *status,
+                       const char **msg, size_t *msg_len, struct phr_header *headers,
+                       size_t *num_headers, size_t last_len);
+
+struct conn {
+    struct conn *next; /* in the peer's idle list */
+    struct forward_peer *p;
+    h2o_socket_t *sock;
+    struct fwd *w;             /* the request it carries; NULL: idle */
+    h2o_timeout_entry_t idle;  /* closes it after idle_ms unused */
+};
 
 /* Takes w off the list of requests in flight (it is being answered). */
 static void detach(struct fwd *w)
 {
     struct forward *f = w->f;
+    if (h2o_timeout_is_linked(&w->timeout)) h2o_timeout_unlink(&w->timeout);
     if (w->prev) w->prev->next = w->next;
     else f->inflight = w->next;
     if (w->next) w->next->prev = w->prev;
@@ -251,7 +284,6 @@ static void answer_sent(void *arg) { fwd_free(arg); }
 /* The whole answer came: relay it (w is freed once h2o has sent it). */
 static void relay(struct fwd *w)
 {
-    w->client = NULL; /* libh2o frees it when the callback returns */
     detach(w);
     w->f->results[R_RELAYED]++;
     if (w->status == 503) w->f->stale = 1; /* e.g. hunt_moving: the owner may have changed */
@@ -260,9 +292,9 @@ static void relay(struct fwd *w)
                   w->answer_len, answer_sent, w);
 }
 
+/* No answer: 503 hunt_moving (the connection, if any, is closed by the caller). */
 static void fail(struct fwd *w, const char *why)
 {
-    w->client = NULL;
     detach(w);
     w->f->results[R_UNREACHABLE]++;
     w->f->stale = 1; /* the owner may have moved: read the view again */
@@ -271,76 +303,169 @@ static void fail(struct fwd *w, const char *why)
     fwd_free(w);
 }
 
-static int on_body(h2o_http1client_t *client, const char *errstr)
+static void conn_close(struct conn *c)
 {
-    struct fwd *w = client->data;
-    h2o_buffer_t *in = client->sock->input;
-    if (errstr && errstr != h2o_http1client_error_is_eos) {
-        fail(w, errstr);
-        return -1;
-    }
-    if (in->size) {
-        if (w->answer_len + in->size > ANSWER_BYTES_MAX) {
-            fail(w, "answer too large");
-            return -1;
+    struct conn **pp;
+    if (h2o_timeout_is_linked(&c->idle)) h2o_timeout_unlink(&c->idle);
+    for (pp = &c->p->idle; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            break;
         }
-        if (w->answer_len + in->size > w->answer_cap) {
-            size_t cap = (w->answer_len + in->size) * 2;
-            char *a = realloc(w->answer, cap);
-            if (!a) {
-                fail(w, "out of memory");
-                return -1;
-            }
-            w->answer = a;
-            w->answer_cap = cap;
-        }
-        memcpy(w->answer + w->answer_len, in->bytes, in->size);
-        w->answer_len += in->size;
-        h2o_buffer_consume(&client->sock->input, in->size);
-    }
-    if (errstr == h2o_http1client_error_is_eos) relay(w);
-    return 0;
+    c->p->conns--;
+    h2o_socket_close(c->sock);
+    free(c);
 }
 
-static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *errstr,
-                                       int minor_version, int status, h2o_iovec_t msg,
-                                       h2o_header_t *headers, size_t num_headers, int rlen)
+/* The connection broke: its request (if any) fails, the connection is closed. */
+static void conn_fail(struct conn *c, const char *why)
 {
-    struct fwd *w = client->data;
-    if (errstr && errstr != h2o_http1client_error_is_eos) {
-        fail(w, errstr);
-        return NULL;
+    struct fwd *w = c->w;
+    c->w = NULL;
+    if (w) {
+        w->c = NULL;
+        fail(w, why);
     }
+    conn_close(c);
+}
+
+static void on_idle_timeout(h2o_timeout_entry_t *e)
+{
+    conn_close(H2O_STRUCT_FROM_MEMBER(struct conn, idle, e));
+}
+
+static void conn_idle(struct conn *c)
+{
+    c->w = NULL;
+    c->next = c->p->idle;
+    c->p->idle = c;
+    c->idle.cb = on_idle_timeout;
+    h2o_timeout_link(c->p->f->c.loop, &c->p->f->idle_timeout, &c->idle);
+}
+
+/* The answer's status, the headers to relay, its body length and whether the connection
+ * stays open. -1 for an answer this client does not take (chunked, no length). */
+static int answer_head(struct fwd *w, int minor, int status, const struct phr_header *h, size_t n,
+                       size_t *len, int *keep)
+{
+    int have_len = 0;
+    *keep = minor >= 1;
+    *len = 0;
     w->status = status;
-    for (size_t i = 0; i < num_headers && w->n_hdrs < N_RELAYED; i++)
-        for (size_t k = 0; k < N_RELAYED; k++) {
-            if (!h2o_memis(headers[i].name->base, headers[i].name->len, RELAYED[k],
-                           strlen(RELAYED[k])))
-                continue;
-            char *v = strndup(headers[i].value.base, headers[i].value.len);
-            if (!v) continue;
-            w->hdrs[w->n_hdrs++] = (struct http_hdr){RELAYED[k], v, headers[i].value.len};
+    for (size_t i = 0; i < n; i++) {
+        if (h2o_lcstris(h[i].name, h[i].name_len, H2O_STRLIT("content-length"))) {
+            if ((*len = h2o_strtosize(h[i].value, h[i].value_len)) == SIZE_MAX) return -1;
+            have_len = 1;
+        } else if (h2o_lcstris(h[i].name, h[i].name_len, H2O_STRLIT("transfer-encoding"))) {
+            return -1; /* Veltrix answers with a Content-Length */
+        } else if (h2o_lcstris(h[i].name, h[i].name_len, H2O_STRLIT("connection"))) {
+            *keep = h2o_contains_token(h[i].value, h[i].value_len, H2O_STRLIT("keep-alive"), ',') ||
+                    (minor >= 1 && !h2o_contains_token(h[i].value, h[i].value_len,
+                                                       H2O_STRLIT("close"), ','));
         }
-    if (errstr == h2o_http1client_error_is_eos) { /* no body (204, 304) */
-        relay(w);
-        return NULL;
+        for (size_t k = 0; k < N_RELAYED && w->n_hdrs < N_RELAYED; k++) {
+            if (!h2o_lcstris(h[i].name, h[i].name_len, RELAYED[k], strlen(RELAYED[k]))) continue;
+            char *v = strndup(h[i].value, h[i].value_len);
+            if (v) w->hdrs[w->n_hdrs++] = (struct http_hdr){RELAYED[k], v, h[i].value_len};
+        }
     }
-    return on_body;
+    return have_len || status == 204 || status == 304 ? 0 : -1;
 }
 
-static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr,
-                                          h2o_iovec_t **reqbufs, size_t *reqbufcnt,
-                                          int *method_is_head)
+/* Parses what has come of c's answer; relays it once whole. */
+static void conn_parse(struct conn *c)
 {
-    struct fwd *w = client->data;
-    if (errstr) {
-        fail(w, errstr);
-        return NULL;
+    struct phr_header h[64];
+    size_t n = 64, len;
+    int minor, status, keep;
+    const char *msg;
+    size_t msg_len;
+    h2o_buffer_t *in = c->sock->input;
+    int rlen = phr_parse_response(in->bytes, in->size, &minor, &status, &msg, &msg_len, h, &n, 0);
+    if (rlen == -2 && in->size <= HEAD_BYTES_MAX) return; /* the head is not all here yet */
+    struct fwd *w = c->w;
+    for (size_t i = 0; i < w->n_hdrs; i++) free((char *)w->hdrs[i].value);
+    w->n_hdrs = 0;
+    if (rlen < 0 || status < 200 || answer_head(w, minor, status, h, n, &len, &keep) ||
+        len > ANSWER_BYTES_MAX) {
+        conn_fail(c, "an answer this node cannot relay");
+        return;
     }
-    *reqbufs = w->out;
-    *reqbufcnt = w->out[1].len ? 2 : 1;
-    *method_is_head = 0;
-    return on_head;
+    if (in->size - (size_t)rlen < len) return; /* the body is not all here yet */
+    if (len && !(w->answer = malloc(len))) {
+        conn_fail(c, "out of memory");
+        return;
+    }
+    if (len) memcpy(w->answer, in->bytes + rlen, len);
+    w->answer_len = len;
+    h2o_buffer_consume(&c->sock->input, (size_t)rlen + len);
+    keep = keep && c->sock->input->size == 0;
+    c->w = NULL;
+    w->c = NULL;
+    relay(w);
+    if (keep) conn_idle(c);
+    else conn_close(c);
+}
+
+static void on_read(h2o_socket_t *sock, const char *err)
+{
+    struct conn *c = sock->data;
+    if (err || !c->w) { /* closed, or data on an idle connection: it is of no use */
+        conn_fail(c, err ? "connection lost" : "unexpected data");
+        return;
+    }
+    conn_parse(c);
+}
+
+static void on_written(h2o_socket_t *sock, const char *err)
+{
+    struct conn *c = sock->data;
+    if (err) conn_fail(c, "send failed");
+}
+
+/* Sends w's request on c. */
+static void conn_use(struct conn *c, struct fwd *w)
+{
+    if (h2o_timeout_is_linked(&c->idle)) h2o_timeout_unlink(&c->idle);
+    c->w = w;
+    w->c = c;
+    h2o_socket_write(c->sock, w->out, w->out[1].len ? 2 : 1, on_written);
+}
+
+static void on_connected(h2o_socket_t *sock, const char *err, void *data)
+{
+    struct fwd *w = data;
+    struct conn *c;
+    w->connecting = NULL;
+    if (!sock) {
+        fail(w, err ? err : "cannot connect");
+        return;
+    }
+    if (!(c = calloc(1, sizeof *c))) {
+        h2o_socket_close(sock);
+        fail(w, "out of memory");
+        return;
+    }
+    c->p = w->p;
+    c->sock = sock;
+    sock->data = c;
+    w->p->conns++;
+    w->f->conns_opened++;
+    h2o_socket_read_start(sock, on_read);
+    conn_use(c, w);
+}
+
+/* The request took longer than timeout_ms in all. */
+static void on_request_timeout(h2o_timeout_entry_t *e)
+{
+    struct fwd *w = H2O_STRUCT_FROM_MEMBER(struct fwd, timeout, e);
+    if (w->connecting) {
+        h2o_socketpool_cancel_connect(w->connecting);
+        w->connecting = NULL;
+        fail(w, "timeout");
+    } else if (w->c) {
+        conn_fail(w->c, "timeout");
+    }
 }
 
 /* A copy of header name's value (NUL-terminated; "" when absent), or NULL. */
@@ -431,7 +556,15 @@ void forward_send(struct forward *f, struct forward_peer *p, struct http_req *r,
     f->inflight = w;
     p->inflight++;
     w->r = http_hold(r);
-    h2o_http1client_connect_with_pool(&w->client, w, &f->ctx, &p->pool, on_connect);
+    w->timeout.cb = on_request_timeout;
+    h2o_timeout_link(f->c.loop, &f->io_timeout, &w->timeout);
+    struct conn *c = p->idle;
+    if (c) {
+        p->idle = c->next;
+        conn_use(c, w);
+    } else {
+        h2o_socketpool_connect(&w->connecting, &p->pool, f->c.loop, &f->getaddr, on_connected, w);
+    }
 }
 
 /* ---- the receiving side -------------------------------------------------------------- */
@@ -485,24 +618,28 @@ struct forward *forward_create(const struct forward_config *c)
     snprintf(f->self, sizeof f->self, "%s", node_id(c->node));
     node_key(f, f->self, f->self_key);
     h2o_timeout_init(c->loop, &f->io_timeout, c->timeout_ms);
+    h2o_timeout_init(c->loop, &f->idle_timeout, c->idle_ms);
     f->queue = h2o_multithread_create_queue(c->loop);
     h2o_multithread_register_receiver(f->queue, &f->getaddr, h2o_hostinfo_getaddr_receiver);
-    f->ctx = (h2o_http1client_ctx_t){c->loop, &f->getaddr, &f->io_timeout, NULL, NULL};
     return f;
 }
 
 void forward_destroy(struct forward *f)
 {
     if (!f) return;
-    while (f->inflight) {
+    while (f->inflight) { /* their clients get 503 hunt_moving (if the loop runs again) */
         struct fwd *w = f->inflight;
-        if (w->client) h2o_http1client_cancel(w->client);
-        detach(w);
-        http_error(w->r, 503, "hunt_moving", "this node is stopping; retry");
-        fwd_free(w);
+        if (w->connecting) {
+            h2o_socketpool_cancel_connect(w->connecting);
+            w->connecting = NULL;
+            fail(w, "this node is stopping");
+        } else {
+            conn_fail(w->c, "this node is stopping");
+        }
     }
     for (struct forward_peer *p = f->peers, *next; p; p = next) {
         next = p->next;
+        while (p->idle) conn_close(p->idle);
         h2o_socketpool_dispose(&p->pool);
         free(p->advertise);
         free(p);
@@ -511,6 +648,7 @@ void forward_destroy(struct forward *f)
     h2o_multithread_unregister_receiver(f->queue, &f->getaddr);
     h2o_multithread_destroy_queue(f->queue);
     h2o_timeout_dispose(f->c.loop, &f->io_timeout);
+    h2o_timeout_dispose(f->c.loop, &f->idle_timeout);
     free(f);
 }
 
@@ -527,8 +665,15 @@ void forward_render_metrics(struct forward *f, struct metrics_buf *b)
     for (int i = 0; i < R_N; i++)
         metrics_printf(b, "veltrix_forward_requests_total{result=\"%s\"} %llu\n", RESULT_NAME[i],
                        (unsigned long long)f->results[i]);
+    size_t conns = 0;
+    for (const struct forward_peer *p = f->peers; p; p = p->next) conns += p->conns;
     metrics_printf(b, "# TYPE veltrix_forward_in_flight gauge\nveltrix_forward_in_flight %zu\n",
                    forward_in_flight(f));
+    metrics_printf(b,
+                   "# TYPE veltrix_forward_connections gauge\nveltrix_forward_connections %zu\n"
+                   "# TYPE veltrix_forward_connections_opened_total counter\n"
+                   "veltrix_forward_connections_opened_total %llu\n",
+                   conns, (unsigned long long)f->conns_opened);
     metrics_printf(b, "# TYPE veltrix_forward_duration_seconds histogram\n");
     metrics_render_hist(b, "veltrix_forward_duration_seconds", "", &f->latency, 0);
 }

@@ -6,8 +6,9 @@
  * Idempotency-Key and Content-Type, and gains
  *   X-Veltrix-Forwarded: vf1.<this node>.<ms>.<mac>   (cluster_forward_sign)
  *   X-Veltrix-Client: <the client's address as this node saw it>
- * It travels over a pool of persistent HTTP/1.1 connections per peer (libh2o's client,
- * on the event loop: nothing here blocks), and the owner's answer comes back as it was:
+ * It travels over persistent HTTP/1.1 connections kept per peer (h2o sockets, connected
+ * by libh2o's socketpool, on the event loop: nothing here blocks; one request at a time
+ * per connection), and the owner's answer comes back as it was:
  * status, body byte for byte, and the headers a client may act on (Content-Type,
  * Retry-After, Location, Idempotent-Replayed, ETag, Cache-Control). An owner that cannot
  * be reached, or that breaks off its answer, gives 503 hunt_moving with Retry-After: 1
