@@ -13,8 +13,10 @@
  * this node's monotonic clock from the renewal's send time, than lease_ms - margin_ms;
  * a draining node takes nothing and releases what it holds.
  *
- * Not yet (next steps of the plan): writes are not gated by node_owns nor fenced by the
- * epoch in the commit, and writes for hunts owned elsewhere are not forwarded. */
+ * The rest of the node's part lives elsewhere: writes are gated by node_owns and carry the
+ * lease epoch that the store fences in the commit (api_cluster.c, store_pg.c), writes for
+ * hunts owned elsewhere are forwarded (forward.c), and hunts owned elsewhere are
+ * followed from the store (api_cluster.c). */
 #ifndef VELTRIX_NODE_H
 #define VELTRIX_NODE_H
 #include <stddef.h>
