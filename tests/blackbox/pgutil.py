@@ -7,7 +7,7 @@ import subprocess
 import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-_pg = {"url": None, "error": None, "proc": None, "dbs": 0}
+_pg = {"url": None, "error": None, "proc": None, "dbs": 0, "made": []}
 
 
 def server():
@@ -58,4 +58,21 @@ def fresh_db(tag="vx_bb"):
     psql(base, "DROP DATABASE IF EXISTS %s" % db)
     psql(base, "CREATE DATABASE %s" % db)
     u = urllib.parse.urlsplit(base)
-    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + db, u.query, u.fragment))
+    url = urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + db, u.query, u.fragment))
+    _pg["made"].append((db, url))
+    return url
+
+
+def drop_dbs(keep=()):
+    """Drops every database fresh_db made in this process except those whose URL is in
+    keep (a failed test's, left for a look); returns the names kept. Called at the end of a
+    black-box run (vx.main), after its servers are gone; WITH (FORCE) ends any session a
+    killed server's child left behind."""
+    kept = []
+    for db, url in _pg["made"]:
+        if url in keep:
+            kept.append(db)
+        else:
+            psql(_pg["url"], "DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
+    _pg["made"] = []
+    return kept
