@@ -41,9 +41,11 @@ def _stop():
         p.wait(60)
 
 
-def psql(url, sql):
-    """Runs sql with psql on url; returns its unaligned output."""
-    r = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+def psql(url, sql, *more):
+    """Runs sql (then each of more, each in a transaction of its own: -c) with one psql on
+    url; returns its unaligned output."""
+    cs = [a for q in (sql,) + more for a in ("-c", q)]
+    r = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url] + cs,
                        capture_output=True, timeout=60)
     if r.returncode:
         raise AssertionError("psql %r: %s" % (sql, r.stderr.decode(errors="replace").strip()))
@@ -55,8 +57,7 @@ def fresh_db(tag="vx_bb"):
     base = server()
     _pg["dbs"] += 1
     db = "%s_%d_%d" % (tag, os.getpid(), _pg["dbs"])
-    psql(base, "DROP DATABASE IF EXISTS %s" % db)
-    psql(base, "CREATE DATABASE %s" % db)
+    psql(base, "DROP DATABASE IF EXISTS %s" % db, "CREATE DATABASE %s" % db)
     u = urllib.parse.urlsplit(base)
     url = urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + db, u.query, u.fragment))
     _pg["made"].append((db, url))
