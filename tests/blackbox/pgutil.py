@@ -7,7 +7,7 @@ import subprocess
 import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-_pg = {"url": None, "error": None, "proc": None, "dbs": 0}
+_pg = {"url": None, "error": None, "proc": None, "dbs": 0, "made": []}
 
 
 def server():
@@ -41,9 +41,11 @@ def _stop():
         p.wait(60)
 
 
-def psql(url, sql):
-    """Runs sql with psql on url; returns its unaligned output."""
-    r = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+def psql(url, sql, *more):
+    """Runs sql (then each of more, each in a transaction of its own: -c) with one psql on
+    url; returns its unaligned output."""
+    cs = [a for q in (sql,) + more for a in ("-c", q)]
+    r = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url] + cs,
                        capture_output=True, timeout=60)
     if r.returncode:
         raise AssertionError("psql %r: %s" % (sql, r.stderr.decode(errors="replace").strip()))
@@ -55,7 +57,23 @@ def fresh_db(tag="vx_bb"):
     base = server()
     _pg["dbs"] += 1
     db = "%s_%d_%d" % (tag, os.getpid(), _pg["dbs"])
-    psql(base, "DROP DATABASE IF EXISTS %s" % db)
-    psql(base, "CREATE DATABASE %s" % db)
+    psql(base, "DROP DATABASE IF EXISTS %s" % db, "CREATE DATABASE %s" % db)
     u = urllib.parse.urlsplit(base)
-    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + db, u.query, u.fragment))
+    url = urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + db, u.query, u.fragment))
+    _pg["made"].append((db, url))
+    return url
+
+
+def drop_dbs(keep=()):
+    """Drops every database fresh_db made in this process except those whose URL is in
+    keep (a failed test's, left for a look); returns the names kept. Called at the end of a
+    black-box run (vx.main), after its servers are gone; WITH (FORCE) ends any session a
+    killed server's child left behind."""
+    kept = []
+    for db, url in _pg["made"]:
+        if url in keep:
+            kept.append(db)
+        else:
+            psql(_pg["url"], "DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
+    _pg["made"] = []
+    return kept

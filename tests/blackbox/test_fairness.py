@@ -275,7 +275,19 @@ def audit(*args):
 
 
 def store_copy(g, name):
-    """A consistent copy of the shared server's SQLite store (the backup API: it is live)."""
+    """A consistent copy of the shared server's store (the backup API: it is live): an
+    SQLite file in its data directory, or on PostgreSQL a fresh database (pg_dump of the
+    veltrix schema), whose URL is returned."""
+    if vx.STORE == "pg":
+        import pgutil
+        url = pgutil.fresh_db("vx_audit")
+        dump = subprocess.run(["pg_dump", "-n", "veltrix", "-d", vx.pg_store_of(g["s"].data)],
+                              capture_output=True, timeout=60)
+        eq(dump.returncode, 0, "pg_dump: %s" % short(dump.stderr))
+        r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url],
+                           input=dump.stdout, capture_output=True, timeout=60)
+        eq(r.returncode, 0, "psql < pg_dump: %s" % short(r.stderr))
+        return url
     path = os.path.join(g["s"].data, name)
     src = sqlite3.connect(os.path.join(g["s"].data, "veltrix.db"))
     dst = sqlite3.connect(path)
@@ -318,36 +330,42 @@ def audit_store_honest_and_tampered():
     g = game()
     c = g["c"]
     events, last, _ = export_log(c, "fair")
-    if vx.STORE == "pg":  # the honest audit of the PostgreSQL store the server runs on
-        rc, out, err = audit("fair", "--store", vx.pg_store_of(g["s"].data))
-        eq(rc, 0, "audit --store postgres:// on an honest store (stderr %s)" % short(err))
-        true("head: seq %d hash %s" % (last["head"]["seq"], last["head"]["hash"]) in out,
-             "the audit's head vs /log's: %s" % short(out))
-        vx.on_pg("the tampered stores are copies of the SQLite file")
-        return
-    path = store_copy(g, "audit-honest.db")
-    rc, out, err = audit("fair", "--store", "sqlite:" + path)
+    if vx.STORE == "pg":  # copies of the PostgreSQL store, tampered with in SQL
+        def tamper(name, sql):
+            url = store_copy(g, name)
+            import pgutil
+            pgutil.psql(url, sql)
+            return url
+        store = store_copy
+    else:
+        def tamper(name, sql):
+            p = store_copy(g, name)
+            db = sqlite3.connect(p)
+            db.execute(sql.replace("veltrix.", ""))
+            db.commit()
+            db.close()
+            return "sqlite:" + p
+
+        def store(g, name):
+            return "sqlite:" + store_copy(g, name)
+    path = store(g, "audit-honest.db")
+    rc, out, err = audit("fair", "--store", path)
     eq(rc, 0, "audit --store on an honest store (stderr %s)" % short(err))
     true("head: seq %d hash %s" % (last["head"]["seq"], last["head"]["hash"]) in out,
          "the audit's head vs /log's: %s" % short(out))
     true(re.search(r"draws: [1-9]\d* checked", out), "draws checked from the store: %s" % short(out))
-    vx.note("audit --store: " + " | ".join(out.strip().splitlines()[:2]))
+    vx.note("audit --store (%s): " % vx.STORE + " | ".join(out.strip().splitlines()[:2]))
     opens = [e for e in events if e["type"] == "chest_opened"]
     other = [e["player"] for e in events if "player" in e and e["player"] != opens[0]["player"]][0]
-    db = sqlite3.connect(store_copy(g, "audit-hash.db"))
-    db.execute("UPDATE events SET hash = zeroblob(32) WHERE hunt='fair' AND seq=5")
-    db.commit()
-    db.close()
-    audit_fails(("fair", "--store", "sqlite:" + os.path.join(g["s"].data, "audit-hash.db")), 5,
-                "a changed stored hash")
-    p = store_copy(g, "audit-owner.db")
-    db = sqlite3.connect(p)
-    db.execute("UPDATE events SET player=? WHERE hunt='fair' AND seq=?",
-               (uuid.UUID(other).bytes, opens[0]["seq"]))
-    db.commit()
-    db.close()
-    audit_fails(("fair", "--store", "sqlite:" + p), opens[0]["seq"], "a chest given to another player")
-    rc, _, err = audit("nope", "--store", "sqlite:" + path)
+    zero = "'\\x%s'" % ("00" * 32) if vx.STORE == "pg" else "zeroblob(32)"
+    audit_fails(("fair", "--store", tamper("audit-hash.db", "UPDATE veltrix.events SET hash = %s "
+                                           "WHERE hunt='fair' AND seq=5" % zero)),
+                5, "a changed stored hash")
+    other_lit = ("'\\x%s'::bytea" if vx.STORE == "pg" else "x'%s'") % uuid.UUID(other).hex
+    audit_fails(("fair", "--store", tamper("audit-owner.db", "UPDATE veltrix.events SET player=%s "
+                                           "WHERE hunt='fair' AND seq=%d" % (other_lit, opens[0]["seq"]))),
+                opens[0]["seq"], "a chest given to another player")
+    rc, _, err = audit("nope", "--store", path)
     eq(rc, 2, "audit of a hunt the store does not hold (%s)" % short(err))
 
 

@@ -327,6 +327,12 @@ def tokens_survive_restart():
 def refresh_rows(data_dir):
     """{player id (bytes): refresh rows} in the store of a stopped server, read only."""
     import sqlite3
+    if vx.STORE == "pg":  # the server's own fresh database (vx.pg_store_of)
+        import pgutil
+        out = pgutil.psql(vx.pg_store_of(data_dir), "SELECT encode(player,'hex'), count(*) "
+                          "FROM veltrix.refresh GROUP BY player")
+        return {bytes.fromhex(k): int(v) for k, v in
+                (line.split("|") for line in out.splitlines() if line)}
     db = sqlite3.connect("file:%s?mode=ro" % os.path.join(data_dir, "veltrix.db"), uri=True)
     try:
         return dict(db.execute("SELECT player, count(*) FROM refresh GROUP BY player").fetchall())
@@ -338,8 +344,6 @@ def refresh_rows(data_dir):
 def refresh_rows_stay_bounded():
     """Every refresh used to add a row that was never deleted (63k refreshes, 63k rows,
     all read at startup). The store keeps what reuse detection needs: the current token."""
-    if vx.on_pg("it counts the rows of the SQLite file (test_store_pg.c counts PostgreSQL's)"):
-        return
     n = 60
     s = vx.Server().start()
     c = s.client()

@@ -47,7 +47,14 @@ def converge(cl, owner, hunt, tok, timeout=15.0):
     want = state(cl.client(owner), hunt, tok)
     t0, last = time.time(), None
     while time.time() - t0 < timeout:
-        got = {n: state(cl.client(n), hunt, tok) for n in NODES if n in cl.alive}
+        got = {}
+        for n in NODES:
+            if n not in cl.alive:
+                continue
+            try:
+                got[n] = state(cl.client(n), hunt, tok)
+            except AssertionError as e:  # not loaded there yet (404): checked every 50 ms
+                got[n] = ("not yet", str(e)[:200])
         last = got
         if all(v == want for v in got.values()):
             return time.time() - t0

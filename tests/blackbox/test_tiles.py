@@ -332,9 +332,6 @@ def write_tiles(d, files):
 
 @test
 def import_command():
-    if vx.on_pg("it checks that the embedded store's lock refuses an import while the server "
-                "runs; on PostgreSQL nothing locks an import out (store_lock is SQLite's)"):
-        return
     s = vx.Server().start()
     c = s.client()
     hunt(c, "im", 16, 16)
@@ -347,8 +344,13 @@ def import_command():
             files[(x, "%d.%s" % (y, "svg" if (x + y) % 2 else "png"))] = tile_bytes(2, x, y, pad=1200)
     del files[(15, "15.png")]  # keeps the uploaded tile in the draft
     write_tiles(d, files)
-    rc, err = run_import(s.data, "im", d)
-    true(rc != 0 and "lock" in err, "import refused while the server runs (rc %d: %s)" % (rc, err.strip()))
+    if vx.STORE == "pg":  # store_lock is SQLite's: the rest of the test runs on PostgreSQL
+        vx.note("import_command: on PostgreSQL nothing refuses an import while the server "
+                "runs (not checked)")
+    else:
+        rc, err = run_import(s.data, "im", d)
+        true(rc != 0 and "lock" in err, "import refused while the server runs (rc %d: %s)"
+             % (rc, err.strip()))
     c.close()
     s.stop()
     rc, err = run_import(s.data, "im", d)

@@ -75,7 +75,8 @@ def short(x, n=300):
 # VELTRIX_TEST_STORE=pg runs every server a test starts on PostgreSQL (tests/run_all.sh
 # runs the black-box suite once more that way): a fresh database per data directory, so a
 # server restarted on the same data keeps its store. Tests about the embedded store itself
-# skip under it with a reason (skip_on_pg).
+# skip under it with a reason (on_pg). The databases are dropped at the end of the run
+# (main), but a failed test's, which are kept with its data directory and named.
 STORE = os.environ.get("VELTRIX_TEST_STORE", "sqlite")
 _pg_stores = {}
 
@@ -697,6 +698,14 @@ def run_all():
         for s in _servers:
             if s.data not in _failed_dirs and os.path.isdir(s.data) and "vx-bb-" in s.data:
                 shutil.rmtree(s.data, ignore_errors=True)
+    if "pgutil" in sys.modules and not args.keep:  # fresh databases were made
+        keep = {_pg_stores[d] for d in _failed_dirs if d in _pg_stores}
+        try:
+            for db in sys.modules["pgutil"].drop_dbs(keep):
+                _notes.append("kept PostgreSQL database %s (a failed test's store)" % db)
+        except AssertionError as e:
+            failed += 1
+            print("not ok drop_databases: %s" % e)
     for line in _notes:
         print("# " + line)
     print("# %.1f s" % (time.time() - t_start))
