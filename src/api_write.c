@@ -86,7 +86,6 @@ struct write {
     int status;
     char *body;
     size_t len;
-    char hunt[ENGINE_ID_MAX + 1]; /* the hunt of the entry's event ("": none) */
 };
 
 static void replay(struct http_req *r, int status, const char *body, size_t len)
@@ -165,8 +164,8 @@ int api_log_room(struct http_req *r)
 
 /* The store refused the write's event: its hunt's lease moved to another node while the
  * write waited (several nodes, STORE_EFENCED). Nothing was written; the hunt's memory,
- * which applied the event, is rebuilt from the store (api_hunt_fenced), so the write's
- * live frame and its hunt pointer are dropped unread. The client and every request
+ * which applied the event, is rebuilt from the store in place (api_hunt_fenced: the
+ * hunt's address stays valid), and the write's live frame is dropped. The client and every request
  * waiting on the same Idempotency-Key get 503 hunt_moving, and the key is forgotten:
  * a retry is decided afresh by the hunt's new owner. */
 static void on_fenced(struct write *w)
@@ -185,7 +184,7 @@ static void on_fenced(struct write *w)
     }
     if (w->live.frame) ws_buf_unref(w->live.frame);
     http_error(w->req, 503, "hunt_moving", "%s", moving);
-    if (w->hunt[0]) api_hunt_fenced(w->hunt);
+    if (w->live.h) api_hunt_fenced(engine_hunt_id(w->live.h));
     free(w->body);
     free(w);
 }
@@ -226,7 +225,6 @@ void api_submit_raw(struct http_req *r, struct idem_req *ir, struct log_entry *e
     w->len = len;
     w->live = api_app.live_next; /* the event in e, if it has one */
     api_app.live_next = (struct live_pending){NULL, NULL};
-    if (w->live.h) snprintf(w->hunt, sizeof w->hunt, "%s", engine_hunt_id(w->live.h));
     if (ir && ir->present) {
         int64_t now = api_now_ms();
         /* Every 100 ms a keyed write also prunes up to STORE_PRUNE_IDEM_MAX of the store's

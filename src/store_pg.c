@@ -1254,8 +1254,17 @@ static void pg_rollback(struct store *base)
 
 /* ---- puts ------------------------------------------------------------------------------- */
 
+/* In a batch: gathered for its one INSERT (ev_flush), its epoch for the fence. Outside
+ * one: a row of its own (a fence needs a batch). */
 static int pg_put_event(struct store *base, const struct store_event *ev)
 {
+    struct pg *s = PG(base);
+    if (s->in_txn) {
+        if (s->txn_err) return s->txn_err;
+        if (ev->epoch && fence_add(&s->fence, ev->hunt, ev->epoch)) return s->txn_err = STORE_EIO;
+        return ev_add(s, ev);
+    }
+    if (ev->epoch) return STORE_ENOTSUP;
     struct args a = {0};
     arg_text(&a, ev->hunt);
     arg_int(&a, (int64_t)ev->seq);
@@ -1265,11 +1274,7 @@ static int pg_put_event(struct store *base, const struct store_event *ev)
     arg_bytes(&a, ev->data, ev->data_len);
     arg_bytes(&a, ev->hash, 32);
     if (!ev->has_hash) a.val[a.n - 1] = NULL; /* SQL NULL */
-    if (ev->epoch && PG(base)->in_txn && fence_add(&PG(base)->fence, ev->hunt, ev->epoch))
-        return PG(base)->txn_err = STORE_EIO;
-    if (ev->epoch && !PG(base)->in_txn) return STORE_ENOTSUP; /* a fence needs a batch */
-    if (PG(base)->in_txn) return PG(base)->txn_err ? PG(base)->txn_err : ev_add(PG(base), ev);
-    return put(PG(base), Q_PUT_EVENT, &a);
+    return put(s, Q_PUT_EVENT, &a);
 }
 
 static int pg_put_player(struct store *base, const struct store_player *p)
