@@ -65,6 +65,15 @@ def converge(cl, owner, hunt, tok, timeout=15.0):
                                            vx.short(want, 800)))
 
 
+def hunt_owned_by(cl, owner, prefix, via):
+    """A hunt that placement gives owner, defined through node via, once every node sees
+    its owner; the hunt and its QR payloads."""
+    (h,) = hunts_on(owner, 1, prefix)
+    vx.put_hunt(cl.client(via), h, game_def(prefix), status=201)
+    cl.owned([h])
+    return h, vx.codes_of(cl.client(owner), h)
+
+
 def cluster():
     cl = Cluster(secret_file=False)
     cl.alive = list(NODES)
@@ -75,10 +84,7 @@ def cluster():
 def replicas_follow_the_owner():
     cl = cluster()
     owner = "n2"
-    (h,) = hunts_on(owner, 1, "rep")
-    vx.put_hunt(cl.client("n1"), h, game_def("rep"), status=201)  # defined after start
-    cl.owned([h])
-    pay = vx.codes_of(cl.client(owner), h)
+    h, pay = hunt_owned_by(cl, owner, "rep", via="n1")  # defined after start
     players = [vx.new_player(cl.client(n), "P" + n) for n in NODES]
     for i, (pid, tok, _) in enumerate(players):
         for k in range(1, 4):
@@ -101,10 +107,7 @@ def replicas_follow_the_owner():
 def live_on_a_node_that_does_not_own_the_hunt():
     cl = cluster()
     owner = "n1"
-    (h,) = hunts_on(owner, 1, "rlive")
-    vx.put_hunt(cl.client("n3"), h, game_def("rlive"), status=201)
-    cl.owned([h])
-    pay = vx.codes_of(cl.client(owner), h)
+    h, pay = hunt_owned_by(cl, owner, "rlive", via="n3")
     pid, tok, _ = vx.new_player(cl.client("n2"), "Lee")
     converge(cl, owner, h, None)
     start = cl.client("n2").ok("GET", "/v1/hunts/%s/stats" % h)["seq"]
@@ -138,10 +141,7 @@ def live_on_a_node_that_does_not_own_the_hunt():
 def a_killed_owner_is_replaced_with_every_acknowledged_write():
     cl = cluster()
     owner = "n3"
-    (h,) = hunts_on(owner, 1, "rkill")
-    vx.put_hunt(cl.client("n1"), h, game_def("rkill"), status=201)
-    cl.owned([h])
-    pay = vx.codes_of(cl.client(owner), h)
+    h, pay = hunt_owned_by(cl, owner, "rkill", via="n1")
     players = [vx.new_player(cl.client("n1"), "K%d" % i) for i in range(4)]
     acked = {}
     for i, (pid, tok, _) in enumerate(players):
@@ -191,10 +191,7 @@ def metric(c, name):
 def a_token_read_on_a_replica_sees_the_players_own_writes():
     cl = cluster()
     owner = "n2"
-    (h,) = hunts_on(owner, 1, "ryw")
-    vx.put_hunt(cl.client("n2"), h, game_def("ryw"), status=201)
-    cl.owned([h])
-    pay = vx.codes_of(cl.client(owner), h)
+    h, pay = hunt_owned_by(cl, owner, "ryw", via="n2")
     pid, tok, _ = vx.new_player(cl.client("n1"), "Rey")
     converge(cl, owner, h, tok)
     waits0 = metric(cl.client("n3"), "veltrix_read_index_waits_total")
@@ -241,10 +238,7 @@ def durable(w, n):
 def a_fenced_write_never_lands_and_the_owner_is_rebuilt():
     cl = cluster()
     owner = "n1"
-    (h,) = hunts_on(owner, 1, "rfence")
-    vx.put_hunt(cl.client(owner), h, game_def("rfence"), status=201)
-    cl.owned([h])
-    pay = vx.codes_of(cl.client(owner), h)
+    h, pay = hunt_owned_by(cl, owner, "rfence", via=owner)
     players = [vx.new_player(cl.client(owner), "F%d" % i) for i in range(4)]
     converge(cl, owner, h, None)
     start = cl.client(owner).ok("GET", "/v1/hunts/%s/stats" % h)["seq"]
