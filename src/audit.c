@@ -1,19 +1,25 @@
 /* audit.c — `veltrix audit` (see audit.h).
  *
- * Design: one auditor (struct audit) folds the events into a fresh engine hunt, as
- * recovery would, with the checks of audit.h before and after each engine_apply. The
- * chain is recomputed here from each event as it was recorded (its draw rule and the
- * SHA-256 of its exact definition text), independently of the hunt the engine holds: a
- * file without the seed still has its chain checked, while its engine hunt draws by the
- * legacy rule (its opens are applied, not re-drawn: "not checked"). Two readers feed it:
- * the store's rows, and the lines of a /log export (jansson).
- * Invariants: the first failure stops the audit (exit 1) with "seq N: what"; input that
- * cannot be read at all exits 2; nothing is written anywhere (the store is only read). */
+ * Design: two threads in a pipeline. The reader (the calling thread) reads the events
+ * (the store's rows, or the lines of a /log export), checks their seq order and the hash
+ * chain, and hands them over in batches; the applier folds them into a fresh engine hunt,
+ * as recovery would, checking each open's draw before engine_apply and the listed points
+ * and loot after it. The chain is recomputed from each event as it was recorded (its draw
+ * rule and the SHA-256 of its exact definition text), independently of the hunt the
+ * engine holds: a file without the seed still has its chain checked, while its engine
+ * hunt draws by the legacy rule (its opens are applied, not re-drawn: "not checked").
+ * The chain needs only each line's bytes and the engine only the decoded events, so the
+ * two halves share nothing but the batches (about half the work each: 2 cores, ~2x).
+ * Invariants: the first failure stops the audit (exit 1) with "seq N: what": the reader
+ * hands over only events before its own failure, so an applier failure is always the
+ * earlier one; input that cannot be read at all exits 2; nothing is written anywhere (the
+ * store is only read). */
 #include "audit.h"
 
 #include <inttypes.h>
 #include <jansson.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,45 +31,94 @@
 #include "uuid.h"
 #include "vx.h"
 
-struct audit {
-    const char *hunt;
-    struct hunt *h;
-    uint8_t link[ENGINE_HASH_BYTES];
-    int seed_given;                       /* --seed */
-    uint8_t given[ENGINE_SEED_BYTES];
-    int hmac;                             /* the hunt has a seed commitment */
-    int have_seed;                        /* the draws can be checked */
-    uint8_t seed[ENGINE_SEED_BYTES];
-    uint64_t events, opens, draws, unhashed;
-    int failed; /* 1: a check failed, 2: unreadable input */
+/* Why an audit stops: 1 a check failed, 2 unreadable input; one per thread. */
+struct verdict {
+    int failed;
     char why[600];
 };
 
-/* What a /log line claims beyond the event itself. */
 #define CLAIM_LOOT_MAX 64
-struct claims {
+
+/* One event on its way to the applier: what the engine applies (a DEFINE without the seed
+ * when it is unknown; its json owned here) and what its /log line claims beyond it. */
+struct item {
+    struct event ev;
+    char *json; /* DEFINE: the definition text ev points to (malloc) */
     int has_points, has_loot;
     int64_t points;
-    size_t n_loot; /* > CLAIM_LOOT_MAX: more than any chest holds */
-    char loot[CLAIM_LOOT_MAX][VX_ID_MAX + 1];
-    const uint8_t *def_sha; /* DEFINE: SHA-256 of the exact definition text */
+    size_t n_loot;   /* > CLAIM_LOOT_MAX: more than any chest holds */
+    size_t loot_off; /* the first listed id in the batch's arena, each NUL-terminated */
 };
 
-/* Records why the audit stops at seq; failed: 1 a check failed, 2 unreadable input. */
-static int stop(struct audit *a, int failed, uint64_t seq, const char *fmt, va_list ap)
+#define BATCH_EVENTS 1024 /* ~250 KB of items: a batch stays in cache between the threads */
+#define N_BATCHES 4
+/* The applier asks the engine to fetch the player records of the events this far ahead:
+ * players of a big hunt come round rarely, each is two cache misses (id index, record). */
+#define PREFETCH_SLOT 16
+#define PREFETCH_PLAYER 8
+
+struct batch {
+    size_t n;
+    int last; /* the reader's final batch (possibly empty) */
+    char *arena;
+    size_t arena_len, arena_cap;
+    struct item items[BATCH_EVENTS];
+};
+
+struct audit {
+    const char *hunt;
+    struct hunt *h;
+    /* the reader's */
+    uint64_t read; /* events handed over (the seq check) */
+    uint8_t link[ENGINE_HASH_BYTES];
+    int seed_given;                       /* --seed */
+    uint8_t given[ENGINE_SEED_BYTES];
+    int hmac;                             /* the hunt has a seed commitment (set at seq 1) */
+    int have_seed;                        /* the draws can be checked (set at seq 1) */
+    uint8_t seed[ENGINE_SEED_BYTES];
+    uint64_t unhashed;
+    int halted; /* stopped because the applier failed */
+    struct verdict rd;
+    /* the applier's */
+    uint64_t events, opens, draws;
+    struct verdict ap;
+    /* the hand-over: batches applied..filled-1 (mod N_BATCHES) are the applier's, batch
+     * filled % N_BATCHES the reader's; both counters only grow, under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct batch *b[N_BATCHES];
+    uint64_t filled, applied; /* batches handed over, batches given back */
+    int stop;                 /* the applier failed: the reader stops reading */
+};
+
+/* Records why the audit stops at seq. */
+static int stop(struct verdict *v, int failed, uint64_t seq, const char *fmt, va_list ap)
 {
-    int n = snprintf(a->why, sizeof a->why, "seq %" PRIu64 ": ", seq);
-    vsnprintf(a->why + n, sizeof a->why - (size_t)n, fmt, ap);
-    a->failed = failed;
+    int n = snprintf(v->why, sizeof v->why, "seq %" PRIu64 ": ", seq);
+    vsnprintf(v->why + n, sizeof v->why - (size_t)n, fmt, ap);
+    v->failed = failed;
     return -1;
 }
 
-__attribute__((format(printf, 3, 4))) static int fail(struct audit *a, uint64_t seq,
+/* A check failed (exit 1). */
+__attribute__((format(printf, 3, 4))) static int fail(struct verdict *v, uint64_t seq,
                                                       const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    stop(a, 1, seq, fmt, ap);
+    stop(v, 1, seq, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* A line that cannot be read as the format says (a field missing or malformed): exit 2,
+ * still naming the seq (docs/FAIRNESS.md §7). */
+__attribute__((format(printf, 3, 4))) static int unreadable(struct verdict *v, uint64_t seq,
+                                                            const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    stop(v, 2, seq, fmt, ap);
     va_end(ap);
     return -1;
 }
@@ -104,26 +159,75 @@ static int hex_decode(const char *s, uint8_t *out, size_t n)
     return s ? hex_decode_n(s, strlen(s), out, n) : -1;
 }
 
-/* A line that cannot be read as the format says (a field missing or malformed): exit 2,
- * still naming the seq (docs/FAIRNESS.md §7). */
-__attribute__((format(printf, 3, 4))) static int unreadable(struct audit *a, uint64_t seq,
-                                                            const char *fmt, ...)
+/* ---- the hand-over ------------------------------------------------------------------- */
+
+/* The batch the reader fills. */
+static struct batch *cur(struct audit *a) { return a->b[a->filled % N_BATCHES]; }
+
+/* The next item of the reader's batch, cleared of claims (committed by push). */
+static struct item *slot(struct audit *a)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    stop(a, 2, seq, fmt, ap);
-    va_end(ap);
-    return -1;
+    struct batch *b = cur(a);
+    struct item *it = &b->items[b->n];
+    it->json = NULL;
+    it->has_points = it->has_loot = 0;
+    it->n_loot = 0;
+    it->loot_off = b->arena_len;
+    return it;
 }
+
+/* Appends s[0..n) and a NUL to the batch's arena. */
+static void arena_put(struct batch *b, const char *s, size_t n)
+{
+    if (b->arena_len + n + 1 > b->arena_cap) {
+        size_t cap = b->arena_cap ? b->arena_cap : 1 << 16;
+        while (cap < b->arena_len + n + 1) cap *= 2;
+        VX_FATAL_IF(!(b->arena = realloc(b->arena, cap)));
+        b->arena_cap = cap;
+    }
+    memcpy(b->arena + b->arena_len, s, n);
+    b->arena[b->arena_len + n] = '\0';
+    b->arena_len += n + 1;
+}
+
+/* Gives the reader's batch to the applier (last: the final one) and takes the next free
+ * one. -1 when the applier has failed: the reader stops. */
+static int hand_over(struct audit *a, int last)
+{
+    pthread_mutex_lock(&a->mu);
+    cur(a)->last = last;
+    a->filled++;
+    pthread_cond_broadcast(&a->cv);
+    while (!last && a->filled - a->applied >= N_BATCHES) pthread_cond_wait(&a->cv, &a->mu);
+    int stopped = a->stop;
+    pthread_mutex_unlock(&a->mu);
+    if (!last) {
+        struct batch *b = cur(a);
+        b->n = 0;
+        b->arena_len = 0;
+        b->last = 0;
+    }
+    return stopped ? -1 : 0;
+}
+
+/* Commits the item slot() gave. */
+static int push(struct audit *a)
+{
+    struct batch *b = cur(a);
+    return ++b->n == BATCH_EVENTS ? hand_over(a, 0) : 0;
+}
+
+/* ---- the reader's checks: seq order and the chain ------------------------------------ */
 
 /* seq 1: H0 from the commitment; the seed (from the event or --seed) must match it. */
 static int start_chain(struct audit *a, const struct event *ev, const uint8_t *commitment)
 {
     uint8_t sha[32];
-    if (ev->type != EVENT_DEFINE) return fail(a, ev->seq, "the first event is not a definition");
+    if (ev->type != EVENT_DEFINE) return fail(&a->rd, ev->seq, "the first event is not a definition");
     if (!commitment) { /* a legacy hunt: its draws follow rule 0, from public values */
         memset(a->link, 0, sizeof a->link);
-        if (a->seed_given) return fail(a, ev->seq, "a seed was given, but the hunt has no seed_commitment");
+        if (a->seed_given)
+            return fail(&a->rd, ev->seq, "a seed was given, but the hunt has no seed_commitment");
         return 0;
     }
     memcpy(a->link, commitment, ENGINE_HASH_BYTES);
@@ -134,11 +238,30 @@ static int start_chain(struct audit *a, const struct event *ev, const uint8_t *c
     }
     if (a->have_seed && (SHA256(a->seed, ENGINE_SEED_BYTES, sha),
                          memcmp(sha, commitment, ENGINE_HASH_BYTES)))
-        return fail(a, ev->seq, "the seed does not match the seed_commitment");
+        return fail(&a->rd, ev->seq, "the seed does not match the seed_commitment");
     if (a->seed_given && memcmp(a->given, a->seed, ENGINE_SEED_BYTES))
-        return fail(a, ev->seq, "--seed differs from the hunt's seed");
+        return fail(&a->rd, ev->seq, "--seed differs from the hunt's seed");
     return 0;
 }
+
+/* One event as recorded (def_sha: a DEFINE's SHA-256 of its exact definition text when
+ * read from a file): its seq follows, and its hash (if stored) is the chain's next link. */
+static int chain_event(struct audit *a, const struct event *ev, const uint8_t *hash,
+                       const uint8_t *commitment, const uint8_t *def_sha)
+{
+    if (ev->seq != a->read + 1)
+        return fail(&a->rd, ev->seq, "expected seq %" PRIu64 " (an event is missing or out of order)",
+                    a->read + 1);
+    if (ev->seq == 1 && start_chain(a, ev, commitment)) return -1;
+    engine_chain_next_sha(a->link, ev, def_sha, a->link);
+    if (hash && memcmp(hash, a->link, ENGINE_HASH_BYTES))
+        return fail(&a->rd, ev->seq, "its hash does not match the hash chain");
+    if (!hash) a->unhashed++;
+    a->read++;
+    return 0;
+}
+
+/* ---- the applier: draw, apply, claims ------------------------------------------------ */
 
 /* An open against the seeded draw, before it is applied. */
 static int check_draw(struct audit *a, const struct event *ev)
@@ -148,47 +271,66 @@ static int check_draw(struct audit *a, const struct event *ev)
     int rule = engine_draw_rule(a->h);
     if (rule == ENGINE_DRAW_HMAC ? !a->have_seed : a->hmac) return 0; /* no seed to draw by */
     int rc = engine_open(a->h, ev->player, ev->u.open.zone, ev->time_ms, &d);
-    if (rc) return fail(a, ev->seq, "no chest could be opened in zone %s (%s)", ev->u.open.zone,
-                        engine_err_code(rc));
+    if (rc)
+        return fail(&a->ap, ev->seq, "no chest could be opened in zone %s (%s)", ev->u.open.zone,
+                    engine_err_code(rc));
     if (strcmp(d.u.open.chest, ev->u.open.chest))
-        return fail(a, ev->seq, "chest %s is not the draw: the draw gives %s", ev->u.open.chest,
-                    d.u.open.chest);
+        return fail(&a->ap, ev->seq, "chest %s is not the draw: the draw gives %s",
+                    ev->u.open.chest, d.u.open.chest);
     a->draws++;
     return 0;
 }
 
-static int check_claims(struct audit *a, const struct event *ev, const struct engine_outcome *o,
-                        const struct claims *cl)
+static int check_claims(struct audit *a, const struct item *it, const char *arena,
+                        const struct engine_outcome *o)
 {
-    if (cl->has_points && cl->points != o->points)
-        return fail(a, ev->seq, "%" PRId64 " points listed, the rules give %" PRId64, cl->points,
-                    o->points);
-    if (!cl->has_loot) return 0;
-    int same = cl->n_loot == o->n_loot;
-    for (size_t i = 0; same && i < o->n_loot; i++) same = !strcmp(cl->loot[i], o->loot[i]);
-    return same ? 0 : fail(a, ev->seq, "the listed loot is not the chest's");
+    if (it->has_points && it->points != o->points)
+        return fail(&a->ap, it->ev.seq, "%" PRId64 " points listed, the rules give %" PRId64,
+                    it->points, o->points);
+    if (!it->has_loot) return 0;
+    int same = it->n_loot == o->n_loot;
+    const char *s = arena + it->loot_off;
+    for (size_t i = 0; same && i < o->n_loot; s += strlen(s) + 1, i++) same = !strcmp(s, o->loot[i]);
+    return same ? 0 : fail(&a->ap, it->ev.seq, "the listed loot is not the chest's");
 }
 
-/* One event: chain, draw, apply, claims. engine_ev is what the engine applies (a DEFINE
- * without the seed when it is unknown); ev is the event as recorded (its hash). */
-static int audit_event(struct audit *a, const struct event *ev, const struct event *engine_ev,
-                       const uint8_t *hash, const uint8_t *commitment, const struct claims *cl)
+static int apply_item(struct audit *a, const struct batch *b, const struct item *it)
 {
     char why[300];
     struct engine_outcome out;
-    if (ev->seq != a->events + 1)
-        return fail(a, ev->seq, "expected seq %" PRIu64 " (an event is missing or out of order)",
-                    a->events + 1);
-    if (ev->seq == 1 && start_chain(a, ev, commitment)) return -1;
-    engine_chain_next_sha(a->link, ev, cl ? cl->def_sha : NULL, a->link);
-    if (hash && memcmp(hash, a->link, ENGINE_HASH_BYTES))
-        return fail(a, ev->seq, "its hash does not match the hash chain");
-    if (!hash) a->unhashed++;
-    if (ev->type == EVENT_OPEN && check_draw(a, ev)) return -1;
-    if (engine_apply(a->h, engine_ev, &out, why, sizeof why))
-        return fail(a, ev->seq, "does not hold: %s", why);
+    if (it->ev.type == EVENT_OPEN && check_draw(a, &it->ev)) return -1;
+    if (engine_apply(a->h, &it->ev, &out, why, sizeof why))
+        return fail(&a->ap, it->ev.seq, "does not hold: %s", why);
     a->events++;
-    return cl ? check_claims(a, ev, &out, cl) : 0;
+    return check_claims(a, it, b->arena, &out);
+}
+
+/* The applier thread: every batch in order until the last; after a failure it only gives
+ * the batches back (and frees their definitions) so that the reader never waits forever. */
+static void *applier(void *arg)
+{
+    struct audit *a = arg;
+    for (int last = 0; !last;) {
+        pthread_mutex_lock(&a->mu);
+        while (a->applied == a->filled) pthread_cond_wait(&a->cv, &a->mu);
+        struct batch *b = a->b[a->applied % N_BATCHES];
+        pthread_mutex_unlock(&a->mu);
+        for (size_t i = 0; i < b->n && !a->ap.failed; i++) {
+            if (i + PREFETCH_SLOT < b->n)
+                engine_prefetch_player(a->h, b->items[i + PREFETCH_SLOT].ev.player, 0);
+            if (i + PREFETCH_PLAYER < b->n)
+                engine_prefetch_player(a->h, b->items[i + PREFETCH_PLAYER].ev.player, 1);
+            apply_item(a, b, &b->items[i]);
+        }
+        for (size_t i = 0; i < b->n; i++) free(b->items[i].json);
+        last = b->last;
+        pthread_mutex_lock(&a->mu);
+        a->applied++;
+        a->stop |= a->ap.failed != 0;
+        pthread_cond_broadcast(&a->cv);
+        pthread_mutex_unlock(&a->mu);
+    }
+    return NULL;
 }
 
 /* ---- from the store ---------------------------------------------------------------- */
@@ -196,18 +338,29 @@ static int audit_event(struct audit *a, const struct event *ev, const struct eve
 static int store_row(const struct store_event *se, void *arg)
 {
     struct audit *a = arg;
-    struct event ev;
+    struct item *it = slot(a);
+    struct event *ev = &it->ev;
     uint8_t commitment[32];
-    if (event_read(&ev, se->seq, se->time_ms, se->type, se->player, se->data, se->data_len))
-        return fail(a, se->seq, "the row does not decode");
+    if (event_read(ev, se->seq, se->time_ms, se->type, se->player, se->data, se->data_len))
+        return fail(&a->rd, se->seq, "the row does not decode");
     const uint8_t *cm = NULL;
-    if (ev.seq == 1 && ev.type == EVENT_DEFINE && ev.u.define.draw_rule == EVENT_RULE_HMAC) {
-        memcpy(a->seed, ev.u.define.seed, ENGINE_SEED_BYTES);
+    if (ev->type == EVENT_DEFINE) { /* its json points into the row: the applier needs a copy */
+        VX_FATAL_IF(!(it->json = malloc(ev->u.define.json_len + 1)));
+        memcpy(it->json, ev->u.define.json, ev->u.define.json_len);
+        it->json[ev->u.define.json_len] = '\0';
+        ev->u.define.json = it->json;
+    }
+    if (ev->seq == 1 && ev->type == EVENT_DEFINE && ev->u.define.draw_rule == EVENT_RULE_HMAC) {
+        memcpy(a->seed, ev->u.define.seed, ENGINE_SEED_BYTES);
         a->have_seed = 1;
         SHA256(a->seed, ENGINE_SEED_BYTES, commitment);
         cm = commitment;
     }
-    return audit_event(a, &ev, &ev, se->has_hash ? se->hash : NULL, cm, NULL) ? -1 : 0;
+    if (chain_event(a, ev, se->has_hash ? se->hash : NULL, cm, NULL)) {
+        free(it->json);
+        return -1;
+    }
+    return push(a) ? (a->halted = 1, -1) : 0;
 }
 
 static int from_store(struct audit *a, const char *url)
@@ -215,15 +368,15 @@ static int from_store(struct audit *a, const char *url)
     struct store *s = NULL;
     char err[512];
     if (store_open(url, STORE_FSYNC_OFF, &s, err, sizeof err)) {
-        snprintf(a->why, sizeof a->why, "cannot open the store: %s", err);
-        a->failed = 2;
+        snprintf(a->rd.why, sizeof a->rd.why, "cannot open the store: %s", err);
+        a->rd.failed = 2;
         return -1;
     }
     int rc = store_each_event(s, a->hunt, 1, store_row, a);
     store_close(s);
-    if (rc && !a->failed) {
-        snprintf(a->why, sizeof a->why, "cannot read the store (%s)", store_err_str(rc));
-        a->failed = 2;
+    if (rc && !a->rd.failed && !a->halted) {
+        snprintf(a->rd.why, sizeof a->rd.why, "cannot read the store (%s)", store_err_str(rc));
+        a->rd.failed = 2;
     }
     return rc ? -1 : 0;
 }
@@ -241,7 +394,7 @@ static char *definition_of(struct audit *a, json_t *o, uint64_t seq, const uint8
     if (text) {
         SHA256((const unsigned char *)text, strlen(text), got);
         if (memcmp(got, sha, 32)) {
-            fail(a, seq, "definition_text does not match definition_sha256");
+            fail(&a->rd, seq, "definition_text does not match definition_sha256");
             return NULL;
         }
         return strdup(text);
@@ -249,7 +402,7 @@ static char *definition_of(struct audit *a, json_t *o, uint64_t seq, const uint8
     json_t *def = json_object_get(o, "definition"), *c;
     size_t i;
     if (!json_is_object(def)) {
-        fail(a, seq, "no definition");
+        fail(&a->rd, seq, "no definition");
         return NULL;
     }
     json_array_foreach(json_object_get(def, "codes"), i, c)
@@ -260,23 +413,24 @@ static char *definition_of(struct audit *a, json_t *o, uint64_t seq, const uint8
     return json_dumps(def, JSON_COMPACT);
 }
 
-/* A DEFINE line: its draw rule, definition, and at seq 1 the commitment and seed. */
+/* A DEFINE line: its draw rule, definition, and at seq 1 the commitment and seed. ev is
+ * the event as recorded, eng what the engine applies. */
 static int line_define(struct audit *a, json_t *o, struct event *ev, struct event *eng,
                        uint8_t sha[32], uint8_t cm[32], int *has_cm, char **json)
 {
     json_t *rule = json_object_get(o, "draw_rule");
     if (!json_is_integer(rule) || json_integer_value(rule) < 0 || json_integer_value(rule) > 1 ||
         hex_decode(str_of(o, "definition_sha256"), sha, 32))
-        return fail(a, ev->seq, "bad draw_rule or definition_sha256");
+        return fail(&a->rd, ev->seq, "bad draw_rule or definition_sha256");
     ev->u.define.draw_rule = (uint8_t)json_integer_value(rule);
     if (!(*json = definition_of(a, o, ev->seq, sha))) return -1;
     ev->u.define.json = *json;
     ev->u.define.json_len = strlen(*json);
     *has_cm = ev->seq == 1 && ev->u.define.draw_rule == 1;
     if (*has_cm && hex_decode(str_of(o, "seed_commitment"), cm, 32))
-        return fail(a, ev->seq, "bad seed_commitment");
+        return fail(&a->rd, ev->seq, "bad seed_commitment");
     if (*has_cm && str_of(o, "seed")) {
-        if (hex_decode(str_of(o, "seed"), a->seed, 32)) return fail(a, ev->seq, "bad seed");
+        if (hex_decode(str_of(o, "seed"), a->seed, 32)) return fail(&a->rd, ev->seq, "bad seed");
         a->have_seed = 1;
     }
     *eng = *ev;
@@ -297,31 +451,32 @@ static int id_field(json_t *o, const char *k, char *out, size_t max)
     return 0;
 }
 
-/* A listed loot array into cl (absent: nothing claimed). -1 when malformed. */
-static int loot_of(json_t *arr, struct claims *cl)
+/* A listed loot array into the item and its batch's arena (absent: nothing claimed). -1
+ * when malformed. */
+static int loot_of(json_t *arr, struct item *it, struct batch *b)
 {
     json_t *v;
     size_t i;
     if (!arr) return 0;
     if (!json_is_array(arr)) return -1;
-    cl->has_loot = 1;
-    cl->n_loot = json_array_size(arr);
+    it->has_loot = 1;
+    it->n_loot = json_array_size(arr);
     json_array_foreach(arr, i, v)
     {
         const char *s = json_string_value(v);
         if (!s || strlen(s) > VX_ID_MAX) return -1;
-        if (i < CLAIM_LOOT_MAX) memcpy(cl->loot[i], s, strlen(s) + 1);
+        if (i < CLAIM_LOOT_MAX) arena_put(b, s, strlen(s));
     }
     return 0;
 }
 
 /* The type-specific fields of a play or map line. */
-static int line_fields(struct audit *a, json_t *o, struct event *ev, struct claims *cl)
+static int line_fields(struct audit *a, json_t *o, struct event *ev, struct item *it)
 {
     int bad = 0;
     json_t *pts = json_object_get(o, "points");
     if (ev->type != EVENT_MAP && (!str_of(o, "player") || uuid_parse(str_of(o, "player"), ev->player)))
-        return fail(a, ev->seq, "bad player");
+        return fail(&a->rd, ev->seq, "bad player");
     switch ((enum event_type)ev->type) {
     case EVENT_SCAN:
         bad = id_field(o, "code", ev->u.scan.code, VX_ID_MAX);
@@ -332,7 +487,7 @@ static int line_fields(struct audit *a, json_t *o, struct event *ev, struct clai
     case EVENT_OPEN:
         bad = id_field(o, "zone", ev->u.open.zone, VX_ID_MAX) ||
               id_field(o, "chest", ev->u.open.chest, VX_CHEST_ID_MAX);
-        bad = bad || loot_of(json_object_get(o, "loot"), cl);
+        bad = bad || loot_of(json_object_get(o, "loot"), it, cur(a));
         break;
     case EVENT_MAP:
         bad = !json_is_integer(json_object_get(o, "version"));
@@ -342,11 +497,11 @@ static int line_fields(struct audit *a, json_t *o, struct event *ev, struct clai
         break;
     }
     if (pts) {
-        cl->has_points = json_is_integer(pts);
-        cl->points = json_integer_value(pts);
-        bad |= !cl->has_points;
+        it->has_points = json_is_integer(pts);
+        it->points = json_integer_value(pts);
+        bad |= !it->has_points;
     }
-    return bad ? unreadable(a, ev->seq, "a field is missing or malformed") : 0;
+    return bad ? unreadable(&a->rd, ev->seq, "a field is missing or malformed") : 0;
 }
 
 static int type_of(const char *s)
@@ -357,10 +512,10 @@ static int type_of(const char *s)
     return -1;
 }
 
-static int file_line(struct audit *a, json_t *o)
+/* A line through jansson into the slot it (not yet committed). */
+static int file_line(struct audit *a, json_t *o, struct item *it)
 {
-    struct event ev, eng;
-    struct claims cl = {0};
+    struct event ev;
     uint8_t hash[32], sha[32], cm[32];
     int has_cm = 0, rc;
     char *json = NULL;
@@ -370,18 +525,18 @@ static int file_line(struct audit *a, json_t *o)
     int type = type_of(str_of(o, "type"));
     if (!ev.seq || type < 0 || !str_of(o, "at") || vx_time_parse(str_of(o, "at"), &ev.time_ms) ||
         hex_decode(str_of(o, "hash"), hash, 32))
-        return unreadable(a, ev.seq ? ev.seq : a->events + 1,
+        return unreadable(&a->rd, ev.seq ? ev.seq : a->read + 1,
                           "seq, type, at or hash missing or malformed");
     ev.type = (uint8_t)type;
     if (type == EVENT_DEFINE) {
-        rc = line_define(a, o, &ev, &eng, sha, cm, &has_cm, &json);
-        cl.def_sha = sha;
+        rc = line_define(a, o, &ev, &it->ev, sha, cm, &has_cm, &json);
     } else {
-        rc = line_fields(a, o, &ev, &cl);
-        eng = ev;
+        rc = line_fields(a, o, &ev, it);
+        it->ev = ev;
     }
-    if (!rc) rc = audit_event(a, &ev, &eng, hash, has_cm ? cm : NULL, &cl);
-    free(json);
+    if (!rc) rc = chain_event(a, &ev, hash, has_cm ? cm : NULL, type == EVENT_DEFINE ? sha : NULL);
+    if (rc) free(json);
+    else it->json = json;
     return rc;
 }
 
@@ -443,25 +598,26 @@ static int int_at(struct cur *c, const char *key, int64_t *v)
     return 0;
 }
 
-static int fast_loot(struct cur *c, struct claims *cl)
+static int fast_loot(struct cur *c, struct item *it, struct batch *b)
 {
     if (lit(c, ",\"loot\":[")) return -1;
-    cl->has_loot = 1;
+    it->has_loot = 1;
     while (lit(c, "]")) { /* until the closing bracket */
         const char *s;
         size_t n;
-        if ((cl->n_loot && lit(c, ",")) || lit(c, "\"") || plain_str(c, &s, &n) || n > VX_ID_MAX ||
-            cl->n_loot >= CLAIM_LOOT_MAX)
+        if ((it->n_loot && lit(c, ",")) || lit(c, "\"") || plain_str(c, &s, &n) || n > VX_ID_MAX ||
+            it->n_loot >= CLAIM_LOOT_MAX)
             return -1;
-        memcpy(cl->loot[cl->n_loot], s, n);
-        cl->loot[cl->n_loot++][n] = '\0';
+        arena_put(b, s, n);
+        it->n_loot++;
     }
     return 0;
 }
 
 /* The fields after "display_name" of a scan, collect or open. */
-static int fast_fields(struct cur *c, struct event *ev, struct claims *cl)
+static int fast_fields(struct cur *c, struct item *it, struct batch *b)
 {
+    struct event *ev = &it->ev;
     switch (ev->type) {
     case EVENT_SCAN:
         if (id_into(c, ",\"code\":\"", ev->u.scan.code, VX_ID_MAX)) return -1;
@@ -476,46 +632,48 @@ static int fast_fields(struct cur *c, struct event *ev, struct claims *cl)
     default:
         return -1;
     }
-    cl->has_points = 1;
-    if (int_at(c, ",\"points\":", &cl->points)) return -1;
-    return ev->type == EVENT_OPEN ? fast_loot(c, cl) : 0;
+    it->has_points = 1;
+    if (int_at(c, ",\"points\":", &it->points)) return -1;
+    return ev->type == EVENT_OPEN ? fast_loot(c, it, b) : 0;
 }
 
-/* 1: line is not of the fast shape (use jansson); else file_line's result. */
-static int fast_line(struct audit *a, const char *line, size_t len)
+/* 1: line is not of the fast shape (use jansson; the slot is left for it); else the
+ * reader's checks' result, the item filled in the slot it. */
+static int fast_line(struct audit *a, const char *line, size_t len, struct item *it)
 {
     struct cur c = {line, line + len};
-    struct event ev;
-    struct claims cl;
+    struct event *ev = &it->ev;
+    struct batch *b = cur(a);
     const char *s;
     size_t n;
     int64_t seq;
     uint8_t hash[32];
     char tmp[40];
     while (c.end > c.p && (c.end[-1] == '\n' || c.end[-1] == '\r')) c.end--;
-    memset(&ev, 0, sizeof ev);
-    cl.has_points = cl.has_loot = 0;
-    cl.n_loot = 0;
-    cl.def_sha = NULL;
+    memset(ev, 0, sizeof *ev);
     if (int_at(&c, "{\"seq\":", &seq) || seq <= 0 || lit(&c, ",\"type\":\"") || plain_str(&c, &s, &n))
         return 1;
-    ev.seq = (uint64_t)seq;
-    ev.type = n == 4 && !memcmp(s, "scan", 4) ? EVENT_SCAN
-              : n == 12 && !memcmp(s, "chest_opened", 12) ? EVENT_OPEN
-              : n == 14 && !memcmp(s, "item_collected", 14) ? EVENT_COLLECT : 0;
-    if (!ev.type || lit(&c, ",\"at\":\"") || plain_str(&c, &s, &n) || n >= sizeof tmp) return 1;
+    ev->seq = (uint64_t)seq;
+    ev->type = n == 4 && !memcmp(s, "scan", 4) ? EVENT_SCAN
+               : n == 12 && !memcmp(s, "chest_opened", 12) ? EVENT_OPEN
+               : n == 14 && !memcmp(s, "item_collected", 14) ? EVENT_COLLECT : 0;
+    if (!ev->type || lit(&c, ",\"at\":\"") || plain_str(&c, &s, &n) || n >= sizeof tmp) return 1;
     memcpy(tmp, s, n);
     tmp[n] = '\0';
-    if (vx_time_parse(tmp, &ev.time_ms) || lit(&c, ",\"player\":\"") || plain_str(&c, &s, &n) ||
+    if (vx_time_parse(tmp, &ev->time_ms) || lit(&c, ",\"player\":\"") || plain_str(&c, &s, &n) ||
         n != 36)
         return 1;
     memcpy(tmp, s, 36);
     tmp[36] = '\0';
-    if (uuid_parse(tmp, ev.player) || lit(&c, ",\"display_name\":") || skip_str(&c) ||
-        fast_fields(&c, &ev, &cl) || lit(&c, ",\"hash\":\"") || plain_str(&c, &s, &n) ||
-        hex_decode_n(s, n, hash, 32) || lit(&c, "}") || c.p != c.end)
+    if (uuid_parse(tmp, ev->player) || lit(&c, ",\"display_name\":") || skip_str(&c) ||
+        fast_fields(&c, it, b) || lit(&c, ",\"hash\":\"") || plain_str(&c, &s, &n) ||
+        hex_decode_n(s, n, hash, 32) || lit(&c, "}") || c.p != c.end) {
+        b->arena_len = it->loot_off; /* the slot goes to jansson afresh */
+        it->has_points = it->has_loot = 0;
+        it->n_loot = 0;
         return 1;
-    return audit_event(a, &ev, &ev, hash, NULL, &cl);
+    }
+    return chain_event(a, ev, hash, NULL, NULL);
 }
 
 static int from_file(struct audit *a, const char *path)
@@ -527,25 +685,28 @@ static int from_file(struct audit *a, const char *path)
     uint64_t no = 0;
     int rc = 0;
     if (!f) {
-        snprintf(a->why, sizeof a->why, "cannot open %s", path);
-        a->failed = 2;
+        snprintf(a->rd.why, sizeof a->rd.why, "cannot open %s", path);
+        a->rd.failed = 2;
         return -1;
     }
+    setvbuf(f, NULL, _IOFBF, 1 << 20); /* 1 MB reads: 10M lines are ~2.4 GB */
     while (!rc && (n = getline(&line, &cap, f)) > 0) {
         json_error_t je;
         no++;
         if (n == 1 && line[0] == '\n') continue;
-        if ((rc = fast_line(a, line, (size_t)n)) != 1) continue;
-        rc = 0;
-        json_t *o = json_loadb(line, (size_t)n, 0, &je);
-        if (!json_is_object(o)) {
-            snprintf(a->why, sizeof a->why, "%s line %" PRIu64 ": not a JSON object", path, no);
-            a->failed = 2;
-            rc = -1;
-        } else {
-            rc = file_line(a, o);
+        struct item *it = slot(a);
+        if ((rc = fast_line(a, line, (size_t)n, it)) == 1) {
+            json_t *o = json_loadb(line, (size_t)n, 0, &je);
+            if (!json_is_object(o)) {
+                snprintf(a->rd.why, sizeof a->rd.why, "%s line %" PRIu64 ": not a JSON object", path, no);
+                a->rd.failed = 2;
+                rc = -1;
+            } else {
+                rc = file_line(a, o, it);
+            }
+            json_decref(o);
         }
-        json_decref(o);
+        if (!rc && push(a)) a->halted = 1, rc = -1;
     }
     free(line);
     if (f != stdin) fclose(f);
@@ -588,6 +749,27 @@ static int usage(void)
     return 2;
 }
 
+/* Reads everything (the calling thread) while the applier thread applies it; the verdict
+ * is the applier's failure if any (always the earlier seq), else the reader's. */
+static int run(struct audit *a, const char *store, const char *file)
+{
+    pthread_t t;
+    VX_FATAL_IF(pthread_mutex_init(&a->mu, NULL) || pthread_cond_init(&a->cv, NULL));
+    for (int i = 0; i < N_BATCHES; i++) VX_FATAL_IF(!(a->b[i] = calloc(1, sizeof *a->b[i])));
+    VX_FATAL_IF(pthread_create(&t, NULL, applier, a));
+    if (store) from_store(a, store);
+    else from_file(a, file);
+    hand_over(a, 1);
+    pthread_join(t, NULL);
+    for (int i = 0; i < N_BATCHES; i++) {
+        free(a->b[i]->arena);
+        free(a->b[i]);
+    }
+    pthread_cond_destroy(&a->cv);
+    pthread_mutex_destroy(&a->mu);
+    return a->ap.failed || a->rd.failed ? -1 : 0;
+}
+
 int audit_main(int argc, char **argv)
 {
     hex_init();
@@ -605,17 +787,19 @@ int audit_main(int argc, char **argv)
     }
     if (!store == !file || !vx_is_id(a.hunt, strlen(a.hunt), VX_ID_MAX)) return usage();
     VX_FATAL_IF(!(a.h = engine_hunt_create(a.hunt)));
+    engine_audit_mode(a.h); /* the reader checks the chain from the events as recorded */
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = store ? from_store(&a, store) : from_file(&a, file);
+    int rc = run(&a, store, file);
     clock_gettime(CLOCK_MONOTONIC, &t1);
+    const struct verdict *v = a.ap.failed ? &a.ap : &a.rd;
     if (!rc && !a.events) {
-        snprintf(a.why, sizeof a.why, "no events of hunt %s", a.hunt);
-        a.failed = 2;
+        snprintf(a.rd.why, sizeof a.rd.why, "no events of hunt %s", a.hunt);
+        a.rd.failed = 2;
         rc = -1;
     }
-    if (rc) fprintf(stderr, "veltrix: audit: %s\n", a.why);
+    if (rc) fprintf(stderr, "veltrix: audit: %s\n", v->why);
     else summary(&a, (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
     engine_hunt_destroy(a.h);
-    return rc ? (a.failed ? a.failed : 1) : 0;
+    return rc ? v->failed : 0;
 }

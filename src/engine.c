@@ -124,6 +124,7 @@ struct hunt {
     uint8_t seed[ENGINE_SEED_BYTES], commitment[32]; /* ENGINE_DRAW_HMAC; commitment = SHA-256 */
     SHA256_CTX draw_key[2]; /* HMAC key schedule of seed: after the inner, outer key block */
     uint8_t head[ENGINE_HASH_BYTES]; /* the hash chain at seq (all zero at seq 0) */
+    uint8_t audit_mode;              /* engine_audit_mode: no chain, no ranks */
 };
 
 /* ---- small helpers -------------------------------------------------------------- */
@@ -473,6 +474,22 @@ static uint32_t player_find(const struct hunt *h, const uint8_t id[16])
     return NONE;
 }
 
+void engine_prefetch_player(const struct hunt *h, const uint8_t id[16], int stage)
+{
+    if (!h->pslot_cap) return;
+    uint32_t i = (uint32_t)pid_hash(id) & (h->pslot_cap - 1);
+    if (stage == 0) {
+        __builtin_prefetch(&h->pslots[i]);
+        return;
+    }
+    uint32_t s = h->pslots[i]; /* the first candidate: the index is at most half full */
+    if (s) {
+        const char *p = (const char *)&h->players[s - 1];
+        __builtin_prefetch(p);
+        __builtin_prefetch(p + sizeof h->players[s - 1] - 1);
+    }
+}
+
 static void pslot_insert(uint32_t *slots, uint32_t cap, const uint8_t id[16], uint32_t pi)
 {
     uint32_t i = (uint32_t)pid_hash(id) & (cap - 1);
@@ -733,7 +750,7 @@ static void fill_score(const struct hunt *h, const struct txn *t, int64_t points
     if (!out) return;
     out->points = points;
     out->score = t->p->score;
-    out->rank = lb_rank(h->lb, t->pi);
+    out->rank = h->audit_mode ? 0 : lb_rank(h->lb, t->pi);
 }
 
 /* ---- hunts ------------------------------------------------------------------------ */
@@ -998,7 +1015,16 @@ static void chest_id(const struct def *df, const struct pool *p, uint32_t slot, 
         return;
     }
     const struct hd_range *r = &df->d.zones[p->zone].range;
-    snprintf(out, ENGINE_CHEST_ID_MAX + 1, "%s%" PRIu32, r->prefix, slot - p->n_explicit);
+    char digits[10];
+    int nd = 0;
+    size_t pl = strlen(r->prefix);
+    uint32_t v = slot - p->n_explicit;
+    do digits[nd++] = (char)('0' + v % 10);
+    while (v /= 10);
+    assert(pl + (size_t)nd <= ENGINE_CHEST_ID_MAX);
+    memcpy(out, r->prefix, pl); /* prefix + decimal index (an opener's hot path: no printf) */
+    for (int i = 0; i < nd; i++) out[pl + (size_t)i] = digits[nd - 1 - i];
+    out[pl + (size_t)nd] = '\0';
 }
 
 static int pick_chest(const struct hunt *h, uint32_t zi, const uint8_t player[16],
@@ -1116,6 +1142,8 @@ static void chain_extend(struct hunt *h, const struct event *ev)
     }
     engine_chain_next(h->head, ev, h->head);
 }
+
+void engine_audit_mode(struct hunt *h) { h->audit_mode = 1; }
 
 void engine_head_hash(const struct hunt *h, uint8_t out[ENGINE_HASH_BYTES])
 {
@@ -1356,7 +1384,7 @@ int engine_apply(struct hunt *h, const struct event *ev, struct engine_outcome *
         snprintf(err, errcap, "event seq %" PRIu64 ": out of memory", ev->seq);
     if (rc == 0) {
         h->seq = ev->seq;
-        chain_extend(h, ev);
+        if (!h->audit_mode) chain_extend(h, ev);
         if (out) memcpy(out->hash, h->head, ENGINE_HASH_BYTES);
     }
     return rc;

@@ -126,6 +126,11 @@ int engine_playable(const struct hunt *h, int64_t now_ms);
 int engine_apply(struct hunt *h, const struct event *ev, struct engine_outcome *out,
                  char *err, size_t errcap);
 
+/* A hint, no effect on the state: player's record will be needed soon (a caller holding
+ * a batch of events ahead, the audit). Stage 0 fetches its slot in the id index into the
+ * cache, stage 1 (some events later, the slot then at hand) the record itself. */
+void engine_prefetch_player(const struct hunt *h, const uint8_t player[16], int stage);
+
 /* --- the hash chain ------------------------------------------------------------------ */
 /* Every applied event extends the hunt's hash chain (engine.c "the hash chain" has the
  * recipe, docs/FAIRNESS.md the spec): engine_apply puts the new link in out->hash. */
@@ -136,6 +141,11 @@ void engine_chain_next(const uint8_t prev[ENGINE_HASH_BYTES], const struct event
  * from a DEFINE's JSON: for a verifier that has only the hash of the exact text. */
 void engine_chain_next_sha(const uint8_t prev[ENGINE_HASH_BYTES], const struct event *ev,
                            const uint8_t *def_sha, uint8_t out[ENGINE_HASH_BYTES]);
+/* From now on engine_apply neither extends h's chain (out->hash and engine_head_hash keep
+ * the last link before) nor computes out->rank (0): for the audit, which checks the chain
+ * itself from the events as recorded and reads only points and loot; never for a hunt
+ * that serves or is snapshotted. */
+void engine_audit_mode(struct hunt *h);
 /* The hash of the hunt's last event (32 zero bytes at seq 0). */
 void engine_head_hash(const struct hunt *h, uint8_t out[ENGINE_HASH_BYTES]);
 /* H0: the seed commitment, or 32 zero bytes for a legacy (or undefined) hunt. */

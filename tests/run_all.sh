@@ -69,12 +69,14 @@ fi
 # Under ThreadSanitizer (SANITIZE=thread, exported by the Makefile) only the black-box
 # suites that drive a second thread beyond the log writer's ordinary hand-off run (TSAN_BB:
 # the snapshotter, the live frames, tile manifests, the PostgreSQL reconnect thread, the
-# migration checker, the node thread, replicas and forwarding; test_game.py for the
+# migration checker, the node thread, replicas and forwarding, `veltrix audit`'s reader and
+# applier threads in test_fairness.py; test_game.py for the
 # write path with many players at once). The others (bad input, abuse, limits, security,
-# hunts, players, fairness) exercise the event loop's own thread, which the plain and
+# hunts, players) exercise the event loop's own thread, which the plain and
 # ASan+UBSan passes cover; every unit test and the simulation still run under TSan.
 TSAN_BB="test_crash.py test_live.py test_snapshot.py test_tiles.py test_game.py test_pg.py
-  test_pg_faults.py test_migrate.py test_cluster.py test_forward.py test_replica.py"
+  test_pg_faults.py test_migrate.py test_cluster.py test_forward.py test_replica.py
+  test_fairness.py"
 in_tsan_set() {  # suite file name -> 0 when it runs in this pass
   case ${SANITIZE:-} in *thread*) ;; *) return 0 ;; esac
   case " $(echo $TSAN_BB) " in *" $1 "*) return 0 ;; esac

@@ -450,5 +450,71 @@ def audit_log_honest_and_tampered():
     eq(audit("fair", "--log", os.path.join(d, "junk.jsonl"))[0], 2, "a file that is not JSON lines")
 
 
+@test
+def audit_pipeline_many_batches():
+    """`veltrix audit` reads and checks the chain on one thread and applies on another, in
+    batches of 1,024 events through a ring of four: logs of 6,000 events (the ring goes
+    round six times) from a file and from a store; a failure of either thread, early or
+    late, is named by the first seq that does not hold, whichever thread finds it."""
+    import tempfile
+    tool = os.path.join(os.path.dirname(vx.BIN), "bench_gen_log")
+    true(os.path.exists(tool), "%s is built with the server (make all)" % tool)
+    with tempfile.TemporaryDirectory(prefix="vx-bb-") as d:
+        # 6,000 events of hunt "audit", 300 players scanning and opening chests, every one
+        # decided by the engine, the seed revealed (the audit benchmark's generator)
+        subprocess.run([tool, os.path.join(d, "gen.jsonl"), "6000", "300"], check=True,
+                       stdout=subprocess.DEVNULL, timeout=120)
+        with open(os.path.join(d, "gen.jsonl")) as f:
+            events = [json.loads(ln) for ln in f]
+        hunt = "audit"
+        path = write_lines(os.path.join(d, "long.jsonl"), events)
+        rc, out, err = audit(hunt, "--log", path)
+        eq(rc, 0, "the honest 6,000-event log (stderr %s)" % short(err))
+        true("head: seq 6000 hash %s" % events[-1]["hash"] in out, "head: %s" % short(out))
+        true(re.search(r"draws: [1-9]\d* checked", out), "draws checked: %s" % short(out))
+        scans = [i for i, e in enumerate(events) if "points" in e]
+        early = next(i for i in scans if i > 40)       # the applier's check (points)
+        late = next(i for i in scans if i > 5000)
+        pts = copy.deepcopy(events)
+        pts[early]["points"] += 1
+        audit_fails((hunt, "--log", write_lines(os.path.join(d, "t.jsonl"), pts)), early + 1,
+                       "points changed early in a long log")
+        pts[5200]["hash"] = pts[5200]["hash"][:20] + ("0" if pts[5200]["hash"][20] != "0" else "1") + \
+            pts[5200]["hash"][21:]
+        audit_fails((hunt, "--log", write_lines(os.path.join(d, "t.jsonl"), pts)), early + 1,
+                       "points changed early, a hash byte late: the earlier one")
+        pts = copy.deepcopy(events)
+        pts[late]["points"] += 1
+        audit_fails((hunt, "--log", write_lines(os.path.join(d, "t.jsonl"), pts)), late + 1,
+                       "points changed late")
+        t = copy.deepcopy(events)
+        t[5200]["hash"] = t[5200]["hash"][:20] + ("0" if t[5200]["hash"][20] != "0" else "1") + \
+            t[5200]["hash"][21:]
+        t[late]["points"] += 1
+        want = min(5201, late + 1)
+        audit_fails((hunt, "--log", write_lines(os.path.join(d, "t.jsonl"), t)), want,
+                       "a hash byte and points late: the earlier one")
+        t = copy.deepcopy(events)
+        del t[4500]
+        audit_fails((hunt, "--log", write_lines(os.path.join(d, "t.jsonl"), t)), 4501,
+                       "an event dropped in the fifth batch")
+        # a store of 6,000 events (the restart benchmark's generator: every event applied)
+        gen_store = os.path.join(os.path.dirname(vx.BIN), "bench_gen_store")
+        true(os.path.exists(gen_store), "%s is built with the server (make all)" % gen_store)
+        db = os.path.join(d, "gen.db")
+        subprocess.run([gen_store, db, "6000", "0"], check=True, stdout=subprocess.DEVNULL, timeout=120)
+        rc, out, err = audit("restart", "--store", "sqlite:" + db)
+        eq(rc, 0, "audit --store of 6,000 events (stderr %s)" % short(err))
+        true("head: seq 6000 " in out, "head: %s" % short(out))
+        con = sqlite3.connect(db)
+        con.execute("UPDATE events SET hash = zeroblob(32) WHERE hunt = 'restart' AND seq = 5000")
+        con.commit()
+        audit_fails(("restart", "--store", "sqlite:" + db), 5000, "a stored hash changed at seq 5000")
+        con.execute("DELETE FROM events WHERE hunt = 'restart' AND seq = 3000")
+        con.commit()
+        con.close()
+        audit_fails(("restart", "--store", "sqlite:" + db), 3000, "a row deleted at seq 3000")
+
+
 if __name__ == "__main__":
     vx.run_all()
