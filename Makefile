@@ -24,6 +24,12 @@ endif
 # memory (tests/blackbox/vx.py, SANITIZE).
 export TSAN_OPTIONS ?= halt_on_error=1 second_deadlock_stack=1
 export SANITIZE
+# A benchmark-only variant: engine_apply does not extend the hash chain (every hash is
+# zero), so that bench/run.sh hashcost can measure what the chain adds to a scan.
+ifdef NOCHAIN
+CFLAGS  += -DVELTRIX_BENCH_NO_CHAIN
+BUILD   ?= build/nochain
+endif
 BUILD   ?= build
 
 SRCS      := $(wildcard src/*.c)

@@ -2,6 +2,7 @@
 # bench/run.sh — Veltrix benchmarks, side by side with their anchors, in one run.
 #
 #   bench/run.sh [healthz] [players] [scans] [chests] [leaderboard] [tiles] [live] [anchors] [replay] [restart] [pg]
+#                [migrate] [audit] [hashcost]
 #   BENCH="pg" bash bench/run.sh     (the same: workloads from $BENCH when no argument; make bench BENCH=pg)
 #
 # tiles: a 256×256 map of 1.2 KB tiles loaded with `veltrix tiles import`, random reads
@@ -22,6 +23,11 @@
 # bench_gen_store loads a 10M-event hunt into another database (COPY), bench_replay replays
 # it from PostgreSQL (read alone, then read + decode + apply), and `veltrix serve --store`
 # is timed from start to /healthz with the snapshot and from the whole log (checks).
+#
+# audit: bench/audit.sh: a /log export of BENCH_AUDIT_EVENTS events (default 10M; quick:
+# 200k) audited from the file (`veltrix audit --log`). hashcost: durable scans against this
+# build and against a build without the hash chain (make NOCHAIN=1), alternating runs on two
+# servers, CPU per request of each; then bench_hash, the chain alone per scan event.
 #
 # No argument: everything. Veltrix (fsync always) runs on a temp data dir on loopback;
 # each workload is wrk -t1 -c64, 5 s, 3 runs, median reported. Anchors (nginx, PostgreSQL
@@ -76,7 +82,7 @@ PY="python3 $BENCH_DIR/vxbench.py"
 usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # ------------------------------------------------------------------ what to run
-ALL=(healthz players scans chests leaderboard tiles live anchors replay restart pg migrate audit)
+ALL=(healthz players scans chests leaderboard tiles live anchors replay restart pg migrate audit hashcost)
 declare -A WANT=()
 [ $# -eq 0 ] && [ -n "${BENCH:-}" ] && set -- $BENCH
 if [ $# -eq 0 ]; then
@@ -86,7 +92,7 @@ if [ $# -eq 0 ]; then
 else
   for w in "$@"; do
     case $w in
-      healthz|players|scans|chests|leaderboard|tiles|live|anchors|replay|restart|pg|migrate|audit) WANT[$w]=1 ;;
+      healthz|players|scans|chests|leaderboard|tiles|live|anchors|replay|restart|pg|migrate|audit|hashcost) WANT[$w]=1 ;;
       -h|--help) usage ;;
       *) echo "run.sh: unknown workload '$w'" >&2; usage ;;
     esac
@@ -887,6 +893,54 @@ run_rate_script() {
   check "$line (target ≥ $target events/s: $(met "${rate:-0}" ge "$target"))"
 }
 
+# ------------------------------------------------------------------ the chain's cost (issue 17)
+# Two servers side by side: this build and build/nochain (make NOCHAIN=1: engine_apply
+# does not extend the hash chain, the only hashing a write adds), each with its own data
+# directory and the scans setup. The scans workload alternates between them run by run
+# (rows scans_chain and scans_nochain: the same wrk command on fresh hunts); the
+# difference of their median server CPU per request is what the chain costs a durable
+# scan over HTTP. Then bench_hash times the chain alone (CPU ns per scan event).
+run_hashcost() {
+  local nbin=$ROOT/build/nochain/veltrix v r hunts="" out=$TMPD/hash.txt
+  log "hash chain cost: make NOCHAIN=1 (the baseline build without the chain), then both servers"
+  if ! make -s -C "$ROOT" -j2 NOCHAIN=1 build/nochain/veltrix >"$TMPD/nochain-build.txt" 2>&1; then
+    check "HASHCOST: the no-chain build failed: $(tail -n 3 "$TMPD/nochain-build.txt" | tr '\n' ' ')"; return 0
+  fi
+  local saved_bin=$BIN saved_data=$VX_DATA saved_log=$VX_LOG saved_setup=$SETUP
+  local -A url pid
+  for ((r = 1; r <= RUNS; r++)); do hunts+="bscan$r,"; done
+  hunts=${hunts%,}
+  for v in chain nochain; do
+    if [ $v = chain ]; then BIN=$saved_bin; else BIN=$nbin; fi
+    VX_DATA=$TMPD/hash-$v-data VX_LOG=$TMPD/hash-$v.log VX_DEAD=0
+    if ! vx_start; then check "HASHCOST: the $v server did not start"; break; fi
+    url[$v]=$VX_URL pid[$v]=$VX_PID
+    if ! timeout -k 5 600 $PY setup --url "$VX_URL" --key "$KEY" --dir "$TMPD/setup-hash-$v" \
+         --players "$PLAYERS" --codes "$CODES" --scan-hunts "$hunts" >/dev/null; then
+      check "HASHCOST: setup failed on the $v server"; break
+    fi
+  done
+  if [ -n "${pid[nochain]:-}" ] && [ -f "$TMPD/setup-hash-nochain/tokens.txt" ]; then
+    for ((r = 1; r <= RUNS; r++)); do
+      for v in chain nochain; do
+        VX_URL=${url[$v]} VX_PID=${pid[$v]} VX_DEAD=0 SETUP=$TMPD/setup-hash-$v
+        vx_wrk "scans_$v" "$r" "POST /v1/hunts/:/scans" scans.lua "/v1/hunts/bscan$r/scans" "bscan$r" scans \
+          -- "bscan$r" "$SETUP/tokens.txt" "$SETUP/payloads_bscan$r.txt" || true
+      done
+    done
+    check "hash chain over HTTP: $($PY cpu-delta --results "$RESULTS" --with scans_chain --without scans_nochain)"
+  fi
+  for v in chain nochain; do [ -n "${pid[$v]:-}" ] && { stop_pid "${pid[$v]}" 30; forget "${pid[$v]}"; }; done
+  BIN=$saved_bin VX_DATA=$saved_data VX_LOG=$saved_log SETUP=$saved_setup VX_DEAD=0
+  quiet
+  if timeout -k 5 300 "$BDIR/bench_hash" 5000000 >"$out" 2>&1; then
+    local ns; ns=$(sed -n 's/^RESULT ns_per_event=\([0-9.]*\).*/\1/p' "$out")
+    check "hash chain alone (bench_hash, 5,000,000 scan events): $ns ns of CPU per event (target ≤ 500 ns: $(met "${ns:-1e9}" le 500))"
+  else
+    check "HASHCOST: bench_hash failed: $(tail -n 3 "$out" | tr '\n' ' ')"
+  fi
+}
+
 # ------------------------------------------------------------------ main
 START=$SECONDS
 echo "veltrix bench: workloads: ${!WANT[*]}; $RUNS run(s) × ${DUR}s; temp dir $TMPD"
@@ -908,7 +962,8 @@ if want anchors || want pg; then
   fi
 fi
 want anchors && run_redis
-want audit && run_rate_script audit audit.sh "${BENCH_AUDIT_EVENTS:-$([ "$QUICK" = 1 ] && echo 200000 || echo 2000000)}" 1000000
+want audit && run_rate_script audit audit.sh "${BENCH_AUDIT_EVENTS:-$([ "$QUICK" = 1 ] && echo 200000 || echo 10000000)}" 1000000
+want hashcost && run_hashcost
 want migrate && run_rate_script migrate migrate.sh "${BENCH_MIGRATE_EVENTS:-$([ "$QUICK" = 1 ] && echo 200000 || echo 2000000)}" 200000
 
 log "results ($((SECONDS - START)) s)"

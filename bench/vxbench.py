@@ -495,6 +495,8 @@ WORKLOADS = [  # (key, label, [anchor names in order])
                                        "Redis ZINCRBY, no persistence",
                                        "PostgreSQL 1-row INSERT tx"]),
     ("scans_c256", "POST scans (durable), wrk -c256", []),
+    ("scans_chain", "POST scans (durable), hashcost: with the chain", []),
+    ("scans_nochain", "POST scans (durable), hashcost: make NOCHAIN=1", []),
     ("chests", "POST chest open (durable)", ["PostgreSQL SKIP LOCKED chest tx"]),
     ("lb_top", "GET leaderboard top-10", ["Redis ZREVRANGE 0 9 WITHSCORES"]),
     ("lb_around", "GET leaderboard around (r=5)", ["Redis ZREVRANK"]),
@@ -561,6 +563,28 @@ def busy(runs):
 def med(vals):
     vals = [v for v in vals if v is not None]
     return statistics.median(vals) if vals else None
+
+
+def cmd_cpu_delta(a):
+    """The median server CPU per request of two workloads of the same run and the
+    difference (bench/run.sh hashcost): one line."""
+    recs = [json.loads(l) for l in open(a.results)] if os.path.exists(a.results) else []
+    runs = {}
+    for r in recs:
+        if r["kind"] == "veltrix" and not r.get("diag") and r["workload"] in (a.with_, a.without):
+            runs.setdefault(r["workload"], []).append(r)
+    if a.with_ not in runs or a.without not in runs:
+        print("no runs of %s and %s to compare" % (a.with_, a.without))
+        return
+    w = med([r["cpu_us"] for r in counted(runs[a.with_])])
+    wo = med([r["cpu_us"] for r in counted(runs[a.without])])
+    rw = med([r["rps"] for r in counted(runs[a.with_])])
+    rwo = med([r["rps"] for r in counted(runs[a.without])])
+    print("server CPU per scan %.2f µs with the chain, %.2f µs without (make NOCHAIN=1): "
+          "difference %+.2f µs (target ≤ 0.5 µs: %s; medians of %d and %d runs, alternating; "
+          "req/s %s and %s; runs differ by more than this: see bench_hash for the cost alone)"
+          % (w, wo, w - wo, "met" if w - wo <= 0.5 else "NOT met", len(runs[a.with_]),
+             len(runs[a.without]), fmt_n(rw), fmt_n(rwo)))
 
 
 def cmd_table(a):
@@ -839,6 +863,10 @@ def main():
     s.add_argument("url")
     s.add_argument("key")
     s.add_argument("hunts", nargs="+")
+    s = sp.add_parser("cpu-delta")
+    s.add_argument("--results", required=True)
+    s.add_argument("--with", dest="with_", required=True)
+    s.add_argument("--without", required=True)
     s = sp.add_parser("compare")
     s.add_argument("before")
     s.add_argument("after")

@@ -356,6 +356,10 @@ static int serve(const struct options *o)
         fprintf(stderr, "veltrix: --fsync must be always, batch or off\n");
         return 2;
     }
+#ifdef VELTRIX_BENCH_NO_CHAIN
+    fprintf(stderr, "veltrix: WARNING: a benchmark build without the hash chain (make NOCHAIN=1): "
+                    "every event's hash is zero; never serve a game with it\n");
+#endif
     if (metrics_public(o) < 0) {
         fprintf(stderr, "veltrix: --metrics-access must be public or admin\n");
         return 2;
