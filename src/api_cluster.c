@@ -49,6 +49,7 @@
 static struct {
     struct hmap ready;   /* hunt id -> (void *)(uintptr_t) the epoch it was caught up under */
     struct hmap rebuild; /* hunt ids whose memory a fence proved ahead of the store */
+    struct hmap writing; /* hunt id -> (void *)(uintptr_t) writes in flight (api_cluster_write) */
     h2o_loop_t *loop;
     h2o_timeout_t poll_timeout;
     h2o_timeout_entry_t poll_tick;
@@ -60,6 +61,7 @@ static struct {
     uint64_t read_index_reads;   /* token reads that asked the store for a hunt's head */
     uint64_t read_index_waits;   /* ... and found memory behind it (caught up first) */
     uint64_t applied;            /* events applied as a replica */
+    uint64_t idem_taken;         /* idempotency records taken over with hunts */
 } cl;
 
 /* A replica hunt's lag. Invariants: synced_ms only grows; behind is what the last
@@ -167,6 +169,42 @@ static int load_new(const char *id)
     return 0;
 }
 
+static int take_idem(const struct store_idem *i, void *ctx)
+{
+    ++*(uint64_t *)ctx;
+    return idem_load(api_app.idem, i->scope, i->key, i->req_hash, i->status, i->body,
+                     i->body_len, i->created_ms) ? -1 : 0;
+}
+
+/* The idempotency records of hunt's writes within the retention, whoever wrote them: a
+ * retry of a write a previous owner applied is then replayed here, never applied again.
+ * 0, or -1 (logged: no write under this epoch until it can be done). */
+static int take_idem_records(const char *hunt)
+{
+    uint64_t n = 0;
+    int rc = store_each_idem_of_hunt(api_app.reader, hunt,
+                                     api_now_ms() - api_app.cfg.idem_retention_ms, take_idem, &n);
+    if (rc) {
+        complain("taking a hunt over: cannot read its idempotency records");
+        return -1;
+    }
+    cl.idem_taken += n;
+    return 0;
+}
+
+void api_cluster_write(const struct hunt *h, int delta)
+{
+    if (!api_app.cfg.node || !cl.inited) return;
+    const char *id = engine_hunt_id(h);
+    size_t len = strlen(id);
+    uintptr_t n = (uintptr_t)hmap_get(&cl.writing, id, len) + (uintptr_t)(intptr_t)delta;
+    if (n) VX_FATAL_IF(hmap_put(&cl.writing, id, len, (void *)n));
+    else hmap_del(&cl.writing, id, len);
+}
+
+/* 1 while writes of hunt id are in flight (its memory may be ahead of the store). */
+static int writing(const char *id) { return hmap_get(&cl.writing, id, strlen(id)) != NULL; }
+
 int api_write_epoch(const char *hunt, uint64_t *epoch)
 {
     *epoch = 0;
@@ -176,7 +214,9 @@ int api_write_epoch(const char *hunt, uint64_t *epoch)
     if (!node_owns(api_app.cfg.node, hunt, &e) || hmap_get(&cl.rebuild, hunt, len)) return 0;
     if ((uint64_t)(uintptr_t)hmap_get(&cl.ready, hunt, len) != e) {
         struct hunt *h = hmap_get(&api_app.hunts, hunt, len);
+        if (writing(hunt)) return 0; /* writes of an older epoch still in flight: wait */
         if (h ? catch_up(h) : load_new(hunt)) return 0;
+        if (take_idem_records(hunt)) return 0;
         if (hmap_put(&cl.ready, hunt, len, (void *)(uintptr_t)e)) return 0;
     }
     *epoch = e;
@@ -196,7 +236,7 @@ void api_read_index(struct http_req *r, const char *id)
     size_t len = strlen(id);
     int token = api_bearer(r).p || http_query(r, "token").p; /* live: ?token= too */
     if (!is_replica(id) || m.len != 3 || memcmp(m.p, "GET", 3) || !token ||
-        hmap_get(&cl.rebuild, id, len))
+        hmap_get(&cl.rebuild, id, len) || writing(id))
         return;
     uint64_t head;
     ++cl.read_index_reads;
@@ -270,11 +310,13 @@ void api_cluster_metrics(struct metrics_buf *b)
                    "veltrix_replica_events_applied_total %llu\n"
                    "# TYPE veltrix_read_index_total counter\nveltrix_read_index_total %llu\n"
                    "# TYPE veltrix_read_index_waits_total counter\n"
-                   "veltrix_read_index_waits_total %llu\n",
+                   "veltrix_read_index_waits_total %llu\n"
+                   "# TYPE veltrix_idem_taken_over_total counter\n"
+                   "veltrix_idem_taken_over_total %llu\n",
                    (unsigned long long)s.hunts, (long long)s.max_ms,
                    (unsigned long long)s.events, (unsigned long long)cl.applied,
                    (unsigned long long)cl.read_index_reads,
-                   (unsigned long long)cl.read_index_waits);
+                   (unsigned long long)cl.read_index_waits, (unsigned long long)cl.idem_taken);
     metrics_printf(b, "# TYPE veltrix_replication_event_age_seconds histogram\n");
     metrics_render_hist(b, "veltrix_replication_event_age_seconds", "", &cl.age, 0);
 }
@@ -320,7 +362,9 @@ static void follow(void *value, void *ctx)
     struct hunt *h = value;
     const char *id = engine_hunt_id(h);
     uint64_t e;
-    if (node_owns(api_app.cfg.node, id, &e) || hmap_get(&cl.rebuild, id, strlen(id))) return;
+    if (node_owns(api_app.cfg.node, id, &e) || hmap_get(&cl.rebuild, id, strlen(id)) ||
+        writing(id))
+        return;
     hmap_del(&cl.ready, id, strlen(id));
     catch_up(h);
 }
@@ -348,6 +392,7 @@ void api_cluster_start(void *loop)
 {
     hmap_init(&cl.ready);
     hmap_init(&cl.rebuild);
+    hmap_init(&cl.writing);
     hmap_init(&cl.reps);
     cl.inited = 1;
     if (!api_app.cfg.node) return;
@@ -373,6 +418,7 @@ void api_cluster_stop(void)
     if (!cl.inited) return;
     hmap_deinit(&cl.ready);
     hmap_deinit(&cl.rebuild);
+    hmap_deinit(&cl.writing);
     hmap_each(&cl.reps, free_value, NULL);
     hmap_deinit(&cl.reps);
     cl.inited = 0;

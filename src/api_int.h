@@ -166,6 +166,11 @@ int api_write_epoch(const char *hunt, uint64_t *epoch);
 /* The store refused a write of hunt because its lease moved (STORE_EFENCED): the hunt's
  * memory holds events that never landed. Called once per refused write. */
 void api_hunt_fenced(const char *hunt);
+/* A write of h applied in memory and queued to the log (delta 1), then durable or refused
+ * (delta -1). Several nodes: while any is in flight, the hunt's memory may be ahead of the
+ * store, so it is not caught up from the store (as a replica, by a read, or under a new
+ * epoch) until they all resolve: landed, or fenced and then rebuilt. */
+void api_cluster_write(const struct hunt *h, int delta);
 /* Read-your-writes (ReadIndex): a GET carrying a player token (a bearer, or live's
  * ?token=, so that a resume with since= on a replica finds every seq the client saw
  * elsewhere), of hunt id, on a node that

@@ -184,7 +184,10 @@ static void on_fenced(struct write *w)
     }
     if (w->live.frame) ws_buf_unref(w->live.frame);
     http_error(w->req, 503, "hunt_moving", "%s", moving);
-    if (w->live.h) api_hunt_fenced(engine_hunt_id(w->live.h));
+    if (w->live.h) {
+        api_cluster_write(w->live.h, -1);
+        api_hunt_fenced(engine_hunt_id(w->live.h));
+    }
     free(w->body);
     free(w);
 }
@@ -208,6 +211,7 @@ static void on_durable(void *arg, int status)
         }
     }
     if (w->live.frame) live_publish(api_app.live, w->live.h, w->live.frame);
+    if (w->live.h) api_cluster_write(w->live.h, -1);
     http_send(w->req, w->status, "application/json", w->body, w->len);
     free(w->body);
     free(w);
@@ -234,10 +238,12 @@ void api_submit_raw(struct http_req *r, struct idem_req *ir, struct log_entry *e
             api_app.idem_pruned_ms = now;
         }
         w->idem = idem_begin(api_app.idem, ir->scope, ir->key, ir->hash, now);
-        struct store_idem row = {ir->scope, ir->key, {0}, status, body, w->len, now};
+        struct store_idem row = {ir->scope, ir->key, {0}, status, body, w->len, now, NULL};
         memcpy(row.req_hash, ir->hash, 32);
+        if (granted.hunt[0]) row.hunt = granted.hunt; /* several nodes: it goes with the hunt */
         VX_FATAL_IF(!w->idem || log_entry_idem(e, &row));
     }
+    if (w->live.h) api_cluster_write(w->live.h, 1);
     w->req = http_hold(r);
     log_entry_on_done(e, on_durable, w);
     VX_FATAL_IF(log_submit(api_app.log, e) != 0); /* api_log_room() said there was room */

@@ -65,7 +65,7 @@ struct op {
         } mapver;
         int64_t cutoff_ms; /* the prunes */
     } u;
-    void *mem[3]; /* copies owned by the op */
+    void *mem[4]; /* copies owned by the op */
 };
 
 struct log_entry {
@@ -134,7 +134,8 @@ void log_entry_free(struct log_entry *e)
 {
     if (!e) return;
     for (size_t i = 0; i < e->n_ops; i++) {
-        for (int j = 0; j < 3; j++) free(e->ops[i].mem[j]);
+        for (size_t j = 0; j < sizeof e->ops[i].mem / sizeof e->ops[i].mem[0]; j++)
+            free(e->ops[i].mem[j]);
         if (e->ops[i].kind == OP_MAPVER && e->ops[i].u.mapver.release)
             e->ops[i].u.mapver.release(e->ops[i].u.mapver.ctx);
     }
@@ -211,6 +212,7 @@ int log_entry_idem(struct log_entry *e, const struct store_idem *i)
     op->u.idem.scope = dup_mem(op, 0, i->scope, strlen(i->scope));
     op->u.idem.key = dup_mem(op, 1, i->key, strlen(i->key));
     op->u.idem.body = dup_mem(op, 2, i->body, i->body_len);
+    if (i->hunt && !(op->u.idem.hunt = dup_mem(op, 3, i->hunt, strlen(i->hunt)))) return -ENOMEM;
     return op->u.idem.scope && op->u.idem.key && op->u.idem.body ? 0 : -ENOMEM;
 }
 

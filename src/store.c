@@ -162,6 +162,13 @@ int store_each_idem(struct store *s, int64_t since_ms, store_idem_cb cb, void *c
 {
     return s->be->each_idem(s, since_ms, cb, ctx);
 }
+int store_each_idem_of_hunt(struct store *s, const char *hunt, int64_t since_ms,
+                            store_idem_cb cb, void *ctx)
+{
+    return s->be->each_idem_of_hunt ? s->be->each_idem_of_hunt(s, hunt, since_ms, cb, ctx)
+                                    : STORE_ENOTSUP;
+}
+
 int store_get_idem(struct store *s, const char *scope, const char *key, store_idem_cb cb,
                    void *ctx)
 {

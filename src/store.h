@@ -69,6 +69,9 @@ struct store_idem {
     const char *body;
     size_t body_len;
     int64_t created_ms;
+    /* The hunt of a hunt's write (the owner that takes the hunt over loads its records,
+     * store_each_idem_of_hunt); NULL otherwise, and in rows read back. */
+    const char *hunt;
 };
 
 struct store; /* opaque */
@@ -135,6 +138,12 @@ int store_each_player(struct store *s, store_player_cb cb, void *ctx);
 /* The refresh rows that have not expired at now_ms. */
 int store_each_refresh(struct store *s, int64_t now_ms, store_refresh_cb cb, void *ctx);
 int store_each_idem(struct store *s, int64_t since_ms, store_idem_cb cb, void *ctx);
+/* The idempotency records of hunt's writes created at or after since_ms (several nodes:
+ * a new owner takes them over with the hunt, so that a retry of a write the previous
+ * owner applied is replayed, never applied again). STORE_ENOTSUP on a store without
+ * several nodes (SQLite). */
+int store_each_idem_of_hunt(struct store *s, const char *hunt, int64_t since_ms,
+                            store_idem_cb cb, void *ctx);
 /* Looks one idempotency record up: 1 found (cb called), 0 not found, or an error. */
 int store_get_idem(struct store *s, const char *scope, const char *key, store_idem_cb cb,
                    void *ctx);

@@ -42,6 +42,8 @@ struct store_backend {
     int (*each_player)(struct store *s, store_player_cb cb, void *ctx);
     int (*each_refresh)(struct store *s, int64_t now_ms, store_refresh_cb cb, void *ctx);
     int (*each_idem)(struct store *s, int64_t since_ms, store_idem_cb cb, void *ctx);
+    int (*each_idem_of_hunt)(struct store *s, const char *hunt, int64_t since_ms,
+                             store_idem_cb cb, void *ctx); /* NULL: STORE_ENOTSUP */
     int (*get_idem)(struct store *s, const char *scope, const char *key, store_idem_cb cb,
                     void *ctx);
     int (*put_snapshot)(struct store *s, const char *hunt, uint64_t seq, const uint8_t *data,

@@ -94,7 +94,7 @@
 enum {
     Q_PUT_EVENT, Q_PUT_PLAYER, Q_PUT_REFRESH, Q_DROP_REFRESH, Q_USE_REFRESH, Q_PRUNE_REFRESH,
     Q_PUT_IDEM, Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS,
-    Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_GET_IDEM, Q_PING, Q_PUT_BLOB, Q_GET_BLOB, Q_PUT_TILE,
+    Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_HUNT_IDEMS, Q_GET_IDEM, Q_PING, Q_PUT_BLOB, Q_GET_BLOB, Q_PUT_TILE,
     Q_PUT_MAPVER, Q_PRUNE_MAPVER, Q_TILES, Q_MAPVERS, Q_LAST_SEQ, Q_BLOBS, Q_GET_PLAYER,
     Q_PUT_EVENTS, Q_MAX
 };
@@ -115,10 +115,11 @@ static const char *const SQL[Q_MAX] = {
     [Q_PRUNE_REFRESH] = "DELETE FROM veltrix.refresh WHERE id IN (SELECT id FROM "
                         "veltrix.refresh WHERE expires_ms<$1::int8 LIMIT "
                         STR(STORE_PRUNE_REFRESH_MAX) ")",
-    [Q_PUT_IDEM] = "INSERT INTO veltrix.idem(scope,key,req_hash,status,body,created_ms) "
-                   "VALUES($1::bytea,$2::bytea,$3::bytea,$4::int8,$5::bytea,$6::int8) "
+    [Q_PUT_IDEM] = "INSERT INTO veltrix.idem(scope,key,req_hash,status,body,created_ms,hunt) "
+                   "VALUES($1::bytea,$2::bytea,$3::bytea,$4::int8,$5::bytea,$6::int8,$7::text) "
                    "ON CONFLICT(scope,key) DO UPDATE SET req_hash=excluded.req_hash, "
-                   "status=excluded.status, body=excluded.body, created_ms=excluded.created_ms",
+                   "status=excluded.status, body=excluded.body, created_ms=excluded.created_ms, "
+                   "hunt=excluded.hunt",
     [Q_PRUNE_IDEM] = "DELETE FROM veltrix.idem WHERE (scope,key) IN (SELECT scope,key FROM "
                      "veltrix.idem WHERE created_ms<$1::int8 LIMIT " STR(STORE_PRUNE_IDEM_MAX) ")",
     /* DISTINCT would read every event: this walks the primary key hunt by hunt. */
@@ -134,6 +135,9 @@ static const char *const SQL[Q_MAX] = {
     [Q_IDEMS] = "SELECT scope,key,req_hash,status,body,created_ms FROM veltrix.idem "
                 "WHERE created_ms>=$1::int8 AND (created_ms,scope,key)>($2::int8,$3::bytea,"
                 "$4::bytea) ORDER BY created_ms,scope,key LIMIT $5::int8",
+    [Q_HUNT_IDEMS] = "SELECT scope,key,req_hash,status,body,created_ms FROM veltrix.idem "
+                     "WHERE hunt=$1::text AND created_ms>=$2::int8 AND (created_ms,scope,key)>"
+                     "($3::int8,$4::bytea,$5::bytea) ORDER BY created_ms,scope,key LIMIT $6::int8",
     [Q_GET_IDEM] = "SELECT scope,key,req_hash,status,body,created_ms FROM veltrix.idem "
                    "WHERE scope=$1::bytea AND key=$2::bytea",
     [Q_PING] = "SELECT 1",
@@ -206,7 +210,7 @@ static const char *const MIGRATIONS[] = {
     ("CREATE TABLE veltrix.cluster_secret(id int PRIMARY KEY CHECK (id = 1),"
      " secret bytea NOT NULL CHECK (length(secret) = 32));"),
     /* Several nodes: the fence of a batch (store_event.epoch), run inside its transaction
-     * before COMMIT. Each hunt's lease row is read FOR SHARE: a takeover's UPDATE of it
+     * before its events are inserted. Each hunt's lease row is read FOR SHARE: a takeover's UPDATE of it
      * waits for this transaction, or this one waits for the takeover and then reads its new
      * epoch; a batch never commits under an epoch that is no longer its hunt's. */
     "CREATE FUNCTION veltrix.fence(hunts text[], epochs int8[]) RETURNS void"
@@ -217,6 +221,10 @@ static const char *const MIGRATIONS[] = {
     " IF cardinality(bad) > 0 THEN RAISE EXCEPTION USING ERRCODE = 'VXF01',"
     " MESSAGE = 'fenced: the lease of a hunt of this batch moved',"
     " DETAIL = array_to_string(bad, ' '); END IF; END $f$;",
+    /* Several nodes: a hunt's idempotency records go with the hunt to its next owner
+     * (store_each_idem_of_hunt); NULL in rows of other writes and of older versions. */
+    "ALTER TABLE veltrix.idem ADD COLUMN hunt text COLLATE \"C\";"
+    "CREATE INDEX idem_hunt ON veltrix.idem(hunt, created_ms) WHERE hunt IS NOT NULL;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -276,7 +284,7 @@ struct pg {
     int64_t redial_ns;        /* none starts before this */
     int64_t backoff_ns, said_ns;
     unsigned redials;         /* attempts since the connection was lost */
-    /* The batch's fence: its distinct (hunt, epoch != 0), checked before COMMIT. */
+    /* The batch's fence: its distinct (hunt, epoch != 0), checked before its events are inserted. */
     struct fence {
         char (*hunt)[VX_ID_MAX + 1];
         uint64_t *epoch;
@@ -1189,7 +1197,7 @@ static int fence_add(struct fence *f, const char *hunt, uint64_t epoch)
     return 0;
 }
 
-/* Sends the fence of the batch into its pipeline, before COMMIT: veltrix.fence() over two
+/* Sends the fence of the batch into its pipeline, before its events: veltrix.fence() over two
  * text arrays ({"h1","h2"}, {1,2}: ids are [a-z0-9_-], nothing to escape). */
 static int fence_send(struct pg *s)
 {
@@ -1235,8 +1243,10 @@ static int pg_commit(struct store *base)
     int rc = s->txn_err;
     if (!rc && PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF && !PQenterPipelineMode(s->conn))
         rc = STORE_EIO;
-    if (!rc) rc = ev_flush(s);
+    /* The fence before the events' INSERT: a stale owner's events would otherwise meet the
+     * new owner's rows at the same seqs first (a unique violation, not a fence). */
     if (!rc && s->fence.n) rc = fence_send(s);
+    if (!rc) rc = ev_flush(s);
     if (!rc && !PQsendQueryParams(s->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0)) rc = STORE_EIO;
     if (!rc) rc = settle(s);
     /* COMMIT of a transaction the server had aborted answers without error (ROLLBACK). */
@@ -1318,6 +1328,7 @@ static int pg_put_idem(struct store *base, const struct store_idem *i)
     arg_int(&a, i->status);
     arg_bytes(&a, i->body, i->body_len);
     arg_int(&a, i->created_ms);
+    arg_text(&a, i->hunt); /* NULL: SQL NULL */
     return put(PG(base), Q_PUT_IDEM, &a);
 }
 
@@ -1508,6 +1519,7 @@ static int idem_row(struct walk *w, const PGresult *r, int i)
     d.status = (int)col_int(r, i, 3);
     d.body = (const char *)col_bytes(r, i, 4, &d.body_len);
     d.created_ms = col_int(r, i, 5);
+    d.hunt = NULL;
     return ((store_idem_cb)w->cb)(&d, w->ctx);
 }
 
@@ -1521,6 +1533,26 @@ static int pg_each_idem(struct store *base, int64_t since_ms, store_idem_cb cb, 
 {
     struct walk w = {.s = PG(base), .q = Q_IDEMS, .page = PAGE_ROWS, .row = idem_row,
                      .next = idem_next, .cb = (void *)cb, .ctx = ctx};
+    arg_int(&w.a, since_ms);
+    arg_int(&w.a, INT64_MIN);
+    arg_bytes(&w.a, "", 0);
+    arg_bytes(&w.a, "", 0);
+    arg_int(&w.a, PAGE_ROWS);
+    return walk(&w);
+}
+
+static int hunt_idem_next(struct walk *w, const PGresult *r, int last)
+{
+    w->a.num[2] = htobe64((uint64_t)col_int(r, last, 5));
+    return keep_key(w, r, last, 0, 0, 3) ? STORE_ECORRUPT : keep_key(w, r, last, 1, 1, 4);
+}
+
+static int pg_each_idem_of_hunt(struct store *base, const char *hunt, int64_t since_ms,
+                                store_idem_cb cb, void *ctx)
+{
+    struct walk w = {.s = PG(base), .q = Q_HUNT_IDEMS, .page = PAGE_ROWS, .row = idem_row,
+                     .next = hunt_idem_next, .cb = (void *)cb, .ctx = ctx};
+    arg_text(&w.a, hunt);
     arg_int(&w.a, since_ms);
     arg_int(&w.a, INT64_MIN);
     arg_bytes(&w.a, "", 0);
@@ -1995,7 +2027,8 @@ static int pg_put_events(struct store *base, const struct store_event *evs, size
     .prune_refresh = pg_prune_refresh, .put_idem = pg_put_idem,                            \
     .prune_idem = pg_prune_idem, .each_hunt = pg_each_hunt, .each_event = pg_each_event,  \
     .each_player = pg_each_player, .each_refresh = pg_each_refresh,                       \
-    .each_idem = pg_each_idem, .get_idem = pg_get_idem, .put_snapshot = pg_put_snapshot,  \
+    .each_idem = pg_each_idem, .each_idem_of_hunt = pg_each_idem_of_hunt,                \
+    .get_idem = pg_get_idem, .put_snapshot = pg_put_snapshot,                             \
     .get_snapshot = pg_get_snapshot, .delete_snapshot = pg_delete_snapshot,               \
     .put_blob = pg_put_blob, .get_blob = pg_get_blob, .put_tile = pg_put_tile,            \
     .put_map_version = pg_put_map_version, .each_tile = pg_each_tile,                     \

@@ -75,8 +75,8 @@ def forward_header(secret, to, frm, t_ms, client, method, path, auth, idem, body
 
 
 class Cluster:
-    def __init__(self, args=(), secret_file=True):
-        self.url = pgutil.fresh_db()
+    def __init__(self, args=(), secret_file=True, url=None):
+        self.url = url or pgutil.fresh_db()
         extra = list(args)
         if secret_file:
             fd, path = tempfile.mkstemp(prefix="vx-secret-")

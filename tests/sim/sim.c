@@ -392,7 +392,7 @@ static void submit(struct entry *e)
             e->prune = 1;
         }
         struct store_idem ir = {e->req.scope, e->req.key,          {0},   e->ans.status,
-                                e->ans.body,  strlen(e->ans.body), now_ms};
+                                e->ans.body,  strlen(e->ans.body), now_ms, NULL};
         memcpy(ir.req_hash, e->hash, 32);
         if (log_entry_idem(le, &ir)) abort();
     }

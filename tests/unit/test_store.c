@@ -128,7 +128,7 @@ TEST(rows_survive_reopen)
     struct store *s = open_store();
     if (!s) return;
     struct store_player p = {{7}, "Ana", 1, 1};
-    struct store_idem i = {"me POST /x", "k1", {0}, 201, "{}", 2, 5000};
+    struct store_idem i = {"me POST /x", "k1", {0}, 201, "{}", 2, 5000, NULL};
     CHECK_EQ_INT(store_begin(s), 0);
     CHECK_EQ_INT(store_put_player(s, &p), 0);
     p.gen = 2;
@@ -166,10 +166,10 @@ TEST(prune_is_bounded)
     CHECK_EQ_INT(store_begin(s), 0);
     for (int k = 0; k < STORE_PRUNE_IDEM_MAX + 500; k++) {
         snprintf(key, sizeof key, "old%d", k);
-        struct store_idem i = {"s", key, {0}, 200, "{}", 2, 1000 + k};
+        struct store_idem i = {"s", key, {0}, 200, "{}", 2, 1000 + k, NULL};
         CHECK_EQ_INT(store_put_idem(s, &i), 0);
     }
-    struct store_idem live = {"s", "live", {0}, 200, "{}", 2, 900000};
+    struct store_idem live = {"s", "live", {0}, 200, "{}", 2, 900000, NULL};
     CHECK_EQ_INT(store_put_idem(s, &live), 0);
     CHECK_EQ_INT(store_commit(s), 0);
     int n = 0;

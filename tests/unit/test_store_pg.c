@@ -200,7 +200,8 @@ static int batch(struct store *s, uint64_t *next_seq, int round)
                                200 + (int)rnd(3),
                                "{\"ok\":1}",
                                (size_t)rnd(9),
-                               100 + round * 10 + rnd(10)};
+                               100 + round * 10 + rnd(10),
+                               NULL};
         DO(store_put_idem(s, &d));
         uint8_t bh[32] = {(uint8_t)rnd(40)};
         if (rnd(3) == 0) DO(store_put_blob(s, bh, data, len)); /* a known hash: kept */
@@ -336,7 +337,9 @@ TEST(big_batches_and_pages)
         if (seq <= 9000) CHECK_EQ_INT(store_put_player(s, &p), 0);
         char key[16];
         snprintf(key, sizeof key, "%05llu", (unsigned long long)(seq % 9000));
-        struct store_idem i = {"s", key, {0}, 200, "{}", 2, (int64_t)(seq % 9000) / 3};
+        static const char *const hunt_of[] = {"ha", "hb", NULL}; /* by key: 3,000 each */
+        struct store_idem i = {"s", key, {0}, 200, "{}", 2, (int64_t)(seq % 9000) / 3,
+                               hunt_of[seq % 9000 % 3]};
         CHECK_EQ_INT(store_put_idem(s, &i), 0);
     }
     CHECK_EQ_INT(store_commit(s), 0);
@@ -356,6 +359,16 @@ TEST(big_batches_and_pages)
     CHECK_EQ_INT(store_each_idem(s, 0, count_idem, &c), 0);
     CHECK_EQ_INT(c.n, 9000);
     CHECK(c.ordered);
+    c = (struct count){0, 0, 1}; /* a hunt's records (several nodes: taken over with it) */
+    CHECK_EQ_INT(store_each_idem_of_hunt(s, "ha", 0, count_idem, &c), 0);
+    CHECK_EQ_INT(c.n, 3000);
+    CHECK(c.ordered);
+    c = (struct count){0, 0, 1};
+    CHECK_EQ_INT(store_each_idem_of_hunt(s, "ha", 1000, count_idem, &c), 0);
+    CHECK_EQ_INT(c.n, 2000); /* keys 3000..8999 of "ha": created_ms = key / 3 >= 1000 */
+    c = (struct count){0, 0, 1};
+    CHECK_EQ_INT(store_each_idem_of_hunt(s, "none", 0, count_idem, &c), 0);
+    CHECK_EQ_INT(c.n, 0);
     CHECK_EQ_INT(store_begin(s), 0);
     for (uint64_t seq = 20001; seq <= 30000; seq++) {
         struct store_event ev = {"big", seq, 1, 1, {0}, pl, 16, {0}, 0, 0};

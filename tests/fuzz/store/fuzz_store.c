@@ -49,7 +49,7 @@ static int put(struct store *s, const struct row *r)
     struct store_player pl = {{0}, r->text, r->time, r->gen};
     struct store_refresh rt = {{0}, {0}, r->gen, r->time, r->type & 1};
     struct store_idem id = {r->hunt,     r->key, {0}, r->type, (const char *)r->data,
-                            r->data_len, r->time};
+                            r->data_len, r->time, NULL};
     memcpy(ev.player, r->id, 16);
     memcpy(pl.id, r->id, 16);
     memcpy(rt.id, r->id, 16);
