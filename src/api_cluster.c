@@ -235,9 +235,14 @@ void api_read_index(struct http_req *r, const char *id)
     struct http_str m = http_method(r);
     size_t len = strlen(id);
     int token = api_bearer(r).p || http_query(r, "token").p; /* live: ?token= too */
-    if (!is_replica(id) || m.len != 3 || memcmp(m.p, "GET", 3) || !token ||
+    if (!api_app.cfg.node || m.len != 3 || memcmp(m.p, "GET", 3) || !token ||
         hmap_get(&cl.rebuild, id, len) || writing(id))
         return;
+    uint64_t e;
+    if (node_owns(api_app.cfg.node, id, &e)) { /* taken over: caught up before it answers */
+        api_write_epoch(id, &e);
+        return;
+    }
     uint64_t head;
     ++cl.read_index_reads;
     if (store_last_seq(api_app.reader, id, &head)) {
@@ -362,9 +367,11 @@ static void follow(void *value, void *ctx)
     struct hunt *h = value;
     const char *id = engine_hunt_id(h);
     uint64_t e;
-    if (node_owns(api_app.cfg.node, id, &e) || hmap_get(&cl.rebuild, id, strlen(id)) ||
-        writing(id))
+    if (hmap_get(&cl.rebuild, id, strlen(id)) || writing(id)) return;
+    if (node_owns(api_app.cfg.node, id, &e)) { /* a hunt just taken: up to date at once, */
+        api_write_epoch(id, &e);                 /* not at its first write (reads see it) */
         return;
+    }
     hmap_del(&cl.ready, id, strlen(id));
     catch_up(h);
 }

@@ -100,7 +100,7 @@ fi
 if { [ -z "$ONLY" ] && [ -z "${SAN_PASS:-}" ]; } || [ "$ONLY" = blackbox-pg ]; then
   for t in tests/blackbox/test_*.py; do
     case $(basename "$t") in
-      test_pg.py|test_pg_faults.py|test_migrate.py|test_cluster.py|test_forward.py|test_replica.py) continue ;;
+      test_pg.py|test_pg_faults.py|test_migrate.py|test_cluster.py|test_forward.py|test_replica.py|test_failover.py) continue ;;
       test_abuse.py|test_fairness_cross.py) continue ;;
     esac
     run_suite "blackbox-pg/$(basename "$t")" env VELTRIX_TEST_STORE=pg python3 "$t" --bin "$BUILD/veltrix"
