@@ -29,7 +29,8 @@ CL_NODES=(n1 n2 n3)
 CL_PY="python3 $BENCH_DIR/clusterbench.py"
 declare -A CL_PORT=() CL_URL=() CL_PID=()
 
-# cl_start NODE: starts that node on its port (the same on a restart), waits for /healthz.
+# cl_start NODE [nowait]: starts that node on its port (the same on a restart), waits for
+# /healthz unless told not to (cl_ready).
 cl_start() {
   local n=$1 port=${CL_PORT[$1]} log=$TMPD/cl-$1.log
   mkdir -p "$TMPD/cl-$n"
@@ -40,6 +41,11 @@ cl_start() {
   echo "--- start: ${cmd[*]}" >>"$log"
   "${cmd[@]}" >>"$log" 2>&1 &
   CL_PID[$n]=$!; STARTED+=("$!")
+  [ "${2:-}" = nowait ] || cl_ready "$n"
+}
+
+cl_ready() {
+  local n=$1 log=$TMPD/cl-$1.log
   $PY wait-ready "${CL_URL[$n]}/healthz" 60 "${CL_PID[$n]}" ||
     { echo "  node $n did not become ready; log tail:"; tail -n 10 "$log"; return 1; }
 }
@@ -97,7 +103,7 @@ cl_wrk() {
   sleep 0.3   # requests wrk cut off at the end still finish and get counted
   $PY metrics "$own" >"$TMPD/cl-m1.json"
   $PY stats "$own" "$hunt" >"$TMPD/cl-s1.json"
-  $CL_PY combine "$out" "${outs[@]}" || return 1
+  if [ "$k" -gt 1 ]; then $CL_PY combine "$out" "${outs[@]}" || return 1; else cp "${outs[0]}" "$out"; fi
   $PY record-wrk --results "$RESULTS" --workload "$w" --run "$run" --out "$out" \
     --ticks0 "$t0" --ticks1 "$t1" --hz "$HZ" --m0 "$TMPD/cl-m0.json" --m1 "$TMPD/cl-m1.json" \
     --route "POST /v1/hunts/:/scans" --diag 0 --cmd "$(IFS=';'; echo "${cmds[*]}")" "${MEAS[@]}" \
@@ -134,10 +140,10 @@ cl_live_fmt() {
 run_cluster() {
   local db=veltrix_cluster n r rounds players
   if [ "$QUICK" = 1 ]; then
-    rounds=${BENCH_CLUSTER_ROUNDS:-3}; players=${BENCH_CLUSTER_PLAYERS:-500}
+    rounds=${BENCH_CLUSTER_ROUNDS:-3}; players=${BENCH_CLUSTER_PLAYERS:-500}; CL_PRE=0.3
     CL_LIVE_CLIENTS=${BENCH_CLUSTER_LIVE_CLIENTS:-1000}; CL_LIVE_SECS=${BENCH_LIVE_SECONDS:-2}
   else
-    rounds=${BENCH_CLUSTER_ROUNDS:-10}; players=${BENCH_CLUSTER_PLAYERS:-$PLAYERS}
+    rounds=${BENCH_CLUSTER_ROUNDS:-10}; players=${BENCH_CLUSTER_PLAYERS:-$PLAYERS}; CL_PRE=1
     CL_LIVE_CLIENTS=${BENCH_CLUSTER_LIVE_CLIENTS:-${BENCH_LIVE_CLIENTS:-10000}}; CL_LIVE_SECS=${BENCH_LIVE_SECONDS:-10}
   fi
   CL_LIVE_RATE=${BENCH_LIVE_RATE:-25}
@@ -150,13 +156,14 @@ run_cluster() {
   for n in "${CL_NODES[@]}"; do
     CL_PORT[$n]=$($PY freeport); CL_URL[$n]=http://127.0.0.1:${CL_PORT[$n]}
   done
-  for n in "${CL_NODES[@]}"; do cl_start "$n" || { check "CLUSTER: node $n did not start"; cl_stop_all; return 0; }; done
+  for n in "${CL_NODES[@]}"; do cl_start "$n" nowait; done
+  for n in "${CL_NODES[@]}"; do cl_ready "$n" || { check "CLUSTER: node $n did not start"; cl_stop_all; return 0; }; done
   echo "  nodes ready: n1 ${CL_URL[n1]} n2 ${CL_URL[n2]} n3 ${CL_URL[n3]} (PIDs ${CL_PID[*]}); all alive in every view after $(cl_settle "" 30 || echo '?') s"
 
   # Hunt names by placement: scans hunts on n1; failover hunts on the node killed in that round.
-  local whunts fo=() k=$(((rounds + 2) / 3)) lists=() arr=()
-  whunts=$($CL_PY place n1 $((3 * RUNS)) bclw)
-  for n in "${CL_NODES[@]}"; do lists+=("$($CL_PY place "$n" "$k" "bclf$n-")"); done
+  local whunts lh fo=() k=$(((rounds + 2) / 3)) lists=() arr=()
+  { read -r whunts; read -r lh; read -r "lists[0]"; read -r "lists[1]"; read -r "lists[2]"; } < <(
+    $CL_PY place n1 $((3 * RUNS)) bclw n1 2 bcll n1 "$k" bclfn1- n2 "$k" bclfn2- n3 "$k" bclfn3-)
   for ((r = 0; r < rounds; r++)); do
     IFS=, read -r -a arr <<<"${lists[r % 3]}"; fo+=("${arr[r / 3]}")
   done
@@ -168,7 +175,6 @@ run_cluster() {
     cl_alive setup; check "CLUSTER: SETUP FAILED (see above)"; cl_stop_all; return 0
   fi
   echo "  setup took $((SECONDS - t0)) s; every hunt with its placement in every view after $(cl_settle "$all" 30 || echo '?') s"
-  BENCH_LUA_DIR=$BENCH_DIR timeout -k 5 30 wrk -t1 -c"$CONNS" -d1s -s "$BENCH_DIR/get.lua" "${CL_URL[n2]}/healthz" >/dev/null 2>&1 || true
 
   # 1 + 2: forwarded writes, the replica lag sampled during the direct runs
   log "cluster: durable scans, $RUNS × ${DUR}s each: owner direct, through a non-owner, over 3 nodes"
@@ -185,8 +191,7 @@ run_cluster() {
   # 3: live, one node then three
   if [ -x "$CL_LB" ] && cl_alive live; then
     log "cluster live: $CL_LIVE_CLIENTS WebSocket clients, $CL_LIVE_RATE scans/s for ${CL_LIVE_SECS}s, writers on n1 (the owner)"
-    local one three lh
-    lh=$($CL_PY place n1 2 bcll)
+    local one three
     echo "  clients all on n1:"
     one=$(cl_live one "${lh%,*}")
     echo "  clients round robin over n1, n2, n3:"
@@ -199,6 +204,7 @@ run_cluster() {
   # 4: failover, last (it kills nodes)
   cl_alive failover && cl_failover "$rounds" "$all" "${fo[@]}"
   cl_stop_all
+  echo "  cluster: $((SECONDS - t0)) s from setup to here"
   pg_psql -c "DROP DATABASE $db" >/dev/null 2>&1 || true
 }
 
@@ -214,7 +220,7 @@ cl_failover() {
     quiet
     line=$(timeout -k 5 60 $CL_PY failover-round --url "${CL_URL[$via]}" --pid "${CL_PID[$victim]}" \
       --victim "$victim" --via "$via" --hunt "$hunt" --tokens "$CL_SETUP/tokens.txt" \
-      --payloads "$CL_SETUP/payloads_$hunt.txt" --pre 1 --timeout 20)
+      --payloads "$CL_SETUP/payloads_$hunt.txt" --pre "$CL_PRE" --timeout 20)
     [ -n "$line" ] && echo "$line" >>"$out"
     echo "  round $r: $line"
     kill -0 "${CL_PID[$victim]}" 2>/dev/null && { echo "  $victim was not killed: stopped"; stop_pid "${CL_PID[$victim]}"; }

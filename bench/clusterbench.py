@@ -3,8 +3,8 @@
 (three nodes on one PostgreSQL; Python 3 standard library only).
 
 Subcommands (results on stdout, errors on stderr, exit 1 on error):
-  place NODE COUNT PREFIX        COUNT hunt names that rendezvous placement gives NODE over
-                                 n1, n2, n3 (comma separated)
+  place NODE COUNT PREFIX...     COUNT hunt names that rendezvous placement gives NODE over
+                                 n1, n2, n3 (comma separated; one line per triple)
   settle --urls --key --hunts    wait until every node sees the three alive and gives each
                                  hunt its placement as owner; prints the seconds waited
   failover-round ...             scans through a survivor, kill -9 of the owner, the time
@@ -88,13 +88,17 @@ def lines(path):
 
 # ---------------------------------------------------------------- placement and settling
 def cmd_place(a):
-    out, i = [], 0
-    while len(out) < a.count:
-        h = "%s%d" % (a.prefix, i)
-        if placed(h) == a.node:
-            out.append(h)
-        i += 1
-    print(",".join(out))
+    if len(a.spec) % 3:
+        die("place: NODE COUNT PREFIX triples")
+    for j in range(0, len(a.spec), 3):
+        node, count, prefix = a.spec[j], int(a.spec[j + 1]), a.spec[j + 2]
+        out, i = [], 0
+        while len(out) < count:
+            h = "%s%d" % (prefix, i)
+            if placed(h) == node:
+                out.append(h)
+            i += 1
+        print(",".join(out))
 
 
 def cmd_settle(a):
@@ -256,7 +260,8 @@ def cmd_lag_report(a):
     p99 = pct(v, 99)
     print("replica lag during the owner-direct scans load (%d samples on the 2 replicas): "
           "from the owner's GET stats answering seq S to a replica's GET stats first showing "
-          "seq ≥ S (polled back to back): p50 %.1f ms p99 %.1f ms max %.1f ms (target p99 ≤ "
+          "seq ≥ S (polled with a 2 ms pause between GETs; S may include events still in the owner's group "
+          "commit; the sampler's GETs count in cl_direct's CPU): p50 %.1f ms p99 %.1f ms max %.1f ms (target p99 ≤ "
           "50 ms: %s); the replicas' own stats at that moment: replication_lag_ms p50 %s max "
           "%s, replication_lag_events max %s"
           % (len(v), pct(v, 50), p99, max(v), "met" if p99 <= 50 else "NOT met",
@@ -325,9 +330,7 @@ def main():
     ap = argparse.ArgumentParser()
     sp = ap.add_subparsers(dest="cmd", required=True)
     s = sp.add_parser("place")
-    s.add_argument("node")
-    s.add_argument("count", type=int)
-    s.add_argument("prefix")
+    s.add_argument("spec", nargs="+")
     s = sp.add_parser("settle")
     s.add_argument("--urls", required=True)
     s.add_argument("--key", required=True)
