@@ -3,6 +3,7 @@
  *
  *   bench_livebench --port P --key ADMIN_KEY [--pid SERVER_PID] [--clients 10000]
  *                   [--rate 40] [--seconds 10] [--writers 50] [--codes 400] [--hunt blive]
+ *                   [--client-ports P1,P2,...]
  *
  * Steps: define a hunt of `codes` codes, create `writers` players (w0, w1, ...) and one
  * watcher; read the server's VmRSS; open the clients (one epoll loop, nonblocking, at most
@@ -15,6 +16,8 @@
  *   ack->recv   from its HTTP answer, which leaves right when the event is durable and
  *               published: the closest a client can see to commit-to-receipt (it can be
  *               slightly negative: a client may get the event before the writer its 200).
+ * --client-ports spreads the WebSocket clients round robin over those ports (nodes of one
+ * cluster: `bench/run.sh cluster`); the setup and the scans still go to --port.
  * Prints a summary and one line "RESULT key=value ..." for bench/run.sh. Single thread,
  * bounded in time: setup 60 s, connect 120 s, run `seconds` + 5 s drain. */
 #include <arpa/inet.h>
@@ -42,6 +45,7 @@ struct opts {
     int port, pid, clients, writers, codes;
     double rate, seconds;
     const char *key, *hunt;
+    int client_ports[16], n_client_ports; /* none: the clients dial --port */
 };
 
 enum kind { K_CLIENT, K_WRITER };
@@ -54,7 +58,7 @@ struct conn {
     long busy;     /* writer: event index in flight, -1 idle */
 };
 
-static struct opts o = {0, 0, 10000, 50, 400, 40, 10, NULL, "blive"};
+static struct opts o = {0, 0, 10000, 50, 400, 40, 10, NULL, "blive", {0}, 0};
 static char **tokens; /* writers' tokens, then the watcher's */
 static char **payloads;
 static double *t_send, *t_ack;
@@ -77,9 +81,9 @@ static void die(const char *what)
 
 /* ---- blocking HTTP for the setup ----------------------------------------------------- */
 
-static int dial(int nonblock)
+static int dial_port(int port, int nonblock)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o.port)};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
     int fd = socket(AF_INET, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK : 0), 0), one = 1;
     if (fd < 0) die("socket");
@@ -87,6 +91,8 @@ static int dial(int nonblock)
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) && errno != EINPROGRESS) die("connect");
     return fd;
 }
+
+static int dial(int nonblock) { return dial_port(o.port, nonblock); }
 
 /* One request on a fresh connection; returns the parsed JSON body (status in *status). */
 static json_t *http(const char *method, const char *path, const char *auth, const char *body,
@@ -371,7 +377,9 @@ static void connect_all(void)
         while (started < o.clients && started - (int)(open_clients + closed_clients) < HANDSHAKES_MAX) {
             struct conn *c = &clients[started++];
             c->kind = K_CLIENT;
-            c->fd = dial(1);
+            c->fd = o.n_client_ports
+                        ? dial_port(o.client_ports[(started - 1) % o.n_client_ports], 1)
+                        : dial(1);
             add(c, EPOLLOUT | EPOLLIN);
         }
         loop_once(10);
@@ -418,6 +426,13 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--writers")) o.writers = atoi(v);
         else if (!strcmp(a, "--codes")) o.codes = atoi(v);
         else if (!strcmp(a, "--hunt")) o.hunt = v;
+        else if (!strcmp(a, "--client-ports")) {
+            for (const char *p = v; *p && o.n_client_ports < 16;) {
+                o.client_ports[o.n_client_ports++] = atoi(p);
+                p += strcspn(p, ",");
+                p += *p == ',';
+            }
+        }
         else die("unknown option (see the comment at the top of bench/livebench.c)");
     }
     if (!o.port || !o.key || o.clients < 1 || o.rate <= 0 || o.writers < 1 || o.codes < 1)

@@ -2,7 +2,7 @@
 # bench/run.sh — Veltrix benchmarks, side by side with their anchors, in one run.
 #
 #   bench/run.sh [healthz] [players] [scans] [chests] [leaderboard] [tiles] [live] [anchors] [replay] [restart] [pg]
-#                [migrate] [audit] [hashcost]
+#                [migrate] [audit] [hashcost] [cluster]
 #   BENCH="pg" bash bench/run.sh     (the same: workloads from $BENCH when no argument; make bench BENCH=pg)
 #
 # tiles: a 256×256 map of 1.2 KB tiles loaded with `veltrix tiles import`, random reads
@@ -28,6 +28,14 @@
 # 200k) audited from the file (`veltrix audit --log`). hashcost: durable scans against this
 # build and against a build without the hash chain (make NOCHAIN=1), alternating runs on two
 # servers, CPU per request of each; then bench_hash, the chain alone per scan event.
+#
+# cluster: bench/cluster.sh (issue 15): three nodes (n1, n2, n3) on one database of the
+# PostgreSQL instance above (started for it alone when pg and anchors are not run):
+# durable scans against the hunt's owner, through a non-owner (forwarded), and over the
+# three nodes (wrk rows cl_direct, cl_forward, cl_spread); the replica lag sampled during
+# the owner-direct runs; the live workload with its clients on one node and over three;
+# failover rounds (kill -9 of a hunt's owner under load, time to the first write through a
+# survivor: 10 rounds, quick 3). Checks under the table.
 #
 # No argument: everything. Veltrix (fsync always) runs on a temp data dir on loopback;
 # each workload is wrk -t1 -c64, 5 s, 3 runs, median reported. Anchors (nginx, PostgreSQL
@@ -82,7 +90,7 @@ PY="python3 $BENCH_DIR/vxbench.py"
 usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # ------------------------------------------------------------------ what to run
-ALL=(healthz players scans chests leaderboard tiles live anchors replay restart pg migrate audit hashcost)
+ALL=(healthz players scans chests leaderboard tiles live anchors replay restart pg migrate audit hashcost cluster)
 declare -A WANT=()
 [ $# -eq 0 ] && [ -n "${BENCH:-}" ] && set -- $BENCH
 if [ $# -eq 0 ]; then
@@ -92,7 +100,7 @@ if [ $# -eq 0 ]; then
 else
   for w in "$@"; do
     case $w in
-      healthz|players|scans|chests|leaderboard|tiles|live|anchors|replay|restart|pg|migrate|audit|hashcost) WANT[$w]=1 ;;
+      healthz|players|scans|chests|leaderboard|tiles|live|anchors|replay|restart|pg|migrate|audit|hashcost|cluster) WANT[$w]=1 ;;
       -h|--help) usage ;;
       *) echo "run.sh: unknown workload '$w'" >&2; usage ;;
     esac
@@ -110,10 +118,11 @@ need=(python3 wrk curl timeout)
 want anchors && need+=(pgbench psql redis-server redis-benchmark redis-cli nginx)
 want tiles && [ "$QUICK" != 1 ] && need+=(pgbench psql nginx)
 want pg && need+=(pgbench psql)
+want cluster && need+=(psql)
 for c in "${need[@]}"; do
   command -v "$c" >/dev/null || { echo "run.sh: '$c' not found (make bench installs it: scripts/deps.sh --bench)" >&2; exit 1; }
 done
-if { [ "$VX_WANTED" = 1 ] || want tiles || want live || want pg; } && [ ! -x "$BIN" ]; then
+if { [ "$VX_WANTED" = 1 ] || want tiles || want live || want pg || want cluster; } && [ ! -x "$BIN" ]; then
   echo "run.sh: $BIN not found; build it first (make $BUILD/veltrix)" >&2; exit 1
 fi
 
@@ -941,6 +950,9 @@ run_hashcost() {
   fi
 }
 
+# ------------------------------------------------------------------ several nodes (issue 15)
+source "$BENCH_DIR/cluster.sh"
+
 # ------------------------------------------------------------------ main
 START=$SECONDS
 echo "veltrix bench: workloads: ${!WANT[*]}; $RUNS run(s) × ${DUR}s; temp dir $TMPD"
@@ -950,15 +962,21 @@ want live && run_live
 want replay && run_replay
 want restart && run_restart
 want anchors && run_nginx
-if want anchors || want pg; then
-  # One PostgreSQL for its anchors and the store on PostgreSQL (pg), side by side.
-  if pg_up; then
+if want anchors || want pg || want cluster; then
+  # One PostgreSQL for its anchors, the store on PostgreSQL (pg) and the cluster, side by
+  # side. The cluster alone does not need the anchors' million chests.
+  pg_ok=0
+  if want anchors || want pg; then pg_up && pg_ok=1
+  else PG_CHESTS=1000 NOTES=$TMPD/pg-cluster-notes.txt pg_up && pg_ok=1; fi
+  if [ "$pg_ok" = 1 ]; then
     want pg && run_vx_pg
     want pg && run_pg_restart
-    { want anchors || [ "$QUICK" != 1 ]; } && pg_anchor_runs
+    want cluster && run_cluster
+    { want anchors || { want pg && [ "$QUICK" != 1 ]; }; } && pg_anchor_runs
     pg_stop
-  elif want pg; then
-    check "PG STORE: no PostgreSQL to run on (see above)"
+  else
+    want pg && check "PG STORE: no PostgreSQL to run on (see above)"
+    want cluster && check "CLUSTER: no PostgreSQL to run on (see above)"
   fi
 fi
 want anchors && run_redis

@@ -509,6 +509,11 @@ WORKLOADS = [  # (key, label, [anchor names in order])
     ("pg_scans", "POST scans (durable), PostgreSQL store", ["PostgreSQL 1-row INSERT tx"]),
     ("pg_chests", "POST chest open (durable), PostgreSQL store",
      ["PostgreSQL SKIP LOCKED chest tx"]),
+    # three nodes on one PostgreSQL (bench/run.sh cluster, bench/cluster.sh): the hunt's
+    # owner is n1; CPU is the three nodes' plus every PostgreSQL process
+    ("cl_direct", "POST scans (durable), 3 nodes: to the owner", []),
+    ("cl_forward", "POST scans (durable), 3 nodes: via a non-owner (forwarded)", []),
+    ("cl_spread", "POST scans (durable), 3 nodes: 1 wrk per node (sum, worst p99)", []),
 ]
 PG_TARGETS = {  # issue 14: (anchor, min ratio to it in the same run, max p99 ms)
     "pg_scans": ("PostgreSQL 1-row INSERT tx", 2.0, 10.0),
