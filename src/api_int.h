@@ -184,6 +184,9 @@ void api_read_index(struct http_req *r, const char *id);
  * millisecond: concurrent stats share the answer), *ms since memory was last known
  * to hold every committed event (0 when it holds them now). */
 void api_replica_lag(const struct hunt *h, int64_t *ms, uint64_t *events);
+/* The node that owns hunt (several nodes: this one while it holds the lease, else the
+ * owner in this node's view, NULL while the hunt has none); NULL on a single node. */
+const char *api_hunt_owner(const char *hunt);
 /* /metrics: veltrix_replica_hunts, veltrix_replication_lag_ms (max over replica hunts of
  * the time since the last poll found memory at the head), veltrix_replication_lag_events
  * (events the last poll of each replica hunt found behind, summed),

@@ -256,14 +256,15 @@ void api_stats(struct http_req *r)
     int64_t lag_ms;
     uint64_t lag_events;
     api_replica_lag(h, &lag_ms, &lag_events);
+    const char *owner = api_hunt_owner(engine_hunt_id(h));
     http_send_json(r, 200,
-                   json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I}", "seq", (json_int_t)st.seq, "players",
+                   json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I,s:s?}", "seq", (json_int_t)st.seq, "players",
                              (json_int_t)st.players, "scans", (json_int_t)st.scans, "chests_left",
                              (json_int_t)st.chests_left, "live_connections",
                              (json_int_t)live_connections(api_app.live, h), "store_lag_ms",
                              (json_int_t)log_lag_ms(api_app.log), "head_hash", hex,
                              "replication_lag_ms", (json_int_t)lag_ms, "replication_lag_events",
-                             (json_int_t)lag_events));
+                             (json_int_t)lag_events, "owner", owner));
 }
 
 /* ---- live ---------------------------------------------------------------------------- */

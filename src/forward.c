@@ -213,6 +213,17 @@ static int view_place(const struct forward *f, const char *hunt)
     return k < 0 ? -1 : idx[k];
 }
 
+const char *forward_owner(struct forward *f, const char *hunt)
+{
+    int64_t now = wall_ms(), age = now - f->view_ms;
+    if (age >= VIEW_MAX_AGE_MS || age < 0 || (f->stale && age >= VIEW_MIN_AGE_MS))
+        view_load(f, now);
+    for (size_t i = 0; i < f->n_hunts; i++)
+        if (!strcmp(f->hunts[i].hunt, hunt))
+            return f->hunts[i].owner >= 0 ? f->nodes[f->hunts[i].owner].id : NULL;
+    return NULL;
+}
+
 enum forward_where forward_route(struct forward *f, const char *hunt, struct forward_peer **peer)
 {
     int64_t now = wall_ms(), age = now - f->view_ms;

@@ -66,6 +66,9 @@ enum forward_where {
 };
 /* Where a write of hunt goes, for a node that does not hold a fresh lease on it. */
 enum forward_where forward_route(struct forward *f, const char *hunt, struct forward_peer **peer);
+/* The node id holding hunt's lease in this node's view (the last round's, at most about
+ * 600 ms old), or NULL: no lease yet, or none known. Valid until the next call. */
+const char *forward_owner(struct forward *f, const char *hunt);
 /* Sends r to p and answers r (held meanwhile) with p's answer, or 503 hunt_moving / busy.
  * client_addr: the client's address as this node sees it (16 bytes, IPv4 mapped). */
 void forward_send(struct forward *f, struct forward_peer *p, struct http_req *r,

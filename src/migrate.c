@@ -134,13 +134,31 @@ static int refresh_row(const struct store_refresh *r, void *arg)
     return took(p, h, rc);
 }
 
+/* The hunt of a record's scope ("who METHOD /v1/hunts/{hunt}[/...]") into out, or NULL:
+ * on PostgreSQL the record then goes with its hunt to the hunt's next owner. */
+static const char *scope_hunt(const char *scope, char out[VX_ID_MAX + 1])
+{
+    static const char mark[] = " /v1/hunts/";
+    const char *at = strstr(scope, mark);
+    if (!at) return NULL;
+    at += sizeof mark - 1;
+    size_t n = strcspn(at, "/?");
+    if (!vx_is_id(at, n, VX_ID_MAX)) return NULL;
+    memcpy(out, at, n);
+    out[n] = '\0';
+    return out;
+}
+
 static int idem_row(const struct store_idem *i, void *arg)
 {
     struct pass *p = arg;
     uint64_t h = hash_bytes(hash_str(hash_str(3, i->scope), i->key), i->req_hash, 32);
     h = mix(mix(hash_bytes(h, i->body, i->body_len), (uint64_t)i->status),
             (uint64_t)i->created_ms);
-    return took(p, h, p->dst ? store_put_idem(p->dst, i) : 0);
+    char hunt[VX_ID_MAX + 1];
+    struct store_idem row = *i;
+    row.hunt = scope_hunt(i->scope, hunt);
+    return took(p, h, p->dst ? store_put_idem(p->dst, &row) : 0);
 }
 
 static int blob_row(const uint8_t hash[32], const uint8_t *data, size_t len, void *arg)

@@ -486,6 +486,7 @@ static int idem_row(sqlite3_stmt *st, void *p)
     i.body = sqlite3_column_blob(st, 4);
     i.body_len = (size_t)sqlite3_column_bytes(st, 4);
     i.created_ms = sqlite3_column_int64(st, 5);
+    i.hunt = NULL; /* not kept here: a single node has no one to hand hunts to */
     return ((store_idem_cb)w->cb)(&i, w->ctx);
 }
 

@@ -237,6 +237,9 @@ def the_game_goes_on_on_postgres():
     true(re.search(r"veltrix: migrate: %d/%d events" % (src["events"], src["events"]), err),
          "a progress line on stderr: %s" % vx.short(err))
     eq(pg_counts(url), src, "rows in PostgreSQL against the SQLite files")
+    # the records of hunt writes name their hunt (a next owner on several nodes takes them)
+    eq(psql(url, "SELECT hunt FROM veltrix.idem WHERE key = 'move-me-1'"), HUNT,
+       "the hunt of a migrated idempotency record")
 
     # nothing of SQLite is left to serve from: the server must use PostgreSQL
     for f in ("veltrix.db", "veltrix-snapshots.db", "veltrix.db-wal", "veltrix.db-shm"):

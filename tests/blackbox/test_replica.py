@@ -93,6 +93,9 @@ def replicas_follow_the_owner():
     lag = converge(cl, owner, h, players[0][1])
     st = cl.client("n1").ok("GET", "/v1/hunts/%s/stats" % h)
     eq(st["seq"], 1 + 9 + 1, "events on a replica (definition, 9 scans, a collect)")
+    for n in NODES:
+        eq(cl.client(n).ok("GET", "/v1/hunts/%s/stats" % h).get("owner"), owner,
+           "stats owner on %s" % n)
     print("  every node equals the owner %.3f s after the last write" % lag)
     # One more write, then the time until a replica shows it (printed).
     t0 = time.time()
