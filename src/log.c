@@ -20,7 +20,9 @@
  * are taken if it landed, so the rewrite would fail for ever. It is read back first
  * (landed_already: every hunt's range of seqs, row by row), before anyone is answered:
  * landed, its entries are acknowledged; absent, it is written again; partly there or
- * other rows at its seqs (another writer), the process stops unacknowledged.
+ * other rows at its seqs (another writer), the process stops unacknowledged, except for
+ * a hunt whose events carry a lease epoch (several nodes): other rows at their seqs are
+ * its next owner's, so those entries are fenced out as a fence would have done.
  *
  * Invariants: an entry is handed back with status 0 only once its rows are read back or
  * committed, and with STORE_EFENCED only when the store refused it in a transaction that
@@ -38,6 +40,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "vx.h"
 
 enum op_kind {
     OP_EVENT, OP_PLAYER, OP_REFRESH, OP_IDEM, OP_BLOB, OP_TILE, OP_MAPVER, OP_PRUNE_IDEM,
@@ -325,9 +329,26 @@ static int by_hunt_seq(const void *x, const void *y)
     return c ? c : (a->seq > b->seq) - (a->seq < b->seq);
 }
 
+/* The entries of batch with an event of hunt get STORE_EFENCED; how many. */
+static size_t fence_hunt(struct log *l, struct log_entry *batch, const char *hunt)
+{
+    size_t n = 0;
+    for (struct log_entry *e = batch; e; e = e->next)
+        for (size_t i = 0; !e->status && i < e->n_ops; i++)
+            if (e->ops[i].kind == OP_EVENT && !strcmp(e->ops[i].u.ev.hunt, hunt)) {
+                e->status = STORE_EFENCED;
+                n++;
+            }
+    metrics_inc(&l->stats.fenced, n);
+    return n;
+}
+
 /* After a commit in doubt: 1 when the batch landed, 0 when not, or the store's error (still
  * in doubt). STORE_ECORRUPT when the store holds part of it, or other rows at its (hunt,
- * seq): a transaction lands whole, so another writer did that.
+ * seq): a transaction lands whole, so another writer did that. When none of it landed,
+ * a hunt whose events all carry a lease epoch and whose seqs hold other rows moved to
+ * another owner while the commit was in doubt (the fence refused it, or it never reached
+ * the store): its entries get STORE_EFENCED, and the rest is written again.
  *
  * Every event of the batch is looked for: its hunt's range of seqs is read back, hunt by
  * hunt, and compared row by row. The batch's other rows (players, tokens, idempotency
@@ -337,7 +358,7 @@ static int by_hunt_seq(const void *x, const void *y)
  * writer is the store's only one and it is still on this batch). The store's session that
  * sent the lost COMMIT is gone before this runs (store_pg.c ends it on reconnecting), so
  * the read-back is final. */
-static int landed_already(struct log *l, const struct log_entry *batch)
+static int landed_already(struct log *l, struct log_entry *batch)
 {
     size_t n = 0, k = 0, found = 0, differ = 0;
     for (const struct log_entry *e = batch; e; e = e->next)
@@ -350,17 +371,35 @@ static int landed_already(struct log *l, const struct log_entry *batch)
             if (e->ops[i].kind == OP_EVENT) ev[k++] = &e->ops[i].u.ev;
     qsort(ev, n, sizeof *ev, by_hunt_seq);
     int rc = 0;
+    size_t moved = 0, n_moved = 0; /* hunts (and their events) taken over meanwhile */
+    char(*gone)[VX_ID_MAX + 1] = calloc(n, sizeof *gone);
+    if (!gone) {
+        free(ev);
+        return STORE_EIO;
+    }
     for (size_t from = 0, to; !rc && from < n; from = to) {
-        for (to = from + 1; to < n && !strcmp(ev[to]->hunt, ev[from]->hunt); to++) {}
+        int fenced = ev[from]->epoch != 0;
+        for (to = from + 1; to < n && !strcmp(ev[to]->hunt, ev[from]->hunt); to++)
+            fenced &= ev[to]->epoch != 0;
         struct readback r = {ev + from, to - from, 0, 0, 0};
         rc = store_each_event(l->store, ev[from]->hunt, ev[from]->seq, readback_row, &r);
         if (rc == 1) rc = 0;
         found += r.found;
-        differ += r.differ;
+        if (fenced && !r.found && r.differ) {
+            snprintf(gone[moved++], sizeof gone[0], "%s", ev[from]->hunt);
+            n_moved += to - from;
+        } else {
+            differ += r.differ;
+        }
     }
     free(ev);
+    if (!rc && !found && !differ)
+        for (size_t i = 0; i < moved; i++) fence_hunt(l, batch, gone[i]);
+    free(gone);
     if (rc) return rc;
-    if (!differ && (found == 0 || found == n)) return found == n;
+    if (!found && !differ) return 0;
+    if (!differ && found == n) return 1;
+    differ += n_moved;
     fprintf(stderr, "veltrix: log: a batch in doubt is only partly in the store (%zu of %zu "
                     "events, %zu others at their seqs): another writer?\n", found, n, differ);
     return STORE_ECORRUPT;
