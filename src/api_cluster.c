@@ -108,6 +108,10 @@ static void replica_event(struct hunt *h, const struct event *ev,
     static const uint8_t none[16];
     if (memcmp(ev->player, none, 16) && !hmap_get(&api_app.players, ev->player, 16))
         store_get_player(api_app.reader, ev->player, player_row, NULL);
+    if (ev->type == EVENT_MAP) { /* the tiles of a map published on the owner */
+        int rc = tiles_follow(api_app.tiles, api_app.reader, engine_hunt_id(h), ev->u.map.version);
+        if (rc) complain("cannot load a map version published on another node");
+    }
     struct ws_buf *f = live_event_frame(api_app.live, h, ev, out);
     if (f) live_publish(api_app.live, h, f);
     int64_t age = api_now_ms() - ev->time_ms;
@@ -166,6 +170,9 @@ static int load_new(const char *id)
     VX_FATAL_IF(hmap_put(&api_app.hunts, id, strlen(id), h));
     VX_FATAL_IF(api_app.cfg.snap && snap_loaded(api_app.cfg.snap, id, from));
     learn_players(h);
+    if (engine_map_version(h) >= 0 && /* published after this node read the tiles at start */
+        tiles_follow(api_app.tiles, api_app.reader, id, engine_map_version(h)))
+        complain("cannot load the current map version of a hunt defined on another node");
     return 0;
 }
 

@@ -99,6 +99,10 @@ void tiles_count(struct tiles *t, int not_modified);
 
 /* Loads every hunt's draft and kept versions from the store (blobs by hash). */
 int tiles_restore(struct tiles *t, struct store *s, char *err, size_t errcap);
+/* Several nodes: version `number` of hunt's map, published by another node (a replica
+ * applied its map_published event), read from the store with its blobs and made current.
+ * 0 (also when this node holds it or a newer one already), or a TILES_/STORE_ error. */
+int tiles_follow(struct tiles *t, struct store *s, const char *hunt, int64_t number);
 
 const struct tiles_stats *tiles_stats(const struct tiles *t);
 /* Prometheus text: bytes and tiles per hunt (draft and each kept version), totals. */

@@ -107,6 +107,34 @@ def replicas_follow_the_owner():
 
 
 @test
+def map_tiles_published_through_any_node_are_served_by_every_node():
+    """Tiles staged and published through nodes that do not own the hunt (forwarded to the
+    owner) are served by every node, each version, once its map_published event reached
+    that node's replica; a node started afterwards serves them too."""
+    cl = cluster()
+    owner = "n3"
+    h, _ = hunt_owned_by(cl, owner, "rtile", via="n1")
+    for v in (1, 2):
+        for x in range(3):
+            vx.put_tile(cl.client(NODES[x]), h, x, v, b"\x89PNG v%d tile %d" % (v, x))
+        ver = vx.publish(cl.client("n2"), h)
+        t0 = time.time()
+        for n in NODES:
+            for x in range(3):
+                while True:
+                    r = cl.client(n).req("GET", "/tiles/%s/%d/%d" % (h, x, v))
+                    if r.status == 200 or time.time() - t0 > 15:
+                        break
+                    time.sleep(0.02)
+                check(r, 200, what="tile %d/%d of version %d on %s" % (x, v, ver, n))
+                eq(r.raw, b"\x89PNG v%d tile %d" % (v, x), "tile bytes on %s" % n)
+        print("  version %d served by every node %.3f s after the publish" % (ver, time.time() - t0))
+    for n in NODES:  # the first version is still readable everywhere (?v=)
+        r = cl.client(n).req("GET", "/tiles/%s/0/1?v=%d" % (h, ver - 1))
+        check(r, 200, what="version %d on %s" % (ver - 1, n))
+
+
+@test
 def live_on_a_node_that_does_not_own_the_hunt():
     cl = cluster()
     owner = "n1"
