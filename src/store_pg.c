@@ -1529,36 +1529,37 @@ static int idem_next(struct walk *w, const PGresult *r, int last)
     return keep_key(w, r, last, 0, 0, 2) ? STORE_ECORRUPT : keep_key(w, r, last, 1, 1, 3);
 }
 
-static int pg_each_idem(struct store *base, int64_t since_ms, store_idem_cb cb, void *ctx)
-{
-    struct walk w = {.s = PG(base), .q = Q_IDEMS, .page = PAGE_ROWS, .row = idem_row,
-                     .next = idem_next, .cb = (void *)cb, .ctx = ctx};
-    arg_int(&w.a, since_ms);
-    arg_int(&w.a, INT64_MIN);
-    arg_bytes(&w.a, "", 0);
-    arg_bytes(&w.a, "", 0);
-    arg_int(&w.a, PAGE_ROWS);
-    return walk(&w);
-}
-
 static int hunt_idem_next(struct walk *w, const PGresult *r, int last)
 {
     w->a.num[2] = htobe64((uint64_t)col_int(r, last, 5));
     return keep_key(w, r, last, 0, 0, 3) ? STORE_ECORRUPT : keep_key(w, r, last, 1, 1, 4);
 }
 
-static int pg_each_idem_of_hunt(struct store *base, const char *hunt, int64_t since_ms,
-                                store_idem_cb cb, void *ctx)
+/* Every idempotency record created at or after since_ms, or only hunt's (not NULL). */
+static int idem_walk(struct store *base, const char *hunt, int64_t since_ms, store_idem_cb cb,
+                     void *ctx)
 {
-    struct walk w = {.s = PG(base), .q = Q_HUNT_IDEMS, .page = PAGE_ROWS, .row = idem_row,
-                     .next = hunt_idem_next, .cb = (void *)cb, .ctx = ctx};
-    arg_text(&w.a, hunt);
+    struct walk w = {.s = PG(base), .q = hunt ? Q_HUNT_IDEMS : Q_IDEMS, .page = PAGE_ROWS,
+                     .row = idem_row, .next = hunt ? hunt_idem_next : idem_next,
+                     .cb = (void *)cb, .ctx = ctx};
+    if (hunt) arg_text(&w.a, hunt);
     arg_int(&w.a, since_ms);
     arg_int(&w.a, INT64_MIN);
     arg_bytes(&w.a, "", 0);
     arg_bytes(&w.a, "", 0);
     arg_int(&w.a, PAGE_ROWS);
     return walk(&w);
+}
+
+static int pg_each_idem(struct store *base, int64_t since_ms, store_idem_cb cb, void *ctx)
+{
+    return idem_walk(base, NULL, since_ms, cb, ctx);
+}
+
+static int pg_each_idem_of_hunt(struct store *base, const char *hunt, int64_t since_ms,
+                                store_idem_cb cb, void *ctx)
+{
+    return idem_walk(base, hunt, since_ms, cb, ctx);
 }
 
 static int idem_found(struct walk *w, const PGresult *r, int i)

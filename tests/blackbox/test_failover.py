@@ -38,7 +38,7 @@ import pgctl  # noqa: E402
 import vx  # noqa: E402
 from tcpproxy import TcpProxy  # noqa: E402
 from test_forward import NODES, Cluster, hunts_on  # noqa: E402
-from test_replica import state  # noqa: E402
+from test_replica import cluster, state  # noqa: E402
 from vx import eq, true, test  # noqa: E402
 
 del vx._tests[:]  # the imported suites' tests registered themselves on import
@@ -255,10 +255,11 @@ def verify(cl, hunt, storm, what):
           % (what, len(storm.acked), sum(chests.values()), owner, lag))
 
 
-def cluster(**kw):
-    cl = Cluster(secret_file=False, **kw)
-    cl.alive = list(NODES)
-    return cl
+def kill_nodes(cl):
+    """The test's own servers end at once (it may fail with PostgreSQL or a proxy away)."""
+    for sv in cl.servers.values():
+        if sv.alive():
+            sv.kill()
 
 
 @test
@@ -322,9 +323,7 @@ def a_silent_cut_between_the_owner_and_postgres():
         s.finish()
         verify(cl, h, s, "silent cut")
     finally:
-        for sv in cl.servers.values():
-            if sv.alive():
-                sv.kill()
+        kill_nodes(cl)
         cl.proxy.close()
 
 
@@ -348,9 +347,7 @@ def postgres_killed_and_restarted_under_load():
         s.finish()
         verify(cl, h, s, "PostgreSQL restart")
     finally:
-        for sv in cl.servers.values():
-            if sv.alive():
-                sv.kill()
+        kill_nodes(cl)
 
 
 @test

@@ -74,8 +74,8 @@ def hunt_owned_by(cl, owner, prefix, via):
     return h, vx.codes_of(cl.client(owner), h)
 
 
-def cluster():
-    cl = Cluster(secret_file=False)
+def cluster(**kw):
+    cl = Cluster(secret_file=False, **kw)
     cl.alive = list(NODES)
     return cl
 
