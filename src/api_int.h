@@ -158,6 +158,10 @@ void api_engine_error(struct http_req *r, int rc);
 /* The HTTP status of an engine refusal (the engine knows nothing of HTTP). */
 int api_engine_status(int err);
 
+/* Several nodes: a player another node created, read from the store into memory (at
+ * most PLAYER_LOADS_PER_S a second); NULL when unknown, refused or the store is down. */
+struct player *api_player_load(const uint8_t id[16]);
+
 /* ---- api_cluster.c */
 /* 1 with *epoch set when this node may write hunt now: always for a single node (epoch 0,
  * unfenced); for one of several, while it holds the hunt's lease (node_owns). 0 otherwise:

@@ -175,6 +175,56 @@ void api_players_create(struct http_req *r)
     api_submit(r, &ir, e, 201, j);
 }
 
+/* Several nodes: the store decides (store_refresh_rotate), whichever node issued the
+ * token, so that a token works once across all of them and a second use anywhere is a
+ * reuse. One bounded statement on the event loop per refresh (once per token lifetime
+ * per player); durable before the answer, so nothing goes through the log. */
+static void refresh_in_store(struct http_req *r, const struct auth_refresh *ar)
+{
+    int64_t now = api_now_ms();
+    struct player *p = hmap_get(&api_app.players, ar->player, 16);
+    if (!p) p = api_player_load(ar->player);
+    if (log_store_down(api_app.log)) {
+        http_error(r, 503, "store_unavailable", "the store does not answer; retry");
+        return;
+    }
+    if (!p || refresh_issued_ms(ar->id) + api_app.cfg.refresh_ttl_s * 1000 <= now) {
+        http_error(r, 401, "unauthorized", "invalid or expired refresh token");
+        return;
+    }
+    if (api_limit_player(r, p)) return;
+    struct store_refresh nw = {.gen = ar->gen, .expires_ms = now + api_app.cfg.refresh_ttl_s * 1000};
+    uint64_t rnd, cur_gen;
+    uint8_t cur[16];
+    VX_FATAL_IF(auth_random(&rnd, sizeof rnd));
+    uuid7_next(&api_app.uuid, now, rnd, nw.id);
+    memcpy(nw.player, p->id, 16);
+    int rc = store_refresh_rotate(api_app.reader, p->id, ar->id, ar->gen, now, &nw, cur, &cur_gen);
+    if (rc < 0) {
+        http_error(r, 503, "store_unavailable", "the store does not answer; retry");
+    } else if (rc == 1) {
+        if (ar->gen > p->gen) p->gen = ar->gen;
+        memcpy(p->refresh_id, nw.id, 16);
+        p->refresh_exp_ms = nw.expires_ms;
+        json_t *j = json_object();
+        player_json_tokens(j, p, &nw);
+        http_send_json(r, 200, j);
+    } else if (cur_gen == ar->gen && memcmp(ar->id, cur, 16) <= 0) {
+        /* an earlier token of the current generation, or this one used twice at once */
+        uint64_t gen;
+        if (store_revoke_player(api_app.reader, p->id, &gen) < 0) {
+            http_error(r, 503, "store_unavailable", "the store does not answer; retry");
+            return;
+        }
+        if (gen > p->gen) p->gen = (uint32_t)gen;
+        p->refresh_exp_ms = 0;
+        api_app.refresh_reused++;
+        http_error(r, 401, "refresh_token_reused", "refresh token reused; all sessions revoked");
+    } else { /* revoked, expired and pruned, or never issued by this store */
+        http_error(r, 401, "unauthorized", "invalid or expired refresh token");
+    }
+}
+
 /* POST /v1/sessions/refresh. Never answered from an idempotency record: the answer holds
  * credentials, and the request's only proof of identity is the refresh token in its body,
  * which a thief may hold too. A refresh token works once; presenting it again, with or
@@ -187,8 +237,10 @@ void api_refresh(struct http_req *r)
     struct auth_refresh ar;
     struct player *p = NULL;
     int64_t now = api_now_ms();
-    if (tok && auth_refresh_check(&api_app.auth, tok, strlen(tok), &ar) == AUTH_OK &&
-        (p = hmap_get(&api_app.players, ar.player, 16)) && ar.gen == p->gen) {
+    if (tok && api_app.cfg.node && auth_refresh_check(&api_app.auth, tok, strlen(tok), &ar) == AUTH_OK) {
+        refresh_in_store(r, &ar);
+    } else if (tok && auth_refresh_check(&api_app.auth, tok, strlen(tok), &ar) == AUTH_OK &&
+               (p = hmap_get(&api_app.players, ar.player, 16)) && ar.gen == p->gen) {
         int cmp = p->refresh_exp_ms ? memcmp(ar.id, p->refresh_id, 16) : 1, current = !cmp;
         int64_t exp = current ? p->refresh_exp_ms
                               : refresh_issued_ms(ar.id) + api_app.cfg.refresh_ttl_s * 1000;

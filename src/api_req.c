@@ -83,6 +83,15 @@ static int player_loaded(const struct store_player *row, void *ctx)
     return 0;
 }
 
+static struct player *load_player(const struct auth_claims *c);
+
+struct player *api_player_load(const uint8_t id[16])
+{
+    struct auth_claims c = {0};
+    memcpy(c.player, id, 16);
+    return load_player(&c);
+}
+
 static struct player *load_player(const struct auth_claims *c)
 {
     struct player *p = NULL;

@@ -236,6 +236,20 @@ int store_lease_renew(struct store *s, const char *node, int64_t lease_ms, store
 {
     return s->be->lease_renew ? s->be->lease_renew(s, node, lease_ms, cb, ctx) : STORE_ENOTSUP;
 }
+int store_refresh_rotate(struct store *s, const uint8_t player[16], const uint8_t old_id[16],
+                         uint64_t gen, int64_t now_ms, const struct store_refresh *nw,
+                         uint8_t cur_id[16], uint64_t *cur_gen)
+{
+    return s->be->refresh_rotate
+               ? s->be->refresh_rotate(s, player, old_id, gen, now_ms, nw, cur_id, cur_gen)
+               : STORE_ENOTSUP;
+}
+
+int store_revoke_player(struct store *s, const uint8_t player[16], uint64_t *gen)
+{
+    return s->be->revoke_player ? s->be->revoke_player(s, player, gen) : STORE_ENOTSUP;
+}
+
 int store_lease_release(struct store *s, const char *node, const char *hunt)
 {
     return s->be->lease_release ? s->be->lease_release(s, node, hunt) : STORE_ENOTSUP;

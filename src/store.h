@@ -245,6 +245,19 @@ int store_lease_release(struct store *s, const char *node, const char *hunt);
  * after gets that one in out. 0, or an error. Without --cluster-secret-file the nodes use
  * this one (see README "Several nodes"). */
 int store_cluster_secret(struct store *s, const uint8_t candidate[32], uint8_t out[32]);
+/* Several nodes: refresh tokens rotate in the store, whichever node a player reaches.
+ * store_refresh_rotate, in one statement: when player's current refresh row is old_id of
+ * generation gen, unused and unexpired at now_ms, it becomes nw (its id and expiry);
+ * returns 1. Otherwise 0, with *cur_id and *cur_gen the player's current row (cur_id all
+ * zero: none); a concurrent rotation of the same token leaves cur_id == old_id. Or an
+ * error; STORE_ENOTSUP without several nodes (SQLite: a single node decides in memory).
+ * store_revoke_player, in one statement: the player's generation + 1 (every session
+ * ends) and its refresh row gone; *gen the new generation. 1, 0 for an unknown player, or
+ * an error. Both are durable when they return. */
+int store_refresh_rotate(struct store *s, const uint8_t player[16], const uint8_t old_id[16],
+                         uint64_t gen, int64_t now_ms, const struct store_refresh *nw,
+                         uint8_t cur_id[16], uint64_t *cur_gen);
+int store_revoke_player(struct store *s, const uint8_t player[16], uint64_t *gen);
 /* Looks one player up by id: 1 found (cb called), 0 not found, or an error. A node learns
  * this way of a player another node created (api_req.c); bounded, one query, no walk. */
 int store_get_player(struct store *s, const uint8_t id[16], store_player_cb cb, void *ctx);

@@ -67,6 +67,10 @@ struct store_backend {
     int (*lease_renew)(struct store *s, const char *node, int64_t lease_ms, store_lease_cb cb,
                        void *ctx);
     int (*lease_release)(struct store *s, const char *node, const char *hunt);
+    int (*refresh_rotate)(struct store *s, const uint8_t player[16], const uint8_t old_id[16],
+                          uint64_t gen, int64_t now_ms, const struct store_refresh *nw,
+                          uint8_t cur_id[16], uint64_t *cur_gen); /* NULL: STORE_ENOTSUP */
+    int (*revoke_player)(struct store *s, const uint8_t player[16], uint64_t *gen);
     int (*cluster_secret)(struct store *s, const uint8_t candidate[32], uint8_t out[32]);
     int (*get_player)(struct store *s, const uint8_t id[16], store_player_cb cb, void *ctx);
     int (*each_snapshot)(struct store *s, store_hunt_snapshot_cb cb, void *ctx);

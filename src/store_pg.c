@@ -1861,6 +1861,67 @@ static int pg_lease_renew(struct store *base, const char *node, int64_t lease_ms
     return r ? lease_rows(r, cb, ctx) : STORE_EIO;
 }
 
+/* The rotation's UPDATE and the player's current row as the statement found it (a
+ * data-modifying CTE: the SELECT sees the rows from before the UPDATE). */
+#define REFRESH_ROTATE                                                                    \
+    "WITH r AS (UPDATE veltrix.refresh SET id=$5::bytea, expires_ms=$6::int8 "              \
+    "WHERE player=$1::bytea AND id=$2::bytea AND gen=$3::int8 AND used=0 "                 \
+    "AND expires_ms>$4::int8 RETURNING 1) "                                                 \
+    "SELECT (SELECT count(*) FROM r)::int8, c.id, c.gen FROM (SELECT 1) AS one "            \
+    "LEFT JOIN LATERAL (SELECT id, gen FROM veltrix.refresh WHERE player=$1::bytea "        \
+    "ORDER BY id DESC LIMIT 1) AS c ON true"
+#define REVOKE_PLAYER                                                                     \
+    "WITH d AS (DELETE FROM veltrix.refresh WHERE player=$1::bytea) "                       \
+    "UPDATE veltrix.players SET gen=gen+1 WHERE id=$1::bytea RETURNING gen"
+
+/* One statement on the event loop's handle, its wait bounded like every read's. */
+static PGresult *now_exec(struct pg *s, const char *what, const char *sql, const struct args *a)
+{
+    if (s->in_txn || ensure_conn(s) || !args_ok(a)) return NULL;
+    PGresult *r = run(s->conn, s->timeout_ms, sql, NULL, a);
+    if (r && PQresultStatus(r) == PGRES_TUPLES_OK) return r;
+    say(s, what, r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
+    PQclear(r);
+    return NULL;
+}
+
+static int pg_refresh_rotate(struct store *base, const uint8_t player[16], const uint8_t old_id[16],
+                             uint64_t gen, int64_t now_ms, const struct store_refresh *nw,
+                             uint8_t cur_id[16], uint64_t *cur_gen)
+{
+    struct args a = {0};
+    arg_bytes(&a, player, 16);
+    arg_bytes(&a, old_id, 16);
+    arg_int(&a, (int64_t)gen);
+    arg_int(&a, now_ms);
+    arg_bytes(&a, nw->id, 16);
+    arg_int(&a, nw->expires_ms);
+    PGresult *r = now_exec(PG(base), "refresh rotation", REFRESH_ROTATE, &a);
+    if (!r) return STORE_EIO;
+    int rc = PQntuples(r) == 1 ? 0 : STORE_ECORRUPT;
+    memset(cur_id, 0, 16);
+    *cur_gen = 0;
+    if (!rc && !PQgetisnull(r, 0, 1)) {
+        rc = col_fixed(r, 0, 1, cur_id, 16) ? STORE_ECORRUPT : 0;
+        *cur_gen = (uint64_t)col_int(r, 0, 2);
+    }
+    if (!rc) rc = col_int(r, 0, 0) == 1;
+    PQclear(r);
+    return rc;
+}
+
+static int pg_revoke_player(struct store *base, const uint8_t player[16], uint64_t *gen)
+{
+    struct args a = {0};
+    arg_bytes(&a, player, 16);
+    PGresult *r = now_exec(PG(base), "revocation", REVOKE_PLAYER, &a);
+    if (!r) return STORE_EIO;
+    int rc = PQntuples(r) == 1;
+    if (rc) *gen = (uint64_t)col_int(r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
 static int pg_lease_release(struct store *base, const char *node, const char *hunt)
 {
     struct args a = {0};
@@ -2037,6 +2098,7 @@ static int pg_put_events(struct store *base, const struct store_event *evs, size
     .node_beat = pg_node_beat, .each_node = pg_each_node, .each_lease = pg_each_lease,    \
     .lease_take = pg_lease_take, .lease_renew = pg_lease_renew,                           \
     .lease_release = pg_lease_release, .each_snapshot = pg_each_snapshot,                 \
+    .refresh_rotate = pg_refresh_rotate, .revoke_player = pg_revoke_player,               \
     .cluster_secret = pg_cluster_secret, .get_player = pg_get_player,                     \
     .fenced_hunts = pg_fenced_hunts,                                                      \
     .each_blob = pg_each_blob, .put_events = pg_put_events

@@ -205,6 +205,48 @@ def the_same_answer_through_any_node():
 
 
 @test
+def refresh_tokens_rotate_in_the_store_across_nodes():
+    """A refresh token works once on any node: rotated on a node that did not issue it,
+    its successor on a third; the new access token is honoured everywhere; a token used
+    again on any node is a reuse that revokes every session, on every node's refresh."""
+    cl = Cluster()
+    pid, tok, ref = vx.new_player(cl.client("n1"), "Roamer")
+    r = cl.client("n2").req("POST", "/v1/sessions/refresh", {"refresh_token": ref})
+    check(r, 200, what="a refresh on a node that did not issue the token")
+    tok2, ref2 = r.body["token"], r.body["refresh_token"]
+    for n in NODES:
+        me = cl.client(n).req("GET", "/v1/players/me", token=tok2)
+        check(me, 200, what="the new access token on %s" % n)
+        eq(me.body.get("player_id"), pid, "the new token's player on %s" % n)
+    r = cl.client("n3").req("POST", "/v1/sessions/refresh", {"refresh_token": ref2})
+    check(r, 200, what="its successor rotated on a third node")
+    tok3, ref3 = r.body["token"], r.body["refresh_token"]
+    # the first token again, on the node that issued it: a reuse, every session revoked
+    r = cl.client("n1").req("POST", "/v1/sessions/refresh", {"refresh_token": ref})
+    check(r, 401, "refresh_token_reused", what="a used refresh token presented again")
+    for n in NODES:
+        r = cl.client(n).req("POST", "/v1/sessions/refresh", {"refresh_token": ref3})
+        check(r, 401, what="the current refresh token after the revocation, on %s" % n)
+    r = cl.client("n1").req("GET", "/v1/players/me", token=tok3)
+    check(r, 401, what="an access token of the revoked generation on the revoking node")
+    # a fresh player's token used twice on two nodes at once: exactly one success
+    _, _, ref4 = vx.new_player(cl.client("n2"), "Twice")
+    import threading
+    out = {}
+
+    def go(n):
+        out[n] = cl.servers[n].client().req("POST", "/v1/sessions/refresh", {"refresh_token": ref4})
+    ths = [threading.Thread(target=go, args=(n,)) for n in ("n1", "n3")]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(30)
+    eq(sorted(x.status for x in out.values()), [200, 401],
+       "one refresh token presented on two nodes at once: one success, one reuse (%s)"
+       % {n: (x.status, x.body) for n, x in out.items()})
+
+
+@test
 def idempotency_key_retry_through_another_node():
     cl = Cluster()
     owner = "n1"
