@@ -175,12 +175,15 @@ static void on_done(void *p, int status)
     free(g);
 }
 
+static struct arg *last_arg; /* the last submitted entry's (freed by a test that drops it) */
+
 /* Submits one entry holding hunt's event seq under epoch, its payload data. */
 static int submit_data(struct log *l, struct answers *a, int id, const char *hunt, uint64_t seq,
                        uint64_t epoch, const char *data)
 {
     struct arg *g = malloc(sizeof *g);
     if (!g) return -1;
+    last_arg = g;
     *g = (struct arg){a, id};
     struct log_entry *e = log_entry_create(on_done, g);
     struct store_event ev = {.hunt = hunt, .seq = seq, .time_ms = 1000 + (int64_t)seq,
@@ -319,6 +322,7 @@ TEST(t_doubt_of_a_moved_hunt_is_fenced)
     /* unfenced: another writer's row at the seq stops the log, nothing acknowledged */
     memset(&ans, 0, sizeof ans);
     CHECK_EQ_INT(submit(l, &ans, 0, "dstay", 2, 0), 0);
+    struct arg *held = last_arg; /* never answered: the log is destroyed like a crash */
     store_fault_set(&(struct store_fault){.fail_commits = 1});
     CHECK_EQ_INT(log_commit_now(l), STORE_EIO);
     CHECK_EQ_INT(submit_data(lb, &bans, 2, "dstay", 2, 0, "b's"), 0);
@@ -329,6 +333,7 @@ TEST(t_doubt_of_a_moved_hunt_is_fenced)
     store_fault_set(&(struct store_fault){0});
     log_destroy(lb);
     log_destroy(l);
+    free(held);
     store_close(a);
     store_close(b);
 }
