@@ -761,6 +761,7 @@ static int run(struct audit *a, const char *store, const char *file)
     else from_file(a, file);
     hand_over(a, 1);
     pthread_join(t, NULL);
+    VX_FATAL_IF(engine_audit_ranks(a->h)); /* the final ranking, once (timed with the rest) */
     for (int i = 0; i < N_BATCHES; i++) {
         free(a->b[i]->arena);
         free(a->b[i]);

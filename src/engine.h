@@ -142,10 +142,13 @@ void engine_chain_next(const uint8_t prev[ENGINE_HASH_BYTES], const struct event
 void engine_chain_next_sha(const uint8_t prev[ENGINE_HASH_BYTES], const struct event *ev,
                            const uint8_t *def_sha, uint8_t out[ENGINE_HASH_BYTES]);
 /* From now on engine_apply neither extends h's chain (out->hash and engine_head_hash keep
- * the last link before) nor computes out->rank (0): for the audit, which checks the chain
- * itself from the events as recorded and reads only points and loot; never for a hunt
- * that serves or is snapshotted. */
+ * the last link before) nor keeps the leaderboard (out->rank 0): for the audit, which
+ * checks the chain itself from the events as recorded and reads only points and loot;
+ * never for a hunt that serves or is snapshotted. engine_audit_ranks then ranks every
+ * player once, from the scores and the seqs they were reached at (the leaderboard's
+ * order), for the final ranking. 0 or ENGINE_NOMEM. */
 void engine_audit_mode(struct hunt *h);
+int engine_audit_ranks(struct hunt *h);
 /* The hash of the hunt's last event (32 zero bytes at seq 0). */
 void engine_head_hash(const struct hunt *h, uint8_t out[ENGINE_HASH_BYTES]);
 /* H0: the seed commitment, or 32 zero bytes for a legacy (or undefined) hunt. */
