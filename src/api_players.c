@@ -237,10 +237,10 @@ void api_refresh(struct http_req *r)
     struct auth_refresh ar;
     struct player *p = NULL;
     int64_t now = api_now_ms();
-    if (tok && api_app.cfg.node && auth_refresh_check(&api_app.auth, tok, strlen(tok), &ar) == AUTH_OK) {
+    int signed_ok = tok && auth_refresh_check(&api_app.auth, tok, strlen(tok), &ar) == AUTH_OK;
+    if (signed_ok && api_app.cfg.node) {
         refresh_in_store(r, &ar);
-    } else if (tok && auth_refresh_check(&api_app.auth, tok, strlen(tok), &ar) == AUTH_OK &&
-               (p = hmap_get(&api_app.players, ar.player, 16)) && ar.gen == p->gen) {
+    } else if (signed_ok && (p = hmap_get(&api_app.players, ar.player, 16)) && ar.gen == p->gen) {
         int cmp = p->refresh_exp_ms ? memcmp(ar.id, p->refresh_id, 16) : 1, current = !cmp;
         int64_t exp = current ? p->refresh_exp_ms
                               : refresh_issued_ms(ar.id) + api_app.cfg.refresh_ttl_s * 1000;

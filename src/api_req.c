@@ -83,15 +83,6 @@ static int player_loaded(const struct store_player *row, void *ctx)
     return 0;
 }
 
-static struct player *load_player(const struct auth_claims *c);
-
-struct player *api_player_load(const uint8_t id[16])
-{
-    struct auth_claims c = {0};
-    memcpy(c.player, id, 16);
-    return load_player(&c);
-}
-
 static struct player *load_player(const struct auth_claims *c)
 {
     struct player *p = NULL;
@@ -105,6 +96,13 @@ static struct player *load_player(const struct auth_claims *c)
     loads.n++;
     loads.total++;
     return store_get_player(api_app.reader, c->player, player_loaded, &p) == 1 ? p : NULL;
+}
+
+struct player *api_player_load(const uint8_t id[16])
+{
+    struct auth_claims c = {0};
+    memcpy(c.player, id, 16);
+    return load_player(&c);
 }
 
 void api_player_loads_render(struct metrics_buf *b)

@@ -213,25 +213,26 @@ static int view_place(const struct forward *f, const char *hunt)
     return k < 0 ? -1 : idx[k];
 }
 
-const char *forward_owner(struct forward *f, const char *hunt)
+/* hunt's owner in the view (reloaded when old): a node index, -1 none, -2 no lease yet. */
+static int view_owner(struct forward *f, const char *hunt)
 {
     int64_t now = wall_ms(), age = now - f->view_ms;
     if (age >= VIEW_MAX_AGE_MS || age < 0 || (f->stale && age >= VIEW_MIN_AGE_MS))
         view_load(f, now);
     for (size_t i = 0; i < f->n_hunts; i++)
-        if (!strcmp(f->hunts[i].hunt, hunt))
-            return f->hunts[i].owner >= 0 ? f->nodes[f->hunts[i].owner].id : NULL;
-    return NULL;
+        if (!strcmp(f->hunts[i].hunt, hunt)) return f->hunts[i].owner;
+    return -2;
+}
+
+const char *forward_owner(struct forward *f, const char *hunt)
+{
+    int owner = view_owner(f, hunt);
+    return owner >= 0 ? f->nodes[owner].id : NULL;
 }
 
 enum forward_where forward_route(struct forward *f, const char *hunt, struct forward_peer **peer)
 {
-    int64_t now = wall_ms(), age = now - f->view_ms;
-    if (age >= VIEW_MAX_AGE_MS || age < 0 || (f->stale && age >= VIEW_MIN_AGE_MS))
-        view_load(f, now);
-    int owner = -2;
-    for (size_t i = 0; owner == -2 && i < f->n_hunts; i++)
-        if (!strcmp(f->hunts[i].hunt, hunt)) owner = f->hunts[i].owner;
+    int owner = view_owner(f, hunt);
     if (owner == -2) { /* no lease yet: a hunt being created goes where it will be placed */
         owner = view_place(f, hunt);
         if (owner >= 0 && !strcmp(f->nodes[owner].id, f->self)) return FORWARD_HERE;

@@ -41,8 +41,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "vx.h"
-
 enum op_kind {
     OP_EVENT, OP_PLAYER, OP_REFRESH, OP_IDEM, OP_BLOB, OP_TILE, OP_MAPVER, OP_PRUNE_IDEM,
     OP_PRUNE_REFRESH
@@ -329,16 +327,19 @@ static int by_hunt_seq(const void *x, const void *y)
     return c ? c : (a->seq > b->seq) - (a->seq < b->seq);
 }
 
-/* The entries of batch with an event of hunt get STORE_EFENCED; how many. */
-static size_t fence_hunt(struct log *l, struct log_entry *batch, const char *hunt)
+/* The entries of batch with an event of one of hunts[0..nh) get STORE_EFENCED (they are
+ * handed back unwritten: the API answers 503 hunt_moving). Returns how many. */
+static size_t fence_hunts(struct log *l, struct log_entry *batch, const char *const *hunts,
+                          size_t nh)
 {
     size_t n = 0;
     for (struct log_entry *e = batch; e; e = e->next)
-        for (size_t i = 0; !e->status && i < e->n_ops; i++)
-            if (e->ops[i].kind == OP_EVENT && !strcmp(e->ops[i].u.ev.hunt, hunt)) {
-                e->status = STORE_EFENCED;
-                n++;
-            }
+        for (size_t i = 0; !e->status && i < e->n_ops; i++) {
+            if (e->ops[i].kind != OP_EVENT) continue;
+            for (size_t j = 0; j < nh && !e->status; j++)
+                if (!strcmp(hunts[j], e->ops[i].u.ev.hunt)) e->status = STORE_EFENCED;
+            n += e->status != 0;
+        }
     metrics_inc(&l->stats.fenced, n);
     return n;
 }
@@ -372,7 +373,7 @@ static int landed_already(struct log *l, struct log_entry *batch)
     qsort(ev, n, sizeof *ev, by_hunt_seq);
     int rc = 0;
     size_t moved = 0, n_moved = 0; /* hunts (and their events) taken over meanwhile */
-    char(*gone)[VX_ID_MAX + 1] = calloc(n, sizeof *gone);
+    const char **gone = malloc(n * sizeof *gone); /* the batch's own strings */
     if (!gone) {
         free(ev);
         return STORE_EIO;
@@ -386,15 +387,14 @@ static int landed_already(struct log *l, struct log_entry *batch)
         if (rc == 1) rc = 0;
         found += r.found;
         if (fenced && !r.found && r.differ) {
-            snprintf(gone[moved++], sizeof gone[0], "%s", ev[from]->hunt);
+            gone[moved++] = ev[from]->hunt;
             n_moved += to - from;
         } else {
             differ += r.differ;
         }
     }
     free(ev);
-    if (!rc && !found && !differ)
-        for (size_t i = 0; i < moved; i++) fence_hunt(l, batch, gone[i]);
+    if (!rc && !found && !differ) fence_hunts(l, batch, gone, moved);
     free(gone);
     if (rc) return rc;
     if (!found && !differ) return 0;
@@ -417,16 +417,8 @@ static void batch_start(struct log *l, struct batch *b, struct log_entry *head, 
 static size_t fence_out(struct log *l, struct batch *b)
 {
     const char *const *hunts;
-    size_t nh = store_fenced_hunts(l->store, &hunts), n = 0;
-    for (struct log_entry *e = b->head; e; e = e->next)
-        for (size_t i = 0; !e->status && i < e->n_ops; i++) {
-            if (e->ops[i].kind != OP_EVENT) continue;
-            for (size_t j = 0; j < nh && !e->status; j++)
-                if (!strcmp(hunts[j], e->ops[i].u.ev.hunt)) e->status = STORE_EFENCED;
-            n += e->status != 0;
-        }
-    metrics_inc(&l->stats.fenced, n);
-    return n;
+    size_t nh = store_fenced_hunts(l->store, &hunts);
+    return fence_hunts(l, b->head, hunts, nh);
 }
 
 /* One try at making b durable: 0 when it is (but for the entries a fence refused, which

@@ -204,6 +204,13 @@ int store_each_tile(struct store *s, store_tile_cb cb, void *ctx)
 {
     return s->be->each_tile(s, cb, ctx);
 }
+int store_get_map_version(struct store *s, const char *hunt, int64_t version,
+                          store_map_version_cb cb, void *ctx)
+{
+    return s->be->get_map_version ? s->be->get_map_version(s, hunt, version, cb, ctx)
+                                  : STORE_ENOTSUP;
+}
+
 int store_each_map_version(struct store *s, store_map_version_cb cb, void *ctx)
 {
     return s->be->each_map_version(s, cb, ctx);

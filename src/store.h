@@ -186,6 +186,10 @@ int store_put_map_version(struct store *s, const struct store_map_version *v);
 /* Every draft tile of every hunt; every kept manifest, by hunt then version. */
 int store_each_tile(struct store *s, store_tile_cb cb, void *ctx);
 int store_each_map_version(struct store *s, store_map_version_cb cb, void *ctx);
+/* One kept manifest: 1 found (cb called), 0 not found, or an error; STORE_ENOTSUP without
+ * several nodes (a replica loads a version published elsewhere: tiles_follow). */
+int store_get_map_version(struct store *s, const char *hunt, int64_t version,
+                          store_map_version_cb cb, void *ctx);
 /* Faults of the "fault:<inner url>" test backend (store_fault.c), process-wide: each
  * counter is how many of the next such calls fail (-1: all of them, 0: none).
  * fail_commits: the commit fails (the caller rolls back); doubt_commits: the commit lands but

@@ -56,6 +56,8 @@ struct store_backend {
     int (*put_map_version)(struct store *s, const struct store_map_version *v);
     int (*each_tile)(struct store *s, store_tile_cb cb, void *ctx);
     int (*each_map_version)(struct store *s, store_map_version_cb cb, void *ctx);
+    int (*get_map_version)(struct store *s, const char *hunt, int64_t version,
+                           store_map_version_cb cb, void *ctx); /* NULL: STORE_ENOTSUP */
     int (*ping)(struct store *s);
     int (*last_seq)(struct store *s, const char *hunt, uint64_t *seq);
     /* Several nodes (store.h); NULL: STORE_ENOTSUP. */

@@ -95,7 +95,8 @@ enum {
     Q_PUT_EVENT, Q_PUT_PLAYER, Q_PUT_REFRESH, Q_DROP_REFRESH, Q_USE_REFRESH, Q_PRUNE_REFRESH,
     Q_PUT_IDEM, Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS,
     Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_HUNT_IDEMS, Q_GET_IDEM, Q_PING, Q_PUT_BLOB, Q_GET_BLOB, Q_PUT_TILE,
-    Q_PUT_MAPVER, Q_PRUNE_MAPVER, Q_TILES, Q_MAPVERS, Q_LAST_SEQ, Q_BLOBS, Q_GET_PLAYER,
+    Q_PUT_MAPVER, Q_PRUNE_MAPVER, Q_TILES, Q_MAPVERS, Q_GET_MAPVER, Q_LAST_SEQ, Q_BLOBS,
+    Q_GET_PLAYER,
     Q_PUT_EVENTS, Q_MAX
 };
 
@@ -155,6 +156,8 @@ static const char *const SQL[Q_MAX] = {
                 "WHERE (hunt,x,y)>($1::text,$2::int8,$3::int8) ORDER BY hunt,x,y LIMIT $4::int8",
     [Q_MAPVERS] = "SELECT hunt,version,manifest FROM veltrix.map_versions "
                   "WHERE (hunt,version)>($1::text,$2::int8) ORDER BY hunt,version LIMIT $3::int8",
+    [Q_GET_MAPVER] = "SELECT hunt,version,manifest FROM veltrix.map_versions "
+                     "WHERE hunt=$1::text AND version=$2::int8",
     [Q_LAST_SEQ] = "SELECT coalesce(max(seq),0)::int8 FROM veltrix.events WHERE hunt=$1::text",
     [Q_BLOBS] = "SELECT hash,data FROM veltrix.blobs WHERE hash>$1::bytea ORDER BY hash "
                 "LIMIT $2::int8",
@@ -1635,6 +1638,22 @@ static int pg_each_map_version(struct store *base, store_map_version_cb cb, void
     return walk(&w);
 }
 
+static int map_version_found(struct walk *w, const PGresult *r, int i)
+{
+    int rc = map_version_row(w, r, i);
+    return rc ? rc : 1;
+}
+
+static int pg_get_map_version(struct store *base, const char *hunt, int64_t version,
+                              store_map_version_cb cb, void *ctx)
+{
+    struct walk w = {.s = PG(base), .q = Q_GET_MAPVER, .page = -1, .row = map_version_found,
+                     .cb = (void *)cb, .ctx = ctx};
+    arg_text(&w.a, hunt);
+    arg_int(&w.a, version);
+    return walk(&w);
+}
+
 static int blob_found(struct walk *w, const PGresult *r, int i)
 {
     size_t len;
@@ -1783,9 +1802,9 @@ static PGresult *cluster_exec(struct pg *s, const char *what, const char *sql,
                               const struct args *a, ExecStatusType want)
 {
     if (s->in_txn || ensure_conn(s) || !args_ok(a)) return NULL;
-    PGresult *r = PQexecParams(s->conn, sql, a->n, NULL, a->val, a->len, a->fmt, 1);
-    if (PQresultStatus(r) == want) return r;
-    say(s, what, PQerrorMessage(s->conn));
+    PGresult *r = run(s->conn, s->timeout_ms, sql, NULL, a); /* bounded like every wait */
+    if (r && PQresultStatus(r) == want) return r;
+    say(s, what, r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
     PQclear(r);
     return NULL;
 }
@@ -1874,17 +1893,6 @@ static int pg_lease_renew(struct store *base, const char *node, int64_t lease_ms
     "WITH d AS (DELETE FROM veltrix.refresh WHERE player=$1::bytea) "                       \
     "UPDATE veltrix.players SET gen=gen+1 WHERE id=$1::bytea RETURNING gen"
 
-/* One statement on the event loop's handle, its wait bounded like every read's. */
-static PGresult *now_exec(struct pg *s, const char *what, const char *sql, const struct args *a)
-{
-    if (s->in_txn || ensure_conn(s) || !args_ok(a)) return NULL;
-    PGresult *r = run(s->conn, s->timeout_ms, sql, NULL, a);
-    if (r && PQresultStatus(r) == PGRES_TUPLES_OK) return r;
-    say(s, what, r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
-    PQclear(r);
-    return NULL;
-}
-
 static int pg_refresh_rotate(struct store *base, const uint8_t player[16], const uint8_t old_id[16],
                              uint64_t gen, int64_t now_ms, const struct store_refresh *nw,
                              uint8_t cur_id[16], uint64_t *cur_gen)
@@ -1896,7 +1904,7 @@ static int pg_refresh_rotate(struct store *base, const uint8_t player[16], const
     arg_int(&a, now_ms);
     arg_bytes(&a, nw->id, 16);
     arg_int(&a, nw->expires_ms);
-    PGresult *r = now_exec(PG(base), "refresh rotation", REFRESH_ROTATE, &a);
+    PGresult *r = cluster_exec(PG(base), "refresh rotation", REFRESH_ROTATE, &a, PGRES_TUPLES_OK);
     if (!r) return STORE_EIO;
     int rc = PQntuples(r) == 1 ? 0 : STORE_ECORRUPT;
     memset(cur_id, 0, 16);
@@ -1914,7 +1922,7 @@ static int pg_revoke_player(struct store *base, const uint8_t player[16], uint64
 {
     struct args a = {0};
     arg_bytes(&a, player, 16);
-    PGresult *r = now_exec(PG(base), "revocation", REVOKE_PLAYER, &a);
+    PGresult *r = cluster_exec(PG(base), "revocation", REVOKE_PLAYER, &a, PGRES_TUPLES_OK);
     if (!r) return STORE_EIO;
     int rc = PQntuples(r) == 1;
     if (rc) *gen = (uint64_t)col_int(r, 0, 0);
@@ -2095,6 +2103,7 @@ static int pg_put_events(struct store *base, const struct store_event *evs, size
     .put_blob = pg_put_blob, .get_blob = pg_get_blob, .put_tile = pg_put_tile,            \
     .put_map_version = pg_put_map_version, .each_tile = pg_each_tile,                     \
     .each_map_version = pg_each_map_version, .ping = pg_ping, .last_seq = pg_last_seq,    \
+    .get_map_version = pg_get_map_version,                                                \
     .node_beat = pg_node_beat, .each_node = pg_each_node, .each_lease = pg_each_lease,    \
     .lease_take = pg_lease_take, .lease_renew = pg_lease_renew,                           \
     .lease_release = pg_lease_release, .each_snapshot = pg_each_snapshot,                 \

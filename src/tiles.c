@@ -576,30 +576,13 @@ static int restore_version(const struct store_map_version *row, void *arg)
     return rc;
 }
 
-struct follow_ctx {
-    struct restore_ctx c;
-    const char *hunt;
-    int64_t number;
-    int found;
-};
-
-static int follow_version(const struct store_map_version *row, void *arg)
-{
-    struct follow_ctx *f = arg;
-    if (row->version != f->number || strcmp(row->hunt, f->hunt)) return 0;
-    f->found = 1;
-    return restore_version(row, &f->c);
-}
-
 int tiles_follow(struct tiles *t, struct store *s, const char *hunt, int64_t number)
 {
     struct tile_hunt *th = hunt_get(t, hunt, 0);
     if (th && th->state && th->state->n && th->state->v[0]->number >= number) return 0;
-    /* Publishing is rare (a map version every few minutes at most): the store's list of
-     * kept versions is walked for this one. */
-    struct follow_ctx f = {{t, s, NULL, 0, ""}, hunt, number, 0};
-    int rc = store_each_map_version(s, follow_version, &f);
-    return rc ? rc : f.found ? 0 : TILES_ENOVERSION;
+    struct restore_ctx c = {t, s, NULL, 0, ""};
+    int rc = store_get_map_version(s, hunt, number, restore_version, &c);
+    return rc < 0 ? rc : rc ? 0 : TILES_ENOVERSION;
 }
 
 int tiles_restore(struct tiles *t, struct store *s, char *err, size_t errcap)

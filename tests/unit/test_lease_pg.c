@@ -64,6 +64,15 @@ static int see_lease(const struct store_lease *l, void *ctx)
     return 0;
 }
 
+/* The test PostgreSQL's URL into url: 0, or -1 (said: skipped) without
+ * VELTRIX_TEST_PG_URL. */
+static int pg_url(char *url, size_t cap)
+{
+    if (!store_backend_test_url(backend("postgres"), dir, url, cap)) return 0;
+    printf("  skipped: VELTRIX_TEST_PG_URL is not set\n");
+    return -1;
+}
+
 TEST(t_other_backends_refuse)
 {
     char url[512];
@@ -74,16 +83,20 @@ TEST(t_other_backends_refuse)
     CHECK_EQ_INT(store_node_beat(s, "a", "http://127.0.0.1:1", 0), STORE_ENOTSUP);
     CHECK_EQ_INT(store_lease_take(s, "h", "a", 1000, &epoch), STORE_ENOTSUP);
     CHECK_EQ_INT(store_each_node(s, see_node, NULL), STORE_ENOTSUP);
+    /* several nodes' idempotency hand-over and refresh rotation: PostgreSQL's only */
+    uint8_t id[16] = {1}, cur[16];
+    uint64_t gen;
+    struct store_refresh nw = {{2}, {1}, 0, 1000, 0};
+    CHECK_EQ_INT(store_each_idem_of_hunt(s, "h", 0, NULL, NULL), STORE_ENOTSUP);
+    CHECK_EQ_INT(store_refresh_rotate(s, id, id, 0, 0, &nw, cur, &gen), STORE_ENOTSUP);
+    CHECK_EQ_INT(store_revoke_player(s, id, &gen), STORE_ENOTSUP);
     store_close(s);
 }
 
 TEST(t_membership)
 {
     char url[512];
-    if (store_backend_test_url(backend("postgres"), dir, url, sizeof url)) {
-        printf("  skipped: VELTRIX_TEST_PG_URL is not set\n");
-        return;
-    }
+    if (pg_url(url, sizeof url)) return;
     struct store *a = open_url(url), *b = open_url(url);
     if (!a || !b) return;
     CHECK_EQ_INT(store_node_beat(a, "node-b", "http://127.0.0.1:2", 0), 0);
@@ -105,10 +118,7 @@ TEST(t_membership)
 TEST(t_leases)
 {
     char url[512];
-    if (store_backend_test_url(backend("postgres"), dir, url, sizeof url)) {
-        printf("  skipped: VELTRIX_TEST_PG_URL is not set\n");
-        return;
-    }
+    if (pg_url(url, sizeof url)) return;
     struct store *a = open_url(url), *b = open_url(url);
     if (!a || !b) return;
     uint64_t e = 0;
@@ -218,10 +228,7 @@ static int events_of(struct store *s, const char *hunt)
 TEST(t_fenced_hunt_is_refused_the_rest_lands)
 {
     char url[512];
-    if (store_backend_test_url(backend("postgres"), dir, url, sizeof url)) {
-        printf("  skipped: VELTRIX_TEST_PG_URL is not set\n");
-        return;
-    }
+    if (pg_url(url, sizeof url)) return;
     struct store *a = open_url(url), *b = open_url(url);
     if (!a || !b) return;
     uint64_t e1 = 0, e2 = 0;
@@ -285,10 +292,7 @@ TEST(t_fenced_hunt_is_refused_the_rest_lands)
 TEST(t_doubt_of_a_moved_hunt_is_fenced)
 {
     char url[512], furl[600];
-    if (store_backend_test_url(backend("postgres"), dir, url, sizeof url)) {
-        printf("  skipped: VELTRIX_TEST_PG_URL is not set\n");
-        return;
-    }
+    if (pg_url(url, sizeof url)) return;
     snprintf(furl, sizeof furl, "fault:%s", url);
     struct store *a = open_url(furl), *b = open_url(url);
     if (!a || !b) return;
@@ -342,10 +346,7 @@ TEST(t_doubt_of_a_moved_hunt_is_fenced)
 TEST(t_epoch_zero_is_not_fenced)
 {
     char url[512];
-    if (store_backend_test_url(backend("postgres"), dir, url, sizeof url)) {
-        printf("  skipped: VELTRIX_TEST_PG_URL is not set\n");
-        return;
-    }
+    if (pg_url(url, sizeof url)) return;
     struct store *a = open_url(url);
     if (!a) return;
     struct log *l = log_create_manual(a, 100);
