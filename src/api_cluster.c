@@ -37,6 +37,7 @@
  * catch-up under that epoch; frames reach live subscribers in seq order, each once. */
 #include "api_int.h"
 #include "node.h"
+#include "tail.h"
 
 #include <h2o.h>
 #include <stdio.h>
@@ -57,20 +58,38 @@ static struct {
     int64_t said_ms; /* store errors are logged at most once per 10 s */
     int inited, started;
     struct hmap reps;            /* hunt id -> struct rep (replica hunts seen here) */
+    struct tail *tail;           /* the replicas' reads of the store, on a thread */
     struct metrics_hist age;     /* applied events' age: owner's clock -> applied here */
     uint64_t read_index_reads;   /* token reads that asked the store for a hunt's head */
     uint64_t read_index_waits;   /* ... and found memory behind it (caught up first) */
     uint64_t applied;            /* events applied as a replica */
+    uint64_t fetches;            /* fetches of a hunt's events answered (tail.h) */
+    uint64_t held;               /* token reads held now */
     uint64_t idem_taken;         /* idempotency records taken over with hunts */
 } cl;
 
-/* A replica hunt's lag. Invariants: synced_ms only grows; behind is what the last
- * successful look found (0: memory was at the head). */
+/* A token read held until its hunt's memory has every event committed before it came. */
+struct held {
+    struct held *next;
+    struct http_req *r;
+};
+struct held_list {
+    struct held *first, *last;
+    size_t n;
+};
+
+/* A replica hunt: its lag, its fetch from the store (tail.h), the reads waiting on it.
+ * Invariants: synced_ms only grows; behind is what the last successful look found (0:
+ * memory was at the head); at most one fetch of the hunt is in flight; the reads in `now`
+ * came before it was sent (its answer serves them), those in `next` after (they need the
+ * next fetch); next is empty while no fetch is in flight. */
 struct rep {
     int64_t synced_ms; /* memory held every event committed before this (0: never yet) */
     uint64_t behind;   /* events the last catch-up applied */
     int64_t head_ms;   /* when stats last asked the store for the head (one ask per ms) */
     uint64_t head;     /* what it said */
+    int fetching;      /* a fetch is in flight */
+    struct held_list now, next;
 };
 
 static struct rep *rep_of(const char *id)
@@ -237,6 +256,126 @@ static int is_replica(const char *id)
     return api_app.cfg.node && !node_owns(api_app.cfg.node, id, &e);
 }
 
+/* ---- replicas fed by the tail thread, and the reads held for them ---------------------- */
+
+static void held_append(struct held_list *to, struct held_list *from)
+{
+    if (!from->first) return;
+    if (to->last) to->last->next = from->first;
+    else to->first = from->first;
+    to->last = from->last;
+    to->n += from->n;
+    *from = (struct held_list){NULL, NULL, 0};
+}
+
+/* Runs the handlers of the reads of list (they see memory as it is now), emptying it. */
+static void resume(struct held_list *list)
+{
+    struct held *x = list->first;
+    *list = (struct held_list){NULL, NULL, 0};
+    while (x) {
+        struct held *next = x->next;
+        struct http_req *r = x->r;
+        free(x);
+        --cl.held;
+        http_resume(r);
+        x = next;
+    }
+}
+
+/* Asks the tail thread for h's events after its seq; the reads waiting for the next
+ * fetch wait for this one. Out of memory: they are answered from memory as it is. */
+static void send_fetch(const char *id, struct rep *p, const struct hunt *h)
+{
+    held_append(&p->now, &p->next);
+    if (tail_fetch(cl.tail, id, engine_seq(h) + 1, (uint64_t)api_now_ms())) {
+        complain("out of memory asking for a hunt's events");
+        resume(&p->now);
+        return;
+    }
+    p->fetching = 1;
+}
+
+/* A fetch answered (on the loop): its events applied in seq order to the hunt's memory,
+ * unless the hunt is no replica here any more (taken over, being rebuilt, written); then
+ * the reads it served run, and the reads that came meanwhile get a fetch of their own. */
+static void fetched(const struct tail_result *res, void *ctx)
+{
+    struct rep *p = rep_of(res->hunt);
+    size_t len = strlen(res->hunt);
+    struct hunt *h = hmap_get(&api_app.hunts, res->hunt, len);
+    uint64_t e, n = 0;
+    int again = 0;
+    char err[512];
+    p->fetching = 0;
+    ++cl.fetches;
+    if (h && !hmap_get(&cl.rebuild, res->hunt, len) && !writing(res->hunt) &&
+        !node_owns(api_app.cfg.node, res->hunt, &e)) {
+        int ok = 1;
+        for (size_t i = 0; i < res->n && ok; i++) {
+            struct store_event ev;
+            tail_event(res, i, &ev);
+            if (ev.seq <= engine_seq(h)) continue; /* memory went ahead meanwhile */
+            if (ev.seq != engine_seq(h) + 1) {     /* it did not come from here: ask again */
+                again = 1;
+                break;
+            }
+            if (recovery_apply(h, &ev, replica_event, &n, err, sizeof err)) {
+                complain(err);
+                ok = 0;
+            }
+        }
+        if (res->rc) {
+            snprintf(err, sizeof err, "cannot read hunt '%s' after seq %llu (%s)", res->hunt,
+                     (unsigned long long)res->from - 1, store_err_str(res->rc));
+            complain(err);
+        } else if (ok) {
+            again = again || res->more;
+            if (!again) p->synced_ms = (int64_t)res->tag;
+            p->behind = n;
+        }
+        if (n) cl.read_index_waits += p->now.n;
+    }
+    if (again) { /* the reads wait for the rest */
+        send_fetch(res->hunt, p, h);
+        return;
+    }
+    resume(&p->now);
+    if (p->next.first) {
+        if (h) send_fetch(res->hunt, p, h);
+        else resume(&p->next);
+    }
+}
+
+int api_read_gate(struct http_req *r)
+{
+    static const char prefix[] = "/v1/hunts/:";
+    const struct http_route *rt = http_req_route(r);
+    struct http_str id = http_param(r, 0);
+    char hunt[ENGINE_ID_MAX + 1];
+    uint64_t e;
+    if (!cl.tail || strcmp(rt->method, "GET") || strncmp(rt->pattern, prefix, sizeof prefix - 1) ||
+        (rt->pattern[sizeof prefix - 1] != '/' && rt->pattern[sizeof prefix - 1] != '\0') ||
+        !auth_valid_id(id.p, id.len) || !(api_bearer(r).p || http_query(r, "token").p))
+        return 0; /* not a token read of a hunt (or a single node) */
+    memcpy(hunt, id.p, id.len);
+    hunt[id.len] = '\0';
+    struct hunt *h = hmap_get(&api_app.hunts, hunt, id.len);
+    if (!h || hmap_get(&cl.rebuild, hunt, id.len) || writing(hunt) ||
+        node_owns(api_app.cfg.node, hunt, &e))
+        return 0; /* not a replica here now: api_read_index, in the handler, does the rest */
+    struct rep *p = rep_of(hunt);
+    struct held *x = malloc(sizeof *x);
+    if (!x) return 0; /* out of memory: answered from memory as it is */
+    *x = (struct held){NULL, http_hold(r)};
+    struct held_list one = {x, x, 1};
+    held_append(&p->next, &one);
+    ++cl.read_index_reads;
+    ++cl.held;
+    if (!p->fetching) send_fetch(hunt, p, h);
+    return 1;
+}
+
 void api_read_index(struct http_req *r, const char *id)
 {
     struct http_str m = http_method(r);
@@ -250,13 +389,14 @@ void api_read_index(struct http_req *r, const char *id)
         api_write_epoch(id, &e);
         return;
     }
+    struct hunt *h = hmap_get(&api_app.hunts, id, len);
+    if (h && cl.tail) return; /* api_read_gate held it until a fetch caught memory up */
     uint64_t head;
     ++cl.read_index_reads;
     if (store_last_seq(api_app.reader, id, &head)) {
         complain("read index: cannot read a hunt's head seq (the read is answered as is)");
         return;
     }
-    struct hunt *h = hmap_get(&api_app.hunts, id, len);
     if (h && engine_seq(h) >= head) return;
     ++cl.read_index_waits;
     if (!h) {
@@ -332,11 +472,15 @@ void api_cluster_metrics(struct metrics_buf *b)
                    "# TYPE veltrix_read_index_waits_total counter\n"
                    "veltrix_read_index_waits_total %llu\n"
                    "# TYPE veltrix_idem_taken_over_total counter\n"
-                   "veltrix_idem_taken_over_total %llu\n",
+                   "veltrix_idem_taken_over_total %llu\n"
+                   "# TYPE veltrix_replica_fetches_total counter\n"
+                   "veltrix_replica_fetches_total %llu\n"
+                   "# TYPE veltrix_read_index_held gauge\nveltrix_read_index_held %llu\n",
                    (unsigned long long)s.hunts, (long long)s.max_ms,
                    (unsigned long long)s.events, (unsigned long long)cl.applied,
                    (unsigned long long)cl.read_index_reads,
-                   (unsigned long long)cl.read_index_waits, (unsigned long long)cl.idem_taken);
+                   (unsigned long long)cl.read_index_waits, (unsigned long long)cl.idem_taken,
+                   (unsigned long long)cl.fetches, (unsigned long long)cl.held);
     metrics_printf(b, "# TYPE veltrix_replication_event_age_seconds histogram\n");
     metrics_render_hist(b, "veltrix_replication_event_age_seconds", "", &cl.age, 0);
 }
@@ -388,7 +532,12 @@ static void follow(void *value, void *ctx)
         return;
     }
     hmap_del(&cl.ready, id, strlen(id));
-    catch_up(h);
+    if (!cl.tail) {
+        catch_up(h);
+        return;
+    }
+    struct rep *p = rep_of(id);
+    if (!p->fetching) send_fetch(id, p, h);
 }
 
 static void on_poll(h2o_timeout_entry_t *t)
@@ -423,11 +572,23 @@ void api_cluster_start(void *loop)
     cl.poll_tick.cb = on_poll;
     h2o_timeout_link(cl.loop, &cl.poll_timeout, &cl.poll_tick);
     cl.started = 1;
+    if (api_app.cfg.follower) { /* else (tests of this file alone) the reads stay here */
+        cl.tail = tail_create(loop, api_app.cfg.follower, fetched, NULL);
+        VX_FATAL_IF(!cl.tail);
+    }
 }
 
-static void free_value(void *value, void *ctx)
+/* A replica's state freed; reads still held are answered 503 (the node is stopping). */
+static void free_rep(void *value, void *ctx)
 {
-    free(value);
+    struct rep *p = value;
+    held_append(&p->now, &p->next);
+    for (struct held *x = p->now.first, *next; x; x = next) {
+        next = x->next;
+        http_error(x->r, 503, "unavailable", "this node is stopping; retry on another");
+        free(x);
+    }
+    free(p);
 }
 
 void api_cluster_stop(void)
@@ -441,7 +602,9 @@ void api_cluster_stop(void)
     hmap_deinit(&cl.ready);
     hmap_deinit(&cl.rebuild);
     hmap_deinit(&cl.writing);
-    hmap_each(&cl.reps, free_value, NULL);
+    tail_destroy(cl.tail); /* fetches not answered are dropped: their reads are below */
+    cl.tail = NULL;
+    hmap_each(&cl.reps, free_rep, NULL);
     hmap_deinit(&cl.reps);
     cl.inited = 0;
 }

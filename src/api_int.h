@@ -183,6 +183,12 @@ void api_cluster_write(const struct hunt *h, int delta);
  * reads, owners and a single node return at once. A store that does not answer: the read
  * is answered from memory as is (logged). */
 void api_read_index(struct http_req *r, const char *id);
+/* The gate's part of ReadIndex (several nodes): a GET of a hunt this node follows as a
+ * replica, carrying a player token, is held (1) until a fetch of the hunt's events sent
+ * after it came (tail.h, off the event loop; one fetch per hunt serves every read that
+ * came before it was sent) is applied, then its handler runs (http_resume). 0: not such a
+ * read, or the hunt is not here yet (api_read_index in the handler loads it). */
+int api_read_gate(struct http_req *r);
 /* How far this node's memory of h trails the store (0, 0 on the owner and a single node):
  * *events committed that memory lacks (asks the store, at most once per hunt and
  * millisecond: concurrent stats share the answer), *ms since memory was last known

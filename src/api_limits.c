@@ -104,6 +104,7 @@ int api_limit_ip(struct http_req *r)
         too_many(r, retry, tile ? "for tiles from this address" : "from this address");
         return 1;
     }
+    if (api_read_gate(r)) return 1; /* a token read on a replica waits for the store */
     return api_write_route(r, fwd, addr);
 }
 

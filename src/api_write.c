@@ -6,6 +6,7 @@
  * the gate was granted for the request being handled (api_write_route), never under one
  * looked up later: the store fences a batch whose epoch is no longer the hunt's. */
 #include "api_int.h"
+#include "node.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -46,8 +47,19 @@ int api_write_route(struct http_req *r, int forwarded, const uint8_t client_addr
     hunt[id.len] = '\0';
     enum forward_where where = FORWARD_HERE;
     if (!api_write_epoch(hunt, &epoch)) {
-        epoch = 0; /* a new hunt placed here: its first events precede its first lease */
         where = forward_route(api_app.fwd, hunt, &peer);
+        /* A hunt without a lease yet (being created) placed here, or forwarded here by a
+         * node whose placement says so (views may differ for a round): its first write
+         * takes the lease, and every event of it is fenced. */
+        if (where == FORWARD_HERE ||
+            (forwarded && where == FORWARD_PEER && !forward_owner(api_app.fwd, hunt))) {
+            int rc = node_claim(api_app.cfg.node, api_app.reader, hunt, &epoch);
+            if (rc < 0) {
+                http_error(r, 503, "store_unavailable", "the store did not answer; retry");
+                return 1;
+            }
+            where = rc == 1 && api_write_epoch(hunt, &epoch) ? FORWARD_HERE : FORWARD_NOWHERE;
+        }
     }
     if (where == FORWARD_HERE) {
         memcpy(granted.hunt, hunt, id.len + 1);

@@ -159,6 +159,21 @@ int http_dispatch(void *h2o_req)
     return 0;
 }
 
+void http_resume(struct http_req *r)
+{
+    assert(r->held);
+    if (!r->h2o) { /* the client left while it waited: nothing to run, nobody to answer */
+        release(r);
+        return;
+    }
+    h2o_req_t *req = r->h2o;
+    size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    int ok = match(r->route->pattern, req->path.base, len, r->params);
+    assert(ok); /* it matched when the request came */
+    (void)ok;
+    r->route->handler(r);
+}
+
 struct http_str http_method(const struct http_req *r)
 {
     return (struct http_str){r->h2o->method.base, r->h2o->method.len};
@@ -420,6 +435,7 @@ void http_upgrade_websocket(struct http_req *r, http_upgrade_cb cb, void *arg)
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-accept"), 0,
                           NULL, h2o_strdup(&req->pool, accept, 28).base, 28);
     h2o_http1_upgrade(req, NULL, 0, on_upgraded, u);
+    if (r->held) release(r); /* the handler's reference: r is answered */
 }
 
 static void sentinel_dispose(void *p)
@@ -431,7 +447,8 @@ static void sentinel_dispose(void *p)
 
 struct http_req *http_hold(struct http_req *r)
 {
-    assert(!r->held && r->h2o);
+    assert(r->h2o);
+    if (r->held) return r; /* resumed by http_resume(): held already */
     struct http_req *h = malloc(sizeof *h);
     VX_FATAL_IF(!h); /* a few dozen bytes: out of memory here is not recoverable */
     *h = *r;

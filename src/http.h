@@ -53,7 +53,8 @@ void http_set_limits(const struct http_limits *l);
 /* The route table: routes must stay valid while the server runs. */
 void http_set_routes(struct http_route *routes, size_t n);
 /* A gate runs before the handler of every matched route (after the body limit); when it
- * returns non-zero it has answered and the handler is skipped. NULL: no gate. */
+ * returns non-zero it has answered, or held the request (http_hold) to answer or resume
+ * later (http_resume), and the handler is skipped. NULL: no gate. */
 void http_set_gate(int (*gate)(struct http_req *r));
 /* Entry point from net.c for every request; h2o_req is a h2o_req_t. */
 int http_dispatch(void *h2o_req);
@@ -106,8 +107,13 @@ void http_error(struct http_req *r, int status, const char *code, const char *fm
     __attribute__((format(printf, 4, 5)));
 
 /* Keeps r past the handler's return; returns the handle to answer later (the old pointer
- * must not be used any more). Must be answered exactly once (http_send*, http_error). */
+ * must not be used any more). Must be answered exactly once (http_send*, http_error). A
+ * request held already (a gate held it, then resumed it) is returned as is. */
 struct http_req *http_hold(struct http_req *r);
+/* Runs the handler of r, a request that the gate held instead of letting it through (it
+ * had to wait for something first), as if it had just come: its path parameters are
+ * matched again. A client that left meanwhile gets nothing: r is answered and released. */
+void http_resume(struct http_req *r);
 
 /* 1 if r is a WebSocket opening handshake (RFC 6455 §4.2.1: GET, Upgrade: websocket,
  * Connection: upgrade, Sec-WebSocket-Version: 13, a Sec-WebSocket-Key). */

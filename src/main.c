@@ -393,6 +393,11 @@ static int serve(const struct options *o)
         store_close(writer);
         return rc;
     }
+    struct store *follower = NULL; /* the replicas' reads, on a thread of their own */
+    if (node && store_open(url, fs, &follower, err, sizeof err)) {
+        fprintf(stderr, "veltrix: store: %s\n", err);
+        return 2;
+    }
     if (fs != STORE_FSYNC_ALWAYS)
         fprintf(stderr, "veltrix: WARNING: --fsync %s: acknowledged writes may be lost on a "
                         "power failure or crash\n", o->fsync);
@@ -436,6 +441,7 @@ static int serve(const struct options *o)
                             .fsync_always = fs == STORE_FSYNC_ALWAYS,
                             .node = node,
                             .advertise = advertise,
+                            .follower = follower,
                             .cluster_secret = node ? secret : NULL};
     if (!log || !snap || api_init(&ac, reader, log, net, err, sizeof err) ||
         (o->demo && api_create_demo(err, sizeof err))) {

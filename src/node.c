@@ -204,8 +204,8 @@ static void place(struct node *n, struct round *r, int64_t t0, int draining)
             if (rc < 0) complain(n, "lease", rc);
             if (rc != 1) continue;
             pthread_mutex_lock(&n->mu);
-            struct held *h = held_add(n, hunt);
-            if (h) cluster_lease_renewed(&h->lease, epoch, t0);
+            struct held *h = held_find(n, hunt); /* node_claim may have taken it meanwhile */
+            if (h || (h = held_add(n, hunt))) cluster_lease_renewed(&h->lease, epoch, t0);
             pthread_mutex_unlock(&n->mu);
             fprintf(stderr, "veltrix: node %s: owns hunt '%s' (epoch %llu)\n", n->id, hunt,
                     (unsigned long long)epoch);
@@ -371,6 +371,23 @@ int node_owns(struct node *n, const char *hunt, uint64_t *epoch)
     if (yes) *epoch = h->lease.epoch;
     pthread_mutex_unlock(&n->mu);
     return yes;
+}
+
+int node_claim(struct node *n, struct store *s, const char *hunt, uint64_t *epoch)
+{
+    int64_t t0 = mono_ms();
+    int rc = store_lease_take(s, hunt, n->id, n->c.lease_ms, epoch);
+    if (rc != 1) return rc;
+    pthread_mutex_lock(&n->mu);
+    struct held *h = held_find(n, hunt);
+    int fresh = !h;
+    if (h || (h = held_add(n, hunt))) cluster_lease_renewed(&h->lease, *epoch, t0);
+    pthread_mutex_unlock(&n->mu);
+    if (!h) return STORE_EIO; /* out of memory: the lease lapses unused */
+    if (fresh)
+        fprintf(stderr, "veltrix: node %s: owns hunt '%s' (epoch %llu), claimed for its first "
+                        "write\n", n->id, hunt, (unsigned long long)*epoch);
+    return 1;
 }
 
 const char *node_id(const struct node *n) { return n->id; }

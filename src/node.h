@@ -53,6 +53,12 @@ void node_stop(struct node *n);
 char *node_cluster_body(struct node *n);
 /* 1 with *epoch set when this node holds hunt's lease and may write it now; 0 otherwise. */
 int node_owns(struct node *n, const char *hunt, uint64_t *epoch);
+/* Takes hunt's lease now, for a hunt that has none yet (a new hunt's first write: it is
+ * written under a lease, fenced like any other, from its first event), on s, a handle of
+ * the caller's (the event loop's reader: one round trip). 1 with *epoch set and
+ * node_owns() saying yes from now on; 0 when another node holds it; or a store error. The
+ * node's rounds renew it, and hand it over if placement gives the hunt to another node. */
+int node_claim(struct node *n, struct store *s, const char *hunt, uint64_t *epoch);
 /* This node's id. */
 const char *node_id(const struct node *n);
 

@@ -23,30 +23,37 @@ struct load_ctx {
     void *cb_ctx;
 };
 
-static int load_event(const struct store_event *se, void *arg)
+int recovery_apply(struct hunt *h, const struct store_event *se, recovery_event_cb cb, void *ctx,
+                   char *err, size_t errcap)
 {
-    struct load_ctx *c = arg;
     struct event ev;
     char why[256] = "";
     struct engine_outcome out;
     int rc = event_read(&ev, se->seq, se->time_ms, se->type, se->player, se->data,
                                se->data_len);
-    if (!rc) rc = engine_apply(c->h, &ev, &out, why, sizeof why);
+    if (!rc) rc = engine_apply(h, &ev, &out, why, sizeof why);
     if (rc) {
-        snprintf(c->err, c->errcap, "hunt '%s', event seq %llu (type %u): %s", engine_hunt_id(c->h),
+        snprintf(err, errcap, "hunt '%s', event seq %llu (type %u): %s", engine_hunt_id(h),
                  (unsigned long long)se->seq, se->type, why[0] ? why : "cannot decode the event");
         return -1;
     }
     /* Rows from before the chain have no stored hash: theirs is the recomputed one. */
     if (se->has_hash && memcmp(se->hash, out.hash, sizeof out.hash)) {
-        snprintf(c->err, c->errcap,
+        snprintf(err, errcap,
                  "hunt '%s', event seq %llu: its stored hash does not match the hash chain "
                  "recomputed from the log (the store was changed behind the server's back)",
-                 engine_hunt_id(c->h), (unsigned long long)se->seq);
+                 engine_hunt_id(h), (unsigned long long)se->seq);
         return -1;
     }
+    if (cb) cb(h, &ev, &out, ctx);
+    return 0;
+}
+
+static int load_event(const struct store_event *se, void *arg)
+{
+    struct load_ctx *c = arg;
+    if (recovery_apply(c->h, se, c->on_event, c->on_event_ctx, c->err, c->errcap)) return -1;
     c->st->events++;
-    if (c->on_event) c->on_event(c->h, &ev, &out, c->on_event_ctx);
     return 0;
 }
 

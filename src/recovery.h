@@ -40,12 +40,17 @@ int recovery_load_hunts(struct store *reader, const struct recovery_config *cfg,
                         recovery_hunt_cb cb, void *ctx, struct recovery_stats *st, char *err,
                         size_t errcap);
 
-/* Several nodes, a replica: applies the store's events of h after engine_seq(h), in seq
- * order, calling cb (when not NULL) after each with the event and its outcome. Returns how
- * many, or -1 with a message in err (the store failed, or an event does not apply: h is
- * then at the last one that did). */
+/* Several nodes, a replica: what is called after each event applied, with its outcome. */
 typedef void (*recovery_event_cb)(struct hunt *h, const struct event *ev,
                                   const struct engine_outcome *out, void *ctx);
+/* One event of h's log, the next after engine_seq(h): decoded, applied, its stored hash
+ * checked, then cb (when not NULL). 0, or -1 with a message in err (h unchanged unless the
+ * hash disagreed: then it holds the event). */
+int recovery_apply(struct hunt *h, const struct store_event *se, recovery_event_cb cb, void *ctx,
+                   char *err, size_t errcap);
+/* Applies the store's events of h after engine_seq(h), in seq order, calling cb (when not
+ * NULL) after each. Returns how many, or -1 with a message in err (the store failed, or an
+ * event does not apply: h is then at the last one that did). */
 int64_t recovery_catch_up(struct store *reader, struct hunt *h, recovery_event_cb cb, void *ctx,
                           char *err, size_t errcap);
 

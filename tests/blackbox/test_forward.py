@@ -363,6 +363,39 @@ def forged_forwarded_headers_get_403_and_change_nothing():
 
 
 @test
+def a_new_hunt_is_leased_from_its_first_write_even_where_views_disagree():
+    """Right after a node joins, nodes may place a new hunt differently for a round: node A
+    forwards its creation to B, whose view gives it to C. B takes the hunt's lease with the
+    first write (no unfenced epoch 0), and placement moves it to its owner afterwards."""
+    cl = Cluster()
+    (h,) = hunts_on("n1", 1, "claim")
+    path = "/v1/hunts/" + h
+    body = json.dumps(game_def("claim")).encode()
+    auth = "Bearer " + vx.ADMIN_KEY
+    now = int(time.time() * 1000)
+    fwd = forward_header(SECRET, "n2", "n3", now, "198.51.100.7", "PUT", path, auth, "", body)
+    st, b = raw_req(cl.servers["n2"].port, "PUT", path, body,
+                    {"Authorization": auth, "Content-Type": "application/json",
+                     "X-Veltrix-Forwarded": fwd, "X-Veltrix-Client": "198.51.100.7"})
+    eq(st, 201, "a forwarded creation on a node placement does not give it (%s)" % b[:200])
+    true("owns hunt '%s' (epoch 1), claimed for its first write" % h
+         in cl.servers["n2"].stderr_text(), "n2 took the lease with the first write")
+    # The hunt then goes to its placement, under a newer epoch, with its events.
+    cl.owned([h])
+    v = {x["hunt"]: x for x in cl.view("n1")["hunts"]}
+    true(v[h]["epoch"] >= 2, "the epoch after the hand-over: %s" % v[h])
+    eq(v[h]["seq"], 1, "the hunt's events")
+    # A hunt created the usual way is leased from its first write as well.
+    (h2,) = hunts_on("n3", 1, "claimed")
+    vx.put_hunt(cl.client("n1"), h2, game_def("claimed"), status=201)
+    true("owns hunt '%s' (epoch 1), claimed for its first write" % h2
+         in cl.servers["n3"].stderr_text(), "n3 took the lease of the hunt forwarded to it")
+    for n in NODES:
+        true(("owns hunt '%s'" % h2) not in cl.servers[n].stderr_text() or n == "n3",
+             "only n3 ever owned %s" % h2)
+
+
+@test
 def the_address_rate_limit_applies_to_forwarded_writes():
     # 4 requests per address, then (almost) nothing: the setup below comes from one
     # address, the writes from others (X-Forwarded-For behind --trusted-proxy 127.0.0.1).

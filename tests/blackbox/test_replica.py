@@ -18,6 +18,7 @@ Cluster).
   player's very next read on another node (/me, stats), with no wait in the test; stats
   and /metrics show the replication lag (0 on the owner).
 """
+import concurrent.futures
 import os
 import sys
 import time
@@ -239,6 +240,23 @@ def a_token_read_on_a_replica_sees_the_players_own_writes():
         eq(st["replication_lag_events"], 0, "a token read of stats is caught up")
     waits = metric(cl.client("n3"), "veltrix_read_index_waits_total") - waits0
     print("  %d token reads on n3 found the replica behind and caught it up first" % waits)
+    # Many token reads at once right after a write: each sees it, and the replica's fetches
+    # (off the event loop, one in flight per hunt) serve them together.
+    reads0 = metric(cl.client("n3"), "veltrix_read_index_total")
+    fetches0 = metric(cl.client("n3"), "veltrix_replica_fetches_total")
+    _, tok2, _ = vx.new_player(cl.client("n3"), "Rae")
+    r = vx.scan(cl.client(owner), h, tok2, pay[codes[-1]])
+    check(r, 200)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as ex:
+        got = list(ex.map(lambda i: cl.client("n3").ok("GET", "/v1/hunts/%s/me" % h, token=tok2)["score"],
+                          range(40)))
+    eq(got, [r.body["score"]] * 40, "40 concurrent token reads on n3 right after a scan")
+    reads = metric(cl.client("n3"), "veltrix_read_index_total") - reads0
+    fetches = metric(cl.client("n3"), "veltrix_replica_fetches_total") - fetches0
+    true(reads >= 40, "every token read was held for a fetch (%d)" % reads)
+    eq(metric(cl.client("n3"), "veltrix_read_index_held"), 0, "reads still held on n3")
+    print("  40 concurrent token reads on n3: %d held, %d fetches answered meanwhile (polls too)"
+          % (reads, fetches))
     # Anonymous reads never wait; the lag fields are there (0 on the owner).
     st = cl.client(owner).ok("GET", "/v1/hunts/%s/stats" % h)
     eq((st["replication_lag_ms"], st["replication_lag_events"]), (0, 0), "the owner's lag")
@@ -248,8 +266,8 @@ def a_token_read_on_a_replica_sees_the_players_own_writes():
           % (st["replication_lag_ms"], st["replication_lag_events"]))
     true(metric(cl.client("n1"), "veltrix_replica_hunts") >= 1, "n1 follows the hunt")
     cl.client("n1").ok("GET", "/v1/hunts/%s/me" % h, token=tok)  # n1 at the head now
-    eq(metric(cl.client("n1"), "veltrix_replica_events_applied_total") - applied0, len(codes),
-       "events n1 applied as a replica since it was caught up")
+    eq(metric(cl.client("n1"), "veltrix_replica_events_applied_total") - applied0, len(codes) + 1,
+       "events n1 applied as a replica since it was caught up (the scans, Rae's too)")
     print("  n1 /metrics: veltrix_replication_lag_ms %d, veltrix_replication_event_age_seconds_sum %s"
           % (metric(cl.client("n1"), "veltrix_replication_lag_ms"),
              metric(cl.client("n1"), "veltrix_replication_event_age_seconds_sum")))

@@ -1,0 +1,213 @@
+/* tail.c — see tail.h: one thread, a FIFO of fetches under a mutex, answers back to the
+ * loop through a h2o multithread queue.
+ *
+ * A fetch's events are copied as they are read (the store's row pointers live only
+ * during its callback): fixed fields into an array, the event data into one byte
+ * buffer, both grown by doubling. */
+#include "tail.h"
+
+#include <h2o.h>
+#include <h2o/multithread.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vx.h"
+
+struct row {
+    uint64_t seq;
+    int64_t time_ms;
+    size_t off, len; /* in the fetch's data */
+    uint8_t type, player[16], hash[32];
+    int has_hash;
+};
+
+struct fetch {
+    h2o_multithread_message_t msg; /* first: the loop's list links it */
+    struct fetch *next;             /* in the thread's queue */
+    struct tail_result res;
+    char hunt[VX_ID_MAX + 1];
+    struct row *rows;
+    size_t cap;
+    uint8_t *data;
+    size_t data_len, data_cap;
+};
+
+struct tail {
+    struct store *s;
+    tail_done_cb done;
+    void *ctx;
+    h2o_multithread_queue_t *mq;
+    h2o_multithread_receiver_t receiver;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct fetch *head, *last; /* asked, not read yet (under mu) */
+    int stop;                  /* under mu */
+    size_t pending;            /* asked, not answered (the loop's count) */
+};
+
+static void fetch_free(struct fetch *f)
+{
+    free(f->rows);
+    free(f->data);
+    free(f);
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap) return 0;
+    size_t n = *cap ? *cap : 64;
+    while (n < need) n *= 2;
+    void *q = realloc(*p, n * size);
+    if (!q) return -1;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+static int copy_row(const struct store_event *ev, void *arg)
+{
+    struct fetch *f = arg;
+    /* Full, or out of memory: what is here goes back, and the loop asks for the rest. */
+    if (f->res.n == TAIL_ROWS_MAX ||
+        grow((void **)&f->rows, &f->cap, f->res.n + 1, sizeof *f->rows) ||
+        grow((void **)&f->data, &f->data_cap, f->data_len + ev->data_len + 1, 1)) {
+        f->res.more = 1;
+        return STORE_ESTOP;
+    }
+    struct row *r = &f->rows[f->res.n++];
+    *r = (struct row){ev->seq, ev->time_ms, f->data_len, ev->data_len, ev->type, {0}, {0},
+                      ev->has_hash};
+    memcpy(r->player, ev->player, 16);
+    memcpy(r->hash, ev->hash, 32);
+    if (ev->data_len) memcpy(f->data + f->data_len, ev->data, ev->data_len);
+    f->data_len += ev->data_len;
+    return 0;
+}
+
+static void *reader(void *arg)
+{
+    struct tail *t = arg;
+    for (;;) {
+        pthread_mutex_lock(&t->mu);
+        while (!t->head && !t->stop) pthread_cond_wait(&t->cv, &t->mu);
+        if (t->stop) {
+            pthread_mutex_unlock(&t->mu);
+            return NULL;
+        }
+        struct fetch *f = t->head;
+        if (!(t->head = f->next)) t->last = NULL;
+        pthread_mutex_unlock(&t->mu);
+        int rc = store_each_event(t->s, f->hunt, f->res.from, copy_row, f);
+        f->res.rc = rc == STORE_ESTOP ? 0 : rc;
+        h2o_multithread_send_message(&t->receiver, &f->msg);
+    }
+}
+
+void tail_event(const struct tail_result *res, size_t i, struct store_event *ev)
+{
+    const struct fetch *f = (const struct fetch *)((const char *)res - offsetof(struct fetch, res));
+    const struct row *r = &f->rows[i];
+    *ev = (struct store_event){.hunt = f->hunt, .seq = r->seq, .time_ms = r->time_ms,
+                               .type = r->type, .data = f->data + r->off, .data_len = r->len,
+                               .has_hash = r->has_hash};
+    memcpy(ev->player, r->player, 16);
+    memcpy(ev->hash, r->hash, 32);
+}
+
+static void on_answers(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    struct tail *t = H2O_STRUCT_FROM_MEMBER(struct tail, receiver, receiver);
+    while (!h2o_linklist_is_empty(messages)) {
+        struct fetch *f = H2O_STRUCT_FROM_MEMBER(struct fetch, msg.link, messages->next);
+        h2o_linklist_unlink(&f->msg.link);
+        t->pending--;
+        t->done(&f->res, t->ctx);
+        fetch_free(f);
+    }
+}
+
+int tail_fetch(struct tail *t, const char *hunt, uint64_t from, uint64_t tag)
+{
+    struct fetch *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    snprintf(f->hunt, sizeof f->hunt, "%s", hunt);
+    f->res = (struct tail_result){.hunt = f->hunt, .from = from, .tag = tag};
+    pthread_mutex_lock(&t->mu);
+    if (t->last) t->last->next = f;
+    else t->head = f;
+    t->last = f;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    t->pending++;
+    return 0;
+}
+
+size_t tail_pending(const struct tail *t) { return t->pending; }
+
+/* libh2o 2.2's evloop build never frees a destroyed queue itself (log.c says more). */
+static void destroy_queue(h2o_multithread_queue_t *q)
+{
+    h2o_multithread_destroy_queue(q);
+#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2 && !H2O_USE_LIBUV
+    free(q);
+#endif
+}
+
+struct tail *tail_create(void *loop, struct store *s, tail_done_cb done, void *ctx)
+{
+    struct tail *t = calloc(1, sizeof *t);
+    if (!t) {
+        store_close(s);
+        return NULL;
+    }
+    *t = (struct tail){.s = s, .done = done, .ctx = ctx};
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    t->mq = h2o_multithread_create_queue(loop);
+    h2o_multithread_register_receiver(t->mq, &t->receiver, on_answers);
+    sigset_t all, old; /* signals belong to the event loop thread */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&t->thread, NULL, reader, t);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        h2o_multithread_unregister_receiver(t->mq, &t->receiver);
+        destroy_queue(t->mq);
+        pthread_cond_destroy(&t->cv);
+        pthread_mutex_destroy(&t->mu);
+        store_close(s);
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void tail_destroy(struct tail *t)
+{
+    if (!t) return;
+    pthread_mutex_lock(&t->mu);
+    t->stop = 1;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    pthread_join(t->thread, NULL);
+    for (struct fetch *f = t->head, *next; f; f = next) { /* never read */
+        next = f->next;
+        fetch_free(f);
+    }
+    /* Read, and not handed to the loop yet: dropped (h2o's queue holds them). */
+    h2o_linklist_t *msgs = &t->receiver._messages;
+    while (!h2o_linklist_is_empty(msgs)) {
+        struct fetch *f = H2O_STRUCT_FROM_MEMBER(struct fetch, msg.link, msgs->next);
+        h2o_linklist_unlink(&f->msg.link);
+        fetch_free(f);
+    }
+    h2o_multithread_unregister_receiver(t->mq, &t->receiver);
+    destroy_queue(t->mq);
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->mu);
+    store_close(t->s);
+    free(t);
+}

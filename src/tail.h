@@ -1,0 +1,54 @@
+/* tail.h — a replica's reads of the store's log, off the event loop (issue 15 item 4,
+ * docs/DESIGN.md "Several nodes").
+ *
+ * Several nodes: every node follows the hunts it does not own by reading their committed
+ * events from the store. Those reads run here, on a thread of their own with a store
+ * handle of its own, so that a slow or unreachable store never stalls the event loop:
+ * the loop asks (tail_fetch: a hunt and the first seq it lacks), the thread reads the
+ * hunt's events from that seq in one consistent walk (at most TAIL_ROWS_MAX of them) and
+ * hands them back to the loop (the done callback, on the loop), where they are applied.
+ *
+ * The answer doubles as ReadIndex: a fetch sent after a read arrived returns every event
+ * committed before it was sent (the walk starts later), so once its events are applied the
+ * read sees every write the owner acknowledged before the read came (the owner answers a
+ * write only once it is durable).
+ *
+ * Invariants: fetches are answered in the order they were asked, each exactly once
+ * (tail_destroy drops those still queued, unanswered); the done callback runs on the loop
+ * only. The store handle belongs to the thread until tail_destroy, which closes it. */
+#ifndef VELTRIX_TAIL_H
+#define VELTRIX_TAIL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+#define TAIL_ROWS_MAX 4096 /* events per fetch; more: tail_result.more */
+
+struct tail;
+
+/* One fetch's answer, valid during the done callback. */
+struct tail_result {
+    const char *hunt;
+    uint64_t from;   /* the first seq asked for */
+    uint64_t tag;    /* the caller's, from tail_fetch */
+    int rc;          /* 0, or a store error (store_err_str): the events read before it */
+    int more;        /* 1: stopped at TAIL_ROWS_MAX, the hunt may have more */
+    size_t n;        /* events, in seq order */
+};
+typedef void (*tail_done_cb)(const struct tail_result *res, void *ctx);
+
+/* Starts the thread; s becomes its own. NULL (s closed) when out of memory or the thread
+ * cannot start. */
+struct tail *tail_create(void *loop, struct store *s, tail_done_cb done, void *ctx);
+/* Asks for hunt's events from seq from. 0, or -1 when out of memory (nothing asked). */
+int tail_fetch(struct tail *t, const char *hunt, uint64_t from, uint64_t tag);
+/* Event i of res (0 <= i < res->n), pointing into res. */
+void tail_event(const struct tail_result *res, size_t i, struct store_event *ev);
+/* Fetches asked and not answered yet. */
+size_t tail_pending(const struct tail *t);
+/* Stops the thread (a fetch being read finishes first, bounded by the store's timeout),
+ * drops the fetches not answered, closes the store. NULL is a no-op. */
+void tail_destroy(struct tail *t);
+
+#endif
