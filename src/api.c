@@ -27,6 +27,7 @@ static struct http_route routes[] = {
     {"GET", "/healthz", api_healthz, 0, 0, {0}, {{0}, 0, 0}},
     {"GET", "/metrics", api_metrics, 0, 0, {0}, {{0}, 0, 0}},
     {"GET", "/v1/cluster", api_cluster, 0, 0, {0}, {{0}, 0, 0}},
+    {"POST", FEED_PATH, api_cluster_events, FEED_BODY_MAX, GATE_FEED, {0}, {{0}, 0, 0}},
     {"POST", "/v1/players", api_players_create, 0, 0, {0}, {{0}, 0, 0}},
     {"GET", "/v1/players/me", api_me, 0, 0, {0}, {{0}, 0, 0}},
     {"POST", "/v1/sessions/refresh", api_refresh, 0, 0, {0}, {{0}, 0, 0}},
@@ -147,6 +148,10 @@ int api_init(const struct api_config *cfg, struct store *reader, struct log *log
     struct forward_config fc = FORWARD_CONFIG_DEFAULT;
     fc.loop = net_loop(net), fc.node = cfg->node, fc.auth = &api_app.auth;
     if (cfg->node && !(api_app.fwd = forward_create(&fc))) return -1;
+    if (cfg->node && cfg->feed_push) {
+        if (!(api_app.feed = feed_create(net_loop(net), api_app.fwd))) return -1;
+        log_on_landed(log, api_feed_landed, NULL);
+    }
     struct recovery_stats rs = {0};
     struct recovery_config rc_cfg = {cfg->ignore_snapshots, cfg->fsync_always};
     err[0] = '\0';
@@ -257,7 +262,9 @@ static void free_hunt(void *v, void *ctx)
 void api_deinit(void)
 {
     api_cluster_stop();
-    forward_destroy(api_app.fwd);
+    forward_destroy(api_app.fwd); /* before the feed: its posts in flight report to it */
+    feed_destroy(api_app.feed);
+    api_app.feed = NULL;
     live_destroy(api_app.live);
     hmap_each(&api_app.players, free_player, NULL);
     hmap_each(&api_app.hunts, free_hunt, NULL);

@@ -35,6 +35,10 @@ struct api_config {
     int fsync_always;        /* --fsync always: a snapshot ahead of the log is corruption */
     struct node *node;       /* one of several nodes (node.h), or NULL: a single node */
     const char *advertise;   /* the URL this server is reached at (GET /v1/cluster) */
+    int feed_push;           /* several nodes: push committed events to the other nodes'
+                              * replicas (feed.h); 0: they only read the store */
+    uint64_t replica_poll_ms; /* several nodes: each replica hunt read from the store this
+                               * often (the catch-up path under a push) */
     struct store *follower;  /* several nodes: a store handle of its own for the replica
                               * thread (tail.h), which closes it; NULL on a single node */
     const uint8_t *cluster_secret; /* several nodes: the 32 bytes they share (tokens, QR

@@ -44,7 +44,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define REPLICA_POLL_MS 20 /* a replica trails by ~10 ms on average (target: p99 50 ms) */
 #define HUNTS_POLL_MS 1000
 
 static struct {
@@ -65,6 +64,7 @@ static struct {
     uint64_t applied;            /* events applied as a replica */
     uint64_t fetches;            /* fetches of a hunt's events answered (tail.h) */
     uint64_t held;               /* token reads held now */
+    uint64_t pushed, push_gaps;  /* events applied from the owners' feed; gaps it showed */
     uint64_t idem_taken;         /* idempotency records taken over with hunts */
 } cl;
 
@@ -347,6 +347,54 @@ static void fetched(const struct tail_result *res, void *ctx)
     }
 }
 
+/* ---- the owners' feed (feed.h) -------------------------------------------------------- */
+
+void api_feed_landed(const struct store_event *ev, void *ctx)
+{
+    feed_event(api_app.feed, ev);
+}
+
+/* A pushed event: applied when it continues its replica hunt's memory; a gap sends the
+ * hunt to the store. Never an error: whatever is skipped, the store still has. */
+static int pushed(const struct store_event *ev, void *ctx)
+{
+    size_t len = strlen(ev->hunt);
+    struct hunt *h = hmap_get(&api_app.hunts, ev->hunt, len);
+    uint64_t e, n = 0;
+    char err[512];
+    if (!h || hmap_get(&cl.rebuild, ev->hunt, len) || writing(ev->hunt) ||
+        node_owns(api_app.cfg.node, ev->hunt, &e) || ev->seq <= engine_seq(h))
+        return 0; /* not here yet (the hunt list poll loads it), not a replica, or old */
+    if (ev->seq != engine_seq(h) + 1) {
+        struct rep *p = rep_of(ev->hunt);
+        ++cl.push_gaps;
+        if (!p->fetching) send_fetch(ev->hunt, p, h);
+        return 0;
+    }
+    if (recovery_apply(h, ev, replica_event, &n, err, sizeof err)) {
+        complain(err);
+        return 0;
+    }
+    ++cl.pushed;
+    return 0;
+}
+
+void api_cluster_events(struct http_req *r)
+{
+    struct http_str b = http_body(r);
+    if (!api_app.feed_checked) {
+        http_error(r, 403, "forbidden", "only the nodes of this cluster push events");
+        return;
+    }
+    api_app.feed_checked = 0;
+    if (feed_parse(b.p, b.len, NULL, NULL)) {
+        http_error(r, 400, "invalid_request", "a malformed feed of events");
+        return;
+    }
+    feed_parse(b.p, b.len, pushed, NULL);
+    http_send(r, 204, NULL, "", 0);
+}
+
 int api_read_gate(struct http_req *r)
 {
     static const char prefix[] = "/v1/hunts/:";
@@ -481,6 +529,13 @@ void api_cluster_metrics(struct metrics_buf *b)
                    (unsigned long long)cl.read_index_reads,
                    (unsigned long long)cl.read_index_waits, (unsigned long long)cl.idem_taken,
                    (unsigned long long)cl.fetches, (unsigned long long)cl.held);
+    metrics_printf(b,
+                   "# TYPE veltrix_replica_pushed_events_total counter\n"
+                   "veltrix_replica_pushed_events_total %llu\n"
+                   "# TYPE veltrix_replica_push_gaps_total counter\n"
+                   "veltrix_replica_push_gaps_total %llu\n",
+                   (unsigned long long)cl.pushed, (unsigned long long)cl.push_gaps);
+    if (api_app.feed) feed_render_metrics(api_app.feed, b);
     metrics_printf(b, "# TYPE veltrix_replication_event_age_seconds histogram\n");
     metrics_render_hist(b, "veltrix_replication_event_age_seconds", "", &cl.age, 0);
 }
@@ -568,7 +623,8 @@ void api_cluster_start(void *loop)
     cl.inited = 1;
     if (!api_app.cfg.node) return;
     cl.loop = loop;
-    h2o_timeout_init(cl.loop, &cl.poll_timeout, REPLICA_POLL_MS);
+    h2o_timeout_init(cl.loop, &cl.poll_timeout,
+                     api_app.cfg.replica_poll_ms ? api_app.cfg.replica_poll_ms : 20);
     cl.poll_tick.cb = on_poll;
     h2o_timeout_link(cl.loop, &cl.poll_timeout, &cl.poll_tick);
     cl.started = 1;

@@ -9,6 +9,7 @@
 #include "api.h"
 #include "auth.h"
 #include "engine.h"
+#include "feed.h"
 #include "forward.h"
 #include "hmap.h"
 #include "http.h"
@@ -53,6 +54,8 @@ struct app {
     struct tiles *tiles;
     struct live *live;
     struct forward *fwd; /* several nodes: writes to the hunts' owners (NULL: one node) */
+    struct feed *feed;   /* several nodes, --replica-feed push: events to the replicas */
+    int feed_checked;    /* the gate checked this request's signature (POST FEED_PATH) */
     struct live_pending live_next; /* the live frame of the event apply() just applied */
     struct uuid7_gen uuid;
     uint64_t players_created, refresh_reused, writes_rejected_busy;
@@ -71,7 +74,7 @@ struct idem_req {
 /* Route gate classes (http_route.gate_class): which per-address bucket a route spends.
  * Tile reads have their own (--rate-ip-tiles): one map view asks for dozens of them, and
  * a venue behind one NAT address would spend --rate-ip on tiles alone (~6 µs each). */
-enum { GATE_IP = 0, GATE_TILES = 1 };
+enum { GATE_IP = 0, GATE_TILES = 1, GATE_FEED = 2 };
 
 /* ---- api_req.c */
 int64_t api_now_ms(void);
@@ -189,6 +192,11 @@ void api_read_index(struct http_req *r, const char *id);
  * came before it was sent) is applied, then its handler runs (http_resume). 0: not such a
  * read, or the hunt is not here yet (api_read_index in the handler loads it). */
 int api_read_gate(struct http_req *r);
+/* POST /v1/cluster/events (feed.h): committed events another node pushes; only signed by
+ * a node of the cluster (the gate checks it: forward_check), else 403. */
+void api_cluster_events(struct http_req *r);
+/* The log's landed callback (log_on_landed): the event goes to the feed. */
+void api_feed_landed(const struct store_event *ev, void *ctx);
 /* How far this node's memory of h trails the store (0, 0 on the owner and a single node):
  * *events committed that memory lacks (asks the store, at most once per hunt and
  * millisecond: concurrent stats share the answer), *ms since memory was last known

@@ -99,6 +99,11 @@ int api_limit_ip(struct http_req *r)
         http_error(r, 403, "forbidden", "X-Veltrix-Forwarded does not check");
         return 1;
     }
+    api_app.feed_checked = 0;
+    if (http_req_route(r)->gate_class == GATE_FEED) { /* another node's push: no rate limit */
+        api_app.feed_checked = fwd == 1;
+        return 0; /* the handler refuses it unchecked */
+    }
     if (!fwd) api_client_addr(r, addr);
     if (rl_take(tile ? lim.ip_tiles : lim.ip, addr, sizeof addr, mono_ms(), &retry) != RL_OK) {
         too_many(r, retry, tile ? "for tiles from this address" : "from this address");

@@ -91,7 +91,9 @@ struct fwd {
     struct forward *f;
     struct forward_peer *p;
     struct fwd *prev, *next;
-    struct http_req *r; /* held */
+    struct http_req *r; /* held (NULL: a post of this node's own, forward_post) */
+    void (*done)(void *arg, int status); /* a post's: the peer's status, 0 for none */
+    void *done_arg;
     struct conn *c;     /* the connection carrying it (NULL: connecting, or answered) */
     h2o_socketpool_connect_request_t *connecting;
     h2o_timeout_entry_t timeout;
@@ -297,6 +299,11 @@ static void answer_sent(void *arg) { fwd_free(arg); }
 static void relay(struct fwd *w)
 {
     detach(w);
+    if (!w->r) { /* a post of this node's own: nobody waits for the bytes */
+        w->done(w->done_arg, w->status);
+        fwd_free(w);
+        return;
+    }
     w->f->results[R_RELAYED]++;
     if (w->status == 503) w->f->stale = 1; /* e.g. hunt_moving: the owner may have changed */
     metrics_observe_ns(&w->f->latency, metrics_now_ns() - w->t0_ns);
@@ -308,6 +315,11 @@ static void relay(struct fwd *w)
 static void fail(struct fwd *w, const char *why)
 {
     detach(w);
+    if (!w->r) {
+        w->done(w->done_arg, 0);
+        fwd_free(w);
+        return;
+    }
     w->f->results[R_UNREACHABLE]++;
     w->f->stale = 1; /* the owner may have moved: read the view again */
     http_error(w->r, 503, "hunt_moving",
@@ -539,6 +551,8 @@ static char *build_head(struct forward *f, struct forward_peer *p, struct http_r
     return head;
 }
 
+static void start(struct forward *f, struct forward_peer *p, struct fwd *w, size_t body_len);
+
 void forward_send(struct forward *f, struct forward_peer *p, struct http_req *r,
                   const uint8_t client_addr[16])
 {
@@ -561,13 +575,19 @@ void forward_send(struct forward *f, struct forward_peer *p, struct http_req *r,
     }
     memcpy(body, b.p, b.len);
     *w = (struct fwd){.f = f, .p = p, .head = head, .body = body, .t0_ns = metrics_now_ns()};
-    w->out[0] = h2o_iovec_init(head, strlen(head));
-    w->out[1] = h2o_iovec_init(body, b.len);
+    w->r = http_hold(r);
+    start(f, p, w, b.len);
+}
+
+/* Sends w (head and body set) to p: on an idle connection, or a new one. */
+static void start(struct forward *f, struct forward_peer *p, struct fwd *w, size_t body_len)
+{
+    w->out[0] = h2o_iovec_init(w->head, strlen(w->head));
+    w->out[1] = h2o_iovec_init(w->body, body_len);
     w->next = f->inflight;
     if (f->inflight) f->inflight->prev = w;
     f->inflight = w;
     p->inflight++;
-    w->r = http_hold(r);
     w->timeout.cb = on_request_timeout;
     h2o_timeout_link(f->c.loop, &f->io_timeout, &w->timeout);
     struct conn *c = p->idle;
@@ -577,6 +597,44 @@ void forward_send(struct forward *f, struct forward_peer *p, struct http_req *r,
     } else {
         h2o_socketpool_connect(&w->connecting, &p->pool, f->c.loop, &f->getaddr, on_connected, w);
     }
+}
+
+int forward_post(struct forward *f, const char *node, const char *target, char *body,
+                 size_t len, void (*done)(void *arg, int status), void *arg)
+{
+    struct forward_peer *p = NULL;
+    struct cluster_fwd d = {f->self, wall_ms(), "0.0.0.0", "POST", target, "", "", {0}};
+    char mac[CLUSTER_FWD_MAX];
+    for (size_t i = 0; i < f->n_nodes && !p; i++)
+        if (!strcmp(f->nodes[i].id, node)) p = f->nodes[i].peer;
+    auth_sha256(body, len, d.body_sha256);
+    size_t cap = 512 + strlen(target) + (p ? strlen(p->authority) : 0);
+    struct fwd *w = p && p->inflight < f->c.inflight_max ? calloc(1, sizeof *w) : NULL;
+    char *head = w ? malloc(cap) : NULL;
+    if (!head || cluster_forward_sign(p->key, &d, mac)) {
+        free(head);
+        free(w);
+        free(body);
+        return -1;
+    }
+    snprintf(head, cap,
+             "POST %s HTTP/1.1\r\nhost: %s\r\ncontent-length: %zu\r\n"
+             "content-type: application/octet-stream\r\nx-veltrix-forwarded: %s\r\n"
+             "x-veltrix-client: 0.0.0.0\r\n\r\n",
+             target, p->authority, len, mac);
+    *w = (struct fwd){.f = f, .p = p, .head = head, .body = body, .done = done, .done_arg = arg,
+                      .t0_ns = metrics_now_ns()};
+    start(f, p, w, len);
+    return 0;
+}
+
+size_t forward_peers(struct forward *f, const char **ids, size_t max)
+{
+    size_t n = 0;
+    view_owner(f, ""); /* the view, reloaded when old */
+    for (size_t i = 0; i < f->n_nodes && n < max; i++)
+        if (f->nodes[i].alive && f->nodes[i].peer) ids[n++] = f->nodes[i].id;
+    return n;
 }
 
 /* ---- the receiving side -------------------------------------------------------------- */

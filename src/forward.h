@@ -74,6 +74,18 @@ const char *forward_owner(struct forward *f, const char *hunt);
 void forward_send(struct forward *f, struct forward_peer *p, struct http_req *r,
                   const uint8_t client_addr[16]);
 
+/* A request of this node's own to peer node (several nodes: the owner's feed of committed
+ * events to the replicas): POST target with body (malloc'd; the callee's from now on),
+ * signed like a forwarded request (no Authorization, no Idempotency-Key, client 0.0.0.0).
+ * done(arg, status) runs on the loop with the peer's status, or 0 when it did not answer.
+ * 0, or -1 (done not called, body freed): node is not a peer in the view, too many in
+ * flight to it, or out of memory. */
+int forward_post(struct forward *f, const char *node, const char *target, char *body,
+                 size_t len, void (*done)(void *arg, int status), void *arg);
+/* The ids of the live peers in this node's view (not itself), at most max of them in ids
+ * (valid until the view is next reloaded: by any forward_* call). */
+size_t forward_peers(struct forward *f, const char **ids, size_t max);
+
 /* The receiving side, for every request: 0 when r has no X-Veltrix-Forwarded header; 1
  * when it has one that checks (MAC under this node's key, within skew_ms), with the client
  * address it carries in addr; -1 when it does not check (the caller answers 403). */

@@ -112,6 +112,8 @@ struct log {
     int manual;          /* log_create_manual: no thread, no loop */
     struct batch held;   /* manual: the batch a failed log_commit_now() keeps (head NULL: none) */
     h2o_linklist_t done; /* manual: committed batches not yet handed back */
+    log_landed_cb landed; /* each durable event, on the loop (NULL: none) */
+    void *landed_ctx;
 };
 
 #define BATCH_MAX 8192
@@ -553,6 +555,8 @@ static size_t hand_back(struct log *l, h2o_linklist_t *messages)
             assert(l->inflight_head == e); /* handed back in submission order */
             l->inflight_head = e->loop_next;
             if (!l->inflight_head) l->inflight_tail = NULL;
+            for (size_t i = 0; l->landed && e->status == 0 && i < e->n_ops; i++)
+                if (e->ops[i].kind == OP_EVENT) l->landed(&e->ops[i].u.ev, l->landed_ctx);
             e->cb(e->arg, e->status);
             log_entry_free(e);
             n++;
@@ -617,6 +621,12 @@ int log_submit(struct log *l, struct log_entry *e)
 }
 
 size_t log_pending(const struct log *l) { return l->in_flight; }
+
+void log_on_landed(struct log *l, log_landed_cb cb, void *ctx)
+{
+    l->landed = cb;
+    l->landed_ctx = ctx;
+}
 
 uint64_t log_lag_ms(const struct log *l)
 {

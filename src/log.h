@@ -46,6 +46,11 @@ struct log_stats {
     struct metrics_hist wait_ns;   /* each batch's oldest entry: submitted -> commit began */
 };
 
+/* Called on the event loop for each event of an entry that landed, in seq order within
+ * its hunt, before the entry's own callback (several nodes: the owner pushes them to the
+ * replicas). ev and its pointers are valid during the call only. */
+typedef void (*log_landed_cb)(const struct store_event *ev, void *ctx);
+
 /* loop is the h2o evloop of the thread that submits. queue_max caps queued entries. */
 struct log *log_create(struct store *s, void *loop, size_t queue_max);
 /* Manual mode: no thread, no event loop; entries wait in the queue until log_commit_now().
@@ -55,6 +60,8 @@ struct log *log_create_manual(struct store *s, size_t queue_max);
  * Manual: commits nothing and runs no callback: entries not yet handed back are freed as
  * a crash would lose them (their args stay the caller's). */
 void log_destroy(struct log *l);
+/* Sets the landed callback (NULL: none). */
+void log_on_landed(struct log *l, log_landed_cb cb, void *ctx);
 /* Manual mode: one turn of the writer. Commits the batch a failed call kept, else every
  * queued entry, in one transaction (a commit in doubt is read back, never rewritten
  * blindly). 0 when that batch is durable (or nothing was queued): its entries wait for

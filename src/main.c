@@ -30,14 +30,14 @@
 
 struct options {
     const char *listen, *data, *store, *admin_key, *fsync, *metrics_access, *metrics_token;
-    const char *node_id, *advertise, *cluster_secret_file;
+    const char *node_id, *advertise, *cluster_secret_file, *replica_feed;
     long token_ttl, conns_max, req_timeout_ms, queue_max, idem_max, players_max, hunts_max;
     long conns_per_ip_max, pending_bodies_max;
     long live_window, live_queue_bytes, live_ping_ms, live_replay_max;
     long live_replay_slice_bytes, live_replay_turn_bytes, live_replay_keep_ms;
     int demo;
     struct rl_config limits;
-    long tiles_bytes_max, map_versions_kept;
+    long tiles_bytes_max, map_versions_kept, replica_poll_ms;
     long snapshot_every;
     int ignore_snapshots;
 };
@@ -64,7 +64,8 @@ static void usage(FILE *f)
             "                     [--live-replay-turn-bytes 262144] [--live-replay-keep-ms 30000]\n"
             "                     [--snapshot-every 1000000] [--ignore-snapshots]\n"
             "                     [--node-id NAME --advertise http://HOST:PORT]\n"
-            "                     [--cluster-secret-file FILE]\n"
+            "                     [--cluster-secret-file FILE] [--replica-feed push|poll]\n"
+            "                     [--replica-poll-ms 20]\n"
             "       veltrix tiles import HUNT DIR [--data ./veltrix-data | --store sqlite:PATH]\n"
             "                     [--map-versions-kept 3]\n"
             "       veltrix migrate --from sqlite:PATH --to postgres://USER@HOST/DB\n"
@@ -140,6 +141,7 @@ static int parse(int argc, char **argv, int first, struct options *o)
          offsetof(struct options, live_replay_turn_bytes)},
         {"--live-replay-keep-ms", 0, 86400000, offsetof(struct options, live_replay_keep_ms)},
         {"--snapshot-every", 0, 1000000000000L, offsetof(struct options, snapshot_every)},
+        {"--replica-poll-ms", 1, 60000, offsetof(struct options, replica_poll_ms)},
     };
     const char *at = argc > first ? argv[first] : "";
     for (int i = first; i < argc; i++) {
@@ -165,6 +167,7 @@ static int parse(int argc, char **argv, int first, struct options *o)
         else if (!strcmp(a, "--node-id")) o->node_id = v;
         else if (!strcmp(a, "--advertise")) o->advertise = v;
         else if (!strcmp(a, "--cluster-secret-file")) o->cluster_secret_file = v;
+        else if (!strcmp(a, "--replica-feed")) o->replica_feed = v;
         else if (!strncmp(a, "--rate-", 7) || !strcmp(a, "--players-per-ip-per-min") ||
                  !strcmp(a, "--max-speed") || !strcmp(a, "--trusted-proxy")) {
             if (parse_limit(a, v, &o->limits)) goto bad;
@@ -306,9 +309,14 @@ static int start_node(const struct options *o, const char *url, enum store_fsync
     struct store *s = NULL;
     *out = NULL;
     if (!o->node_id) {
-        if (!o->advertise && !o->cluster_secret_file) return 0;
+        if (!o->advertise && !o->cluster_secret_file && !o->replica_feed) return 0;
         fprintf(stderr, "veltrix: %s needs --node-id\n",
-                o->advertise ? "--advertise" : "--cluster-secret-file");
+                o->advertise ? "--advertise"
+                : o->cluster_secret_file ? "--cluster-secret-file" : "--replica-feed");
+        return 2;
+    }
+    if (o->replica_feed && strcmp(o->replica_feed, "push") && strcmp(o->replica_feed, "poll")) {
+        fprintf(stderr, "veltrix: --replica-feed must be push or poll\n");
         return 2;
     }
     if (!vx_is_id(o->node_id, strlen(o->node_id), CLUSTER_NODE_ID_MAX)) {
@@ -442,6 +450,8 @@ static int serve(const struct options *o)
                             .node = node,
                             .advertise = advertise,
                             .follower = follower,
+                            .feed_push = !o->replica_feed || !strcmp(o->replica_feed, "push"),
+                            .replica_poll_ms = (uint64_t)o->replica_poll_ms,
                             .cluster_secret = node ? secret : NULL};
     if (!log || !snap || api_init(&ac, reader, log, net, err, sizeof err) ||
         (o->demo && api_create_demo(err, sizeof err))) {
@@ -549,7 +559,8 @@ int main(int argc, char **argv)
                         .live_replay_slice_bytes = LIVE_REPLAY_SLICE_BYTES,
                         .live_replay_turn_bytes = LIVE_REPLAY_TURN_BYTES,
                         .live_replay_keep_ms = 30000,
-                        .snapshot_every = 1000000};
+                        .snapshot_every = 1000000,
+                        .replica_poll_ms = 20};
     if (argc >= 2 && !strcmp(argv[1], "tiles")) return tiles_cmd(argc, argv, &o);
     if (argc >= 2 && !strcmp(argv[1], "migrate")) return migrate_cmd(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "audit")) return audit_main(argc - 1, argv + 1);

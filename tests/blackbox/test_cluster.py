@@ -129,6 +129,10 @@ def bad_cluster_flags_exit_2():
     refused(["--store", url, "--node-id", "Not An Id"], "--node-id must be")
     refused(["--store", url, "--node-id", "n1", "--advertise", "ftp://x"], "--advertise must be")
     refused(["--advertise", "http://127.0.0.1:1"], "--advertise needs --node-id")
+    refused(["--replica-feed", "push"], "--replica-feed needs --node-id")
+    refused(["--store", url, "--node-id", "n1", "--replica-feed", "both"],
+            "--replica-feed must be push or poll")
+    refused(["--store", url, "--node-id", "n1", "--replica-poll-ms", "0"], "--replica-poll-ms")
 
 
 @test

@@ -26,7 +26,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pgutil  # noqa: E402
 import vx  # noqa: E402
-from test_forward import NODES, Cluster, game_def, hunts_on  # noqa: E402
+from test_forward import NODES, SECRET, Cluster, forward_header, game_def, hunts_on, raw_req  # noqa: E402
 from vx import check, eq, true, test  # noqa: E402
 
 del vx._tests[:]  # test_forward's own tests registered themselves on import
@@ -271,6 +271,69 @@ def a_token_read_on_a_replica_sees_the_players_own_writes():
     print("  n1 /metrics: veltrix_replication_lag_ms %d, veltrix_replication_event_age_seconds_sum %s"
           % (metric(cl.client("n1"), "veltrix_replication_lag_ms"),
              metric(cl.client("n1"), "veltrix_replication_event_age_seconds_sum")))
+
+
+def feed_record(hunt, seq, time_ms, etype, player, data, hsh=None):
+    """feed.h: one record of a pushed body."""
+    h = hunt.encode()
+    return (bytes([len(h)]) + h + seq.to_bytes(8, "big") + time_ms.to_bytes(8, "big")
+            + bytes([etype]) + player + bytes([1 if hsh else 0]) + (hsh or bytes(32))
+            + len(data).to_bytes(4, "big") + data)
+
+
+@test
+def replicas_apply_the_owners_push_without_waiting_for_the_store():
+    # Replicas read the store only once a minute here: what they show came pushed.
+    cl = Cluster(args=["--replica-poll-ms", "60000"])
+    cl.alive = list(NODES)
+    owner = "n1"
+    (h,) = hunts_on(owner, 1, "push")
+    vx.put_hunt(cl.client(owner), h, game_def("push"), status=201)
+    cl.owned([h])
+    pay = vx.codes_of(cl.client(owner), h)
+    pid, tok, _ = vx.new_player(cl.client(owner), "Pia")
+    for n in ("n2", "n3"):  # a token read loads the hunt (it has no minute-long wait)
+        cl.client(n).ok("GET", "/v1/hunts/%s/me" % h, token=tok)
+    pushed0 = {n: metric(cl.client(n), "veltrix_replica_pushed_events_total") for n in NODES}
+    t0 = time.time()
+    for k in range(1, 6):
+        check(vx.scan(cl.client(owner), h, tok, pay["c%d" % k]), 200)
+    want = cl.client(owner).ok("GET", "/v1/hunts/%s/leaderboard" % h)
+    for n in ("n2", "n3"):  # anonymous reads: no ReadIndex, no poll within the minute
+        while cl.client(n).ok("GET", "/v1/hunts/%s/leaderboard" % h) != want:
+            true(time.time() - t0 < 20, "%s did not get the owner's push" % n)
+            time.sleep(0.01)
+        eq(metric(cl.client(n), "veltrix_replica_pushed_events_total") - pushed0[n], 5,
+           "events %s applied from the push" % n)
+    print("  5 scans on the owner reached both replicas by push in %.0f ms (store polls: once a "
+          "minute)" % ((time.time() - t0) * 1000))
+    true(metric(cl.client(owner), "veltrix_feed_events_total") >= 6, "the owner's feed counts")
+    eq(metric(cl.client(owner), "veltrix_feed_failed_total"), 0, "posts the peers refused")
+    # Pushes are for the cluster only, and a bad one changes nothing.
+    seq0, dig0 = vx.digest(cl.client("n2"), h)
+    rec = feed_record(h, seq0 + 1, int(time.time() * 1000), 2, bytes.fromhex(pid.replace("-", "")),
+                      b"{}")
+    path = "/v1/cluster/events"
+    hd = {"Content-Type": "application/octet-stream", "X-Veltrix-Client": "0.0.0.0"}
+
+    def push(body, to="n2", secret=SECRET):
+        fwd = forward_header(secret, to, "n1", int(time.time() * 1000), "0.0.0.0", "POST", path,
+                             "", "", body)
+        return raw_req(cl.servers[to].port, "POST", path, body, dict(hd, **{"X-Veltrix-Forwarded": fwd}))
+
+    st, b = raw_req(cl.servers["n2"].port, "POST", path, rec, hd)
+    eq(st, 403, "an unsigned push (%s)" % b[:200])
+    st, b = push(rec, secret=b"\x07" * 32)
+    eq(st, 403, "a push signed with another secret (%s)" % b[:200])
+    for what, body in [("cut short", rec[:-3]), ("a zero-length hunt id", b"\0" + rec[1:]),
+                       ("trailing bytes", rec + b"\x05ab"), ("seq 0", feed_record(h, 0, 1, 2, bytes(16), b""))]:
+        st, b = push(body)
+        eq(st, 400, "a malformed push, %s (%s)" % (what, b[:200]))
+    gaps0 = metric(cl.client("n2"), "veltrix_replica_push_gaps_total")
+    st, b = push(feed_record(h, seq0 + 5, 1, 2, bytes(16), b"{}"))
+    eq(st, 204, "a push past the replica's head (%s)" % b[:200])
+    eq(metric(cl.client("n2"), "veltrix_replica_push_gaps_total") - gaps0, 1, "the gap seen")
+    eq(vx.digest(cl.client("n2"), h), (seq0, dig0), "n2 after the refused and gapped pushes")
 
 
 def durable(w, n):

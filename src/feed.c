@@ -1,0 +1,211 @@
+/* feed.c — see feed.h: the records, one queue per peer, the posts. */
+#include "feed.h"
+
+#include <h2o.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster.h"
+#include "forward.h"
+#include "vx.h"
+
+#define REC_FIXED (1 + 8 + 8 + 1 + 16 + 1 + 32 + 4) /* a record without hunt and data */
+#define PEERS_MAX 64
+
+/* One peer's queue. Never freed before the feed: a post in flight points at it. */
+struct queue {
+    struct queue *next;
+    struct feed *fd;
+    char id[CLUSTER_NODE_ID_MAX + 1];
+    uint8_t *buf;
+    size_t len, cap;
+    int posting; /* a post of this queue is in flight */
+};
+
+struct feed {
+    h2o_loop_t *loop;
+    struct forward *f;
+    struct queue *queues;
+    h2o_timeout_t turn;         /* 0 ms: the end of this loop turn */
+    h2o_timeout_entry_t flush_tick;
+    uint64_t events, posts, bytes, failed, dropped_events, dropped_queues;
+};
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    return v;
+}
+
+static struct queue *queue_of(struct feed *fd, const char *id)
+{
+    struct queue *q;
+    for (q = fd->queues; q; q = q->next)
+        if (!strcmp(q->id, id)) return q;
+    if (!(q = calloc(1, sizeof *q))) return NULL;
+    q->fd = fd;
+    snprintf(q->id, sizeof q->id, "%s", id);
+    q->next = fd->queues;
+    fd->queues = q;
+    return q;
+}
+
+static void flush(struct feed *fd);
+
+static void on_posted(void *arg, int status)
+{
+    struct queue *q = arg;
+    q->posting = 0;
+    if (status != 204) q->fd->failed++;
+    if (q->len && !h2o_timeout_is_linked(&q->fd->flush_tick))
+        h2o_timeout_link(q->fd->loop, &q->fd->turn, &q->fd->flush_tick);
+}
+
+/* Each queue with events and no post in flight goes out as one post. */
+static void flush(struct feed *fd)
+{
+    for (struct queue *q = fd->queues; q; q = q->next) {
+        if (!q->len || q->posting) continue;
+        uint8_t *body = q->buf;
+        size_t len = q->len;
+        q->buf = NULL;
+        q->len = q->cap = 0;
+        if (forward_post(fd->f, q->id, FEED_PATH, (char *)body, len, on_posted, q)) {
+            fd->failed++; /* not a peer any more, or too busy: its replicas read the store */
+            continue;
+        }
+        q->posting = 1;
+        fd->posts++;
+        fd->bytes += len;
+    }
+}
+
+static void on_flush(h2o_timeout_entry_t *e)
+{
+    flush(H2O_STRUCT_FROM_MEMBER(struct feed, flush_tick, e));
+}
+
+static int append(struct feed *fd, struct queue *q, const struct store_event *ev, size_t need)
+{
+    if (q->len + need > FEED_QUEUE_MAX) { /* the peer does not keep up: it reads the store */
+        free(q->buf);
+        q->buf = NULL;
+        q->len = q->cap = 0;
+        fd->dropped_queues++;
+    }
+    if (q->len + need > q->cap) {
+        size_t cap = q->cap ? q->cap : 4096;
+        while (cap < q->len + need) cap *= 2;
+        uint8_t *b = realloc(q->buf, cap);
+        if (!b) return -1;
+        q->buf = b;
+        q->cap = cap;
+    }
+    uint8_t *p = q->buf + q->len;
+    size_t hl = strlen(ev->hunt);
+    *p++ = (uint8_t)hl;
+    memcpy(p, ev->hunt, hl), p += hl;
+    put_u64(p, ev->seq), p += 8;
+    put_u64(p, (uint64_t)ev->time_ms), p += 8;
+    *p++ = ev->type;
+    memcpy(p, ev->player, 16), p += 16;
+    *p++ = (uint8_t)(ev->has_hash != 0);
+    memcpy(p, ev->hash, 32), p += 32;
+    for (int i = 3; i >= 0; i--) p[3 - i] = (uint8_t)(ev->data_len >> (8 * i));
+    p += 4;
+    if (ev->data_len) memcpy(p, ev->data, ev->data_len);
+    q->len += need;
+    return 0;
+}
+
+void feed_event(struct feed *fd, const struct store_event *ev)
+{
+    const char *ids[PEERS_MAX];
+    size_t n = forward_peers(fd->f, ids, PEERS_MAX), hl = strlen(ev->hunt);
+    size_t need = REC_FIXED + hl + ev->data_len;
+    if (hl > 255 || ev->data_len > UINT32_MAX) return; /* ids are at most 64 bytes */
+    fd->events++;
+    for (size_t i = 0; i < n; i++) {
+        struct queue *q = queue_of(fd, ids[i]);
+        if (!q || append(fd, q, ev, need)) fd->dropped_events++; /* out of memory */
+    }
+    if (n && !h2o_timeout_is_linked(&fd->flush_tick)) h2o_timeout_link(fd->loop, &fd->turn, &fd->flush_tick);
+}
+
+int feed_parse(const void *body, size_t len, int (*cb)(const struct store_event *ev, void *ctx),
+               void *ctx)
+{
+    const uint8_t *p = body, *end = p + len;
+    char hunt[256];
+    while (p < end) {
+        size_t hl = *p;
+        if (hl == 0 || (size_t)(end - p) < REC_FIXED + hl) return -1;
+        struct store_event ev = {0};
+        memcpy(hunt, p + 1, hl);
+        hunt[hl] = '\0';
+        if (strlen(hunt) != hl) return -1; /* a NUL inside */
+        p += 1 + hl;
+        ev.hunt = hunt;
+        ev.seq = get_u64(p), p += 8;
+        ev.time_ms = (int64_t)get_u64(p), p += 8;
+        ev.type = *p++;
+        memcpy(ev.player, p, 16), p += 16;
+        if (*p > 1) return -1;
+        ev.has_hash = *p++;
+        memcpy(ev.hash, p, 32), p += 32;
+        ev.data_len = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+        p += 4;
+        if (ev.seq == 0 || (size_t)(end - p) < ev.data_len) return -1;
+        ev.data = p;
+        p += ev.data_len;
+        int rc = cb ? cb(&ev, ctx) : 0;
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+struct feed *feed_create(void *loop, struct forward *f)
+{
+    struct feed *fd = calloc(1, sizeof *fd);
+    if (!fd) return NULL;
+    fd->loop = loop;
+    fd->f = f;
+    h2o_timeout_init(fd->loop, &fd->turn, 0);
+    fd->flush_tick.cb = on_flush;
+    return fd;
+}
+
+void feed_destroy(struct feed *fd)
+{
+    if (!fd) return;
+    if (h2o_timeout_is_linked(&fd->flush_tick)) h2o_timeout_unlink(&fd->flush_tick);
+    h2o_timeout_dispose(fd->loop, &fd->turn);
+    for (struct queue *q = fd->queues, *next; q; q = next) {
+        next = q->next;
+        free(q->buf);
+        free(q);
+    }
+    free(fd);
+}
+
+void feed_render_metrics(struct feed *fd, struct metrics_buf *b)
+{
+    metrics_printf(b,
+                   "# TYPE veltrix_feed_events_total counter\nveltrix_feed_events_total %llu\n"
+                   "# TYPE veltrix_feed_posts_total counter\nveltrix_feed_posts_total %llu\n"
+                   "# TYPE veltrix_feed_bytes_total counter\nveltrix_feed_bytes_total %llu\n"
+                   "# TYPE veltrix_feed_failed_total counter\nveltrix_feed_failed_total %llu\n"
+                   "# TYPE veltrix_feed_dropped_total counter\n"
+                   "veltrix_feed_dropped_total{what=\"events\"} %llu\n"
+                   "veltrix_feed_dropped_total{what=\"queues\"} %llu\n",
+                   (unsigned long long)fd->events, (unsigned long long)fd->posts,
+                   (unsigned long long)fd->bytes, (unsigned long long)fd->failed,
+                   (unsigned long long)fd->dropped_events,
+                   (unsigned long long)fd->dropped_queues);
+}
