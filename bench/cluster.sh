@@ -37,7 +37,8 @@ cl_start() {
   local cmd=("$BIN" serve --listen "127.0.0.1:$port" --data "$TMPD/cl-$n" --store "$CL_STORE"
     --node-id "$n" --advertise "http://127.0.0.1:$port" --cluster-secret-file "$CL_SECRET"
     --admin-key "$KEY" --fsync always --token-ttl 3600 --max-connections "$CL_MAXCONN"
-    --max-connections-per-ip 0 --live-ping-ms 3600000 $VX_LIMITS)
+    --max-connections-per-ip 0 --live-ping-ms 3600000 $VX_LIMITS
+    ${CL_FEED:+--replica-feed $CL_FEED})
   echo "--- start: ${cmd[*]}" >>"$log"
   "${cmd[@]}" >>"$log" 2>&1 &
   CL_PID[$n]=$!; STARTED+=("$!")
@@ -78,7 +79,7 @@ cl_wrk() {
   quiet
   t0=$(cl_cpu)
   meas_begin
-  if [ "$w" = cl_direct ]; then
+  if [ "$w" = cl_direct ] || [ "$w" = cl_direct_poll ]; then
     $CL_PY lag --owner "$own" --replicas "${CL_URL[n2]},${CL_URL[n3]}" --hunt "$hunt" \
       --seconds "$DUR" --poll-ms 2 --gap-ms 20 --out "$TMPD/cl-lag.jsonl" &
     lagpid=$!; STARTED+=("$lagpid")
@@ -163,7 +164,7 @@ run_cluster() {
   # Hunt names by placement: scans hunts on n1; failover hunts on the node killed in that round.
   local whunts lh fo=() k=$(((rounds + 2) / 3)) lists=() arr=()
   { read -r whunts; read -r lh; read -r "lists[0]"; read -r "lists[1]"; read -r "lists[2]"; } < <(
-    $CL_PY place n1 $((3 * RUNS)) bclw n1 2 bcll n1 "$k" bclfn1- n2 "$k" bclfn2- n3 "$k" bclfn3-)
+    $CL_PY place n1 $((3 * RUNS + 1)) bclw n1 3 bcll n1 "$k" bclfn1- n2 "$k" bclfn2- n3 "$k" bclfn3-)
   for ((r = 0; r < rounds; r++)); do
     IFS=, read -r -a arr <<<"${lists[r % 3]}"; fo+=("${arr[r / 3]}")
   done
@@ -186,22 +187,47 @@ run_cluster() {
     cl_wrk cl_spread "$r" "${wh[3 * r - 1]}" n1 n2 n3 || break
   done
   check "$($CL_PY writes-report "$RESULTS")"
-  check "$($CL_PY lag-report "$TMPD/cl-lag.jsonl")"
+  check "$($CL_PY lag-report "$TMPD/cl-lag.jsonl" --label "replicas fed by the owner's push (--replica-feed push, the default)")"
 
   # 3: live, one node then three
   if [ -x "$CL_LB" ] && cl_alive live; then
     log "cluster live: $CL_LIVE_CLIENTS WebSocket clients, $CL_LIVE_RATE scans/s for ${CL_LIVE_SECS}s, writers on n1 (the owner)"
-    local one three
+    local one three lhs=(); IFS=, read -r -a lhs <<<"$lh"
     echo "  clients all on n1:"
-    one=$(cl_live one "${lh%,*}")
+    one=$(cl_live one "${lhs[0]}")
     echo "  clients round robin over n1, n2, n3:"
-    three=$(cl_live three "${lh#*,}" --client-ports "${CL_PORT[n1]},${CL_PORT[n2]},${CL_PORT[n3]}")
+    three=$(cl_live three "${lhs[1]}" --client-ports "${CL_PORT[n1]},${CL_PORT[n2]},${CL_PORT[n3]}")
     check "live over 3 nodes ($CL_LIVE_CLIENTS clients, a third on each node, writers on the owner n1): $(cl_live_fmt "$(tail -n 1 <<<"$three")"); beside the same with every client on the owner n1: $(cl_live_fmt "$(tail -n 1 <<<"$one")")"
   elif [ ! -x "$CL_LB" ]; then
     check "CLUSTER live: $CL_LB not built (make $BUILD/bench_livebench)"
   fi
 
-  # 4: failover, last (it kills nodes)
+  # 4: the replicas fed by the store alone (--replica-feed poll: every 20 ms, on the tail
+  # thread), against the push above: the lag under one owner-direct run, live over 3 nodes.
+  if cl_alive "feed poll"; then
+    log "cluster: replicas fed by polling the store alone (--replica-feed poll), beside the push above"
+    cl_stop_all
+    CL_FEED=poll
+    for n in "${CL_NODES[@]}"; do cl_start "$n" nowait; done
+    for n in "${CL_NODES[@]}"; do cl_ready "$n" || { check "CLUSTER: node $n did not restart (poll)"; CL_FEED=; cl_stop_all; return 0; }; done
+    echo "  restarted with --replica-feed poll; settled after $(cl_settle "$all" 30 || echo '?') s"
+    : >"$TMPD/cl-lag.jsonl"
+    cl_wrk cl_direct_poll 1 "${wh[3 * RUNS]}" n1 &&
+      check "$($CL_PY lag-report "$TMPD/cl-lag.jsonl" --label "replicas fed by polling the store alone (--replica-feed poll)")"
+    if [ -x "$CL_LB" ] && cl_alive "live poll"; then
+      local lhs=(); IFS=, read -r -a lhs <<<"$lh"
+      echo "  clients round robin over n1, n2, n3 (--replica-feed poll):"
+      local three; three=$(cl_live three-poll "${lhs[2]}" --client-ports "${CL_PORT[n1]},${CL_PORT[n2]},${CL_PORT[n3]}")
+      check "live over 3 nodes with --replica-feed poll: $(cl_live_fmt "$(tail -n 1 <<<"$three")")"
+    fi
+    cl_stop_all
+    CL_FEED=
+    for n in "${CL_NODES[@]}"; do cl_start "$n" nowait; done
+    for n in "${CL_NODES[@]}"; do cl_ready "$n" || { check "CLUSTER: node $n did not restart"; cl_stop_all; return 0; }; done
+    echo "  restarted with the push again; settled after $(cl_settle "$all" 30 || echo '?') s"
+  fi
+
+  # 5: failover, last (it kills nodes)
   cl_alive failover && cl_failover "$rounds" "$all" "${fo[@]}"
   cl_stop_all
   echo "  cluster: $((SECONDS - t0)) s from setup to here"

@@ -258,13 +258,13 @@ def cmd_lag_report(a):
     rep = [r["reported_ms"] for r in recs if r.get("reported_ms") is not None]
     repe = [r["reported_events"] for r in recs if r.get("reported_events") is not None]
     p99 = pct(v, 99)
-    print("replica lag during the owner-direct scans load (%d samples on the 2 replicas): "
+    print("replica lag, %s, during the owner-direct scans load (%d samples on the 2 replicas): "
           "from the owner's GET stats answering seq S to a replica's GET stats first showing "
           "seq ≥ S (polled with a 2 ms pause between GETs; S may include events still in the owner's group "
           "commit; the sampler's GETs count in cl_direct's CPU): p50 %.1f ms p99 %.1f ms max %.1f ms (target p99 ≤ "
           "50 ms: %s); the replicas' own stats at that moment: replication_lag_ms p50 %s max "
           "%s, replication_lag_events max %s"
-          % (len(v), pct(v, 50), p99, max(v), "met" if p99 <= 50 else "NOT met",
+          % (a.label, len(v), pct(v, 50), p99, max(v), "met" if p99 <= 50 else "NOT met",
              pct(rep, 50) if rep else "?", max(rep) if rep else "?",
              max(repe) if repe else "?"))
 
@@ -355,6 +355,7 @@ def main():
     s.add_argument("--gap-ms", type=float, default=10)
     s = sp.add_parser("lag-report")
     s.add_argument("file")
+    s.add_argument("--label", default="replicas fed as configured")
     s = sp.add_parser("combine")
     s.add_argument("out")
     s.add_argument("files", nargs="+")

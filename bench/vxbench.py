@@ -514,6 +514,8 @@ WORKLOADS = [  # (key, label, [anchor names in order])
     ("cl_direct", "POST scans (durable), 3 nodes: to the owner", []),
     ("cl_forward", "POST scans (durable), 3 nodes: via a non-owner (forwarded)", []),
     ("cl_spread", "POST scans (durable), 3 nodes: 1 wrk per node (sum, worst p99)", []),
+    ("cl_direct_poll", "POST scans (durable), 3 nodes: to the owner, replicas polling the "
+     "store alone (--replica-feed poll)", []),
 ]
 PG_TARGETS = {  # issue 14: (anchor, min ratio to it in the same run, max p99 ms)
     "pg_scans": ("PostgreSQL 1-row INSERT tx", 2.0, 10.0),
