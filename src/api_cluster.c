@@ -1,40 +1,48 @@
 /* api_cluster.c — this node's part in a hunt when several nodes share a store (issue 15,
  * docs/DESIGN.md "Several nodes"): whether it may write the hunt now, and under which
  * lease epoch (the store fences a batch whose epoch is no longer the hunt's); and the
- * replicas: every hunt this node does not own is brought up to the store's head.
+ * replicas: every hunt this node does not own is kept at the store's head.
  *
  * Roles, per hunt, on the event loop:
  * - OWNER under epoch E: node_owns() says so and the hunt's memory was brought up to the
  *   store's head after E began (ready[hunt] == E). The first write under a new epoch does
  *   that catch-up before the engine decides anything, so a new owner never writes a seq
- *   that its predecessor already took.
- * - REPLICA otherwise: a timer (REPLICA_POLL_MS) applies the store's new events of the
- *   hunt, in seq order, through the same engine_apply as recovery, and publishes them to
- *   this node's live subscribers; hunts that appear in the store are loaded
- *   (HUNTS_POLL_MS).
+ *   that its predecessor already took. Its events, once landed, go to the other nodes
+ *   (api_feed_landed: feed.h).
+ * - REPLICA otherwise, fed two ways, both applied in seq order through recovery_apply and
+ *   published to this node's live subscribers (replica_event):
+ *   - the owner's push (POST /v1/cluster/events, api_cluster_events): an event that
+ *     continues memory is applied; a gap sends the hunt to the store;
+ *   - the store, read on the tail thread (tail.h): every poll tick (--replica-poll-ms)
+ *     each followed hunt without a fetch in flight asks for its events after memory's
+ *     seq; the answer is applied when it comes (fetched). Hunts that appear in the store
+ *     are loaded (HUNTS_POLL_MS).
  * - FENCED: the store refused a write (STORE_EFENCED): memory holds events that never
  *   landed. The hunt stops being writable here and is rebuilt from the store (snapshot +
  *   log) on the next tick, in place (engine_hunt_move: pointers to it stay valid); its
  *   live subscribers then catch up from the store from the last seq they had
  *   (live_rebase: the new owner's seqs were never published here).
  *
- * - READ INDEX: a read that carries a player token (api_read_index) on a hunt this node
- *   does not own first asks the store for the hunt's head seq and, when memory is behind,
- *   catches up before answering: the owner answers a write only once it is durable, so
- *   the player sees every write of theirs that was answered, whichever node took it.
- *   Anonymous reads never wait. The head is asked at each such read (the read runs on the
- *   event loop: a head fetched earlier may predate the write it must see).
- * - LAG: per replica hunt, when memory was last known to be at the store's head, and how
- *   many events each poll found behind; each applied event's age (its owner's clock to
- *   this node's apply) goes into a histogram (/metrics).
+ * - READ INDEX: a GET that carries a player token on a hunt this node follows as a
+ *   replica is held by the gate (api_read_gate) in the hunt's `next` list. A fetch sent
+ *   after it came moves it to `now`; once that fetch's events are applied, the reads in
+ *   `now` run (http_resume). The owner answers a write only once it is durable, and the
+ *   fetch's read of the store began after the read came, so the player sees every write
+ *   of theirs that was answered, whichever node took it. One fetch per hunt is in flight
+ *   at a time: every read that came before it was sent shares it. Anonymous reads never
+ *   wait. A hunt not loaded here yet, or owned here, is handled in the handler
+ *   (api_read_index: loaded, or caught up under the epoch).
+ * - LAG: per replica hunt, when memory was last known to be at the store's head (a fetch
+ *   that found everything), and how many events each fetch found behind; each applied
+ *   event's age (its owner's clock to this node's apply) goes into a histogram.
  *
- * This first slice reads the store from the event loop (one bounded round trip per hunt
- * and tick; veltrix_timeout_ms bounds each): fine for tens of hunts per node, and the
- * place to move to a thread of its own next (docs/DESIGN.md).
+ * Still on the event loop (rare): loading a hunt first seen here (load_new), the hunt list
+ * every second, a player or map version first seen by a replica, stats' head query.
  *
  * Invariants: a single node (no --node-id) writes every hunt, unfenced (epoch 0), and none
  * of this runs; one of several writes a hunt only while node_owns() holds and after the
- * catch-up under that epoch; frames reach live subscribers in seq order, each once. */
+ * catch-up under that epoch; frames reach live subscribers in seq order, each once; every
+ * held read is resumed exactly once (or answered 503 at stop). */
 #include "api_int.h"
 #include "node.h"
 #include "tail.h"

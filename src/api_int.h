@@ -178,13 +178,11 @@ void api_hunt_fenced(const char *hunt);
  * store, so it is not caught up from the store (as a replica, by a read, or under a new
  * epoch) until they all resolve: landed, or fenced and then rebuilt. */
 void api_cluster_write(const struct hunt *h, int delta);
-/* Read-your-writes (ReadIndex): a GET carrying a player token (a bearer, or live's
- * ?token=, so that a resume with since= on a replica finds every seq the client saw
- * elsewhere), of hunt id, on a node that
- * follows it as a replica, first brings the hunt up to the store's head (the owner
- * answers a write once it is durable), loading it when it is not here yet. Anonymous
- * reads, owners and a single node return at once. A store that does not answer: the read
- * is answered from memory as is (logged). */
+/* Read-your-writes, the handler's part: a GET carrying a player token (a bearer, or
+ * live's ?token=) of hunt id that the gate did not hold (api_read_gate): on a node that
+ * owns the hunt, catches it up under its epoch; on a replica where the hunt is not loaded
+ * yet, loads it from the store (synchronously: once per hunt). Anonymous reads, a single
+ * node and a held read that was resumed return at once. */
 void api_read_index(struct http_req *r, const char *id);
 /* The gate's part of ReadIndex (several nodes): a GET of a hunt this node follows as a
  * replica, carrying a player token, is held (1) until a fetch of the hunt's events sent
