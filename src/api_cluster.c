@@ -53,6 +53,10 @@
 #include <string.h>
 
 #define HUNTS_POLL_MS 1000
+/* A hunt whose owner's push came within PUSH_FRESH_MS is read from the store only every
+ * PUSHED_POLL_MS (the push keeps it current; a gap sends it to the store at once). */
+#define PUSH_FRESH_MS 1000
+#define PUSHED_POLL_MS 250
 
 static struct {
     struct hmap ready;   /* hunt id -> (void *)(uintptr_t) the epoch it was caught up under */
@@ -97,6 +101,8 @@ struct rep {
     int64_t head_ms;   /* when stats last asked the store for the head (one ask per ms) */
     uint64_t head;     /* what it said */
     int fetching;      /* a fetch is in flight */
+    int64_t pushed_ms; /* when the owner's push last continued memory (0: never) */
+    int64_t polled_ms; /* when the poll last sent a fetch */
     struct held_list now, next;
 };
 
@@ -158,7 +164,7 @@ static int catch_up(struct hunt *h)
         return -1;
     }
     struct rep *p = rep_of(engine_hunt_id(h));
-    p->synced_ms = t0;
+    if (t0 > p->synced_ms) p->synced_ms = t0;
     p->behind = n;
     return 0;
 }
@@ -339,7 +345,7 @@ static void fetched(const struct tail_result *res, void *ctx)
             complain(err);
         } else if (ok) {
             again = again || res->more;
-            if (!again) p->synced_ms = (int64_t)res->tag;
+            if (!again && (int64_t)res->tag > p->synced_ms) p->synced_ms = (int64_t)res->tag;
             p->behind = n;
         }
         if (n) cl.read_index_waits += p->now.n;
@@ -384,6 +390,12 @@ static int pushed(const struct store_event *ev, void *ctx)
         return 0;
     }
     ++cl.pushed;
+    /* Every event committed before this one was decided has a lower seq (the owner
+     * decides in seq order): memory holds them all. The owner's clock: skew aside. */
+    struct rep *p = rep_of(ev->hunt);
+    if (ev->time_ms > p->synced_ms) p->synced_ms = ev->time_ms;
+    p->behind = 0;
+    p->pushed_ms = api_now_ms();
     return 0;
 }
 
@@ -479,7 +491,7 @@ void api_replica_lag(const struct hunt *h, int64_t *ms, uint64_t *events)
     *events = 0;
     if (!is_replica(id)) return;
     struct rep *p = rep_of(id);
-    int64_t now = api_now_ms(), since = p->synced_ms ? now - p->synced_ms : 0;
+    int64_t now = api_now_ms(), since = p->synced_ms && now > p->synced_ms ? now - p->synced_ms : 0;
     if (p->head_ms == now) {
         head = p->head;
     } else if (store_last_seq(api_app.reader, id, &head)) { /* the last look is all we know */
@@ -600,7 +612,11 @@ static void follow(void *value, void *ctx)
         return;
     }
     struct rep *p = rep_of(id);
-    if (!p->fetching) send_fetch(id, p, h);
+    int64_t now = api_now_ms();
+    if (p->fetching || (now - p->pushed_ms < PUSH_FRESH_MS && now - p->polled_ms < PUSHED_POLL_MS))
+        return;
+    p->polled_ms = now;
+    send_fetch(id, p, h);
 }
 
 static void on_poll(h2o_timeout_entry_t *t)
