@@ -485,6 +485,34 @@ static int serve(const struct options *o)
     return 0;
 }
 
+/* A tool that writes the store directly must not run beside servers on it: they would not
+ * see what it wrote, and their next map version would collide with its. SQLite: lock_store
+ * already refuses. PostgreSQL: refused while another veltrix session is connected to the
+ * database. 0, or the exit code after saying why. */
+static int no_server_on(const char *url)
+{
+    char err[1024];
+    struct store *s;
+    uint64_t n = 0;
+    if (store_open(url, STORE_FSYNC_ALWAYS, &s, err, sizeof err)) {
+        fprintf(stderr, "veltrix: store: %s\n", err);
+        return 1;
+    }
+    int rc = store_other_sessions(s, &n);
+    store_close(s);
+    if (rc == STORE_ENOTSUP || (!rc && !n)) return 0;
+    if (rc) {
+        fprintf(stderr, "veltrix: store: cannot tell whether a server uses it: %s\n",
+                store_err_str(rc));
+        return 1;
+    }
+    fprintf(stderr, "veltrix: %llu other veltrix session(s) are connected to this database (a "
+                    "running server or node?): stop them first, or upload the tiles through the "
+                    "API (PUT /v1/hunts/HUNT/tiles/..., POST /v1/hunts/HUNT/map/publish)\n",
+            (unsigned long long)n);
+    return 1;
+}
+
 /* `veltrix tiles import HUNT DIR [options]`: the map straight into the store. */
 static int tiles_cmd(int argc, char **argv, struct options *o)
 {
@@ -497,6 +525,7 @@ static int tiles_cmd(int argc, char **argv, struct options *o)
     if (o->store) snprintf(url, sizeof url, "%s", o->store);
     else store_default_url(o->data, url, sizeof url);
     if ((rc = lock_store(url))) return rc;
+    if ((rc = no_server_on(url))) return rc;
     if (tiles_import(url, argv[3], argv[4], (unsigned)o->map_versions_kept, err, sizeof err)) {
         fprintf(stderr, "veltrix: tiles import: %s\n", err);
         return 1;

@@ -216,6 +216,12 @@ int store_each_map_version(struct store *s, store_map_version_cb cb, void *ctx)
     return s->be->each_map_version(s, cb, ctx);
 }
 int store_ping(struct store *s) { return s->be->ping(s); }
+int store_other_sessions(struct store *s, uint64_t *n)
+{
+    *n = 0;
+    return s->be->other_sessions ? s->be->other_sessions(s, n) : STORE_ENOTSUP;
+}
+
 int store_last_seq(struct store *s, const char *hunt, uint64_t *seq)
 {
     return s->be->last_seq(s, hunt, seq);

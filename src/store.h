@@ -283,5 +283,11 @@ int store_ping(struct store *s);
 /* The highest durable seq of hunt's log (0 when it has none). A snapshot is stored only
  * once the log holds its seq, so it is never ahead of what was acknowledged. */
 int store_last_seq(struct store *s, const char *hunt, uint64_t *seq);
+/* PostgreSQL: how many other sessions of veltrix (servers, nodes, tools: their
+ * application_name is 'veltrix') are connected to the store's database now, as far as
+ * pg_stat_activity shows this role (sessions of another role without pg_read_all_stats
+ * may not be counted). For a tool that must not write behind running servers' backs
+ * (`tiles import`). STORE_ENOTSUP on SQLite, whose store_lock keeps a second process out. */
+int store_other_sessions(struct store *s, uint64_t *n);
 
 #endif

@@ -60,6 +60,7 @@ struct store_backend {
                            store_map_version_cb cb, void *ctx); /* NULL: STORE_ENOTSUP */
     int (*ping)(struct store *s);
     int (*last_seq)(struct store *s, const char *hunt, uint64_t *seq);
+    int (*other_sessions)(struct store *s, uint64_t *n); /* NULL: STORE_ENOTSUP */
     /* Several nodes (store.h); NULL: STORE_ENOTSUP. */
     int (*node_beat)(struct store *s, const char *id, const char *advertise, int draining);
     int (*each_node)(struct store *s, store_node_cb cb, void *ctx);

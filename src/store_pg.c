@@ -96,7 +96,7 @@ enum {
     Q_PUT_IDEM, Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS,
     Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_HUNT_IDEMS, Q_GET_IDEM, Q_PING, Q_PUT_BLOB, Q_GET_BLOB, Q_PUT_TILE,
     Q_PUT_MAPVER, Q_PRUNE_MAPVER, Q_TILES, Q_MAPVERS, Q_GET_MAPVER, Q_LAST_SEQ, Q_BLOBS,
-    Q_GET_PLAYER,
+    Q_GET_PLAYER, Q_OTHERS,
     Q_PUT_EVENTS, Q_MAX
 };
 
@@ -142,6 +142,8 @@ static const char *const SQL[Q_MAX] = {
     [Q_GET_IDEM] = "SELECT scope,key,req_hash,status,body,created_ms FROM veltrix.idem "
                    "WHERE scope=$1::bytea AND key=$2::bytea",
     [Q_PING] = "SELECT 1",
+    [Q_OTHERS] = "SELECT count(*)::int8 FROM pg_stat_activity WHERE datname=current_database() "
+                 "AND application_name='veltrix' AND pid<>pg_backend_pid()",
     [Q_PUT_BLOB] = "INSERT INTO veltrix.blobs(hash,data) VALUES($1::bytea,$2::bytea) "
                    "ON CONFLICT(hash) DO NOTHING",
     [Q_GET_BLOB] = "SELECT data FROM veltrix.blobs WHERE hash=$1::bytea",
@@ -1685,6 +1687,16 @@ static int pg_ping(struct store *base)
     return ok ? 0 : STORE_EIO;
 }
 
+static int pg_other_sessions(struct store *base, uint64_t *n)
+{
+    struct args a = {0};
+    PGresult *r = query(PG(base), Q_OTHERS, &a);
+    int ok = r && PQntuples(r) == 1;
+    if (ok) *n = (uint64_t)col_int(r, 0, 0);
+    PQclear(r);
+    return ok ? 0 : STORE_EIO;
+}
+
 static int pg_last_seq(struct store *base, const char *hunt, uint64_t *seq)
 {
     struct args a = {0};
@@ -2103,6 +2115,7 @@ static int pg_put_events(struct store *base, const struct store_event *evs, size
     .put_blob = pg_put_blob, .get_blob = pg_get_blob, .put_tile = pg_put_tile,            \
     .put_map_version = pg_put_map_version, .each_tile = pg_each_tile,                     \
     .each_map_version = pg_each_map_version, .ping = pg_ping, .last_seq = pg_last_seq,    \
+    .other_sessions = pg_other_sessions,                                                  \
     .get_map_version = pg_get_map_version,                                                \
     .node_beat = pg_node_beat, .each_node = pg_each_node, .each_lease = pg_each_lease,    \
     .lease_take = pg_lease_take, .lease_renew = pg_lease_renew,                           \
