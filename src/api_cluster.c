@@ -77,6 +77,7 @@ static struct {
     uint64_t fetches;            /* fetches of a hunt's events answered (tail.h) */
     uint64_t held;               /* token reads held now */
     uint64_t pushed, push_gaps;  /* events applied from the owners' feed; gaps it showed */
+    uint64_t revocations;        /* players' sessions revoked here by another node's word */
     uint64_t idem_taken;         /* idempotency records taken over with hunts */
 } cl;
 
@@ -399,6 +400,19 @@ static int pushed(const struct store_event *ev, void *ctx)
     return 0;
 }
 
+/* Another node revoked a player's sessions: this node refuses the old tokens now. A player
+ * not in memory here is read with its current generation when a token names it. */
+static int revoked(const uint8_t player[16], uint32_t gen, void *ctx)
+{
+    struct player *p = hmap_get(&api_app.players, player, 16);
+    if (p && gen > p->gen) {
+        p->gen = gen;
+        p->refresh_exp_ms = 0;
+        ++cl.revocations;
+    }
+    return 0;
+}
+
 void api_cluster_events(struct http_req *r)
 {
     struct http_str b = http_body(r);
@@ -407,11 +421,11 @@ void api_cluster_events(struct http_req *r)
         return;
     }
     api_app.feed_checked = 0;
-    if (feed_parse(b.p, b.len, NULL, NULL)) {
+    if (feed_parse(b.p, b.len, NULL, NULL, NULL)) {
         http_error(r, 400, "invalid_request", "a malformed feed of events");
         return;
     }
-    feed_parse(b.p, b.len, pushed, NULL);
+    feed_parse(b.p, b.len, pushed, revoked, NULL);
     http_send(r, 204, NULL, "", 0);
 }
 
@@ -553,8 +567,11 @@ void api_cluster_metrics(struct metrics_buf *b)
                    "# TYPE veltrix_replica_pushed_events_total counter\n"
                    "veltrix_replica_pushed_events_total %llu\n"
                    "# TYPE veltrix_replica_push_gaps_total counter\n"
-                   "veltrix_replica_push_gaps_total %llu\n",
-                   (unsigned long long)cl.pushed, (unsigned long long)cl.push_gaps);
+                   "veltrix_replica_push_gaps_total %llu\n"
+                   "# TYPE veltrix_revocations_received_total counter\n"
+                   "veltrix_revocations_received_total %llu\n",
+                   (unsigned long long)cl.pushed, (unsigned long long)cl.push_gaps,
+                   (unsigned long long)cl.revocations);
     if (api_app.feed) feed_render_metrics(api_app.feed, b);
     metrics_printf(b, "# TYPE veltrix_replication_event_age_seconds histogram\n");
     metrics_render_hist(b, "veltrix_replication_event_age_seconds", "", &cl.age, 0);

@@ -219,6 +219,9 @@ static void refresh_in_store(struct http_req *r, const struct auth_refresh *ar)
         if (gen > p->gen) p->gen = (uint32_t)gen;
         p->refresh_exp_ms = 0;
         api_app.refresh_reused++;
+        /* The other nodes refuse the revoked access tokens now, not at their expiry (a
+         * node that misses this word still refuses every refresh of them). */
+        if (api_app.feed) feed_revocation(api_app.feed, p->id, p->gen);
         http_error(r, 401, "refresh_token_reused", "refresh token reused; all sessions revoked");
     } else { /* revoked, expired and pruned, or never issued by this store */
         http_error(r, 401, "unauthorized", "invalid or expired refresh token");

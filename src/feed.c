@@ -9,7 +9,8 @@
 #include "forward.h"
 #include "vx.h"
 
-#define REC_FIXED (1 + 8 + 8 + 1 + 16 + 1 + 32 + 4) /* a record without hunt and data */
+#define REC_FIXED (1 + 8 + 8 + 1 + 16 + 1 + 32 + 4) /* an event without hunt and data */
+#define REC_REVOKED (1 + 16 + 4)                    /* a revocation */
 #define PEERS_MAX 64
 
 /* One peer's queue. Never freed before the feed: a post in flight points at it. */
@@ -28,7 +29,7 @@ struct feed {
     struct queue *queues;
     h2o_timeout_t turn;         /* 0 ms: the end of this loop turn */
     h2o_timeout_entry_t flush_tick;
-    uint64_t events, posts, bytes, failed, dropped_events, dropped_queues;
+    uint64_t events, revocations, posts, bytes, failed, dropped_events, dropped_queues;
 };
 
 static void put_u64(uint8_t *p, uint64_t v)
@@ -91,7 +92,9 @@ static void on_flush(h2o_timeout_entry_t *e)
     flush(H2O_STRUCT_FROM_MEMBER(struct feed, flush_tick, e));
 }
 
-static int append(struct feed *fd, struct queue *q, const struct store_event *ev, size_t need)
+/* Room for need more bytes at the end of q (a queue over FEED_QUEUE_MAX is dropped
+ * first), or NULL when out of memory. */
+static uint8_t *room(struct feed *fd, struct queue *q, size_t need)
 {
     if (q->len + need > FEED_QUEUE_MAX) { /* the peer does not keep up: it reads the store */
         free(q->buf);
@@ -103,11 +106,17 @@ static int append(struct feed *fd, struct queue *q, const struct store_event *ev
         size_t cap = q->cap ? q->cap : 4096;
         while (cap < q->len + need) cap *= 2;
         uint8_t *b = realloc(q->buf, cap);
-        if (!b) return -1;
+        if (!b) return NULL;
         q->buf = b;
         q->cap = cap;
     }
-    uint8_t *p = q->buf + q->len;
+    return q->buf + q->len;
+}
+
+static int append(struct feed *fd, struct queue *q, const struct store_event *ev, size_t need)
+{
+    uint8_t *p = room(fd, q, need);
+    if (!p) return -1;
     size_t hl = strlen(ev->hunt);
     *p++ = (uint8_t)hl;
     memcpy(p, ev->hunt, hl), p += hl;
@@ -138,14 +147,43 @@ void feed_event(struct feed *fd, const struct store_event *ev)
     if (n && !h2o_timeout_is_linked(&fd->flush_tick)) h2o_timeout_link(fd->loop, &fd->turn, &fd->flush_tick);
 }
 
-int feed_parse(const void *body, size_t len, int (*cb)(const struct store_event *ev, void *ctx),
-               void *ctx)
+void feed_revocation(struct feed *fd, const uint8_t player[16], uint32_t gen)
+{
+    const char *ids[PEERS_MAX];
+    size_t n = forward_peers(fd->f, ids, PEERS_MAX);
+    fd->revocations++;
+    for (size_t i = 0; i < n; i++) {
+        struct queue *q = queue_of(fd, ids[i]);
+        uint8_t *p = q ? room(fd, q, REC_REVOKED) : NULL;
+        if (!p) { /* out of memory: that node refuses the tokens at their expiry */
+            fd->dropped_events++;
+            continue;
+        }
+        p[0] = 0;
+        memcpy(p + 1, player, 16);
+        for (int k = 0; k < 4; k++) p[17 + k] = (uint8_t)(gen >> (24 - 8 * k));
+        q->len += REC_REVOKED;
+    }
+    if (n && !h2o_timeout_is_linked(&fd->flush_tick)) h2o_timeout_link(fd->loop, &fd->turn, &fd->flush_tick);
+}
+
+int feed_parse(const void *body, size_t len,
+               int (*on_event)(const struct store_event *ev, void *ctx),
+               int (*on_revoked)(const uint8_t player[16], uint32_t gen, void *ctx), void *ctx)
 {
     const uint8_t *p = body, *end = p + len;
     char hunt[256];
     while (p < end) {
         size_t hl = *p;
-        if (hl == 0 || (size_t)(end - p) < REC_FIXED + hl) return -1;
+        if (hl == 0) { /* a revocation */
+            if ((size_t)(end - p) < REC_REVOKED) return -1;
+            uint32_t gen = (uint32_t)p[17] << 24 | (uint32_t)p[18] << 16 | (uint32_t)p[19] << 8 | p[20];
+            int rc = on_revoked ? on_revoked(p + 1, gen, ctx) : 0;
+            if (rc) return rc;
+            p += REC_REVOKED;
+            continue;
+        }
+        if ((size_t)(end - p) < REC_FIXED + hl) return -1;
         struct store_event ev = {0};
         memcpy(hunt, p + 1, hl);
         hunt[hl] = '\0';
@@ -164,7 +202,7 @@ int feed_parse(const void *body, size_t len, int (*cb)(const struct store_event 
         if (ev.seq == 0 || (size_t)(end - p) < ev.data_len) return -1;
         ev.data = p;
         p += ev.data_len;
-        int rc = cb ? cb(&ev, ctx) : 0;
+        int rc = on_event ? on_event(&ev, ctx) : 0;
         if (rc) return rc;
     }
     return 0;
@@ -198,13 +236,16 @@ void feed_render_metrics(struct feed *fd, struct metrics_buf *b)
 {
     metrics_printf(b,
                    "# TYPE veltrix_feed_events_total counter\nveltrix_feed_events_total %llu\n"
+                   "# TYPE veltrix_feed_revocations_total counter\n"
+                   "veltrix_feed_revocations_total %llu\n"
                    "# TYPE veltrix_feed_posts_total counter\nveltrix_feed_posts_total %llu\n"
                    "# TYPE veltrix_feed_bytes_total counter\nveltrix_feed_bytes_total %llu\n"
                    "# TYPE veltrix_feed_failed_total counter\nveltrix_feed_failed_total %llu\n"
                    "# TYPE veltrix_feed_dropped_total counter\n"
                    "veltrix_feed_dropped_total{what=\"events\"} %llu\n"
                    "veltrix_feed_dropped_total{what=\"queues\"} %llu\n",
-                   (unsigned long long)fd->events, (unsigned long long)fd->posts,
+                   (unsigned long long)fd->events, (unsigned long long)fd->revocations,
+                   (unsigned long long)fd->posts,
                    (unsigned long long)fd->bytes, (unsigned long long)fd->failed,
                    (unsigned long long)fd->dropped_events,
                    (unsigned long long)fd->dropped_queues);

@@ -14,10 +14,16 @@
  * event that continues its hunt's memory (seq = memory's + 1); an older one is skipped, a
  * newer one (a gap) sends the hunt to the store.
  *
- * The body: records, each
- *   u8 hunt length, hunt, u64 seq, i64 time_ms, u8 type, 16 bytes player,
+ * Revocations travel the same way (feed_revocation): a node that revoked a player's
+ * sessions (a refresh token reused) tells every peer the player's new session generation,
+ * so the old access tokens are refused everywhere at once, not at their expiry.
+ *
+ * The body: records, integers big-endian, each either an event
+ *   u8 hunt length (1-255), hunt, u64 seq, i64 time_ms, u8 type, 16 bytes player,
  *   u8 has_hash, 32 bytes hash, u32 data length, data
- * integers big-endian. Event loop only. */
+ * or a revocation
+ *   u8 0, 16 bytes player, u32 generation.
+ * Event loop only. */
 #ifndef VELTRIX_FEED_H
 #define VELTRIX_FEED_H
 #include <stddef.h>
@@ -39,13 +45,18 @@ struct feed *feed_create(void *loop, struct forward *f);
 void feed_destroy(struct feed *fd);
 /* An event that landed on this node: queued for every live peer (log_on_landed). */
 void feed_event(struct feed *fd, const struct store_event *ev);
+/* A player's sessions revoked here (their generation is now gen): queued for every live
+ * peer. */
+void feed_revocation(struct feed *fd, const uint8_t player[16], uint32_t gen);
 /* veltrix_feed_* metrics. */
 void feed_render_metrics(struct feed *fd, struct metrics_buf *b);
 
-/* Calls cb for each event of a pushed body, in order (its pointers point into body);
- * cb's non-zero stops. 0, cb's value, or -1 when the body is malformed (cb may have been
- * called for the records before the fault: check first with cb NULL). */
-int feed_parse(const void *body, size_t len, int (*cb)(const struct store_event *ev, void *ctx),
-               void *ctx);
+/* Calls on_event for each event of a pushed body and on_revoked for each revocation, in
+ * order (pointers point into body); a non-zero return stops. 0, that value, or -1 when the
+ * body is malformed (the callbacks may have run for the records before the fault: check
+ * first with both NULL). */
+int feed_parse(const void *body, size_t len,
+               int (*on_event)(const struct store_event *ev, void *ctx),
+               int (*on_revoked)(const uint8_t player[16], uint32_t gen, void *ctx), void *ctx);
 
 #endif

@@ -229,6 +229,15 @@ def refresh_tokens_rotate_in_the_store_across_nodes():
         check(r, 401, what="the current refresh token after the revocation, on %s" % n)
     r = cl.client("n1").req("GET", "/v1/players/me", token=tok3)
     check(r, 401, what="an access token of the revoked generation on the revoking node")
+    # ... and on the other nodes too, told by the revoking node's push (not at expiry)
+    for n in ("n2", "n3"):
+        t0 = time.time()
+        while cl.client(n).req("GET", "/v1/players/me", token=tok3).status != 401:
+            true(time.time() - t0 < 5, "%s still honours an access token of the revoked "
+                 "generation 5 s after the revocation (token TTL: 600 s)" % n)
+            time.sleep(0.02)
+    eq(vx.metric(cl.client("n2"), "veltrix_revocations_received_total"), 1,
+       "revocations n2 applied")
     # a fresh player's token used twice on two nodes at once: exactly one success
     _, _, ref4 = vx.new_player(cl.client("n2"), "Twice")
     import threading

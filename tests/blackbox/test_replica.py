@@ -325,7 +325,7 @@ def replicas_apply_the_owners_push_without_waiting_for_the_store():
     eq(st, 403, "an unsigned push (%s)" % b[:200])
     st, b = push(rec, secret=b"\x07" * 32)
     eq(st, 403, "a push signed with another secret (%s)" % b[:200])
-    for what, body in [("cut short", rec[:-3]), ("a zero-length hunt id", b"\0" + rec[1:]),
+    for what, body in [("cut short", rec[:-3]), ("a revocation cut short", b"\0" + rec[1:12]),
                        ("trailing bytes", rec + b"\x05ab"), ("seq 0", feed_record(h, 0, 1, 2, bytes(16), b""))]:
         st, b = push(body)
         eq(st, 400, "a malformed push, %s (%s)" % (what, b[:200]))

@@ -134,9 +134,19 @@ static size_t record(uint8_t *p, const char *hunt, uint64_t seq, const char *dat
 }
 
 struct seen {
-    int n, bad;
+    int n, bad, revoked, order_ok;
     uint64_t seq[8];
+    uint32_t gen;
 };
+
+static int on_revoked(const uint8_t player[16], uint32_t gen, void *ctx)
+{
+    struct seen *s = ctx;
+    s->revoked++;
+    s->gen = gen;
+    s->order_ok = s->n == 1 && player[0] == 0x5A && player[15] == 0x5A;
+    return 0;
+}
 
 static int on_record(const struct store_event *ev, void *ctx)
 {
@@ -155,33 +165,43 @@ TEST(feed_bodies_parse_or_are_refused_whole)
     size_t n = record(b, "hunt-1", 7, "{\"x\":1}", 1);
     n += record(b + n, "h", 8, "", 0);
     struct seen s = {0};
-    CHECK_EQ_INT(feed_parse(b, n, NULL, NULL), 0);
-    CHECK_EQ_INT(feed_parse(b, n, on_record, &s), 0);
+    CHECK_EQ_INT(feed_parse(b, n, NULL, NULL, NULL), 0);
+    CHECK_EQ_INT(feed_parse(b, n, on_record, NULL, &s), 0);
     CHECK_EQ_INT(s.n, 2);
     CHECK_EQ_INT(s.bad, 0);
     CHECK_EQ_INT((int)s.seq[0], 7);
     CHECK_EQ_INT((int)s.seq[1], 8);
-    CHECK_EQ_INT(feed_parse(b, 0, NULL, NULL), 0); /* nothing: fine */
+    CHECK_EQ_INT(feed_parse(b, 0, NULL, NULL, NULL), 0); /* nothing: fine */
     for (size_t cut = 1; cut < n; cut++) { /* every prefix that ends inside a record */
         size_t first = record((uint8_t[1024]){0}, "hunt-1", 7, "{\"x\":1}", 1);
         if (cut == first) continue;
-        CHECK_EQ_INT(feed_parse(b, cut, NULL, NULL), -1);
+        CHECK_EQ_INT(feed_parse(b, cut, NULL, NULL, NULL), -1);
     }
     uint8_t bad[256];
     size_t m = record(bad, "h", 0, "", 0); /* seq 0 */
-    CHECK_EQ_INT(feed_parse(bad, m, NULL, NULL), -1);
+    CHECK_EQ_INT(feed_parse(bad, m, NULL, NULL, NULL), -1);
     m = record(bad, "h", 1, "", 2); /* has_hash neither 0 nor 1 */
-    CHECK_EQ_INT(feed_parse(bad, m, NULL, NULL), -1);
-    m = record(bad, "h\0x", 1, "", 0); /* strlen says 1: fine, a one-byte id */
-    CHECK_EQ_INT(feed_parse(bad, m, NULL, NULL), 0);
-    bad[0] = 0; /* a zero-length hunt id */
-    CHECK_EQ_INT(feed_parse(bad, m, NULL, NULL), -1);
+    CHECK_EQ_INT(feed_parse(bad, m, NULL, NULL, NULL), -1);
     m = record(bad, "ab", 1, "", 0);
     bad[2] = '\0'; /* a NUL inside the id */
-    CHECK_EQ_INT(feed_parse(bad, m, NULL, NULL), -1);
+    CHECK_EQ_INT(feed_parse(bad, m, NULL, NULL, NULL), -1);
     m = record(bad, "h", 1, "abc", 0);
     bad[m - 4] = 0xff; /* a data length past the end */
-    CHECK_EQ_INT(feed_parse(bad, m, NULL, NULL), -1);
+    CHECK_EQ_INT(feed_parse(bad, m, NULL, NULL, NULL), -1);
+    /* Revocations (a 0 where a hunt id's length would be) between events. */
+    uint8_t rv[21] = {0};
+    memset(rv + 1, 0x5A, 16);
+    rv[17] = 0, rv[18] = 0, rv[19] = 1, rv[20] = 2; /* generation 258 */
+    n = record(b, "h", 9, "", 0);
+    memcpy(b + n, rv, sizeof rv), n += sizeof rv;
+    n += record(b + n, "h", 10, "", 0);
+    struct seen s2 = {0};
+    CHECK_EQ_INT(feed_parse(b, n, on_record, on_revoked, &s2), 0);
+    CHECK_EQ_INT(s2.n, 2);
+    CHECK_EQ_INT(s2.revoked, 1);
+    CHECK_EQ_INT((int)s2.gen, 258);
+    CHECK_EQ_INT(s2.order_ok, 1); /* the revocation between the two events */
+    CHECK_EQ_INT(feed_parse(rv, sizeof rv - 1, NULL, NULL, NULL), -1); /* cut short */
 }
 
 struct landed {

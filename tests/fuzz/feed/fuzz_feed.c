@@ -1,7 +1,7 @@
 /* fuzz_feed.c — the body of a push from another node (feed.h, feed_parse).
  *
  * Input: the body as sent. A body that parses must be checked and walked alike: the
- * validating pass (cb NULL) and the walking pass agree, every event lies inside the
+ * validating pass (no callbacks) and the walking pass agree, every record lies inside the
  * input (its hunt 1-255 bytes without a NUL, seq >= 1, has_hash 0 or 1, its data within
  * the body), and the records use up the body exactly. */
 #include "feed.h"
@@ -24,12 +24,20 @@ static int on_event(const struct store_event *ev, void *ctx)
     return 0;
 }
 
+static int on_revoked(const uint8_t player[16], uint32_t gen, void *ctx)
+{
+    struct walk *w = ctx;
+    FUZZ_CHECK(player > w->start && player + 16 + 4 <= w->end);
+    w->bytes += 1 + 16 + 4;
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct walk w = {data, data + size, 0};
-    int valid = feed_parse(data, size, NULL, NULL);
+    int valid = feed_parse(data, size, NULL, NULL, NULL);
     FUZZ_CHECK(valid == 0 || valid == -1);
-    int walked = feed_parse(data, size, on_event, &w);
+    int walked = feed_parse(data, size, on_event, on_revoked, &w);
     FUZZ_CHECK(walked == valid);
     if (valid == 0) FUZZ_CHECK(w.bytes == size);
     return 0;
