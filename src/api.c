@@ -27,7 +27,7 @@ static struct http_route routes[] = {
     {"GET", "/healthz", api_healthz, 0, 0, {0}, {{0}, 0, 0}},
     {"GET", "/metrics", api_metrics, 0, 0, {0}, {{0}, 0, 0}},
     {"GET", "/v1/cluster", api_cluster, 0, 0, {0}, {{0}, 0, 0}},
-    {"POST", FEED_PATH, api_cluster_events, FEED_BODY_MAX, GATE_FEED, {0}, {{0}, 0, 0}},
+    {"POST", FEED_PATH, api_cluster_events, 0, GATE_FEED, {0}, {{0}, 0, 0}},
     {"POST", "/v1/players", api_players_create, 0, 0, {0}, {{0}, 0, 0}},
     {"GET", "/v1/players/me", api_me, 0, 0, {0}, {{0}, 0, 0}},
     {"POST", "/v1/sessions/refresh", api_refresh, 0, 0, {0}, {{0}, 0, 0}},

@@ -19,8 +19,8 @@ struct queue {
     struct feed *fd;
     char id[CLUSTER_NODE_ID_MAX + 1];
     uint8_t *buf;
-    size_t len, cap;
-    int posting; /* a post of this queue is in flight */
+    size_t off, len, cap; /* the queued records: buf[off..len) */
+    int posting;          /* a post of this queue is in flight */
 };
 
 struct feed {
@@ -64,19 +64,58 @@ static void on_posted(void *arg, int status)
     struct queue *q = arg;
     q->posting = 0;
     if (status != 204) q->fd->failed++;
-    if (q->len && !h2o_timeout_is_linked(&q->fd->flush_tick))
+    if (q->len > q->off && !h2o_timeout_is_linked(&q->fd->flush_tick))
         h2o_timeout_link(q->fd->loop, &q->fd->turn, &q->fd->flush_tick);
 }
 
-/* Each queue with events and no post in flight goes out as one post. */
+/* The size of the record at p (whole: the queue holds only whole records). */
+static size_t rec_size(const uint8_t *p)
+{
+    if (!p[0]) return REC_REVOKED;
+    const uint8_t *d = p + 1 + p[0] + 66; /* seq, time, type, player, has_hash, hash */
+    return REC_FIXED + p[0] + ((size_t)d[0] << 24 | (size_t)d[1] << 16 | (size_t)d[2] << 8 | d[3]);
+}
+
+/* The next post of q: its whole records up to FEED_POST_MAX bytes (malloc'd; q's buffer
+ * itself when all of it fits), taken off q; NULL when q is empty or out of memory.
+ * Records larger alone are dropped on the way. */
+static uint8_t *take(struct feed *fd, struct queue *q, size_t *len)
+{
+    size_t n = 0, rs;
+    while (q->off < q->len && (rs = rec_size(q->buf + q->off)) > FEED_POST_MAX) {
+        q->off += rs; /* larger than a post alone: its peer reads it from the store */
+        fd->dropped_events++;
+    }
+    while (q->off + n < q->len && n + (rs = rec_size(q->buf + q->off + n)) <= FEED_POST_MAX) n += rs;
+    uint8_t *body;
+    if (!n) {
+        body = NULL;
+    } else if (q->off == 0 && n == q->len) { /* all of it: the buffer itself */
+        body = q->buf;
+        q->buf = NULL;
+        q->off = q->len = q->cap = 0;
+    } else if ((body = malloc(n))) {
+        memcpy(body, q->buf + q->off, n);
+        q->off += n;
+    }
+    if (q->off && q->off == q->len) q->off = q->len = 0;
+    if (q->off > q->cap / 2) { /* compact now and then, not at every post */
+        memmove(q->buf, q->buf + q->off, q->len - q->off);
+        q->len -= q->off;
+        q->off = 0;
+    }
+    *len = n;
+    return body;
+}
+
+/* Each queue with records and no post in flight sends its next post. */
 static void flush(struct feed *fd)
 {
     for (struct queue *q = fd->queues; q; q = q->next) {
-        if (!q->len || q->posting) continue;
-        uint8_t *body = q->buf;
-        size_t len = q->len;
-        q->buf = NULL;
-        q->len = q->cap = 0;
+        if (q->posting) continue;
+        size_t len;
+        uint8_t *body = take(fd, q, &len);
+        if (!body) continue;
         if (forward_post(fd->f, q->id, FEED_PATH, (char *)body, len, on_posted, q)) {
             fd->failed++; /* not a peer any more, or too busy: its replicas read the store */
             continue;
@@ -96,10 +135,10 @@ static void on_flush(h2o_timeout_entry_t *e)
  * first), or NULL when out of memory. */
 static uint8_t *room(struct feed *fd, struct queue *q, size_t need)
 {
-    if (q->len + need > FEED_QUEUE_MAX) { /* the peer does not keep up: it reads the store */
-        free(q->buf);
+    if (q->len - q->off + need > FEED_QUEUE_MAX) { /* the peer does not keep up: it reads */
+        free(q->buf);                                /* the store */
         q->buf = NULL;
-        q->len = q->cap = 0;
+        q->off = q->len = q->cap = 0;
         fd->dropped_queues++;
     }
     if (q->len + need > q->cap) {

@@ -4,8 +4,9 @@
  *
  * Sending (the owner): every event that lands in the store on this node (log_on_landed)
  * is encoded and queued for each live peer of the view; at the end of the loop's turn
- * each peer's queue goes out as one signed POST /v1/cluster/events (forward_post), at
- * most one in flight per peer, so a peer gets the events in the order they landed. A queue
+ * each peer's queue goes out in signed POSTs /v1/cluster/events (forward_post) of at most
+ * FEED_POST_MAX bytes, one in flight per peer, so a peer gets the events in the order
+ * they landed. A queue
  * over FEED_QUEUE_MAX (a slow or unreachable peer) is dropped whole: that peer's replicas
  * find the gap and read the store (they do anyway every poll).
  *
@@ -34,7 +35,10 @@
 
 #define FEED_PATH "/v1/cluster/events"
 #define FEED_QUEUE_MAX (8u << 20) /* bytes queued for one peer; more: the queue is dropped */
-#define FEED_BODY_MAX (16u << 20) /* the receiving route's body limit */
+#define FEED_POST_MAX (60u << 10) /* whole records per post, under the 64 KiB that a request
+                                   * without the admin key may carry (http.h); a record
+                                   * larger alone (a big hunt definition) is not pushed:
+                                   * the peers find the gap and read the store */
 
 struct feed;
 struct forward;

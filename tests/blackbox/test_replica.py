@@ -309,6 +309,27 @@ def replicas_apply_the_owners_push_without_waiting_for_the_store():
           "minute)" % ((time.time() - t0) * 1000))
     true(metric(cl.client(owner), "veltrix_feed_events_total") >= 6, "the owner's feed counts")
     eq(metric(cl.client(owner), "veltrix_feed_failed_total"), 0, "posts the peers refused")
+    # A record larger than a post (a definition of 2,000 codes, ~100 KB) is not pushed: the
+    # replicas see the gap at the next pushed event and read the store for it.
+    big = game_def("push")
+    big["codes"] = big["codes"] + [{"id": "b%d" % i, "points": 1, "x": i % 64, "y": i // 64}
+                                   for i in range(2000)]
+    vx.put_hunt(cl.client(owner), h, big, status=200)
+    dropped0 = metric(cl.client(owner), 'veltrix_feed_dropped_total{what="events"}')
+    pay = vx.codes_of(cl.client(owner), h)
+    t0 = time.time()
+    check(vx.scan(cl.client(owner), h, tok, pay["b7"]), 200)
+    want = cl.client(owner).ok("GET", "/v1/hunts/%s/leaderboard" % h)
+    for n in ("n2", "n3"):
+        while cl.client(n).ok("GET", "/v1/hunts/%s/leaderboard" % h) != want:
+            true(time.time() - t0 < 20, "%s did not catch up past the unpushed definition" % n)
+            time.sleep(0.01)
+        true(metric(cl.client(n), "veltrix_replica_push_gaps_total") >= 1, "%s saw the gap" % n)
+    eq(metric(cl.client(owner), 'veltrix_feed_dropped_total{what="events"}') - dropped0, 0,
+       "the big definition was dropped before this look (counted earlier)")
+    true(dropped0 >= 2, "the big definition was not pushed to either peer (%d)" % dropped0)
+    print("  a 100 KB definition, too large to push, reached both replicas through the store "
+          "in %.0f ms" % ((time.time() - t0) * 1000))
     # Pushes are for the cluster only, and a bad one changes nothing.
     seq0, dig0 = vx.digest(cl.client("n2"), h)
     rec = feed_record(h, seq0 + 1, int(time.time() * 1000), 2, bytes.fromhex(pid.replace("-", "")),
