@@ -23,6 +23,7 @@ struct net {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
+    h2o_socket_t *wake; /* the self-pipe's read end (on_signal) */
     int listen_fd, spare_fd; /* spare_fd: kept open to accept-and-close when out of fds */
     int accept_paused;       /* out of fds without a spare: resumed when a connection closes */
     size_t conns, conns_max, per_ip_max;
@@ -48,8 +49,23 @@ struct conn {
 static struct net *the_net;
 
 static volatile sig_atomic_t stop_requested;
+/* The self-pipe: a signal that lands after net_run's check of stop_requested and before
+ * the loop blocks would otherwise wait for the loop's next event (an idle server could
+ * sleep through SIGTERM). The handler writes a byte; the loop wakes and checks again. */
+static int wake_fd[2] = {-1, -1};
 
-static void on_signal(int sig) { stop_requested = 1; }
+static void on_signal(int sig)
+{
+    int saved = errno;
+    stop_requested = 1;
+    if (wake_fd[1] >= 0 && write(wake_fd[1], "", 1) < 0) { /* full: a wake-up is pending */ }
+    errno = saved;
+}
+
+static void on_wake(h2o_socket_t *sock, const char *err)
+{
+    h2o_buffer_consume(&sock->input, sock->input->size);
+}
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req) { return http_dispatch(req); }
 
@@ -293,6 +309,10 @@ struct net *net_create(const struct net_config *cfg, char *err, size_t errcap)
     n->accept_ctx.hosts = n->config.hosts;
     n->listener = h2o_evloop_socket_create(n->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
     n->listener->data = n;
+    if (wake_fd[0] < 0 && pipe2(wake_fd, O_NONBLOCK | O_CLOEXEC) == 0) {
+        n->wake = h2o_evloop_socket_create(n->ctx.loop, wake_fd[0], 0);
+        h2o_socket_read_start(n->wake, on_wake);
+    }
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
@@ -342,6 +362,12 @@ void net_destroy(struct net *n)
 {
     if (!n) return;
     if (n->listener) h2o_socket_close(n->listener);
+    if (n->wake) { /* the handler stays: a late signal then only sets stop_requested */
+        h2o_socket_close(n->wake);
+        int w = wake_fd[1];
+        wake_fd[0] = wake_fd[1] = -1;
+        close(w);
+    }
     hmap_deinit(&n->per_ip);
     if (n->spare_fd >= 0) close(n->spare_fd);
     if (the_net == n) {
