@@ -471,22 +471,9 @@ void api_read_index(struct http_req *r, const char *id)
         api_write_epoch(id, &e);
         return;
     }
-    struct hunt *h = hmap_get(&api_app.hunts, id, len);
-    if (h && cl.tail) return; /* api_read_gate held it until a fetch caught memory up */
-    uint64_t head;
-    ++cl.read_index_reads;
-    if (store_last_seq(api_app.reader, id, &head)) {
-        complain("read index: cannot read a hunt's head seq (the read is answered as is)");
-        return;
-    }
-    if (h && engine_seq(h) >= head) return;
-    ++cl.read_index_waits;
-    if (!h) {
-        load_new(id);
-        return;
-    }
-    hmap_del(&cl.ready, id, len);
-    catch_up(h);
+    if (hmap_get(&api_app.hunts, id, len)) return; /* api_read_gate held it for a fetch */
+    ++cl.read_index_reads; /* not here yet: loaded whole, up to the store's head */
+    load_new(id);
 }
 
 const char *api_hunt_owner(const char *hunt)
@@ -624,10 +611,6 @@ static void follow(void *value, void *ctx)
         return;
     }
     hmap_del(&cl.ready, id, strlen(id));
-    if (!cl.tail) {
-        catch_up(h);
-        return;
-    }
     struct rep *p = rep_of(id);
     int64_t now = api_now_ms();
     if (p->fetching || (now - p->pushed_ms < PUSH_FRESH_MS && now - p->polled_ms < PUSHED_POLL_MS))
@@ -669,10 +652,7 @@ void api_cluster_start(void *loop)
     cl.poll_tick.cb = on_poll;
     h2o_timeout_link(cl.loop, &cl.poll_timeout, &cl.poll_tick);
     cl.started = 1;
-    if (api_app.cfg.follower) { /* else (tests of this file alone) the reads stay here */
-        cl.tail = tail_create(loop, api_app.cfg.follower, fetched, NULL);
-        VX_FATAL_IF(!cl.tail);
-    }
+    VX_FATAL_IF(!(cl.tail = tail_create(loop, api_app.cfg.follower, fetched, NULL)));
 }
 
 /* A replica's state freed; reads still held are answered 503 (the node is stopping). */

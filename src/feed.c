@@ -1,4 +1,4 @@
-/* feed.c — see feed.h: the records, one queue per peer, the posts. */
+/* feed.c — see feed.h: a turn's records encoded once, one queue per peer, the posts. */
 #include "feed.h"
 
 #include <h2o.h>
@@ -29,7 +29,9 @@ struct feed {
     struct queue *queues;
     h2o_timeout_t turn;         /* 0 ms: the end of this loop turn */
     h2o_timeout_entry_t flush_tick;
-    uint64_t events, revocations, posts, bytes, failed, dropped_events, dropped_queues;
+    uint8_t *turn_buf; /* this turn's records, encoded once for every peer */
+    size_t turn_len, turn_cap, turn_records;
+    uint64_t events, revocations, posts, bytes, failed, dropped_records, dropped_queues;
 };
 
 static void put_u64(uint8_t *p, uint64_t v)
@@ -57,7 +59,19 @@ static struct queue *queue_of(struct feed *fd, const char *id)
     return q;
 }
 
-static void flush(struct feed *fd);
+/* Room for need more bytes after len in *buf (capacity *cap), or NULL: out of memory. */
+static uint8_t *room(uint8_t **buf, size_t *cap, size_t len, size_t need)
+{
+    if (len + need > *cap) {
+        size_t c = *cap ? *cap : 4096;
+        while (c < len + need) c *= 2;
+        uint8_t *b = realloc(*buf, c);
+        if (!b) return NULL;
+        *buf = b;
+        *cap = c;
+    }
+    return *buf + len;
+}
 
 static void on_posted(void *arg, int status)
 {
@@ -68,7 +82,7 @@ static void on_posted(void *arg, int status)
         h2o_timeout_link(q->fd->loop, &q->fd->turn, &q->fd->flush_tick);
 }
 
-/* The size of the record at p (whole: the queue holds only whole records). */
+/* The size of the record at p (whole: buffers hold only whole records). */
 static size_t rec_size(const uint8_t *p)
 {
     if (!p[0]) return REC_REVOKED;
@@ -77,44 +91,58 @@ static size_t rec_size(const uint8_t *p)
 }
 
 /* The next post of q: its whole records up to FEED_POST_MAX bytes (malloc'd; q's buffer
- * itself when all of it fits), taken off q; NULL when q is empty or out of memory.
- * Records larger alone are dropped on the way. */
-static uint8_t *take(struct feed *fd, struct queue *q, size_t *len)
+ * itself when all of it fits), taken off q; NULL when q is empty or out of memory. */
+static uint8_t *take(struct queue *q, size_t *len)
 {
     size_t n = 0, rs;
-    while (q->off < q->len && (rs = rec_size(q->buf + q->off)) > FEED_POST_MAX) {
-        q->off += rs; /* larger than a post alone: its peer reads it from the store */
-        fd->dropped_events++;
-    }
     while (q->off + n < q->len && n + (rs = rec_size(q->buf + q->off + n)) <= FEED_POST_MAX) n += rs;
-    uint8_t *body;
-    if (!n) {
-        body = NULL;
-    } else if (q->off == 0 && n == q->len) { /* all of it: the buffer itself */
+    uint8_t *body = NULL;
+    if (n && q->off == 0 && n == q->len) { /* all of it: the buffer itself */
         body = q->buf;
         q->buf = NULL;
-        q->off = q->len = q->cap = 0;
-    } else if ((body = malloc(n))) {
+        q->len = q->cap = 0;
+    } else if (n && (body = malloc(n))) {
         memcpy(body, q->buf + q->off, n);
         q->off += n;
     }
-    if (q->off && q->off == q->len) q->off = q->len = 0;
+    if (q->off == q->len) q->off = q->len = 0;
     if (q->off > q->cap / 2) { /* compact now and then, not at every post */
         memmove(q->buf, q->buf + q->off, q->len - q->off);
         q->len -= q->off;
         q->off = 0;
     }
-    *len = n;
+    *len = body ? n : 0;
     return body;
 }
 
-/* Each queue with records and no post in flight sends its next post. */
+/* The end of a loop turn: this turn's records go to every live peer's queue (a queue
+ * that would pass FEED_QUEUE_MAX is dropped first: that peer reads the store), then each
+ * queue with records and no post in flight sends its next post. */
 static void flush(struct feed *fd)
 {
+    const char *ids[PEERS_MAX];
+    size_t n = fd->turn_len ? forward_peers(fd->f, ids, PEERS_MAX) : 0;
+    for (size_t i = 0; i < n; i++) {
+        struct queue *q = queue_of(fd, ids[i]);
+        if (q && q->len - q->off + fd->turn_len > FEED_QUEUE_MAX) {
+            free(q->buf);
+            q->buf = NULL;
+            q->off = q->len = q->cap = 0;
+            fd->dropped_queues++;
+        }
+        uint8_t *p = q ? room(&q->buf, &q->cap, q->len, fd->turn_len) : NULL;
+        if (!p) { /* out of memory: that peer reads the store */
+            fd->dropped_records += fd->turn_records;
+            continue;
+        }
+        memcpy(p, fd->turn_buf, fd->turn_len);
+        q->len += fd->turn_len;
+    }
+    fd->turn_len = fd->turn_records = 0;
     for (struct queue *q = fd->queues; q; q = q->next) {
         if (q->posting) continue;
         size_t len;
-        uint8_t *body = take(fd, q, &len);
+        uint8_t *body = take(q, &len);
         if (!body) continue;
         if (forward_post(fd->f, q->id, FEED_PATH, (char *)body, len, on_posted, q)) {
             fd->failed++; /* not a peer any more, or too busy: its replicas read the store */
@@ -131,32 +159,31 @@ static void on_flush(h2o_timeout_entry_t *e)
     flush(H2O_STRUCT_FROM_MEMBER(struct feed, flush_tick, e));
 }
 
-/* Room for need more bytes at the end of q (a queue over FEED_QUEUE_MAX is dropped
- * first), or NULL when out of memory. */
-static uint8_t *room(struct feed *fd, struct queue *q, size_t need)
+/* Room for a record of need bytes in this turn's buffer, the flush armed; NULL when out
+ * of memory (counted). */
+static uint8_t *record(struct feed *fd, size_t need)
 {
-    if (q->len - q->off + need > FEED_QUEUE_MAX) { /* the peer does not keep up: it reads */
-        free(q->buf);                                /* the store */
-        q->buf = NULL;
-        q->off = q->len = q->cap = 0;
-        fd->dropped_queues++;
+    uint8_t *p = room(&fd->turn_buf, &fd->turn_cap, fd->turn_len, need);
+    if (!p) {
+        fd->dropped_records++;
+        return NULL;
     }
-    if (q->len + need > q->cap) {
-        size_t cap = q->cap ? q->cap : 4096;
-        while (cap < q->len + need) cap *= 2;
-        uint8_t *b = realloc(q->buf, cap);
-        if (!b) return NULL;
-        q->buf = b;
-        q->cap = cap;
-    }
-    return q->buf + q->len;
+    fd->turn_len += need;
+    fd->turn_records++;
+    if (!h2o_timeout_is_linked(&fd->flush_tick)) h2o_timeout_link(fd->loop, &fd->turn, &fd->flush_tick);
+    return p;
 }
 
-static int append(struct feed *fd, struct queue *q, const struct store_event *ev, size_t need)
+void feed_event(struct feed *fd, const struct store_event *ev)
 {
-    uint8_t *p = room(fd, q, need);
-    if (!p) return -1;
-    size_t hl = strlen(ev->hunt);
+    size_t hl = strlen(ev->hunt), need = REC_FIXED + hl + ev->data_len;
+    fd->events++;
+    if (need > FEED_POST_MAX) { /* larger than a post: the peers read it from the store */
+        fd->dropped_records++;
+        return;
+    }
+    uint8_t *p = record(fd, need); /* ids are at most 64 bytes: hl fits its byte */
+    if (!p) return;
     *p++ = (uint8_t)hl;
     memcpy(p, ev->hunt, hl), p += hl;
     put_u64(p, ev->seq), p += 8;
@@ -165,45 +192,19 @@ static int append(struct feed *fd, struct queue *q, const struct store_event *ev
     memcpy(p, ev->player, 16), p += 16;
     *p++ = (uint8_t)(ev->has_hash != 0);
     memcpy(p, ev->hash, 32), p += 32;
-    for (int i = 3; i >= 0; i--) p[3 - i] = (uint8_t)(ev->data_len >> (8 * i));
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(ev->data_len >> (24 - 8 * i));
     p += 4;
     if (ev->data_len) memcpy(p, ev->data, ev->data_len);
-    q->len += need;
-    return 0;
-}
-
-void feed_event(struct feed *fd, const struct store_event *ev)
-{
-    const char *ids[PEERS_MAX];
-    size_t n = forward_peers(fd->f, ids, PEERS_MAX), hl = strlen(ev->hunt);
-    size_t need = REC_FIXED + hl + ev->data_len;
-    if (hl > 255 || ev->data_len > UINT32_MAX) return; /* ids are at most 64 bytes */
-    fd->events++;
-    for (size_t i = 0; i < n; i++) {
-        struct queue *q = queue_of(fd, ids[i]);
-        if (!q || append(fd, q, ev, need)) fd->dropped_events++; /* out of memory */
-    }
-    if (n && !h2o_timeout_is_linked(&fd->flush_tick)) h2o_timeout_link(fd->loop, &fd->turn, &fd->flush_tick);
 }
 
 void feed_revocation(struct feed *fd, const uint8_t player[16], uint32_t gen)
 {
-    const char *ids[PEERS_MAX];
-    size_t n = forward_peers(fd->f, ids, PEERS_MAX);
     fd->revocations++;
-    for (size_t i = 0; i < n; i++) {
-        struct queue *q = queue_of(fd, ids[i]);
-        uint8_t *p = q ? room(fd, q, REC_REVOKED) : NULL;
-        if (!p) { /* out of memory: that node refuses the tokens at their expiry */
-            fd->dropped_events++;
-            continue;
-        }
-        p[0] = 0;
-        memcpy(p + 1, player, 16);
-        for (int k = 0; k < 4; k++) p[17 + k] = (uint8_t)(gen >> (24 - 8 * k));
-        q->len += REC_REVOKED;
-    }
-    if (n && !h2o_timeout_is_linked(&fd->flush_tick)) h2o_timeout_link(fd->loop, &fd->turn, &fd->flush_tick);
+    uint8_t *p = record(fd, REC_REVOKED);
+    if (!p) return; /* out of memory: the other nodes refuse the tokens at their expiry */
+    p[0] = 0;
+    memcpy(p + 1, player, 16);
+    for (int i = 0; i < 4; i++) p[17 + i] = (uint8_t)(gen >> (24 - 8 * i));
 }
 
 int feed_parse(const void *body, size_t len,
@@ -268,6 +269,7 @@ void feed_destroy(struct feed *fd)
         free(q->buf);
         free(q);
     }
+    free(fd->turn_buf);
     free(fd);
 }
 
@@ -281,11 +283,11 @@ void feed_render_metrics(struct feed *fd, struct metrics_buf *b)
                    "# TYPE veltrix_feed_bytes_total counter\nveltrix_feed_bytes_total %llu\n"
                    "# TYPE veltrix_feed_failed_total counter\nveltrix_feed_failed_total %llu\n"
                    "# TYPE veltrix_feed_dropped_total counter\n"
-                   "veltrix_feed_dropped_total{what=\"events\"} %llu\n"
+                   "veltrix_feed_dropped_total{what=\"records\"} %llu\n"
                    "veltrix_feed_dropped_total{what=\"queues\"} %llu\n",
                    (unsigned long long)fd->events, (unsigned long long)fd->revocations,
                    (unsigned long long)fd->posts,
                    (unsigned long long)fd->bytes, (unsigned long long)fd->failed,
-                   (unsigned long long)fd->dropped_events,
+                   (unsigned long long)fd->dropped_records,
                    (unsigned long long)fd->dropped_queues);
 }

@@ -25,6 +25,7 @@
 #include "auth.h"
 #include "cluster.h"
 #include "http.h"
+#include "net.h"
 #include "node.h"
 #include "vx.h"
 
@@ -215,12 +216,18 @@ static int view_place(const struct forward *f, const char *hunt)
     return k < 0 ? -1 : idx[k];
 }
 
-/* hunt's owner in the view (reloaded when old): a node index, -1 none, -2 no lease yet. */
-static int view_owner(struct forward *f, const char *hunt)
+/* Reloads the view when it is old (or stale after a failure, and not too young). */
+static void view_fresh(struct forward *f)
 {
     int64_t now = wall_ms(), age = now - f->view_ms;
     if (age >= VIEW_MAX_AGE_MS || age < 0 || (f->stale && age >= VIEW_MIN_AGE_MS))
         view_load(f, now);
+}
+
+/* hunt's owner in the view (reloaded when old): a node index, -1 none, -2 no lease yet. */
+static int view_owner(struct forward *f, const char *hunt)
+{
+    view_fresh(f);
     for (size_t i = 0; i < f->n_hunts; i++)
         if (!strcmp(f->hunts[i].hunt, hunt)) return f->hunts[i].owner;
     return -2;
@@ -631,7 +638,7 @@ int forward_post(struct forward *f, const char *node, const char *target, char *
 size_t forward_peers(struct forward *f, const char **ids, size_t max)
 {
     size_t n = 0;
-    view_owner(f, ""); /* the view, reloaded when old */
+    view_fresh(f);
     for (size_t i = 0; i < f->n_nodes && n < max; i++)
         if (f->nodes[i].alive && f->nodes[i].peer) ids[n++] = f->nodes[i].id;
     return n;
@@ -716,7 +723,7 @@ void forward_destroy(struct forward *f)
     }
     view_clear(f);
     h2o_multithread_unregister_receiver(f->queue, &f->getaddr);
-    h2o_multithread_destroy_queue(f->queue);
+    net_queue_destroy(f->queue);
     h2o_timeout_dispose(f->c.loop, &f->io_timeout);
     h2o_timeout_dispose(f->c.loop, &f->idle_timeout);
     free(f);

@@ -35,11 +35,13 @@
 #include <h2o.h>
 #include <h2o/multithread.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "net.h"
+#include "vx.h"
 
 enum op_kind {
     OP_EVENT, OP_PLAYER, OP_REFRESH, OP_IDEM, OP_BLOB, OP_TILE, OP_MAPVER, OP_PRUNE_IDEM,
@@ -636,16 +638,6 @@ uint64_t log_lag_ms(const struct log *l)
 
 const struct log_stats *log_stats(const struct log *l) { return &l->stats; }
 
-/* libh2o 2.2's evloop build closes the queue's socket and mutex but never frees the queue
- * itself (later versions do): free it here for 2.2 only, or LeakSanitizer reports it. */
-static void destroy_queue(h2o_multithread_queue_t *q)
-{
-    h2o_multithread_destroy_queue(q);
-#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2 && !H2O_USE_LIBUV
-    free(q);
-#endif
-}
-
 struct log *log_create(struct store *s, void *loop, size_t queue_max)
 {
     struct log *l = calloc(1, sizeof *l);
@@ -659,16 +651,11 @@ struct log *log_create(struct store *s, void *loop, size_t queue_max)
     pthread_cond_init(&l->cv, NULL);
     l->mq = h2o_multithread_create_queue(loop);
     h2o_multithread_register_receiver(l->mq, &l->receiver, on_done);
-    /* Signals belong to the event loop thread. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(&l->thread, NULL, writer, l);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = vx_thread_start(&l->thread, NULL, writer, l);
     if (rc) {
         h2o_timeout_dispose(l->loop, &l->turn_timeout);
         h2o_multithread_unregister_receiver(l->mq, &l->receiver);
-        destroy_queue(l->mq);
+        net_queue_destroy(l->mq);
         free(l);
         return NULL;
     }
@@ -754,7 +741,7 @@ void log_destroy(struct log *l)
         log_entry_free(e);
     }
     h2o_multithread_unregister_receiver(l->mq, &l->receiver);
-    destroy_queue(l->mq);
+    net_queue_destroy(l->mq);
     pthread_cond_destroy(&l->cv);
     pthread_mutex_destroy(&l->mu);
     free(l);

@@ -376,3 +376,11 @@ void net_destroy(struct net *n)
     }
     free(n);
 }
+
+void net_queue_destroy(void *queue)
+{
+    h2o_multithread_destroy_queue(queue);
+#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2 && !H2O_USE_LIBUV
+    free(queue);
+#endif
+}

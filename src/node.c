@@ -93,6 +93,19 @@ static struct held *held_add(struct node *n, const char *hunt)
     return h;
 }
 
+/* Records the lease of hunt taken at t0 under epoch (the rounds' take, or node_claim:
+ * whichever came first added it). 1 when newly held, 0 when held already, -1 when out of
+ * memory. */
+static int held_taken(struct node *n, const char *hunt, uint64_t epoch, int64_t t0)
+{
+    pthread_mutex_lock(&n->mu);
+    struct held *h = held_find(n, hunt);
+    int fresh = !h;
+    if (h || (h = held_add(n, hunt))) cluster_lease_renewed(&h->lease, epoch, t0);
+    pthread_mutex_unlock(&n->mu);
+    return h ? fresh : -1;
+}
+
 static void held_drop(struct node *n, struct held *h)
 {
     *h = n->held[--n->n_held];
@@ -203,10 +216,7 @@ static void place(struct node *n, struct round *r, int64_t t0, int draining)
             int rc = store_lease_take(n->s, hunt, n->id, n->c.lease_ms, &epoch);
             if (rc < 0) complain(n, "lease", rc);
             if (rc != 1) continue;
-            pthread_mutex_lock(&n->mu);
-            struct held *h = held_find(n, hunt); /* node_claim may have taken it meanwhile */
-            if (h || (h = held_add(n, hunt))) cluster_lease_renewed(&h->lease, epoch, t0);
-            pthread_mutex_unlock(&n->mu);
+            held_taken(n, hunt, epoch, t0); /* node_claim may have taken it meanwhile */
             fprintf(stderr, "veltrix: node %s: owns hunt '%s' (epoch %llu)\n", n->id, hunt,
                     (unsigned long long)epoch);
         } else if (!mine && held && want >= 0) {
@@ -378,12 +388,8 @@ int node_claim(struct node *n, struct store *s, const char *hunt, uint64_t *epoc
     int64_t t0 = mono_ms();
     int rc = store_lease_take(s, hunt, n->id, n->c.lease_ms, epoch);
     if (rc != 1) return rc;
-    pthread_mutex_lock(&n->mu);
-    struct held *h = held_find(n, hunt);
-    int fresh = !h;
-    if (h || (h = held_add(n, hunt))) cluster_lease_renewed(&h->lease, *epoch, t0);
-    pthread_mutex_unlock(&n->mu);
-    if (!h) return STORE_EIO; /* out of memory: the lease lapses unused */
+    int fresh = held_taken(n, hunt, *epoch, t0);
+    if (fresh < 0) return STORE_EIO; /* out of memory: the lease lapses unused */
     if (fresh)
         fprintf(stderr, "veltrix: node %s: owns hunt '%s' (epoch %llu), claimed for its first "
                         "write\n", n->id, hunt, (unsigned long long)*epoch);

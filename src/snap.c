@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "vx.h"
 #include "hmap.h"
 
 #define DURABLE_WAIT_MS 60000 /* how long a snapshot waits for the log to reach its seq */
@@ -295,11 +296,7 @@ struct snap *snap_create(struct store *store, uint64_t every)
     hmap_init(&s->last);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old); /* signals belong to the event loop thread */
-    int rc = pthread_create(&s->thread, NULL, worker, s);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = vx_thread_start(&s->thread, NULL, worker, s);
     if (rc) {
         hmap_deinit(&s->last);
         free(s);

@@ -824,7 +824,6 @@ static void redial_start(struct pg *s)
     struct redial *r = calloc(1, sizeof *r);
     pthread_t th;
     pthread_attr_t at;
-    sigset_t all, old;
     if (!r) return;
     pthread_mutex_init(&r->mu, NULL);
     r->refs = 2;
@@ -835,11 +834,8 @@ static void redial_start(struct pg *s)
     snprintf(r->old_started, sizeof r->old_started, "%s", s->old_started);
     pthread_attr_init(&at);
     pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
     int rc = r->tmp.url && (!s->password || r->tmp.password)
-                 ? pthread_create(&th, &at, redial_run, r) : -1;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+                 ? vx_thread_start(&th, &at, redial_run, r) : -1;
     pthread_attr_destroy(&at);
     if (rc) {
         r->refs = 1;

@@ -9,10 +9,10 @@
 #include <h2o.h>
 #include <h2o/multithread.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "net.h"
 #include "vx.h"
 
 struct row {
@@ -147,15 +147,6 @@ int tail_fetch(struct tail *t, const char *hunt, uint64_t from, uint64_t tag)
 
 size_t tail_pending(const struct tail *t) { return t->pending; }
 
-/* libh2o 2.2's evloop build never frees a destroyed queue itself (log.c says more). */
-static void destroy_queue(h2o_multithread_queue_t *q)
-{
-    h2o_multithread_destroy_queue(q);
-#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2 && !H2O_USE_LIBUV
-    free(q);
-#endif
-}
-
 struct tail *tail_create(void *loop, struct store *s, tail_done_cb done, void *ctx)
 {
     struct tail *t = calloc(1, sizeof *t);
@@ -168,14 +159,10 @@ struct tail *tail_create(void *loop, struct store *s, tail_done_cb done, void *c
     pthread_cond_init(&t->cv, NULL);
     t->mq = h2o_multithread_create_queue(loop);
     h2o_multithread_register_receiver(t->mq, &t->receiver, on_answers);
-    sigset_t all, old; /* signals belong to the event loop thread */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(&t->thread, NULL, reader, t);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = vx_thread_start(&t->thread, NULL, reader, t);
     if (rc) {
         h2o_multithread_unregister_receiver(t->mq, &t->receiver);
-        destroy_queue(t->mq);
+        net_queue_destroy(t->mq);
         pthread_cond_destroy(&t->cv);
         pthread_mutex_destroy(&t->mu);
         store_close(s);
@@ -205,7 +192,7 @@ void tail_destroy(struct tail *t)
         fetch_free(f);
     }
     h2o_multithread_unregister_receiver(t->mq, &t->receiver);
-    destroy_queue(t->mq);
+    net_queue_destroy(t->mq);
     pthread_cond_destroy(&t->cv);
     pthread_mutex_destroy(&t->mu);
     store_close(t->s);

@@ -1,6 +1,8 @@
 /* vx.c — see vx.h. */
 #include "vx.h"
 
+#include <signal.h>
+
 #include <inttypes.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -106,4 +108,14 @@ void vx_fatal(const char *file, int line, const char *what)
     fprintf(stderr, "veltrix: fatal: %s:%d: %s (a broken invariant, or out of memory)\n", file,
             line, what);
     abort();
+}
+
+int vx_thread_start(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(t, attr, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
 }

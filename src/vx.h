@@ -3,6 +3,7 @@
  * longer need each other for these. */
 #ifndef VELTRIX_VX_H
 #define VELTRIX_VX_H
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,5 +24,9 @@ void vx_time_format(int64_t ms, char out[32]);
         if (cond) vx_fatal(__FILE__, __LINE__, #cond);                                     \
     } while (0)
 _Noreturn void vx_fatal(const char *file, int line, const char *what);
+
+/* pthread_create with every signal blocked in the new thread: signals (SIGTERM, SIGINT)
+ * belong to the event loop's thread. Returns pthread_create's value. */
+int vx_thread_start(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
 
 #endif
