@@ -118,9 +118,14 @@ int auth_equal(const void *a, size_t alen, const void *b, size_t blen)
     return alen == blen && CRYPTO_memcmp(a, b, alen) == 0;
 }
 
+/* Not the one-shot SHA256(): in OpenSSL 3 it goes through EVP_Q_digest, which fetches
+ * the digest from the provider store (a lock, a lookup, allocations) at every call. */
 void auth_sha256(const void *data, size_t len, uint8_t out[32])
 {
-    SHA256(data, len, out);
+    SHA256_CTX c;
+    SHA256_Init(&c);
+    SHA256_Update(&c, data, len);
+    SHA256_Final(out, &c);
 }
 
 int auth_random(void *buf, size_t len)

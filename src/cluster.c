@@ -1,10 +1,15 @@
-/* cluster.c — see cluster.h: placement, the owner's lease clock, forwarded requests. */
+/* cluster.c — see cluster.h: placement, the owner's lease clock, forwarded requests.
+ *
+ * The hashes are written over OpenSSL's SHA-256 primitives, as in auth.c: OpenSSL 3's
+ * EVP layer fetches the algorithm from its provider store at every call (a lock, a hash
+ * table lookup, allocations), which cost more than the hashing itself, and a forwarded
+ * request is MACed once where it leaves and once where it arrives. */
+#define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_Init & co.: no EVP fetch per hash */
 #include "cluster.h"
 
 #include <inttypes.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,17 +20,16 @@
 
 uint64_t cluster_score(const char *node, const char *hunt)
 {
-    uint8_t d[EVP_MAX_MD_SIZE];
-    unsigned dl = 0;
+    uint8_t d[32];
     size_t nl = strlen(node);
     uint8_t len = (uint8_t)(nl > 255 ? 255 : nl);
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    VX_FATAL_IF(!c || !EVP_DigestInit_ex(c, EVP_sha256(), NULL) ||
-                    !EVP_DigestUpdate(c, PLACE_DOMAIN, sizeof PLACE_DOMAIN - 1) ||
-                    !EVP_DigestUpdate(c, &len, 1) || !EVP_DigestUpdate(c, node, len) ||
-                    !EVP_DigestUpdate(c, hunt, strlen(hunt)) || !EVP_DigestFinal_ex(c, d, &dl) ||
-                    dl != 32);
-    EVP_MD_CTX_free(c);
+    SHA256_CTX c;
+    SHA256_Init(&c);
+    SHA256_Update(&c, PLACE_DOMAIN, sizeof PLACE_DOMAIN - 1);
+    SHA256_Update(&c, &len, 1);
+    SHA256_Update(&c, node, len);
+    SHA256_Update(&c, hunt, strlen(hunt));
+    SHA256_Final(d, &c);
     uint64_t x = 0;
     for (int i = 0; i < 8; i++)
         x = x << 8 | d[i];
@@ -64,43 +68,62 @@ int cluster_lease_may_write(const struct cluster_lease *l, int64_t now_ms, int64
     return l->epoch != 0 && now_ms < l->renewed_ms + lease_ms - margin_ms;
 }
 
-static void mac_field(EVP_MAC_CTX *c, const void *p, size_t n)
+static void mac_field(SHA256_CTX *c, const void *p, size_t n)
 {
     uint8_t len[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
-    EVP_MAC_update(c, len, 4);
-    if (n) EVP_MAC_update(c, p, n);
+    SHA256_Update(c, len, 4);
+    if (n) SHA256_Update(c, p, n);
 }
 
-static int mac_str(EVP_MAC_CTX *c, const char *s)
+static int mac_str(SHA256_CTX *c, const char *s)
 {
     if (!s) return -1;
     mac_field(c, s, strlen(s));
     return 0;
 }
 
-/* The MAC of f by secret; 0 or -1 (OpenSSL failure, a NULL string). */
+/* SHA-256 of the HMAC key block (RFC 2104: the 32-byte secret, zero padded, xor pad). */
+static void mac_key(SHA256_CTX *c, const uint8_t secret[32], uint8_t pad)
+{
+    uint8_t block[64];
+    for (int i = 0; i < 64; i++)
+        block[i] = (uint8_t)((i < 32 ? secret[i] : 0) ^ pad);
+    SHA256_Init(c);
+    SHA256_Update(c, block, 64);
+    OPENSSL_cleanse(block, sizeof block);
+}
+
+/* The MAC (HMAC-SHA-256) of f by secret; 0 or -1 (a NULL string). */
 static int forward_mac(const uint8_t secret[32], const struct cluster_fwd *f, uint8_t mac[32])
 {
     char t[24];
-    size_t out = 0;
+    uint8_t inner[32];
+    SHA256_CTX c;
     int rc = -1;
-    EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *c = m ? EVP_MAC_CTX_new(m) : NULL;
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", "SHA256", 0),
-                           OSSL_PARAM_construct_end()};
     snprintf(t, sizeof t, "%" PRId64, f->time_ms);
-    if (c && EVP_MAC_init(c, secret, 32, params)) {
-        EVP_MAC_update(c, (const uint8_t *)FWD_DOMAIN, sizeof FWD_DOMAIN - 1);
-        if (!mac_str(c, f->from) && !mac_str(c, t) && !mac_str(c, f->client_addr) &&
-            !mac_str(c, f->method) && !mac_str(c, f->path) && !mac_str(c, f->authorization) &&
-            !mac_str(c, f->idem_key)) {
-            mac_field(c, f->body_sha256, 32);
-            rc = EVP_MAC_final(c, mac, &out, 32) && out == 32 ? 0 : -1;
-        }
+    mac_key(&c, secret, 0x36);
+    SHA256_Update(&c, FWD_DOMAIN, sizeof FWD_DOMAIN - 1);
+    if (!mac_str(&c, f->from) && !mac_str(&c, t) && !mac_str(&c, f->client_addr) &&
+        !mac_str(&c, f->method) && !mac_str(&c, f->path) && !mac_str(&c, f->authorization) &&
+        !mac_str(&c, f->idem_key)) {
+        mac_field(&c, f->body_sha256, 32);
+        SHA256_Final(inner, &c);
+        mac_key(&c, secret, 0x5c);
+        SHA256_Update(&c, inner, 32);
+        SHA256_Final(mac, &c);
+        rc = 0;
     }
-    EVP_MAC_CTX_free(c);
-    EVP_MAC_free(m);
+    OPENSSL_cleanse(&c, sizeof c);
+    OPENSSL_cleanse(inner, sizeof inner);
     return rc;
+}
+
+static const char HEX[] = "0123456789abcdef";
+
+/* The value of a lowercase hex digit, or -1 (uppercase is not the encoding). */
+static int hex_val(char h)
+{
+    return h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : -1;
 }
 
 int cluster_forward_sign(const uint8_t secret[32], const struct cluster_fwd *f,
@@ -111,8 +134,11 @@ int cluster_forward_sign(const uint8_t secret[32], const struct cluster_fwd *f,
         forward_mac(secret, f, mac))
         return -1;
     int n = snprintf(out, CLUSTER_FWD_MAX, "vf1.%s.%" PRId64 ".", f->from, f->time_ms);
-    for (int i = 0; i < 32; i++)
-        n += snprintf(out + n, CLUSTER_FWD_MAX - (size_t)n, "%02x", mac[i]);
+    for (int i = 0; i < 32; i++) {
+        out[n + 2 * i] = HEX[mac[i] >> 4];
+        out[n + 2 * i + 1] = HEX[mac[i] & 15];
+    }
+    out[n + 64] = '\0';
     return 0;
 }
 
@@ -134,12 +160,9 @@ static int forward_parse(const char *h, size_t len, struct cluster_fwd_in *in, u
     if (p == digits || p >= end || *p++ != '.' || end - p != 64) return -1;
     in->time_ms = neg ? -t : t;
     for (int i = 0; i < 32; i++) {
-        unsigned v;
-        char hex[3] = {p[2 * i], p[2 * i + 1], 0};
-        if (!strchr("0123456789abcdef", hex[0]) || !strchr("0123456789abcdef", hex[1]) ||
-            sscanf(hex, "%2x", &v) != 1)
-            return -1;
-        mac[i] = (uint8_t)v;
+        int hi = hex_val(p[2 * i]), lo = hex_val(p[2 * i + 1]);
+        if (hi < 0 || lo < 0) return -1;
+        mac[i] = (uint8_t)(hi << 4 | lo);
     }
     return 0;
 }
