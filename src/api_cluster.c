@@ -416,11 +416,11 @@ static int revoked(const uint8_t player[16], uint32_t gen, void *ctx)
 void api_cluster_events(struct http_req *r)
 {
     struct http_str b = http_body(r);
-    if (!api_app.feed_checked) {
+    if (!api_app.node_checked) {
         http_error(r, 403, "forbidden", "only the nodes of this cluster push events");
         return;
     }
-    api_app.feed_checked = 0;
+    api_app.node_checked = 0;
     if (feed_parse(b.p, b.len, NULL, NULL, NULL)) {
         http_error(r, 400, "invalid_request", "a malformed feed of events");
         return;

@@ -11,6 +11,7 @@
 #include "engine.h"
 #include "feed.h"
 #include "forward.h"
+#include "fwdbatch.h"
 #include "hmap.h"
 #include "http.h"
 #include "idem.h"
@@ -55,7 +56,7 @@ struct app {
     struct live *live;
     struct forward *fwd; /* several nodes: writes to the hunts' owners (NULL: one node) */
     struct feed *feed;   /* several nodes, --replica-feed push: events to the replicas */
-    int feed_checked;    /* the gate checked this request's signature (POST FEED_PATH) */
+    int node_checked;    /* the gate checked this request's signature (a GATE_NODE route) */
     struct live_pending live_next; /* the live frame of the event apply() just applied */
     struct uuid7_gen uuid;
     uint64_t players_created, refresh_reused, writes_rejected_busy;
@@ -74,7 +75,7 @@ struct idem_req {
 /* Route gate classes (http_route.gate_class): which per-address bucket a route spends.
  * Tile reads have their own (--rate-ip-tiles): one map view asks for dozens of them, and
  * a venue behind one NAT address would spend --rate-ip on tiles alone (~6 µs each). */
-enum { GATE_IP = 0, GATE_TILES = 1, GATE_FEED = 2 };
+enum { GATE_IP = 0, GATE_TILES = 1, GATE_NODE = 2 /* between nodes only: signed, no limit */ };
 
 /* ---- api_req.c */
 int64_t api_now_ms(void);
@@ -193,6 +194,9 @@ int api_read_gate(struct http_req *r);
 /* POST /v1/cluster/events (feed.h): committed events another node pushes; only signed by
  * a node of the cluster (the gate checks it: forward_check), else 403. */
 void api_cluster_events(struct http_req *r);
+/* ---- api_batch.c: POST /v1/cluster/batch, another node's forwarded writes in one go */
+void api_cluster_batch(struct http_req *r);
+void api_batch_render_metrics(struct metrics_buf *b);
 /* The log's landed callback (log_on_landed): the event goes to the feed. */
 void api_feed_landed(const struct store_event *ev, void *ctx);
 /* How far this node's memory of h trails the store (0, 0 on the owner and a single node):

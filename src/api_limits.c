@@ -62,6 +62,10 @@ static void too_many(struct http_req *r, int64_t retry_ms, const char *who)
  * X-Forwarded-For (the one that proxy added; earlier ones are the client's say-so). */
 void api_client_addr(struct http_req *r, uint8_t out[16])
 {
+    if (http_synth_of(r)) { /* a write of another node's batch: the address it carries */
+        http_peer_addr(r, out);
+        return;
+    }
     if (api_app.fwd && http_header(r, "x-veltrix-forwarded").p && !forward_client_addr(r, out))
         return; /* the gate refused every forwarded request that does not check */
     http_peer_addr(r, out);
@@ -94,14 +98,21 @@ int api_limit_ip(struct http_req *r)
     uint8_t addr[16];
     int64_t retry;
     int tile = http_req_route(r)->gate_class == GATE_TILES, fwd = 0;
-    if (api_app.fwd && (fwd = forward_check(api_app.fwd, r, addr)) < 0) {
+    api_app.node_checked = 0;
+    if (http_synth_of(r)) { /* a write inside a batch: the batch's signature covered it */
+        fwd = 1;
+        http_peer_addr(r, addr);
+        if (http_req_route(r)->gate_class == GATE_NODE) {
+            http_error(r, 403, "forbidden", "a node-only route inside a batch");
+            return 1;
+        }
+    } else if (api_app.fwd && (fwd = forward_check(api_app.fwd, r, addr)) < 0) {
         /* Nobody outside the cluster skips rate limits or the owner's checks this way. */
         http_error(r, 403, "forbidden", "X-Veltrix-Forwarded does not check");
         return 1;
     }
-    api_app.feed_checked = 0;
-    if (http_req_route(r)->gate_class == GATE_FEED) { /* another node's push: no rate limit */
-        api_app.feed_checked = fwd == 1;
+    if (http_req_route(r)->gate_class == GATE_NODE) { /* another node's push or batch */
+        api_app.node_checked = fwd == 1;
         return 0; /* the handler refuses it unchecked */
     }
     if (!fwd) api_client_addr(r, addr);
@@ -185,6 +196,7 @@ void api_limits_render(struct metrics_buf *b)
                        (unsigned long long)st[i]->evicted_live);
     if (api_app.fwd) { /* several nodes: forwarded writes, players of other nodes */
         forward_render_metrics(api_app.fwd, b);
+        api_batch_render_metrics(b);
         api_player_loads_render(b);
     }
 }

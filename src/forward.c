@@ -24,6 +24,7 @@
 
 #include "auth.h"
 #include "cluster.h"
+#include "fwdbatch.h"
 #include "http.h"
 #include "net.h"
 #include "node.h"
@@ -53,6 +54,8 @@ struct forward_peer {
     struct conn *idle;     /* idle connections, most recently used first */
     size_t inflight, conns;
     uint8_t key[32]; /* the MAC key of requests sent to it */
+    struct fwd *pending, **pending_tail; /* writes waiting for the end of the turn */
+    int no_batch; /* it answered a batch with 404/405 (an older build): one at a time */
 };
 
 struct view_node {
@@ -83,7 +86,9 @@ struct forward {
     struct view_hunt *hunts;
     size_t n_hunts;
     int64_t view_ms, stale; /* when the view was parsed; stale: parse again soon */
-    uint64_t results[R_N], conns_opened;
+    uint64_t results[R_N], conns_opened, batches, batched;
+    h2o_timeout_t turn;        /* 0 ms: the end of this loop turn */
+    h2o_timeout_entry_t flush; /* sends the writes that wait (pending) */
     struct metrics_hist latency;
 };
 
@@ -106,6 +111,11 @@ struct fwd {
     char *answer;
     size_t answer_len;
     uint64_t t0_ns;
+    struct fwdbatch_req q;  /* a client's write: what goes to the owner (into qbuf) */
+    char *qbuf;
+    struct fwd *mnext;      /* the next write waiting for its peer, or in the same batch */
+    struct fwd *members;    /* a batch: the writes it carries (it answers no client) */
+    size_t n_members;
 };
 
 static int64_t wall_ms(void)
@@ -288,13 +298,14 @@ static void detach(struct fwd *w)
     else f->inflight = w->next;
     if (w->next) w->next->prev = w->prev;
     w->prev = w->next = NULL;
-    w->p->inflight--;
+    w->p->inflight -= w->members ? w->n_members : 1;
 }
 
 static void fwd_free(struct fwd *w)
 {
     free(w->head);
     free(w->body);
+    free(w->qbuf);
     for (size_t i = 0; i < w->n_hdrs; i++) free((char *)w->hdrs[i].value);
     free(w->answer);
     free(w);
@@ -302,15 +313,9 @@ static void fwd_free(struct fwd *w)
 
 static void answer_sent(void *arg) { fwd_free(arg); }
 
-/* The whole answer came: relay it (w is freed once h2o has sent it). */
-static void relay(struct fwd *w)
+/* Relays w's answer (status, hdrs, answer set) to its client; w is freed once sent. */
+static void relay_client(struct fwd *w)
 {
-    detach(w);
-    if (!w->r) { /* a post of this node's own: nobody waits for the bytes */
-        w->done(w->done_arg, w->status);
-        fwd_free(w);
-        return;
-    }
     w->f->results[R_RELAYED]++;
     if (w->status == 503) w->f->stale = 1; /* e.g. hunt_moving: the owner may have changed */
     metrics_observe_ns(&w->f->latency, metrics_now_ns() - w->t0_ns);
@@ -318,20 +323,48 @@ static void relay(struct fwd *w)
                   w->answer_len, answer_sent, w);
 }
 
-/* No answer: 503 hunt_moving (the connection, if any, is closed by the caller). */
-static void fail(struct fwd *w, const char *why)
+/* A client's write that got no answer: 503 hunt_moving, and w is freed. */
+static void fail_client(struct fwd *w, const char *why)
 {
-    detach(w);
-    if (!w->r) {
-        w->done(w->done_arg, 0);
-        fwd_free(w);
-        return;
-    }
     w->f->results[R_UNREACHABLE]++;
     w->f->stale = 1; /* the owner may have moved: read the view again */
     http_error(w->r, 503, "hunt_moving",
                "the node that owns this hunt (%s) did not answer (%s); retry", w->p->id, why);
     fwd_free(w);
+}
+
+static void batch_relay(struct fwd *w);
+
+/* The whole answer came: relay it (w is freed once h2o has sent it). */
+static void relay(struct fwd *w)
+{
+    detach(w);
+    if (w->members) {
+        batch_relay(w);
+    } else if (!w->r) { /* a post of this node's own: nobody waits for the bytes */
+        w->done(w->done_arg, w->status);
+        fwd_free(w);
+    } else {
+        relay_client(w);
+    }
+}
+
+/* No answer: 503 hunt_moving (the connection, if any, is closed by the caller). */
+static void fail(struct fwd *w, const char *why)
+{
+    detach(w);
+    if (w->members) { /* every write of the batch */
+        for (struct fwd *m = w->members, *next; m; m = next) {
+            next = m->mnext;
+            fail_client(m, why);
+        }
+        fwd_free(w);
+    } else if (!w->r) {
+        w->done(w->done_arg, 0);
+        fwd_free(w);
+    } else {
+        fail_client(w, why);
+    }
 }
 
 static void conn_close(struct conn *c)
@@ -374,6 +407,18 @@ static void conn_idle(struct conn *c)
     h2o_timeout_link(c->p->f->c.loop, &c->p->f->idle_timeout, &c->idle);
 }
 
+/* Keeps a header of the owner's answer for the client if it is one to relay. */
+static void keep_header(struct fwd *w, const char *name, size_t name_len, const char *value,
+                        size_t value_len)
+{
+    for (size_t k = 0; k < N_RELAYED && w->n_hdrs < N_RELAYED; k++) {
+        if (!h2o_lcstris(name, name_len, RELAYED[k], strlen(RELAYED[k]))) continue;
+        char *v = strndup(value, value_len);
+        if (v) w->hdrs[w->n_hdrs++] = (struct http_hdr){RELAYED[k], v, value_len};
+        return;
+    }
+}
+
 /* The answer's status, the headers to relay, its body length and whether the connection
  * stays open. -1 for an answer this client does not take (chunked, no length). */
 static int answer_head(struct fwd *w, int minor, int status, const struct phr_header *h, size_t n,
@@ -394,11 +439,7 @@ static int answer_head(struct fwd *w, int minor, int status, const struct phr_he
                     (minor >= 1 && !h2o_contains_token(h[i].value, h[i].value_len,
                                                        H2O_STRLIT("close"), ','));
         }
-        for (size_t k = 0; k < N_RELAYED && w->n_hdrs < N_RELAYED; k++) {
-            if (!h2o_lcstris(h[i].name, h[i].name_len, RELAYED[k], strlen(RELAYED[k]))) continue;
-            char *v = strndup(h[i].value, h[i].value_len);
-            if (v) w->hdrs[w->n_hdrs++] = (struct http_hdr){RELAYED[k], v, h[i].value_len};
-        }
+        keep_header(w, h[i].name, h[i].name_len, h[i].value, h[i].value_len);
     }
     return have_len || status == 204 || status == 304 ? 0 : -1;
 }
@@ -526,75 +567,233 @@ static int describe(struct http_req *r, const char *client, struct cluster_fwd *
     return s[0] && s[1] && s[2] && s[3] ? 0 : -1;
 }
 
-/* The request head for p: method, target, the client's headers that matter, the proof. */
-static char *build_head(struct forward *f, struct forward_peer *p, struct http_req *r,
-                        const char *client)
+/* The head of a request to p of this node's own (a batch, a post of the feed), signed
+ * like a forwarded request with no Authorization, no Idempotency-Key, client 0.0.0.0. */
+static char *own_head(struct forward *f, struct forward_peer *p, const char *target,
+                      const void *body, size_t len)
 {
-    char *s[4] = {NULL, NULL, NULL, NULL}, mac[CLUSTER_FWD_MAX], *head = NULL, *ctype = header_dup(r, "content-type");
-    struct cluster_fwd d;
-    size_t n = 0;
-    if (!describe(r, client, &d, s) && ctype) {
-        d.from = f->self;
-        d.time_ms = wall_ms();
-        if (!cluster_forward_sign(p->key, &d, mac)) {
-            size_t cap = 1024 + strlen(s[0]) + strlen(s[1]) + strlen(s[2]) + strlen(s[3]) +
-                         strlen(ctype) + strlen(p->authority) + strlen(client);
-            if ((head = malloc(cap)))
-                n = (size_t)snprintf(head, cap, "%s %s HTTP/1.1\r\nhost: %s\r\ncontent-length: %zu\r\n",
-                                     s[0], s[1], p->authority, http_body(r).len);
-            for (int k = 2; head && k < 5; k++) {
-                const char *name[] = {"", "", "authorization", "idempotency-key", "content-type"};
-                const char *v = k < 4 ? s[k] : ctype;
-                if (*v || http_header(r, name[k]).p)
-                    n += (size_t)snprintf(head + n, cap - n, "%s: %s\r\n", name[k], v);
-            }
-            if (head)
-                snprintf(head + n, cap - n, "x-veltrix-forwarded: %s\r\nx-veltrix-client: %s\r\n\r\n",
-                         mac, client);
-        }
+    struct cluster_fwd d = {f->self, wall_ms(), "0.0.0.0", "POST", target, "", "", {0}};
+    char mac[CLUSTER_FWD_MAX];
+    size_t cap = 512 + strlen(target) + strlen(p->authority);
+    char *head = malloc(cap);
+    auth_sha256(body, len, d.body_sha256);
+    if (!head || cluster_forward_sign(p->key, &d, mac)) {
+        free(head);
+        return NULL;
     }
-    for (int k = 0; k < 4; k++) free(s[k]);
-    free(ctype);
+    snprintf(head, cap,
+             "POST %s HTTP/1.1\r\nhost: %s\r\ncontent-length: %zu\r\n"
+             "content-type: application/octet-stream\r\nx-veltrix-forwarded: %s\r\n"
+             "x-veltrix-client: 0.0.0.0\r\n\r\n",
+             target, p->authority, len, mac);
     return head;
 }
 
-static void start(struct forward *f, struct forward_peer *p, struct fwd *w, size_t body_len);
+/* The head of w (a client's write, sent alone) for p: method, target, the client's
+ * headers that matter, the proof. */
+static char *write_head(struct forward *f, struct forward_peer *p, const struct fwd *w)
+{
+    const struct fwdbatch_req *q = &w->q;
+    char client[ADDR_TEXT_MAX], mac[CLUSTER_FWD_MAX];
+    addr_text(q->client, client);
+    /* The strings are NUL-terminated in qbuf (capture). */
+    struct cluster_fwd d = {f->self, wall_ms(), client, q->method.p, q->target.p,
+                            q->authorization.p ? q->authorization.p : "",
+                            q->idempotency_key.p ? q->idempotency_key.p : "", {0}};
+    auth_sha256(q->body.p, q->body.len, d.body_sha256);
+    if (cluster_forward_sign(p->key, &d, mac)) return NULL;
+    size_t cap = 512 + q->method.len + q->target.len + q->authorization.len +
+                 q->idempotency_key.len + q->content_type.len + strlen(p->authority);
+    char *head = malloc(cap);
+    if (!head) return NULL;
+    size_t n = (size_t)snprintf(head, cap, "%s %s HTTP/1.1\r\nhost: %s\r\ncontent-length: %zu\r\n",
+                                q->method.p, q->target.p, p->authority, q->body.len);
+    const char *name[] = {"authorization", "idempotency-key", "content-type"};
+    const struct http_str *v[] = {&q->authorization, &q->idempotency_key, &q->content_type};
+    for (int k = 0; k < 3; k++)
+        if (v[k]->p) n += (size_t)snprintf(head + n, cap - n, "%s: %s\r\n", name[k], v[k]->p);
+    snprintf(head + n, cap - n, "x-veltrix-forwarded: %s\r\nx-veltrix-client: %s\r\n\r\n", mac,
+             client);
+    return head;
+}
+
+/* Copies what r forwards into w (q, its strings NUL-terminated in qbuf); 0 or -1. */
+static int capture(struct fwd *w, struct http_req *r, const uint8_t client_addr[16])
+{
+    struct http_str part[6] = {http_method(r), http_target(r), http_header(r, "authorization"),
+                               http_header(r, "idempotency-key"), http_header(r, "content-type"),
+                               http_body(r)};
+    size_t total = 0;
+    for (int k = 0; k < 6; k++) total += part[k].len + 1;
+    if (!(w->qbuf = malloc(total))) return -1;
+    char *at = w->qbuf;
+    struct http_str *dst[6] = {&w->q.method, &w->q.target, &w->q.authorization,
+                               &w->q.idempotency_key, &w->q.content_type, &w->q.body};
+    for (int k = 0; k < 6; k++) {
+        if (part[k].len) memcpy(at, part[k].p, part[k].len);
+        at[part[k].len] = '\0';
+        *dst[k] = (struct http_str){part[k].p ? at : NULL, part[k].len};
+        at += part[k].len + 1;
+    }
+    memcpy(w->q.client, client_addr, 16);
+    return 0;
+}
+
+static void start(struct forward *f, struct forward_peer *p, struct fwd *w);
 
 void forward_send(struct forward *f, struct forward_peer *p, struct http_req *r,
                   const uint8_t client_addr[16])
 {
-    char client[ADDR_TEXT_MAX];
-    struct http_str b = http_body(r);
     if (p->inflight >= f->c.inflight_max) {
         f->results[R_BUSY]++;
         http_error(r, 503, "busy", "too many writes in flight to node %s; retry shortly", p->id);
         return;
     }
-    addr_text(client_addr, client);
     struct fwd *w = calloc(1, sizeof *w);
-    char *head = w ? build_head(f, p, r, client) : NULL;
-    char *body = head ? malloc(b.len ? b.len : 1) : NULL;
-    if (!body) {
-        free(head);
-        free(w);
+    if (!w || capture(w, r, client_addr)) {
+        if (w) fwd_free(w);
         http_error(r, 503, "unavailable", "out of memory");
         return;
     }
-    memcpy(body, b.p, b.len);
-    *w = (struct fwd){.f = f, .p = p, .head = head, .body = body, .t0_ns = metrics_now_ns()};
+    w->f = f;
+    w->p = p;
+    w->t0_ns = metrics_now_ns();
     w->r = http_hold(r);
-    start(f, p, w, b.len);
+    p->inflight++;
+    /* It waits for the end of the turn: the writes to p that came meanwhile go with it. */
+    if (!p->pending) p->pending_tail = &p->pending;
+    *p->pending_tail = w;
+    p->pending_tail = &w->mnext;
+    if (!h2o_timeout_is_linked(&f->flush)) h2o_timeout_link(f->c.loop, &f->turn, &f->flush);
 }
 
-/* Sends w (head and body set) to p: on an idle connection, or a new one. */
-static void start(struct forward *f, struct forward_peer *p, struct fwd *w, size_t body_len)
+/* Sends w (a client's write) alone. */
+static void send_one(struct forward *f, struct forward_peer *p, struct fwd *w)
 {
+    w->mnext = NULL;
+    if (!(w->head = write_head(f, p, w))) {
+        p->inflight--;
+        http_error(w->r, 503, "unavailable", "out of memory");
+        fwd_free(w);
+        return;
+    }
     w->out[0] = h2o_iovec_init(w->head, strlen(w->head));
-    w->out[1] = h2o_iovec_init(w->body, body_len);
+    w->out[1] = h2o_iovec_init(w->q.body.p, w->q.body.len);
+    start(f, p, w);
+}
+
+/* Sends the n writes of list (bytes: their batch body's size) in one batch. */
+static void send_batch(struct forward *f, struct forward_peer *p, struct fwd *list, size_t n,
+                       size_t bytes)
+{
+    struct fwdbatch_buf b = {0};
+    struct fwd *c = calloc(1, sizeof *c);
+    char *head = NULL;
+    if (c && (b.p = malloc(bytes))) b.cap = bytes;
+    fwdbatch_put_head(&b, n);
+    for (struct fwd *m = list; m; m = m->mnext) fwdbatch_put_req(&b, &m->q);
+    if (!c || b.failed || !(head = own_head(f, p, FWDBATCH_PATH, b.p, b.len))) {
+        for (struct fwd *m = list, *next; m; m = next) {
+            next = m->mnext;
+            p->inflight--;
+            http_error(m->r, 503, "unavailable", "out of memory");
+            fwd_free(m);
+        }
+        free(c);
+        fwdbatch_buf_free(&b);
+        return;
+    }
+    *c = (struct fwd){.f = f, .p = p, .head = head, .body = (char *)b.p, .members = list,
+                      .n_members = n, .t0_ns = metrics_now_ns()};
+    c->out[0] = h2o_iovec_init(c->head, strlen(c->head));
+    c->out[1] = h2o_iovec_init(c->body, b.len);
+    f->batches++;
+    f->batched += n;
+    start(f, p, c);
+}
+
+/* The end of a loop turn: each peer's waiting writes go out, in batches of at most
+ * FWDBATCH_COUNT_MAX writes and FWDBATCH_BYTES_MAX bytes; a write alone (or too big for a
+ * batch, or to a peer that does not take batches) goes as it came. */
+static void on_flush(h2o_timeout_entry_t *e)
+{
+    struct forward *f = H2O_STRUCT_FROM_MEMBER(struct forward, flush, e);
+    for (struct forward_peer *p = f->peers; p; p = p->next) {
+        struct fwd *list = p->pending;
+        p->pending = NULL;
+        while (list) {
+            struct fwd *first = list, *last = list;
+            size_t n = 1, bytes = 3 + fwdbatch_req_size(&list->q), sz;
+            list = list->mnext;
+            if (bytes > FWDBATCH_BYTES_MAX || p->no_batch) {
+                send_one(f, p, first);
+                continue;
+            }
+            while (list && n < FWDBATCH_COUNT_MAX && (sz = fwdbatch_req_size(&list->q)) &&
+                   bytes + sz <= FWDBATCH_BYTES_MAX) {
+                bytes += sz;
+                n++;
+                last = list;
+                list = list->mnext;
+            }
+            last->mnext = NULL;
+            if (n == 1) send_one(f, p, first);
+            else send_batch(f, p, first, n, bytes);
+        }
+    }
+}
+
+/* A batch's answer, one per write in order (cursor: the next write to answer). */
+static int member_answer(void *ctx, size_t i, const struct fwdbatch_ans *a)
+{
+    struct fwd **cursor = ctx, *m = *cursor;
+    (void)i;
+    *cursor = m->mnext;
+    m->status = a->status;
+    for (size_t k = 0; k < a->n; k++)
+        keep_header(m, a->h[k].name, strlen(a->h[k].name), a->h[k].value, a->h[k].value_len);
+    if (a->body.len && (m->answer = malloc(a->body.len))) {
+        memcpy(m->answer, a->body.p, a->body.len);
+        m->answer_len = a->body.len;
+    } else if (a->body.len) { /* out of memory: the write may have landed, as on a lost answer */
+        fail_client(m, "out of memory");
+        return 0;
+    }
+    relay_client(m);
+    return 0;
+}
+
+/* The answer of batch c came (c is detached): each write gets its own. */
+static void batch_relay(struct fwd *c)
+{
+    struct forward_peer *p = c->p;
+    struct fwd *cursor = c->members;
+    if (c->status == 200 &&
+        fwdbatch_parse_answers(c->answer, c->answer_len, NULL, NULL) == (int)c->n_members) {
+        fwdbatch_parse_answers(c->answer, c->answer_len, member_answer, &cursor);
+    } else if (c->status == 404 || c->status == 405) {
+        /* A node of an older build: none of them ran. They go again, one at a time. */
+        p->no_batch = 1;
+        for (struct fwd *m = c->members, *next; m; m = next) {
+            next = m->mnext;
+            p->inflight++;
+            send_one(c->f, p, m);
+        }
+    } else {
+        for (struct fwd *m = c->members, *next; m; m = next) {
+            next = m->mnext;
+            fail_client(m, c->status == 200 ? "a malformed batch answer" : "the batch was refused");
+        }
+    }
+    fwd_free(c);
+}
+
+/* Sends w (out[] set) to p: on an idle connection, or a new one. */
+static void start(struct forward *f, struct forward_peer *p, struct fwd *w)
+{
     w->next = f->inflight;
     if (f->inflight) f->inflight->prev = w;
     f->inflight = w;
-    p->inflight++;
     w->timeout.cb = on_request_timeout;
     h2o_timeout_link(f->c.loop, &f->io_timeout, &w->timeout);
     struct conn *c = p->idle;
@@ -610,28 +809,21 @@ int forward_post(struct forward *f, const char *node, const char *target, char *
                  size_t len, void (*done)(void *arg, int status), void *arg)
 {
     struct forward_peer *p = NULL;
-    struct cluster_fwd d = {f->self, wall_ms(), "0.0.0.0", "POST", target, "", "", {0}};
-    char mac[CLUSTER_FWD_MAX];
     for (size_t i = 0; i < f->n_nodes && !p; i++)
         if (!strcmp(f->nodes[i].id, node)) p = f->nodes[i].peer;
-    auth_sha256(body, len, d.body_sha256);
-    size_t cap = 512 + strlen(target) + (p ? strlen(p->authority) : 0);
     struct fwd *w = p && p->inflight < f->c.inflight_max ? calloc(1, sizeof *w) : NULL;
-    char *head = w ? malloc(cap) : NULL;
-    if (!head || cluster_forward_sign(p->key, &d, mac)) {
-        free(head);
+    char *head = w ? own_head(f, p, target, body, len) : NULL;
+    if (!head) {
         free(w);
         free(body);
         return -1;
     }
-    snprintf(head, cap,
-             "POST %s HTTP/1.1\r\nhost: %s\r\ncontent-length: %zu\r\n"
-             "content-type: application/octet-stream\r\nx-veltrix-forwarded: %s\r\n"
-             "x-veltrix-client: 0.0.0.0\r\n\r\n",
-             target, p->authority, len, mac);
     *w = (struct fwd){.f = f, .p = p, .head = head, .body = body, .done = done, .done_arg = arg,
                       .t0_ns = metrics_now_ns()};
-    start(f, p, w, len);
+    w->out[0] = h2o_iovec_init(w->head, strlen(w->head));
+    w->out[1] = h2o_iovec_init(w->body, len);
+    p->inflight++;
+    start(f, p, w);
     return 0;
 }
 
@@ -696,6 +888,8 @@ struct forward *forward_create(const struct forward_config *c)
     node_key(f, f->self, f->self_key);
     h2o_timeout_init(c->loop, &f->io_timeout, c->timeout_ms);
     h2o_timeout_init(c->loop, &f->idle_timeout, c->idle_ms);
+    h2o_timeout_init(c->loop, &f->turn, 0);
+    f->flush.cb = on_flush;
     f->queue = h2o_multithread_create_queue(c->loop);
     h2o_multithread_register_receiver(f->queue, &f->getaddr, h2o_hostinfo_getaddr_receiver);
     return f;
@@ -704,6 +898,14 @@ struct forward *forward_create(const struct forward_config *c)
 void forward_destroy(struct forward *f)
 {
     if (!f) return;
+    if (h2o_timeout_is_linked(&f->flush)) h2o_timeout_unlink(&f->flush);
+    for (struct forward_peer *p = f->peers; p; p = p->next) /* not sent yet */
+        while (p->pending) {
+            struct fwd *w = p->pending;
+            p->pending = w->mnext;
+            p->inflight--;
+            fail_client(w, "this node is stopping");
+        }
     while (f->inflight) { /* their clients get 503 hunt_moving (if the loop runs again) */
         struct fwd *w = f->inflight;
         if (w->connecting) {
@@ -726,6 +928,7 @@ void forward_destroy(struct forward *f)
     net_queue_destroy(f->queue);
     h2o_timeout_dispose(f->c.loop, &f->io_timeout);
     h2o_timeout_dispose(f->c.loop, &f->idle_timeout);
+    h2o_timeout_dispose(f->c.loop, &f->turn);
     free(f);
 }
 
@@ -751,6 +954,12 @@ void forward_render_metrics(struct forward *f, struct metrics_buf *b)
                    "# TYPE veltrix_forward_connections_opened_total counter\n"
                    "veltrix_forward_connections_opened_total %llu\n",
                    conns, (unsigned long long)f->conns_opened);
+    metrics_printf(b,
+                   "# TYPE veltrix_forward_batches_total counter\n"
+                   "veltrix_forward_batches_total %llu\n"
+                   "# TYPE veltrix_forward_batched_total counter\n"
+                   "veltrix_forward_batched_total %llu\n",
+                   (unsigned long long)f->batches, (unsigned long long)f->batched);
     metrics_printf(b, "# TYPE veltrix_forward_duration_seconds histogram\n");
     metrics_render_hist(b, "veltrix_forward_duration_seconds", "", &f->latency, 0);
 }

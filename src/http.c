@@ -3,7 +3,11 @@
  * A request's wrapper lives in the h2o request pool (no malloc on the common path).
  * http_hold copies it to the heap with two references: the handler's, and a sentinel
  * allocated in the h2o pool whose dispose callback runs when h2o frees the request (the
- * client went away or the response finished). Whichever goes last frees the copy. */
+ * client went away or the response finished). Whichever goes last frees the copy.
+ *
+ * A synthetic request (http_synth, a write forwarded inside another node's batch) has no
+ * h2o request: its wrapper is on the heap, the headers added to its answer are kept in
+ * it, and it is freed once answered. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -22,8 +26,13 @@
 #include "ws.h"
 
 
+#define SYNTH_HEADERS_MAX 8
+
 struct http_req {
-    h2o_req_t *h2o; /* NULL once h2o has freed the request */
+    h2o_req_t *h2o; /* NULL once h2o has freed the request (and for a synthetic one) */
+    struct http_synth *syn; /* a synthetic request: see http_synth */
+    struct http_hdr *res;   /* a synthetic request's answer headers so far (malloc'd) */
+    size_t n_res;
     struct http_route *route;
     uint64_t t0_ns;
     int held, refs;
@@ -117,6 +126,36 @@ static void hold_body_budget(h2o_req_t *req)
     *hold = n;
 }
 
+/* Runs r's route (its gate, then its handler), or answers 404, 405 or 413. */
+static void route(struct http_req *r)
+{
+    struct http_str m = http_method(r), path = http_path(r), body = http_body(r);
+    int path_matched = 0;
+    for (size_t i = 0; i < n_routes; i++) {
+        /* The method first: it is cheaper to compare than the path. */
+        if (!h2o_memis(m.p, m.len, routes[i].method, strlen(routes[i].method)) ||
+            !match(routes[i].pattern, path.p, path.len, r->params))
+            continue;
+        r->route = &routes[i];
+        size_t max = routes[i].body_max ? routes[i].body_max : HTTP_BODY_BYTES_DEFAULT;
+        if (body.len > max) {
+            http_error(r, 413, "payload_too_large", "request body over %zu bytes", max);
+            return;
+        }
+        if (gate && gate(r)) return;
+        routes[i].handler(r);
+        return;
+    }
+    r->route = &route_not_found;
+    struct http_str unused[HTTP_PARAMS_MAX];
+    for (size_t i = 0; i < n_routes && !path_matched; i++)
+        path_matched = match(routes[i].pattern, path.p, path.len, unused);
+    if (path_matched)
+        http_error(r, 405, "method_not_allowed", "method not allowed on this path");
+    else
+        http_error(r, 404, "not_found", "no such route");
+}
+
 int http_dispatch(void *h2o_req)
 {
     h2o_req_t *req = h2o_req;
@@ -130,45 +169,30 @@ int http_dispatch(void *h2o_req)
         return 0;
     }
     if (req->entity.base && req->entity.len > HTTP_BODY_BYTES_DEFAULT) hold_body_budget(req);
-    size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
-    int path_matched = 0;
-    for (size_t i = 0; i < n_routes; i++) {
-        /* The method first: it is cheaper to compare than the path. */
-        if (!h2o_memis(req->method.base, req->method.len, routes[i].method,
-                       strlen(routes[i].method)) ||
-            !match(routes[i].pattern, req->path.base, len, r->params))
-            continue;
-        r->route = &routes[i];
-        size_t max = routes[i].body_max ? routes[i].body_max : HTTP_BODY_BYTES_DEFAULT;
-        if (req->entity.base && req->entity.len > max) {
-            http_error(r, 413, "payload_too_large", "request body over %zu bytes", max);
-            return 0;
-        }
-        if (gate && gate(r)) return 0;
-        routes[i].handler(r);
-        return 0;
-    }
-    r->route = &route_not_found;
-    struct http_str unused[HTTP_PARAMS_MAX];
-    for (size_t i = 0; i < n_routes && !path_matched; i++)
-        path_matched = match(routes[i].pattern, req->path.base, len, unused);
-    if (path_matched)
-        http_error(r, 405, "method_not_allowed", "method not allowed on this path");
-    else
-        http_error(r, 404, "not_found", "no such route");
+    route(r);
     return 0;
 }
+
+void http_dispatch_synth(struct http_synth *s)
+{
+    struct http_req *r = calloc(1, sizeof *r);
+    VX_FATAL_IF(!r); /* a few dozen bytes: out of memory here is not recoverable */
+    r->syn = s;
+    r->t0_ns = metrics_now_ns();
+    route(r);
+}
+
+const struct http_synth *http_synth_of(const struct http_req *r) { return r->syn; }
 
 void http_resume(struct http_req *r)
 {
     assert(r->held);
-    if (!r->h2o) { /* the client left while it waited: nothing to run, nobody to answer */
+    if (!http_alive(r)) { /* the client left while it waited: nothing to run, nobody to answer */
         release(r);
         return;
     }
-    h2o_req_t *req = r->h2o;
-    size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
-    int ok = match(r->route->pattern, req->path.base, len, r->params);
+    struct http_str path = http_path(r);
+    int ok = match(r->route->pattern, path.p, path.len, r->params);
     assert(ok); /* it matched when the request came */
     (void)ok;
     r->route->handler(r);
@@ -176,17 +200,28 @@ void http_resume(struct http_req *r)
 
 struct http_str http_method(const struct http_req *r)
 {
+    if (r->syn) return r->syn->method;
     return (struct http_str){r->h2o->method.base, r->h2o->method.len};
+}
+
+/* Where the query string starts in the target ('?'), or the target's length. */
+static size_t query_at(const struct http_req *r)
+{
+    if (r->syn) {
+        const char *q = memchr(r->syn->target.p, '?', r->syn->target.len);
+        return q ? (size_t)(q - r->syn->target.p) : r->syn->target.len;
+    }
+    return r->h2o->query_at != SIZE_MAX ? r->h2o->query_at : r->h2o->path.len;
 }
 
 struct http_str http_path(const struct http_req *r)
 {
-    h2o_req_t *q = r->h2o;
-    return (struct http_str){q->path.base, q->query_at != SIZE_MAX ? q->query_at : q->path.len};
+    return (struct http_str){http_target(r).p, query_at(r)};
 }
 
 struct http_str http_target(const struct http_req *r)
 {
+    if (r->syn) return r->syn->target;
     return (struct http_str){r->h2o->path.base, r->h2o->path.len};
 }
 
@@ -198,10 +233,10 @@ struct http_str http_param(const struct http_req *r, int i)
 
 struct http_str http_query(const struct http_req *r, const char *name)
 {
-    h2o_req_t *req = r->h2o;
-    struct http_str none = {NULL, 0};
-    if (req->query_at == SIZE_MAX) return none;
-    const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    struct http_str none = {NULL, 0}, t = http_target(r);
+    size_t at = query_at(r);
+    if (at == t.len) return none;
+    const char *q = t.p + at + 1, *end = t.p + t.len;
     size_t nl = strlen(name);
     while (q < end) {
         const char *amp = memchr(q, '&', (size_t)(end - q));
@@ -217,6 +252,13 @@ struct http_str http_query(const struct http_req *r, const char *name)
 
 struct http_str http_header(const struct http_req *r, const char *name)
 {
+    if (r->syn) {
+        struct http_str none = {NULL, 0};
+        return !strcmp(name, "authorization")     ? r->syn->authorization
+               : !strcmp(name, "idempotency-key") ? r->syn->idempotency_key
+               : !strcmp(name, "content-type")    ? r->syn->content_type
+                                                  : none;
+    }
     ssize_t i = h2o_find_header_by_str(&r->h2o->headers, name, strlen(name), -1);
     if (i < 0) return (struct http_str){NULL, 0};
     h2o_iovec_t v = r->h2o->headers.entries[i].value;
@@ -225,12 +267,19 @@ struct http_str http_header(const struct http_req *r, const char *name)
 
 struct http_str http_body(const struct http_req *r)
 {
+    if (r->syn) return r->syn->body;
     h2o_iovec_t e = r->h2o->entity;
     return (struct http_str){e.base ? e.base : "", e.base ? e.len : 0};
 }
 
 void http_peer(const struct http_req *r, char out[64])
 {
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (r->syn) {
+        if (!memcmp(r->syn->client, mapped, 12)) inet_ntop(AF_INET, r->syn->client + 12, out, 64);
+        else inet_ntop(AF_INET6, r->syn->client, out, 64);
+        return;
+    }
     struct sockaddr_storage ss;
     socklen_t len = r->h2o->conn->callbacks->get_peername(r->h2o->conn, (void *)&ss);
     out[0] = '\0';
@@ -243,6 +292,10 @@ void http_peer(const struct http_req *r, char out[64])
 
 void http_peer_addr(const struct http_req *r, uint8_t out[16])
 {
+    if (r->syn) {
+        memcpy(out, r->syn->client, 16);
+        return;
+    }
     struct sockaddr_storage ss;
     socklen_t len = r->h2o->conn->callbacks->get_peername(r->h2o->conn, (void *)&ss);
     memset(out, 0, 16);
@@ -254,10 +307,26 @@ void http_peer_addr(const struct http_req *r, uint8_t out[16])
     }
 }
 
-int http_alive(const struct http_req *r) { return r->h2o != NULL; }
+int http_alive(const struct http_req *r) { return r->h2o != NULL || r->syn != NULL; }
 
 void http_add_header(struct http_req *r, const char *name, const char *value)
 {
+    if (r->syn) {
+        char *n = strdup(name), *v = strdup(value);
+        struct http_hdr *res = r->n_res < SYNTH_HEADERS_MAX
+                                   ? realloc(r->res, (r->n_res + 1) * sizeof *res)
+                                   : NULL;
+        if (res) r->res = res;
+        if (!n || !v || !res) { /* out of memory, or a handler adding more than it should */
+            free(n);
+            free(v);
+            return;
+        }
+        for (char *c = n; *c; c++)
+            if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
+        r->res[r->n_res++] = (struct http_hdr){n, v, strlen(v)};
+        return;
+    }
     if (!r->h2o) return;
     h2o_mem_pool_t *pool = &r->h2o->pool;
     h2o_iovec_t n = h2o_strdup(pool, name, SIZE_MAX), v = h2o_strdup(pool, value, SIZE_MAX);
@@ -288,10 +357,32 @@ static const char *reason(int status)
     return status < 500 ? "Client Error" : "Server Error";
 }
 
+/* Answers the synthetic request r: its headers so far and the n in h, then frees r. */
+static void synth_answer(struct http_req *r, int status, const struct http_hdr *h, size_t n,
+                         const void *body, size_t len)
+{
+    struct http_hdr all[2 * SYNTH_HEADERS_MAX];
+    size_t k = 0;
+    for (size_t i = 0; i < r->n_res; i++) all[k++] = r->res[i];
+    for (size_t i = 0; i < n && k < sizeof all / sizeof all[0]; i++) all[k++] = h[i];
+    r->syn->answer(r->syn, status, all, k, body, len);
+    for (size_t i = 0; i < r->n_res; i++) {
+        free((char *)r->res[i].name);
+        free((char *)r->res[i].value);
+    }
+    free(r->res);
+    free(r);
+}
+
 void http_send(struct http_req *r, int status, const char *content_type, const char *body,
                size_t len)
 {
     count(r, status);
+    if (r->syn) {
+        struct http_hdr ct = {"content-type", content_type, content_type ? strlen(content_type) : 0};
+        synth_answer(r, status, &ct, content_type ? 1 : 0, body, len);
+        return;
+    }
     h2o_req_t *req = r->h2o;
     if (req) {
         req->res.status = status;
@@ -321,6 +412,11 @@ void http_send_ref(struct http_req *r, int status, const struct http_hdr *h, siz
 {
     static h2o_generator_t generator = {NULL, NULL};
     count(r, status);
+    if (r->syn) {
+        synth_answer(r, status, h, n, body, len);
+        if (done) done(arg);
+        return;
+    }
     h2o_req_t *req = r->h2o;
     if (!req) {
         if (done) done(arg);
@@ -392,7 +488,7 @@ void http_error(struct http_req *r, int status, const char *code, const char *fm
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!s) status = 503; /* only out of memory is left: answer without allocating */
-    if (status == 503 && r->h2o) http_add_header(r, "retry-after", "1");
+    if (status == 503 && http_alive(r)) http_add_header(r, "retry-after", "1");
     http_send(r, status, "application/json", s ? s : oom, s ? strlen(s) : sizeof oom - 1);
     free(s);
 }
@@ -424,6 +520,7 @@ void http_upgrade_websocket(struct http_req *r, http_upgrade_cb cb, void *arg)
     VX_FATAL_IF(!u); /* a few bytes: out of memory here is not recoverable */
     *u = (struct upgrade){cb, arg};
     h2o_req_t *req = r->h2o;
+    assert(!r->syn); /* http_is_websocket is false for it */
     h2o_is_websocket_handshake(req, &key);
     struct http_str k = http_header(r, "sec-websocket-key");
     assert(key && k.p);
@@ -447,8 +544,12 @@ static void sentinel_dispose(void *p)
 
 struct http_req *http_hold(struct http_req *r)
 {
-    assert(r->h2o);
+    assert(r->h2o || r->syn);
     if (r->held) return r; /* resumed by http_resume(): held already */
+    if (r->syn) { /* on the heap already, freed once answered */
+        r->held = 1;
+        return r;
+    }
     struct http_req *h = malloc(sizeof *h);
     VX_FATAL_IF(!h); /* a few dozen bytes: out of memory here is not recoverable */
     *h = *r;

@@ -125,6 +125,26 @@ typedef void (*http_upgrade_cb)(void *arg, void *sock);
  * to cb. r must not be used afterwards. */
 void http_upgrade_websocket(struct http_req *r, http_upgrade_cb cb, void *arg);
 
+/* --- synthetic requests ---------------------------------------------------------------
+ * A request that did not come over a connection of its own: a write another node
+ * forwarded inside a batch (api_batch.c). It is dispatched like one that came (route,
+ * body limit, gate, handler) and read through the same functions: it has a method, a
+ * target, a body, at most the three headers below, and a client address (http_peer);
+ * http_alive is always true. Its answer goes to answer(), exactly once (maybe before
+ * http_dispatch_synth returns): the status, the headers added (http_add_header, the
+ * Content-Type, http_send_ref's) and the body, valid during the call only. */
+struct http_synth {
+    struct http_str method, target, body;
+    struct http_str authorization, idempotency_key, content_type; /* p == NULL: absent */
+    uint8_t client[16]; /* the client's address, IPv4 mapped */
+    void (*answer)(struct http_synth *s, int status, const struct http_hdr *h, size_t n,
+                   const void *body, size_t len);
+};
+/* s and what it points to must stay valid until s->answer has run. */
+void http_dispatch_synth(struct http_synth *s);
+/* The synthetic request r is, or NULL when r came over a connection. */
+const struct http_synth *http_synth_of(const struct http_req *r);
+
 /* Prometheus text for every route: requests by class and latency histograms. */
 void http_render_metrics(struct metrics_buf *b);
 

@@ -17,6 +17,12 @@
   the forwarder carries (several forwarders share one bucket per client).
 - Killing the owner gives retryable 503 hunt_moving (Retry-After: 1), then the same write
   succeeds once another node has taken the hunt over.
+- Writes that reach a node in the same loop turn for the same owner travel in one batch
+  (POST /v1/cluster/batch, fwdbatch.h); each client still gets its own answer, byte for
+  byte what the owner gives when the same request is replayed to it directly. A batch from
+  outside the cluster gets 403, a malformed one 400, and both change nothing; a node-only
+  route inside a batch gets 403; a write inside a batch for a hunt the receiver does not
+  own gets 503 hunt_moving (never a second hop).
 - Players created on one node play through the others (the nodes share the secret: the
   store's in the tests without --cluster-secret-file).
 Forward latency (owner-direct vs through another node) is printed, never asserted."""
@@ -320,6 +326,167 @@ def a_chest_race_over_three_nodes_has_one_winner_per_chest():
     eq(sorted(wins), ["r%d" % i for i in range(5)], "chests won (each exactly once)")
     left = vx.get_hunt(cl.client(owner), h)["chests_left"]
     eq(left.get("race"), 0, "chests left in the zone")
+
+
+def batch_body(reqs):
+    """fwdbatch.h: the body of a batch of forwarded requests (dicts: method, path, auth,
+    idem, ctype (None: absent), body bytes, client IPv4)."""
+    def field(b, n):
+        return len(b).to_bytes(n, "big") + b
+
+    out = bytes([1]) + len(reqs).to_bytes(2, "big")
+    for q in reqs:
+        flags = sum(bit for bit, k in ((1, "auth"), (2, "idem"), (4, "ctype")) if q.get(k) is not None)
+        client = bytes(10) + b"\xff\xff" + bytes(int(x) for x in q.get("client", "198.51.100.7").split("."))
+        out += (bytes([flags]) + client + field(q["method"].encode(), 1) + field(q["path"].encode(), 2)
+                + b"".join(field((q.get(k) or "").encode(), 2) for k in ("auth", "idem", "ctype"))
+                + field(q.get("body", b""), 4))
+    return out
+
+
+def batch_answers(body):
+    """fwdbatch.h: the answers of a batch, [(status, {header: value}, body bytes)]."""
+    eq(body[0], 1, "the answer's version")
+    n, i, out = int.from_bytes(body[1:3], "big"), 3, []
+    for _ in range(n):
+        st, nh, hd = int.from_bytes(body[i:i + 2], "big"), body[i + 2], {}
+        i += 3
+        for _ in range(nh):
+            ln = body[i]
+            name = body[i + 1:i + 1 + ln].decode()
+            i += 1 + ln
+            lv = int.from_bytes(body[i:i + 2], "big")
+            hd[name] = body[i + 2:i + 2 + lv].decode()
+            i += 2 + lv
+        lb = int.from_bytes(body[i:i + 4], "big")
+        out.append((st, hd, body[i + 4:i + 4 + lb]))
+        i += 4 + lb
+    eq(i, len(body), "the answer's length")
+    return out
+
+
+@test
+def batches_from_outside_get_403_bad_ones_400_and_good_ones_their_answers():
+    cl = Cluster()
+    owner, other = "n1", "n2"
+    (h,) = hunts_on(owner, 1, "bat")
+    (elsewhere,) = hunts_on(other, 1, "bat")
+    for hunt in (h, elsewhere):
+        vx.put_hunt(cl.client(placed(hunt)), hunt, game_def("bat"), status=201)
+    cl.owned([h, elsewhere])
+    co = cl.client(owner)
+    pay = vx.codes_of(co, h)
+    _, tok, _ = vx.new_player(co, "Ba")
+    auth = "Bearer " + tok
+    path = "/v1/cluster/batch"
+
+    def scan_req(code, key, hunt=h):
+        return {"method": "POST", "path": "/v1/hunts/%s/scans" % hunt, "auth": auth, "idem": key,
+                "ctype": "application/json", "body": json.dumps({"code": code}).encode()}
+
+    def post(body, to=owner, secret=SECRET, signed_for=None, headers=None):
+        hd = {"Content-Type": "application/octet-stream", "X-Veltrix-Client": "0.0.0.0"}
+        if secret is not None:
+            hd["X-Veltrix-Forwarded"] = forward_header(secret, signed_for or to, "n3",
+                                                       int(time.time() * 1000), "0.0.0.0", "POST",
+                                                       path, "", "", body)
+        return raw_req(cl.servers[to].port, "POST", path, body, dict(hd, **(headers or {})))
+
+    good = batch_body([scan_req(pay["c1"], "b-1"), scan_req(pay["c2"], "b-2")])
+    seq0, dig0 = vx.digest(co, h)
+    for what, kw in [("unsigned", {"secret": None}), ("another secret", {"secret": b"\x07" * 32}),
+                     ("signed for another node", {"signed_for": "n3"}),
+                     ("with a player's token", {"secret": None, "headers": {"Authorization": auth}})]:
+        st, b = post(good, **kw)
+        eq(st, 403, "a batch %s (%s)" % (what, b[:200]))
+    one = batch_body([scan_req(pay["c1"], "b-1")])
+    for what, body in [("empty", b""), ("cut short", good[:-3]), ("trailing bytes", good + b"\0"),
+                       ("version 2", b"\x02" + good[1:]), ("count 0", b"\x01\0\0"),
+                       ("count too high", b"\x01\x01\x01" + good[3:]),
+                       ("unknown flags", one[:3] + b"\x08" + one[4:]),
+                       ("a header flagged absent but not empty", one[:3] + b"\x06" + one[4:])]:
+        st, b = post(body)
+        eq(st, 400, "a malformed batch, %s (%s)" % (what, b[:200]))
+    eq(vx.digest(co, h), (seq0, dig0), "the hunt after the refused batches")
+    # A good one: each write its own answer, in order.
+    st, b = post(good)
+    eq(st, 200, "a signed batch (%s)" % b[:200])
+    first = batch_answers(b)
+    eq([a[0] for a in first], [200, 200], "statuses")
+    eq([json.loads(a[2])["points"] for a in first], [10, 20], "points of each write")
+    eq(first[0][1].get("content-type"), "application/json", "content-type of an answer")
+    eq(vx.digest(co, h)[0], seq0 + 2, "events of the batch")
+    # Again: replayed, byte for byte, as the owner gives them directly.
+    again = batch_answers(post(good)[1])
+    eq([a[2] for a in again], [a[2] for a in first], "replayed bodies")
+    eq([a[1].get("idempotent-replayed") for a in again], ["true", "true"], "replayed")
+    direct = vx.scan(co, h, tok, pay["c2"], headers={"Idempotency-Key": "b-2"})
+    eq(direct.raw, first[1][2], "the owner's own replay, byte for byte")
+    eq(vx.digest(co, h)[0], seq0 + 2, "events after the replays")
+    # Inside a batch: no node-only route, no second hop.
+    other0 = vx.digest(cl.client(other), elsewhere)
+    mixed = batch_body([{"method": "POST", "path": "/v1/cluster/events", "body": b"\0"},
+                        {"method": "POST", "path": path, "body": good},
+                        scan_req(pay["c3"], "b-3", hunt=elsewhere),
+                        {"method": "GET", "path": "/healthz"}])
+    st, b = post(mixed)
+    eq(st, 200, "a batch of odd requests (%s)" % b[:200])
+    ans = batch_answers(b)
+    eq([a[0] for a in ans], [403, 403, 503, 200], "statuses of the odd requests")
+    eq(json.loads(ans[2][2])["error"]["code"], "hunt_moving", "a write for another owner's hunt")
+    eq(ans[2][1].get("retry-after"), "1", "its Retry-After")
+    eq(vx.digest(cl.client(other), elsewhere), other0, "the other node's hunt: not written")
+    eq(vx.digest(co, h)[0], seq0 + 2, "this node's hunt after the odd batch")
+
+
+@test
+def concurrent_writes_through_a_node_travel_in_batches():
+    cl = Cluster()
+    owner, via = "n2", "n1"
+    (h,) = hunts_on(owner, 1, "many")
+    vx.put_hunt(cl.client(owner), h, game_def("many"), status=201)
+    cl.owned([h])
+    co = cl.client(owner)
+    pay = vx.codes_of(co, h)
+    players = [vx.new_player(co, "M%d" % i)[1] for i in range(24)]
+    seq0, _ = vx.digest(co, h)
+    res = [None] * len(players)
+    go = threading.Event()
+
+    def run(i):
+        go.wait()
+        res[i] = raw_req(cl.servers[via].port, "POST", "/v1/hunts/%s/scans" % h,
+                         json.dumps({"code": pay["c%d" % (i % 5 + 1)]}).encode(),
+                         {"Authorization": "Bearer " + players[i], "Content-Type": "application/json",
+                          "Idempotency-Key": "many-%d" % i})
+
+    batches0 = vx.metric(cl.client(via), "veltrix_forward_batches_total")
+    got0 = vx.metric(co, "veltrix_batched_requests_received_total")
+    # The forwarder stopped while the writes come: they all wait in its sockets, and its
+    # next loop turn reads them together (well under its heartbeat's 1.5 s).
+    cl.servers[via].proc.send_signal(signal.SIGSTOP)
+    try:
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(players))]
+        for t in threads:
+            t.start()
+        go.set()
+        time.sleep(0.4)
+    finally:
+        cl.servers[via].proc.send_signal(signal.SIGCONT)
+    for t in threads:
+        t.join()
+    eq([s for s, _ in res], [200] * len(players), "statuses (%s)" % [b[:120] for s, b in res if s != 200][:2])
+    eq([json.loads(b)["points"] for _, b in res], [10 * (i % 5 + 1) for i in range(len(players))],
+       "each write's own answer")
+    batches = vx.metric(cl.client(via), "veltrix_forward_batches_total") - batches0
+    batched = vx.metric(co, "veltrix_batched_requests_received_total") - got0
+    print("  %d writes through %s: %d batches carrying %d of them" % (len(players), via, batches, batched))
+    true(batches >= 1 and batched >= 2, "the writes travelled in batches (%d, %d)" % (batches, batched))
+    eq(vx.digest(co, h)[0] - seq0, len(players), "events: one per write")
+    for i in range(len(players)):  # the same answer the owner gives directly, byte for byte
+        r = vx.scan(co, h, players[i], pay["c%d" % (i % 5 + 1)], headers={"Idempotency-Key": "many-%d" % i})
+        eq(r.headers.get("idempotent-replayed"), "true", "write %d replayed on the owner" % i)
+        eq(r.raw, res[i][1], "write %d: the forwarded answer's bytes" % i)
 
 
 @test
