@@ -77,6 +77,7 @@ static struct {
     uint64_t fetches;            /* fetches of a hunt's events answered (tail.h) */
     uint64_t held;               /* token reads held now */
     uint64_t pushed, push_gaps;  /* events applied from the owners' feed; gaps it showed */
+    uint64_t push_players;       /* pushed events whose player was not here: fetched */
     uint64_t revocations;        /* players' sessions revoked here by another node's word */
     uint64_t idem_taken;         /* idempotency records taken over with hunts */
 } cl;
@@ -133,15 +134,19 @@ static int player_row(const struct store_player *row, void *ctx)
     return 0;
 }
 
-/* A replica's event, applied: its player known here (created on another node: read from
- * the store, where it was durable before it could play), then the frame to this node's
- * live subscribers (in seq order). */
+/* Whether this node holds the player of a replica's event (or it has none). */
+static int player_known(const uint8_t player[16])
+{
+    static const uint8_t none[16];
+    return !memcmp(player, none, 16) || hmap_get(&api_app.players, player, 16);
+}
+
+/* A replica's event, applied: the frame to this node's live subscribers (in seq order).
+ * Its player is known here: the tail thread read it with the event (tail_player), or a
+ * push that named one unknown here became a fetch (pushed); catch_up_event reads it. */
 static void replica_event(struct hunt *h, const struct event *ev,
                           const struct engine_outcome *out, void *ctx)
 {
-    static const uint8_t none[16];
-    if (memcmp(ev->player, none, 16) && !hmap_get(&api_app.players, ev->player, 16))
-        store_get_player(api_app.reader, ev->player, player_row, NULL);
     if (ev->type == EVENT_MAP) { /* the tiles of a map published on the owner */
         int rc = tiles_follow(api_app.tiles, api_app.reader, engine_hunt_id(h), ev->u.map.version);
         if (rc) complain("cannot load a map version published on another node");
@@ -154,13 +159,22 @@ static void replica_event(struct hunt *h, const struct event *ev,
     ++*(uint64_t *)ctx;
 }
 
+/* replica_event on the synchronous catch-up path (a takeover, a rebuild): the player of
+ * the event is read from the store here, where it was durable before it could play. */
+static void catch_up_event(struct hunt *h, const struct event *ev,
+                           const struct engine_outcome *out, void *ctx)
+{
+    if (!player_known(ev->player)) store_get_player(api_app.reader, ev->player, player_row, NULL);
+    replica_event(h, ev, out, ctx);
+}
+
 /* Brings h up to the store's head. 0, or -1 (logged) when the store cannot say. */
 static int catch_up(struct hunt *h)
 {
     char err[512];
     uint64_t n = 0;
     int64_t t0 = api_now_ms();
-    if (recovery_catch_up(api_app.reader, h, replica_event, &n, err, sizeof err) < 0) {
+    if (recovery_catch_up(api_app.reader, h, catch_up_event, &n, err, sizeof err) < 0) {
         complain(err);
         return -1;
     }
@@ -293,7 +307,8 @@ static void resume(struct held_list *list)
         struct http_req *r = x->r;
         free(x);
         --cl.held;
-        http_resume(r);
+        static const uint8_t none[16];
+        api_gate_resume(r, 0, none, 0); /* a GET: not forwarded, no write to route */
         x = next;
     }
 }
@@ -324,6 +339,11 @@ static void fetched(const struct tail_result *res, void *ctx)
     char err[512];
     p->fetching = 0;
     ++cl.fetches;
+    for (size_t i = 0; i < res->n_players; i++) { /* before the events that name them */
+        struct store_player pl;
+        tail_player(res, i, &pl);
+        player_row(&pl, NULL);
+    }
     if (h && !hmap_get(&cl.rebuild, res->hunt, len) && !writing(res->hunt) &&
         !node_owns(api_app.cfg.node, res->hunt, &e)) {
         int ok = 1;
@@ -380,9 +400,12 @@ static int pushed(const struct store_event *ev, void *ctx)
     if (!h || hmap_get(&cl.rebuild, ev->hunt, len) || writing(ev->hunt) ||
         node_owns(api_app.cfg.node, ev->hunt, &e) || ev->seq <= engine_seq(h))
         return 0; /* not here yet (the hunt list poll loads it), not a replica, or old */
-    if (ev->seq != engine_seq(h) + 1) {
+    if (ev->seq != engine_seq(h) + 1 || !player_known(ev->player)) {
+        /* A gap, or a player created on another node that this one does not hold: the
+         * tail thread reads the events (and the player) from the store. */
         struct rep *p = rep_of(ev->hunt);
-        ++cl.push_gaps;
+        if (ev->seq != engine_seq(h) + 1) ++cl.push_gaps;
+        else ++cl.push_players;
         if (!p->fetching) send_fetch(ev->hunt, p, h);
         return 0;
     }
@@ -555,10 +578,12 @@ void api_cluster_metrics(struct metrics_buf *b)
                    "veltrix_replica_pushed_events_total %llu\n"
                    "# TYPE veltrix_replica_push_gaps_total counter\n"
                    "veltrix_replica_push_gaps_total %llu\n"
+                   "# TYPE veltrix_replica_push_new_players_total counter\n"
+                   "veltrix_replica_push_new_players_total %llu\n"
                    "# TYPE veltrix_revocations_received_total counter\n"
                    "veltrix_revocations_received_total %llu\n",
                    (unsigned long long)cl.pushed, (unsigned long long)cl.push_gaps,
-                   (unsigned long long)cl.revocations);
+                   (unsigned long long)cl.push_players, (unsigned long long)cl.revocations);
     if (api_app.feed) feed_render_metrics(api_app.feed, b);
     metrics_printf(b, "# TYPE veltrix_replication_event_age_seconds histogram\n");
     metrics_render_hist(b, "veltrix_replication_event_age_seconds", "", &cl.age, 0);
@@ -666,6 +691,11 @@ static void free_rep(void *value, void *ctx)
         free(x);
     }
     free(p);
+}
+
+int api_store_job(tail_job_run run, tail_job_done done, void *arg)
+{
+    return cl.tail ? tail_job(cl.tail, run, done, arg) : -1;
 }
 
 void api_cluster_stop(void)

@@ -23,6 +23,7 @@
 #include "ratelimit.h"
 #include "recovery.h"
 #include "snap.h"
+#include "tail.h"
 #include "tiles.h"
 #include "uuid.h"
 
@@ -86,6 +87,23 @@ struct hunt *api_hunt_param(struct http_req *r);
 /* The bearer token of the request, or p == NULL. */
 struct http_str api_bearer(struct http_req *r);
 struct player *api_check_token(const char *tok, size_t len, int *err);
+/* Several nodes, the gate's last step: a request whose token (a bearer, or ?token=) names
+ * a player this node does not hold (or holds with an older session generation) is held
+ * (1) while the store thread reads the player, then goes on (api_gate_resume). 0: nothing
+ * to read (or the read is refused: the store is down, or PLAYER_LOADS_PER_S is spent;
+ * the handler then answers 401). fwd, addr: the gate's, for api_gate_resume. */
+int api_player_gate(struct http_req *r, int fwd, const uint8_t addr[16]);
+/* A player read from the store on the store thread (api_store_job): set row.id, call
+ * api_player_read there, then api_player_learn on the loop (which frees name). */
+struct api_player_row {
+    struct store_player row;
+    char *name; /* row.display_name's copy */
+    int rc;     /* 1 found, 0 not, < 0 a store error */
+};
+void api_player_read(struct store *s, struct api_player_row *x);
+/* The player in memory (added, or its generation raised), or NULL: not found, or the
+ * node holds --max-players already. */
+struct player *api_player_learn(struct api_player_row *x);
 /* veltrix_player_loads_total: players read from the store on a token (several nodes). */
 void api_player_loads_render(struct metrics_buf *b);
 /* The authenticated player, or NULL after answering 401. */
@@ -118,6 +136,10 @@ void api_client_addr(struct http_req *r, uint8_t out[16]);
  * client address's bucket for the route's class, then where a hunt write goes
  * (api_write_route). */
 int api_limit_ip(struct http_req *r);
+/* Goes on with a request the gate held (a replica's read, a player's read): the gate's
+ * steps after the hold (where a write goes; the player, unless player_read), then its
+ * handler. */
+void api_gate_resume(struct http_req *r, int fwd, const uint8_t addr[16], int player_read);
 /* The authenticated player's bucket (every player endpoint). */
 int api_limit_player(struct http_req *r, struct player *p);
 /* Players created per address (POST /v1/players). */
@@ -164,7 +186,6 @@ int api_engine_status(int err);
 
 /* Several nodes: a player another node created, read from the store into memory (at
  * most PLAYER_LOADS_PER_S a second); NULL when unknown, refused or the store is down. */
-struct player *api_player_load(const uint8_t id[16]);
 
 /* ---- api_cluster.c */
 /* 1 with *epoch set when this node may write hunt now: always for a single node (epoch 0,
@@ -216,6 +237,9 @@ void api_cluster_metrics(struct metrics_buf *b);
 /* Several nodes: starts following the store for the hunts this node does not own (a timer
  * on loop); a single node only initializes. api_cluster_stop undoes it. */
 void api_cluster_start(void *loop);
+/* Several nodes: runs run on the store thread, then done on the loop (tail_job). -1: no
+ * store thread (a single node), or out of memory. */
+int api_store_job(tail_job_run run, tail_job_done done, void *arg);
 void api_cluster_stop(void);
 /* ---- api_players.c */
 struct player *api_add_player(const uint8_t id[16], const char *name, int64_t created,

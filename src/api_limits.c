@@ -91,6 +91,14 @@ void api_client_addr(struct http_req *r, uint8_t out[16])
     memcpy(out, a, 16);
 }
 
+/* The gate's steps after a replica's read (which may have held the request): where a
+ * hunt write goes, then (unless read already) the player its token names. */
+static int gate_after_read(struct http_req *r, int fwd, const uint8_t addr[16], int player_read)
+{
+    if (api_write_route(r, fwd, addr)) return 1;
+    return !player_read && api_player_gate(r, fwd, addr);
+}
+
 /* The gate of every route: a forwarded request's proof, the client address's bucket for
  * the route's class, then where a hunt write goes (here, the owner, or 503). */
 int api_limit_ip(struct http_req *r)
@@ -121,7 +129,13 @@ int api_limit_ip(struct http_req *r)
         return 1;
     }
     if (api_read_gate(r)) return 1; /* a token read on a replica waits for the store */
-    return api_write_route(r, fwd, addr);
+    return gate_after_read(r, fwd, addr, 0);
+}
+
+void api_gate_resume(struct http_req *r, int fwd, const uint8_t addr[16], int player_read)
+{
+    if (!http_alive(r) || !gate_after_read(r, fwd, addr, player_read))
+        http_resume(r); /* its handler, or (the client left) its release */
 }
 
 /* The authenticated player's bucket (every player endpoint). */

@@ -177,46 +177,56 @@ void api_players_create(struct http_req *r)
 
 /* Several nodes: the store decides (store_refresh_rotate), whichever node issued the
  * token, so that a token works once across all of them and a second use anywhere is a
- * reuse. One bounded statement on the event loop per refresh (once per token lifetime
- * per player); durable before the answer, so nothing goes through the log. */
-static void refresh_in_store(struct http_req *r, const struct auth_refresh *ar)
+ * reuse. The statements run on the store thread (api_store_job), the request held
+ * meanwhile: the player read first if this node does not hold it, the rotation, and on a
+ * reuse the revocation. Durable before the answer, so nothing goes through the log. */
+struct rotation {
+    struct http_req *r; /* held */
+    struct auth_refresh ar;
+    struct store_refresh nw;
+    struct api_player_row p; /* p.rc: 1 when the player was held here already */
+    int load, rc, revoked;   /* rc: store_refresh_rotate's; revoked: store_revoke_player's */
+    uint64_t gen;            /* the generation it revoked to */
+    int64_t now;
+};
+
+static void rotate_run(struct store *s, void *arg)
 {
-    int64_t now = api_now_ms();
-    struct player *p = hmap_get(&api_app.players, ar->player, 16);
-    if (!p) p = api_player_load(ar->player);
-    if (log_store_down(api_app.log)) {
-        http_error(r, 503, "store_unavailable", "the store does not answer; retry");
-        return;
-    }
-    if (!p || refresh_issued_ms(ar->id) + api_app.cfg.refresh_ttl_s * 1000 <= now) {
-        http_error(r, 401, "unauthorized", "invalid or expired refresh token");
-        return;
-    }
-    if (api_limit_player(r, p)) return;
-    struct store_refresh nw = {.gen = ar->gen, .expires_ms = now + api_app.cfg.refresh_ttl_s * 1000};
-    uint64_t rnd, cur_gen;
+    struct rotation *x = arg;
     uint8_t cur[16];
-    VX_FATAL_IF(auth_random(&rnd, sizeof rnd));
-    uuid7_next(&api_app.uuid, now, rnd, nw.id);
-    memcpy(nw.player, p->id, 16);
-    int rc = store_refresh_rotate(api_app.reader, p->id, ar->id, ar->gen, now, &nw, cur, &cur_gen);
-    if (rc < 0) {
-        http_error(r, 503, "store_unavailable", "the store does not answer; retry");
-    } else if (rc == 1) {
-        if (ar->gen > p->gen) p->gen = ar->gen;
-        memcpy(p->refresh_id, nw.id, 16);
-        p->refresh_exp_ms = nw.expires_ms;
+    uint64_t cur_gen;
+    if (x->load) api_player_read(s, &x->p);
+    if (x->p.rc != 1) return;
+    x->rc = store_refresh_rotate(s, x->ar.player, x->ar.id, x->ar.gen, x->now, &x->nw, cur,
+                                 &cur_gen);
+    /* An earlier token of the current generation, or this one used twice at once: a
+     * reuse; every session of the player ends. */
+    if (x->rc == 0 && cur_gen == x->ar.gen && memcmp(x->ar.id, cur, 16) <= 0)
+        x->revoked = store_revoke_player(s, x->ar.player, &x->gen) < 0 ? -1 : 1;
+}
+
+static void rotate_done(void *arg, int ran)
+{
+    struct rotation *x = arg;
+    struct http_req *r = x->r;
+    struct player *p = NULL;
+    if (ran && x->load) api_player_learn(&x->p);
+    free(x->p.name);
+    if (ran && x->p.rc == 1) p = hmap_get(&api_app.players, x->ar.player, 16);
+    if (!ran || x->p.rc < 0 || x->rc < 0 || x->revoked < 0) {
+        http_error(r, 503, ran ? "store_unavailable" : "unavailable",
+                   ran ? "the store did not answer; retry" : "this node is stopping; retry");
+    } else if (!p) {
+        http_error(r, 401, "unauthorized", "invalid or expired refresh token");
+    } else if (x->rc == 1) {
+        if (x->ar.gen > p->gen) p->gen = x->ar.gen;
+        memcpy(p->refresh_id, x->nw.id, 16);
+        p->refresh_exp_ms = x->nw.expires_ms;
         json_t *j = json_object();
-        player_json_tokens(j, p, &nw);
+        player_json_tokens(j, p, &x->nw);
         http_send_json(r, 200, j);
-    } else if (cur_gen == ar->gen && memcmp(ar->id, cur, 16) <= 0) {
-        /* an earlier token of the current generation, or this one used twice at once */
-        uint64_t gen;
-        if (store_revoke_player(api_app.reader, p->id, &gen) < 0) {
-            http_error(r, 503, "store_unavailable", "the store does not answer; retry");
-            return;
-        }
-        if (gen > p->gen) p->gen = (uint32_t)gen;
+    } else if (x->revoked) {
+        if (x->gen > p->gen) p->gen = (uint32_t)x->gen;
         p->refresh_exp_ms = 0;
         api_app.refresh_reused++;
         /* The other nodes refuse the revoked access tokens now, not at their expiry (a
@@ -226,6 +236,43 @@ static void refresh_in_store(struct http_req *r, const struct auth_refresh *ar)
     } else { /* revoked, expired and pruned, or never issued by this store */
         http_error(r, 401, "unauthorized", "invalid or expired refresh token");
     }
+    free(x);
+}
+
+static void refresh_in_store(struct http_req *r, const struct auth_refresh *ar)
+{
+    int64_t now = api_now_ms();
+    struct player *p = hmap_get(&api_app.players, ar->player, 16);
+    if (log_store_down(api_app.log)) {
+        http_error(r, 503, "store_unavailable", "the store does not answer; retry");
+        return;
+    }
+    if (refresh_issued_ms(ar->id) + api_app.cfg.refresh_ttl_s * 1000 <= now) {
+        http_error(r, 401, "unauthorized", "invalid or expired refresh token");
+        return;
+    }
+    if (p && api_limit_player(r, p)) return; /* one read from the store: a fresh bucket */
+    struct rotation *x = calloc(1, sizeof *x);
+    if (!x) {
+        http_error(r, 503, "unavailable", "out of memory");
+        return;
+    }
+    uint64_t rnd;
+    VX_FATAL_IF(auth_random(&rnd, sizeof rnd));
+    x->ar = *ar;
+    x->now = now;
+    x->nw = (struct store_refresh){.gen = ar->gen, .expires_ms = now + api_app.cfg.refresh_ttl_s * 1000};
+    uuid7_next(&api_app.uuid, now, rnd, x->nw.id);
+    memcpy(x->nw.player, ar->player, 16);
+    memcpy(x->p.row.id, ar->player, 16);
+    x->load = !p;
+    x->p.rc = 1; /* held here: found */
+    if (api_store_job(rotate_run, rotate_done, x)) {
+        free(x);
+        http_error(r, 503, "unavailable", "out of memory");
+        return;
+    }
+    x->r = http_hold(r);
 }
 
 /* POST /v1/sessions/refresh. Never answered from an idempotency record: the answer holds

@@ -64,8 +64,9 @@ struct http_str api_bearer(struct http_req *r)
  * the player may have been created, or its sessions revoked, on another node since this
  * one loaded its players. Such a player is read from the store when a token whose MAC
  * holds names it, with a generation this node has not seen: once per player and
- * generation, and at most PLAYER_LOADS_PER_S a second in all (a short read on the event
- * loop, like the idempotency fallback). */
+ * generation, and at most PLAYER_LOADS_PER_S a second in all. The read runs on the store
+ * thread (tail_job), the request held meanwhile (api_player_gate, the gate's last step);
+ * a handler then finds the player in memory. A single node holds every player. */
 #define PLAYER_LOADS_PER_S 1000
 static struct {
     int64_t second;
@@ -83,26 +84,89 @@ static int player_loaded(const struct store_player *row, void *ctx)
     return 0;
 }
 
-static struct player *load_player(const struct auth_claims *c)
+/* Whether one more player may be read this second (counted). */
+static int load_allowed(void)
 {
-    struct player *p = NULL;
     int64_t now = api_now_ms();
-    if (!api_app.cfg.node || log_store_down(api_app.log)) return NULL;
     if (now / 1000 != loads.second) loads.second = now / 1000, loads.n = 0;
     if (loads.n >= PLAYER_LOADS_PER_S) {
         loads.refused++;
-        return NULL;
+        return 0;
     }
     loads.n++;
     loads.total++;
-    return store_get_player(api_app.reader, c->player, player_loaded, &p) == 1 ? p : NULL;
+    return 1;
 }
 
-struct player *api_player_load(const uint8_t id[16])
+static int row_copy(const struct store_player *row, void *ctx)
 {
-    struct auth_claims c = {0};
-    memcpy(c.player, id, 16);
-    return load_player(&c);
+    struct api_player_row *x = ctx;
+    x->row = *row;
+    x->name = strdup(row->display_name ? row->display_name : "");
+    x->row.display_name = x->name;
+    return 0;
+}
+
+void api_player_read(struct store *s, struct api_player_row *x)
+{
+    x->rc = store_get_player(s, x->row.id, row_copy, x);
+    if (x->rc == 1 && !x->name) x->rc = STORE_EIO; /* out of memory */
+}
+
+struct player *api_player_learn(struct api_player_row *x)
+{
+    struct player *p = NULL;
+    if (x->rc == 1) player_loaded(&x->row, &p);
+    free(x->name);
+    x->name = NULL;
+    return p;
+}
+
+struct player_read {
+    struct http_req *r; /* held */
+    int fwd;            /* the gate's: a forwarded request, and its client address */
+    uint8_t addr[16];
+    struct api_player_row p;
+};
+
+static void read_run(struct store *s, void *arg)
+{
+    api_player_read(s, &((struct player_read *)arg)->p);
+}
+
+static void read_done(void *arg, int ran)
+{
+    struct player_read *x = arg;
+    if (ran) api_player_learn(&x->p);
+    free(x->p.name);
+    if (!ran)
+        http_error(x->r, 503, "unavailable", "this node is stopping; retry");
+    else
+        api_gate_resume(x->r, x->fwd, x->addr, 1);
+    free(x);
+}
+
+int api_player_gate(struct http_req *r, int fwd, const uint8_t addr[16])
+{
+    struct auth_claims c;
+    struct http_str t = api_bearer(r);
+    if (!t.p) t = http_query(r, "token"); /* live's */
+    if (!t.p || !api_app.cfg.node || log_store_down(api_app.log) ||
+        auth_token_check(&api_app.auth, t.p, t.len, api_now_ms(), &c) == AUTH_INVALID)
+        return 0;
+    struct player *p = hmap_get(&api_app.players, c.player, 16);
+    if ((p && p->gen >= c.gen) || !load_allowed()) return 0; /* known; or refused: 401 */
+    struct player_read *x = calloc(1, sizeof *x);
+    if (!x) return 0;
+    x->fwd = fwd;
+    memcpy(x->addr, addr, 16);
+    memcpy(x->p.row.id, c.player, 16);
+    if (api_store_job(read_run, read_done, x)) {
+        free(x);
+        return 0;
+    }
+    x->r = http_hold(r); /* read_done runs on the loop, after this returns */
+    return 1;
 }
 
 void api_player_loads_render(struct metrics_buf *b)
@@ -118,8 +182,8 @@ struct player *api_check_token(const char *tok, size_t len, int *err)
 {
     struct auth_claims c;
     int rc = auth_token_check(&api_app.auth, tok, len, api_now_ms(), &c);
+    /* Several nodes: the gate read the player from the store if it had to. */
     struct player *p = rc == AUTH_INVALID ? NULL : hmap_get(&api_app.players, c.player, 16);
-    if (rc != AUTH_INVALID && (!p || p->gen < c.gen)) p = load_player(&c);
     if (!p || p->gen != c.gen) {
         *err = AUTH_INVALID;
         return NULL;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hmap.h"
 #include "net.h"
 #include "vx.h"
 
@@ -23,15 +24,27 @@ struct row {
     int has_hash;
 };
 
+struct prow { /* a player of a fetch's events */
+    uint8_t id[16];
+    int64_t created_ms;
+    uint32_t gen;
+    size_t name_off, name_len; /* in the fetch's data */
+};
+
 struct fetch {
     h2o_multithread_message_t msg; /* first: the loop's list links it */
     struct fetch *next;             /* in the thread's queue */
+    tail_job_run run;               /* a job (tail_job) rather than a fetch */
+    tail_job_done job_done;
+    void *job_arg;
     struct tail_result res;
     char hunt[VX_ID_MAX + 1];
     struct row *rows;
     size_t cap;
     uint8_t *data;
     size_t data_len, data_cap;
+    struct prow *players;
+    size_t players_cap;
 };
 
 struct tail {
@@ -46,12 +59,14 @@ struct tail {
     struct fetch *head, *last; /* asked, not read yet (under mu) */
     int stop;                  /* under mu */
     size_t pending;            /* asked, not answered (the loop's count) */
+    struct hmap seen;          /* players handed to the loop already (the thread's) */
 };
 
 static void fetch_free(struct fetch *f)
 {
     free(f->rows);
     free(f->data);
+    free(f->players);
     free(f);
 }
 
@@ -87,6 +102,44 @@ static int copy_row(const struct store_event *ev, void *arg)
     return 0;
 }
 
+static int copy_player(const struct store_player *p, void *arg)
+{
+    struct fetch *f = arg;
+    size_t nl = p->display_name ? strlen(p->display_name) : 0;
+    if (grow((void **)&f->players, &f->players_cap, f->res.n_players + 1, sizeof *f->players) ||
+        grow((void **)&f->data, &f->data_cap, f->data_len + nl + 1, 1))
+        return STORE_EIO; /* out of memory: as a failed read */
+    struct prow *r = &f->players[f->res.n_players++];
+    *r = (struct prow){{0}, p->created_ms, p->gen, f->data_len, nl};
+    memcpy(r->id, p->id, 16);
+    if (nl) memcpy(f->data + f->data_len, p->display_name, nl);
+    f->data[f->data_len + nl] = '\0';
+    f->data_len += nl + 1;
+    return 0;
+}
+
+/* The players of f's events that this thread has not handed to the loop before, read
+ * with them, so that the loop never reads one itself. A player that cannot be read ends
+ * the fetch before its first event (rc set): the loop asks again. */
+static void read_players(struct tail *t, struct fetch *f)
+{
+    static const uint8_t nobody[16];
+    for (size_t i = 0; i < f->res.n && !f->res.rc; i++) {
+        const uint8_t *id = f->rows[i].player;
+        if (!memcmp(id, nobody, 16) || hmap_get(&t->seen, id, 16)) continue;
+        int rc = store_get_player(t->s, id, copy_player, f);
+        if (rc == STORE_ENOTSUP) return; /* a store of one node (tests): it holds them all */
+        if (rc < 0) {
+            f->res.rc = rc;
+            f->res.n = i;
+            f->res.more = 0;
+        } else if (rc == 1) {
+            static char present;
+            hmap_put(&t->seen, id, 16, &present); /* out of memory: read again next time */
+        }
+    }
+}
+
 static void *reader(void *arg)
 {
     struct tail *t = arg;
@@ -100,8 +153,13 @@ static void *reader(void *arg)
         struct fetch *f = t->head;
         if (!(t->head = f->next)) t->last = NULL;
         pthread_mutex_unlock(&t->mu);
-        int rc = store_each_event(t->s, f->hunt, f->res.from, copy_row, f);
-        f->res.rc = rc == STORE_ESTOP ? 0 : rc;
+        if (f->run) {
+            f->run(t->s, f->job_arg);
+        } else {
+            int rc = store_each_event(t->s, f->hunt, f->res.from, copy_row, f);
+            f->res.rc = rc == STORE_ESTOP ? 0 : rc;
+            read_players(t, f);
+        }
         h2o_multithread_send_message(&t->receiver, &f->msg);
     }
 }
@@ -117,6 +175,14 @@ void tail_event(const struct tail_result *res, size_t i, struct store_event *ev)
     memcpy(ev->hash, r->hash, 32);
 }
 
+void tail_player(const struct tail_result *res, size_t i, struct store_player *p)
+{
+    const struct fetch *f = (const struct fetch *)((const char *)res - offsetof(struct fetch, res));
+    const struct prow *r = &f->players[i];
+    *p = (struct store_player){{0}, (const char *)f->data + r->name_off, r->created_ms, r->gen};
+    memcpy(p->id, r->id, 16);
+}
+
 static void on_answers(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     struct tail *t = H2O_STRUCT_FROM_MEMBER(struct tail, receiver, receiver);
@@ -124,9 +190,21 @@ static void on_answers(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
         struct fetch *f = H2O_STRUCT_FROM_MEMBER(struct fetch, msg.link, messages->next);
         h2o_linklist_unlink(&f->msg.link);
         t->pending--;
-        t->done(&f->res, t->ctx);
+        if (f->run) f->job_done(f->job_arg, 1);
+        else t->done(&f->res, t->ctx);
         fetch_free(f);
     }
+}
+
+static void enqueue(struct tail *t, struct fetch *f)
+{
+    pthread_mutex_lock(&t->mu);
+    if (t->last) t->last->next = f;
+    else t->head = f;
+    t->last = f;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    t->pending++;
 }
 
 int tail_fetch(struct tail *t, const char *hunt, uint64_t from, uint64_t tag)
@@ -135,13 +213,18 @@ int tail_fetch(struct tail *t, const char *hunt, uint64_t from, uint64_t tag)
     if (!f) return -1;
     snprintf(f->hunt, sizeof f->hunt, "%s", hunt);
     f->res = (struct tail_result){.hunt = f->hunt, .from = from, .tag = tag};
-    pthread_mutex_lock(&t->mu);
-    if (t->last) t->last->next = f;
-    else t->head = f;
-    t->last = f;
-    pthread_cond_signal(&t->cv);
-    pthread_mutex_unlock(&t->mu);
-    t->pending++;
+    enqueue(t, f);
+    return 0;
+}
+
+int tail_job(struct tail *t, tail_job_run run, tail_job_done done, void *arg)
+{
+    struct fetch *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    f->run = run;
+    f->job_done = done;
+    f->job_arg = arg;
+    enqueue(t, f);
     return 0;
 }
 
@@ -155,6 +238,7 @@ struct tail *tail_create(void *loop, struct store *s, tail_done_cb done, void *c
         return NULL;
     }
     *t = (struct tail){.s = s, .done = done, .ctx = ctx};
+    hmap_init(&t->seen);
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
     t->mq = h2o_multithread_create_queue(loop);
@@ -166,6 +250,7 @@ struct tail *tail_create(void *loop, struct store *s, tail_done_cb done, void *c
         pthread_cond_destroy(&t->cv);
         pthread_mutex_destroy(&t->mu);
         store_close(s);
+        hmap_deinit(&t->seen);
         free(t);
         return NULL;
     }
@@ -182,6 +267,7 @@ void tail_destroy(struct tail *t)
     pthread_join(t->thread, NULL);
     for (struct fetch *f = t->head, *next; f; f = next) { /* never read */
         next = f->next;
+        if (f->run) f->job_done(f->job_arg, 0);
         fetch_free(f);
     }
     /* Read, and not handed to the loop yet: dropped (h2o's queue holds them). */
@@ -189,6 +275,7 @@ void tail_destroy(struct tail *t)
     while (!h2o_linklist_is_empty(msgs)) {
         struct fetch *f = H2O_STRUCT_FROM_MEMBER(struct fetch, msg.link, msgs->next);
         h2o_linklist_unlink(&f->msg.link);
+        if (f->run) f->job_done(f->job_arg, 0);
         fetch_free(f);
     }
     h2o_multithread_unregister_receiver(t->mq, &t->receiver);
@@ -196,5 +283,6 @@ void tail_destroy(struct tail *t)
     pthread_cond_destroy(&t->cv);
     pthread_mutex_destroy(&t->mu);
     store_close(t->s);
+    hmap_deinit(&t->seen);
     free(t);
 }

@@ -13,8 +13,8 @@
  * read sees every write the owner acknowledged before the read came (the owner answers a
  * write only once it is durable).
  *
- * Invariants: fetches are answered in the order they were asked, each exactly once
- * (tail_destroy drops those still queued, unanswered); the done callback runs on the loop
+ * Invariants: fetches and jobs are answered in the order they were asked, each exactly
+ * once (tail_destroy drops the fetches still queued, unanswered, and tells the jobs); the done callback runs on the loop
  * only. The store handle belongs to the thread until tail_destroy, which closes it. */
 #ifndef VELTRIX_TAIL_H
 #define VELTRIX_TAIL_H
@@ -35,6 +35,7 @@ struct tail_result {
     int rc;          /* 0, or a store error (store_err_str): the events read before it */
     int more;        /* 1: stopped at TAIL_ROWS_MAX, the hunt may have more */
     size_t n;        /* events, in seq order */
+    size_t n_players; /* players of those events this thread had not handed back before */
 };
 typedef void (*tail_done_cb)(const struct tail_result *res, void *ctx);
 
@@ -43,6 +44,20 @@ typedef void (*tail_done_cb)(const struct tail_result *res, void *ctx);
 struct tail *tail_create(void *loop, struct store *s, tail_done_cb done, void *ctx);
 /* Asks for hunt's events from seq from. 0, or -1 when out of memory (nothing asked). */
 int tail_fetch(struct tail *t, const char *hunt, uint64_t from, uint64_t tag);
+/* A job on the thread's store handle (several nodes: a player read, a refresh token's
+ * rotation: statements that would otherwise wait for the store on the event loop).
+ * run(store, arg) runs on the thread, in order with the fetches; done(arg, ran) on the
+ * loop afterwards, ran = 1. tail_destroy calls done(arg, 0) for a job that has not run
+ * or not come back yet (run may have run: its effects stand, its answer is lost). */
+typedef void (*tail_job_run)(struct store *s, void *arg);
+typedef void (*tail_job_done)(void *arg, int ran);
+/* 0, or -1 when out of memory (nothing asked, done not called). */
+int tail_job(struct tail *t, tail_job_run run, tail_job_done done, void *arg);
+/* Player i of res (0 <= i < res->n_players), pointing into res. The thread reads the
+ * player of every event it hands back unless it handed that player back before (once
+ * per player: the loop keeps what it is given), so that a replica learns the players
+ * created on other nodes without reading the store on the loop. */
+void tail_player(const struct tail_result *res, size_t i, struct store_player *p);
 /* Event i of res (0 <= i < res->n), pointing into res. */
 void tail_event(const struct tail_result *res, size_t i, struct store_event *ev);
 /* Fetches asked and not answered yet. */

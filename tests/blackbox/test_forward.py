@@ -23,6 +23,9 @@
   outside the cluster gets 403, a malformed one 400, and both change nothing; a node-only
   route inside a batch gets 403; a write inside a batch for a hunt the receiver does not
   own gets 503 hunt_moving (never a second hop).
+- A player read from the store (a token of a player this node does not hold) and a
+  refresh token's rotation wait for the store off the event loop: while PostgreSQL holds
+  them behind a table lock, the same node answers other requests at once.
 - Players created on one node play through the others (the nodes share the secret: the
   store's in the tests without --cluster-secret-file).
 Forward latency (owner-direct vs through another node) is printed, never asserted."""
@@ -487,6 +490,57 @@ def concurrent_writes_through_a_node_travel_in_batches():
         r = vx.scan(co, h, players[i], pay["c%d" % (i % 5 + 1)], headers={"Idempotency-Key": "many-%d" % i})
         eq(r.headers.get("idempotent-replayed"), "true", "write %d replayed on the owner" % i)
         eq(r.raw, res[i][1], "write %d: the forwarded answer's bytes" % i)
+
+
+@test
+def a_slow_store_read_does_not_stall_the_node():
+    cl = Cluster()
+    # Created after n2 started: n2 holds neither player until a token names it.
+    _, tok, _ = vx.new_player(cl.client("n1"), "Slow")
+    r = cl.client("n1").req("POST", "/v1/players", {"display_name": "Slower"})
+    check(r, 201)
+    refresh = r.body["refresh_token"]
+    n2 = cl.servers["n2"]
+    for what, table, send in [
+            ("a player's read", "players",
+             lambda: raw_req(n2.port, "GET", "/v1/players/me", None, {"Authorization": "Bearer " + tok})),
+            ("a refresh token's rotation", "refresh",
+             lambda: raw_req(n2.port, "POST", "/v1/sessions/refresh",
+                             json.dumps({"refresh_token": refresh}).encode(),
+                             {"Content-Type": "application/json"}))]:
+        lock = subprocess.Popen(["psql", "-X", "-q", "-d", cl.url, "-c",
+                                 "BEGIN; LOCK TABLE veltrix.%s IN ACCESS EXCLUSIVE MODE; "
+                                 "SELECT pg_sleep(3); COMMIT;" % table],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            t0 = time.time()
+            while pgutil.psql(cl.url, "SELECT count(*) FROM pg_locks l JOIN pg_class c ON "
+                              "c.oid = l.relation WHERE c.relname = '%s' AND l.mode = "
+                              "'AccessExclusiveLock' AND l.granted" % table) != "1":
+                true(time.time() - t0 < 10, "the lock on %s was not taken" % table)
+                time.sleep(0.05)
+            got = {}
+            slow = threading.Thread(target=lambda: got.update(r=send(), t=time.time()))
+            slow.start()
+            time.sleep(0.3)  # the request waits for the lock now
+            t1 = time.time()
+            h = cl.client("n2").req("GET", "/healthz")
+            fast = time.time() - t1
+            check(h, 200, what="/healthz on n2 during %s" % what)
+            slow.join(30)
+            true(lock.wait(30) == 0, "the lock's psql: %s" % lock.stderr.read())
+        finally:
+            if lock.poll() is None:
+                lock.kill()
+        print("  %s waited %.2f s for the store; /healthz meanwhile: %.3f s" % (what, got["t"] - t0, fast))
+        # 3 s of lock; a loop waiting for the store would answer /healthz after it.
+        true(fast < 1.5, "/healthz on n2 took %.2f s while %s waited for the store" % (fast, what))
+        eq(got["r"][0], 200, "%s, once the store answers (%s)" % (what, got["r"][1][:200]))
+    new = json.loads(got["r"][1])
+    true(new.get("token") and new.get("refresh_token") not in (None, refresh), "new tokens: %s" % new)
+    me = cl.client("n3").req("GET", "/v1/players/me", token=new["token"])
+    check(me, 200, what="the refreshed token on n3")
+    eq(me.body["player_id"], r.body["player_id"], "the refreshed player")
 
 
 @test

@@ -14,11 +14,16 @@ Cluster).
 - A fenced write (the hunt's lease epoch moved under the owner, bumped here in SQL) is
   answered 503 hunt_moving, never lands, and the owner's memory is rebuilt from the
   store: its state and its live stream equal the other nodes', and its retry lands once.
+- A player created on another node after a replica started, whom that replica never saw,
+  is named in the replica's live frames and leaderboard from its first pushed event: the
+  push names a player the replica lacks, so the replica reads the events and the player
+  on its store thread (no read of the store on its event loop).
 - Read-your-writes (ReadIndex): a player's write answered by the owner is in that
   player's very next read on another node (/me, stats), with no wait in the test; stats
   and /metrics show the replication lag (0 on the owner).
 """
 import concurrent.futures
+import json
 import os
 import sys
 import time
@@ -355,6 +360,35 @@ def replicas_apply_the_owners_push_without_waiting_for_the_store():
     eq(st, 204, "a push past the replica's head (%s)" % b[:200])
     eq(metric(cl.client("n2"), "veltrix_replica_push_gaps_total") - gaps0, 1, "the gap seen")
     eq(vx.digest(cl.client("n2"), h), (seq0, dig0), "n2 after the refused and gapped pushes")
+
+
+@test
+def a_replica_names_a_player_it_never_saw():
+    cl = Cluster(args=["--replica-poll-ms", "60000"])  # what the replica shows came pushed
+    cl.alive = list(NODES)
+    owner = "n1"
+    (h,) = hunts_on(owner, 1, "names")
+    vx.put_hunt(cl.client(owner), h, game_def("names"), status=201)
+    cl.owned([h])
+    pay = vx.codes_of(cl.client(owner), h)
+    _, wtok, _ = vx.new_player(cl.client("n2"), "Watcher")
+    w = vx.live(cl.servers["n2"].port, h, wtok)
+    eq(w.status, 101, "live on the replica n2")
+    new0 = metric(cl.client("n2"), "veltrix_replica_push_new_players_total")
+    qid, qtok, _ = vx.new_player(cl.client("n3"), "Quinn")  # n2 never sees Quinn's token
+    check(vx.scan(cl.client(owner), h, qtok, pay["c3"]), 200)
+    while True:
+        m = w.recv_json()
+        if m.get("type") == "scan":
+            break
+    eq((m.get("player_id"), m.get("display_name"), m.get("code")), (qid, "Quinn", "c3"),
+       "the replica's frame of the new player's first scan")
+    w.close()
+    want = cl.client(owner).ok("GET", "/v1/hunts/%s/leaderboard" % h)
+    true("Quinn" in json.dumps(want), "the owner's leaderboard names Quinn: %s" % want)
+    eq(cl.client("n2").ok("GET", "/v1/hunts/%s/leaderboard" % h), want, "n2's leaderboard")
+    true(metric(cl.client("n2"), "veltrix_replica_push_new_players_total") > new0,
+         "the push named a player n2 lacked")
 
 
 def durable(w, n):

@@ -7,6 +7,7 @@
  * - log.c's landed callback: each durable event once, in seq order, before the entry's
  *   own callback. */
 #include <h2o.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +114,67 @@ TEST(tail_fetches_in_order_with_every_event)
     tail_destroy(t);
     CHECK_EQ_INT(g.answers, before);
     store_close(w);
+    h2o_evloop_destroy(loop);
+}
+
+/* A job (tail_job): its run reads the store on the thread, its done comes on the loop
+ * in order with the fetches. */
+struct job {
+    struct got *g;
+    int order, ran, done, on_thread;
+    uint64_t last;
+    pthread_t loop_thread;
+};
+
+static int last_seq_of(const struct store_event *ev, void *ctx)
+{
+    ((struct job *)ctx)->last = ev->seq;
+    return 0;
+}
+
+static void job_run(struct store *s, void *arg)
+{
+    struct job *j = arg;
+    j->on_thread = !pthread_equal(pthread_self(), j->loop_thread);
+    store_each_event(s, "b", 1, last_seq_of, j);
+}
+
+static void job_done(void *arg, int ran)
+{
+    struct job *j = arg;
+    j->ran = ran;
+    j->done++;
+    j->order = j->g->answers++; /* counted with the fetches' answers */
+}
+
+TEST(tail_jobs_run_on_the_thread_in_order_with_fetches)
+{
+    struct store *r;
+    char err[256];
+    CHECK_EQ_INT(store_open(url, STORE_FSYNC_OFF, &r, err, sizeof err), 0);
+    h2o_loop_t *loop = h2o_evloop_create();
+    static struct got g;
+    memset(&g, 0, sizeof g);
+    struct tail *t = tail_create(loop, r, on_fetched, &g);
+    struct job j = {.g = &g, .loop_thread = pthread_self()}, k = j;
+    CHECK(t != NULL);
+    CHECK_EQ_INT(tail_fetch(t, "b", 1, 21), 0);
+    CHECK_EQ_INT(tail_job(t, job_run, job_done, &j), 0);
+    CHECK_EQ_INT(tail_fetch(t, "b", 2, 22), 0);
+    run_until(loop, &g, 3);
+    CHECK_EQ_INT(g.answers, 3);
+    CHECK_EQ_INT(j.done, 1);
+    CHECK_EQ_INT(j.ran, 1);
+    CHECK_EQ_INT(j.on_thread, 1);
+    CHECK_EQ_INT((int)j.last, 3); /* the store (hunt b of the test above), read there */
+    CHECK_EQ_INT(j.order, 1);     /* between the two fetches */
+    CHECK_EQ_INT((int)g.tag[0], 21);
+    CHECK_EQ_INT((int)g.tag[2], 22); /* index 1 is the job's answer */
+    /* A job not run (or not back) by tail_destroy is told so, once. */
+    for (int i = 0; i < 20; i++) CHECK_EQ_INT(tail_fetch(t, "b", 1, 99), 0);
+    CHECK_EQ_INT(tail_job(t, job_run, job_done, &k), 0);
+    tail_destroy(t);
+    CHECK_EQ_INT(k.done, 1);
     h2o_evloop_destroy(loop);
 }
 
@@ -266,6 +328,7 @@ int main(void)
     if (!mkdtemp(dir)) return 1;
     snprintf(url, sizeof url, "sqlite:%s/feed.db", dir);
     RUN(tail_fetches_in_order_with_every_event);
+    RUN(tail_jobs_run_on_the_thread_in_order_with_fetches);
     RUN(feed_bodies_parse_or_are_refused_whole);
     RUN(the_log_reports_each_landed_event_before_its_entry);
     char cmd[160];
