@@ -53,8 +53,11 @@
 #include <string.h>
 
 #define HUNTS_POLL_MS 1000
-/* A hunt whose owner's push came within PUSH_FRESH_MS is read from the store only every
- * PUSHED_POLL_MS (the push keeps it current; a gap sends it to the store at once). */
+/* The poll looks at the heads of the hunts this node follows in one read of the store
+ * (store_heads), every tick (--replica-poll-ms), and fetches the events of those whose
+ * head is past memory. A hunt whose owner's push came within PUSH_FRESH_MS is looked at
+ * only every PUSHED_POLL_MS (the push keeps it current; a gap sends it to the store at
+ * once): the look finds a push that was lost. */
 #define PUSH_FRESH_MS 1000
 #define PUSHED_POLL_MS 250
 
@@ -79,6 +82,9 @@ static struct {
     uint64_t pushed, push_gaps;  /* events applied from the owners' feed; gaps it showed */
     uint64_t push_players;       /* pushed events whose player was not here: fetched */
     uint64_t revocations;        /* players' sessions revoked here by another node's word */
+    int heads_inflight;          /* a look at the heads of the pushed hunts (one at a time) */
+    int listing;                 /* a read of the store's hunt list is in flight */
+    uint64_t heads_read, heads_behind; /* hunts whose head it read; found past memory */
     uint64_t idem_taken;         /* idempotency records taken over with hunts */
 } cl;
 
@@ -580,10 +586,15 @@ void api_cluster_metrics(struct metrics_buf *b)
                    "veltrix_replica_push_gaps_total %llu\n"
                    "# TYPE veltrix_replica_push_new_players_total counter\n"
                    "veltrix_replica_push_new_players_total %llu\n"
+                   "# TYPE veltrix_replica_heads_read_total counter\n"
+                   "veltrix_replica_heads_read_total %llu\n"
+                   "# TYPE veltrix_replica_heads_behind_total counter\n"
+                   "veltrix_replica_heads_behind_total %llu\n"
                    "# TYPE veltrix_revocations_received_total counter\n"
                    "veltrix_revocations_received_total %llu\n",
                    (unsigned long long)cl.pushed, (unsigned long long)cl.push_gaps,
-                   (unsigned long long)cl.push_players, (unsigned long long)cl.revocations);
+                   (unsigned long long)cl.push_players, (unsigned long long)cl.heads_read,
+                   (unsigned long long)cl.heads_behind, (unsigned long long)cl.revocations);
     if (api_app.feed) feed_render_metrics(api_app.feed, b);
     metrics_printf(b, "# TYPE veltrix_replication_event_age_seconds histogram\n");
     metrics_render_hist(b, "veltrix_replication_event_age_seconds", "", &cl.age, 0);
@@ -619,10 +630,110 @@ static void rebuild(const void *key, size_t klen, void *value, void *ctx)
     live_rebase(api_app.live, h, engine_seq(h)); /* subscribers get the store's seqs */
 }
 
+/* The store's hunt list, read on the tail thread (every HUNTS_POLL_MS). */
+struct hunt_list {
+    char (*ids)[VX_ID_MAX + 1];
+    size_t n, cap;
+    int rc;
+};
+
 static int list_hunt(const char *id, void *ctx)
 {
-    if (!hmap_get(&api_app.hunts, id, strlen(id))) load_new(id);
+    struct hunt_list *x = ctx;
+    if (x->n == x->cap) {
+        size_t c = x->cap ? 2 * x->cap : 64;
+        void *a = realloc(x->ids, c * sizeof *x->ids);
+        if (!a) return STORE_EIO; /* out of memory: as a failed read, listed again later */
+        x->ids = a;
+        x->cap = c;
+    }
+    snprintf(x->ids[x->n++], sizeof x->ids[0], "%s", id);
     return 0;
+}
+
+static void list_run(struct store *s, void *arg)
+{
+    struct hunt_list *x = arg;
+    x->rc = store_each_hunt(s, list_hunt, x);
+}
+
+/* A hunt of the store this node does not hold yet is loaded (on the loop: once per hunt). */
+static void list_done(void *arg, int ran)
+{
+    struct hunt_list *x = arg;
+    cl.listing = 0;
+    if (ran && x->rc) complain("cannot list the hunts");
+    for (size_t i = 0; ran && !x->rc && i < x->n; i++)
+        if (!hmap_get(&api_app.hunts, x->ids[i], strlen(x->ids[i]))) load_new(x->ids[i]);
+    free(x->ids);
+    free(x);
+}
+
+/* The pushed hunts whose heads the poll looks at, in one read on the tail thread. */
+struct heads {
+    size_t n, cap;
+    char (*ids)[VX_ID_MAX + 1];
+    const char **ptrs; /* into ids, for store_heads */
+    uint64_t *seqs;
+    int rc;
+    int64_t sent_ms;
+};
+
+static void heads_free(struct heads *x)
+{
+    if (!x) return;
+    free(x->ids);
+    free(x->ptrs);
+    free(x->seqs);
+    free(x);
+}
+
+static void heads_run(struct store *s, void *arg)
+{
+    struct heads *x = arg;
+    x->rc = store_heads(s, x->ptrs, x->n, x->seqs);
+}
+
+/* The heads came: a hunt whose head is past memory (a push was lost, or is late) gets a
+ * fetch; one at its head held every event committed before the look was sent. */
+static void heads_done(void *arg, int ran)
+{
+    struct heads *x = arg;
+    cl.heads_inflight = 0;
+    if (ran && x->rc) complain("cannot read the heads of the pushed hunts");
+    for (size_t i = 0; ran && !x->rc && i < x->n; i++) {
+        const char *id = x->ids[i];
+        size_t len = strlen(id);
+        struct hunt *h = hmap_get(&api_app.hunts, id, len);
+        uint64_t e;
+        if (!h || hmap_get(&cl.rebuild, id, len) || writing(id) || node_owns(api_app.cfg.node, id, &e))
+            continue;
+        struct rep *p = rep_of(id);
+        ++cl.heads_read;
+        if (x->seqs[i] > engine_seq(h)) {
+            ++cl.heads_behind;
+            if (!p->fetching) send_fetch(id, p, h);
+        } else {
+            if (x->sent_ms > p->synced_ms) p->synced_ms = x->sent_ms;
+            p->behind = 0;
+        }
+    }
+    heads_free(x);
+}
+
+/* Adds id to the look at the heads (*xp, made on first use); out of memory: not looked at. */
+static void heads_add(struct heads **xp, const char *id)
+{
+    struct heads *x = *xp;
+    if (!x && !(x = *xp = calloc(1, sizeof *x))) return;
+    if (x->n == x->cap) {
+        size_t c = x->cap ? 2 * x->cap : 64;
+        void *a = realloc(x->ids, c * sizeof *x->ids);
+        if (!a) return;
+        x->ids = a;
+        x->cap = c;
+    }
+    snprintf(x->ids[x->n++], sizeof x->ids[0], "%s", id);
 }
 
 static void follow(void *value, void *ctx)
@@ -638,10 +749,11 @@ static void follow(void *value, void *ctx)
     hmap_del(&cl.ready, id, strlen(id));
     struct rep *p = rep_of(id);
     int64_t now = api_now_ms();
-    if (p->fetching || (now - p->pushed_ms < PUSH_FRESH_MS && now - p->polled_ms < PUSHED_POLL_MS))
+    if (p->fetching || cl.heads_inflight ||
+        (now - p->pushed_ms < PUSH_FRESH_MS && now - p->polled_ms < PUSHED_POLL_MS))
         return;
     p->polled_ms = now;
-    send_fetch(id, p, h);
+    heads_add(ctx, id); /* its head first: its events only if memory lacks some */
 }
 
 static void on_poll(h2o_timeout_entry_t *t)
@@ -655,11 +767,25 @@ static void on_poll(h2o_timeout_entry_t *t)
         }
     }
     int64_t now = api_now_ms();
-    if (now - cl.hunts_listed_ms >= HUNTS_POLL_MS) {
+    if (now - cl.hunts_listed_ms >= HUNTS_POLL_MS && !cl.listing) {
+        struct hunt_list *l = calloc(1, sizeof *l);
         cl.hunts_listed_ms = now;
-        if (store_each_hunt(api_app.reader, list_hunt, NULL)) complain("cannot list the hunts");
+        if (l && !api_store_job(list_run, list_done, l)) cl.listing = 1;
+        else free(l);
     }
-    hmap_each(&api_app.hunts, follow, NULL);
+    struct heads *x = NULL;
+    hmap_each(&api_app.hunts, follow, &x);
+    if (x && x->n) {
+        x->ptrs = malloc(x->n * sizeof *x->ptrs);
+        x->seqs = calloc(x->n, sizeof *x->seqs);
+        for (size_t i = 0; x->ptrs && i < x->n; i++) x->ptrs[i] = x->ids[i];
+        x->sent_ms = now;
+        if (x->ptrs && x->seqs && !api_store_job(heads_run, heads_done, x)) {
+            cl.heads_inflight = 1;
+            x = NULL;
+        }
+    }
+    heads_free(x); /* nothing to look at, or out of memory: the next tick looks again */
     h2o_timeout_link(cl.loop, &cl.poll_timeout, &cl.poll_tick);
 }
 

@@ -227,6 +227,16 @@ int store_last_seq(struct store *s, const char *hunt, uint64_t *seq)
     return s->be->last_seq(s, hunt, seq);
 }
 
+int store_heads(struct store *s, const char *const *hunts, size_t n, uint64_t *seqs)
+{
+    if (s->be->heads) return s->be->heads(s, hunts, n, seqs);
+    for (size_t i = 0; i < n; i++) {
+        int rc = s->be->last_seq(s, hunts[i], &seqs[i]);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 int store_node_beat(struct store *s, const char *id, const char *advertise, int draining)
 {
     return s->be->node_beat ? s->be->node_beat(s, id, advertise, draining) : STORE_ENOTSUP;

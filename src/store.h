@@ -283,6 +283,9 @@ int store_ping(struct store *s);
 /* The highest durable seq of hunt's log (0 when it has none). A snapshot is stored only
  * once the log holds its seq, so it is never ahead of what was acknowledged. */
 int store_last_seq(struct store *s, const char *hunt, uint64_t *seq);
+/* store_last_seq of each of the n hunts into seqs (several nodes: a replica's look at the
+ * heads of the hunts it follows, in one round trip on PostgreSQL; one by one elsewhere). */
+int store_heads(struct store *s, const char *const *hunts, size_t n, uint64_t *seqs);
 /* PostgreSQL: how many other sessions of veltrix (servers, nodes, tools: their
  * application_name is 'veltrix') are connected to the store's database now, as far as
  * pg_stat_activity shows this role (sessions of another role without pg_read_all_stats

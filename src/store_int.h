@@ -60,6 +60,8 @@ struct store_backend {
                            store_map_version_cb cb, void *ctx); /* NULL: STORE_ENOTSUP */
     int (*ping)(struct store *s);
     int (*last_seq)(struct store *s, const char *hunt, uint64_t *seq);
+    int (*heads)(struct store *s, const char *const *hunts, size_t n, uint64_t *seqs); /* NULL:
+                                                                    * last_seq one by one */
     int (*other_sessions)(struct store *s, uint64_t *n); /* NULL: STORE_ENOTSUP */
     /* Several nodes (store.h); NULL: STORE_ENOTSUP. */
     int (*node_beat)(struct store *s, const char *id, const char *advertise, int draining);

@@ -96,7 +96,7 @@ enum {
     Q_PUT_IDEM, Q_PRUNE_IDEM, Q_HUNTS, Q_EVENTS,
     Q_PLAYERS, Q_REFRESH, Q_IDEMS, Q_HUNT_IDEMS, Q_GET_IDEM, Q_PING, Q_PUT_BLOB, Q_GET_BLOB, Q_PUT_TILE,
     Q_PUT_MAPVER, Q_PRUNE_MAPVER, Q_TILES, Q_MAPVERS, Q_GET_MAPVER, Q_LAST_SEQ, Q_BLOBS,
-    Q_GET_PLAYER, Q_OTHERS,
+    Q_GET_PLAYER, Q_OTHERS, Q_HEADS,
     Q_PUT_EVENTS, Q_MAX
 };
 
@@ -161,6 +161,10 @@ static const char *const SQL[Q_MAX] = {
     [Q_GET_MAPVER] = "SELECT hunt,version,manifest FROM veltrix.map_versions "
                      "WHERE hunt=$1::text AND version=$2::int8",
     [Q_LAST_SEQ] = "SELECT coalesce(max(seq),0)::int8 FROM veltrix.events WHERE hunt=$1::text",
+    /* One backward index probe per hunt ((hunt, seq) is the key), in the array's order. */
+    [Q_HEADS] = "SELECT (SELECT coalesce(max(seq),0) FROM veltrix.events "
+                "WHERE hunt=t.h COLLATE \"C\")::int8 "
+                "FROM unnest($1::text[]) WITH ORDINALITY AS t(h,i) ORDER BY t.i",
     [Q_BLOBS] = "SELECT hash,data FROM veltrix.blobs WHERE hash>$1::bytea ORDER BY hash "
                 "LIMIT $2::int8",
     [Q_GET_PLAYER] = "SELECT id,display_name,created_ms,gen FROM veltrix.players "
@@ -1704,6 +1708,39 @@ static int pg_last_seq(struct store *base, const char *hunt, uint64_t *seq)
     return ok ? 0 : STORE_EIO;
 }
 
+#define HEADS_PER_QUERY 1000
+
+static int pg_heads(struct store *base, const char *const *hunts, size_t n, uint64_t *seqs)
+{
+    for (size_t at = 0; at < n; at += HEADS_PER_QUERY) {
+        size_t k = n - at < HEADS_PER_QUERY ? n - at : HEADS_PER_QUERY, cap = 3, len = 0;
+        for (size_t i = 0; i < k; i++) cap += 2 * strlen(hunts[at + i]) + 3;
+        char *arr = malloc(cap);
+        if (!arr) return STORE_EIO;
+        arr[len++] = '{';
+        for (size_t i = 0; i < k; i++) { /* a text[] literal: each element quoted */
+            if (i) arr[len++] = ',';
+            arr[len++] = '"';
+            for (const char *c = hunts[at + i]; *c; c++) {
+                if (*c == '"' || *c == '\\') arr[len++] = '\\';
+                arr[len++] = *c;
+            }
+            arr[len++] = '"';
+        }
+        arr[len++] = '}';
+        arr[len] = '\0';
+        struct args a = {0};
+        arg_text(&a, arr);
+        PGresult *r = query(PG(base), Q_HEADS, &a);
+        int ok = r && PQntuples(r) == (int)k;
+        for (size_t i = 0; ok && i < k; i++) seqs[at + i] = (uint64_t)col_int(r, (int)i, 0);
+        PQclear(r);
+        free(arr);
+        if (!ok) return STORE_EIO;
+    }
+    return 0;
+}
+
 /* ---- snapshots -------------------------------------------------------------------------- */
 
 /* The connection for a snapshot: the handle's own outside a batch, else the second one
@@ -2111,6 +2148,7 @@ static int pg_put_events(struct store *base, const struct store_event *evs, size
     .put_blob = pg_put_blob, .get_blob = pg_get_blob, .put_tile = pg_put_tile,            \
     .put_map_version = pg_put_map_version, .each_tile = pg_each_tile,                     \
     .each_map_version = pg_each_map_version, .ping = pg_ping, .last_seq = pg_last_seq,    \
+    .heads = pg_heads,                                                                    \
     .other_sessions = pg_other_sessions,                                                  \
     .get_map_version = pg_get_map_version,                                                \
     .node_beat = pg_node_beat, .each_node = pg_each_node, .each_lease = pg_each_lease,    \

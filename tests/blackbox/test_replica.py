@@ -315,7 +315,9 @@ def replicas_apply_the_owners_push_without_waiting_for_the_store():
     true(metric(cl.client(owner), "veltrix_feed_events_total") >= 6, "the owner's feed counts")
     eq(metric(cl.client(owner), "veltrix_feed_failed_total"), 0, "posts the peers refused")
     # A record larger than a post (a definition of 2,000 codes, ~100 KB) is not pushed: the
-    # replicas see the gap at the next pushed event and read the store for it.
+    # replicas see the gap at the next pushed event and read the store for it. (Here they
+    # poll once a minute; at the default 20 ms, the heads of hunts whose push flows are
+    # looked at in one read every 250 ms: a_lost_push_is_found_by_the_look_at_the_heads.)
     big = game_def("push")
     big["codes"] = big["codes"] + [{"id": "b%d" % i, "points": 1, "x": i % 64, "y": i // 64}
                                    for i in range(2000)]
@@ -389,6 +391,38 @@ def a_replica_names_a_player_it_never_saw():
     eq(cl.client("n2").ok("GET", "/v1/hunts/%s/leaderboard" % h), want, "n2's leaderboard")
     true(metric(cl.client("n2"), "veltrix_replica_push_new_players_total") > new0,
          "the push named a player n2 lacked")
+
+
+@test
+def a_lost_push_is_found_by_the_look_at_the_heads():
+    cl = cluster()  # the default --replica-poll-ms (20)
+    owner = "n1"
+    (h,) = hunts_on(owner, 1, "heads")
+    vx.put_hunt(cl.client(owner), h, game_def("heads"), status=201)
+    cl.owned([h])
+    pay = vx.codes_of(cl.client(owner), h)
+    _, tok, _ = vx.new_player(cl.client(owner), "Hal")
+    for n in ("n2", "n3"):
+        cl.client(n).ok("GET", "/v1/hunts/%s/me" % h, token=tok)
+    check(vx.scan(cl.client(owner), h, tok, pay["c1"]), 200)  # pushed: the push flows
+    reads0 = {n: metric(cl.client(n), "veltrix_replica_heads_read_total") for n in ("n2", "n3")}
+    # A definition too large to push, and nothing after it: no later push shows the gap.
+    big = game_def("heads")
+    big["codes"] = big["codes"] + [{"id": "b%d" % i, "points": 1, "x": i % 64, "y": i // 64}
+                                   for i in range(2000)]
+    vx.put_hunt(cl.client(owner), h, big, status=200)
+    want = cl.client(owner).ok("GET", "/v1/hunts/%s/stats" % h)["seq"]
+    t0 = time.time()
+    for n in ("n2", "n3"):  # anonymous reads: they never ask the store themselves
+        while cl.client(n).ok("GET", "/v1/hunts/%s/stats" % h)["seq"] != want:
+            true(time.time() - t0 < 20, "%s did not find the unpushed definition" % n)
+            time.sleep(0.01)
+        true(metric(cl.client(n), "veltrix_replica_heads_read_total") > reads0[n],
+             "%s looked at the heads of its pushed hunts" % n)
+    print("  an unpushed definition with no event after it reached both replicas in %.0f ms "
+          "(heads found behind: n2 %d, n3 %d)" % ((time.time() - t0) * 1000,
+          metric(cl.client("n2"), "veltrix_replica_heads_behind_total"),
+          metric(cl.client("n3"), "veltrix_replica_heads_behind_total")))
 
 
 def durable(w, n):

@@ -388,6 +388,32 @@ TEST(big_batches_and_pages)
     CHECK_EQ_INT(store_commit(s), 0);
     CHECK_EQ_INT(store_last_seq(s, "big", &last), 0);
     CHECK_EQ_INT(last, 20001);
+    /* Every hunt's head in one read, in the order asked; 0 for a hunt without events. */
+    static char many[2500][16];
+    static const char *ids[2503];
+    static uint64_t seqs[2503];
+    ids[0] = "none", ids[1] = "big", ids[2] = "a\"b\\c"; /* quoted in the text[] literal */
+    for (int i = 0; i < 2500; i++) {
+        snprintf(many[i], sizeof many[i], "m%d", i);
+        ids[3 + i] = many[i];
+    }
+    CHECK_EQ_INT(store_begin(s), 0);
+    for (uint64_t q = 1; q <= 3; q++) {
+        struct store_event ev = {"a\"b\\c", q, 1, 1, {0}, pl, 16, {0}, 0, 0};
+        CHECK_EQ_INT(store_put_event(s, &ev), 0);
+    }
+    struct store_event m = {"m2222", 1, 1, 1, {0}, pl, 16, {0}, 0, 0};
+    CHECK_EQ_INT(store_put_event(s, &m), 0);
+    CHECK_EQ_INT(store_commit(s), 0);
+    memset(seqs, 0xff, sizeof seqs);
+    CHECK_EQ_INT(store_heads(s, ids, 2503, seqs), 0); /* three queries of at most 1,000 */
+    CHECK_EQ_INT((int)seqs[0], 0);
+    CHECK_EQ_INT((int)seqs[1], 20001);
+    CHECK_EQ_INT((int)seqs[2], 3);
+    int others = 0;
+    for (int i = 0; i < 2500; i++) others += i != 2222 && seqs[3 + i] != 0;
+    CHECK_EQ_INT(others, 0);
+    CHECK_EQ_INT((int)seqs[3 + 2222], 1);
     store_close(s);
 }
 
