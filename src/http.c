@@ -184,6 +184,15 @@ void http_dispatch_synth(struct http_synth *s)
 
 const struct http_synth *http_synth_of(const struct http_req *r) { return r->syn; }
 
+void http_reparam(struct http_req *r)
+{
+    assert(http_alive(r));
+    struct http_str path = http_path(r);
+    int ok = match(r->route->pattern, path.p, path.len, r->params);
+    assert(ok); /* it matched when the request came */
+    (void)ok;
+}
+
 void http_resume(struct http_req *r)
 {
     assert(r->held);
@@ -191,10 +200,7 @@ void http_resume(struct http_req *r)
         release(r);
         return;
     }
-    struct http_str path = http_path(r);
-    int ok = match(r->route->pattern, path.p, path.len, r->params);
-    assert(ok); /* it matched when the request came */
-    (void)ok;
+    http_reparam(r);
     r->route->handler(r);
 }
 

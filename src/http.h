@@ -114,6 +114,10 @@ struct http_req *http_hold(struct http_req *r);
  * had to wait for something first), as if it had just come: its path parameters are
  * matched again. A client that left meanwhile gets nothing: r is answered and released. */
 void http_resume(struct http_req *r);
+/* The path parameters of r, a held request whose client is still there (http_alive),
+ * matched again: http_hold empties them (they point into the request's pool), so a gate
+ * step that runs again after a hold must call this before http_param. */
+void http_reparam(struct http_req *r);
 
 /* 1 if r is a WebSocket opening handshake (RFC 6455 §4.2.1: GET, Upgrade: websocket,
  * Connection: upgrade, Sec-WebSocket-Version: 13, a Sec-WebSocket-Key). */
