@@ -36,8 +36,12 @@
  *   that found everything), and how many events each fetch found behind; each applied
  *   event's age (its owner's clock to this node's apply) goes into a histogram.
  *
- * Still on the event loop (rare): loading a hunt first seen here (load_new), the hunt list
- * every second, a player or map version first seen by a replica, stats' head query.
+ * - STATS on a replica ask the store for the hunt's head on the tail thread (api_replica_lag,
+ *   head_look): the request waits, the loop does not; concurrent ones share one look.
+ *
+ * Still on the event loop (rare): loading a hunt first seen here (load_new) with the
+ * players of its leaderboard, a map version first seen by a replica (tiles_follow), a
+ * takeover's catch-up (catch_up), a fenced hunt's rebuild.
  *
  * Invariants: a single node (no --node-id) writes every hunt, unfenced (epoch 0), and none
  * of this runs; one of several writes a hunt only while node_owns() holds and after the
@@ -86,7 +90,19 @@ static struct {
     int listing;                 /* a read of the store's hunt list is in flight */
     uint64_t heads_read, heads_behind; /* hunts whose head it read; found past memory */
     uint64_t idem_taken;         /* idempotency records taken over with hunts */
+    uint64_t head_looks;         /* stats' looks at a replica hunt's head, answered */
+    uint64_t takes_done, takes_failed, take_waits; /* takeovers; requests that waited */
+    int take_failed_now;         /* the reads resumed now: their hunt's take failed */
 } cl;
+
+/* A write (or token read) of a hunt this node has just taken over, held until memory has
+ * every event of the previous owners and their idempotency records (take). */
+struct taker {
+    struct taker *next;
+    struct http_req *r;
+    int write, fwd; /* a write: the gate's forwarded flag and client address, to resume it */
+    uint8_t addr[16];
+};
 
 /* A token read held until its hunt's memory has every event committed before it came. */
 struct held {
@@ -106,12 +122,18 @@ struct held_list {
 struct rep {
     int64_t synced_ms; /* memory held every event committed before this (0: never yet) */
     uint64_t behind;   /* events the last catch-up applied */
-    int64_t head_ms;   /* when stats last asked the store for the head (one ask per ms) */
-    uint64_t head;     /* what it said */
+    int looking;       /* stats' look at the store's head is in flight (head_look) */
+    int looked;        /* the stats in `stats` run now, with what the look found: */
+    int head_rc;       /* 0, or the store's error */
+    uint64_t head;     /* the store's head */
+    struct held_list stats; /* stats requests waiting for the look */
     int fetching;      /* a fetch is in flight */
     int64_t pushed_ms; /* when the owner's push last continued memory (0: never) */
     int64_t polled_ms; /* when the poll last sent a fetch */
     struct held_list now, next;
+    uint64_t taking;   /* this node took the hunt under this epoch and is catching up (take) */
+    int take_fresh;    /* a fetch was sent since the take began */
+    struct taker *takers, *takers_last; /* requests waiting for the take */
 };
 
 static struct rep *rep_of(const char *id)
@@ -165,31 +187,6 @@ static void replica_event(struct hunt *h, const struct event *ev,
     ++*(uint64_t *)ctx;
 }
 
-/* replica_event on the synchronous catch-up path (a takeover, a rebuild): the player of
- * the event is read from the store here, where it was durable before it could play. */
-static void catch_up_event(struct hunt *h, const struct event *ev,
-                           const struct engine_outcome *out, void *ctx)
-{
-    if (!player_known(ev->player)) store_get_player(api_app.reader, ev->player, player_row, NULL);
-    replica_event(h, ev, out, ctx);
-}
-
-/* Brings h up to the store's head. 0, or -1 (logged) when the store cannot say. */
-static int catch_up(struct hunt *h)
-{
-    char err[512];
-    uint64_t n = 0;
-    int64_t t0 = api_now_ms();
-    if (recovery_catch_up(api_app.reader, h, catch_up_event, &n, err, sizeof err) < 0) {
-        complain(err);
-        return -1;
-    }
-    struct rep *p = rep_of(engine_hunt_id(h));
-    if (t0 > p->synced_ms) p->synced_ms = t0;
-    p->behind = n;
-    return 0;
-}
-
 /* A hunt loaded whole (recovery, not replica_event): its ranked players that this node
  * does not know yet (created on another node) are read from the store, so that the
  * leaderboard names them. */
@@ -230,29 +227,6 @@ static int load_new(const char *id)
     return 0;
 }
 
-static int take_idem(const struct store_idem *i, void *ctx)
-{
-    ++*(uint64_t *)ctx;
-    return idem_load(api_app.idem, i->scope, i->key, i->req_hash, i->status, i->body,
-                     i->body_len, i->created_ms) ? -1 : 0;
-}
-
-/* The idempotency records of hunt's writes within the retention, whoever wrote them: a
- * retry of a write a previous owner applied is then replayed here, never applied again.
- * 0, or -1 (logged: no write under this epoch until it can be done). */
-static int take_idem_records(const char *hunt)
-{
-    uint64_t n = 0;
-    int rc = store_each_idem_of_hunt(api_app.reader, hunt,
-                                     api_now_ms() - api_app.cfg.idem_retention_ms, take_idem, &n);
-    if (rc) {
-        complain("taking a hunt over: cannot read its idempotency records");
-        return -1;
-    }
-    cl.idem_taken += n;
-    return 0;
-}
-
 void api_cluster_write(const struct hunt *h, int delta)
 {
     if (!api_app.cfg.node || !cl.inited) return;
@@ -266,6 +240,8 @@ void api_cluster_write(const struct hunt *h, int delta)
 /* 1 while writes of hunt id are in flight (its memory may be ahead of the store). */
 static int writing(const char *id) { return hmap_get(&cl.writing, id, strlen(id)) != NULL; }
 
+static int take(const char *hunt, uint64_t e);
+
 int api_write_epoch(const char *hunt, uint64_t *epoch)
 {
     *epoch = 0;
@@ -274,11 +250,9 @@ int api_write_epoch(const char *hunt, uint64_t *epoch)
     size_t len = strlen(hunt);
     if (!node_owns(api_app.cfg.node, hunt, &e) || hmap_get(&cl.rebuild, hunt, len)) return 0;
     if ((uint64_t)(uintptr_t)hmap_get(&cl.ready, hunt, len) != e) {
-        struct hunt *h = hmap_get(&api_app.hunts, hunt, len);
         if (writing(hunt)) return 0; /* writes of an older epoch still in flight: wait */
-        if (h ? catch_up(h) : load_new(hunt)) return 0;
-        if (take_idem_records(hunt)) return 0;
-        if (hmap_put(&cl.ready, hunt, len, (void *)(uintptr_t)e)) return 0;
+        if (!hmap_get(&api_app.hunts, hunt, len) && load_new(hunt)) return 0;
+        return take(hunt, e); /* a new hunt (nothing to load) too: its records */
     }
     *epoch = e;
     return 1;
@@ -320,28 +294,33 @@ static void resume(struct held_list *list)
 }
 
 /* Asks the tail thread for h's events after its seq; the reads waiting for the next
- * fetch wait for this one. Out of memory: they are answered from memory as it is. */
-static void send_fetch(const char *id, struct rep *p, const struct hunt *h)
+ * fetch wait for this one. 0; -1 out of memory: they are answered from memory as it is. */
+static int send_fetch(const char *id, struct rep *p, const struct hunt *h)
 {
     held_append(&p->now, &p->next);
     if (tail_fetch(cl.tail, id, engine_seq(h) + 1, (uint64_t)api_now_ms())) {
         complain("out of memory asking for a hunt's events");
         resume(&p->now);
-        return;
+        return -1;
     }
     p->fetching = 1;
+    if (p->taking) p->take_fresh = 1;
+    return 0;
 }
 
+static void take_fetched(const char *hunt, struct rep *p, int ok);
+
 /* A fetch answered (on the loop): its events applied in seq order to the hunt's memory,
- * unless the hunt is no replica here any more (taken over, being rebuilt, written); then
- * the reads it served run, and the reads that came meanwhile get a fetch of their own. */
+ * unless the hunt is no replica here any more (being rebuilt, written, owned: but for a
+ * take under the current epoch, which applies them too); then the reads it served run,
+ * and the reads that came meanwhile get a fetch of their own. */
 static void fetched(const struct tail_result *res, void *ctx)
 {
     struct rep *p = rep_of(res->hunt);
     size_t len = strlen(res->hunt);
     struct hunt *h = hmap_get(&api_app.hunts, res->hunt, len);
     uint64_t e, n = 0;
-    int again = 0;
+    int again = 0, ok = 0;
     char err[512];
     p->fetching = 0;
     ++cl.fetches;
@@ -350,9 +329,9 @@ static void fetched(const struct tail_result *res, void *ctx)
         tail_player(res, i, &pl);
         player_row(&pl, NULL);
     }
-    if (h && !hmap_get(&cl.rebuild, res->hunt, len) && !writing(res->hunt) &&
-        !node_owns(api_app.cfg.node, res->hunt, &e)) {
-        int ok = 1;
+    int owned = node_owns(api_app.cfg.node, res->hunt, &e), taking = owned && p->taking == e;
+    if (h && !hmap_get(&cl.rebuild, res->hunt, len) && !writing(res->hunt) && (!owned || taking)) {
+        ok = 1;
         for (size_t i = 0; i < res->n && ok; i++) {
             struct store_event ev;
             tail_event(res, i, &ev);
@@ -370,6 +349,7 @@ static void fetched(const struct tail_result *res, void *ctx)
             snprintf(err, sizeof err, "cannot read hunt '%s' after seq %llu (%s)", res->hunt,
                      (unsigned long long)res->from - 1, store_err_str(res->rc));
             complain(err);
+            ok = 0;
         } else if (ok) {
             again = again || res->more;
             if (!again && (int64_t)res->tag > p->synced_ms) p->synced_ms = (int64_t)res->tag;
@@ -377,15 +357,200 @@ static void fetched(const struct tail_result *res, void *ctx)
         }
         if (n) cl.read_index_waits += p->now.n;
     }
-    if (again) { /* the reads wait for the rest */
-        send_fetch(res->hunt, p, h);
+    if (again && !send_fetch(res->hunt, p, h)) return; /* the reads wait for the rest */
+    resume(&p->now);
+    if (p->taking) take_fetched(res->hunt, p, ok && !again && taking);
+    if (p->next.first && !p->fetching) {
+        if (!h || send_fetch(res->hunt, p, h)) resume(&p->next);
+    }
+}
+
+/* ---- taking a hunt over ------------------------------------------------------------------
+ * The node that gains a hunt's lease under epoch E brings its memory up to the store's
+ * head and loads the hunt's idempotency records before it writes: the retry of a write a
+ * previous owner applied is replayed, never applied again. Both reads run on the tail
+ * thread (a fetch sent after the take began, then an idempotency job); the hunt's writes
+ * and token reads wait meanwhile (take_wait), the event loop does not. ready[hunt] = E
+ * once done. A take whose epoch is no longer this node's is dropped, and its requests go
+ * where they go now (the new owner, or 503 hunt_moving). */
+
+struct idem_rec {
+    struct idem_rec *next;
+    char *scope, *key, *body;
+    uint8_t hash[32];
+    int status;
+    size_t len;
+    int64_t created_ms;
+};
+
+struct idem_take {
+    char id[ENGINE_ID_MAX + 1];
+    uint64_t epoch;
+    int64_t since_ms;
+    int rc;
+    struct idem_rec *first, *last;
+};
+
+static int idem_copy(const struct store_idem *i, void *arg)
+{
+    struct idem_take *x = arg;
+    struct idem_rec *r = calloc(1, sizeof *r);
+    if (!r) return STORE_EIO;
+    r->scope = strdup(i->scope);
+    r->key = strdup(i->key);
+    r->body = malloc(i->body_len + 1);
+    memcpy(r->hash, i->req_hash, 32);
+    r->status = i->status;
+    r->len = i->body_len;
+    r->created_ms = i->created_ms;
+    if (x->last) x->last->next = r;
+    else x->first = r;
+    x->last = r;
+    if (!r->scope || !r->key || !r->body) return STORE_EIO; /* freed with the list */
+    memcpy(r->body, i->body, i->body_len);
+    r->body[i->body_len] = '\0';
+    return 0;
+}
+
+static void idem_run(struct store *s, void *arg)
+{
+    struct idem_take *x = arg;
+    x->rc = store_each_idem_of_hunt(s, x->id, x->since_ms, idem_copy, x);
+}
+
+/* The requests waiting for hunt's take: writes go through the rest of their gate again
+ * (here now, or wherever the hunt went), token reads run; when the take failed, writes
+ * are answered 503 hunt_moving (the client retries) and reads from memory; when the node
+ * is stopping (ran 0), 503. */
+static void takers_run(const char *hunt, struct taker *t, int ok, int ran)
+{
+    while (t) {
+        struct taker *next = t->next;
+        if (!ran) {
+            http_error(t->r, 503, "unavailable", "this node is stopping; retry on another");
+        } else if (t->write && !ok) {
+            http_error(t->r, 503, "hunt_moving",
+                       "hunt '%s' is being taken over and the store did not answer; retry", hunt);
+        } else if (t->write) {
+            api_gate_resume(t->r, t->fwd, t->addr, 0);
+        } else {
+            cl.take_failed_now = !ok;
+            http_resume(t->r);
+            cl.take_failed_now = 0;
+        }
+        free(t);
+        t = next;
+    }
+}
+
+/* The take of hunt ends (ok: the hunt is ready; ran 0: the node is stopping); its
+ * requests run (takers_run). */
+static void take_end(const char *hunt, struct rep *p, int ok, int ran)
+{
+    struct taker *t = p->takers;
+    p->taking = 0;
+    p->takers = p->takers_last = NULL;
+    if (ran && ok) ++cl.takes_done;
+    else if (ran) ++cl.takes_failed;
+    takers_run(hunt, t, ok, ran);
+}
+
+static void idem_done(void *arg, int ran)
+{
+    struct idem_take *x = arg;
+    struct rep *p = rep_of(x->id);
+    size_t len = strlen(x->id);
+    uint64_t e, n = 0;
+    int ok = ran && !x->rc;
+    if (ran && x->rc) complain("taking a hunt over: cannot read its idempotency records");
+    if (p->taking == x->epoch) {
+        if (node_owns(api_app.cfg.node, x->id, &e) && e == x->epoch &&
+            !hmap_get(&cl.rebuild, x->id, len) && !writing(x->id)) {
+            for (struct idem_rec *r = x->first; ok && r; r = r->next, n++)
+                ok = !idem_load(api_app.idem, r->scope, r->key, r->hash, r->status, r->body, r->len,
+                                r->created_ms);
+            cl.idem_taken += n;
+            if (ok && hmap_put(&cl.ready, x->id, len, (void *)(uintptr_t)e)) ok = 0;
+            take_end(x->id, p, ok, ran);
+        } else {
+            take_end(x->id, p, 1, ran); /* the lease moved on: its requests go where it went */
+        }
+    }
+    for (struct idem_rec *r = x->first, *next; r; r = next) {
+        next = r->next;
+        free(r->scope);
+        free(r->key);
+        free(r->body);
+        free(r);
+    }
+    free(x);
+}
+
+/* The take's fetches are done (ok: memory is at the head of a fetch sent after the take
+ * began, or that fetch failed): the idempotency records next. */
+static void take_fetched(const char *hunt, struct rep *p, int ok)
+{
+    uint64_t e;
+    struct hunt *h = hmap_get(&api_app.hunts, hunt, strlen(hunt));
+    if (!node_owns(api_app.cfg.node, hunt, &e) || e != p->taking) {
+        take_end(hunt, p, 1, 1); /* the lease moved on */
         return;
     }
-    resume(&p->now);
-    if (p->next.first) {
-        if (h) send_fetch(res->hunt, p, h);
-        else resume(&p->next);
+    if (!ok) {
+        take_end(hunt, p, 0, 1);
+        return;
     }
+    if (!p->take_fresh) { /* that fetch was sent before the take: one more, sent now */
+        if (h && !send_fetch(hunt, p, h)) return;
+        take_end(hunt, p, 0, 1);
+        return;
+    }
+    struct idem_take *x = calloc(1, sizeof *x);
+    if (x) {
+        snprintf(x->id, sizeof x->id, "%s", hunt);
+        x->epoch = e;
+        x->since_ms = api_now_ms() - api_app.cfg.idem_retention_ms;
+    }
+    if (!x || api_store_job(idem_run, idem_done, x)) {
+        free(x);
+        take_end(hunt, p, 0, 1);
+    }
+}
+
+/* Starts (or goes on with) the take of hunt under e: 2. */
+static int take(const char *hunt, uint64_t e)
+{
+    struct rep *p = rep_of(hunt);
+    struct hunt *h = hmap_get(&api_app.hunts, hunt, strlen(hunt));
+    struct taker *older = p->takers; /* an older epoch's take: its requests wait for this */
+    if (p->taking == e) return 2;
+    p->takers = p->takers_last = NULL;
+    p->taking = e;
+    p->take_fresh = 0;
+    if (!h) { /* a new hunt: nothing to fetch, its records (if any) only */
+        p->take_fresh = 1;
+        take_fetched(hunt, p, 1);
+    } else if (!p->fetching && send_fetch(hunt, p, h)) {
+        take_end(hunt, p, 0, 1);
+    } /* else the fetch in flight (sent before) comes back first, then one is sent */
+    takers_run(hunt, older, 1, 1); /* they route again: to this take, or elsewhere */
+    return p->taking == e ? 2 : 0;
+}
+
+int api_take_wait(struct http_req *r, const char *hunt, int fwd, const uint8_t addr[16])
+{
+    struct rep *p = rep_of(hunt);
+    struct taker *t;
+    if (!p->taking || cl.take_failed_now || !(t = calloc(1, sizeof *t))) return 0;
+    t->write = addr != NULL;
+    t->fwd = fwd;
+    if (addr) memcpy(t->addr, addr, 16);
+    t->r = http_hold(r);
+    if (p->takers_last) p->takers_last->next = t;
+    else p->takers = t;
+    p->takers_last = t;
+    ++cl.take_waits;
+    return 1;
 }
 
 /* ---- the owners' feed (feed.h) -------------------------------------------------------- */
@@ -487,22 +652,21 @@ int api_read_gate(struct http_req *r)
     return 1;
 }
 
-void api_read_index(struct http_req *r, const char *id)
+int api_read_index(struct http_req *r, const char *id)
 {
     struct http_str m = http_method(r);
     size_t len = strlen(id);
     int token = api_bearer(r).p || http_query(r, "token").p; /* live: ?token= too */
     if (!api_app.cfg.node || m.len != 3 || memcmp(m.p, "GET", 3) || !token ||
         hmap_get(&cl.rebuild, id, len) || writing(id))
-        return;
+        return 0;
     uint64_t e;
-    if (node_owns(api_app.cfg.node, id, &e)) { /* taken over: caught up before it answers */
-        api_write_epoch(id, &e);
-        return;
-    }
-    if (hmap_get(&api_app.hunts, id, len)) return; /* api_read_gate held it for a fetch */
+    if (node_owns(api_app.cfg.node, id, &e)) /* taken over: caught up before it answers */
+        return api_write_epoch(id, &e) == 2 && api_take_wait(r, id, 0, NULL);
+    if (hmap_get(&api_app.hunts, id, len)) return 0; /* api_read_gate held it for a fetch */
     ++cl.read_index_reads; /* not here yet: loaded whole, up to the store's head */
     load_new(id);
+    return 0;
 }
 
 const char *api_hunt_owner(const char *hunt)
@@ -513,29 +677,76 @@ const char *api_hunt_owner(const char *hunt)
     return api_app.fwd ? forward_owner(api_app.fwd, hunt) : NULL;
 }
 
-void api_replica_lag(const struct hunt *h, int64_t *ms, uint64_t *events)
+/* Stats' look at a replica hunt's head, on the tail thread: the request waits, the event
+ * loop does not. Every stats request that comes while a look is in flight shares it. */
+struct head_look {
+    char id[ENGINE_ID_MAX + 1];
+    uint64_t head;
+    int rc;
+};
+
+static void look_run(struct store *s, void *arg)
+{
+    struct head_look *x = arg;
+    x->rc = store_last_seq(s, x->id, &x->head);
+}
+
+static void look_done(void *arg, int ran)
+{
+    struct head_look *x = arg;
+    struct rep *p = rep_of(x->id);
+    struct held *w = p->stats.first;
+    p->looking = 0;
+    p->stats = (struct held_list){NULL, NULL, 0};
+    p->head_rc = ran ? x->rc : STORE_EIO;
+    p->head = x->head;
+    ++cl.head_looks;
+    free(x);
+    while (w) { /* each runs api_stats again, which takes what the look found */
+        struct held *next = w->next;
+        if (ran) {
+            p->looked = 1;
+            http_resume(w->r);
+            p->looked = 0;
+        } else {
+            http_error(w->r, 503, "unavailable", "this node is stopping; retry on another");
+        }
+        free(w);
+        w = next;
+    }
+}
+
+int api_replica_lag(struct http_req *r, const struct hunt *h, int64_t *ms, uint64_t *events)
 {
     const char *id = engine_hunt_id(h);
-    uint64_t head;
     *ms = 0;
     *events = 0;
-    if (!is_replica(id)) return;
+    if (!is_replica(id)) return 0;
     struct rep *p = rep_of(id);
     int64_t now = api_now_ms(), since = p->synced_ms && now > p->synced_ms ? now - p->synced_ms : 0;
-    if (p->head_ms == now) {
-        head = p->head;
-    } else if (store_last_seq(api_app.reader, id, &head)) { /* the last look is all we know */
-        *ms = since;
-        *events = p->behind;
-        return;
-    } else {
-        p->head_ms = now;
-        p->head = head;
+    if (!p->looked) { /* ask the store (off the loop) while this request waits */
+        struct held *w = malloc(sizeof *w);
+        struct head_look *x = p->looking ? NULL : calloc(1, sizeof *x);
+        if (x) snprintf(x->id, sizeof x->id, "%s", id);
+        if (w && (p->looking || (x && !api_store_job(look_run, look_done, x)))) {
+            *w = (struct held){NULL, http_hold(r)};
+            struct held_list one = {w, w, 1};
+            held_append(&p->stats, &one);
+            p->looking = 1;
+            return 1;
+        }
+        free(w); /* out of memory: the last look is all we know */
+        free(x);
+    } else if (!p->head_rc) {
+        if (p->head > engine_seq(h)) {
+            *events = p->head - engine_seq(h);
+            *ms = since;
+        }
+        return 0;
     }
-    if (head > engine_seq(h)) {
-        *events = head - engine_seq(h);
-        *ms = since;
-    }
+    *ms = p->behind ? since : 0;
+    *events = p->behind;
+    return 0;
 }
 
 struct lag_sum {
@@ -591,10 +802,19 @@ void api_cluster_metrics(struct metrics_buf *b)
                    "# TYPE veltrix_replica_heads_behind_total counter\n"
                    "veltrix_replica_heads_behind_total %llu\n"
                    "# TYPE veltrix_revocations_received_total counter\n"
-                   "veltrix_revocations_received_total %llu\n",
+                   "veltrix_revocations_received_total %llu\n"
+                   "# TYPE veltrix_replica_head_looks_total counter\n"
+                   "veltrix_replica_head_looks_total %llu\n"
+                   "# TYPE veltrix_takeovers_total counter\n"
+                   "veltrix_takeovers_total{result=\"done\"} %llu\n"
+                   "veltrix_takeovers_total{result=\"failed\"} %llu\n"
+                   "# TYPE veltrix_takeover_waits_total counter\n"
+                   "veltrix_takeover_waits_total %llu\n",
                    (unsigned long long)cl.pushed, (unsigned long long)cl.push_gaps,
                    (unsigned long long)cl.push_players, (unsigned long long)cl.heads_read,
-                   (unsigned long long)cl.heads_behind, (unsigned long long)cl.revocations);
+                   (unsigned long long)cl.heads_behind, (unsigned long long)cl.revocations,
+                   (unsigned long long)cl.head_looks, (unsigned long long)cl.takes_done,
+                   (unsigned long long)cl.takes_failed, (unsigned long long)cl.take_waits);
     if (api_app.feed) feed_render_metrics(api_app.feed, b);
     metrics_printf(b, "# TYPE veltrix_replication_event_age_seconds histogram\n");
     metrics_render_hist(b, "veltrix_replication_event_age_seconds", "", &cl.age, 0);
@@ -811,6 +1031,8 @@ static void free_rep(void *value, void *ctx)
 {
     struct rep *p = value;
     held_append(&p->now, &p->next);
+    held_append(&p->now, &p->stats); /* none: tail_destroy answered them */
+    take_end("", p, 0, 0); /* a take's fetch dropped by tail_destroy: its requests */
     for (struct held *x = p->now.first, *next; x; x = next) {
         next = x->next;
         http_error(x->r, 503, "unavailable", "this node is stopping; retry on another");

@@ -189,9 +189,16 @@ int api_engine_status(int err);
 
 /* ---- api_cluster.c */
 /* 1 with *epoch set when this node may write hunt now: always for a single node (epoch 0,
- * unfenced); for one of several, while it holds the hunt's lease (node_owns). 0 otherwise:
- * the write goes to the owner. */
+ * unfenced); for one of several, while it holds the hunt's lease (node_owns) and has taken
+ * the hunt over under it. 2: it holds the lease and is taking the hunt over (memory brought
+ * to the store's head and the hunt's idempotency records loaded, on the tail thread: the
+ * request may wait, api_take_wait). 0 otherwise: the write goes to the owner. */
 int api_write_epoch(const char *hunt, uint64_t *epoch);
+/* Holds r until hunt's takeover ends (api_write_epoch said 2): 1 held, 0 not (no take in
+ * flight, or out of memory). A write (addr: its client address, fwd: forwarded) then goes
+ * through the rest of its gate again, or is answered 503 hunt_moving if the take failed;
+ * a token read (addr NULL) runs its handler again, from memory if the take failed. */
+int api_take_wait(struct http_req *r, const char *hunt, int fwd, const uint8_t addr[16]);
 /* The store refused a write of hunt because its lease moved (STORE_EFENCED): the hunt's
  * memory holds events that never landed. Called once per refused write. */
 void api_hunt_fenced(const char *hunt);
@@ -202,10 +209,12 @@ void api_hunt_fenced(const char *hunt);
 void api_cluster_write(const struct hunt *h, int delta);
 /* Read-your-writes, the handler's part: a GET carrying a player token (a bearer, or
  * live's ?token=) of hunt id that the gate did not hold (api_read_gate): on a node that
- * owns the hunt, catches it up under its epoch; on a replica where the hunt is not loaded
- * yet, loads it from the store (synchronously: once per hunt). Anonymous reads, a single
- * node and a held read that was resumed return at once. */
-void api_read_index(struct http_req *r, const char *id);
+ * owns the hunt and is taking it over, holds it until the take ends (1: the caller
+ * returns; its handler runs again then); on a replica where the hunt is not loaded yet,
+ * loads it from the store (synchronously: once per hunt). 0 otherwise. Anonymous reads
+ * and a single node return 0 at once. (A handler that spent the player's rate-limit token
+ * before it asked spends one more when it runs again: once per takeover.) */
+int api_read_index(struct http_req *r, const char *id);
 /* The gate's part of ReadIndex (several nodes): a GET of a hunt this node follows as a
  * replica, carrying a player token, is held (1) until a fetch of the hunt's events sent
  * after it came (tail.h, off the event loop; one fetch per hunt serves every read that
@@ -221,10 +230,13 @@ void api_batch_render_metrics(struct metrics_buf *b);
 /* The log's landed callback (log_on_landed): the event goes to the feed. */
 void api_feed_landed(const struct store_event *ev, void *ctx);
 /* How far this node's memory of h trails the store (0, 0 on the owner and a single node):
- * *events committed that memory lacks (asks the store, at most once per hunt and
- * millisecond: concurrent stats share the answer), *ms since memory was last known
- * to hold every committed event (0 when it holds them now). */
-void api_replica_lag(const struct hunt *h, int64_t *ms, uint64_t *events);
+ * *events committed that memory lacks, *ms since memory was last known to hold every
+ * committed event (0 when it holds them now). On a replica the store is asked for the
+ * hunt's head on the tail thread: the function holds r and returns 1 (the caller returns;
+ * its handler runs again once the answer is in, and this then returns 0 with it). Every
+ * request that comes while a look is in flight shares it. The store failing: what the
+ * last look of the poll found. */
+int api_replica_lag(struct http_req *r, const struct hunt *h, int64_t *ms, uint64_t *events);
 /* The node that owns hunt (several nodes: this one while it holds the lease, else the
  * owner in this node's view, NULL while the hunt has none); NULL on a single node. */
 const char *api_hunt_owner(const char *hunt);

@@ -250,12 +250,12 @@ void api_stats(struct http_req *r)
     struct engine_stats st;
     uint8_t head[ENGINE_HASH_BYTES];
     char hex[2 * ENGINE_HASH_BYTES + 1];
+    int64_t lag_ms;
+    uint64_t lag_events;
+    if (api_replica_lag(r, h, &lag_ms, &lag_events)) return; /* held: the store is asked */
     engine_stats(h, &st);
     engine_head_hash(h, head);
     engine_hash_hex(head, hex);
-    int64_t lag_ms;
-    uint64_t lag_events;
-    api_replica_lag(h, &lag_ms, &lag_events);
     const char *owner = api_hunt_owner(engine_hunt_id(h));
     http_send_json(r, 200,
                    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I,s:s?}", "seq", (json_int_t)st.seq, "players",

@@ -46,7 +46,8 @@ int api_write_route(struct http_req *r, int forwarded, const uint8_t client_addr
     memcpy(hunt, id.p, id.len);
     hunt[id.len] = '\0';
     enum forward_where where = FORWARD_HERE;
-    if (!api_write_epoch(hunt, &epoch)) {
+    int ready = api_write_epoch(hunt, &epoch);
+    if (!ready) {
         where = forward_route(api_app.fwd, hunt, &peer);
         /* A hunt without a lease yet (being created) placed here, or forwarded here by a
          * node whose placement says so (views may differ for a round): its first write
@@ -58,8 +59,13 @@ int api_write_route(struct http_req *r, int forwarded, const uint8_t client_addr
                 http_error(r, 503, "store_unavailable", "the store did not answer; retry");
                 return 1;
             }
-            where = rc == 1 && api_write_epoch(hunt, &epoch) ? FORWARD_HERE : FORWARD_NOWHERE;
+            ready = rc == 1 ? api_write_epoch(hunt, &epoch) : 0;
+            where = ready ? FORWARD_HERE : FORWARD_NOWHERE;
         }
+    }
+    if (ready == 2) { /* taking the hunt over: the write waits for it */
+        if (api_take_wait(r, hunt, forwarded, client_addr)) return 1;
+        where = FORWARD_NOWHERE;
     }
     if (where == FORWARD_HERE) {
         memcpy(granted.hunt, hunt, id.len + 1);
@@ -85,7 +91,7 @@ static uint64_t write_epoch(const struct hunt *h)
 {
     uint64_t epoch = 0;
     if (!strcmp(granted.hunt, engine_hunt_id(h))) return granted.epoch;
-    if (!api_write_epoch(engine_hunt_id(h), &epoch)) epoch = 0;
+    if (api_write_epoch(engine_hunt_id(h), &epoch) != 1) epoch = 0;
     return epoch;
 }
 

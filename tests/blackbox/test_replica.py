@@ -21,17 +21,27 @@ Cluster).
 - Read-your-writes (ReadIndex): a player's write answered by the owner is in that
   player's very next read on another node (/me, stats), with no wait in the test; stats
   and /metrics show the replication lag (0 on the owner).
+- Stats on a replica ask the store for the hunt's head on the node's store thread: with the
+  log's table locked for 3 s, eight concurrent stats wait (sharing the look) while the
+  node answers /healthz at once; then each gives the lag the store says.
+- A takeover reads the store on the new owner's store thread: with the idempotency records
+  locked, the heir of a killed owner answers /healthz at once while writes wait for its
+  take; then the retry of a write the dead owner acknowledged replays its first answer
+  (that write was held by the owner's gate while it read the player: its record still
+  names its hunt).
 """
 import concurrent.futures
 import json
 import os
+import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pgutil  # noqa: E402
 import vx  # noqa: E402
-from test_forward import NODES, SECRET, Cluster, forward_header, game_def, hunts_on, raw_req  # noqa: E402
+from test_forward import NODES, SECRET, Cluster, forward_header, game_def, hunts_on, placed, raw_req  # noqa: E402
 from vx import check, eq, true, test  # noqa: E402
 
 del vx._tests[:]  # test_forward's own tests registered themselves on import
@@ -276,6 +286,139 @@ def a_token_read_on_a_replica_sees_the_players_own_writes():
     print("  n1 /metrics: veltrix_replication_lag_ms %d, veltrix_replication_event_age_seconds_sum %s"
           % (metric(cl.client("n1"), "veltrix_replication_lag_ms"),
              metric(cl.client("n1"), "veltrix_replication_event_age_seconds_sum")))
+
+
+def locked(cl, table, seconds):
+    """A psql holding table behind an ACCESS EXCLUSIVE lock for seconds, once it holds it."""
+    lock = subprocess.Popen(["psql", "-X", "-q", "-d", cl.url, "-c",
+                             "BEGIN; LOCK TABLE veltrix.%s IN ACCESS EXCLUSIVE MODE; "
+                             "SELECT pg_sleep(%d); COMMIT;" % (table, seconds)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    t0 = time.time()
+    while pgutil.psql(cl.url, "SELECT count(*) FROM pg_locks l JOIN pg_class c ON "
+                      "c.oid = l.relation WHERE c.relname = '%s' AND l.mode = "
+                      "'AccessExclusiveLock' AND l.granted" % table) != "1":
+        if time.time() - t0 > 10:
+            lock.kill()
+            raise AssertionError("the lock on %s was not taken" % table)
+        time.sleep(0.05)
+    return lock
+
+
+@test
+def stats_on_a_replica_ask_the_store_off_the_event_loop():
+    # No push, polls once a minute: the replicas' memory stays where a token read left it.
+    cl = Cluster(args=["--replica-feed", "poll", "--replica-poll-ms", "60000"])
+    cl.alive = list(NODES)
+    owner = "n1"
+    (h,) = hunts_on(owner, 1, "lag")
+    vx.put_hunt(cl.client(owner), h, game_def("lag"), status=201)
+    cl.owned([h])
+    pay = vx.codes_of(cl.client(owner), h)
+    _, tok, _ = vx.new_player(cl.client(owner), "Lee")
+    cl.client("n2").ok("GET", "/v1/hunts/%s/me" % h, token=tok)  # n2 loads the hunt
+    for k in range(1, 4):
+        check(vx.scan(cl.client(owner), h, tok, pay["c%d" % k]), 200)
+    head = cl.client(owner).ok("GET", "/v1/hunts/%s/stats" % h)["seq"]
+    st = cl.client("n2").ok("GET", "/v1/hunts/%s/stats" % h)  # anonymous: no ReadIndex
+    eq(st["replication_lag_events"], head - st["seq"], "lag = the store's head - n2's seq")
+    true(st["replication_lag_events"] == 3 and st["replication_lag_ms"] >= 0,
+         "three scans n2 has not applied: %s" % st)
+    looks0 = metric(cl.client("n2"), "veltrix_replica_head_looks_total")
+    # The store's log behind a lock for 3 s: stats on n2 waits for its head, n2 does not.
+    port = cl.servers["n2"].port
+    t0 = time.time()
+    lock = locked(cl, "events", 3)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as ex:
+            slow = [ex.submit(raw_req, port, "GET", "/v1/hunts/%s/stats" % h, None, {})
+                    for _ in range(8)]
+            time.sleep(0.3)  # they wait for the lock now
+            t1 = time.time()
+            check(cl.client("n2").req("GET", "/healthz"), 200, what="/healthz on n2")
+            fast = time.time() - t1
+            got = [f.result(30) for f in slow]
+        true(lock.wait(30) == 0, "the lock's psql: %s" % lock.stderr.read())
+    finally:
+        if lock.poll() is None:
+            lock.kill()
+    print("  8 stats on n2 waited %.2f s for the store's head; /healthz meanwhile: %.3f s"
+          % (time.time() - t0, fast))
+    # 3 s of lock; a loop waiting for the store would answer /healthz after it.
+    true(fast < 1.5, "/healthz on n2 took %.2f s while stats waited for the store" % fast)
+    for status, body in got:
+        eq(status, 200, "stats once the store answers (%s)" % body[:200])
+        b = json.loads(body)
+        eq((b["seq"], b["replication_lag_events"]), (st["seq"], 3), "n2's lag, asked of the store")
+        true(b["replication_lag_ms"] >= 0, "lag in ms: %s" % b)
+    looks = metric(cl.client("n2"), "veltrix_replica_head_looks_total") - looks0
+    true(1 <= looks <= 2, "the 8 concurrent stats shared the looks in flight (%d)" % looks)
+    eq(metric(cl.client(owner), "veltrix_replica_head_looks_total"), 0, "the owner asks no one")
+    # A token read catches n2 up (ReadIndex): lag 0 after it.
+    st = cl.client("n2").ok("GET", "/v1/hunts/%s/stats" % h, token=tok)
+    eq((st["seq"], st["replication_lag_events"], st["replication_lag_ms"]), (head, 0, 0),
+       "a token read of stats on n2")
+
+
+@test
+def a_takeover_reads_the_store_off_the_new_owners_event_loop():
+    cl = cluster()
+    owner = "n3"
+    h, pay = hunt_owned_by(cl, owner, "rtake", via="n1")
+    heir = placed(h, ["n1", "n2"])
+    pid, tok, _ = vx.new_player(cl.client("n1"), "Tia")
+    first = vx.scan(cl.client("n1"), h, tok, pay["c1"], headers={"Idempotency-Key": "take-1"})
+    check(first, 200, what="a write acknowledged by the owner")
+    # Tia was created on n1: the owner read her first (its gate held the write meanwhile);
+    # the write kept its grant through that hold, and its record names its hunt.
+    eq(pgutil.psql(cl.url, "SELECT hunt FROM veltrix.idem WHERE key = 'take-1'::bytea"), h,
+       "the hunt of the write's idempotency record")
+    waits0 = metric(cl.client(heir), "veltrix_takeover_waits_total")
+    # The idempotency records behind a lock: the heir's take waits for them, its loop does not.
+    lock = locked(cl, "idem", 7)
+    try:
+        cl.servers[owner].kill()
+        cl.alive = ["n1", "n2"]
+        got = {}
+
+        def write(name, code, key):
+            t0 = time.time()
+            while True:
+                r = vx.scan(cl.client(heir), h, tok, pay[code], headers={"Idempotency-Key": key})
+                if r.status != 503 or time.time() - t0 > 30:
+                    break
+                check(r, 503, "hunt_moving", what="%s while the hunt moves" % name)
+                time.sleep(0.05)
+            got[name] = r
+
+        ws = [threading.Thread(target=write, args=a) for a in
+              [("retry", "c1", "take-1"), ("new", "c2", "take-2")]]
+        for w in ws:
+            w.start()
+        worst, n = 0.0, 0
+        while lock.poll() is None:
+            t1 = time.time()
+            check(cl.client(heir).req("GET", "/healthz"), 200, what="/healthz on the heir")
+            worst, n = max(worst, time.time() - t1), n + 1
+            time.sleep(0.1)
+        for w in ws:
+            w.join(40)
+        true(lock.returncode == 0, "the lock's psql: %s" % lock.stderr.read())
+    finally:
+        if lock.poll() is None:
+            lock.kill()
+    waits = metric(cl.client(heir), "veltrix_takeover_waits_total") - waits0
+    print("  owner killed, its idempotency records locked for 7 s: %d /healthz on the heir %s, the "
+          "slowest %.3f s; %d writes waited for the take" % (n, heir, worst, waits))
+    true(worst < 1.5, "/healthz on %s took %.2f s while its take waited for the store" % (heir, worst))
+    true(waits >= 1, "a write waited for the take (%d)" % waits)
+    true(metric(cl.client(heir), 'veltrix_takeovers_total{result="done"}') >= 1, "the take is done")
+    check(got["retry"], 200, what="the retry of the acknowledged write on the heir")
+    eq(got["retry"].body, first.body, "the retry replays the first answer (applied once)")
+    check(got["new"], 200, what="a new write on the heir")
+    converge(cl, heir, h, tok)
+    me = cl.client("n1").ok("GET", "/v1/hunts/%s/me" % h, token=tok)
+    eq(me["score"], first.body["points"] + got["new"].body["points"], "the score: both scans, once")
 
 
 def feed_record(hunt, seq, time_ms, etype, player, data, hsh=None):
