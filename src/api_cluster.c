@@ -463,7 +463,9 @@ static void idem_done(void *arg, int ran)
     uint64_t e, n = 0;
     int ok = ran && !x->rc;
     if (ran && x->rc) complain("taking a hunt over: cannot read its idempotency records");
-    if (p->taking == x->epoch) {
+    if (p->taking == x->epoch && !ran) {
+        take_end(x->id, p, 0, 0); /* stopping: the node (its leases) may be gone already */
+    } else if (p->taking == x->epoch) {
         if (node_owns(api_app.cfg.node, x->id, &e) && e == x->epoch &&
             !hmap_get(&cl.rebuild, x->id, len) && !writing(x->id)) {
             for (struct idem_rec *r = x->first; ok && r; r = r->next, n++)

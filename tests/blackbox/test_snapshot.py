@@ -140,6 +140,9 @@ def snapshot_kill9_restart():
         t.start()
     try:
         wait_snapshots(c, 3, "under load")
+        t0 = time.time()  # and some load past them (a slow build may take the third late)
+        while model.acks <= 180 and not model.errors and time.time() - t0 < 30:
+            time.sleep(0.05)
     finally:
         s.kill()  # SIGKILL in the middle of the load (and perhaps of a snapshot)
         stop.set()
