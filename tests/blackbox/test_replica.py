@@ -311,10 +311,7 @@ def stats_on_a_replica_ask_the_store_off_the_event_loop():
     cl = Cluster(args=["--replica-feed", "poll", "--replica-poll-ms", "60000"])
     cl.alive = list(NODES)
     owner = "n1"
-    (h,) = hunts_on(owner, 1, "lag")
-    vx.put_hunt(cl.client(owner), h, game_def("lag"), status=201)
-    cl.owned([h])
-    pay = vx.codes_of(cl.client(owner), h)
+    h, pay = hunt_owned_by(cl, owner, "lag", via=owner)
     _, tok, _ = vx.new_player(cl.client(owner), "Lee")
     cl.client("n2").ok("GET", "/v1/hunts/%s/me" % h, token=tok)  # n2 loads the hunt
     for k in range(1, 4):
@@ -435,10 +432,7 @@ def replicas_apply_the_owners_push_without_waiting_for_the_store():
     cl = Cluster(args=["--replica-poll-ms", "60000"])
     cl.alive = list(NODES)
     owner = "n1"
-    (h,) = hunts_on(owner, 1, "push")
-    vx.put_hunt(cl.client(owner), h, game_def("push"), status=201)
-    cl.owned([h])
-    pay = vx.codes_of(cl.client(owner), h)
+    h, pay = hunt_owned_by(cl, owner, "push", via=owner)
     pid, tok, _ = vx.new_player(cl.client(owner), "Pia")
     for n in ("n2", "n3"):  # a token read loads the hunt (it has no minute-long wait)
         cl.client(n).ok("GET", "/v1/hunts/%s/me" % h, token=tok)
@@ -512,10 +506,7 @@ def a_replica_names_a_player_it_never_saw():
     cl = Cluster(args=["--replica-poll-ms", "60000"])  # what the replica shows came pushed
     cl.alive = list(NODES)
     owner = "n1"
-    (h,) = hunts_on(owner, 1, "names")
-    vx.put_hunt(cl.client(owner), h, game_def("names"), status=201)
-    cl.owned([h])
-    pay = vx.codes_of(cl.client(owner), h)
+    h, pay = hunt_owned_by(cl, owner, "names", via=owner)
     _, wtok, _ = vx.new_player(cl.client("n2"), "Watcher")
     w = vx.live(cl.servers["n2"].port, h, wtok)
     eq(w.status, 101, "live on the replica n2")
@@ -540,10 +531,7 @@ def a_replica_names_a_player_it_never_saw():
 def a_lost_push_is_found_by_the_look_at_the_heads():
     cl = cluster()  # the default --replica-poll-ms (20)
     owner = "n1"
-    (h,) = hunts_on(owner, 1, "heads")
-    vx.put_hunt(cl.client(owner), h, game_def("heads"), status=201)
-    cl.owned([h])
-    pay = vx.codes_of(cl.client(owner), h)
+    h, pay = hunt_owned_by(cl, owner, "heads", via=owner)
     _, tok, _ = vx.new_player(cl.client(owner), "Hal")
     for n in ("n2", "n3"):
         cl.client(n).ok("GET", "/v1/hunts/%s/me" % h, token=tok)
