@@ -5,10 +5,11 @@
  *
  * Roles, per hunt, on the event loop:
  * - OWNER under epoch E: node_owns() says so and the hunt's memory was brought up to the
- *   store's head after E began (ready[hunt] == E). The first write under a new epoch does
- *   that catch-up before the engine decides anything, so a new owner never writes a seq
- *   that its predecessor already took. Its events, once landed, go to the other nodes
- *   (api_feed_landed: feed.h).
+ *   store's head after E began and its idempotency records loaded (ready[hunt] == E):
+ *   the take, started by the first write or poll tick under E, reads both on the tail
+ *   thread while the hunt's writes and token reads wait (take, api_take_wait), so a new
+ *   owner never writes a seq that its predecessor already took, nor applies a retry
+ *   twice. Its events, once landed, go to the other nodes (api_feed_landed: feed.h).
  * - REPLICA otherwise, fed two ways, both applied in seq order through recovery_apply and
  *   published to this node's live subscribers (replica_event):
  *   - the owner's push (POST /v1/cluster/events, api_cluster_events): an event that
@@ -31,7 +32,7 @@
  *   of theirs that was answered, whichever node took it. One fetch per hunt is in flight
  *   at a time: every read that came before it was sent shares it. Anonymous reads never
  *   wait. A hunt not loaded here yet, or owned here, is handled in the handler
- *   (api_read_index: loaded, or caught up under the epoch).
+ *   (api_read_index: loaded, or held for the take under the epoch).
  * - LAG: per replica hunt, when memory was last known to be at the store's head (a fetch
  *   that found everything), and how many events each fetch found behind; each applied
  *   event's age (its owner's clock to this node's apply) goes into a histogram.
@@ -41,7 +42,7 @@
  *
  * Still on the event loop (rare): loading a hunt first seen here (load_new) with the
  * players of its leaderboard, a map version first seen by a replica (tiles_follow), a
- * takeover's catch-up (catch_up), a fenced hunt's rebuild.
+ * fenced hunt's rebuild.
  *
  * Invariants: a single node (no --node-id) writes every hunt, unfenced (epoch 0), and none
  * of this runs; one of several writes a hunt only while node_owns() holds and after the
