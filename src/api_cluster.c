@@ -96,19 +96,14 @@ static struct {
     int take_failed_now;         /* the reads resumed now: their hunt's take failed */
 } cl;
 
-/* A write (or token read) of a hunt this node has just taken over, held until memory has
- * every event of the previous owners and their idempotency records (take). */
-struct taker {
-    struct taker *next;
-    struct http_req *r;
-    int write, fwd; /* a write: the gate's forwarded flag and client address, to resume it */
-    uint8_t addr[16];
-};
-
-/* A token read held until its hunt's memory has every event committed before it came. */
+/* A request held for its hunt: a token read until memory has every event committed before
+ * it came (ReadIndex), a stats request until the store's head is read, a write or token
+ * read of a hunt this node is taking over until the take ends. */
 struct held {
     struct held *next;
     struct http_req *r;
+    int write, fwd; /* a write held for a take: the gate's forwarded flag and client */
+    uint8_t addr[16]; /* address, to resume it through the rest of the gate */
 };
 struct held_list {
     struct held *first, *last;
@@ -134,7 +129,7 @@ struct rep {
     struct held_list now, next;
     uint64_t taking;   /* this node took the hunt under this epoch and is catching up (take) */
     int take_fresh;    /* a fetch was sent since the take began */
-    struct taker *takers, *takers_last; /* requests waiting for the take */
+    struct held_list takers; /* requests waiting for the take */
 };
 
 static struct rep *rep_of(const char *id)
@@ -276,6 +271,18 @@ static void held_append(struct held_list *to, struct held_list *from)
     to->last = from->last;
     to->n += from->n;
     *from = (struct held_list){NULL, NULL, 0};
+}
+
+/* Answers the requests of list 503 (the node is stopping) and empties it. */
+static void held_stop(struct held_list *list)
+{
+    struct held *x = list->first;
+    *list = (struct held_list){NULL, NULL, 0};
+    for (struct held *next; x; x = next) {
+        next = x->next;
+        http_error(x->r, 503, "unavailable", "this node is stopping; retry on another");
+        free(x);
+    }
 }
 
 /* Runs the handlers of the reads of list (they see memory as it is now), emptying it. */
@@ -423,13 +430,17 @@ static void idem_run(struct store *s, void *arg)
  * (here now, or wherever the hunt went), token reads run; when the take failed, writes
  * are answered 503 hunt_moving (the client retries) and reads from memory; when the node
  * is stopping (ran 0), 503. */
-static void takers_run(const char *hunt, struct taker *t, int ok, int ran)
+static void takers_run(const char *hunt, struct held_list *list, int ok, int ran)
 {
-    while (t) {
-        struct taker *next = t->next;
-        if (!ran) {
-            http_error(t->r, 503, "unavailable", "this node is stopping; retry on another");
-        } else if (t->write && !ok) {
+    if (!ran) {
+        held_stop(list);
+        return;
+    }
+    struct held *t = list->first;
+    *list = (struct held_list){NULL, NULL, 0};
+    for (struct held *next; t; t = next) {
+        next = t->next;
+        if (t->write && !ok) {
             http_error(t->r, 503, "hunt_moving",
                        "hunt '%s' is being taken over and the store did not answer; retry", hunt);
         } else if (t->write) {
@@ -440,7 +451,6 @@ static void takers_run(const char *hunt, struct taker *t, int ok, int ran)
             cl.take_failed_now = 0;
         }
         free(t);
-        t = next;
     }
 }
 
@@ -448,12 +458,12 @@ static void takers_run(const char *hunt, struct taker *t, int ok, int ran)
  * requests run (takers_run). */
 static void take_end(const char *hunt, struct rep *p, int ok, int ran)
 {
-    struct taker *t = p->takers;
+    struct held_list t = p->takers;
     p->taking = 0;
-    p->takers = p->takers_last = NULL;
+    p->takers = (struct held_list){NULL, NULL, 0};
     if (ran && ok) ++cl.takes_done;
     else if (ran) ++cl.takes_failed;
-    takers_run(hunt, t, ok, ran);
+    takers_run(hunt, &t, ok, ran);
 }
 
 static void idem_done(void *arg, int ran)
@@ -525,9 +535,9 @@ static int take(const char *hunt, uint64_t e)
 {
     struct rep *p = rep_of(hunt);
     struct hunt *h = hmap_get(&api_app.hunts, hunt, strlen(hunt));
-    struct taker *older = p->takers; /* an older epoch's take: its requests wait for this */
     if (p->taking == e) return 2;
-    p->takers = p->takers_last = NULL;
+    struct held_list older = p->takers; /* an older epoch's take: they wait for this one */
+    p->takers = (struct held_list){NULL, NULL, 0};
     p->taking = e;
     p->take_fresh = 0;
     if (!h) { /* a new hunt: nothing to fetch, its records (if any) only */
@@ -536,22 +546,21 @@ static int take(const char *hunt, uint64_t e)
     } else if (!p->fetching && send_fetch(hunt, p, h)) {
         take_end(hunt, p, 0, 1);
     } /* else the fetch in flight (sent before) comes back first, then one is sent */
-    takers_run(hunt, older, 1, 1); /* they route again: to this take, or elsewhere */
+    takers_run(hunt, &older, 1, 1); /* they route again: to this take, or elsewhere */
     return p->taking == e ? 2 : 0;
 }
 
 int api_take_wait(struct http_req *r, const char *hunt, int fwd, const uint8_t addr[16])
 {
     struct rep *p = rep_of(hunt);
-    struct taker *t;
+    struct held *t;
     if (!p->taking || cl.take_failed_now || !(t = calloc(1, sizeof *t))) return 0;
     t->write = addr != NULL;
     t->fwd = fwd;
     if (addr) memcpy(t->addr, addr, 16);
     t->r = http_hold(r);
-    if (p->takers_last) p->takers_last->next = t;
-    else p->takers = t;
-    p->takers_last = t;
+    struct held_list one = {t, t, 1};
+    held_append(&p->takers, &one);
     ++cl.take_waits;
     return 1;
 }
@@ -646,7 +655,7 @@ int api_read_gate(struct http_req *r)
     struct rep *p = rep_of(hunt);
     struct held *x = malloc(sizeof *x);
     if (!x) return 0; /* out of memory: answered from memory as it is */
-    *x = (struct held){NULL, http_hold(r)};
+    *x = (struct held){.r = http_hold(r)};
     struct held_list one = {x, x, 1};
     held_append(&p->next, &one);
     ++cl.read_index_reads;
@@ -698,24 +707,23 @@ static void look_done(void *arg, int ran)
 {
     struct head_look *x = arg;
     struct rep *p = rep_of(x->id);
-    struct held *w = p->stats.first;
     p->looking = 0;
-    p->stats = (struct held_list){NULL, NULL, 0};
     p->head_rc = ran ? x->rc : STORE_EIO;
     p->head = x->head;
-    ++cl.head_looks;
     free(x);
-    while (w) { /* each runs api_stats again, which takes what the look found */
-        struct held *next = w->next;
-        if (ran) {
-            p->looked = 1;
-            http_resume(w->r);
-            p->looked = 0;
-        } else {
-            http_error(w->r, 503, "unavailable", "this node is stopping; retry on another");
-        }
+    if (!ran) {
+        held_stop(&p->stats);
+        return;
+    }
+    ++cl.head_looks;
+    struct held *w = p->stats.first;
+    p->stats = (struct held_list){NULL, NULL, 0};
+    for (struct held *next; w; w = next) { /* each runs api_stats again, with the look's */
+        next = w->next;
+        p->looked = 1;
+        http_resume(w->r);
+        p->looked = 0;
         free(w);
-        w = next;
     }
 }
 
@@ -732,7 +740,7 @@ int api_replica_lag(struct http_req *r, const struct hunt *h, int64_t *ms, uint6
         struct head_look *x = p->looking ? NULL : calloc(1, sizeof *x);
         if (x) snprintf(x->id, sizeof x->id, "%s", id);
         if (w && (p->looking || (x && !api_store_job(look_run, look_done, x)))) {
-            *w = (struct held){NULL, http_hold(r)};
+            *w = (struct held){.r = http_hold(r)};
             struct held_list one = {w, w, 1};
             held_append(&p->stats, &one);
             p->looking = 1;
@@ -1034,13 +1042,8 @@ static void free_rep(void *value, void *ctx)
 {
     struct rep *p = value;
     held_append(&p->now, &p->next);
-    held_append(&p->now, &p->stats); /* none: tail_destroy answered them */
-    take_end("", p, 0, 0); /* a take's fetch dropped by tail_destroy: its requests */
-    for (struct held *x = p->now.first, *next; x; x = next) {
-        next = x->next;
-        http_error(x->r, 503, "unavailable", "this node is stopping; retry on another");
-        free(x);
-    }
+    held_stop(&p->now);
+    take_end("", p, 0, 0); /* a take whose fetch tail_destroy dropped: its requests */
     free(p);
 }
 

@@ -134,7 +134,6 @@ int api_limit_ip(struct http_req *r)
 
 void api_gate_resume(struct http_req *r, int fwd, const uint8_t addr[16], int player_read)
 {
-    if (http_alive(r)) http_reparam(r); /* api_write_route reads the hunt's id again */
     if (!http_alive(r) || !gate_after_read(r, fwd, addr, player_read))
         http_resume(r); /* its handler, or (the client left) its release */
 }

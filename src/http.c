@@ -184,15 +184,6 @@ void http_dispatch_synth(struct http_synth *s)
 
 const struct http_synth *http_synth_of(const struct http_req *r) { return r->syn; }
 
-void http_reparam(struct http_req *r)
-{
-    assert(http_alive(r));
-    struct http_str path = http_path(r);
-    int ok = match(r->route->pattern, path.p, path.len, r->params);
-    assert(ok); /* it matched when the request came */
-    (void)ok;
-}
-
 void http_resume(struct http_req *r)
 {
     assert(r->held);
@@ -200,7 +191,6 @@ void http_resume(struct http_req *r)
         release(r);
         return;
     }
-    http_reparam(r);
     r->route->handler(r);
 }
 
@@ -234,6 +224,7 @@ struct http_str http_target(const struct http_req *r)
 struct http_str http_param(const struct http_req *r, int i)
 {
     assert(i >= 0 && i < HTTP_PARAMS_MAX);
+    if (!http_alive(r)) return (struct http_str){NULL, 0}; /* they pointed into its path */
     return r->params[i];
 }
 
@@ -561,7 +552,6 @@ struct http_req *http_hold(struct http_req *r)
     *h = *r;
     h->held = 1;
     h->refs = 2;
-    memset(h->params, 0, sizeof h->params); /* they point into the pool */
     struct http_req **s = h2o_mem_alloc_shared(&r->h2o->pool, sizeof *s, sentinel_dispose);
     *s = h;
     return h;

@@ -108,16 +108,14 @@ void http_error(struct http_req *r, int status, const char *code, const char *fm
 
 /* Keeps r past the handler's return; returns the handle to answer later (the old pointer
  * must not be used any more). Must be answered exactly once (http_send*, http_error). A
- * request held already (a gate held it, then resumed it) is returned as is. */
+ * request held already (a gate held it, then resumed it) is returned as is. Its path
+ * parameters stay (they point into its path, there as long as the client is: http_param
+ * answers empty once it left), so a gate step that runs again after a hold reads them. */
 struct http_req *http_hold(struct http_req *r);
 /* Runs the handler of r, a request that the gate held instead of letting it through (it
- * had to wait for something first), as if it had just come: its path parameters are
- * matched again. A client that left meanwhile gets nothing: r is answered and released. */
+ * had to wait for something first), as if it had just come. A client that left meanwhile
+ * gets nothing: r is answered and released. */
 void http_resume(struct http_req *r);
-/* The path parameters of r, a held request whose client is still there (http_alive),
- * matched again: http_hold empties them (they point into the request's pool), so a gate
- * step that runs again after a hold must call this before http_param. */
-void http_reparam(struct http_req *r);
 
 /* 1 if r is a WebSocket opening handshake (RFC 6455 §4.2.1: GET, Upgrade: websocket,
  * Connection: upgrade, Sec-WebSocket-Version: 13, a Sec-WebSocket-Key). */
