@@ -464,16 +464,21 @@ static int serve(const struct options *o)
             o->fsync);
     net_run(net);
     fprintf(stderr, "veltrix: stopping: finishing %zu in-flight writes\n", log_pending(log));
-    /* During a store outage the writes in flight cannot finish: give them 10 s, then
-     * log_destroy() ends the process with them unacknowledged (log.h). */
-    for (uint64_t t0 = metrics_now_ns(); log_pending(log) &&
-         (!log_store_down(log) || metrics_now_ns() - t0 < 10000000000ull);)
+    /* Until the writes in flight are durable: during a store outage they cannot be, so
+     * they get 10 s, then log_destroy() ends the process with them unacknowledged
+     * (log.h). Writes forwarded to other nodes get their answers too (each step of a
+     * forward times out by itself: forward.h). A connection accepted but never answered
+     * (its client connected just before the stop and its request is on the way) gets
+     * 2 s: closing it unanswered would leave the client not knowing whether its write
+     * was applied. Keep-alive connections already answered are closed as they are. */
+    for (uint64_t t0 = metrics_now_ns();;) {
+        uint64_t waited = metrics_now_ns() - t0;
+        if (!(log_pending(log) && (!log_store_down(log) || waited < 10000000000ull)) &&
+            !(api_forwards_in_flight() && waited < 30000000000ull) &&
+            !(net_unanswered(net) && waited < 2000000000ull))
+            break;
         net_run_once(net, 10);
-    /* Writes forwarded to other nodes get their answers too (each step of a forward times
-     * out by itself: forward.h). */
-    for (uint64_t t0 = metrics_now_ns();
-         api_forwards_in_flight() && metrics_now_ns() - t0 < 20000000000ull;)
-        net_run_once(net, 10);
+    }
     for (int i = 0; i < 10; i++) net_run_once(net, 5); /* let the last answers go out */
     log_destroy(log);
     node_stop(node); /* the writes are durable: hand the hunts over */

@@ -331,10 +331,23 @@ void net_run(struct net *n)
     /* h2o_evloop_run returns -1 on EINTR: that is how a signal wakes us. */
     while (!stop_requested) h2o_evloop_run(n->ctx.loop, INT32_MAX);
     if (n->listener) {
+        /* Closing a listener resets the connections the kernel completed and queued in its
+         * backlog, each perhaps with a write its client could not tell was applied: they
+         * are accepted and served first. A client that comes after is refused. */
+        if (!n->accept_paused) on_accept(n->listener, NULL);
         h2o_socket_read_stop(n->listener);
         h2o_socket_close(n->listener);
         n->listener = NULL;
     }
+    h2o_context_request_shutdown(&n->ctx); /* every answer from now on closes its connection */
+}
+
+size_t net_unanswered(const struct net *n)
+{
+    size_t k = 0;
+    for (h2o_linklist_t *l = n->conns_list.next; l != &n->conns_list; l = l->next)
+        if (!H2O_STRUCT_FROM_MEMBER(struct conn, link, l)->sock->bytes_written) k++;
+    return k;
 }
 
 void net_run_once(struct net *n, int max_wait_ms) { h2o_evloop_run(n->ctx.loop, max_wait_ms); }

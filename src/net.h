@@ -31,9 +31,14 @@ struct net *net_create(const struct net_config *cfg, char *err, size_t errcap);
 void net_destroy(struct net *n);
 /* The h2o evloop (for subsystems that post completions to this thread). */
 void *net_loop(struct net *n);
-/* Starts accepting connections and runs until SIGTERM/SIGINT; then stops accepting.
+/* Starts accepting connections and runs until SIGTERM/SIGINT; then accepts the
+ * connections already waiting in the listen backlog and closes the listener (clients
+ * that come later are refused), and every answer after that closes its connection.
  * (net_run_once before it serves what is already connected, accepts nothing new.) */
 void net_run(struct net *n);
+/* Open connections that were never answered anything: accepted, their first request not
+ * yet come or not yet answered. A stopping server waits a little for them (main.c). */
+size_t net_unanswered(const struct net *n);
 /* Runs one loop iteration waiting at most max_wait_ms. */
 void net_run_once(struct net *n, int max_wait_ms);
 size_t net_connections(const struct net *n);

@@ -4,8 +4,11 @@ scan, collect and open chests; the server is SIGKILLed mid-load, restarted on th
 data directory, and every acknowledged write must be there, exactly once. In-flight
 requests are then retried with their Idempotency-Key. The hunt digest must survive a
 clean restart. Three kills in a row."""
+import json
 import os
 import random
+import signal
+import socket
 import sys
 import threading
 import time
@@ -391,6 +394,92 @@ def fsync_modes_announced_and_flushed_on_sigterm():
             eq(len(m["opened"]), 1, "--fsync %s: opened after restart" % mode)
         c.close()
         s.stop()
+
+
+def _raw_scan(port, hunt, tok, code, key):
+    """A scan as raw bytes on a connection made now (the kernel completes it even while the
+    server is stopped): (socket, request bytes)."""
+    body = json.dumps({"code": code}).encode()
+    head = ("POST /v1/hunts/%s/scans HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+            "Idempotency-Key: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            % (hunt, tok, key, len(body))).encode()
+    return socket.create_connection(("127.0.0.1", port), timeout=30), head + body
+
+
+def _answer(sock):
+    """The status line and body of the one answer on sock, read to its close; or the
+    transport error's name."""
+    data = b""
+    try:
+        while True:
+            b = sock.recv(65536)
+            if not b:
+                break
+            data += b
+    except OSError as e:
+        return "transport error %r after %d bytes" % (e, len(data))
+    finally:
+        sock.close()
+    if not data:
+        return "closed without an answer"
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0].decode(errors="replace") + " " + body.decode(errors="replace")
+
+
+@test
+def sigterm_answers_every_connection_already_made():
+    """SIGTERM stops accepting, but a connection the kernel already completed (waiting in
+    the listen backlog, or accepted with its request still on the way) is served, not
+    reset: each may carry a write its client cannot tell was applied."""
+    s = vx.Server().start()
+    c = s.client()
+    vx.put_hunt(c, "st", crash_def(), status=201)
+    pay = vx.codes_of(c, "st")
+    players = [vx.new_player(c, "st-%d" % i) for i in range(12)]
+    c.close()
+    # 1. In the backlog: the server is stopped while the clients connect and send.
+    os.kill(s.proc.pid, signal.SIGSTOP)
+    try:
+        waiting = []
+        for i, (pid, tok, _) in enumerate(players[:10]):
+            sock, req = _raw_scan(s.port, "st", tok, pay["c-%03d" % i], "st-%d" % i)
+            sock.sendall(req)
+            waiting.append(sock)
+    finally:
+        s.expect_dead = True
+        os.kill(s.proc.pid, signal.SIGTERM)
+        os.kill(s.proc.pid, signal.SIGCONT)
+    answers = [_answer(x) for x in waiting]
+    bad = [a for a in answers if not a.startswith("HTTP/1.1 200")]
+    eq(bad, [], "scans waiting in the listen backlog at SIGTERM")
+    eq(s.proc.wait(30), 0, "exit code after SIGTERM")
+    # 2. Accepted, its request sent after the SIGTERM.
+    s.start()
+    late = []
+    for i, (pid, tok, _) in enumerate(players[10:], 10):
+        late.append(_raw_scan(s.port, "st", tok, pay["c-%03d" % i], "st-%d" % i))
+    c = s.client()
+    check(c.req("GET", "/healthz"), 200)  # the loop went round: the connections above are accepted
+    c.close()
+    s.expect_dead = True
+    s.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    for sock, req in late:
+        try:
+            sock.sendall(req)
+        except OSError as e:
+            true(False, "a request sent 0.2 s after SIGTERM on an accepted connection: %r" % e)
+    answers = [_answer(x) for x, _ in late]
+    bad = [a for a in answers if not a.startswith("HTTP/1.1 200")]
+    eq(bad, [], "scans sent on accepted connections after SIGTERM")
+    eq(s.proc.wait(30), 0, "exit code after SIGTERM")
+    # Every write answered 200 is there after the restart.
+    s.start()
+    c = s.client()
+    for i, (pid, tok, _) in enumerate(players):
+        eq(vx.me(c, "st", tok)["scanned"], ["c-%03d" % i], "player %d's scan after the restart" % i)
+    c.close()
+    s.stop()
 
 
 if __name__ == "__main__":
