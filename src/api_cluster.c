@@ -19,10 +19,12 @@
  *     seq; the answer is applied when it comes (fetched). Hunts that appear in the store
  *     are loaded (HUNTS_POLL_MS).
  * - FENCED: the store refused a write (STORE_EFENCED): memory holds events that never
- *   landed. The hunt stops being writable here and is rebuilt from the store (snapshot +
- *   log) on the next tick, in place (engine_hunt_move: pointers to it stay valid); its
- *   live subscribers then catch up from the store from the last seq they had
- *   (live_rebase: the new owner's seqs were never published here).
+ *   landed. The hunt stops being writable here and, once its writes in flight are done,
+ *   is rebuilt from the store (snapshot + log, then the players of its leaderboard this
+ *   node lacks) on the tail thread (struct rebuild), and put in place on the loop
+ *   (engine_hunt_move: pointers to it stay valid); its live subscribers then catch up
+ *   from the store from the last seq they had (live_rebase: the new owner's seqs were
+ *   never published here).
  *
  * - READ INDEX: a GET that carries a player token on a hunt this node follows as a
  *   replica is held by the gate (api_read_gate) in the hunt's `next` list. A fetch sent
@@ -40,9 +42,9 @@
  * - STATS on a replica ask the store for the hunt's head on the tail thread (api_replica_lag,
  *   head_look): the request waits, the loop does not; concurrent ones share one look.
  *
- * Still on the event loop (rare): loading a hunt first seen here (load_new) with the
- * players of its leaderboard, a map version first seen by a replica (tiles_follow), a
- * fenced hunt's rebuild.
+ * Still on the event loop (rare, small): loading a hunt first seen here (load_new: the
+ * store's hunt list shows a new hunt within HUNTS_POLL_MS of its definition) with the
+ * players of its leaderboard, a map version first seen by a replica (tiles_follow).
  *
  * Invariants: a single node (no --node-id) writes every hunt, unfenced (epoch 0), and none
  * of this runs; one of several writes a hunt only while node_owns() holds and after the
@@ -93,6 +95,7 @@ static struct {
     uint64_t idem_taken;         /* idempotency records taken over with hunts */
     uint64_t head_looks;         /* stats' looks at a replica hunt's head, answered */
     uint64_t takes_done, takes_failed, take_waits; /* takeovers; requests that waited */
+    uint64_t rebuilds;           /* fenced hunts rebuilt from the store */
     int take_failed_now;         /* the reads resumed now: their hunt's take failed */
 } cl;
 
@@ -820,45 +823,175 @@ void api_cluster_metrics(struct metrics_buf *b)
                    "veltrix_takeovers_total{result=\"done\"} %llu\n"
                    "veltrix_takeovers_total{result=\"failed\"} %llu\n"
                    "# TYPE veltrix_takeover_waits_total counter\n"
-                   "veltrix_takeover_waits_total %llu\n",
+                   "veltrix_takeover_waits_total %llu\n"
+                   "# TYPE veltrix_fenced_rebuilds_total counter\n"
+                   "veltrix_fenced_rebuilds_total %llu\n",
                    (unsigned long long)cl.pushed, (unsigned long long)cl.push_gaps,
                    (unsigned long long)cl.push_players, (unsigned long long)cl.heads_read,
                    (unsigned long long)cl.heads_behind, (unsigned long long)cl.revocations,
                    (unsigned long long)cl.head_looks, (unsigned long long)cl.takes_done,
-                   (unsigned long long)cl.takes_failed, (unsigned long long)cl.take_waits);
+                   (unsigned long long)cl.takes_failed, (unsigned long long)cl.take_waits,
+                   (unsigned long long)cl.rebuilds);
     if (api_app.feed) feed_render_metrics(api_app.feed, b);
     metrics_printf(b, "# TYPE veltrix_replication_event_age_seconds histogram\n");
     metrics_render_hist(b, "veltrix_replication_event_age_seconds", "", &cl.age, 0);
 }
 
+/* cl.rebuild's values: the hunt waits for its rebuild to start (its writes in flight
+ * finish first); the rebuild is on its way; ... and a fence came meanwhile (memory may
+ * have gone ahead of what it read: rebuilt once more after). */
+/* Up to 64 hunt ids, copied out of a map's walk. */
+struct hunt_ids {
+    char id[64][ENGINE_ID_MAX + 1];
+    size_t n;
+};
+
+#define REBUILD_WAITING 1
+#define REBUILD_RUNNING 2
+#define REBUILD_AGAIN 3
+
 void api_hunt_fenced(const char *hunt)
 {
     size_t len = strlen(hunt);
+    uintptr_t was = (uintptr_t)hmap_get(&cl.rebuild, hunt, len);
     hmap_del(&cl.ready, hunt, len);
-    VX_FATAL_IF(hmap_put(&cl.rebuild, hunt, len, (void *)1));
+    VX_FATAL_IF(hmap_put(&cl.rebuild, hunt, len,
+                         (void *)(uintptr_t)(was >= REBUILD_RUNNING ? REBUILD_AGAIN
+                                                                    : REBUILD_WAITING)));
 }
 
-/* The fenced hunt rebuilt from the store, in place. */
-static void rebuild(const void *key, size_t klen, void *value, void *ctx)
+/* A fenced hunt rebuilt from the store (snapshot + log) on the tail thread; then, on the
+ * loop, the players of its leaderboard this node does not know are read there too; then it
+ * takes the hunt's place in memory (engine_hunt_move: pointers to it stay valid). The
+ * hunt is in cl.rebuild all along: no write, feed or take touches its memory meanwhile. */
+struct rebuild {
+    char id[ENGINE_ID_MAX + 1];
+    struct recovery_config rc;
+    struct hunt *fresh;
+    int failed;
+    char err[512];
+    struct api_player_row *rows; /* its ranked players not known here */
+    size_t n_rows;
+};
+
+static void rebuild_free(struct rebuild *x)
 {
-    char id[ENGINE_ID_MAX + 1], err[512];
-    snprintf(id, sizeof id, "%.*s", (int)klen, (const char *)key);
-    struct hunt *h = hmap_get(&api_app.hunts, id, klen), *fresh;
-    struct recovery_config rc = {api_app.cfg.ignore_snapshots, api_app.cfg.fsync_always};
-    struct recovery_stats st = {0};
-    uint64_t from;
-    if (!h) return;
-    if (recovery_load_hunt(api_app.reader, &rc, id, &fresh, &from, &st, err, sizeof err)) {
-        complain(err);
-        ++*(size_t *)ctx; /* stays in the set: tried again next tick */
+    for (size_t i = 0; i < x->n_rows; i++) free(x->rows[i].name);
+    free(x->rows);
+    if (x->fresh) engine_hunt_destroy(x->fresh);
+    free(x);
+}
+
+/* The rebuild of x ends: in place (ok), or tried again at the next tick; or the node is
+ * stopping (ran 0: its maps may be gone already). */
+static void rebuild_end(struct rebuild *x, int ok, int ran)
+{
+    size_t len = strlen(x->id);
+    if (!ran) {
+        rebuild_free(x);
         return;
     }
-    fprintf(stderr, "veltrix: hunt %s: a write was fenced (its lease moved): memory rebuilt "
-                    "from the store, seq %llu -> %llu\n", id, (unsigned long long)engine_seq(h),
-            (unsigned long long)engine_seq(fresh));
-    engine_hunt_move(h, fresh);
-    learn_players(h);
-    live_rebase(api_app.live, h, engine_seq(h)); /* subscribers get the store's seqs */
+    struct hunt *h = hmap_get(&api_app.hunts, x->id, len);
+    if (ok && h) {
+        ++cl.rebuilds;
+        fprintf(stderr, "veltrix: hunt %s: a write was fenced (its lease moved): memory rebuilt "
+                        "from the store, seq %llu -> %llu\n", x->id,
+                (unsigned long long)engine_seq(h), (unsigned long long)engine_seq(x->fresh));
+        engine_hunt_move(h, x->fresh);
+        x->fresh = NULL;
+        live_rebase(api_app.live, h, engine_seq(h)); /* subscribers get the store's seqs */
+    }
+    if (ok && (uintptr_t)hmap_get(&cl.rebuild, x->id, len) != REBUILD_AGAIN)
+        hmap_del(&cl.rebuild, x->id, len);
+    else
+        VX_FATAL_IF(hmap_put(&cl.rebuild, x->id, len, (void *)(uintptr_t)REBUILD_WAITING));
+    rebuild_free(x);
+}
+
+static void rebuild_players_run(struct store *s, void *arg)
+{
+    struct rebuild *x = arg;
+    for (size_t i = 0; i < x->n_rows; i++) api_player_read(s, &x->rows[i]);
+}
+
+static void rebuild_players_done(void *arg, int ran)
+{
+    struct rebuild *x = arg;
+    int ok = ran;
+    for (size_t i = 0; ran && i < x->n_rows; i++) {
+        if (x->rows[i].rc < 0) ok = 0;
+        api_player_learn(&x->rows[i]);
+    }
+    if (ran && !ok) complain("rebuilding a fenced hunt: cannot read the players of its leaderboard");
+    rebuild_end(x, ok, ran);
+}
+
+static void rebuild_run(struct store *s, void *arg)
+{
+    struct rebuild *x = arg;
+    struct recovery_stats st = {0};
+    uint64_t from;
+    x->failed = recovery_load_hunt(s, &x->rc, x->id, &x->fresh, &from, &st, x->err, sizeof x->err);
+}
+
+/* The hunt is read: the players of its leaderboard this node lacks are read next (the
+ * leaderboard names them), if any. */
+static void rebuild_done(void *arg, int ran)
+{
+    struct rebuild *x = arg;
+    if (!ran || x->failed) {
+        if (ran) complain(x->err);
+        rebuild_end(x, 0, ran);
+        return;
+    }
+    struct engine_lb_row rows[256];
+    size_t n, off = 0, cap = 0;
+    while ((n = engine_lb_top(x->fresh, off, 256, rows)) > 0) {
+        for (size_t i = 0; i < n; i++) {
+            if (hmap_get(&api_app.players, rows[i].player, 16)) continue;
+            if (x->n_rows == cap) {
+                cap = cap ? 2 * cap : 16;
+                void *a = realloc(x->rows, cap * sizeof *x->rows);
+                if (!a) {
+                    rebuild_end(x, 0, 1);
+                    return;
+                }
+                x->rows = a;
+            }
+            memset(&x->rows[x->n_rows], 0, sizeof *x->rows);
+            memcpy(x->rows[x->n_rows++].row.id, rows[i].player, 16);
+        }
+        off += n;
+    }
+    if (!x->n_rows) rebuild_end(x, 1, 1);
+    else if (api_store_job(rebuild_players_run, rebuild_players_done, x)) rebuild_end(x, 0, 1);
+}
+
+/* Starts the rebuild of a fenced hunt whose writes in flight are done. */
+static void rebuild_start(const char *id)
+{
+    size_t len = strlen(id);
+    struct rebuild *x;
+    if ((uintptr_t)hmap_get(&cl.rebuild, id, len) != REBUILD_WAITING || writing(id)) return;
+    if (!hmap_get(&api_app.hunts, id, len)) { /* nothing in memory to rebuild */
+        hmap_del(&cl.rebuild, id, len);
+        return;
+    }
+    if (!(x = calloc(1, sizeof *x))) return; /* out of memory: the next tick */
+    snprintf(x->id, sizeof x->id, "%s", id);
+    x->rc = (struct recovery_config){api_app.cfg.ignore_snapshots, api_app.cfg.fsync_always};
+    if (api_store_job(rebuild_run, rebuild_done, x)) {
+        free(x);
+        return;
+    }
+    VX_FATAL_IF(hmap_put(&cl.rebuild, id, len, (void *)(uintptr_t)REBUILD_RUNNING));
+}
+
+static void rebuild_each(const void *key, size_t klen, void *value, void *ctx)
+{
+    struct hunt_ids *ids = ctx;
+    if ((uintptr_t)value == REBUILD_WAITING && ids->n < sizeof ids->id / sizeof ids->id[0])
+        snprintf(ids->id[ids->n++], sizeof ids->id[0], "%.*s", (int)klen, (const char *)key);
 }
 
 /* The store's hunt list, read on the tail thread (every HUNTS_POLL_MS). */
@@ -989,13 +1122,11 @@ static void follow(void *value, void *ctx)
 
 static void on_poll(h2o_timeout_entry_t *t)
 {
-    if (cl.rebuild.count) {
-        size_t failed = 0;
-        hmap_each_entry(&cl.rebuild, rebuild, &failed);
-        if (!failed) {
-            hmap_deinit(&cl.rebuild);
-            hmap_init(&cl.rebuild);
-        }
+    if (cl.rebuild.count) { /* (started outside the walk: rebuild_start changes the map) */
+        struct hunt_ids ids;
+        ids.n = 0;
+        hmap_each_entry(&cl.rebuild, rebuild_each, &ids);
+        for (size_t i = 0; i < ids.n; i++) rebuild_start(ids.id[i]);
     }
     int64_t now = api_now_ms();
     if (now - cl.hunts_listed_ms >= HUNTS_POLL_MS && !cl.listing) {

@@ -578,6 +578,21 @@ def a_fenced_write_never_lands_and_the_owner_is_rebuilt():
     w2 = vx.live(cl.servers["n2"].port, h, players[0][1])
     eq((w1.status, w2.status), (101, 101), "live on the owner and on a replica")
     fenced0 = metric(cl.client(owner), "veltrix_log_fenced_total")
+    rebuilds0 = metric(cl.client(owner), "veltrix_fenced_rebuilds_total")
+    # The snapshots behind a lock: the rebuild (snapshot + log) waits for the store on the
+    # tail thread, and the owner's event loop goes on answering.
+    lock = locked(cl, "snapshots", 5)
+    probe = {"worst": 0.0, "n": 0}
+
+    def healthz():
+        while lock.poll() is None:
+            t1 = time.time()
+            check(cl.client(owner).req("GET", "/healthz"), 200, what="/healthz on the owner")
+            probe["worst"], probe["n"] = max(probe["worst"], time.time() - t1), probe["n"] + 1
+            time.sleep(0.1)
+
+    prober = threading.Thread(target=healthz)
+    prober.start()
     acked, fenced, writes = {}, None, [(p, k) for k in range(1, 6) for p in players]
     for pl, k in writes:
         key = "fence-%s-%d" % (pl[0], k)
@@ -601,7 +616,14 @@ def a_fenced_write_never_lands_and_the_owner_is_rebuilt():
         check(r, 503, "hunt_moving", what="while the owner adopts the new epoch")
         true(time.time() - t0 < 15, "the owner never wrote the hunt again")
         time.sleep(0.05)
-    print("  fenced write: landed on retry after %.2f s" % (time.time() - t0))
+    landed = time.time()
+    prober.join(30)
+    true(lock.returncode == 0, "the lock's psql: %s" % lock.stderr.read())
+    print("  fenced write: landed on retry after %.2f s; snapshots locked for 5 s meanwhile: "
+          "%d /healthz on the owner, the slowest %.3f s" % (landed - t0, probe["n"], probe["worst"]))
+    true(probe["worst"] < 1.5, "/healthz on the owner took %.2f s while the fenced hunt's "
+         "rebuild waited for the store" % probe["worst"])
+    true(metric(cl.client(owner), "veltrix_fenced_rebuilds_total") > rebuilds0, "a rebuild counted")
     acked[pl[0]] = acked.get(pl[0], 0) + r.body["points"]
     converge(cl, owner, h, pl[1])
     lb = vx.leaderboard(cl.client(owner), h)
