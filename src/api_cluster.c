@@ -42,9 +42,14 @@
  * - STATS on a replica ask the store for the hunt's head on the tail thread (api_replica_lag,
  *   head_look): the request waits, the loop does not; concurrent ones share one look.
  *
+ * - MAPS: a map version published on the owner reaches a replica with its event: the tail
+ *   thread reads the version's tiles with the fetch (tail_map), the loop puts them in
+ *   place as it applies the event (tiles_follow_read). A pushed map event goes through the
+ *   store like a gap.
+ *
  * Still on the event loop (rare, small): loading a hunt first seen here (load_new: the
  * store's hunt list shows a new hunt within HUNTS_POLL_MS of its definition) with the
- * players of its leaderboard, a map version first seen by a replica (tiles_follow).
+ * players of its leaderboard and its current map version (tiles_follow).
  *
  * Invariants: a single node (no --node-id) writes every hunt, unfenced (epoch 0), and none
  * of this runs; one of several writes a hunt only while node_owns() holds and after the
@@ -96,6 +101,8 @@ static struct {
     uint64_t head_looks;         /* stats' looks at a replica hunt's head, answered */
     uint64_t takes_done, takes_failed, take_waits; /* takeovers; requests that waited */
     uint64_t rebuilds;           /* fenced hunts rebuilt from the store */
+    uint64_t maps_followed;      /* map versions published elsewhere, put in place here */
+    uint64_t tiles_loop_blobs;   /* ... blobs they lacked that the loop read (tiles.h) */
     int take_failed_now;         /* the reads resumed now: their hunt's take failed */
 } cl;
 
@@ -171,19 +178,33 @@ static int player_known(const uint8_t player[16])
 /* A replica's event, applied: the frame to this node's live subscribers (in seq order).
  * Its player is known here: the tail thread read it with the event (tail_player), or a
  * push that named one unknown here became a fetch (pushed); catch_up_event reads it. */
+struct applying {
+    uint64_t n;                   /* events applied */
+    const struct tail_result *res; /* the fetch they came with (NULL: the owner's push) */
+};
+
 static void replica_event(struct hunt *h, const struct event *ev,
                           const struct engine_outcome *out, void *ctx)
 {
+    struct applying *a = ctx;
     if (ev->type == EVENT_MAP) { /* the tiles of a map published on the owner */
-        int rc = tiles_follow(api_app.tiles, api_app.reader, engine_hunt_id(h), ev->u.map.version);
+        const struct tiles_read *tr = NULL;
+        size_t on_loop = 0;
+        /* Read with the fetch, off the loop (tail_map); a pushed map event never comes
+         * here (pushed: it goes to the store, as a gap does). */
+        int rc = a->res ? tail_map(a->res, ev->seq, &tr) : TILES_ENOVERSION;
+        if (!rc) rc = tiles_follow_read(api_app.tiles, api_app.reader, tr, &on_loop);
+        if (rc == 1) rc = 0; /* a newer version follows in the same fetch */
+        cl.tiles_loop_blobs += on_loop;
         if (rc) complain("cannot load a map version published on another node");
+        else ++cl.maps_followed;
     }
     struct ws_buf *f = live_event_frame(api_app.live, h, ev, out);
     if (f) live_publish(api_app.live, h, f);
     int64_t age = api_now_ms() - ev->time_ms;
     metrics_observe_ns(&cl.age, age > 0 ? (uint64_t)age * 1000000u : 0);
     ++cl.applied;
-    ++*(uint64_t *)ctx;
+    ++a->n;
 }
 
 /* A hunt loaded whole (recovery, not replica_event): its ranked players that this node
@@ -330,7 +351,8 @@ static void fetched(const struct tail_result *res, void *ctx)
     struct rep *p = rep_of(res->hunt);
     size_t len = strlen(res->hunt);
     struct hunt *h = hmap_get(&api_app.hunts, res->hunt, len);
-    uint64_t e, n = 0;
+    uint64_t e;
+    struct applying a = {0, res};
     int again = 0, ok = 0;
     char err[512];
     p->fetching = 0;
@@ -351,7 +373,7 @@ static void fetched(const struct tail_result *res, void *ctx)
                 again = 1;
                 break;
             }
-            if (recovery_apply(h, &ev, replica_event, &n, err, sizeof err)) {
+            if (recovery_apply(h, &ev, replica_event, &a, err, sizeof err)) {
                 complain(err);
                 ok = 0;
             }
@@ -364,9 +386,9 @@ static void fetched(const struct tail_result *res, void *ctx)
         } else if (ok) {
             again = again || res->more;
             if (!again && (int64_t)res->tag > p->synced_ms) p->synced_ms = (int64_t)res->tag;
-            p->behind = n;
+            p->behind = a.n;
         }
-        if (n) cl.read_index_waits += p->now.n;
+        if (a.n) cl.read_index_waits += p->now.n;
     }
     if (again && !send_fetch(res->hunt, p, h)) return; /* the reads wait for the rest */
     resume(&p->now);
@@ -581,21 +603,23 @@ static int pushed(const struct store_event *ev, void *ctx)
 {
     size_t len = strlen(ev->hunt);
     struct hunt *h = hmap_get(&api_app.hunts, ev->hunt, len);
-    uint64_t e, n = 0;
+    uint64_t e;
+    struct applying a = {0, NULL};
     char err[512];
     if (!h || hmap_get(&cl.rebuild, ev->hunt, len) || writing(ev->hunt) ||
         node_owns(api_app.cfg.node, ev->hunt, &e) || ev->seq <= engine_seq(h))
         return 0; /* not here yet (the hunt list poll loads it), not a replica, or old */
-    if (ev->seq != engine_seq(h) + 1 || !player_known(ev->player)) {
-        /* A gap, or a player created on another node that this one does not hold: the
-         * tail thread reads the events (and the player) from the store. */
+    if (ev->seq != engine_seq(h) + 1 || !player_known(ev->player) || ev->type == EVENT_MAP) {
+        /* A gap, a player created on another node that this one does not hold, or a map
+         * version: the tail thread reads the events (and the player, or the version's
+         * tiles) from the store. */
         struct rep *p = rep_of(ev->hunt);
         if (ev->seq != engine_seq(h) + 1) ++cl.push_gaps;
-        else ++cl.push_players;
+        else if (ev->type != EVENT_MAP) ++cl.push_players;
         if (!p->fetching) send_fetch(ev->hunt, p, h);
         return 0;
     }
-    if (recovery_apply(h, ev, replica_event, &n, err, sizeof err)) {
+    if (recovery_apply(h, ev, replica_event, &a, err, sizeof err)) {
         complain(err);
         return 0;
     }
@@ -825,13 +849,18 @@ void api_cluster_metrics(struct metrics_buf *b)
                    "# TYPE veltrix_takeover_waits_total counter\n"
                    "veltrix_takeover_waits_total %llu\n"
                    "# TYPE veltrix_fenced_rebuilds_total counter\n"
-                   "veltrix_fenced_rebuilds_total %llu\n",
+                   "veltrix_fenced_rebuilds_total %llu\n"
+                   "# TYPE veltrix_replica_maps_followed_total counter\n"
+                   "veltrix_replica_maps_followed_total %llu\n"
+                   "# TYPE veltrix_replica_map_blobs_read_on_loop_total counter\n"
+                   "veltrix_replica_map_blobs_read_on_loop_total %llu\n",
                    (unsigned long long)cl.pushed, (unsigned long long)cl.push_gaps,
                    (unsigned long long)cl.push_players, (unsigned long long)cl.heads_read,
                    (unsigned long long)cl.heads_behind, (unsigned long long)cl.revocations,
                    (unsigned long long)cl.head_looks, (unsigned long long)cl.takes_done,
                    (unsigned long long)cl.takes_failed, (unsigned long long)cl.take_waits,
-                   (unsigned long long)cl.rebuilds);
+                   (unsigned long long)cl.rebuilds, (unsigned long long)cl.maps_followed,
+                   (unsigned long long)cl.tiles_loop_blobs);
     if (api_app.feed) feed_render_metrics(api_app.feed, b);
     metrics_printf(b, "# TYPE veltrix_replication_event_age_seconds histogram\n");
     metrics_render_hist(b, "veltrix_replication_event_age_seconds", "", &cl.age, 0);

@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "event.h"
 #include "hmap.h"
 #include "net.h"
+#include "tiles.h"
 #include "vx.h"
 
 struct row {
@@ -31,6 +33,12 @@ struct prow { /* a player of a fetch's events */
     size_t name_off, name_len; /* in the fetch's data */
 };
 
+struct mrow { /* a map version published by a fetch's events, and its tiles */
+    uint64_t seq;
+    int rc; /* 0: read (tiles); 1: a later event of the fetch publishes a newer one; < 0 */
+    struct tiles_read *tiles;
+};
+
 struct fetch {
     h2o_multithread_message_t msg; /* first: the loop's list links it */
     struct fetch *next;             /* in the thread's queue */
@@ -45,6 +53,8 @@ struct fetch {
     size_t data_len, data_cap;
     struct prow *players;
     size_t players_cap;
+    struct mrow *maps;
+    size_t n_maps;
 };
 
 struct tail {
@@ -60,10 +70,13 @@ struct tail {
     int stop;                  /* under mu */
     size_t pending;            /* asked, not answered (the loop's count) */
     struct hmap seen;          /* players handed to the loop already (the thread's) */
+    struct tiles_seen *blobs;  /* tile blobs handed to the loop already (the thread's) */
 };
 
 static void fetch_free(struct fetch *f)
 {
+    for (size_t i = 0; i < f->n_maps; i++) tiles_read_free(f->maps[i].tiles);
+    free(f->maps);
     free(f->rows);
     free(f->data);
     free(f->players);
@@ -140,6 +153,53 @@ static void read_players(struct tail *t, struct fetch *f)
     }
 }
 
+/* The tiles of the map versions f's events publish (the newest of them: the loop applies
+ * the others on its way to it in the same turn), read with them so that the loop never
+ * reads them itself. A store error ends the fetch before that event (rc set): the loop
+ * asks again. A version the store no longer has (or that does not decode) goes back as
+ * its error: the loop says so and goes on, as it would reading it itself. */
+static void read_maps(struct tail *t, struct fetch *f)
+{
+    size_t n = 0, first = 0, last = 0;
+    for (size_t i = 0; i < f->res.n; i++)
+        if (f->rows[i].type == EVENT_MAP && !n++) first = i;
+    for (size_t i = 0; i < f->res.n; i++)
+        if (f->rows[i].type == EVENT_MAP) last = i;
+    if (!n) return;
+    if (!(f->maps = calloc(n, sizeof *f->maps))) {
+        f->res.rc = STORE_EIO; /* out of memory: as a failed read, asked again */
+        f->res.n = first;
+        f->res.more = 0;
+        return;
+    }
+    for (size_t i = 0; i < f->res.n; i++) {
+        const struct row *r = &f->rows[i];
+        if (r->type != EVENT_MAP) continue;
+        struct mrow *m = &f->maps[f->n_maps++];
+        m->seq = r->seq;
+        if (i != last) {
+            m->rc = 1;
+            continue;
+        }
+        struct event ev;
+        int rc = event_read(&ev, r->seq, r->time_ms, r->type, r->player, f->data + r->off, r->len);
+        if (rc) {
+            m->rc = TILES_ECORRUPT;
+            continue;
+        }
+        m->tiles = tiles_read_version(t->s, t->blobs, f->hunt, ev.u.map.version, &m->rc);
+        if (m->rc < -1000 || m->rc == TILES_ENOMEM) {
+            /* The store failed: the fetch ends before its first map event (those before
+             * the newest were left to it), and the loop asks again. */
+            f->res.rc = m->rc == TILES_ENOMEM ? STORE_EIO : m->rc;
+            f->n_maps = 0;
+            f->res.n = first;
+            f->res.more = 0;
+            return;
+        }
+    }
+}
+
 static void *reader(void *arg)
 {
     struct tail *t = arg;
@@ -159,6 +219,7 @@ static void *reader(void *arg)
             int rc = store_each_event(t->s, f->hunt, f->res.from, copy_row, f);
             f->res.rc = rc == STORE_ESTOP ? 0 : rc;
             read_players(t, f);
+            read_maps(t, f);
         }
         h2o_multithread_send_message(&t->receiver, &f->msg);
     }
@@ -173,6 +234,18 @@ void tail_event(const struct tail_result *res, size_t i, struct store_event *ev)
                                .has_hash = r->has_hash};
     memcpy(ev->player, r->player, 16);
     memcpy(ev->hash, r->hash, 32);
+}
+
+int tail_map(const struct tail_result *res, uint64_t seq, const struct tiles_read **tiles)
+{
+    const struct fetch *f = (const struct fetch *)((const char *)res - offsetof(struct fetch, res));
+    *tiles = NULL;
+    for (size_t i = 0; i < f->n_maps; i++) {
+        if (f->maps[i].seq != seq) continue;
+        *tiles = f->maps[i].tiles;
+        return f->maps[i].rc;
+    }
+    return TILES_ENOVERSION;
 }
 
 void tail_player(const struct tail_result *res, size_t i, struct store_player *p)
@@ -239,6 +312,11 @@ struct tail *tail_create(void *loop, struct store *s, tail_done_cb done, void *c
     }
     *t = (struct tail){.s = s, .done = done, .ctx = ctx};
     hmap_init(&t->seen);
+    if (!(t->blobs = tiles_seen_create())) {
+        store_close(s);
+        free(t);
+        return NULL;
+    }
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
     t->mq = h2o_multithread_create_queue(loop);
@@ -251,6 +329,7 @@ struct tail *tail_create(void *loop, struct store *s, tail_done_cb done, void *c
         pthread_mutex_destroy(&t->mu);
         store_close(s);
         hmap_deinit(&t->seen);
+        tiles_seen_destroy(t->blobs);
         free(t);
         return NULL;
     }
@@ -284,5 +363,6 @@ void tail_destroy(struct tail *t)
     pthread_mutex_destroy(&t->mu);
     store_close(t->s);
     hmap_deinit(&t->seen);
+    tiles_seen_destroy(t->blobs);
     free(t);
 }

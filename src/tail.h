@@ -6,7 +6,9 @@
  * handle of its own, so that a slow or unreachable store never stalls the event loop:
  * the loop asks (tail_fetch: a hunt and the first seq it lacks), the thread reads the
  * hunt's events from that seq in one consistent walk (at most TAIL_ROWS_MAX of them) and
- * hands them back to the loop (the done callback, on the loop), where they are applied.
+ * hands them back to the loop (the done callback, on the loop), where they are applied;
+ * with them, the players they name that it did not hand back before (tail_player) and the
+ * tiles of the map version they publish (tail_map), so that the loop reads neither.
  *
  * The answer doubles as ReadIndex: a fetch sent after a read arrived returns every event
  * committed before it was sent (the walk starts later), so once its events are applied the
@@ -58,6 +60,13 @@ int tail_job(struct tail *t, tail_job_run run, tail_job_done done, void *arg);
  * per player: the loop keeps what it is given), so that a replica learns the players
  * created on other nodes without reading the store on the loop. */
 void tail_player(const struct tail_result *res, size_t i, struct store_player *p);
+/* The tiles of the map version that the event at seq of res publishes: the thread reads
+ * them with the events (tiles_read_version), so that the loop can put the version in
+ * place without reading the store (tiles_follow_read). 0 with *tiles set; 1: a later
+ * event of res publishes a newer version (nothing read for this one); or the TILES_ error
+ * the read gave (TILES_ENOVERSION also when seq is no map event of res). */
+struct tiles_read;
+int tail_map(const struct tail_result *res, uint64_t seq, const struct tiles_read **tiles);
 /* Event i of res (0 <= i < res->n), pointing into res. */
 void tail_event(const struct tail_result *res, size_t i, struct store_event *ev);
 /* Fetches asked and not answered yet. */

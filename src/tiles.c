@@ -476,10 +476,26 @@ const struct tiles_stats *tiles_stats(const struct tiles *t) { return &t->stats;
 
 struct restore_ctx {
     struct tiles *t;
-    struct store *s;
+    struct store *s;                /* NULL: no store to read (tiles_follow_read) */
     struct tile_blob *blob; /* out of load_blob */
     int64_t last_version;
     char last_hunt[128];
+    const struct tiles_read *pre;   /* blobs read beforehand (tiles_follow_read) */
+    size_t from_store;              /* blobs load_blob read from the store */
+};
+
+/* A map version read off the loop (tiles_read_version): its manifest, and the blobs it
+ * names that the reading thread had not read before, checked against their hashes. */
+struct pre_blob {
+    size_t len;
+    uint8_t data[];
+};
+struct tiles_read {
+    char hunt[128];
+    int64_t number;
+    uint8_t *manifest;
+    size_t len;
+    struct hmap blobs; /* hash (32 bytes) -> struct pre_blob */
 };
 
 static int blob_row(uint64_t unused, const uint8_t *data, size_t len, void *arg)
@@ -501,6 +517,14 @@ static struct tile_blob *load_blob(struct restore_ctx *c, const uint8_t hash[32]
         return b;
     }
     c->blob = NULL;
+    const struct pre_blob *pb = c->pre ? hmap_get(&c->pre->blobs, hash, 32) : NULL;
+    int is_new;
+    if (pb) { /* read and checked off the loop */
+        if (blob_get(c->t, hash, pb->data, pb->len, 0, &c->blob, &is_new)) return NULL;
+        return c->blob;
+    }
+    if (!c->s) return NULL;
+    c->from_store++;
     if (store_get_blob(c->s, hash, blob_row, c) != 1 || !c->blob) return NULL;
     if (memcmp(c->blob->hash, hash, 32)) { /* the stored bytes do not match their hash */
         blob_release(c->blob);
@@ -576,18 +600,149 @@ static int restore_version(const struct store_map_version *row, void *arg)
     return rc;
 }
 
-int tiles_follow(struct tiles *t, struct store *s, const char *hunt, int64_t number)
+/* 1 when t holds version number of hunt's map, or a newer one. */
+static int holds(struct tiles *t, const char *hunt, int64_t number)
 {
     struct tile_hunt *th = hunt_get(t, hunt, 0);
-    if (th && th->state && th->state->n && th->state->v[0]->number >= number) return 0;
-    struct restore_ctx c = {t, s, NULL, 0, ""};
+    return th && th->state && th->state->n && th->state->v[0]->number >= number;
+}
+
+int tiles_follow(struct tiles *t, struct store *s, const char *hunt, int64_t number)
+{
+    if (holds(t, hunt, number)) return 0;
+    struct restore_ctx c = {t, s, NULL, 0, "", NULL, 0};
     int rc = store_get_map_version(s, hunt, number, restore_version, &c);
     return rc < 0 ? rc : rc ? 0 : TILES_ENOVERSION;
 }
 
+/* ---- following a map version off the loop ----------------------------------------- */
+
+struct read_ctx {
+    struct tiles_read *r;
+    const uint8_t *hash; /* the blob being read */
+};
+
+static int read_manifest(const struct store_map_version *row, void *arg)
+{
+    struct read_ctx *c = arg;
+    if (!(c->r->manifest = malloc(row->len ? row->len : 1))) return TILES_ENOMEM;
+    memcpy(c->r->manifest, row->data, row->len);
+    c->r->len = row->len;
+    return 0;
+}
+
+static int read_blob(uint64_t unused, const uint8_t *data, size_t len, void *arg)
+{
+    struct read_ctx *c = arg;
+    uint8_t hash[32];
+    (void)unused;
+    auth_sha256(data, len, hash);
+    if (memcmp(hash, c->hash, 32)) return TILES_ECORRUPT; /* the bytes do not match their hash */
+    struct pre_blob *b = malloc(sizeof *b + len);
+    if (!b) return TILES_ENOMEM;
+    b->len = len;
+    if (len) memcpy(b->data, data, len);
+    if (hmap_put(&c->r->blobs, hash, 32, b)) {
+        free(b);
+        return TILES_ENOMEM;
+    }
+    return 0;
+}
+
+struct tiles_seen {
+    struct hmap hashes; /* hashes of the blobs handed to the loop (values: a marker) */
+};
+
+struct tiles_seen *tiles_seen_create(void)
+{
+    struct tiles_seen *x = calloc(1, sizeof *x);
+    if (x) hmap_init(&x->hashes);
+    return x;
+}
+
+static void free_value(void *value, void *ctx) { free(value); }
+
+void tiles_seen_destroy(struct tiles_seen *x)
+{
+    if (!x) return;
+    hmap_deinit(&x->hashes);
+    free(x);
+}
+
+static void seen_add(struct tiles_seen *x, const uint8_t hash[32])
+{
+    static char marker;
+    hmap_put(&x->hashes, hash, 32, &marker); /* out of memory: read again next time */
+}
+
+struct tiles_read *tiles_read_version(struct store *s, struct tiles_seen *seen, const char *hunt,
+                                      int64_t number, int *rc)
+{
+    struct tiles_read *r = calloc(1, sizeof *r);
+    if (!r) {
+        *rc = TILES_ENOMEM;
+        return NULL;
+    }
+    snprintf(r->hunt, sizeof r->hunt, "%s", hunt);
+    r->number = number;
+    hmap_init(&r->blobs);
+    struct read_ctx c = {r, NULL};
+    *rc = store_get_map_version(s, hunt, number, read_manifest, &c);
+    if (*rc == 0) *rc = TILES_ENOVERSION;
+    if (*rc < 0) goto fail;
+    *rc = 0;
+    if (r->len < 16 || memcmp(r->manifest, "VXM1", 4)) {
+        *rc = TILES_ECORRUPT;
+        goto fail;
+    }
+    uint32_t n = get_le(r->manifest + 12, 4);
+    const uint8_t *p = r->manifest + 16, *end = r->manifest + r->len;
+    for (uint32_t i = 0; i < n && end - p >= 37 && end - p >= 37 + p[36]; i++, p += 37 + p[36]) {
+        const uint8_t *hash = p + 4;
+        if (hmap_get(&r->blobs, hash, 32) || (seen && hmap_get(&seen->hashes, hash, 32)))
+            continue; /* read already, or handed to the loop before: it holds it */
+        c.hash = hash;
+        int got = store_get_blob(s, hash, read_blob, &c);
+        if (got != 1) { /* an error, or a manifest naming a blob the store lacks */
+            *rc = got < 0 ? got : TILES_ECORRUPT;
+            goto fail;
+        }
+    }
+    /* Handed to the loop: once it put the version in place, it holds these blobs. */
+    for (p = r->manifest + 16; seen && p + 37 <= end && p + 37 + p[36] <= end; p += 37 + p[36])
+        seen_add(seen, p + 4);
+    return r;
+fail:
+    tiles_read_free(r);
+    return NULL;
+}
+
+void tiles_read_free(struct tiles_read *r)
+{
+    if (!r) return;
+    hmap_each(&r->blobs, free_value, NULL);
+    hmap_deinit(&r->blobs);
+    free(r->manifest);
+    free(r);
+}
+
+size_t tiles_read_blobs(const struct tiles_read *r) { return r->blobs.count; }
+
+int tiles_follow_read(struct tiles *t, struct store *s, const struct tiles_read *r,
+                      size_t *from_store)
+{
+    *from_store = 0;
+    if (holds(t, r->hunt, r->number)) return 0;
+    struct restore_ctx c = {t, s, NULL, 0, "", r, 0};
+    struct store_map_version row = {r->hunt, r->number, 0, r->manifest, r->len};
+    int rc = restore_version(&row, &c);
+    *from_store = c.from_store;
+    return rc;
+}
+
 int tiles_restore(struct tiles *t, struct store *s, char *err, size_t errcap)
 {
-    struct restore_ctx c = {t, s, NULL, 0, ""};
+    struct restore_ctx c = {t, s, NULL, 0, "", NULL, 0};
     int rc = store_each_tile(s, restore_tile, &c);
     if (rc) {
         snprintf(err, errcap, "cannot restore the draft tiles: %s",

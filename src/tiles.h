@@ -103,6 +103,24 @@ int tiles_restore(struct tiles *t, struct store *s, char *err, size_t errcap);
  * applied its map_published event), read from the store with its blobs and made current.
  * 0 (also when this node holds it or a newer one already), or a TILES_/STORE_ error. */
 int tiles_follow(struct tiles *t, struct store *s, const char *hunt, int64_t number);
+/* The same in two steps, so that the store is read off the event loop (a replica's
+ * fetch, tail.c): tiles_read_version, on the reading thread, reads the version's manifest
+ * and the blobs it names, checked against their hashes, but for those this thread handed
+ * over before (`seen`, the thread's own: NULL reads them all); tiles_follow_read, on the
+ * loop, makes the version current from it: a blob neither in memory nor read (the loop
+ * let it go since) is read from s there (*from_store counts them; s NULL: an error). */
+struct tiles_read;
+struct tiles_seen;
+struct tiles_seen *tiles_seen_create(void);
+void tiles_seen_destroy(struct tiles_seen *x);
+/* NULL with *rc a TILES_ or STORE_ error (TILES_ENOVERSION: no such version). */
+struct tiles_read *tiles_read_version(struct store *s, struct tiles_seen *seen, const char *hunt,
+                                      int64_t number, int *rc);
+/* Blobs r holds (read from the store for it). */
+size_t tiles_read_blobs(const struct tiles_read *r);
+int tiles_follow_read(struct tiles *t, struct store *s, const struct tiles_read *r,
+                      size_t *from_store);
+void tiles_read_free(struct tiles_read *r);
 
 const struct tiles_stats *tiles_stats(const struct tiles *t);
 /* Prometheus text: bytes and tiles per hunt (draft and each kept version), totals. */

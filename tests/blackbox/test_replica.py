@@ -148,6 +148,64 @@ def map_tiles_published_through_any_node_are_served_by_every_node():
     for n in NODES:  # the first version is still readable everywhere (?v=)
         r = cl.client(n).req("GET", "/tiles/%s/0/1?v=%d" % (h, ver - 1))
         check(r, 200, what="version %d on %s" % (ver - 1, n))
+    for n in NODES:
+        if n != owner:  # version 2 (at least) read off the loop with its event, every blob too
+            true(metric(cl.client(n), "veltrix_replica_maps_followed_total") >= 1,
+                 "%s followed a version with its event" % n)
+            eq(metric(cl.client(n), "veltrix_replica_map_blobs_read_on_loop_total"), 0,
+               "blobs %s's event loop read itself" % n)
+
+
+@test
+def a_map_version_is_read_off_the_replicas_event_loops():
+    """A version's tiles are read by a replica's tail thread with its map_published event:
+    with the blobs locked in PostgreSQL, the replicas go on answering meanwhile, and serve
+    the version once the lock is gone. A version that changes one tile of the last reads
+    only that tile's blob."""
+    cl = cluster()
+    owner = "n1"
+    h, _ = hunt_owned_by(cl, owner, "rtmap", via=owner)
+    for x in range(4):
+        vx.put_tile(cl.client(owner), h, x, 0, b"\x89PNG locked %d" % x)
+    converge(cl, owner, h, None)  # the replicas hold the hunt (a hunt first seen loads its map on the loop)
+    lock = locked(cl, "blobs", 4)
+    try:
+        ver = vx.publish(cl.client(owner), h)
+        worst, n = 0.0, 0
+        while lock.poll() is None:
+            for node in ("n2", "n3"):
+                t1 = time.time()
+                check(cl.client(node).req("GET", "/healthz"), 200, what="/healthz on %s" % node)
+                worst, n = max(worst, time.time() - t1), n + 1
+            time.sleep(0.1)
+        true(lock.returncode == 0, "the lock's psql: %s" % lock.stderr.read())
+    finally:
+        if lock.poll() is None:
+            lock.kill()
+    print("  blobs locked for 4 s after a publish: %d /healthz on the replicas, the slowest %.3f s"
+          % (n, worst))
+    true(worst < 1.5, "/healthz on a replica took %.2f s while it read a map version" % worst)
+
+    def served(v, x, body):
+        t0 = time.time()
+        for node in NODES:
+            while True:
+                r = cl.client(node).req("GET", "/tiles/%s/%d/0?v=%d" % (h, x, v))
+                if r.status == 200 or time.time() - t0 > 15:
+                    break
+                time.sleep(0.02)
+            check(r, 200, what="tile %d of version %d on %s" % (x, v, node))
+            eq(r.raw, body, "tile bytes on %s" % node)
+
+    for x in range(4):
+        served(ver, x, b"\x89PNG locked %d" % x)
+    vx.put_tile(cl.client(owner), h, 2, 0, b"\x89PNG changed")
+    ver2 = vx.publish(cl.client(owner), h)
+    served(ver2, 2, b"\x89PNG changed")
+    served(ver2, 3, b"\x89PNG locked 3")
+    for node in ("n2", "n3"):
+        eq(metric(cl.client(node), "veltrix_replica_map_blobs_read_on_loop_total"), 0,
+           "blobs %s's event loop read itself" % node)
 
 
 @test

@@ -1,6 +1,7 @@
 /* Unit tests: map tiles — draft vs published, versions kept and gone, bounds, content
  * dedup (bytes counted once), the memory limit, references outliving a version's
- * retirement, a restore from the store (draft rows, blobs, manifests), and
+ * retirement, a restore from the store (draft rows, blobs, manifests), a version read
+ * off the event loop and put in place (several nodes; PostgreSQL), and
  * `veltrix tiles import` reading only regular files inside the bundle. */
 #include <fcntl.h>
 #include <signal.h>
@@ -277,6 +278,115 @@ TEST(restore_from_store)
     CHECK_EQ_STR(hit.ctype, "image/svg+xml");
     tiles_release(hit.ref);
     tiles_destroy(t);
+    store_close(s);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
+/* Several nodes: a version read off the loop (tiles_read_version, with the reading
+ * thread's `seen` blobs) and put in place (tiles_follow_read) without the store; a blob
+ * the thread handed over before is not read again; one the loop lacks anyway is read from
+ * the store there, or is an error without one; a blob whose bytes do not match its hash,
+ * or a version the store lacks, is refused. */
+static const struct store_backend *pg_backend(void)
+{
+    const struct store_backend *const *be = store_backends();
+    for (size_t i = 0; be[i]; i++)
+        if (!strcmp(store_backend_scheme(be[i]), "postgres")) return be[i];
+    return NULL;
+}
+
+/* A fresh PostgreSQL database (map versions are read back by nodes only: PostgreSQL). */
+static struct store *fresh_pg(const char *dir)
+{
+    char url[512], err[512];
+    struct store *s = NULL;
+    CHECK_EQ_INT(store_backend_test_url(pg_backend(), dir, url, sizeof url), 0);
+    if (store_open(url, STORE_FSYNC_OFF, &s, err, sizeof err)) fprintf(stderr, "  %s\n", err);
+    CHECK(s != NULL);
+    return s;
+}
+
+TEST(follow_a_version_read_off_the_loop)
+{
+    char dir[] = "/tmp/veltrix-tiles-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    struct store *s = fresh_pg(dir);
+    struct tiles *owner = mk(1 << 20, 4);
+    const char *v1[] = {"a1", "b1", "c1"}, *v2[] = {"a1", "b2", "c1"};
+    uint8_t *m1 = NULL;
+    size_t m1_len = 0;
+    CHECK_EQ_INT(store_begin(s), 0);
+    for (int v = 1; v <= 2; v++) {
+        for (uint32_t x = 0; x < 3; x++) {
+            const char *b = (v == 1 ? v1 : v2)[x];
+            uint8_t h[32];
+            auth_sha256(b, 2, h);
+            CHECK_EQ_INT(put(owner, "h", x, 0, b, NULL), 0);
+            store_put_blob(s, h, (const uint8_t *)b, 2);
+        }
+        const struct tile_version *tv;
+        CHECK_EQ_INT(tiles_publish(owner, "h", v, 3, 1, &tv), 0);
+        uint8_t *m;
+        size_t len;
+        CHECK_EQ_INT(tiles_manifest(tv, &m, &len), 0);
+        struct store_map_version mv = {"h", v, 1, m, len};
+        CHECK_EQ_INT(store_put_map_version(s, &mv), 0);
+        if (v == 1) m1 = m, m1_len = len;
+        else free(m);
+    }
+    CHECK_EQ_INT(store_commit(s), 0);
+    struct tiles *rep = mk(1 << 20, 4);
+    struct tiles_seen *seen = tiles_seen_create();
+    size_t on_loop = 9;
+    int rc = 1;
+    struct tiles_read *r = tiles_read_version(s, seen, "h", 1, &rc);
+    CHECK(r != NULL);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(tiles_read_blobs(r), 3);
+    CHECK_EQ_INT(tiles_follow_read(rep, NULL, r, &on_loop), 0);
+    CHECK_EQ_INT(on_loop, 0);
+    tiles_read_free(r);
+    CHECK_EQ_STR(get(rep, -1, 1, 0), "b1");
+    r = tiles_read_version(s, seen, "h", 2, &rc); /* a1 and c1 were handed over with v1 */
+    CHECK(r != NULL);
+    CHECK_EQ_INT(tiles_read_blobs(r), 1);
+    CHECK_EQ_INT(tiles_follow_read(rep, NULL, r, &on_loop), 0);
+    CHECK_EQ_INT(on_loop, 0);
+    CHECK_EQ_STR(get(rep, -1, 1, 0), "b2");
+    CHECK_EQ_STR(get(rep, -1, 2, 0), "c1");
+    CHECK_EQ_STR(get(rep, 1, 1, 0), "b1");
+    CHECK_EQ_INT(tiles_follow_read(rep, NULL, r, &on_loop), 0); /* held already: nothing */
+    /* A memory that lacks what the thread handed over before: read there, or an error. */
+    struct tiles *fresh = mk(1 << 20, 4);
+    CHECK(tiles_follow_read(fresh, NULL, r, &on_loop) < 0);
+    CHECK_EQ_INT(tiles_follow_read(fresh, s, r, &on_loop), 0);
+    CHECK_EQ_INT(on_loop, 2);
+    CHECK_EQ_STR(get(fresh, -1, 0, 0), "a1");
+    tiles_read_free(r);
+    CHECK(tiles_read_version(s, seen, "h", 3, &rc) == NULL);
+    CHECK_EQ_INT(rc, TILES_ENOVERSION);
+    /* Version 1 in two more stores: one holds other bytes under a1's hash, the other
+     * lacks a1's blob. Both refused. */
+    for (int i = 0; i < 2; i++) {
+        struct store *o = fresh_pg(dir);
+        for (int x = 0; x < 3; x++) {
+            uint8_t h[32];
+            auth_sha256(v1[x], 2, h);
+            if (x || !i) CHECK_EQ_INT(store_put_blob(o, h, (const uint8_t *)(x ? v1[x] : "zz"), 2), 0);
+        }
+        struct store_map_version mv = {"h", 1, 1, m1, m1_len};
+        CHECK_EQ_INT(store_put_map_version(o, &mv), 0);
+        CHECK(tiles_read_version(o, NULL, "h", 1, &rc) == NULL);
+        CHECK_EQ_INT(rc, TILES_ECORRUPT);
+        store_close(o);
+    }
+    free(m1);
+    tiles_seen_destroy(seen);
+    tiles_destroy(fresh);
+    tiles_destroy(rep);
+    tiles_destroy(owner);
     store_close(s);
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -614,6 +724,11 @@ int main(void)
     RUN(etag_follows_content);
     RUN(restore_from_store);
     RUN(restore_refuses_bad_manifests);
+    if (getenv("VELTRIX_TEST_PG_URL") && *getenv("VELTRIX_TEST_PG_URL"))
+        RUN(follow_a_version_read_off_the_loop);
+    else
+        printf("# VELTRIX_TEST_PG_URL is not set (tests/pg/pgtmp.sh -- build/test_tiles): "
+               "follow_a_version_read_off_the_loop skipped\n");
     RUN(many_tiles_table);
     RUN(large_map_publishes_every_chunk);
     RUN(content_types);
