@@ -76,6 +76,7 @@
 static struct {
     struct hmap ready;   /* hunt id -> (void *)(uintptr_t) the epoch it was caught up under */
     struct hmap rebuild; /* hunt ids whose memory a fence proved ahead of the store */
+    struct hmap loading; /* hunt ids first seen in the store's list, being loaded */
     struct hmap writing; /* hunt id -> (void *)(uintptr_t) writes in flight (api_cluster_write) */
     h2o_loop_t *loop;
     h2o_timeout_t poll_timeout;
@@ -101,6 +102,7 @@ static struct {
     uint64_t head_looks;         /* stats' looks at a replica hunt's head, answered */
     uint64_t takes_done, takes_failed, take_waits; /* takeovers; requests that waited */
     uint64_t rebuilds;           /* fenced hunts rebuilt from the store */
+    uint64_t hunts_loaded;       /* hunts first seen in the store's list, loaded off the loop */
     uint64_t maps_followed;      /* map versions published elsewhere, put in place here */
     uint64_t tiles_loop_blobs;   /* ... blobs they lacked that the loop read (tiles.h) */
     int take_failed_now;         /* the reads resumed now: their hunt's take failed */
@@ -850,6 +852,8 @@ void api_cluster_metrics(struct metrics_buf *b)
                    "veltrix_takeover_waits_total %llu\n"
                    "# TYPE veltrix_fenced_rebuilds_total counter\n"
                    "veltrix_fenced_rebuilds_total %llu\n"
+                   "# TYPE veltrix_replica_hunts_loaded_total counter\n"
+                   "veltrix_replica_hunts_loaded_total %llu\n"
                    "# TYPE veltrix_replica_maps_followed_total counter\n"
                    "veltrix_replica_maps_followed_total %llu\n"
                    "# TYPE veltrix_replica_map_blobs_read_on_loop_total counter\n"
@@ -859,7 +863,8 @@ void api_cluster_metrics(struct metrics_buf *b)
                    (unsigned long long)cl.heads_behind, (unsigned long long)cl.revocations,
                    (unsigned long long)cl.head_looks, (unsigned long long)cl.takes_done,
                    (unsigned long long)cl.takes_failed, (unsigned long long)cl.take_waits,
-                   (unsigned long long)cl.rebuilds, (unsigned long long)cl.maps_followed,
+                   (unsigned long long)cl.rebuilds, (unsigned long long)cl.hunts_loaded,
+                   (unsigned long long)cl.maps_followed,
                    (unsigned long long)cl.tiles_loop_blobs);
     if (api_app.feed) feed_render_metrics(api_app.feed, b);
     metrics_printf(b, "# TYPE veltrix_replication_event_age_seconds histogram\n");
@@ -889,38 +894,70 @@ void api_hunt_fenced(const char *hunt)
                                                                     : REBUILD_WAITING)));
 }
 
-/* A fenced hunt rebuilt from the store (snapshot + log) on the tail thread; then, on the
- * loop, the players of its leaderboard this node does not know are read there too; then it
- * takes the hunt's place in memory (engine_hunt_move: pointers to it stay valid). The
- * hunt is in cl.rebuild all along: no write, feed or take touches its memory meanwhile. */
-struct rebuild {
+/* A hunt read from the store off the loop (struct hunt_load): a fenced hunt's rebuild, or
+ * a hunt the store's list shows that this node does not hold. The tail thread reads it
+ * (snapshot + log) and the tiles of its current map version; then, on the loop, the
+ * players of its leaderboard this node does not know are read there too; then it is put
+ * in place: a rebuilt hunt takes its old memory's place (engine_hunt_move: pointers to it
+ * stay valid; it is in cl.rebuild all along, so no write, feed or take touches it
+ * meanwhile), a new one joins the hunts unless a request loaded it meanwhile (load_new). */
+struct hunt_load {
     char id[ENGINE_ID_MAX + 1];
+    int rebuild; /* 1: a fenced hunt's rebuild; 0: a hunt first seen here */
     struct recovery_config rc;
     struct hunt *fresh;
+    uint64_t from; /* the seq its log replay began after (snap_loaded) */
     int failed;
     char err[512];
+    int64_t had_map; /* the map version memory had (a rebuild; -1 none): its tiles are here */
+    struct tiles_read *tiles; /* its current map version (NULL: none, or tiles_rc) */
+    int tiles_rc;
     struct api_player_row *rows; /* its ranked players not known here */
     size_t n_rows;
 };
 
-static void rebuild_free(struct rebuild *x)
+static void hunt_load_free(struct hunt_load *x)
 {
     for (size_t i = 0; i < x->n_rows; i++) free(x->rows[i].name);
     free(x->rows);
+    tiles_read_free(x->tiles);
     if (x->fresh) engine_hunt_destroy(x->fresh);
     free(x);
 }
 
-/* The rebuild of x ends: in place (ok), or tried again at the next tick; or the node is
- * stopping (ran 0: its maps may be gone already). */
-static void rebuild_end(struct rebuild *x, int ok, int ran)
+/* The hunt's map version in place (or the reason it is not, said). */
+static void hunt_load_tiles(struct hunt_load *x)
+{
+    size_t on_loop = 0;
+    if (!x->tiles && !x->tiles_rc) return; /* no map, or the one memory had */
+    int rc = x->tiles ? tiles_follow_read(api_app.tiles, api_app.reader, x->tiles, &on_loop)
+                      : x->tiles_rc;
+    cl.tiles_loop_blobs += on_loop;
+    if (rc) complain("cannot load the current map version of a hunt defined on another node");
+}
+
+/* The load of x ends: in place (ok), or tried again (a rebuild at the next tick, a new
+ * hunt at the next list); or the node is stopping (ran 0: its maps may be gone already). */
+static void hunt_load_end(struct hunt_load *x, int ok, int ran)
 {
     size_t len = strlen(x->id);
+    struct hunt *h = ran ? hmap_get(&api_app.hunts, x->id, len) : NULL;
     if (!ran) {
-        rebuild_free(x);
+        hunt_load_free(x);
         return;
     }
-    struct hunt *h = hmap_get(&api_app.hunts, x->id, len);
+    if (!x->rebuild) {
+        hmap_del(&cl.loading, x->id, len);
+        if (ok && !h && engine_seq(x->fresh)) { /* (seq 0: its definition is on its way) */
+            VX_FATAL_IF(hmap_put(&api_app.hunts, x->id, len, x->fresh));
+            VX_FATAL_IF(api_app.cfg.snap && snap_loaded(api_app.cfg.snap, x->id, x->from));
+            x->fresh = NULL;
+            ++cl.hunts_loaded;
+            hunt_load_tiles(x);
+        }
+        hunt_load_free(x);
+        return;
+    }
     if (ok && h) {
         ++cl.rebuilds;
         fprintf(stderr, "veltrix: hunt %s: a write was fenced (its lease moved): memory rebuilt "
@@ -929,48 +966,51 @@ static void rebuild_end(struct rebuild *x, int ok, int ran)
         engine_hunt_move(h, x->fresh);
         x->fresh = NULL;
         live_rebase(api_app.live, h, engine_seq(h)); /* subscribers get the store's seqs */
+        hunt_load_tiles(x); /* the new owner may have published meanwhile */
     }
     if (ok && (uintptr_t)hmap_get(&cl.rebuild, x->id, len) != REBUILD_AGAIN)
         hmap_del(&cl.rebuild, x->id, len);
     else
         VX_FATAL_IF(hmap_put(&cl.rebuild, x->id, len, (void *)(uintptr_t)REBUILD_WAITING));
-    rebuild_free(x);
+    hunt_load_free(x);
 }
 
-static void rebuild_players_run(struct store *s, void *arg)
+static void hunt_load_players_run(struct store *s, void *arg)
 {
-    struct rebuild *x = arg;
+    struct hunt_load *x = arg;
     for (size_t i = 0; i < x->n_rows; i++) api_player_read(s, &x->rows[i]);
 }
 
-static void rebuild_players_done(void *arg, int ran)
+static void hunt_load_players_done(void *arg, int ran)
 {
-    struct rebuild *x = arg;
+    struct hunt_load *x = arg;
     int ok = ran;
     for (size_t i = 0; ran && i < x->n_rows; i++) {
         if (x->rows[i].rc < 0) ok = 0;
         api_player_learn(&x->rows[i]);
     }
-    if (ran && !ok) complain("rebuilding a fenced hunt: cannot read the players of its leaderboard");
-    rebuild_end(x, ok, ran);
+    if (ran && !ok) complain("loading a hunt: cannot read the players of its leaderboard");
+    hunt_load_end(x, ok, ran);
 }
 
-static void rebuild_run(struct store *s, void *arg)
+static void hunt_load_run(struct store *s, void *arg)
 {
-    struct rebuild *x = arg;
+    struct hunt_load *x = arg;
     struct recovery_stats st = {0};
-    uint64_t from;
-    x->failed = recovery_load_hunt(s, &x->rc, x->id, &x->fresh, &from, &st, x->err, sizeof x->err);
+    x->failed = recovery_load_hunt(s, &x->rc, x->id, &x->fresh, &x->from, &st, x->err,
+                                   sizeof x->err);
+    if (!x->failed && engine_map_version(x->fresh) > x->had_map)
+        x->tiles = tiles_read_version(s, NULL, x->id, engine_map_version(x->fresh), &x->tiles_rc);
 }
 
 /* The hunt is read: the players of its leaderboard this node lacks are read next (the
  * leaderboard names them), if any. */
-static void rebuild_done(void *arg, int ran)
+static void hunt_load_done(void *arg, int ran)
 {
-    struct rebuild *x = arg;
+    struct hunt_load *x = arg;
     if (!ran || x->failed) {
         if (ran) complain(x->err);
-        rebuild_end(x, 0, ran);
+        hunt_load_end(x, 0, ran);
         return;
     }
     struct engine_lb_row rows[256];
@@ -982,7 +1022,7 @@ static void rebuild_done(void *arg, int ran)
                 cap = cap ? 2 * cap : 16;
                 void *a = realloc(x->rows, cap * sizeof *x->rows);
                 if (!a) {
-                    rebuild_end(x, 0, 1);
+                    hunt_load_end(x, 0, 1);
                     return;
                 }
                 x->rows = a;
@@ -992,28 +1032,39 @@ static void rebuild_done(void *arg, int ran)
         }
         off += n;
     }
-    if (!x->n_rows) rebuild_end(x, 1, 1);
-    else if (api_store_job(rebuild_players_run, rebuild_players_done, x)) rebuild_end(x, 0, 1);
+    if (!x->n_rows) hunt_load_end(x, 1, 1);
+    else if (api_store_job(hunt_load_players_run, hunt_load_players_done, x))
+        hunt_load_end(x, 0, 1);
+}
+
+/* Sends the load of hunt id to the tail thread. 0, or -1 (out of memory: nothing sent). */
+static int hunt_load_start(const char *id, int rebuild)
+{
+    struct hunt_load *x = calloc(1, sizeof *x);
+    if (!x) return -1;
+    snprintf(x->id, sizeof x->id, "%s", id);
+    x->rebuild = rebuild;
+    x->rc = (struct recovery_config){api_app.cfg.ignore_snapshots, api_app.cfg.fsync_always};
+    const struct hunt *h = rebuild ? hmap_get(&api_app.hunts, id, strlen(id)) : NULL;
+    x->had_map = h ? engine_map_version(h) : -1;
+    if (api_store_job(hunt_load_run, hunt_load_done, x)) {
+        free(x);
+        return -1;
+    }
+    return 0;
 }
 
 /* Starts the rebuild of a fenced hunt whose writes in flight are done. */
 static void rebuild_start(const char *id)
 {
     size_t len = strlen(id);
-    struct rebuild *x;
     if ((uintptr_t)hmap_get(&cl.rebuild, id, len) != REBUILD_WAITING || writing(id)) return;
     if (!hmap_get(&api_app.hunts, id, len)) { /* nothing in memory to rebuild */
         hmap_del(&cl.rebuild, id, len);
         return;
     }
-    if (!(x = calloc(1, sizeof *x))) return; /* out of memory: the next tick */
-    snprintf(x->id, sizeof x->id, "%s", id);
-    x->rc = (struct recovery_config){api_app.cfg.ignore_snapshots, api_app.cfg.fsync_always};
-    if (api_store_job(rebuild_run, rebuild_done, x)) {
-        free(x);
-        return;
-    }
-    VX_FATAL_IF(hmap_put(&cl.rebuild, id, len, (void *)(uintptr_t)REBUILD_RUNNING));
+    if (!hunt_load_start(id, 1)) /* else out of memory: the next tick */
+        VX_FATAL_IF(hmap_put(&cl.rebuild, id, len, (void *)(uintptr_t)REBUILD_RUNNING));
 }
 
 static void rebuild_each(const void *key, size_t klen, void *value, void *ctx)
@@ -1050,14 +1101,20 @@ static void list_run(struct store *s, void *arg)
     x->rc = store_each_hunt(s, list_hunt, x);
 }
 
-/* A hunt of the store this node does not hold yet is loaded (on the loop: once per hunt). */
+/* A hunt of the store this node does not hold yet is loaded off the loop (hunt_load). */
 static void list_done(void *arg, int ran)
 {
     struct hunt_list *x = arg;
+    static char marker;
     cl.listing = 0;
     if (ran && x->rc) complain("cannot list the hunts");
-    for (size_t i = 0; ran && !x->rc && i < x->n; i++)
-        if (!hmap_get(&api_app.hunts, x->ids[i], strlen(x->ids[i]))) load_new(x->ids[i]);
+    for (size_t i = 0; ran && !x->rc && i < x->n; i++) {
+        const char *id = x->ids[i];
+        size_t len = strlen(id);
+        if (!hmap_get(&api_app.hunts, id, len) && !hmap_get(&cl.loading, id, len) &&
+            !hmap_put(&cl.loading, id, len, &marker) && hunt_load_start(id, 0))
+            hmap_del(&cl.loading, id, len); /* out of memory: the next list */
+    }
     free(x->ids);
     free(x);
 }
@@ -1184,6 +1241,7 @@ void api_cluster_start(void *loop)
 {
     hmap_init(&cl.ready);
     hmap_init(&cl.rebuild);
+    hmap_init(&cl.loading);
     hmap_init(&cl.writing);
     hmap_init(&cl.reps);
     cl.inited = 1;
@@ -1222,6 +1280,7 @@ void api_cluster_stop(void)
     if (!cl.inited) return;
     hmap_deinit(&cl.ready);
     hmap_deinit(&cl.rebuild);
+    hmap_deinit(&cl.loading);
     hmap_deinit(&cl.writing);
     tail_destroy(cl.tail); /* fetches not answered are dropped: their reads are below */
     cl.tail = NULL;

@@ -157,6 +157,62 @@ def map_tiles_published_through_any_node_are_served_by_every_node():
 
 
 @test
+def a_hunt_first_seen_by_a_replica_is_loaded_off_its_event_loop():
+    """A hunt defined on another node reaches a replica through the store's hunt list: the
+    replica reads it (snapshot, log, players, map) on its tail thread. With the snapshots
+    locked in PostgreSQL, the replicas go on answering meanwhile, and hold the hunt, its
+    players and its map once the lock is gone."""
+    cl = cluster()
+    owner = "n2"
+    replicas = ("n1", "n3")
+    for attempt in range(4):
+        h = hunts_on(owner, attempt + 1, "rfirst")[attempt]
+        loaded0 = {n: metric(cl.client(n), "veltrix_replica_hunts_loaded_total") for n in replicas}
+        vx.put_hunt(cl.client(owner), h, game_def("rfirst"), status=201)  # (it writes snapshots)
+        lock = locked(cl, "snapshots", 4)
+        # The hunt list (every second) may have found the hunt before the lock: another one.
+        if all(metric(cl.client(n), "veltrix_replica_hunts_loaded_total") == loaded0[n]
+               for n in replicas):
+            break
+        lock.wait()
+    else:
+        raise AssertionError("every new hunt was loaded before the lock was taken")
+    try:
+        pay = vx.codes_of(cl.client(owner), h)
+        _, tok, _ = vx.new_player(cl.client(owner), "Ada")
+        check(vx.scan(cl.client(owner), h, tok, pay["c3"]), 200)
+        vx.put_tile(cl.client(owner), h, 1, 1, b"\x89PNG first seen")
+        ver = vx.publish(cl.client(owner), h)
+        worst, n = 0.0, 0
+        while lock.poll() is None:
+            for node in replicas:
+                t1 = time.time()
+                check(cl.client(node).req("GET", "/healthz"), 200, what="/healthz on %s" % node)
+                worst, n = max(worst, time.time() - t1), n + 1
+            time.sleep(0.1)
+        true(lock.returncode == 0, "the lock's psql: %s" % lock.stderr.read())
+    finally:
+        if lock.poll() is None:
+            lock.kill()
+    print("  snapshots locked for 4 s after a hunt was defined: %d /healthz on the replicas, "
+          "the slowest %.3f s" % (n, worst))
+    true(n >= 10, "too few /healthz while the lock was held (%d)" % n)
+    true(worst < 1.5, "/healthz on a replica took %.2f s while it loaded a new hunt" % worst)
+    for node in replicas:  # loaded by the hunt list (not by a request: none came)
+        t0 = time.time()
+        while metric(cl.client(node), "veltrix_replica_hunts_loaded_total") == loaded0[node]:
+            true(time.time() - t0 < 15, "%s never loaded the hunt from the store's list" % node)
+            time.sleep(0.05)
+    converge(cl, owner, h, tok)
+    for node in replicas:
+        r = cl.client(node).req("GET", "/tiles/%s/1/1?v=%d" % (h, ver))
+        check(r, 200, what="the map on %s" % node)
+        eq(r.raw, b"\x89PNG first seen", "tile bytes on %s" % node)
+        lb = vx.leaderboard(cl.client(node), h)
+        eq([row.get("display_name") for row in lb["entries"]], ["Ada"], "%s names her" % node)
+
+
+@test
 def a_map_version_is_read_off_the_replicas_event_loops():
     """A version's tiles are read by a replica's tail thread with its map_published event:
     with the blobs locked in PostgreSQL, the replicas go on answering meanwhile, and serve
