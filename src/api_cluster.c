@@ -17,11 +17,11 @@
  *   - the store, read on the tail thread (tail.h): every poll tick (--replica-poll-ms)
  *     each followed hunt without a fetch in flight asks for its events after memory's
  *     seq; the answer is applied when it comes (fetched). Hunts that appear in the store
- *     are loaded (HUNTS_POLL_MS).
+ *     are loaded (HUNTS_POLL_MS), on the tail thread too (struct hunt_load).
  * - FENCED: the store refused a write (STORE_EFENCED): memory holds events that never
  *   landed. The hunt stops being writable here and, once its writes in flight are done,
  *   is rebuilt from the store (snapshot + log, then the players of its leaderboard this
- *   node lacks) on the tail thread (struct rebuild), and put in place on the loop
+ *   node lacks) on the tail thread (struct hunt_load), and put in place on the loop
  *   (engine_hunt_move: pointers to it stay valid); its live subscribers then catch up
  *   from the store from the last seq they had (live_rebase: the new owner's seqs were
  *   never published here).
@@ -47,9 +47,9 @@
  *   place as it applies the event (tiles_follow_read). A pushed map event goes through the
  *   store like a gap.
  *
- * Still on the event loop (rare, small): loading a hunt first seen here (load_new: the
- * store's hunt list shows a new hunt within HUNTS_POLL_MS of its definition) with the
- * players of its leaderboard and its current map version (tiles_follow).
+ * Still on the event loop (rare, small): a request for a hunt not loaded here yet, in the
+ * HUNTS_POLL_MS after its definition before the hunt list shows it, loads it (load_new:
+ * with the players of its leaderboard and its current map version, tiles_follow).
  *
  * Invariants: a single node (no --node-id) writes every hunt, unfenced (epoch 0), and none
  * of this runs; one of several writes a hunt only while node_owns() holds and after the
