@@ -18,6 +18,14 @@
 #include "harness.h"
 #include "tiles.h"
 
+/* rm -rf dir (a test's temporary directory). */
+static void remove_dir(const char *dir)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
 static struct tiles *mk(size_t bytes_max, unsigned kept)
 {
     struct tiles_config c = {bytes_max, kept};
@@ -279,9 +287,7 @@ TEST(restore_from_store)
     tiles_release(hit.ref);
     tiles_destroy(t);
     store_close(s);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK_EQ_INT(system(cmd), 0);
+    remove_dir(dir);
 }
 
 /* Several nodes: a version read off the loop (tiles_read_version, with the reading
@@ -388,9 +394,7 @@ TEST(follow_a_version_read_off_the_loop)
     tiles_destroy(rep);
     tiles_destroy(owner);
     store_close(s);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK_EQ_INT(system(cmd), 0);
+    remove_dir(dir);
 }
 
 /* A manifest that does not decode (truncated, garbage, a tile outside its map, a blob
@@ -439,9 +443,7 @@ TEST(restore_refuses_bad_manifests)
     }
     free(m);
     tiles_destroy(t);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK_EQ_INT(system(cmd), 0);
+    remove_dir(dir);
 }
 
 TEST(many_tiles_table)
@@ -526,9 +528,7 @@ static struct tiles *import_result(const char *url)
 
 static void rm_rf(const char *dir)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK_EQ_INT(system(cmd), 0);
+    remove_dir(dir);
 }
 
 /* The review's bundle: 1/1.png a link to a key outside, 0/0.png a FIFO, column 2 a link
