@@ -912,7 +912,10 @@ run_rate_script() {
 run_hashcost() {
   local nbin=$ROOT/build/nochain/veltrix v r hunts="" out=$TMPD/hash.txt
   log "hash chain cost: make NOCHAIN=1 (the baseline build without the chain), then both servers"
-  if ! make -s -C "$ROOT" -j2 NOCHAIN=1 build/nochain/veltrix >"$TMPD/nochain-build.txt" 2>&1; then
+  # BUILD named on the command line: `make bench` exports BUILD=build, which the
+  # Makefile's NOCHAIN default (BUILD ?= build/nochain) would not override.
+  if ! make -s -C "$ROOT" -j2 NOCHAIN=1 BUILD=build/nochain build/nochain/veltrix \
+      >"$TMPD/nochain-build.txt" 2>&1; then
     check "HASHCOST: the no-chain build failed: $(tail -n 3 "$TMPD/nochain-build.txt" | tr '\n' ' ')"; return 0
   fi
   local saved_bin=$BIN saved_data=$VX_DATA saved_log=$VX_LOG saved_setup=$SETUP
